@@ -1,0 +1,185 @@
+//! `llext inspect FILE [--json]`.
+
+use std::fmt::Write as _;
+
+use llext::inspect::Report;
+
+use crate::{read_file, Failure};
+
+pub(crate) fn inspect(args: &[String]) -> Result<(), Failure> {
+    let mut json = false;
+    let mut file = None;
+    for a in args {
+        match a.as_str() {
+            "--json" => json = true,
+            s if s.starts_with("--") => return Err(Failure(format!("unknown option `{s}`"))),
+            _ if file.is_some() => return Err(Failure("inspect takes one FILE".into())),
+            _ => file = Some(a),
+        }
+    }
+    let file = file.ok_or(Failure("inspect needs a FILE".into()))?;
+    let bytes = read_file(file)?;
+    let report = llext::inspect::inspect(&bytes).map_err(|e| Failure(format!("{file}: {e}")))?;
+    if json {
+        println!("{}", to_json(file, &report));
+    } else {
+        print!("{}", to_text(file, &report));
+    }
+    Ok(())
+}
+
+fn type_name(e_type: u16) -> &'static str {
+    match e_type {
+        1 => "REL (relocatable object)",
+        2 => "EXEC (executable)",
+        3 => "DYN (shared object)",
+        4 => "CORE",
+        _ => "unknown",
+    }
+}
+
+fn to_text(file: &str, r: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "file: {file}");
+    let _ = writeln!(
+        out,
+        "type: {}, {}-bit {}-endian, machine {} ({})",
+        type_name(r.e_type),
+        r.class_bits,
+        if r.little_endian { "little" } else { "big" },
+        r.machine_name,
+        r.machine
+    );
+    let _ = writeln!(out, "sections:");
+    let _ = writeln!(
+        out,
+        "  {:>3}  {:<28} {:>8} {:>6}  region",
+        "idx", "name", "size", "align"
+    );
+    for s in &r.sections {
+        if s.index == 0 {
+            continue;
+        }
+        let region = s.region.map(|k| k.as_str()).unwrap_or("-");
+        let _ = writeln!(
+            out,
+            "  {:>3}  {:<28} {:>8} {:>6}  {}",
+            s.index, s.name, s.size, s.align, region
+        );
+    }
+    let list = |out: &mut String, title: &str, items: &mut dyn Iterator<Item = String>| {
+        let items: Vec<String> = items.collect();
+        let _ = writeln!(
+            out,
+            "{title} ({}):{}",
+            items.len(),
+            if items.is_empty() { " none" } else { "" }
+        );
+        for i in items {
+            let _ = writeln!(out, "  {i}");
+        }
+    };
+    list(
+        &mut out,
+        "exported symbols",
+        &mut r.exported.iter().cloned(),
+    );
+    list(
+        &mut out,
+        "defined global symbols",
+        &mut r.defined.iter().cloned(),
+    );
+    list(
+        &mut out,
+        "undefined symbols",
+        &mut r.undefined.iter().map(|(n, weak)| {
+            if *weak {
+                format!("{n} (weak)")
+            } else {
+                n.clone()
+            }
+        }),
+    );
+    list(
+        &mut out,
+        "relocations by type",
+        &mut r
+            .relocations
+            .iter()
+            .map(|c| format!("{:<26} {:>6}", c.name, c.count)),
+    );
+    out
+}
+
+fn quote(s: &str) -> String {
+    let mut q = String::with_capacity(s.len() + 2);
+    q.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => q.push_str("\\\""),
+            '\\' => q.push_str("\\\\"),
+            '\n' => q.push_str("\\n"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(q, "\\u{:04x}", c as u32);
+            }
+            c => q.push(c),
+        }
+    }
+    q.push('"');
+    q
+}
+
+fn to_json(file: &str, r: &Report) -> String {
+    let strings = |v: &mut dyn Iterator<Item = String>| {
+        let items: Vec<String> = v.map(|s| quote(&s)).collect();
+        format!("[{}]", items.join(","))
+    };
+    let sections: Vec<String> =
+        r.sections
+            .iter()
+            .filter(|s| s.index != 0)
+            .map(|s| {
+                format!(
+                "{{\"index\":{},\"name\":{},\"type\":{},\"size\":{},\"align\":{},\"region\":{}}}",
+                s.index,
+                quote(&s.name),
+                s.kind,
+                s.size,
+                s.align,
+                s.region.map(|k| quote(k.as_str())).unwrap_or_else(|| "null".into())
+            )
+            })
+            .collect();
+    let undefined: Vec<String> = r
+        .undefined
+        .iter()
+        .map(|(n, weak)| format!("{{\"name\":{},\"weak\":{weak}}}", quote(n)))
+        .collect();
+    let relocs: Vec<String> = r
+        .relocations
+        .iter()
+        .map(|c| {
+            format!(
+                "{{\"name\":{},\"type\":{},\"count\":{}}}",
+                quote(c.name),
+                c.r_type,
+                c.count
+            )
+        })
+        .collect();
+    format!(
+        "{{\"file\":{},\"type\":{},\"type_name\":{},\"class\":{},\"little_endian\":{},\"machine\":{},\"machine_name\":{},\"sections\":[{}],\"exported\":{},\"defined\":{},\"undefined\":[{}],\"relocations\":[{}]}}",
+        quote(file),
+        r.e_type,
+        quote(type_name(r.e_type)),
+        r.class_bits,
+        r.little_endian,
+        r.machine,
+        quote(r.machine_name),
+        sections.join(","),
+        strings(&mut r.exported.iter().cloned()),
+        strings(&mut r.defined.iter().cloned()),
+        undefined.join(","),
+        relocs.join(",")
+    )
+}

@@ -1,0 +1,254 @@
+//! The `llext` command: a thin layer over the `llext` library.
+
+mod demo;
+mod inspect;
+mod shell;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use llext::{ExportTable, HostMemory, Registry};
+
+const USAGE: &str = "\
+usage: llext <command> [args]
+
+commands:
+  inspect FILE [--json]                    ELF type, machine, sections and regions, symbols, relocations
+  check FILE...                            load and link without running anything; report every problem
+  run [--call SYM] [--arg INT]... FILE...  load in order, run constructors, call SYM, print `returned: N`
+  shell                                    read commands from stdin (type `help`)
+  demo                                     load the bundled sample extensions and show what happens
+  help                                     this text
+";
+
+/// A command-line failure: printed as `error: ...`, exit status 1.
+pub(crate) struct Failure(pub String);
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure(e.to_string())
+    }
+}
+
+pub(crate) type Registry0 = Registry<HostMemory>;
+
+/// A registry over host memory offering the C library functions to extensions.
+pub(crate) fn host_registry() -> Registry0 {
+    Registry::new(HostMemory::new(), ExportTable::new(llext::LIBC_EXPORTS))
+}
+
+/// Flushes Rust's and C's standard output, so that the extension's `printf` output and ours stay in order.
+pub(crate) fn flush_all() {
+    let _ = std::io::stdout().flush();
+    // SAFETY: fflush(NULL) flushes every C stdio output stream; it has no other effect.
+    unsafe { libc::fflush(std::ptr::null_mut()) };
+}
+
+/// Parses an integer argument: decimal, or hexadecimal with `0x`, optionally negative.
+pub(crate) fn parse_int(text: &str) -> Result<i64, Failure> {
+    let (neg, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let value = match digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
+        Some(hex) => u64::from_str_radix(hex, 16).ok().map(|v| v as i64),
+        None => digits.parse::<i64>().ok(),
+    };
+    match value {
+        Some(v) if neg => Ok(v.wrapping_neg()),
+        Some(v) => Ok(v),
+        None => Err(Failure(format!("`{text}` is not an integer"))),
+    }
+}
+
+/// A name for `path` not yet used in `registry`: the file stem, or `stem-2`, `stem-3`...
+pub(crate) fn unique_name(registry: &Registry0, path: &str) -> String {
+    let stem = llext::default_name(std::path::Path::new(path));
+    if registry.get(&stem).is_none() {
+        return stem;
+    }
+    (2..)
+        .map(|n| format!("{stem}-{n}"))
+        .find(|n| registry.get(n).is_none())
+        .unwrap_or(stem)
+}
+
+pub(crate) fn read_file(path: &str) -> Result<Vec<u8>, Failure> {
+    std::fs::read(path).map_err(|e| Failure(format!("{path}: {e}")))
+}
+
+/// Calls `symbol` in the loaded extensions and prints `returned: N`.
+pub(crate) fn call_and_print(
+    registry: &Registry0,
+    symbol: &str,
+    args: &[i64],
+) -> Result<i64, Failure> {
+    flush_all();
+    // SAFETY: the user names a C function taking up to six integer arguments; this is the command's contract
+    // (documented in `llext help` and the README): calling arbitrary code is what `run` and `call` are for.
+    let result = unsafe { registry.call(symbol, args) };
+    flush_all();
+    let value = result?;
+    println!("returned: {value}");
+    Ok(value)
+}
+
+fn run(args: &[String]) -> Result<(), Failure> {
+    let mut call = None;
+    let mut call_args = Vec::new();
+    let mut files = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--call" => {
+                call = Some(
+                    it.next()
+                        .ok_or(Failure("--call needs a symbol name".into()))?,
+                )
+            }
+            "--arg" => call_args.push(parse_int(
+                it.next().ok_or(Failure("--arg needs an integer".into()))?,
+            )?),
+            s if s.starts_with("--") => return Err(Failure(format!("unknown option `{s}`"))),
+            _ => files.push(a),
+        }
+    }
+    if files.is_empty() {
+        return Err(Failure("run needs at least one FILE".into()));
+    }
+    if call_args.len() > llext::MAX_CALL_ARGS {
+        return Err(Failure(format!(
+            "at most {} --arg values are supported",
+            llext::MAX_CALL_ARGS
+        )));
+    }
+    let registry = host_registry();
+    let mut loaded = Vec::new();
+    let mut outcome = Ok(());
+    for file in &files {
+        let bytes = match read_file(file) {
+            Ok(b) => b,
+            Err(e) => {
+                outcome = Err(e);
+                break;
+            }
+        };
+        flush_all();
+        match registry.load(&unique_name(&registry, file), &bytes) {
+            Ok(id) => loaded.push(id),
+            Err(e) => {
+                outcome = Err(Failure(format!("{file}: {e}")));
+                break;
+            }
+        }
+        flush_all();
+    }
+    if outcome.is_ok() {
+        if let Some(symbol) = call {
+            outcome = call_and_print(&registry, symbol, &call_args).map(|_| ());
+        }
+    }
+    for id in loaded.into_iter().rev() {
+        flush_all();
+        if let Err(e) = registry.unload(id) {
+            outcome = outcome.and(Err(e.into()));
+        }
+    }
+    flush_all();
+    outcome
+}
+
+fn check(args: &[String]) -> Result<(), Failure> {
+    if args.is_empty() {
+        return Err(Failure("check needs at least one FILE".into()));
+    }
+    let registry = host_registry();
+    let options = llext::LoadOptions {
+        bring_up: false,
+        ..llext::LoadOptions::default()
+    };
+    let mut loaded = Vec::new();
+    let mut failed = 0;
+    for file in args {
+        let result = read_file(file).and_then(|bytes| {
+            registry
+                .load_with(&unique_name(&registry, file), &bytes, &options)
+                .map_err(|e| Failure(render_problems(file, &e)))
+        });
+        match result {
+            Ok(id) => {
+                let info = registry.info(id)?;
+                println!(
+                    "ok: {file}: {} bytes in {} regions, {} exported symbols, {} dependencies",
+                    info.memory,
+                    info.regions.len(),
+                    info.symbols.iter().filter(|s| s.exported).count(),
+                    info.dependencies.len()
+                );
+                loaded.push(id);
+            }
+            Err(Failure(text)) => {
+                failed += 1;
+                eprint!("{text}");
+            }
+        }
+    }
+    for id in loaded.into_iter().rev() {
+        registry.unload(id)?;
+    }
+    if failed > 0 {
+        return Err(Failure(format!(
+            "{failed} of {} files would not load",
+            args.len()
+        )));
+    }
+    Ok(())
+}
+
+/// One `error: FILE: problem` line per problem.
+fn render_problems(file: &str, e: &llext::Error) -> String {
+    e.problems()
+        .iter()
+        .map(|p| format!("error: {file}: {p}\n"))
+        .collect()
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(command) = args.first() else {
+        eprint!("{USAGE}");
+        return ExitCode::FAILURE;
+    };
+    let rest = args.get(1..).unwrap_or(&[]);
+    let result = match command.as_str() {
+        "inspect" => inspect::inspect(rest),
+        "check" => check(rest),
+        "run" => run(rest),
+        "shell" => shell::shell(rest),
+        "demo" => demo::demo(rest),
+        "help" | "--help" | "-h" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        "--version" | "version" => {
+            println!("llext {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        other => Err(Failure(format!(
+            "unknown command `{other}` (try `llext help`)"
+        ))),
+    };
+    flush_all();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(message)) => {
+            if !message.is_empty() {
+                eprintln!("error: {message}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

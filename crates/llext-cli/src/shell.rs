@@ -1,0 +1,190 @@
+//! `llext shell`: one command per line from standard input.
+
+use std::io::{BufRead, Write};
+
+use crate::{call_and_print, host_registry, parse_int, read_file, unique_name, Failure, Registry0};
+
+const HELP: &str = "\
+commands:
+  load FILE [NAME]    load, link and bring up an extension (name: file stem)
+  unload NAME         unload (refused while other extensions depend on it)
+  list                loaded extensions: use count, dependencies, region sizes
+  symbols NAME        exported and global symbols of an extension
+  call SYM [INT...]   call a function with up to 6 integer arguments, print `returned: N`
+  help                this text
+  quit                leave (also end of input)
+";
+
+pub(crate) fn shell(args: &[String]) -> Result<(), Failure> {
+    if let Some(a) = args.first() {
+        return Err(Failure(format!("shell takes no arguments (got `{a}`)")));
+    }
+    let registry = host_registry();
+    // SAFETY: isatty only inspects the file descriptor.
+    let interactive = unsafe { libc::isatty(0) } == 1;
+    let stdin = std::io::stdin();
+    let mut failures = 0usize;
+    let mut line = String::new();
+    loop {
+        if interactive {
+            print!("llext> ");
+            let _ = std::io::stdout().flush();
+        }
+        line.clear();
+        match stdin.lock().read_line(&mut line) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => return Err(Failure(format!("reading standard input: {e}"))),
+        }
+        match execute(&registry, line.trim()) {
+            Ok(Flow::Continue) => {}
+            Ok(Flow::Quit) => break,
+            Err(Failure(message)) => {
+                failures += 1;
+                crate::flush_all();
+                eprintln!("error: {message}");
+            }
+        }
+    }
+    // Orderly teardown: dependents first, destructors run.
+    teardown(&registry);
+    if failures > 0 {
+        return Err(Failure(String::new()));
+    }
+    Ok(())
+}
+
+enum Flow {
+    Continue,
+    Quit,
+}
+
+/// Unloads everything, newest first, until nothing more can go.
+pub(crate) fn teardown(registry: &Registry0) {
+    loop {
+        let infos = registry.extensions();
+        if infos.is_empty() {
+            break;
+        }
+        let mut progress = false;
+        for info in infos.iter().rev() {
+            crate::flush_all();
+            while let Ok(llext::Unloaded::StillInUse(_)) = registry.unload(info.id) {}
+            progress |= registry.get(&info.name).is_none();
+        }
+        if !progress {
+            break;
+        }
+    }
+    crate::flush_all();
+}
+
+fn execute(registry: &Registry0, line: &str) -> Result<Flow, Failure> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let Some((&command, args)) = words.split_first() else {
+        return Ok(Flow::Continue);
+    };
+    if command.starts_with('#') {
+        return Ok(Flow::Continue);
+    }
+    let arity = |min: usize, max: usize, usage: &str| {
+        if args.len() < min || args.len() > max {
+            Err(Failure(format!("usage: {usage}")))
+        } else {
+            Ok(())
+        }
+    };
+    match command {
+        "load" => {
+            arity(1, 2, "load FILE [NAME]")?;
+            let file = args.first().copied().unwrap_or_default();
+            let bytes = read_file(file)?;
+            let name = match args.get(1) {
+                Some(n) => (*n).to_string(),
+                None => llext::default_name(std::path::Path::new(file)),
+            };
+            crate::flush_all();
+            let before = registry
+                .get(&name)
+                .and_then(|id| registry.info(id).ok())
+                .map(|i| i.use_count);
+            let id = registry
+                .load(&name, &bytes)
+                .map_err(|e| Failure(format!("{file}: {e}")))?;
+            crate::flush_all();
+            let info = registry.info(id)?;
+            match before {
+                Some(_) => println!("{} already loaded, use count {}", info.name, info.use_count),
+                None => println!("loaded {} ({} bytes)", info.name, info.memory),
+            }
+        }
+        "unload" => {
+            arity(1, 1, "unload NAME")?;
+            let name = args.first().copied().unwrap_or_default();
+            crate::flush_all();
+            match registry.unload_name(name)? {
+                llext::Unloaded::Freed => println!("unloaded {name}"),
+                llext::Unloaded::StillInUse(n) => println!("{name} still loaded, use count {n}"),
+            }
+        }
+        "list" => {
+            arity(0, 0, "list")?;
+            let infos = registry.extensions();
+            if infos.is_empty() {
+                println!("no extensions loaded");
+            }
+            for info in infos {
+                let deps = if info.dependencies.is_empty() {
+                    "-".to_string()
+                } else {
+                    info.dependencies.join(",")
+                };
+                let regions: Vec<String> = info
+                    .regions
+                    .iter()
+                    .map(|r| format!("{}={}", r.kind.as_str(), r.size))
+                    .collect();
+                println!(
+                    "{} uses={} deps={} {}",
+                    info.name,
+                    info.use_count,
+                    deps,
+                    regions.join(" ")
+                );
+            }
+        }
+        "symbols" => {
+            arity(1, 1, "symbols NAME")?;
+            let name = args.first().copied().unwrap_or_default();
+            let id = registry
+                .get(name)
+                .ok_or(Failure(format!("no extension `{name}` is loaded")))?;
+            for s in registry.info(id)?.symbols {
+                println!(
+                    "{:#014x} {} {}",
+                    s.addr,
+                    if s.exported { "export" } else { "global" },
+                    s.name
+                );
+            }
+        }
+        "call" => {
+            if args.is_empty() {
+                return Err(Failure("usage: call SYM [INT...]".into()));
+            }
+            let symbol = args.first().copied().unwrap_or_default();
+            let ints = args
+                .get(1..)
+                .unwrap_or(&[])
+                .iter()
+                .map(|a| parse_int(a))
+                .collect::<Result<Vec<_>, _>>()?;
+            call_and_print(registry, symbol, &ints)?;
+        }
+        "help" => print!("{HELP}"),
+        "quit" | "exit" => return Ok(Flow::Quit),
+        other => return Err(Failure(format!("unknown command `{other}` (try `help`)"))),
+    }
+    let _ = unique_name;
+    Ok(Flow::Continue)
+}

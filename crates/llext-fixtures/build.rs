@@ -1,0 +1,297 @@
+//! Builds the fixture objects into `OUT_DIR`.
+//!
+//! Every `c/*.c` file is compiled by gcc (and by clang when it runs) at each optimisation level,
+//! with and without `-fPIC`, into `<stem>-<cc>-<opt>-<pic|nopic>.o`. `partA` and `partB` of each
+//! variant are then combined by `ld -r` into `partial-<cc>-<opt>-<pic|nopic>.o`, and
+//! `rust/rsext.rs` is compiled by the current `rustc` into `rsext.o`.
+//!
+//! The objects are for the host architecture: they are what the host tests load.
+
+use std::env;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::thread;
+
+/// Optimisation levels of the build matrix, as `-<opt>` compiler flags.
+const OPTS: &[&str] = &["O0", "O2", "Os"];
+
+/// Flags every C fixture is compiled with, before `-I`, `-O` and the PIC flag.
+const COMMON_FLAGS: &[&str] = &[
+    "-c",
+    "-std=gnu11",
+    "-Wall",
+    "-ffreestanding",
+    "-fno-stack-protector",
+    "-fno-common",
+];
+
+/// The two halves that `ld -r` merges into `partial`.
+const PARTIAL_INPUTS: [&str; 2] = ["partA", "partB"];
+
+/// Flags of the Rust extension; `-C force-unwind-tables=no` is added when rustc accepts it.
+const RUST_FLAGS: &[&str] = &[
+    "--edition",
+    "2021",
+    "--crate-type",
+    "lib",
+    "--emit",
+    "obj",
+    "-C",
+    "opt-level=2",
+    "-C",
+    "panic=abort",
+    "-C",
+    "codegen-units=1",
+    "-C",
+    "debuginfo=0",
+];
+
+/// A command to run, with a description for error messages.
+struct Job {
+    what: String,
+    command: Command,
+}
+
+fn main() {
+    let manifest_dir = PathBuf::from(env_var("CARGO_MANIFEST_DIR"));
+    let out_dir = PathBuf::from(env_var("OUT_DIR"));
+    let c_dir = manifest_dir.join("c");
+    let rust_dir = manifest_dir.join("rust");
+    let include_dir = manifest_dir.join("../../include");
+    let include_dir = include_dir
+        .canonicalize()
+        .unwrap_or_else(|e| panic!("cannot find {}: {e}", include_dir.display()));
+
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed={}", c_dir.display());
+    println!("cargo:rerun-if-changed={}", rust_dir.display());
+    println!("cargo:rerun-if-changed={}", include_dir.display());
+    println!("cargo:rustc-check-cfg=cfg(llext_have_clang)");
+
+    let stems = c_stems(&c_dir);
+    for part in PARTIAL_INPUTS {
+        assert!(
+            stems.iter().any(|s| s == part),
+            "c/{part}.c is missing: it is needed to build partial.o"
+        );
+    }
+
+    let mut compilers = vec!["gcc"];
+    if let Err(e) = probe("gcc") {
+        panic!("gcc is required to build the llext fixtures: {e}");
+    }
+    match probe("clang") {
+        Ok(()) => {
+            compilers.push("clang");
+            println!("cargo:rustc-cfg=llext_have_clang");
+        }
+        Err(e) => println!("cargo:warning=building fixtures without clang: {e}"),
+    }
+
+    let mut compile = Vec::new();
+    for &cc in &compilers {
+        for &opt in OPTS {
+            for pic in [true, false] {
+                for stem in &stems {
+                    let src = c_dir.join(format!("{stem}.c"));
+                    let obj = out_dir.join(object_name(stem, cc, opt, pic));
+                    let mut command = Command::new(cc);
+                    command
+                        .args(COMMON_FLAGS)
+                        .arg(format!("-I{}", include_dir.display()))
+                        .arg(format!("-{opt}"))
+                        .arg(if pic { "-fPIC" } else { "-fno-pic" })
+                        .arg(&src)
+                        .arg("-o")
+                        .arg(&obj);
+                    compile.push(Job {
+                        what: format!("{cc} {}", obj.display()),
+                        command,
+                    });
+                }
+            }
+        }
+    }
+    run_jobs(compile);
+
+    let mut link = Vec::new();
+    for &cc in &compilers {
+        for &opt in OPTS {
+            for pic in [true, false] {
+                let obj = out_dir.join(object_name("partial", cc, opt, pic));
+                let mut command = Command::new("ld");
+                command.arg("-r");
+                for part in PARTIAL_INPUTS {
+                    command.arg(out_dir.join(object_name(part, cc, opt, pic)));
+                }
+                command.arg("-o").arg(&obj);
+                link.push(Job {
+                    what: format!("ld -r {}", obj.display()),
+                    command,
+                });
+            }
+        }
+    }
+    run_jobs(link);
+
+    build_rust_extension(&rust_dir.join("rsext.rs"), &out_dir.join("rsext.o"));
+
+    let mut all_stems = stems;
+    all_stems.push("partial".to_owned());
+    println!(
+        "cargo:rustc-env=LLEXT_FIXTURES_STEMS={}",
+        all_stems.join(",")
+    );
+    println!(
+        "cargo:rustc-env=LLEXT_FIXTURES_COMPILERS={}",
+        compilers.join(",")
+    );
+    println!("cargo:rustc-env=LLEXT_FIXTURES_OPTS={}", OPTS.join(","));
+}
+
+/// `<stem>-<cc>-<opt>-<pic|nopic>.o`, the naming `src/lib.rs` relies on.
+fn object_name(stem: &str, cc: &str, opt: &str, pic: bool) -> String {
+    let pic = if pic { "pic" } else { "nopic" };
+    format!("{stem}-{cc}-{opt}-{pic}.o")
+}
+
+fn env_var(name: &str) -> String {
+    env::var(name).unwrap_or_else(|_| panic!("cargo did not set {name}"))
+}
+
+/// The stems of `c/*.c`, sorted so the build and the list given to the crate are stable.
+fn c_stems(c_dir: &Path) -> Vec<String> {
+    let entries =
+        fs::read_dir(c_dir).unwrap_or_else(|e| panic!("cannot read {}: {e}", c_dir.display()));
+    let mut stems: Vec<String> = entries
+        .map(|entry| entry.unwrap_or_else(|e| panic!("cannot read {}: {e}", c_dir.display())))
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "c"))
+        .map(|path| {
+            let stem = path.file_stem().and_then(|s| s.to_str());
+            stem.unwrap_or_else(|| panic!("{} is not UTF-8", path.display()))
+                .to_owned()
+        })
+        .collect();
+    stems.sort();
+    stems
+}
+
+/// Runs `<compiler> --version`, so a missing or broken compiler is found before the matrix.
+fn probe(compiler: &str) -> Result<(), String> {
+    match Command::new(compiler).arg("--version").output() {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(format!("`{compiler} --version` failed: {}", out.status)),
+        Err(e) => Err(format!("cannot run `{compiler}`: {e}")),
+    }
+}
+
+/// How many failed jobs are shown in full; one broken source fails every variant alike.
+const SHOWN_FAILURES: usize = 3;
+
+/// Runs the jobs, as many at a time as cargo allows this build script, and once all have
+/// finished panics showing the first failed jobs with their command lines and output.
+fn run_jobs(jobs: Vec<Job>) {
+    let parallel = env::var("NUM_JOBS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .or_else(|| thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(1)
+        .max(1);
+    let mut running: Vec<(String, String, Child)> = Vec::new();
+    let mut failures = Vec::new();
+    let finish = |(what, line, child): (String, String, Child), failures: &mut Vec<String>| {
+        report(&what, &line, child.wait_with_output(), failures);
+    };
+    for mut job in jobs {
+        if running.len() >= parallel {
+            finish(running.remove(0), &mut failures);
+        }
+        let line = format!("{:?}", job.command);
+        match job
+            .command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+        {
+            Ok(child) => running.push((job.what, line, child)),
+            Err(e) => {
+                failures.push(format!("{}: cannot start {line}: {e}", job.what));
+            }
+        }
+    }
+    for entry in running {
+        finish(entry, &mut failures);
+    }
+    if !failures.is_empty() {
+        let mut message = String::from("building the llext fixtures failed:\n");
+        for failure in failures.iter().take(SHOWN_FAILURES) {
+            let _ = writeln!(message, "{failure}");
+        }
+        if failures.len() > SHOWN_FAILURES {
+            let more = failures.len() - SHOWN_FAILURES;
+            let _ = writeln!(message, "... and {more} more failed jobs");
+        }
+        panic!("{message}");
+    }
+}
+
+/// Records a failed job in `failures`; a successful job's diagnostics become cargo warnings.
+fn report(what: &str, line: &str, result: std::io::Result<Output>, failures: &mut Vec<String>) {
+    match result {
+        Ok(out) if out.status.success() => {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            for diagnostic in stderr.lines() {
+                println!("cargo:warning={what}: {diagnostic}");
+            }
+        }
+        Ok(out) => {
+            failures.push(format!(
+                "{what}: {} ({line})\n{}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+            ));
+        }
+        Err(e) => {
+            failures.push(format!("{what}: cannot wait for {line}: {e}"));
+        }
+    }
+}
+
+/// Compiles the Rust extension with the rustc cargo uses, retrying without
+/// `-C force-unwind-tables=no` for targets that insist on unwind tables.
+fn build_rust_extension(src: &Path, obj: &Path) {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let attempt = |no_unwind_tables: bool| {
+        let mut command = Command::new(&rustc);
+        command.args(RUST_FLAGS);
+        if no_unwind_tables {
+            command.args(["-C", "force-unwind-tables=no"]);
+        }
+        command.arg(src).arg("-o").arg(obj);
+        let line = format!("{command:?}");
+        let out = command
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {line}: {e}"));
+        (line, out)
+    };
+    let (mut line, mut out) = attempt(true);
+    if !out.status.success() {
+        (line, out) = attempt(false);
+    }
+    if !out.status.success() {
+        panic!(
+            "building the Rust extension failed: {} ({line})\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for diagnostic in String::from_utf8_lossy(&out.stderr).lines() {
+        println!("cargo:warning=rsext: {diagnostic}");
+    }
+}

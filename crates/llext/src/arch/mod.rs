@@ -1,0 +1,149 @@
+//! Per-architecture relocation backends behind one trait.
+//!
+//! The generic linker (`link.rs`) computes the inputs of every relocation formula — S, A, P, the GOT slot and
+//! the stub of a symbol — and each backend turns them into bits. Adding an architecture means one new file here
+//! and one arm in [`with_backend`].
+
+pub mod x86_64;
+
+/// What a relocation type needs from the linker before it can be applied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// A GOT slot holding the symbol's address.
+    pub got_slot: bool,
+    /// A call stub (PLT-like), used when the target is out of the instruction's reach.
+    pub stub: bool,
+}
+
+/// Everything a relocation formula may use. Names follow the psABI documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inputs {
+    /// Relocation type.
+    pub r_type: u32,
+    /// S: the symbol's address.
+    pub s: u64,
+    /// A: the addend.
+    pub a: i64,
+    /// P: the address of the place being patched.
+    pub p: u64,
+    /// Z: the symbol's size.
+    pub z: u64,
+    /// The address of this symbol's GOT slot, if one was reserved.
+    pub got_slot: Option<u64>,
+    /// GOT: the address of the extension's GOT.
+    pub got: u64,
+    /// The address of this symbol's stub, if one was reserved.
+    pub stub: Option<u64>,
+}
+
+/// Why a relocation could not be applied; the linker adds the location and symbol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Problem {
+    /// The backend does not implement this type.
+    Unsupported,
+    /// The computed value does not fit the field.
+    Overflow {
+        /// The value computed.
+        value: i64,
+        /// What to do about it.
+        reason: &'static str,
+    },
+    /// The place does not lie wholly inside its section.
+    OutsideSection,
+    /// The relocation needs a GOT slot or stub that was not reserved (a linker bug).
+    Internal,
+}
+
+/// One instruction set's relocation formulas.
+pub trait Relocator {
+    /// `e_machine` this backend handles.
+    const MACHINE: u16;
+    /// Pointer size in bytes for this backend (used for GOT slots and `.exported_sym` entries).
+    const POINTER_SIZE: usize;
+    /// Size of one call stub in bytes (0 if the architecture never needs stubs).
+    const STUB_SIZE: usize;
+    /// Alignment of call stubs.
+    const STUB_ALIGN: usize;
+
+    /// The ABI name of a relocation type, e.g. `R_X86_64_PC32`, or `None` if unknown.
+    fn name(r_type: u32) -> Option<&'static str>;
+    /// What the type needs reserved before linking. Unknown types need nothing (they fail in `apply`).
+    fn needs(r_type: u32) -> Needs;
+    /// True for types that patch nothing (e.g. `R_X86_64_NONE`).
+    fn is_none(r_type: u32) -> bool;
+    /// Writes a stub at `stub` (whose address is `at`) that jumps to `target`.
+    fn write_stub(stub: &mut [u8], at: u64, target: u64) -> Result<(), Problem>;
+    /// Reads the addend stored in the place (REL relocations).
+    fn implicit_addend(r_type: u32, place: &[u8]) -> Result<i64, Problem> {
+        let _ = (r_type, place);
+        Err(Problem::Unsupported)
+    }
+    /// Applies one relocation to `place` (the bytes from the relocation offset to the end of its section).
+    fn apply(inputs: &Inputs, place: &mut [u8]) -> Result<(), Problem>;
+}
+
+/// A human name for an `e_machine` value.
+pub fn machine_name(machine: u16) -> &'static str {
+    match machine {
+        62 => "x86_64",
+        3 => "i386",
+        40 => "ARM",
+        183 => "AArch64",
+        243 => "RISC-V",
+        _ => "unknown",
+    }
+}
+
+/// The `e_machine` this build runs natively, if a backend exists for it.
+pub const fn native_machine() -> Option<u16> {
+    if cfg!(target_arch = "x86_64") {
+        Some(x86_64::X86_64::MACHINE_ID)
+    } else {
+        None
+    }
+}
+
+/// The relocation name of `r_type` for `machine`, if known.
+pub fn relocation_name(machine: u16, r_type: u32) -> Option<&'static str> {
+    match machine {
+        x86_64::X86_64::MACHINE_ID => <x86_64::X86_64 as Relocator>::name(r_type),
+        _ => None,
+    }
+}
+
+/// Calls `f` with the backend for `machine`.
+macro_rules! with_backend {
+    ($machine:expr, $backend:ident => $body:expr, _ => $otherwise:expr) => {
+        match $machine {
+            $crate::arch::x86_64::X86_64::MACHINE_ID => {
+                type $backend = $crate::arch::x86_64::X86_64;
+                $body
+            }
+            _ => $otherwise,
+        }
+    };
+}
+pub(crate) use with_backend;
+
+/// Little-endian field helpers shared by the backends.
+pub(crate) mod field {
+    use super::Problem;
+
+    pub fn write<const N: usize>(place: &mut [u8], bytes: [u8; N]) -> Result<(), Problem> {
+        place
+            .get_mut(..N)
+            .ok_or(Problem::OutsideSection)?
+            .copy_from_slice(&bytes);
+        Ok(())
+    }
+
+    pub fn fits_signed(v: i64, bits: u32) -> bool {
+        let min = -(1i64 << (bits - 1));
+        let max = (1i64 << (bits - 1)) - 1;
+        (min..=max).contains(&v)
+    }
+
+    pub fn fits_unsigned(v: i64, bits: u32) -> bool {
+        v >= 0 && (v as u64) < (1u64 << bits)
+    }
+}

@@ -1,0 +1,303 @@
+//! The one error type of the crate.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+/// Everything that can go wrong while reading, loading, linking, running or unloading an extension.
+///
+/// Every variant names what went wrong and where, so that `Display` reads as a sentence a user can act on.
+/// A bug in the loader itself is reported as [`Error::Internal`], never as bad input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The data is not an ELF file at all.
+    NotElf,
+    /// The ELF structure is malformed; `what` says which part was being read.
+    Malformed {
+        /// The part of the file being read.
+        what: &'static str,
+        /// The detail reported by the ELF reader.
+        detail: object::read::Error,
+    },
+    /// A header field names something this loader does not support (class, byte order, type, machine).
+    Unsupported {
+        /// What is unsupported, as a sentence fragment.
+        what: &'static str,
+        /// The value found in the file.
+        value: u64,
+    },
+    /// The file is for another machine than the one it is being loaded on.
+    WrongMachine {
+        /// `e_machine` of the registry's target.
+        expected: u16,
+        /// `e_machine` found in the file.
+        found: u16,
+    },
+    /// A section header is unusable.
+    BadSection {
+        /// Section index.
+        index: usize,
+        /// Section name (may be empty when the name itself is unreadable).
+        name: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A symbol table entry is unusable.
+    BadSymbol {
+        /// Symbol index.
+        index: usize,
+        /// Symbol name, when readable.
+        name: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A relocation type the architecture backend does not implement.
+    UnsupportedRelocation {
+        /// Relocation type name (or `"unknown"`).
+        kind: &'static str,
+        /// Raw relocation type.
+        r_type: u32,
+        /// Section the relocation applies to.
+        section: String,
+        /// Offset inside that section.
+        offset: u64,
+    },
+    /// A relocation whose computed value does not fit its field, or whose place is outside its section.
+    BadRelocation {
+        /// Relocation type name.
+        kind: &'static str,
+        /// Section the relocation applies to.
+        section: String,
+        /// Offset inside that section.
+        offset: u64,
+        /// Symbol the relocation refers to.
+        symbol: String,
+        /// The value that did not fit (0 when not applicable).
+        value: i64,
+        /// What is wrong, and advice where there is some.
+        reason: &'static str,
+    },
+    /// A symbol is neither built in nor exported by a loaded extension.
+    Undefined {
+        /// The extension being loaded.
+        extension: String,
+        /// The missing symbol.
+        symbol: String,
+    },
+    /// An extension exports a name that is already exported (by the firmware or another extension).
+    DuplicateExport {
+        /// The extension being loaded.
+        extension: String,
+        /// The name exported twice.
+        symbol: String,
+        /// Who exports it already (`"built-in"` or an extension name).
+        owner: String,
+    },
+    /// The `.exported_sym` table of an extension is malformed.
+    BadExportTable {
+        /// The extension being loaded.
+        extension: String,
+        /// Entry index.
+        entry: usize,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// Several problems found while linking one extension (every one is listed).
+    Link {
+        /// The extension being loaded.
+        extension: String,
+        /// Each problem, in file order.
+        problems: Vec<Error>,
+    },
+    /// The memory provider could not satisfy an allocation.
+    OutOfMemory {
+        /// Requested size in bytes.
+        size: usize,
+        /// Requested alignment in bytes.
+        align: usize,
+    },
+    /// The memory provider failed to change protections or release memory.
+    Memory {
+        /// What the provider was doing.
+        what: &'static str,
+        /// OS error number, or 0.
+        code: i32,
+    },
+    /// A configured limit was exceeded.
+    Limit {
+        /// Which limit.
+        what: &'static str,
+        /// The limit.
+        limit: u64,
+        /// The value found.
+        value: u64,
+    },
+    /// An extension name is empty, too long or contains a NUL byte.
+    BadName {
+        /// The rejected name.
+        name: String,
+    },
+    /// No extension with that name or handle is loaded.
+    NotLoaded {
+        /// The name (or `"#index"` for a stale handle).
+        name: String,
+    },
+    /// No such symbol in the loaded extensions.
+    NoSuchSymbol {
+        /// The symbol asked for.
+        symbol: String,
+    },
+    /// The extension cannot be unloaded: other loaded extensions depend on it.
+    InUse {
+        /// The extension asked to unload.
+        extension: String,
+        /// Names of the extensions that depend on it.
+        dependents: Vec<String>,
+    },
+    /// Too many call arguments.
+    TooManyArguments {
+        /// Number given.
+        given: usize,
+        /// Maximum accepted.
+        max: usize,
+    },
+    /// An I/O error while reading an extension (host only).
+    Io {
+        /// What was being read.
+        path: String,
+        /// The operating system's message.
+        message: String,
+    },
+    /// A broken internal invariant: a bug in `llext`, not in the input.
+    Internal(&'static str),
+}
+
+impl Error {
+    pub(crate) fn malformed(what: &'static str) -> impl FnOnce(object::read::Error) -> Error {
+        move |e| Error::Malformed { what, detail: e }
+    }
+
+    /// The problems this error stands for: itself, or each problem of a [`Error::Link`].
+    pub fn problems(&self) -> &[Error] {
+        match self {
+            Error::Link { problems, .. } => problems,
+            other => core::slice::from_ref(other),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NotElf => f.write_str("not an ELF file (bad magic or too short)"),
+            Error::Malformed { what, detail } => write!(f, "malformed ELF {what}: {detail}"),
+            Error::Unsupported { what, value } => write!(f, "unsupported {what} ({value:#x})"),
+            Error::WrongMachine { expected, found } => write!(
+                f,
+                "built for machine {} ({found}), but this loader runs {} ({expected})",
+                crate::arch::machine_name(*found),
+                crate::arch::machine_name(*expected)
+            ),
+            Error::BadSection {
+                index,
+                name,
+                reason,
+            } => write!(f, "section {index} `{name}`: {reason}"),
+            Error::BadSymbol {
+                index,
+                name,
+                reason,
+            } => write!(f, "symbol {index} `{name}`: {reason}"),
+            Error::UnsupportedRelocation {
+                kind,
+                r_type,
+                section,
+                offset,
+            } => write!(
+                f,
+                "unsupported relocation {kind} (type {r_type}) at {section}+{offset:#x}"
+            ),
+            Error::BadRelocation {
+                kind,
+                section,
+                offset,
+                symbol,
+                value,
+                reason,
+            } => write!(
+                f,
+                "relocation {kind} at {section}+{offset:#x} against `{symbol}`: {reason} (value {value:#x})"
+            ),
+            Error::Undefined { extension, symbol } => {
+                write!(f, "undefined symbol `{symbol}` in extension `{extension}`")
+            }
+            Error::DuplicateExport {
+                extension,
+                symbol,
+                owner,
+            } => write!(
+                f,
+                "extension `{extension}` exports `{symbol}`, which {owner} already exports"
+            ),
+            Error::BadExportTable {
+                extension,
+                entry,
+                reason,
+            } => write!(
+                f,
+                "extension `{extension}`: .exported_sym entry {entry}: {reason}"
+            ),
+            Error::Link {
+                extension,
+                problems,
+            } => {
+                write!(
+                    f,
+                    "cannot link extension `{extension}`: {} problem{}",
+                    problems.len(),
+                    if problems.len() == 1 { "" } else { "s" }
+                )?;
+                for p in problems {
+                    write!(f, "; {p}")?;
+                }
+                Ok(())
+            }
+            Error::OutOfMemory { size, align } => {
+                write!(f, "out of memory allocating {size} bytes aligned to {align}")
+            }
+            Error::Memory { what, code } => write!(f, "memory provider failed to {what} (os error {code})"),
+            Error::Limit { what, limit, value } => {
+                write!(f, "{what} is {value}, over the limit of {limit}")
+            }
+            Error::BadName { name } => write!(f, "invalid extension name `{name}`"),
+            Error::NotLoaded { name } => write!(f, "no extension `{name}` is loaded"),
+            Error::NoSuchSymbol { symbol } => {
+                write!(f, "symbol `{symbol}` not found in any loaded extension")
+            }
+            Error::InUse {
+                extension,
+                dependents,
+            } => {
+                write!(f, "cannot unload `{extension}`: still used by ")?;
+                for (i, d) in dependents.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "`{d}`")?;
+                }
+                Ok(())
+            }
+            Error::TooManyArguments { given, max } => {
+                write!(f, "{given} call arguments given, at most {max} are supported")
+            }
+            Error::Io { path, message } => write!(f, "{path}: {message}"),
+            Error::Internal(what) => write!(f, "internal error in llext (please report): {what}"),
+        }
+    }
+}
+
+impl core::error::Error for Error {}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = core::result::Result<T, E>;

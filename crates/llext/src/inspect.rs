@@ -1,0 +1,163 @@
+//! Static inspection of an extension file, without loading it.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::arch;
+use crate::elf::{self, SymbolPlace};
+use crate::error::Result;
+use crate::layout::{self, LayoutOptions, RegionKind};
+use crate::limits::Limits;
+
+/// One section of the file and where loading would put it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SectionReport {
+    /// Section index.
+    pub index: usize,
+    /// Name.
+    pub name: String,
+    /// `sh_type`.
+    pub kind: u32,
+    /// Size in bytes.
+    pub size: u64,
+    /// Alignment.
+    pub align: u64,
+    /// The region it would be loaded into, or `None` if it costs no memory.
+    pub region: Option<RegionKind>,
+}
+
+/// Relocations of one type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelocationCount {
+    /// The ABI name, or `"unknown"`.
+    pub name: &'static str,
+    /// Raw type.
+    pub r_type: u32,
+    /// How many, over every relocation section (including those of sections that are not loaded).
+    pub count: usize,
+}
+
+/// What `llext inspect` shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// 32 or 64.
+    pub class_bits: u8,
+    /// Byte order.
+    pub little_endian: bool,
+    /// `e_type` (1 = relocatable).
+    pub e_type: u16,
+    /// `e_machine`.
+    pub machine: u16,
+    /// Human machine name.
+    pub machine_name: &'static str,
+    /// Every section.
+    pub sections: Vec<SectionReport>,
+    /// Names listed in `.exported_sym`.
+    pub exported: Vec<String>,
+    /// Global symbols defined by the file.
+    pub defined: Vec<String>,
+    /// Undefined symbols (name, weak) that must come from the firmware or other extensions.
+    pub undefined: Vec<(String, bool)>,
+    /// Relocation counts by type, sorted by type.
+    pub relocations: Vec<RelocationCount>,
+}
+
+/// Reads `bytes` and reports its structure. Fails on the same malformed input loading would reject.
+///
+/// ```
+/// assert!(matches!(llext::inspect::inspect(b"not an elf"), Err(llext::Error::NotElf)));
+/// ```
+pub fn inspect(bytes: &[u8]) -> Result<Report> {
+    let obj = elf::parse(bytes, &Limits::default())?;
+    let options = LayoutOptions::default();
+    let sections = obj
+        .sections
+        .iter()
+        .enumerate()
+        .map(|(index, s)| SectionReport {
+            index,
+            name: s.name_lossy(),
+            kind: s.sh_type,
+            size: s.size,
+            align: s.align,
+            region: layout::classify(s, options).ok().flatten(),
+        })
+        .collect();
+    let mut defined = Vec::new();
+    let mut undefined = Vec::new();
+    for (i, sym) in obj.symbols.iter().enumerate() {
+        if i == 0 || sym.name.is_empty() || !sym.is_global() {
+            continue;
+        }
+        if sym.place == SymbolPlace::Undefined {
+            undefined.push((sym.name_lossy(), sym.is_weak()));
+        } else {
+            defined.push(sym.name_lossy());
+        }
+    }
+    let mut counts: Vec<RelocationCount> = Vec::new();
+    for table in &obj.relocs {
+        for r in table.iter(obj.endian) {
+            match counts.iter_mut().find(|c| c.r_type == r.r_type) {
+                Some(c) => c.count += 1,
+                None => counts.push(RelocationCount {
+                    name: arch::relocation_name(obj.machine, r.r_type).unwrap_or("unknown"),
+                    r_type: r.r_type,
+                    count: 1,
+                }),
+            }
+        }
+    }
+    counts.sort_by_key(|c| c.r_type);
+    Ok(Report {
+        class_bits: if obj.class.is_64 { 64 } else { 32 },
+        little_endian: obj.class.little_endian,
+        e_type: obj.e_type,
+        machine: obj.machine,
+        machine_name: arch::machine_name(obj.machine),
+        sections,
+        exported: exported_names(&obj),
+        defined,
+        undefined,
+        relocations: counts,
+    })
+}
+
+/// The names in `.exported_sym`, found through the relocations of its name fields (no loading needed).
+fn exported_names(obj: &elf::Object<'_>) -> Vec<String> {
+    let mut names = Vec::new();
+    let ptr: u64 = if obj.class.is_64 { 8 } else { 4 };
+    for (index, s) in obj.sections.iter().enumerate() {
+        if s.name != b".exported_sym" {
+            continue;
+        }
+        for table in obj.relocs.iter().filter(|t| t.target == index) {
+            for r in table.iter(obj.endian) {
+                if r.offset % (2 * ptr) != 0 {
+                    continue; // the address field
+                }
+                let Some(sym) = obj.symbols.get(r.symbol as usize) else {
+                    continue;
+                };
+                let SymbolPlace::Section(si) = sym.place else {
+                    continue;
+                };
+                let Some(strings) = obj.sections.get(si) else {
+                    continue;
+                };
+                let at = sym.value.wrapping_add(r.addend.unwrap_or(0) as u64);
+                let Some(tail) = usize::try_from(at)
+                    .ok()
+                    .and_then(|at| strings.data.get(at..))
+                else {
+                    continue;
+                };
+                if let Some(nul) = tail.iter().position(|&b| b == 0) {
+                    names
+                        .push(String::from_utf8_lossy(tail.get(..nul).unwrap_or(&[])).into_owned());
+                }
+            }
+        }
+    }
+    names
+}

@@ -1,0 +1,62 @@
+//! `llext`: loadable ELF extensions for microcontrollers and hosts.
+//!
+//! A program (firmware or host application) loads ELF relocatable objects — plain `cc -c` output, `ld -r`
+//! partial links, Rust objects — at run time, links them against the symbols it exports and against each
+//! other, runs them and unloads them. The model is Zephyr's LLEXT; extensions built for it, with their
+//! `.exported_sym` tables, keep working.
+//!
+//! The data flows one way: bytes → [`elf`](crate) reading → layout (sections into regions) → [`Memory`]
+//! blocks → linking (symbols, per-architecture relocations) → the [`Registry`].
+//!
+//! ```no_run
+//! # #[cfg(feature = "std")] {
+//! use llext::{exports, ExportTable, HostMemory, Registry};
+//! extern "C" fn host_add(a: i64, b: i64) -> i64 { a + b }
+//! static HOST: &[llext::Export] = exports![host_add];
+//! let registry = Registry::new(HostMemory::new(), ExportTable::new(HOST));
+//! let ext = registry.load_file("plugin.o")?;
+//! // SAFETY: `plugin_main` is `long plugin_main(long)` in plugin.o.
+//! let result = unsafe { registry.call("plugin_main", &[41]) }?;
+//! registry.unload(ext)?;
+//! # }
+//! # Ok::<(), llext::Error>(())
+//! ```
+//!
+//! The core is `#![no_std]` + `alloc`; the `std` feature (default) adds [`HostMemory`], file and reader
+//! loading, and a `std::sync::Mutex` lock.
+
+#![no_std]
+#![deny(missing_docs)]
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod arch;
+mod elf;
+mod error;
+#[cfg(feature = "std")]
+mod host;
+pub mod inspect;
+mod layout;
+mod limits;
+mod link;
+mod memory;
+mod registry;
+mod symbols;
+mod sync;
+
+pub use error::{Error, Result};
+#[cfg(feature = "std")]
+pub use host::{HostMemory, LIBC_EXPORTS};
+pub use layout::RegionKind;
+pub use limits::Limits;
+pub use memory::{ArenaMemory, Block, BlockRequest, Memory, Permission};
+#[cfg(feature = "std")]
+pub use registry::default_name;
+pub use registry::{
+    ExtId, ExtensionInfo, LoadOptions, RegionInfo, Registry, SectionInfo, SymbolInfo, Unloaded,
+    MAX_CALL_ARGS,
+};
+pub use symbols::{Export, ExportTable};

@@ -1,0 +1,737 @@
+//! Linking: resolve symbols, allocate blocks, copy sections, build the GOT and stubs, apply relocations, read
+//! the export table, seal the memory. Written once for every architecture; the formulas come from a
+//! [`Relocator`].
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use object::elf;
+
+use crate::arch::{Inputs, Problem, Relocator};
+use crate::elf::{Object, SymbolPlace};
+use crate::error::{Error, Result};
+use crate::layout::{self, LayoutOptions, Placement, RegionKind};
+use crate::limits::Limits;
+use crate::memory::{Block, BlockRequest, Memory, Permission};
+
+/// At most this many problems are collected for one extension before giving up.
+const MAX_PROBLEMS: usize = 64;
+
+/// Who provides a resolved symbol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Owner {
+    Builtin,
+    Extension(u32),
+}
+
+/// How the linker looks up names outside the object.
+pub(crate) trait Resolver {
+    fn resolve(&self, name: &[u8]) -> Option<(u64, Owner)>;
+    /// Who already exports `name`, if anyone (for duplicate-export checks).
+    fn exporter(&self, name: &[u8]) -> Option<String>;
+}
+
+/// A (start, length) range in an extension's string buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Str {
+    pub start: u32,
+    pub len: u32,
+}
+
+/// A region of a loaded extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RegionRec {
+    pub kind: RegionKind,
+    pub addr: usize,
+    pub size: usize,
+    pub align: usize,
+}
+
+/// A loaded section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SectionRec {
+    pub name: Str,
+    pub kind: RegionKind,
+    pub offset: usize,
+    pub size: usize,
+}
+
+/// A named address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SymRec {
+    pub name: Str,
+    pub addr: usize,
+}
+
+/// Everything the registry keeps about one linked extension.
+#[derive(Debug)]
+pub(crate) struct Linked {
+    pub blocks: Vec<(Block, Permission)>,
+    pub strings: Vec<u8>,
+    pub regions: Vec<RegionRec>,
+    pub sections: Vec<SectionRec>,
+    pub exports: Vec<SymRec>,
+    /// Global symbols sorted by name.
+    pub globals: Vec<SymRec>,
+    pub init: Vec<usize>,
+    pub fini: Vec<usize>,
+    pub deps: Vec<u32>,
+}
+
+impl Linked {
+    pub fn str(&self, s: Str) -> &[u8] {
+        self.strings
+            .get(s.start as usize..(s.start as usize).saturating_add(s.len as usize))
+            .unwrap_or(&[])
+    }
+
+    pub fn global(&self, name: &[u8]) -> Option<usize> {
+        self.globals
+            .binary_search_by(|g| self.str(g.name).cmp(name))
+            .ok()
+            .and_then(|i| self.globals.get(i))
+            .map(|g| g.addr)
+    }
+
+    pub fn memory_size(&self) -> usize {
+        self.blocks.iter().map(|(b, _)| b.size()).sum()
+    }
+
+    pub fn free<M: Memory>(self, memory: &mut M) {
+        for (block, _) in self.blocks {
+            memory.free(block);
+        }
+    }
+}
+
+/// Frees blocks on every early return.
+struct Blocks<'m, M: Memory> {
+    memory: &'m mut M,
+    blocks: Vec<(Block, Permission)>,
+}
+
+impl<M: Memory> Drop for Blocks<'_, M> {
+    fn drop(&mut self) {
+        for (block, _) in self.blocks.drain(..) {
+            self.memory.free(block);
+        }
+    }
+}
+
+/// Per-symbol link state: one vector for the whole object, no allocation per symbol.
+#[derive(Debug, Clone, Copy)]
+struct SymState {
+    addr: u64,
+    got: u32,
+    stub: u32,
+    referenced: bool,
+    valid: bool,
+}
+
+const NO_SLOT: u32 = u32::MAX;
+
+pub(crate) struct Request<'a> {
+    pub name: &'a str,
+    pub limits: &'a Limits,
+    pub layout: LayoutOptions,
+}
+
+/// Problems found while linking, up to a cap.
+struct Problems {
+    list: Vec<Error>,
+}
+
+impl Problems {
+    fn push(&mut self, e: Error) -> Result<()> {
+        self.list.push(e);
+        if self.list.len() >= MAX_PROBLEMS {
+            return Err(Error::Limit {
+                what: "link problems",
+                limit: MAX_PROBLEMS as u64,
+                value: self.list.len() as u64,
+            });
+        }
+        Ok(())
+    }
+
+    /// Fails with the problems found so far, if any.
+    fn check(&mut self, extension: &str) -> Result<()> {
+        let mut list = core::mem::take(&mut self.list);
+        match list.len() {
+            0 => Ok(()),
+            1 => Err(list.pop().unwrap_or(Error::Internal("problem list"))),
+            _ => Err(Error::Link {
+                extension: String::from(extension),
+                problems: list,
+            }),
+        }
+    }
+}
+
+/// Checks the header fields that decide whether this backend can load the object at all.
+pub(crate) fn check_header<A: Relocator>(obj: &Object<'_>) -> Result<()> {
+    if obj.e_type != elf::ET_REL.0 {
+        return Err(Error::Unsupported {
+            what: "ELF type: only relocatable objects (ET_REL, `cc -c` output) are loaded",
+            value: u64::from(obj.e_type),
+        });
+    }
+    if obj.machine != A::MACHINE {
+        return Err(Error::WrongMachine {
+            expected: A::MACHINE,
+            found: obj.machine,
+        });
+    }
+    if (obj.class.is_64 && A::POINTER_SIZE != 8) || (!obj.class.is_64 && A::POINTER_SIZE != 4) {
+        return Err(Error::Unsupported {
+            what: "ELF class for this machine",
+            value: if obj.class.is_64 { 64 } else { 32 },
+        });
+    }
+    if !obj.class.little_endian {
+        return Err(Error::Unsupported {
+            what: "byte order: big-endian",
+            value: 2,
+        });
+    }
+    Ok(())
+}
+
+fn reloc_name<A: Relocator>(r_type: u32) -> &'static str {
+    A::name(r_type).unwrap_or("unknown")
+}
+
+/// Loads and links `obj` into fresh blocks from `memory`. Nothing is run. On error every block is freed.
+pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
+    obj: &Object<'_>,
+    req: &Request<'_>,
+    resolver: &R,
+    memory: &mut M,
+) -> Result<Linked> {
+    check_header::<A>(obj)?;
+    let ptr = A::POINTER_SIZE;
+    let mut problems = Problems { list: Vec::new() };
+
+    // Pass 1: which symbols are used by relocations in loaded sections, and which need GOT slots or stubs.
+    let mut syms: Vec<SymState> = Vec::new();
+    syms.try_reserve_exact(obj.symbols.len())
+        .map_err(|_| Error::OutOfMemory {
+            size: obj.symbols.len(),
+            align: 1,
+        })?;
+    syms.resize(
+        obj.symbols.len(),
+        SymState {
+            addr: 0,
+            got: NO_SLOT,
+            stub: NO_SLOT,
+            referenced: false,
+            valid: true,
+        },
+    );
+    let loaded = |index: usize| {
+        obj.sections
+            .get(index)
+            .and_then(|s| layout::classify(s, req.layout).ok().flatten())
+            .is_some()
+    };
+    let (mut got_slots, mut stub_slots) = (0u32, 0u32);
+    for table in &obj.relocs {
+        if !loaded(table.target) {
+            continue;
+        }
+        for r in table.iter(obj.endian) {
+            let Some(state) = syms.get_mut(r.symbol as usize) else {
+                problems.push(Error::BadSymbol {
+                    index: r.symbol as usize,
+                    name: String::new(),
+                    reason: "relocation refers to a symbol index out of range",
+                })?;
+                continue;
+            };
+            state.referenced = true;
+            let needs = A::needs(r.r_type);
+            if needs.got_slot && state.got == NO_SLOT {
+                state.got = got_slots;
+                got_slots += 1;
+            }
+            let external = obj
+                .symbols
+                .get(r.symbol as usize)
+                .is_some_and(|s| s.place == SymbolPlace::Undefined);
+            if needs.stub && external && state.stub == NO_SLOT && A::STUB_SIZE > 0 {
+                state.stub = stub_slots;
+                stub_slots += 1;
+            }
+        }
+    }
+
+    // Resolve external symbols before allocating anything: a missing symbol costs no memory.
+    let mut deps: Vec<u32> = Vec::new();
+    for (index, (sym, state)) in obj.symbols.iter().zip(syms.iter_mut()).enumerate() {
+        if index == 0 || sym.place != SymbolPlace::Undefined || !state.referenced {
+            continue;
+        }
+        match resolver.resolve(sym.name) {
+            Some((addr, owner)) => {
+                state.addr = addr;
+                if let Owner::Extension(slot) = owner {
+                    if !deps.contains(&slot) {
+                        deps.push(slot);
+                    }
+                }
+            }
+            None if sym.is_weak() => state.addr = 0,
+            None => problems.push(Error::Undefined {
+                extension: String::from(req.name),
+                symbol: sym.name_lossy(),
+            })?,
+        }
+    }
+    problems.check(req.name)?;
+
+    let got = (u64::from(got_slots) * ptr as u64, ptr as u64);
+    let stubs = (
+        u64::from(stub_slots) * A::STUB_SIZE as u64,
+        A::STUB_ALIGN as u64,
+    );
+    let plan = layout::plan(obj, req.layout, req.limits, got, stubs)?;
+
+    // Allocate one block per permission in use.
+    let mut blocks = Blocks {
+        memory,
+        blocks: Vec::with_capacity(3),
+    };
+    let mut block_addr = [0u64; 3];
+    for (i, permission) in Permission::ALL.iter().enumerate() {
+        let Some(&(size, align)) = plan.blocks.get(i) else {
+            continue;
+        };
+        if size == 0 {
+            continue;
+        }
+        let request = BlockRequest {
+            size: usize::try_from(size).map_err(|_| Error::OutOfMemory {
+                size: usize::MAX,
+                align: 1,
+            })?,
+            align: usize::try_from(align).unwrap_or(usize::MAX),
+            permission: *permission,
+        };
+        let mut block = blocks.memory.allocate(&request)?;
+        if block.size() < request.size || block.addr() % request.align != 0 {
+            blocks.memory.free(block);
+            return Err(Error::Internal(
+                "memory provider returned a short or misaligned block",
+            ));
+        }
+        // SAFETY: the block was just allocated, is not finalised, and nothing else refers to it.
+        unsafe { block.bytes_mut() }.fill(0);
+        if let Some(a) = block_addr.get_mut(i) {
+            *a = block.addr() as u64;
+        }
+        blocks.blocks.push((block, *permission));
+    }
+
+    let region_addr = |kind: RegionKind| -> u64 {
+        let b = block_addr
+            .get(layout::block_index(kind.permission()))
+            .copied()
+            .unwrap_or(0);
+        b + plan
+            .regions
+            .get(kind.index())
+            .map(|r| r.offset)
+            .unwrap_or(0)
+    };
+    let section_addr = |p: &Placement| region_addr(p.kind) + p.offset;
+
+    // Copy section contents.
+    for (index, placement) in plan.placements.iter().enumerate() {
+        let (Some(p), Some(s)) = (placement, obj.sections.get(index)) else {
+            continue;
+        };
+        if s.is_nobits() || s.size == 0 {
+            continue;
+        }
+        let src = s.data.get(..s.size as usize).ok_or(Error::BadSection {
+            index,
+            name: s.name_lossy(),
+            reason: "contents lie outside the file",
+        })?;
+        let dst = window(&mut blocks.blocks, section_addr(p), src.len())?;
+        dst.copy_from_slice(src);
+    }
+
+    // Defined symbols' addresses.
+    let bss = region_addr(RegionKind::Bss);
+    for (index, (sym, state)) in obj.symbols.iter().zip(syms.iter_mut()).enumerate() {
+        match sym.place {
+            SymbolPlace::Undefined => {}
+            SymbolPlace::Absolute => state.addr = sym.value,
+            SymbolPlace::Common => {}
+            SymbolPlace::Section(s) => match plan.placements.get(s).copied().flatten() {
+                Some(p) => state.addr = section_addr(&p).wrapping_add(sym.value),
+                None => {
+                    state.valid = false;
+                    if state.referenced && index != 0 {
+                        problems.push(Error::BadSymbol {
+                            index,
+                            name: sym.name_lossy(),
+                            reason: "referenced by loaded code but defined in a section that is not loaded",
+                        })?;
+                    }
+                }
+            },
+        }
+    }
+    for &(index, offset) in &plan.commons {
+        if let Some(state) = syms.get_mut(index) {
+            state.addr = bss + offset;
+        }
+    }
+
+    // GOT slots and stubs.
+    let got_base = region_addr(RegionKind::Got);
+    let stub_base = region_addr(RegionKind::Stubs);
+    for state in syms.iter() {
+        if state.got != NO_SLOT {
+            let at = got_base + u64::from(state.got) * ptr as u64;
+            let bytes = state.addr.to_le_bytes();
+            let dst = window(&mut blocks.blocks, at, ptr)?;
+            dst.copy_from_slice(bytes.get(..ptr).ok_or(Error::Internal("pointer size"))?);
+        }
+        if state.stub != NO_SLOT {
+            let at = stub_base + u64::from(state.stub) * A::STUB_SIZE as u64;
+            let dst = window(&mut blocks.blocks, at, A::STUB_SIZE)?;
+            A::write_stub(dst, at, state.addr).map_err(|_| Error::Internal("stub does not fit"))?;
+        }
+    }
+
+    // Relocations.
+    for table in &obj.relocs {
+        let Some(placement) = plan.placements.get(table.target).copied().flatten() else {
+            continue;
+        };
+        let Some(target) = obj.sections.get(table.target) else {
+            continue;
+        };
+        if target.is_nobits() {
+            problems.push(Error::BadSection {
+                index: table.index,
+                name: obj.section_name(table.index),
+                reason: "relocations applied to a section without contents",
+            })?;
+            continue;
+        }
+        let base = section_addr(&placement);
+        for r in table.iter(obj.endian) {
+            if A::is_none(r.r_type) {
+                continue;
+            }
+            let (Some(state), Some(sym)) = (
+                syms.get(r.symbol as usize),
+                obj.symbols.get(r.symbol as usize),
+            ) else {
+                continue; // already reported in pass 1
+            };
+            let bad = |value: i64, reason: &'static str| Error::BadRelocation {
+                kind: reloc_name::<A>(r.r_type),
+                section: target.name_lossy(),
+                offset: r.offset,
+                symbol: sym.name_lossy(),
+                value,
+                reason,
+            };
+            if r.offset >= target.size {
+                problems.push(bad(r.offset as i64, "place lies outside its section"))?;
+                continue;
+            }
+            if !state.valid {
+                continue; // reported with the symbol
+            }
+            let p = base + r.offset;
+            let len = (target.size - r.offset) as usize;
+            let place = window(&mut blocks.blocks, p, len)?;
+            let a = match r.addend {
+                Some(a) => a,
+                None => match A::implicit_addend(r.r_type, place) {
+                    Ok(a) => a,
+                    Err(problem) => {
+                        problems.push(describe::<A>(
+                            problem,
+                            r.r_type,
+                            r.offset,
+                            target.name_lossy(),
+                            &bad,
+                        ))?;
+                        continue;
+                    }
+                },
+            };
+            let inputs = Inputs {
+                r_type: r.r_type,
+                s: state.addr,
+                a,
+                p,
+                z: sym.size,
+                got_slot: (state.got != NO_SLOT)
+                    .then(|| got_base + u64::from(state.got) * ptr as u64),
+                got: got_base,
+                stub: (state.stub != NO_SLOT)
+                    .then(|| stub_base + u64::from(state.stub) * A::STUB_SIZE as u64),
+            };
+            if let Err(problem) = A::apply(&inputs, place) {
+                problems.push(describe::<A>(
+                    problem,
+                    r.r_type,
+                    r.offset,
+                    target.name_lossy(),
+                    &bad,
+                ))?;
+            }
+        }
+    }
+    problems.check(req.name)?;
+
+    // Bookkeeping: names, sections, regions, exports, globals, init/fini.
+    let mut strings: Vec<u8> = Vec::new();
+    let intern = |bytes: &[u8], strings: &mut Vec<u8>| -> Result<Str> {
+        let start =
+            u32::try_from(strings.len()).map_err(|_| Error::Internal("string table size"))?;
+        let len = u32::try_from(bytes.len()).map_err(|_| Error::Internal("string size"))?;
+        strings.extend_from_slice(bytes);
+        Ok(Str { start, len })
+    };
+    let placed = plan.placements.iter().filter(|p| p.is_some()).count();
+    let names_len: usize = plan
+        .placements
+        .iter()
+        .zip(&obj.sections)
+        .filter(|(p, _)| p.is_some())
+        .map(|(_, s)| s.name.len())
+        .sum();
+    strings.reserve(names_len);
+    let mut sections = Vec::with_capacity(placed);
+    for (index, placement) in plan.placements.iter().enumerate() {
+        let (Some(p), Some(s)) = (placement, obj.sections.get(index)) else {
+            continue;
+        };
+        sections.push(SectionRec {
+            name: intern(s.name, &mut strings)?,
+            kind: p.kind,
+            offset: p.offset as usize,
+            size: s.size as usize,
+        });
+    }
+    let mut regions = Vec::new();
+    for kind in RegionKind::ALL {
+        let Some(r) = plan.regions.get(kind.index()) else {
+            continue;
+        };
+        if r.size > 0 {
+            regions.push(RegionRec {
+                kind,
+                addr: region_addr(kind) as usize,
+                size: r.size as usize,
+                align: r.align as usize,
+            });
+        }
+    }
+
+    // Exported symbols: {name pointer, address} pairs, pointer-sized fields, as Zephyr lays them out.
+    let mut exports = Vec::new();
+    if let Some(region) = plan
+        .regions
+        .get(RegionKind::Exports.index())
+        .filter(|r| r.size > 0)
+    {
+        let entry = 2 * ptr as u64;
+        let bad = |entry: usize, reason| Error::BadExportTable {
+            extension: String::from(req.name),
+            entry,
+            reason,
+        };
+        if region.size % entry != 0 {
+            return Err(bad(
+                0,
+                "table size is not a whole number of {name, address} entries",
+            ));
+        }
+        let start = region_addr(RegionKind::Exports);
+        let count = (region.size / entry) as usize;
+        exports.reserve(count);
+        for i in 0..count {
+            let at = start + i as u64 * entry;
+            let name_ptr = read_word(&mut blocks.blocks, at, ptr)?;
+            let addr = read_word(&mut blocks.blocks, at + ptr as u64, ptr)?;
+            let name = c_string(&mut blocks.blocks, name_ptr).ok_or(bad(
+                i,
+                "name does not point to a NUL-terminated string inside the extension",
+            ))?;
+            if name.is_empty() {
+                return Err(bad(i, "empty name"));
+            }
+            let name = name.to_vec();
+            if let Some(owner) = resolver.exporter(&name) {
+                return Err(Error::DuplicateExport {
+                    extension: String::from(req.name),
+                    symbol: String::from_utf8_lossy(&name).into_owned(),
+                    owner,
+                });
+            }
+            let rec = SymRec {
+                name: intern(&name, &mut strings)?,
+                addr: addr as usize,
+            };
+            if exports.iter().any(|e: &SymRec| {
+                e.name.len == rec.name.len
+                    && strings.get(e.name.start as usize..(e.name.start + e.name.len) as usize)
+                        == Some(&name[..])
+            }) {
+                return Err(Error::DuplicateExport {
+                    extension: String::from(req.name),
+                    symbol: String::from_utf8_lossy(&name).into_owned(),
+                    owner: alloc::format!("the same extension (`{}`)", req.name),
+                });
+            }
+            exports.push(rec);
+        }
+    }
+
+    let mut globals = Vec::new();
+    for (sym, state) in obj.symbols.iter().zip(&syms) {
+        let defined = matches!(
+            sym.place,
+            SymbolPlace::Section(_) | SymbolPlace::Common | SymbolPlace::Absolute
+        );
+        if !defined || !sym.is_global() || !state.valid || sym.name.is_empty() {
+            continue;
+        }
+        if sym.kind == elf::STT_SECTION.0 || sym.kind == elf::STT_FILE.0 {
+            continue;
+        }
+        globals.push(SymRec {
+            name: intern(sym.name, &mut strings)?,
+            addr: state.addr as usize,
+        });
+    }
+    globals.sort_by(|a, b| {
+        let s = |x: Str| {
+            strings
+                .get(x.start as usize..(x.start + x.len) as usize)
+                .unwrap_or(&[])
+        };
+        s(a.name).cmp(s(b.name))
+    });
+
+    // Constructors in execution order; destructors in reverse order of construction.
+    let (mut init, mut fini) = (Vec::new(), Vec::new());
+    for &index in &plan.array_order {
+        let (Some(Some(p)), Some(s)) = (plan.placements.get(index), obj.sections.get(index)) else {
+            continue;
+        };
+        let legacy = s.name.starts_with(b".ctors") || s.name.starts_with(b".dtors");
+        let list = match p.kind {
+            RegionKind::FiniArray => &mut fini,
+            _ => &mut init,
+        };
+        let first = list.len();
+        let count = (s.size / ptr as u64) as usize;
+        for i in 0..count {
+            let f = read_word(&mut blocks.blocks, section_addr(p) + (i * ptr) as u64, ptr)?;
+            // 0 and -1 are the sentinels legacy .ctors lists use.
+            if f != 0 && f != u64::MAX && !(ptr == 4 && f == u64::from(u32::MAX)) {
+                list.push(f as usize);
+            }
+        }
+        if legacy {
+            // .ctors run last-to-first, .dtors first-to-last: store both in the order the arrays imply.
+            if let Some(added) = list.get_mut(first..) {
+                added.reverse();
+            }
+        }
+    }
+    fini.reverse();
+
+    // Seal: final protections, code made visible to instruction fetch.
+    for (block, permission) in &blocks.blocks {
+        blocks.memory.finalize(block, *permission)?;
+    }
+    let blocks = core::mem::take(&mut blocks.blocks);
+    Ok(Linked {
+        blocks,
+        strings,
+        regions,
+        sections,
+        exports,
+        globals,
+        init,
+        fini,
+        deps,
+    })
+}
+
+fn describe<A: Relocator>(
+    problem: Problem,
+    r_type: u32,
+    offset: u64,
+    section: String,
+    bad: &dyn Fn(i64, &'static str) -> Error,
+) -> Error {
+    match problem {
+        Problem::Unsupported => Error::UnsupportedRelocation {
+            kind: reloc_name::<A>(r_type),
+            r_type,
+            section,
+            offset,
+        },
+        Problem::Overflow { value, reason } => bad(value, reason),
+        Problem::OutsideSection => bad(offset as i64, "place lies outside its section"),
+        Problem::Internal => {
+            Error::Internal("relocation needs a GOT slot or stub that was not reserved")
+        }
+    }
+}
+
+/// The bytes [addr, addr+len) of whichever block holds them.
+fn window(blocks: &mut [(Block, Permission)], addr: u64, len: usize) -> Result<&mut [u8]> {
+    for (block, _) in blocks.iter_mut() {
+        let start = block.addr() as u64;
+        let end = start + block.size() as u64;
+        if addr >= start && addr.checked_add(len as u64).is_some_and(|e| e <= end) {
+            let off = (addr - start) as usize;
+            // SAFETY: blocks are not finalised until linking is over, and no other reference into them is live.
+            let bytes = unsafe { block.bytes_mut() };
+            return bytes
+                .get_mut(off..off + len)
+                .ok_or(Error::Internal("block window"));
+        }
+    }
+    Err(Error::Internal("address outside the extension's blocks"))
+}
+
+fn read_word(blocks: &mut [(Block, Permission)], addr: u64, ptr: usize) -> Result<u64> {
+    let bytes = window(blocks, addr, ptr)?;
+    let mut w = [0u8; 8];
+    w.get_mut(..ptr)
+        .ok_or(Error::Internal("pointer size"))?
+        .copy_from_slice(bytes);
+    Ok(u64::from_le_bytes(w))
+}
+
+/// A NUL-terminated string at `addr`, if it lies wholly inside one block.
+fn c_string(blocks: &mut [(Block, Permission)], addr: u64) -> Option<&[u8]> {
+    for (block, _) in blocks.iter_mut() {
+        let start = block.addr() as u64;
+        let end = start + block.size() as u64;
+        if addr >= start && addr < end {
+            // SAFETY: as in `window`.
+            let bytes = unsafe { block.bytes_mut() };
+            let tail = bytes.get((addr - start) as usize..)?;
+            let nul = tail.iter().position(|&b| b == 0)?;
+            return tail.get(..nul);
+        }
+    }
+    None
+}

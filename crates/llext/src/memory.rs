@@ -1,0 +1,264 @@
+//! Memory for loaded extensions: one trait, a host implementation (mmap, W^X) and a no_std arena.
+
+use alloc::vec::Vec;
+use core::ptr::NonNull;
+
+use crate::error::{Error, Result};
+
+/// The protection a block ends up with once loading is complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Permission {
+    /// Code: readable and executable, never writable.
+    ReadExecute,
+    /// Constant data, relocated tables, the GOT: read-only.
+    ReadOnly,
+    /// Data and bss: readable and writable, never executable.
+    ReadWrite,
+}
+
+impl Permission {
+    /// All permissions, in block order.
+    pub const ALL: [Permission; 3] = [
+        Permission::ReadExecute,
+        Permission::ReadOnly,
+        Permission::ReadWrite,
+    ];
+
+    /// Short name as shown by `llext inspect` (`r-x`, `r--`, `rw-`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::ReadExecute => "r-x",
+            Permission::ReadOnly => "r--",
+            Permission::ReadWrite => "rw-",
+        }
+    }
+}
+
+/// A request for one block of extension memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockRequest {
+    /// Size in bytes (never 0).
+    pub size: usize,
+    /// Alignment in bytes (a power of two).
+    pub align: usize,
+    /// The protection the block will be finalised to.
+    pub permission: Permission,
+}
+
+/// A block handed out by a [`Memory`] provider: writable from allocation until [`Memory::finalize`].
+#[derive(Debug, PartialEq, Eq)]
+pub struct Block {
+    ptr: NonNull<u8>,
+    size: usize,
+    /// Provider-private value (e.g. the size actually reserved).
+    token: usize,
+}
+
+// SAFETY: a Block is an owning handle to memory that no one else aliases; moving it between threads is sound.
+unsafe impl Send for Block {}
+
+impl Block {
+    /// Builds a block handle. Providers call this; the loader only consumes blocks.
+    ///
+    /// # Safety
+    /// `ptr` must be valid for reads and writes of `size` bytes until the block is finalised or freed, and not
+    /// be aliased by any other live block.
+    pub unsafe fn new(ptr: NonNull<u8>, size: usize, token: usize) -> Block {
+        Block { ptr, size, token }
+    }
+
+    /// Start address.
+    pub fn addr(&self) -> usize {
+        self.ptr.as_ptr() as usize
+    }
+
+    /// Start pointer.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Size in bytes as requested.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The provider's private value given to [`Block::new`].
+    pub fn token(&self) -> usize {
+        self.token
+    }
+
+    /// The block's bytes, for filling before it is finalised.
+    ///
+    /// # Safety
+    /// The block must not be finalised yet (its memory is still writable) and no other reference into it may
+    /// be live.
+    pub(crate) unsafe fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: the provider promised `size` writable bytes until finalisation (see `Block::new`); the caller
+        // promises the block is not finalised and not aliased.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.size) }
+    }
+}
+
+/// Where extension memory comes from.
+///
+/// The loader asks for one block per permission per extension, fills and relocates it while it is writable,
+/// then calls [`Memory::finalize`] once, which sets the final protection and makes instructions visible to
+/// instruction fetch (cache maintenance where the core needs it). [`Memory::free`] returns the block.
+///
+/// # Safety
+/// Implementations must hand out blocks that are valid, writable, aligned as requested, at least `size` bytes
+/// long and disjoint from every other live block, until they are freed.
+pub unsafe trait Memory {
+    /// Allocates a writable block. Failure is [`Error::OutOfMemory`], never a panic.
+    fn allocate(&mut self, request: &BlockRequest) -> Result<Block>;
+    /// Applies the final protection and makes code coherent. Called at most once per block.
+    fn finalize(&mut self, block: &Block, permission: Permission) -> Result<()>;
+    /// Releases a block.
+    fn free(&mut self, block: Block);
+}
+
+/// A no_std provider over a caller-given byte arena (e.g. a `static mut [u8; N]` on a microcontroller).
+///
+/// First fit with coalescing free ranges; permissions are not enforced (there is no MMU); `finalize` calls the
+/// optional `sync_code` hook for code blocks so targets with caches can clean and invalidate them.
+///
+/// ```
+/// static mut ARENA: [u8; 4096] = [0; 4096];
+/// // SAFETY: the arena is used by this provider alone.
+/// let arena = unsafe { &mut *core::ptr::addr_of_mut!(ARENA) };
+/// let mut memory = llext::ArenaMemory::new(arena);
+/// use llext::{Memory, BlockRequest, Permission};
+/// let block = memory.allocate(&BlockRequest { size: 100, align: 64, permission: Permission::ReadWrite }).unwrap();
+/// assert_eq!(block.addr() % 64, 0);
+/// memory.free(block);
+/// assert!(memory.allocate(&BlockRequest { size: 8192, align: 8, permission: Permission::ReadOnly }).is_err());
+/// ```
+pub struct ArenaMemory<'a> {
+    base: NonNull<u8>,
+    len: usize,
+    /// Free ranges as (offset, length), sorted by offset, never adjacent.
+    free: Vec<(usize, usize)>,
+    sync_code: Option<fn(*const u8, usize)>,
+    _arena: core::marker::PhantomData<&'a mut [u8]>,
+}
+
+// SAFETY: the arena is exclusively borrowed for 'a; the provider is the only user of those bytes.
+unsafe impl Send for ArenaMemory<'_> {}
+
+impl<'a> ArenaMemory<'a> {
+    /// Takes over `arena` for extension memory.
+    pub fn new(arena: &'a mut [u8]) -> Self {
+        let len = arena.len();
+        let base = NonNull::new(arena.as_mut_ptr()).unwrap_or(NonNull::dangling());
+        let mut free = Vec::new();
+        if len > 0 {
+            free.push((0, len));
+        }
+        ArenaMemory {
+            base,
+            len,
+            free,
+            sync_code: None,
+            _arena: core::marker::PhantomData,
+        }
+    }
+
+    /// Sets a hook called on every finalised code block (clean D-cache, invalidate I-cache).
+    pub fn with_code_sync(mut self, sync: fn(*const u8, usize)) -> Self {
+        self.sync_code = Some(sync);
+        self
+    }
+
+    /// Bytes currently free.
+    pub fn free_bytes(&self) -> usize {
+        self.free.iter().map(|r| r.1).sum()
+    }
+
+    /// Size of the arena.
+    pub fn capacity(&self) -> usize {
+        self.len
+    }
+}
+
+// SAFETY: blocks are disjoint sub-ranges of the exclusively borrowed arena, aligned as asked.
+unsafe impl Memory for ArenaMemory<'_> {
+    fn allocate(&mut self, request: &BlockRequest) -> Result<Block> {
+        let oom = Error::OutOfMemory {
+            size: request.size,
+            align: request.align,
+        };
+        if request.size == 0 || !request.align.is_power_of_two() {
+            return Err(oom);
+        }
+        let base = self.base.as_ptr() as usize;
+        for i in 0..self.free.len() {
+            let Some(&(off, len)) = self.free.get(i) else {
+                break;
+            };
+            let start = base + off;
+            let Some(aligned) = start
+                .checked_add(request.align - 1)
+                .map(|v| v & !(request.align - 1))
+            else {
+                continue;
+            };
+            let pad = aligned - start;
+            let Some(need) = pad.checked_add(request.size) else {
+                continue;
+            };
+            if need > len {
+                continue;
+            }
+            // Split: [off, pad) stays free, [pad, need) is taken, the rest stays free.
+            let rest = (off + need, len - need);
+            let mut replace: [(usize, usize); 2] = [(0, 0); 2];
+            let mut n = 0;
+            if pad > 0 {
+                replace[0] = (off, pad);
+                n = 1;
+            }
+            if rest.1 > 0 {
+                replace[n] = rest;
+                n += 1;
+            }
+            self.free.splice(i..=i, replace.iter().copied().take(n));
+            let ptr =
+                NonNull::new(aligned as *mut u8).ok_or(Error::Internal("null arena block"))?;
+            // SAFETY: [aligned, aligned+size) lies inside the arena and was free; it is now removed from the
+            // free list, so no other block aliases it.
+            return Ok(unsafe { Block::new(ptr, request.size, aligned - base) });
+        }
+        Err(oom)
+    }
+
+    fn finalize(&mut self, block: &Block, permission: Permission) -> Result<()> {
+        if permission == Permission::ReadExecute {
+            if let Some(sync) = self.sync_code {
+                sync(block.as_ptr(), block.size());
+            }
+        }
+        Ok(())
+    }
+
+    fn free(&mut self, block: Block) {
+        let off = block.token();
+        let len = block.size();
+        // Insert keeping order, then merge with neighbours.
+        let pos = self.free.partition_point(|r| r.0 < off);
+        self.free.insert(pos, (off, len));
+        if let (Some(&(o, l)), Some(&(no, nl))) = (self.free.get(pos), self.free.get(pos + 1)) {
+            if o + l == no {
+                self.free[pos] = (o, l + nl);
+                self.free.remove(pos + 1);
+            }
+        }
+        if pos > 0 {
+            if let (Some(&(po, pl)), Some(&(o, l))) = (self.free.get(pos - 1), self.free.get(pos)) {
+                if po + pl == o {
+                    self.free[pos - 1] = (po, pl + l);
+                    self.free.remove(pos);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,786 @@
+//! The registry: loaded extensions by name, their exports, dependencies and use counts, behind one lock.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use hashbrown::HashTable;
+
+use crate::arch::{self, with_backend};
+use crate::elf;
+use crate::error::{Error, Result};
+use crate::layout::{LayoutOptions, RegionKind};
+use crate::limits::Limits;
+use crate::link::{self, Linked, Owner, Request, Resolver};
+use crate::memory::{Memory, Permission};
+use crate::symbols::{hash_name, ExportTable};
+use crate::sync::Lock;
+
+/// Largest number of integer arguments [`Registry::call`] passes.
+pub const MAX_CALL_ARGS: usize = 6;
+
+/// A handle on a loaded extension: a slot index plus a generation, so a handle kept past unload is refused
+/// instead of reaching another extension that reused the slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ExtId {
+    index: u32,
+    generation: u32,
+}
+
+/// How to load an extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Run `.preinit_array`, `.init_array` and `.ctors` right after linking (default `true`). With `false`
+    /// the extension is linked but none of its code runs; [`Registry::unload`] then runs no destructors.
+    pub bring_up: bool,
+    /// Load `.eh_frame` too (default `false`: unwind tables cost memory and are rarely used by extensions).
+    pub keep_eh_frame: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            bring_up: true,
+            keep_eh_frame: false,
+        }
+    }
+}
+
+/// What [`Registry::unload`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unloaded {
+    /// The use count dropped to zero: destructors ran and every byte was freed.
+    Freed,
+    /// Only the use count was lowered; the extension stays loaded with this many users.
+    StillInUse(u32),
+}
+
+/// A region of a loaded extension, as reported by [`Registry::info`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionInfo {
+    /// What the region holds.
+    pub kind: RegionKind,
+    /// Start address.
+    pub addr: usize,
+    /// Size in bytes.
+    pub size: usize,
+    /// Alignment (the strictest of its sections).
+    pub align: usize,
+    /// Final protection.
+    pub permission: Permission,
+}
+
+/// A loaded section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SectionInfo {
+    /// Section name.
+    pub name: String,
+    /// The region it was placed in.
+    pub region: RegionKind,
+    /// Offset inside the region.
+    pub offset: usize,
+    /// Address.
+    pub addr: usize,
+    /// Size in bytes.
+    pub size: usize,
+}
+
+/// A named address in a loaded extension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SymbolInfo {
+    /// Name.
+    pub name: String,
+    /// Address.
+    pub addr: usize,
+    /// True if listed in `.exported_sym` (other extensions may link against it).
+    pub exported: bool,
+}
+
+/// A snapshot of one loaded extension's state, for inspection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtensionInfo {
+    /// Its handle.
+    pub id: ExtId,
+    /// Its unique name.
+    pub name: String,
+    /// How many times it was loaded and not yet unloaded.
+    pub use_count: u32,
+    /// Names of the extensions it resolved symbols from.
+    pub dependencies: Vec<String>,
+    /// Names of the loaded extensions that depend on it.
+    pub dependents: Vec<String>,
+    /// Its regions, in placement order.
+    pub regions: Vec<RegionInfo>,
+    /// Its loaded sections.
+    pub sections: Vec<SectionInfo>,
+    /// Exported symbols first, then the other global symbols (sorted by name).
+    pub symbols: Vec<SymbolInfo>,
+    /// Number of constructors / destructors.
+    pub init_count: usize,
+    /// Number of destructors.
+    pub fini_count: usize,
+    /// Bytes of extension memory it holds.
+    pub memory: usize,
+}
+
+struct Ext {
+    name: String,
+    seq: u64,
+    use_count: u32,
+    dependents: u32,
+    initialised: bool,
+    linked: Linked,
+}
+
+struct Slot {
+    generation: u32,
+    ext: Option<Ext>,
+}
+
+struct Inner<M> {
+    memory: M,
+    builtins: ExportTable,
+    limits: Limits,
+    machine: u16,
+    slots: Vec<Slot>,
+    /// Slot index by extension name.
+    names: HashTable<u32>,
+    /// (slot, export index) by exported name.
+    exports: HashTable<(u32, u32)>,
+    next_seq: u64,
+}
+
+/// The set of loaded extensions.
+///
+/// Every operation takes one lock for its whole duration, so concurrent loads and unloads never interleave
+/// their checks and updates. Constructors and destructors of extensions run while the lock is held: they must
+/// not call back into the registry.
+///
+/// ```no_run
+/// # #[cfg(feature = "std")] {
+/// static HOST: &[llext::Export] = llext::exports![];
+/// let registry = llext::Registry::new(llext::HostMemory::new(), llext::ExportTable::new(HOST));
+/// let ext = registry.load_file("hello.o").unwrap();
+/// // SAFETY: `hello` is a C function taking up to six integer arguments.
+/// let r = unsafe { registry.call("hello", &[1, 2]) }.unwrap();
+/// registry.unload(ext).unwrap();
+/// # }
+/// ```
+pub struct Registry<M: Memory> {
+    inner: Lock<Inner<M>>,
+}
+
+impl<M: Memory> core::fmt::Debug for Registry<M> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Registry")
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+fn ext_at(slots: &[Slot], slot: u32) -> Option<&Ext> {
+    slots.get(slot as usize).and_then(|s| s.ext.as_ref())
+}
+
+fn export_name(slots: &[Slot], (slot, i): (u32, u32)) -> &[u8] {
+    ext_at(slots, slot)
+        .and_then(|e| {
+            e.linked
+                .exports
+                .get(i as usize)
+                .map(|x| e.linked.str(x.name))
+        })
+        .unwrap_or(&[])
+}
+
+struct View<'a> {
+    builtins: &'a ExportTable,
+    slots: &'a [Slot],
+    exports: &'a HashTable<(u32, u32)>,
+}
+
+impl View<'_> {
+    fn export(&self, name: &[u8]) -> Option<(u32, usize)> {
+        find_export(self.slots, self.exports, name)
+    }
+}
+
+/// The slot and address of the extension export `name`.
+fn find_export(
+    slots: &[Slot],
+    exports: &HashTable<(u32, u32)>,
+    name: &[u8],
+) -> Option<(u32, usize)> {
+    let &(slot, i) = exports.find(hash_name(name), |&r| export_name(slots, r) == name)?;
+    let addr = ext_at(slots, slot)?.linked.exports.get(i as usize)?.addr;
+    Some((slot, addr))
+}
+
+impl Resolver for View<'_> {
+    fn resolve(&self, name: &[u8]) -> Option<(u64, Owner)> {
+        if let Some(addr) = self.builtins.get_bytes(name) {
+            return Some((addr as u64, Owner::Builtin));
+        }
+        self.export(name)
+            .map(|(slot, addr)| (addr as u64, Owner::Extension(slot)))
+    }
+
+    fn exporter(&self, name: &[u8]) -> Option<String> {
+        if self.builtins.get_bytes(name).is_some() {
+            return Some(String::from("the firmware (built-in)"));
+        }
+        let (slot, _) = self.export(name)?;
+        ext_at(self.slots, slot).map(|e| alloc::format!("extension `{}`", e.name))
+    }
+}
+
+fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 255 || name.contains('\0') {
+        return Err(Error::BadName {
+            name: String::from(name),
+        });
+    }
+    Ok(())
+}
+
+/// Calls a C function at `addr` with up to six integer arguments.
+///
+/// # Safety
+/// `addr` must be the address of a function with the C ABI that takes at most six integer (or pointer)
+/// arguments and returns an integer, and that is safe to call with these arguments.
+unsafe fn call_address(addr: usize, args: &[i64]) -> Result<i64> {
+    if args.len() > MAX_CALL_ARGS {
+        return Err(Error::TooManyArguments {
+            given: args.len(),
+            max: MAX_CALL_ARGS,
+        });
+    }
+    if addr == 0 {
+        return Err(Error::Internal("call of a null address"));
+    }
+    let mut a = [0i64; MAX_CALL_ARGS];
+    for (dst, src) in a.iter_mut().zip(args) {
+        *dst = *src;
+    }
+    type Fn6 = extern "C" fn(i64, i64, i64, i64, i64, i64) -> i64;
+    // SAFETY: the caller guarantees `addr` is such a function; extra arguments are ignored by the callee in
+    // every supported C calling convention (they sit in caller-saved registers or caller-popped stack).
+    let f: Fn6 = unsafe { core::mem::transmute::<usize, Fn6>(addr) };
+    Ok(f(a[0], a[1], a[2], a[3], a[4], a[5]))
+}
+
+/// Runs a list of `void (*)(void)` functions.
+///
+/// # Safety
+/// Every address must be a constructor or destructor of a loaded, sealed extension.
+unsafe fn run_all(functions: &[usize]) {
+    for &f in functions {
+        type Hook = extern "C" fn();
+        // SAFETY: the caller guarantees each entry is a `void (void)` C function in sealed extension code.
+        let hook: Hook = unsafe { core::mem::transmute::<usize, Hook>(f) };
+        hook();
+    }
+}
+
+impl<M: Memory> Registry<M> {
+    /// An empty registry that allocates from `memory` and offers `builtins` to extensions. It loads objects
+    /// for the machine it runs on.
+    pub fn new(memory: M, builtins: ExportTable) -> Self {
+        Self::for_machine(memory, builtins, arch::native_machine().unwrap_or(0))
+    }
+
+    /// An empty registry for objects of `machine` (`e_machine`), e.g. to check cross-built objects on a host
+    /// without running them.
+    pub fn for_machine(memory: M, builtins: ExportTable, machine: u16) -> Self {
+        Registry {
+            inner: Lock::new(Inner {
+                memory,
+                builtins,
+                limits: Limits::default(),
+                machine,
+                slots: Vec::new(),
+                names: HashTable::new(),
+                exports: HashTable::new(),
+                next_seq: 0,
+            }),
+        }
+    }
+
+    /// Replaces the input limits.
+    pub fn set_limits(&self, limits: Limits) {
+        self.inner.lock().limits = limits;
+    }
+
+    /// Loads, links and brings up an extension from ELF bytes, under `name`.
+    ///
+    /// If `name` is already loaded, its use count is raised and the existing handle returned.
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "std")] {
+    /// # let registry = llext::Registry::new(llext::HostMemory::new(), llext::ExportTable::default());
+    /// let bytes = std::fs::read("ext.o").unwrap();
+    /// let id = registry.load("ext", &bytes).unwrap();
+    /// assert_eq!(registry.info(id).unwrap().name, "ext");
+    /// # }
+    /// ```
+    pub fn load(&self, name: &str, elf: &[u8]) -> Result<ExtId> {
+        self.load_with(name, elf, &LoadOptions::default())
+    }
+
+    /// [`Registry::load`] with options.
+    pub fn load_with(&self, name: &str, elf: &[u8], options: &LoadOptions) -> Result<ExtId> {
+        check_name(name)?;
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        if let Some(id) = inner.find(name) {
+            if let Some(ext) = inner
+                .slots
+                .get_mut(id.index as usize)
+                .and_then(|s| s.ext.as_mut())
+            {
+                ext.use_count = ext.use_count.saturating_add(1);
+            }
+            return Ok(id);
+        }
+        let object = elf::parse(elf, &inner.limits)?;
+        if object.machine != inner.machine {
+            // Header checks first, so a wrong type or class is reported as such.
+            link::check_header::<arch::x86_64::X86_64>(&object).and(Err(Error::WrongMachine {
+                expected: inner.machine,
+                found: object.machine,
+            }))?;
+        }
+        let request = Request {
+            name,
+            limits: &inner.limits,
+            layout: LayoutOptions {
+                keep_eh_frame: options.keep_eh_frame,
+            },
+        };
+        let view = View {
+            builtins: &inner.builtins,
+            slots: &inner.slots,
+            exports: &inner.exports,
+        };
+        let linked = with_backend!(inner.machine, A => link::link::<A, M, View<'_>>(&object, &request, &view, &mut inner.memory),
+            _ => Err(Error::Unsupported { what: "machine: no relocation backend in this build", value: u64::from(inner.machine) }))?;
+        let id = inner.insert(name, linked)?;
+        if options.bring_up {
+            inner.bring_up(id);
+        }
+        Ok(id)
+    }
+
+    /// Lowers the use count of an extension; when it reaches zero runs its destructors (last constructed
+    /// first) and frees all its memory. Refused while other loaded extensions depend on it.
+    pub fn unload(&self, id: ExtId) -> Result<Unloaded> {
+        self.inner.lock().unload(id)
+    }
+
+    /// [`Registry::unload`] by name.
+    pub fn unload_name(&self, name: &str) -> Result<Unloaded> {
+        let mut inner = self.inner.lock();
+        let id = inner.find(name).ok_or_else(|| Error::NotLoaded {
+            name: String::from(name),
+        })?;
+        inner.unload(id)
+    }
+
+    /// The handle of the extension loaded under `name`.
+    pub fn get(&self, name: &str) -> Option<ExtId> {
+        self.inner.lock().find(name)
+    }
+
+    /// Number of loaded extensions.
+    pub fn len(&self) -> usize {
+        self.inner.lock().names.len()
+    }
+
+    /// True if nothing is loaded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The address of `name` in the loaded extensions: exported symbols first, then the other global symbols
+    /// of each extension in load order.
+    ///
+    /// ```
+    /// # #[cfg(feature = "std")] {
+    /// let registry = llext::Registry::new(llext::HostMemory::new(), llext::ExportTable::default());
+    /// assert_eq!(registry.find_symbol("nothing_loaded"), None);
+    /// # }
+    /// ```
+    pub fn find_symbol(&self, name: &str) -> Option<usize> {
+        self.inner.lock().find_symbol(name.as_bytes())
+    }
+
+    /// The address of `name` in one extension (exported or global).
+    pub fn extension_symbol(&self, id: ExtId, name: &str) -> Result<Option<usize>> {
+        let inner = self.inner.lock();
+        let ext = inner.get(id)?;
+        let l = &ext.linked;
+        Ok(l.exports
+            .iter()
+            .find(|e| l.str(e.name) == name.as_bytes())
+            .map(|e| e.addr)
+            .or_else(|| l.global(name.as_bytes())))
+    }
+
+    /// Calls the function `symbol` (found as by [`Registry::find_symbol`]) with up to six integer arguments
+    /// and returns its integer result.
+    ///
+    /// # Safety
+    /// `symbol` must name a C function taking at most six integer or pointer arguments and returning an
+    /// integer, safe to call with `args`; its extension must not be unloaded while it runs.
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "std")] {
+    /// # let registry = llext::Registry::new(llext::HostMemory::new(), llext::ExportTable::default());
+    /// // SAFETY: `add` is `long add(long, long)` in a loaded extension.
+    /// let sum = unsafe { registry.call("add", &[2, 3]) }.unwrap();
+    /// # }
+    /// ```
+    pub unsafe fn call(&self, symbol: &str, args: &[i64]) -> Result<i64> {
+        let addr = self
+            .find_symbol(symbol)
+            .ok_or_else(|| Error::NoSuchSymbol {
+                symbol: String::from(symbol),
+            })?;
+        // SAFETY: forwarded from this function's contract.
+        unsafe { call_address(addr, args) }
+    }
+
+    /// Inspects one extension.
+    pub fn info(&self, id: ExtId) -> Result<ExtensionInfo> {
+        let inner = self.inner.lock();
+        inner.get(id)?;
+        inner.info(id)
+    }
+
+    /// Inspects every loaded extension, in load order.
+    pub fn extensions(&self) -> Vec<ExtensionInfo> {
+        let inner = self.inner.lock();
+        let mut ids: Vec<(u64, ExtId)> = inner
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                s.ext.as_ref().map(|e| {
+                    (
+                        e.seq,
+                        ExtId {
+                            index: i as u32,
+                            generation: s.generation,
+                        },
+                    )
+                })
+            })
+            .collect();
+        ids.sort_unstable();
+        ids.into_iter()
+            .filter_map(|(_, id)| inner.info(id).ok())
+            .collect()
+    }
+
+    /// The built-in export table.
+    pub fn with_builtins<T>(&self, f: impl FnOnce(&ExportTable) -> T) -> T {
+        f(&self.inner.lock().builtins)
+    }
+}
+
+#[cfg(feature = "std")]
+impl<M: Memory> Registry<M> {
+    /// Loads an extension from any reader, under `name`.
+    pub fn load_reader<R: std::io::Read + std::io::Seek>(
+        &self,
+        name: &str,
+        mut reader: R,
+    ) -> Result<ExtId> {
+        let io = |e: std::io::Error| Error::Io {
+            path: String::from(name),
+            message: std::string::ToString::to_string(&e),
+        };
+        let max = self.inner.lock().limits.max_file_size;
+        let len = reader.seek(std::io::SeekFrom::End(0)).map_err(io)?;
+        if len > max {
+            return Err(Error::Limit {
+                what: "file size",
+                limit: max,
+                value: len,
+            });
+        }
+        reader.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
+        let mut bytes = Vec::with_capacity(len as usize);
+        reader.read_to_end(&mut bytes).map_err(io)?;
+        self.load(name, &bytes)
+    }
+
+    /// Loads an extension from a file, named after the file stem (`dir/hello.o` → `hello`).
+    pub fn load_file(&self, path: impl AsRef<std::path::Path>) -> Result<ExtId> {
+        let path = path.as_ref();
+        let name = default_name(path);
+        let file = std::fs::File::open(path).map_err(|e| Error::Io {
+            path: std::string::ToString::to_string(&path.display()),
+            message: std::string::ToString::to_string(&e),
+        })?;
+        self.load_reader(&name, std::io::BufReader::new(file))
+    }
+}
+
+/// The default extension name for a path: its file stem.
+#[cfg(feature = "std")]
+pub fn default_name(path: &std::path::Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| std::string::ToString::to_string(&path.display()))
+}
+
+impl<M: Memory> Inner<M> {
+    fn find(&self, name: &str) -> Option<ExtId> {
+        let slots = &self.slots;
+        let &slot = self.names.find(hash_name(name.as_bytes()), |&s| {
+            ext_at(slots, s).is_some_and(|e| e.name == name)
+        })?;
+        let generation = slots.get(slot as usize)?.generation;
+        Some(ExtId {
+            index: slot,
+            generation,
+        })
+    }
+
+    fn get(&self, id: ExtId) -> Result<&Ext> {
+        self.slots
+            .get(id.index as usize)
+            .filter(|s| s.generation == id.generation)
+            .and_then(|s| s.ext.as_ref())
+            .ok_or_else(|| Error::NotLoaded {
+                name: alloc::format!("#{}", id.index),
+            })
+    }
+
+    fn find_symbol(&self, name: &[u8]) -> Option<usize> {
+        if let Some((_, addr)) = find_export(&self.slots, &self.exports, name) {
+            return Some(addr);
+        }
+        self.slots
+            .iter()
+            .filter_map(|s| s.ext.as_ref())
+            .filter_map(|e| e.linked.global(name).map(|a| (e.seq, a)))
+            .min_by_key(|&(seq, _)| seq)
+            .map(|(_, a)| a)
+    }
+
+    fn insert(&mut self, name: &str, linked: Linked) -> Result<ExtId> {
+        let index = match self.slots.iter().position(|s| s.ext.is_none()) {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    ext: None,
+                });
+                self.slots.len() - 1
+            }
+        };
+        let slot = u32::try_from(index).map_err(|_| Error::Internal("slot count"))?;
+        for &dep in &linked.deps {
+            if let Some(d) = self
+                .slots
+                .get_mut(dep as usize)
+                .and_then(|s| s.ext.as_mut())
+            {
+                d.dependents = d.dependents.saturating_add(1);
+            }
+        }
+        let export_count = linked.exports.len();
+        let ext = Ext {
+            name: String::from(name),
+            seq: self.next_seq,
+            use_count: 1,
+            dependents: 0,
+            initialised: false,
+            linked,
+        };
+        self.next_seq += 1;
+        let name_hash = hash_name(name.as_bytes());
+        let s = self.slots.get_mut(index).ok_or(Error::Internal("slot"))?;
+        s.ext = Some(ext);
+        let id = ExtId {
+            index: slot,
+            generation: s.generation,
+        };
+        // The extension is in its slot now, so the tables can rehash any entry, including its own.
+        let slots = &self.slots;
+        self.names.insert_unique(name_hash, slot, |&s| {
+            ext_at(slots, s)
+                .map(|e| hash_name(e.name.as_bytes()))
+                .unwrap_or(0)
+        });
+        for i in 0..export_count {
+            let key = (slot, i as u32);
+            self.exports
+                .insert_unique(hash_name(export_name(slots, key)), key, |&r| {
+                    hash_name(export_name(slots, r))
+                });
+        }
+        Ok(id)
+    }
+
+    fn bring_up(&mut self, id: ExtId) {
+        if let Some(ext) = self
+            .slots
+            .get_mut(id.index as usize)
+            .and_then(|s| s.ext.as_mut())
+        {
+            ext.initialised = true;
+            // SAFETY: the init list holds the relocated entries of the extension's own, now sealed,
+            // .preinit_array/.init_array/.ctors sections.
+            unsafe { run_all(&ext.linked.init) };
+        }
+    }
+
+    fn unload(&mut self, id: ExtId) -> Result<Unloaded> {
+        let ext = self.get(id)?;
+        if ext.use_count > 1 {
+            let ext = self
+                .slots
+                .get_mut(id.index as usize)
+                .and_then(|s| s.ext.as_mut())
+                .ok_or(Error::Internal("slot"))?;
+            ext.use_count -= 1;
+            return Ok(Unloaded::StillInUse(ext.use_count));
+        }
+        if ext.dependents > 0 {
+            let dependents = self
+                .slots
+                .iter()
+                .filter_map(|s| s.ext.as_ref())
+                .filter(|e| e.linked.deps.contains(&id.index))
+                .map(|e| e.name.clone())
+                .collect();
+            return Err(Error::InUse {
+                extension: ext.name.clone(),
+                dependents,
+            });
+        }
+        if ext.initialised {
+            // SAFETY: the fini list holds the extension's relocated destructors; it is still loaded and sealed.
+            unsafe { run_all(&ext.linked.fini) };
+        }
+        // Out of its slot, out of the indexes, then freed.
+        let slot = self
+            .slots
+            .get_mut(id.index as usize)
+            .ok_or(Error::Internal("slot"))?;
+        let ext = slot.ext.take().ok_or(Error::Internal("slot"))?;
+        slot.generation = slot.generation.wrapping_add(1);
+        if let Ok(entry) = self
+            .names
+            .find_entry(hash_name(ext.name.as_bytes()), |&s| s == id.index)
+        {
+            entry.remove();
+        }
+        for (i, e) in ext.linked.exports.iter().enumerate() {
+            let h = hash_name(ext.linked.str(e.name));
+            if let Ok(entry) = self.exports.find_entry(h, |&r| r == (id.index, i as u32)) {
+                entry.remove();
+            }
+        }
+        for &dep in &ext.linked.deps {
+            if let Some(d) = self
+                .slots
+                .get_mut(dep as usize)
+                .and_then(|s| s.ext.as_mut())
+            {
+                d.dependents = d.dependents.saturating_sub(1);
+            }
+        }
+        ext.linked.free(&mut self.memory);
+        Ok(Unloaded::Freed)
+    }
+
+    fn info(&self, id: ExtId) -> Result<ExtensionInfo> {
+        let ext = self.get(id)?;
+        let l = &ext.linked;
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let region_addr = |kind: RegionKind| {
+            l.regions
+                .iter()
+                .find(|r| r.kind == kind)
+                .map(|r| r.addr)
+                .unwrap_or(0)
+        };
+        let mut symbols: Vec<SymbolInfo> = l
+            .exports
+            .iter()
+            .map(|e| SymbolInfo {
+                name: text(l.str(e.name)),
+                addr: e.addr,
+                exported: true,
+            })
+            .collect();
+        symbols.extend(
+            l.globals
+                .iter()
+                .filter(|g| !l.exports.iter().any(|e| l.str(e.name) == l.str(g.name)))
+                .map(|g| SymbolInfo {
+                    name: text(l.str(g.name)),
+                    addr: g.addr,
+                    exported: false,
+                }),
+        );
+        Ok(ExtensionInfo {
+            id,
+            name: ext.name.clone(),
+            use_count: ext.use_count,
+            dependencies: l
+                .deps
+                .iter()
+                .filter_map(|&d| ext_at(&self.slots, d).map(|e| e.name.clone()))
+                .collect(),
+            dependents: self
+                .slots
+                .iter()
+                .filter_map(|s| s.ext.as_ref())
+                .filter(|e| e.linked.deps.contains(&id.index))
+                .map(|e| e.name.clone())
+                .collect(),
+            regions: l
+                .regions
+                .iter()
+                .map(|r| RegionInfo {
+                    kind: r.kind,
+                    addr: r.addr,
+                    size: r.size,
+                    align: r.align,
+                    permission: r.kind.permission(),
+                })
+                .collect(),
+            sections: l
+                .sections
+                .iter()
+                .map(|s| SectionInfo {
+                    name: text(l.str(s.name)),
+                    region: s.kind,
+                    offset: s.offset,
+                    addr: region_addr(s.kind) + s.offset,
+                    size: s.size,
+                })
+                .collect(),
+            symbols,
+            init_count: l.init.len(),
+            fini_count: l.fini.len(),
+            memory: l.memory_size(),
+        })
+    }
+}
+
+impl<M: Memory> Drop for Registry<M> {
+    /// Frees every extension's memory (without running destructors: use [`Registry::unload`] for an orderly
+    /// teardown).
+    fn drop(&mut self) {
+        let inner = &mut *self.inner.lock();
+        for slot in inner.slots.iter_mut() {
+            if let Some(ext) = slot.ext.take() {
+                ext.linked.free(&mut inner.memory);
+            }
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Built-in export tables and the name hash used by every symbol index.
+
+use alloc::vec::Vec;
+use hashbrown::HashTable;
+
+/// The hash of a symbol name: word-at-a-time multiply-rotate, deterministic across runs and targets (saved
+/// contexts fingerprint export tables with it).
+pub(crate) fn hash_name(name: &[u8]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h: u64 = name.len() as u64;
+    let mut chunks = name.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut w = [0u8; 8];
+        if let Some(dst) = w.get_mut(..rest.len()) {
+            dst.copy_from_slice(rest);
+        }
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+    }
+    h ^ (h >> 29)
+}
+
+/// One symbol the embedding program offers to extensions: a name and an address.
+///
+/// Build tables of them with [`exports!`](crate::exports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Export {
+    /// The name extensions refer to.
+    pub name: &'static str,
+    /// The address the name resolves to.
+    pub addr: *const (),
+}
+
+// SAFETY: an Export is a name and an address; it never dereferences the address.
+unsafe impl Sync for Export {}
+// SAFETY: as above.
+unsafe impl Send for Export {}
+
+impl Export {
+    /// An export of `addr` under `name`.
+    pub const fn new(name: &'static str, addr: *const ()) -> Self {
+        Export { name, addr }
+    }
+}
+
+/// Declares a static slice of [`Export`]s: `name` exports the item `name` in scope, `"name" => path` exports
+/// `path` under another name.
+///
+/// ```
+/// extern "C" fn answer() -> i64 { 42 }
+/// static HOST: &[llext::Export] = llext::exports![answer, "the_answer" => answer];
+/// let table = llext::ExportTable::new(HOST);
+/// assert_eq!(table.get("the_answer"), Some(answer as usize));
+/// ```
+#[macro_export]
+macro_rules! exports {
+    ($($item:tt)*) => { $crate::__exports_inner!([] $($item)*) };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __exports_inner {
+    ([$($done:expr,)*]) => { &[$($done,)*] };
+    ([$($done:expr,)*] $name:literal => $path:path $(, $($rest:tt)*)?) => {
+        $crate::__exports_inner!([$($done,)* $crate::Export::new($name, $path as *const ()),] $($($rest)*)?)
+    };
+    ([$($done:expr,)*] $name:ident $(, $($rest:tt)*)?) => {
+        $crate::__exports_inner!([$($done,)* $crate::Export::new(stringify!($name), $name as *const ()),] $($($rest)*)?)
+    };
+}
+
+/// The embedding program's built-in symbols, indexed by a hash table (O(1) lookups on average).
+///
+/// The first entry of a name wins if a name is listed twice.
+#[derive(Debug, Clone, Default)]
+pub struct ExportTable {
+    entries: Vec<Export>,
+    index: HashTable<u32>,
+    fingerprint: u64,
+}
+
+impl ExportTable {
+    /// Indexes `entries`.
+    pub fn new(entries: &[Export]) -> Self {
+        let mut index = HashTable::with_capacity(entries.len());
+        let mut kept = Vec::with_capacity(entries.len());
+        let mut fingerprint = 0u64;
+        for e in entries {
+            let h = hash_name(e.name.as_bytes());
+            let dup = index
+                .find(h, |&i: &u32| {
+                    kept.get(i as usize)
+                        .is_some_and(|k: &Export| k.name == e.name)
+                })
+                .is_some();
+            if dup {
+                continue;
+            }
+            index.insert_unique(h, kept.len() as u32, |&i: &u32| {
+                kept.get(i as usize)
+                    .map(|k: &Export| hash_name(k.name.as_bytes()))
+                    .unwrap_or(0)
+            });
+            fingerprint = fingerprint.wrapping_add(h.rotate_left(17) ^ h);
+            kept.push(*e);
+        }
+        ExportTable {
+            entries: kept,
+            index,
+            fingerprint,
+        }
+    }
+
+    /// The address exported under `name`.
+    pub fn get(&self, name: &str) -> Option<usize> {
+        self.get_bytes(name.as_bytes())
+    }
+
+    pub(crate) fn get_bytes(&self, name: &[u8]) -> Option<usize> {
+        let h = hash_name(name);
+        let entries = &self.entries;
+        self.index
+            .find(h, |&i| {
+                entries
+                    .get(i as usize)
+                    .is_some_and(|e| e.name.as_bytes() == name)
+            })
+            .and_then(|&i| entries.get(i as usize))
+            .map(|e| e.addr as usize)
+    }
+
+    /// Number of distinct names.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True if the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The entries, in declaration order.
+    pub fn iter(&self) -> impl Iterator<Item = &Export> {
+        self.entries.iter()
+    }
+
+    /// An order-independent hash of the exported names (not addresses), for saved contexts.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+}

@@ -1,0 +1,219 @@
+//! Project tasks for llext, run as `cargo xtask <task>` (the alias lives in
+//! `.cargo/config.toml`). Plain `std`, so the tasks build in seconds on a fresh checkout.
+
+use std::env;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+/// Debian packages the host tests need: compilers for the fixtures, binutils for `ld -r` and
+/// `readelf`, LLVM tools, and valgrind. Targets added later (QEMU, cross compilers) append here.
+const HOST_PACKAGES: &[&str] = &["gcc", "clang", "lld", "llvm", "binutils", "valgrind"];
+
+/// Set for `cargo test` in CI so that the fixtures refuse to run without their clang variants.
+const REQUIRE_CLANG_VAR: &str = "LLEXT_REQUIRE_CLANG";
+
+const USAGE: &str = "\
+usage: cargo xtask <task>
+
+tasks:
+  deps    check the Debian packages the tests need; install the missing ones
+          when running as root on Debian/Ubuntu, else print the command
+  ci      deps, fmt check, clippy, tests, docs and the CLI demo, failing fast
+  help    this message
+";
+
+/// Why a task failed, already phrased for the user.
+struct Failure(String);
+
+type Result<T = ()> = std::result::Result<T, Failure>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let task = args.first().map(String::as_str);
+    if args.len() > 1 {
+        eprintln!("error: unexpected arguments after `{}`\n\n{USAGE}", args[0]);
+        return ExitCode::from(2);
+    }
+    let result = match task {
+        None | Some("help" | "-h" | "--help") => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some("deps") => deps(),
+        Some("ci") => ci(),
+        Some(other) => {
+            eprintln!("error: unknown task `{other}`\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `cargo xtask deps`: makes sure every package of [`HOST_PACKAGES`] is installed.
+fn deps() -> Result {
+    let missing = missing_packages(HOST_PACKAGES)?;
+    if missing.is_empty() {
+        println!("all host packages installed: {}", HOST_PACKAGES.join(" "));
+        return Ok(());
+    }
+    let list = missing.join(" ");
+    println!("missing Debian packages: {list}");
+    let on_debian = Path::new("/etc/debian_version").exists();
+    if !on_debian {
+        return Err(Failure(format!(
+            "not a Debian/Ubuntu system; install the equivalents of these packages: {list}"
+        )));
+    }
+    let install = format!(
+        "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y \
+         --no-install-recommends {list}"
+    );
+    if !is_root()? {
+        return Err(Failure(format!("run as root:\n    {install}")));
+    }
+    run("apt-get update", Command::new("apt-get").arg("update"))?;
+    run(
+        &format!("apt-get install {list}"),
+        Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(&missing),
+    )?;
+    let still_missing = missing_packages(HOST_PACKAGES)?;
+    if !still_missing.is_empty() {
+        return Err(Failure(format!(
+            "still missing after apt-get install: {}",
+            still_missing.join(" ")
+        )));
+    }
+    Ok(())
+}
+
+/// The packages that `dpkg-query` does not report as installed.
+fn missing_packages(packages: &[&'static str]) -> Result<Vec<&'static str>> {
+    let mut missing = Vec::new();
+    for &package in packages {
+        let out = Command::new("dpkg-query")
+            .args(["-W", "-f=${Status}", package])
+            .output()
+            .map_err(|e| {
+                Failure(format!(
+                    "cannot run dpkg-query ({e}); install these packages with your system's \
+                     package manager: {}",
+                    packages.join(" ")
+                ))
+            })?;
+        // An unknown package makes dpkg-query fail; a removed one reports "deinstall ok
+        // config-files". Only "install ok installed" means the files are there.
+        let status = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() || status.trim() != "install ok installed" {
+            missing.push(package);
+        }
+    }
+    Ok(missing)
+}
+
+/// Whether `id -u` says we are root.
+fn is_root() -> Result<bool> {
+    let out = Command::new("id")
+        .arg("-u")
+        .output()
+        .map_err(|e| Failure(format!("cannot run `id -u`: {e}")))?;
+    Ok(out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "0")
+}
+
+/// `cargo xtask ci`: every check CI makes, in order, stopping at the first failure.
+fn ci() -> Result {
+    let start = Instant::now();
+    let result = ci_steps();
+    let elapsed = format_duration(start.elapsed());
+    match &result {
+        Ok(()) => println!("==> ci passed in {elapsed}"),
+        Err(_) => println!("==> ci failed after {elapsed}"),
+    }
+    result
+}
+
+fn ci_steps() -> Result {
+    let root = workspace_root();
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    let cargo = |args: &[&str]| {
+        let mut command = Command::new(&cargo);
+        command.current_dir(&root).args(args);
+        command
+    };
+
+    println!("==> deps");
+    deps()?;
+    step(
+        "cargo fmt --all -- --check",
+        &mut cargo(&["fmt", "--all", "--", "--check"]),
+    )?;
+    step(
+        "cargo clippy --workspace --all-targets -- -D warnings",
+        &mut cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    step(
+        &format!("{REQUIRE_CLANG_VAR}=1 cargo test --workspace"),
+        cargo(&["test", "--workspace"]).env(REQUIRE_CLANG_VAR, "1"),
+    )?;
+    step(
+        "RUSTDOCFLAGS=\"-D warnings\" cargo doc --workspace --no-deps",
+        cargo(&["doc", "--workspace", "--no-deps"]).env("RUSTDOCFLAGS", "-D warnings"),
+    )?;
+    step(
+        "cargo run --release -p llext-cli -- demo",
+        &mut cargo(&["run", "--release", "-p", "llext-cli", "--", "demo"]),
+    )?;
+    Ok(())
+}
+
+/// Prints `==> <name>` and runs the command.
+fn step(name: &str, command: &mut Command) -> Result {
+    println!("==> {name}");
+    run(name, command)
+}
+
+/// Runs a command with inherited standard streams, failing unless it exits successfully.
+fn run(name: &str, command: &mut Command) -> Result {
+    let status = command
+        .status()
+        .map_err(|e| Failure(format!("cannot start `{name}`: {e}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Failure(format!("`{name}` failed ({status})")))
+    }
+}
+
+/// The workspace root: the parent of this crate's directory.
+fn workspace_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
+}
+
+/// `1m 23.4s` or `8.2s`.
+fn format_duration(elapsed: Duration) -> String {
+    let seconds = elapsed.as_secs_f64();
+    let minutes = (seconds / 60.0).floor();
+    if minutes >= 1.0 {
+        format!("{minutes:.0}m {:.1}s", seconds - minutes * 60.0)
+    } else {
+        format!("{seconds:.1}s")
+    }
+}
