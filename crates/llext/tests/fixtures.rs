@@ -1,0 +1,235 @@
+//! Real objects from gcc, clang and rustc, loaded and run natively, in every build variant.
+
+mod common;
+
+use common::{call, protection_of, registry};
+use llext::{RegionKind, Unloaded};
+use llext_fixtures::{bytes, variants, Variant};
+
+fn load_variant(r: &llext::Registry<llext::HostMemory>, v: &Variant, stem: &str) -> llext::ExtId {
+    r.load(stem, &v.bytes(stem))
+        .unwrap_or_else(|e| panic!("{v}: load {stem}: {e}"))
+}
+
+#[test]
+fn basic_runs_in_every_variant() {
+    for v in variants() {
+        let r = registry();
+        let id = load_variant(&r, &v, "basic");
+        assert_eq!(call(&r, "basic_add", &[2, 3]), 5, "{v}");
+        assert_eq!(call(&r, "basic_add", &[-10, 4]), -6, "{v}");
+        assert_eq!(call(&r, "basic_sum6", &[1, 2, 3, 4, 5, 6]), 91, "{v}");
+        assert_eq!(call(&r, "basic_counter", &[]), 1, "{v}");
+        assert_eq!(call(&r, "basic_counter", &[]), 2, "{v}");
+        assert_eq!(call(&r, "basic_accumulate", &[8]), 50, "{v}");
+        assert_eq!(call(&r, "basic_accumulate", &[8]), 58, "{v}");
+        let switch = [11, 30, 3, 40, 95, -10, 100, 10, 266, 990];
+        for (sel, want) in switch.iter().enumerate() {
+            assert_eq!(call(&r, "basic_switch", &[sel as i64, 10]), *want, "{v} switch {sel}");
+        }
+        assert_eq!(call(&r, "basic_switch", &[77, 10]), -1, "{v}");
+        for (i, want) in [17, 3, 70, -10].iter().enumerate() {
+            assert_eq!(call(&r, "basic_table", &[i as i64, 10]), *want, "{v} table {i}");
+        }
+        assert_eq!(call(&r, "basic_table", &[9, 10]), -1, "{v}");
+        assert_eq!(call(&r, "basic_strings", &[]), 8, "{v}");
+        assert_eq!(call(&r, "basic_heap", &[10]), 190, "{v}");
+        assert_eq!(call(&r, "basic_heap", &[0]), -1, "{v}");
+        assert_eq!(call(&r, "basic_align", &[]), 0, "{v}");
+        assert_eq!(call(&r, "basic_aligned_first", &[]), 9, "{v}");
+        assert_eq!(call(&r, "basic_bss_sum", &[]), 0, "{v}");
+        assert_eq!(call(&r, "basic_bss_fill", &[1]), 2080, "{v}");
+        assert_eq!(call(&r, "basic_bss_sum", &[]), 2080, "{v}");
+
+        // 64- and 128-byte aligned data really is aligned, and regions carry their strictest alignment.
+        let info = r.info(id).unwrap();
+        let addr = r.extension_symbol(id, "basic_aligned_data").unwrap().unwrap();
+        assert_eq!(addr % 64, 0, "{v}");
+        let data = info.regions.iter().find(|g| g.kind == RegionKind::Data).unwrap();
+        assert!(data.align >= 64 && data.addr % data.align == 0, "{v}: {data:?}");
+        // Debug and unwind sections cost nothing.
+        assert!(info.sections.iter().all(|s| !s.name.starts_with(".debug") && s.name != ".eh_frame" && s.name != ".comment"));
+        assert_eq!(r.unload(id).unwrap(), Unloaded::Freed);
+        assert!(r.is_empty());
+    }
+}
+
+#[test]
+fn memory_is_w_xor_x() {
+    let r = registry();
+    for v in variants() {
+        let id = load_variant(&r, &v, "basic");
+        let info = r.info(id).unwrap();
+        for region in &info.regions {
+            let want = match region.kind.permission() {
+                llext::Permission::ReadExecute => "r-x",
+                llext::Permission::ReadOnly => "r--",
+                llext::Permission::ReadWrite => "rw-",
+            };
+            let got = protection_of(region.addr);
+            assert_eq!(&got[..3], want, "{v}: {:?} at {:#x}", region.kind, region.addr);
+        }
+        r.unload(id).unwrap();
+    }
+}
+
+#[test]
+fn constructors_run_in_priority_order_and_destructors_on_unload() {
+    for v in variants() {
+        let r = registry();
+        let id = load_variant(&r, &v, "ctors");
+        assert_eq!(call(&r, "ctors_state", &[]), 12, "{v}");
+        let info = r.info(id).unwrap();
+        assert!(info.init_count >= 2 && info.fini_count >= 1, "{v}: {info:?}");
+        r.unload(id).unwrap();
+    }
+}
+
+#[test]
+fn extensions_link_against_each_others_exports() {
+    for v in variants() {
+        let r = registry();
+        let lib = load_variant(&r, &v, "libmath");
+        let user = load_variant(&r, &v, "usemath");
+        assert_eq!(call(&r, "lm_mul", &[6, 7]), 42, "{v}");
+        assert_eq!(call(&r, "use_math", &[5]), 15, "{v}");
+        assert_eq!(call(&r, "use_math", &[5]), 20, "{v}");
+        assert_eq!(call(&r, "use_scale", &[]), 5, "{v}");
+        assert_eq!(call(&r, "lm_scaled", &[5]), 25, "{v}");
+        let info = r.info(user).unwrap();
+        assert_eq!(info.dependencies, vec!["libmath".to_string()], "{v}");
+        assert_eq!(r.info(lib).unwrap().dependents, vec!["usemath".to_string()], "{v}");
+        // Unload ordering: the dependency stays while its user is loaded.
+        match r.unload(lib) {
+            Err(llext::Error::InUse { extension, dependents }) => {
+                assert_eq!(extension, "libmath");
+                assert_eq!(dependents, vec!["usemath".to_string()]);
+            }
+            other => panic!("{v}: unload of a dependency: {other:?}"),
+        }
+        assert_eq!(call(&r, "lm_mul", &[2, 2]), 4, "{v}: libmath still works");
+        r.unload(user).unwrap();
+        r.unload(lib).unwrap();
+    }
+}
+
+#[test]
+fn diamond_dependencies() {
+    for v in variants() {
+        let r = registry();
+        for stem in ["dbase", "dleft", "dright", "dtop"] {
+            load_variant(&r, &v, stem);
+        }
+        assert_eq!(call(&r, "dl_left", &[]), 101, "{v}");
+        assert_eq!(call(&r, "dr_right", &[]), 200, "{v}");
+        assert_eq!(call(&r, "dtop_total", &[]), 301, "{v}");
+        // db_calls counts every db_value() call, shared by all users of dbase: two direct, two via dtop.
+        assert_eq!(call(&r, "dtop_calls", &[]), 4, "{v}");
+        let top = r.info(r.get("dtop").unwrap()).unwrap();
+        let mut deps = top.dependencies.clone();
+        deps.sort();
+        assert_eq!(deps, ["dleft", "dright"], "{v}");
+        let base = r.info(r.get("dbase").unwrap()).unwrap();
+        let mut dependents = base.dependents.clone();
+        dependents.sort();
+        assert_eq!(dependents, ["dleft", "dright"], "{v}");
+        assert!(r.unload_name("dbase").is_err());
+        assert!(r.unload_name("dleft").is_err());
+        for stem in ["dtop", "dleft", "dright", "dbase"] {
+            assert_eq!(r.unload_name(stem).unwrap(), Unloaded::Freed, "{v} {stem}");
+        }
+    }
+}
+
+#[test]
+fn undefined_symbol_fails_naming_it_and_leaves_nothing_behind() {
+    for v in variants() {
+        let (r, memory) = common::counting_registry();
+        match r.load("undef", &v.bytes("undef")) {
+            Err(llext::Error::Undefined { extension, symbol }) => {
+                assert_eq!(extension, "undef");
+                assert_eq!(symbol, "no_such_function");
+            }
+            other => panic!("{v}: {other:?}"),
+        }
+        assert!(r.is_empty());
+        assert_eq!(memory.live(), 0, "{v}: a failed load must not keep memory");
+    }
+}
+
+#[test]
+fn weak_undefined_resolves_to_zero_or_to_a_loaded_definition() {
+    for v in variants() {
+        let r = registry();
+        let id = load_variant(&r, &v, "weak");
+        assert_eq!(call(&r, "weak_probe", &[]), -7, "{v}");
+        r.unload(id).unwrap();
+        let def = load_variant(&r, &v, "weakdef");
+        let id = load_variant(&r, &v, "weak");
+        assert_eq!(call(&r, "weak_probe", &[]), 42, "{v}");
+        r.unload(id).unwrap();
+        r.unload(def).unwrap();
+    }
+}
+
+#[test]
+fn far_host_calls_go_through_stubs() {
+    for v in variants() {
+        let r = registry();
+        let id = load_variant(&r, &v, "farcall");
+        assert_eq!(call(&r, "far_calls", &[]), 2281, "{v}");
+        assert_eq!(call(&r, "far_format", &[1, 2, 3, 4, 5, 6]), 11, "{v}");
+        assert_eq!(call(&r, "far_format", &[-1, 10, 100, 1000, 10000, 100000]), 27, "{v}");
+        assert_eq!(call(&r, "far_strings", &[]), 10, "{v}");
+        assert_eq!(call(&r, "far_putchar", &[120]), 120, "{v}");
+        let info = r.info(id).unwrap();
+        let text = info.regions.iter().find(|g| g.kind == RegionKind::Text).unwrap();
+        let printf = libc::printf as usize;
+        let distance = (printf as i128 - text.addr as i128).abs();
+        if distance > i32::MAX as i128 && !v.pic {
+            // Non-PIC calls are PLT32: out of reach, so they must have gone through generated stubs.
+            assert!(info.regions.iter().any(|g| g.kind == RegionKind::Stubs), "{v}: no stubs");
+        }
+        r.unload(id).unwrap();
+    }
+    // The pool sits in the low 2 GiB, far from the C library, so the stub path is really exercised.
+    let (base, _) = llext::HostMemory::pool_range().unwrap();
+    assert!(base < 0x8000_0000, "pool at {base:#x}");
+    assert!((libc::printf as usize) > 0x1_0000_0000);
+}
+
+#[test]
+fn partial_links_load() {
+    for v in variants() {
+        let r = registry();
+        let id = load_variant(&r, &v, "partial");
+        assert_eq!(call(&r, "partial_entry", &[1]), 22, "{v}");
+        assert_eq!(call(&r, "partial_entry", &[5]), 30, "{v}");
+        r.unload(id).unwrap();
+    }
+}
+
+#[test]
+fn rust_extension_runs_and_exports() {
+    let r = registry();
+    let id = r.load("rsext", &bytes("rsext.o")).unwrap();
+    assert_eq!(call(&r, "rs_fib", &[10]), 55);
+    assert_eq!(call(&r, "rs_fib", &[50]), 12586269025);
+    assert_eq!(call(&r, "rs_sum_to", &[100]), 5050);
+    assert_eq!(call(&r, "rs_hello", &[]), 15);
+    assert_eq!(call(&r, "rs_bump", &[]), 1);
+    assert_eq!(call(&r, "rs_bump", &[]), 2);
+    let info = r.info(id).unwrap();
+    let mut exported: Vec<&str> = info.symbols.iter().filter(|s| s.exported).map(|s| s.name.as_str()).collect();
+    exported.sort();
+    assert_eq!(exported, ["rs_bump", "rs_fib", "rs_hello", "rs_sum_to"]);
+    r.unload(id).unwrap();
+}
+
+#[test]
+fn clang_variants_exist_when_required() {
+    llext_fixtures::require_clang_if_asked();
+    if std::env::var(llext_fixtures::REQUIRE_CLANG_VAR).as_deref() == Ok("1") {
+        assert!(variants().iter().any(|v| v.compiler == "clang"));
+    }
+}
