@@ -268,8 +268,15 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
 
     // Resolve external symbols before allocating anything: a missing symbol costs no memory.
     let mut deps: Vec<u32> = Vec::new();
+    let mut got_symbol = None;
     for (index, (sym, state)) in obj.symbols.iter().zip(syms.iter_mut()).enumerate() {
         if index == 0 || sym.place != SymbolPlace::Undefined || !state.referenced {
+            continue;
+        }
+        if sym.name == b"_GLOBAL_OFFSET_TABLE_" {
+            // The linker-defined GOT base (x86_64 psABI): our GOT, which must then exist.
+            got_symbol = Some(index);
+            got_slots = got_slots.max(1);
             continue;
         }
         match resolver.resolve(sym.name) {
@@ -393,6 +400,9 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
 
     // GOT slots and stubs.
     let got_base = region_addr(RegionKind::Got);
+    if let Some(state) = got_symbol.and_then(|i| syms.get_mut(i)) {
+        state.addr = got_base;
+    }
     let stub_base = region_addr(RegionKind::Stubs);
     for state in syms.iter() {
         if state.got != NO_SLOT {
@@ -439,7 +449,11 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
                 kind: reloc_name::<A>(r.r_type),
                 section: target.name_lossy(),
                 offset: r.offset,
-                symbol: sym.name_lossy(),
+                symbol: match sym.place {
+                    // Section symbols have no name of their own: show the section's.
+                    SymbolPlace::Section(s) if sym.name.is_empty() => obj.section_name(s),
+                    _ => sym.name_lossy(),
+                },
                 value,
                 reason,
             };

@@ -1,0 +1,188 @@
+//! Registry behaviour: names, use counts, handles, teardown order, threads, the no_std arena.
+
+mod common;
+
+use common::{call, counting_registry, registry};
+use llext::{ArenaMemory, Error, ExportTable, LoadOptions, Registry, Unloaded};
+use llext_fixtures::bytes;
+
+const LIB: &str = "libmath-gcc-O2-pic.o";
+const USER: &str = "usemath-gcc-O2-nopic.o";
+
+#[test]
+fn duplicate_load_raises_the_use_count() {
+    let (r, memory) = counting_registry();
+    let a = r.load("libmath", &bytes(LIB)).unwrap();
+    let live = memory.live();
+    let b = r.load("libmath", &bytes(LIB)).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(memory.live(), live, "a second load of a loaded name allocates nothing");
+    assert_eq!(r.info(a).unwrap().use_count, 2);
+    assert_eq!(r.unload(a).unwrap(), Unloaded::StillInUse(1));
+    assert_eq!(call(&r, "lm_mul", &[3, 3]), 9);
+    assert_eq!(r.unload(a).unwrap(), Unloaded::Freed);
+    assert_eq!(memory.live(), 0);
+    assert!(r.is_empty());
+}
+
+#[test]
+fn stale_handles_are_refused() {
+    let r = registry();
+    let a = r.load("libmath", &bytes(LIB)).unwrap();
+    r.unload(a).unwrap();
+    let b = r.load("other", &bytes(LIB)).unwrap();
+    assert_ne!(a, b);
+    assert!(matches!(r.unload(a), Err(Error::NotLoaded { .. })));
+    assert!(matches!(r.info(a), Err(Error::NotLoaded { .. })));
+    assert_eq!(r.info(b).unwrap().name, "other");
+    assert!(matches!(r.unload_name("nope"), Err(Error::NotLoaded { .. })));
+}
+
+#[test]
+fn duplicate_exports_are_refused_without_side_effects() {
+    let (r, memory) = counting_registry();
+    r.load("libmath", &bytes(LIB)).unwrap();
+    let live = memory.live();
+    match r.load("libmath2", &bytes(LIB)) {
+        Err(Error::DuplicateExport { symbol, owner, .. }) => {
+            assert!(symbol.starts_with("lm_"));
+            assert!(owner.contains("libmath"), "{owner}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(r.len(), 1);
+    assert_eq!(memory.live(), live);
+}
+
+#[test]
+fn failed_loads_leave_the_registry_as_it_was() {
+    let (r, memory) = counting_registry();
+    // usemath needs libmath: fails, naming the first missing symbol, and nothing stays.
+    match r.load("usemath", &bytes(USER)) {
+        Err(e) => {
+            let text = e.to_string();
+            assert!(text.contains("lm_"), "{text}");
+            assert!(text.contains("usemath"), "{text}");
+        }
+        Ok(_) => panic!("usemath loaded without libmath"),
+    }
+    assert!(r.is_empty());
+    assert_eq!(memory.live(), 0);
+    r.load("libmath", &bytes(LIB)).unwrap();
+    r.load("usemath", &bytes(USER)).unwrap();
+    assert_eq!(call(&r, "use_math", &[5]), 15);
+}
+
+#[test]
+fn unload_runs_destructors_in_reverse_and_only_when_brought_up() {
+    let r = registry();
+    let id = r
+        .load_with("ctors", &bytes("ctors-gcc-O2-pic.o"), &LoadOptions { bring_up: false, ..Default::default() })
+        .unwrap();
+    // Constructors did not run.
+    assert_eq!(call(&r, "ctors_state", &[]), 0);
+    r.unload(id).unwrap();
+}
+
+#[test]
+fn iteration_is_in_load_order_and_symbols_are_found() {
+    let r = registry();
+    for stem in ["dbase", "dleft", "dright", "dtop"] {
+        r.load(stem, &bytes(&format!("{stem}-clang-O2-pic.o"))).unwrap();
+    }
+    let names: Vec<String> = r.extensions().into_iter().map(|i| i.name).collect();
+    assert_eq!(names, ["dbase", "dleft", "dright", "dtop"]);
+    assert!(r.find_symbol("db_value").is_some());
+    assert!(r.find_symbol("dtop_total").is_some(), "plain globals are found too");
+    assert!(r.find_symbol("printf").is_none(), "built-ins are not extension symbols");
+    let info = r.info(r.get("dbase").unwrap()).unwrap();
+    assert!(info.symbols.iter().any(|s| s.exported && s.name == "db_value"));
+    assert!(info.sections.iter().any(|s| s.name.starts_with(".text")));
+    for s in &info.sections {
+        let region = info.regions.iter().find(|g| g.kind == s.region).unwrap();
+        assert!(s.addr >= region.addr && s.addr + s.size <= region.addr + region.size, "{s:?} in {region:?}");
+    }
+    assert!(matches!(
+        unsafe { r.call("dtop_total", &[1, 2, 3, 4, 5, 6, 7]) },
+        Err(Error::TooManyArguments { given: 7, max: 6 })
+    ));
+    assert!(matches!(unsafe { r.call("nothing", &[]) }, Err(Error::NoSuchSymbol { .. })));
+}
+
+#[test]
+fn load_from_reader_and_file() {
+    let r = registry();
+    let id = r.load_file(llext_fixtures::path("basic-gcc-O0-pic.o")).unwrap();
+    assert_eq!(r.info(id).unwrap().name, "basic-gcc-O0-pic");
+    let id2 = r.load_reader("again", std::io::Cursor::new(bytes("rsext.o"))).unwrap();
+    assert_eq!(call(&r, "rs_sum_to", &[10]), 55);
+    r.unload(id2).unwrap();
+    r.unload(id).unwrap();
+    assert!(matches!(r.load_file("/nonexistent/x.o"), Err(Error::Io { .. })));
+}
+
+#[test]
+fn threads_load_call_and_unload_concurrently() {
+    let r = std::sync::Arc::new(registry());
+    r.load("libmath", &bytes(LIB)).unwrap();
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            let r = r.clone();
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    let name = format!("basic-{t}-{}", i % 3);
+                    let id = r.load(&name, &bytes("basic-gcc-O2-nopic.o")).unwrap();
+                    assert_eq!(call(&r, "lm_mul", &[t, i]), t * i);
+                    assert_eq!(r.info(id).unwrap().name, name);
+                    r.unload(id).unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(r.len(), 1);
+    assert_eq!(r.info(r.get("libmath").unwrap()).unwrap().use_count, 1);
+}
+
+#[test]
+fn arena_memory_links_without_mmap_and_frees_everything() {
+    let mut arena = vec![0u8; 64 * 1024];
+    let capacity = arena.len();
+    let memory = ArenaMemory::new(&mut arena);
+    let r = Registry::new(memory, ExportTable::new(llext::LIBC_EXPORTS));
+    let no_run = LoadOptions { bring_up: false, ..Default::default() };
+    let lib = r.load_with("libmath", &bytes(LIB), &no_run).unwrap();
+    let user = r.load_with("usemath", &bytes("usemath-gcc-O2-pic.o"), &no_run).unwrap();
+    let info = r.info(lib).unwrap();
+    for region in &info.regions {
+        assert_eq!(region.addr % region.align, 0);
+    }
+    assert_eq!(r.info(user).unwrap().dependencies, ["libmath"]);
+    r.unload(user).unwrap();
+    r.unload(lib).unwrap();
+    // Everything went back: the space is reusable.
+    let id = r.load_with("basic", &bytes("basic-gcc-O0-pic.o"), &no_run).unwrap();
+    r.unload(id).unwrap();
+    // A heap arena lies above 4 GiB: objects built without -fPIC get a clear error, not a broken load.
+    match r.load_with("basic", &bytes("basic-gcc-O0-nopic.o"), &no_run) {
+        Err(e) => {
+            let text = e.to_string();
+            assert!(text.contains("R_X86_64_32") && text.contains("-fPIC"), "{text}");
+        }
+        Ok(_) => panic!("a non-PIC object linked at a high address"),
+    }
+    assert!(r.is_empty());
+    drop(r);
+    assert_eq!(capacity, 64 * 1024);
+}
+
+#[test]
+fn arena_exhaustion_is_an_error() {
+    let mut arena = vec![0u8; 256];
+    let r = Registry::new(ArenaMemory::new(&mut arena), ExportTable::new(llext::LIBC_EXPORTS));
+    let no_run = LoadOptions { bring_up: false, ..Default::default() };
+    assert!(matches!(r.load_with("basic", &bytes("basic-gcc-O0-nopic.o"), &no_run), Err(Error::OutOfMemory { .. })));
+    assert!(r.is_empty());
+}
