@@ -357,10 +357,14 @@ fn parse_class<'data, Elf: FileHeader<Endian = Endianness>>(
             reason,
         };
         let target = shdr.sh_info(endian) as usize;
+        let link = shdr.sh_link(endian) as usize;
+        if header.e_type(endian) != elf::ET_REL && (target == 0 || Some(link) != symtab_index) {
+            // Dynamic relocations of a linked image (`.rela.dyn`, `.rela.plt`): not ours to apply here.
+            continue;
+        }
         if target == 0 || target >= sections.len() {
             return Err(bad("relocation target section index out of range"));
         }
-        let link = shdr.sh_link(endian) as usize;
         if Some(link) != symtab_index {
             return Err(bad("relocations must refer to the symbol table"));
         }

@@ -96,7 +96,13 @@ fn wrong_class_endianness_machine_and_type() {
     let f = fixture();
     let mut b = f.clone();
     b[4] = 7;
-    assert!(matches!(load(&b), Err(Error::Unsupported { what: "ELF class", value: 7 })));
+    assert!(matches!(
+        load(&b),
+        Err(Error::Unsupported {
+            what: "ELF class",
+            value: 7
+        })
+    ));
     let mut b = f.clone();
     b[4] = 1; // claims ELF32: the 64-bit header does not parse as a usable 32-bit one
     assert!(load(&b).is_err());
@@ -105,10 +111,22 @@ fn wrong_class_endianness_machine_and_type() {
     assert!(load(&b).is_err());
     let mut b = f.clone();
     b[5] = 9;
-    assert!(matches!(load(&b), Err(Error::Unsupported { what: "ELF byte order", .. })));
+    assert!(matches!(
+        load(&b),
+        Err(Error::Unsupported {
+            what: "ELF byte order",
+            ..
+        })
+    ));
     let mut b = f.clone();
     put_u16(&mut b, 18, 40);
-    assert_eq!(load(&b), Err(Error::WrongMachine { expected: 62, found: 40 }));
+    assert_eq!(
+        load(&b),
+        Err(Error::WrongMachine {
+            expected: 62,
+            found: 40
+        })
+    );
     let mut b = f.clone();
     put_u16(&mut b, 16, 2);
     assert!(matches!(load(&b), Err(Error::Unsupported { value: 2, .. })));
@@ -123,7 +141,12 @@ fn unknown_relocation_type_is_named() {
     let entries = u64_at(&b, rela + 24) as usize;
     put_u32(&mut b, entries + 8, 200);
     match load(&b) {
-        Err(Error::UnsupportedRelocation { r_type: 200, kind, section, .. }) => {
+        Err(Error::UnsupportedRelocation {
+            r_type: 200,
+            kind,
+            section,
+            ..
+        }) => {
             assert_eq!(kind, "unknown");
             assert!(section.starts_with(".text"), "{section}");
         }
@@ -132,7 +155,10 @@ fn unknown_relocation_type_is_named() {
     // A known but unsupported type (TLS) is named too.
     put_u32(&mut b, entries + 8, 19);
     match load(&b) {
-        Err(Error::UnsupportedRelocation { kind: "R_X86_64_TLSGD", .. }) => {}
+        Err(Error::UnsupportedRelocation {
+            kind: "R_X86_64_TLSGD",
+            ..
+        }) => {}
         other => panic!("{other:?}"),
     }
 }
@@ -157,7 +183,11 @@ fn relocation_offset_outside_its_section() {
         .find(|&e| matches!(u32_at(&b, e + 8), 2 | 4 | 42 | 9))
         .unwrap();
     put_u64(&mut b, pc32, size - 2);
-    assert!(matches!(load(&b), Err(Error::BadRelocation { .. })), "{:?}", load(&b));
+    assert!(
+        matches!(load(&b), Err(Error::BadRelocation { .. })),
+        "{:?}",
+        load(&b)
+    );
 }
 
 #[test]
@@ -166,20 +196,38 @@ fn symbol_and_section_indexes_out_of_range() {
     let rela = find_section(&b, 4);
     let entries = u64_at(&b, rela + 24) as usize;
     put_u32(&mut b, entries + 12, 0x00ff_ffff);
-    assert!(matches!(load(&b), Err(Error::BadSymbol { .. })), "{:?}", load(&b));
+    assert!(
+        matches!(load(&b), Err(Error::BadSymbol { .. })),
+        "{:?}",
+        load(&b)
+    );
 
     // A defined symbol whose st_shndx points past the section table.
     let mut b = fixture();
     let symtab = find_section(&b, 2);
-    let (off, size) = (u64_at(&b, symtab + 24) as usize, u64_at(&b, symtab + 32) as usize);
-    let sym = (1..size / 24).map(|i| off + i * 24).find(|&s| u16_at(&b, s + 6) != 0 && u16_at(&b, s + 6) < 0xff00).unwrap();
+    let (off, size) = (
+        u64_at(&b, symtab + 24) as usize,
+        u64_at(&b, symtab + 32) as usize,
+    );
+    let sym = (1..size / 24)
+        .map(|i| off + i * 24)
+        .find(|&s| u16_at(&b, s + 6) != 0 && u16_at(&b, s + 6) < 0xff00)
+        .unwrap();
     put_u16(&mut b, sym + 6, 0xfe00);
-    assert!(matches!(load(&b), Err(Error::BadSymbol { .. })), "{:?}", load(&b));
+    assert!(
+        matches!(load(&b), Err(Error::BadSymbol { .. })),
+        "{:?}",
+        load(&b)
+    );
 
     // Relocation section whose target (sh_info) is out of range, and one linked to itself.
     let mut b = fixture();
     put_u32(&mut b, rela + 44, 9999);
-    assert!(matches!(load(&b), Err(Error::BadSection { .. })), "{:?}", load(&b));
+    assert!(
+        matches!(load(&b), Err(Error::BadSection { .. })),
+        "{:?}",
+        load(&b)
+    );
     let mut b = fixture();
     let (shoff, _) = shdrs(&b);
     let self_index = ((rela - shoff) / 64) as u32;
@@ -200,7 +248,10 @@ fn sections_past_the_end_huge_sizes_and_bad_alignments() {
     let f = fixture();
     let text = {
         let (off, n) = shdrs(&f);
-        (1..n).map(|i| off + i * 64).find(|&h| u64_at(&f, h + 8) & 0x4 != 0).unwrap()
+        (1..n)
+            .map(|i| off + i * 64)
+            .find(|&h| u64_at(&f, h + 8) & 0x4 != 0)
+            .unwrap()
     };
     let cases: Vec<(usize, u64, &str)> = vec![
         (24, f.len() as u64, "offset at end of file"),
@@ -224,7 +275,17 @@ fn sections_past_the_end_huge_sizes_and_bad_alignments() {
     let mut b = f.clone();
     let bss = find_section(&b, 8);
     put_u64(&mut b, bss + 32, 1 << 40);
-    assert!(matches!(load(&b), Err(Error::Limit { what: "extension memory", .. })), "{:?}", load(&b));
+    assert!(
+        matches!(
+            load(&b),
+            Err(Error::Limit {
+                what: "extension memory",
+                ..
+            })
+        ),
+        "{:?}",
+        load(&b)
+    );
     // Zero alignment means 1.
     let mut b = f.clone();
     put_u64(&mut b, text + 48, 0);
@@ -264,7 +325,13 @@ fn allocation_failure_at_every_point_leaves_nothing() {
     for n in 0..3 {
         let memory = Counting::failing_at(n);
         let r = Registry::new(memory.clone(), ExportTable::new(llext::LIBC_EXPORTS));
-        assert!(matches!(r.load_with("x", &f, &NO_RUN), Err(Error::OutOfMemory { .. })), "fail at {n}");
+        assert!(
+            matches!(
+                r.load_with("x", &f, &NO_RUN),
+                Err(Error::OutOfMemory { .. })
+            ),
+            "fail at {n}"
+        );
         assert!(r.is_empty());
         assert_eq!(memory.live(), 0);
     }
@@ -274,18 +341,48 @@ fn allocation_failure_at_every_point_leaves_nothing() {
 fn bad_names_are_refused() {
     let r = common::registry();
     for name in ["", "a\0b", &"x".repeat(256)] {
-        assert!(matches!(r.load(name, &fixture()), Err(Error::BadName { .. })));
+        assert!(matches!(
+            r.load(name, &fixture()),
+            Err(Error::BadName { .. })
+        ));
     }
 }
 
 #[test]
 fn limits_are_enforced() {
     let r = common::registry();
-    r.set_limits(llext::Limits { max_file_size: 100, ..llext::Limits::default() });
-    assert!(matches!(r.load("x", &fixture()), Err(Error::Limit { what: "file size", .. })));
-    r.set_limits(llext::Limits { max_relocations: 3, ..llext::Limits::default() });
-    assert!(matches!(r.load("x", &fixture()), Err(Error::Limit { what: "relocation count", .. })));
-    r.set_limits(llext::Limits { max_symbols: 3, ..llext::Limits::default() });
-    assert!(matches!(r.load("x", &fixture()), Err(Error::Limit { what: "symbol count", .. })));
+    r.set_limits(llext::Limits {
+        max_file_size: 100,
+        ..llext::Limits::default()
+    });
+    assert!(matches!(
+        r.load("x", &fixture()),
+        Err(Error::Limit {
+            what: "file size",
+            ..
+        })
+    ));
+    r.set_limits(llext::Limits {
+        max_relocations: 3,
+        ..llext::Limits::default()
+    });
+    assert!(matches!(
+        r.load("x", &fixture()),
+        Err(Error::Limit {
+            what: "relocation count",
+            ..
+        })
+    ));
+    r.set_limits(llext::Limits {
+        max_symbols: 3,
+        ..llext::Limits::default()
+    });
+    assert!(matches!(
+        r.load("x", &fixture()),
+        Err(Error::Limit {
+            what: "symbol count",
+            ..
+        })
+    ));
     assert!(r.is_empty());
 }

@@ -25,11 +25,19 @@ fn basic_runs_in_every_variant() {
         assert_eq!(call(&r, "basic_accumulate", &[8]), 58, "{v}");
         let switch = [11, 30, 3, 40, 95, -10, 100, 10, 266, 990];
         for (sel, want) in switch.iter().enumerate() {
-            assert_eq!(call(&r, "basic_switch", &[sel as i64, 10]), *want, "{v} switch {sel}");
+            assert_eq!(
+                call(&r, "basic_switch", &[sel as i64, 10]),
+                *want,
+                "{v} switch {sel}"
+            );
         }
         assert_eq!(call(&r, "basic_switch", &[77, 10]), -1, "{v}");
         for (i, want) in [17, 3, 70, -10].iter().enumerate() {
-            assert_eq!(call(&r, "basic_table", &[i as i64, 10]), *want, "{v} table {i}");
+            assert_eq!(
+                call(&r, "basic_table", &[i as i64, 10]),
+                *want,
+                "{v} table {i}"
+            );
         }
         assert_eq!(call(&r, "basic_table", &[9, 10]), -1, "{v}");
         assert_eq!(call(&r, "basic_strings", &[]), 8, "{v}");
@@ -43,12 +51,24 @@ fn basic_runs_in_every_variant() {
 
         // 64- and 128-byte aligned data really is aligned, and regions carry their strictest alignment.
         let info = r.info(id).unwrap();
-        let addr = r.extension_symbol(id, "basic_aligned_data").unwrap().unwrap();
+        let addr = r
+            .extension_symbol(id, "basic_aligned_data")
+            .unwrap()
+            .unwrap();
         assert_eq!(addr % 64, 0, "{v}");
-        let data = info.regions.iter().find(|g| g.kind == RegionKind::Data).unwrap();
-        assert!(data.align >= 64 && data.addr % data.align == 0, "{v}: {data:?}");
+        let data = info
+            .regions
+            .iter()
+            .find(|g| g.kind == RegionKind::Data)
+            .unwrap();
+        assert!(
+            data.align >= 64 && data.addr % data.align == 0,
+            "{v}: {data:?}"
+        );
         // Debug and unwind sections cost nothing.
-        assert!(info.sections.iter().all(|s| !s.name.starts_with(".debug") && s.name != ".eh_frame" && s.name != ".comment"));
+        assert!(info.sections.iter().all(|s| !s.name.starts_with(".debug")
+            && s.name != ".eh_frame"
+            && s.name != ".comment"));
         assert_eq!(r.unload(id).unwrap(), Unloaded::Freed);
         assert!(r.is_empty());
     }
@@ -67,7 +87,13 @@ fn memory_is_w_xor_x() {
                 llext::Permission::ReadWrite => "rw-",
             };
             let got = protection_of(region.addr);
-            assert_eq!(&got[..3], want, "{v}: {:?} at {:#x}", region.kind, region.addr);
+            assert_eq!(
+                &got[..3],
+                want,
+                "{v}: {:?} at {:#x}",
+                region.kind,
+                region.addr
+            );
         }
         r.unload(id).unwrap();
     }
@@ -80,7 +106,10 @@ fn constructors_run_in_priority_order_and_destructors_on_unload() {
         let id = load_variant(&r, &v, "ctors");
         assert_eq!(call(&r, "ctors_state", &[]), 12, "{v}");
         let info = r.info(id).unwrap();
-        assert!(info.init_count >= 2 && info.fini_count >= 1, "{v}: {info:?}");
+        assert!(
+            info.init_count >= 2 && info.fini_count >= 1,
+            "{v}: {info:?}"
+        );
         r.unload(id).unwrap();
     }
 }
@@ -98,10 +127,17 @@ fn extensions_link_against_each_others_exports() {
         assert_eq!(call(&r, "lm_scaled", &[5]), 25, "{v}");
         let info = r.info(user).unwrap();
         assert_eq!(info.dependencies, vec!["libmath".to_string()], "{v}");
-        assert_eq!(r.info(lib).unwrap().dependents, vec!["usemath".to_string()], "{v}");
+        assert_eq!(
+            r.info(lib).unwrap().dependents,
+            vec!["usemath".to_string()],
+            "{v}"
+        );
         // Unload ordering: the dependency stays while its user is loaded.
         match r.unload(lib) {
-            Err(llext::Error::InUse { extension, dependents }) => {
+            Err(llext::Error::InUse {
+                extension,
+                dependents,
+            }) => {
                 assert_eq!(extension, "libmath");
                 assert_eq!(dependents, vec!["usemath".to_string()]);
             }
@@ -179,16 +215,27 @@ fn far_host_calls_go_through_stubs() {
         let id = load_variant(&r, &v, "farcall");
         assert_eq!(call(&r, "far_calls", &[]), 2281, "{v}");
         assert_eq!(call(&r, "far_format", &[1, 2, 3, 4, 5, 6]), 11, "{v}");
-        assert_eq!(call(&r, "far_format", &[-1, 10, 100, 1000, 10000, 100000]), 27, "{v}");
+        assert_eq!(
+            call(&r, "far_format", &[-1, 10, 100, 1000, 10000, 100000]),
+            27,
+            "{v}"
+        );
         assert_eq!(call(&r, "far_strings", &[]), 10, "{v}");
         assert_eq!(call(&r, "far_putchar", &[120]), 120, "{v}");
         let info = r.info(id).unwrap();
-        let text = info.regions.iter().find(|g| g.kind == RegionKind::Text).unwrap();
+        let text = info
+            .regions
+            .iter()
+            .find(|g| g.kind == RegionKind::Text)
+            .unwrap();
         let printf = libc::printf as usize;
         let distance = (printf as i128 - text.addr as i128).abs();
         if distance > i32::MAX as i128 && !v.pic {
             // Non-PIC calls are PLT32: out of reach, so they must have gone through generated stubs.
-            assert!(info.regions.iter().any(|g| g.kind == RegionKind::Stubs), "{v}: no stubs");
+            assert!(
+                info.regions.iter().any(|g| g.kind == RegionKind::Stubs),
+                "{v}: no stubs"
+            );
         }
         r.unload(id).unwrap();
     }
@@ -220,7 +267,12 @@ fn rust_extension_runs_and_exports() {
     assert_eq!(call(&r, "rs_bump", &[]), 1);
     assert_eq!(call(&r, "rs_bump", &[]), 2);
     let info = r.info(id).unwrap();
-    let mut exported: Vec<&str> = info.symbols.iter().filter(|s| s.exported).map(|s| s.name.as_str()).collect();
+    let mut exported: Vec<&str> = info
+        .symbols
+        .iter()
+        .filter(|s| s.exported)
+        .map(|s| s.name.as_str())
+        .collect();
     exported.sort();
     assert_eq!(exported, ["rs_bump", "rs_fib", "rs_hello", "rs_sum_to"]);
     r.unload(id).unwrap();

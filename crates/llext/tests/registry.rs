@@ -16,7 +16,11 @@ fn duplicate_load_raises_the_use_count() {
     let live = memory.live();
     let b = r.load("libmath", &bytes(LIB)).unwrap();
     assert_eq!(a, b);
-    assert_eq!(memory.live(), live, "a second load of a loaded name allocates nothing");
+    assert_eq!(
+        memory.live(),
+        live,
+        "a second load of a loaded name allocates nothing"
+    );
     assert_eq!(r.info(a).unwrap().use_count, 2);
     assert_eq!(r.unload(a).unwrap(), Unloaded::StillInUse(1));
     assert_eq!(call(&r, "lm_mul", &[3, 3]), 9);
@@ -35,7 +39,10 @@ fn stale_handles_are_refused() {
     assert!(matches!(r.unload(a), Err(Error::NotLoaded { .. })));
     assert!(matches!(r.info(a), Err(Error::NotLoaded { .. })));
     assert_eq!(r.info(b).unwrap().name, "other");
-    assert!(matches!(r.unload_name("nope"), Err(Error::NotLoaded { .. })));
+    assert!(matches!(
+        r.unload_name("nope"),
+        Err(Error::NotLoaded { .. })
+    ));
 }
 
 #[test]
@@ -77,7 +84,14 @@ fn failed_loads_leave_the_registry_as_it_was() {
 fn unload_runs_destructors_in_reverse_and_only_when_brought_up() {
     let r = registry();
     let id = r
-        .load_with("ctors", &bytes("ctors-gcc-O2-pic.o"), &LoadOptions { bring_up: false, ..Default::default() })
+        .load_with(
+            "ctors",
+            &bytes("ctors-gcc-O2-pic.o"),
+            &LoadOptions {
+                bring_up: false,
+                ..Default::default()
+            },
+        )
         .unwrap();
     // Constructors did not run.
     assert_eq!(call(&r, "ctors_state", &[]), 0);
@@ -88,37 +102,60 @@ fn unload_runs_destructors_in_reverse_and_only_when_brought_up() {
 fn iteration_is_in_load_order_and_symbols_are_found() {
     let r = registry();
     for stem in ["dbase", "dleft", "dright", "dtop"] {
-        r.load(stem, &bytes(&format!("{stem}-clang-O2-pic.o"))).unwrap();
+        r.load(stem, &bytes(&format!("{stem}-clang-O2-pic.o")))
+            .unwrap();
     }
     let names: Vec<String> = r.extensions().into_iter().map(|i| i.name).collect();
     assert_eq!(names, ["dbase", "dleft", "dright", "dtop"]);
     assert!(r.find_symbol("db_value").is_some());
-    assert!(r.find_symbol("dtop_total").is_some(), "plain globals are found too");
-    assert!(r.find_symbol("printf").is_none(), "built-ins are not extension symbols");
+    assert!(
+        r.find_symbol("dtop_total").is_some(),
+        "plain globals are found too"
+    );
+    assert!(
+        r.find_symbol("printf").is_none(),
+        "built-ins are not extension symbols"
+    );
     let info = r.info(r.get("dbase").unwrap()).unwrap();
-    assert!(info.symbols.iter().any(|s| s.exported && s.name == "db_value"));
+    assert!(info
+        .symbols
+        .iter()
+        .any(|s| s.exported && s.name == "db_value"));
     assert!(info.sections.iter().any(|s| s.name.starts_with(".text")));
     for s in &info.sections {
         let region = info.regions.iter().find(|g| g.kind == s.region).unwrap();
-        assert!(s.addr >= region.addr && s.addr + s.size <= region.addr + region.size, "{s:?} in {region:?}");
+        assert!(
+            s.addr >= region.addr && s.addr + s.size <= region.addr + region.size,
+            "{s:?} in {region:?}"
+        );
     }
     assert!(matches!(
         unsafe { r.call("dtop_total", &[1, 2, 3, 4, 5, 6, 7]) },
         Err(Error::TooManyArguments { given: 7, max: 6 })
     ));
-    assert!(matches!(unsafe { r.call("nothing", &[]) }, Err(Error::NoSuchSymbol { .. })));
+    assert!(matches!(
+        unsafe { r.call("nothing", &[]) },
+        Err(Error::NoSuchSymbol { .. })
+    ));
 }
 
 #[test]
 fn load_from_reader_and_file() {
     let r = registry();
-    let id = r.load_file(llext_fixtures::path("basic-gcc-O0-pic.o")).unwrap();
+    let id = r
+        .load_file(llext_fixtures::path("basic-gcc-O0-pic.o"))
+        .unwrap();
     assert_eq!(r.info(id).unwrap().name, "basic-gcc-O0-pic");
-    let id2 = r.load_reader("again", std::io::Cursor::new(bytes("rsext.o"))).unwrap();
+    let id2 = r
+        .load_reader("again", std::io::Cursor::new(bytes("rsext.o")))
+        .unwrap();
     assert_eq!(call(&r, "rs_sum_to", &[10]), 55);
     r.unload(id2).unwrap();
     r.unload(id).unwrap();
-    assert!(matches!(r.load_file("/nonexistent/x.o"), Err(Error::Io { .. })));
+    assert!(matches!(
+        r.load_file("/nonexistent/x.o"),
+        Err(Error::Io { .. })
+    ));
 }
 
 #[test]
@@ -152,9 +189,14 @@ fn arena_memory_links_without_mmap_and_frees_everything() {
     let capacity = arena.len();
     let memory = ArenaMemory::new(&mut arena);
     let r = Registry::new(memory, ExportTable::new(llext::LIBC_EXPORTS));
-    let no_run = LoadOptions { bring_up: false, ..Default::default() };
+    let no_run = LoadOptions {
+        bring_up: false,
+        ..Default::default()
+    };
     let lib = r.load_with("libmath", &bytes(LIB), &no_run).unwrap();
-    let user = r.load_with("usemath", &bytes("usemath-gcc-O2-pic.o"), &no_run).unwrap();
+    let user = r
+        .load_with("usemath", &bytes("usemath-gcc-O2-pic.o"), &no_run)
+        .unwrap();
     let info = r.info(lib).unwrap();
     for region in &info.regions {
         assert_eq!(region.addr % region.align, 0);
@@ -163,13 +205,18 @@ fn arena_memory_links_without_mmap_and_frees_everything() {
     r.unload(user).unwrap();
     r.unload(lib).unwrap();
     // Everything went back: the space is reusable.
-    let id = r.load_with("basic", &bytes("basic-gcc-O0-pic.o"), &no_run).unwrap();
+    let id = r
+        .load_with("basic", &bytes("basic-gcc-O0-pic.o"), &no_run)
+        .unwrap();
     r.unload(id).unwrap();
     // A heap arena lies above 4 GiB: objects built without -fPIC get a clear error, not a broken load.
     match r.load_with("basic", &bytes("basic-gcc-O0-nopic.o"), &no_run) {
         Err(e) => {
             let text = e.to_string();
-            assert!(text.contains("R_X86_64_32") && text.contains("-fPIC"), "{text}");
+            assert!(
+                text.contains("R_X86_64_32") && text.contains("-fPIC"),
+                "{text}"
+            );
         }
         Ok(_) => panic!("a non-PIC object linked at a high address"),
     }
@@ -181,8 +228,17 @@ fn arena_memory_links_without_mmap_and_frees_everything() {
 #[test]
 fn arena_exhaustion_is_an_error() {
     let mut arena = vec![0u8; 256];
-    let r = Registry::new(ArenaMemory::new(&mut arena), ExportTable::new(llext::LIBC_EXPORTS));
-    let no_run = LoadOptions { bring_up: false, ..Default::default() };
-    assert!(matches!(r.load_with("basic", &bytes("basic-gcc-O0-nopic.o"), &no_run), Err(Error::OutOfMemory { .. })));
+    let r = Registry::new(
+        ArenaMemory::new(&mut arena),
+        ExportTable::new(llext::LIBC_EXPORTS),
+    );
+    let no_run = LoadOptions {
+        bring_up: false,
+        ..Default::default()
+    };
+    assert!(matches!(
+        r.load_with("basic", &bytes("basic-gcc-O0-nopic.o"), &no_run),
+        Err(Error::OutOfMemory { .. })
+    ));
     assert!(r.is_empty());
 }

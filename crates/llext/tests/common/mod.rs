@@ -76,7 +76,10 @@ pub fn protection_of(addr: usize) -> String {
         let range = parts.next().unwrap();
         let perms = parts.next().unwrap();
         let (a, b) = range.split_once('-').unwrap();
-        let (a, b) = (usize::from_str_radix(a, 16).unwrap(), usize::from_str_radix(b, 16).unwrap());
+        let (a, b) = (
+            usize::from_str_radix(a, 16).unwrap(),
+            usize::from_str_radix(b, 16).unwrap(),
+        );
         if (a..b).contains(&addr) {
             return perms.to_string();
         }

@@ -1,0 +1,279 @@
+//! The `llext` command, run as a process on real fixture objects.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use llext_fixtures::path;
+
+fn llext(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_llext"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn shell(script: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_llext"))
+        .arg("shell")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn fixture(name: &str) -> String {
+    path(name).display().to_string()
+}
+
+#[test]
+fn run_calls_a_function_and_prints_the_result() {
+    for v in llext_fixtures::variants() {
+        let out = llext(&[
+            "run",
+            "--call",
+            "basic_add",
+            "--arg",
+            "2",
+            "--arg",
+            "3",
+            &fixture(&v.file_name("basic")),
+        ]);
+        assert!(out.status.success(), "{v}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).lines().any(|l| l == "returned: 5"),
+            "{v}: {}",
+            text(&out.stdout)
+        );
+    }
+}
+
+#[test]
+fn run_links_later_files_against_earlier_ones_and_runs_destructors() {
+    let out = llext(&[
+        "run",
+        "--call",
+        "use_math",
+        "--arg",
+        "0x10",
+        &fixture("libmath-gcc-O0-nopic.o"),
+        &fixture("usemath-clang-O2-pic.o"),
+        &fixture("ctors-gcc-Os-pic.o"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let returned = lines
+        .iter()
+        .position(|l| *l == "returned: 48")
+        .expect(&stdout);
+    let dtor = lines
+        .iter()
+        .position(|l| *l == "ctors: destructor ran")
+        .expect(&stdout);
+    assert!(
+        dtor > returned,
+        "destructors run at teardown, after the call: {stdout}"
+    );
+}
+
+#[test]
+fn run_with_printf_output_in_order() {
+    let out = llext(&[
+        "run",
+        "--call",
+        "basic_strings",
+        &fixture("basic-gcc-O2-pic.o"),
+    ]);
+    assert_eq!(
+        text(&out.stdout),
+        "basic: llext-42 (8 chars)\nreturned: 8\n"
+    );
+}
+
+#[test]
+fn run_rust_extension_and_negative_args() {
+    let out = llext(&[
+        "run",
+        "--call",
+        "rs_sum_to",
+        "--arg",
+        "-5",
+        &fixture("rsext.o"),
+    ]);
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout), "returned: 0\n");
+}
+
+#[test]
+fn failures_exit_1_with_an_error_line() {
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["run".into(), fixture("undef-gcc-O2-pic.o")],
+            "no_such_function",
+        ),
+        (
+            vec!["run".into(), "/nonexistent.o".into()],
+            "/nonexistent.o",
+        ),
+        (
+            vec![
+                "run".into(),
+                "--call".into(),
+                "nothing".into(),
+                fixture("basic-gcc-O2-pic.o"),
+            ],
+            "nothing",
+        ),
+        (
+            vec![
+                "run".into(),
+                "--arg".into(),
+                "zz".into(),
+                fixture("basic-gcc-O2-pic.o"),
+            ],
+            "zz",
+        ),
+        (vec!["run".into(), "--bogus".into()], "--bogus"),
+        (vec!["run".into()], "FILE"),
+        (
+            vec!["run".into(), env!("CARGO_BIN_EXE_llext").into()],
+            "relocatable",
+        ),
+        (vec!["inspect".into()], "FILE"),
+        (vec!["check".into(), "Cargo.toml".into()], "not an ELF"),
+        (vec!["frobnicate".into()], "frobnicate"),
+    ];
+    for (args, needle) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = llext(&args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn inspect_reads_executables_too() {
+    // inspect reads any ELF file; loading one that is not relocatable is refused by `run` (above).
+    let out = llext(&["inspect", env!("CARGO_BIN_EXE_llext")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("DYN (shared object)"));
+}
+
+#[test]
+fn inspect_shows_sections_regions_symbols_and_relocations() {
+    let out = llext(&["inspect", &fixture("libmath-gcc-O2-pic.o")]);
+    assert!(out.status.success());
+    let s = text(&out.stdout);
+    assert!(s.contains("REL (relocatable object)"), "{s}");
+    assert!(s.contains("x86_64"), "{s}");
+    assert!(s.contains(".exported_sym") && s.contains("exports"), "{s}");
+    assert!(s.contains("exported symbols (3)"), "{s}");
+    assert!(s.contains("R_X86_64_64"), "{s}");
+
+    let out = llext(&["inspect", "--json", &fixture("usemath-gcc-O2-nopic.o")]);
+    assert!(out.status.success());
+    let j = text(&out.stdout);
+    assert!(j.starts_with('{') && j.trim_end().ends_with('}'), "{j}");
+    assert!(j.contains("\"machine\":62"), "{j}");
+    assert!(j.contains("{\"name\":\"lm_mul\",\"weak\":false}"), "{j}");
+    assert!(j.contains("\"R_X86_64_PLT32\""), "{j}");
+}
+
+#[test]
+fn check_reports_every_unresolved_symbol_without_running() {
+    let out = llext(&["check", &fixture("usemath-gcc-O2-pic.o")]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = text(&out.stderr);
+    assert!(e.contains("lm_mul") && e.contains("lm_scale"), "{e}");
+    assert!(
+        e.lines().filter(|l| l.starts_with("error: ")).count() >= 3,
+        "{e}"
+    );
+
+    let out = llext(&[
+        "check",
+        &fixture("libmath-gcc-O2-pic.o"),
+        &fixture("usemath-gcc-O2-pic.o"),
+        &fixture("ctors-gcc-O2-pic.o"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert_eq!(
+        s.lines().filter(|l| l.starts_with("ok: ")).count(),
+        3,
+        "{s}"
+    );
+    assert!(
+        !s.contains("destructor ran"),
+        "check must not run extension code: {s}"
+    );
+}
+
+#[test]
+fn shell_session() {
+    let lib = fixture("libmath-gcc-O2-pic.o");
+    let user = fixture("usemath-gcc-O2-pic.o");
+    let out = shell(&format!(
+        "help\nload {lib} libmath\nload {user} usemath\nload {lib} libmath\nlist\nsymbols libmath\ncall use_math 5\nunload libmath\ncall lm_mul 6 7\nunload libmath\nunload usemath\nunload libmath\nlist\nbogus\n"
+    ));
+    let s = text(&out.stdout);
+    let e = text(&out.stderr);
+    assert!(s.contains("loaded libmath"), "{s}");
+    assert!(s.contains("libmath already loaded, use count 2"), "{s}");
+    assert!(s.contains("usemath uses=1 deps=libmath"), "{s}");
+    assert!(s.contains("export lm_mul"), "{s}");
+    assert!(s.contains("returned: 15"), "{s}");
+    assert!(s.contains("libmath still loaded, use count 1"), "{s}");
+    assert!(s.contains("unloaded usemath"), "{s}");
+    assert!(s.contains("returned: 42"), "{s}");
+    assert!(s.contains("no extensions loaded"), "{s}");
+    assert!(
+        e.contains("error: cannot unload `libmath`: still used by `usemath`"),
+        "{e}"
+    );
+    assert!(e.contains("error: unknown command `bogus`"), "{e}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failed command makes the exit status 1"
+    );
+
+    let ok = shell(&format!("load {lib}\ncall lm_mul 2 21\n"));
+    assert!(ok.status.success());
+    assert!(text(&ok.stdout).contains("returned: 42"));
+
+    let refused = shell(&format!(
+        "load {lib}\nload {user}\nunload libmath-gcc-O2-pic\n"
+    ));
+    assert!(
+        text(&refused.stderr).contains("still used by `usemath-gcc-O2-pic`"),
+        "{}",
+        text(&refused.stderr)
+    );
+}
+
+#[test]
+fn demo_runs() {
+    let out = llext(&["demo"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(s.contains("use_math(5) = 15"), "{s}");
+    assert!(s.contains("rs_fib(50) = 12586269025"), "{s}");
+    assert!(s.contains("unload libmath refused"), "{s}");
+    assert!(s.contains("0 extensions loaded now"), "{s}");
+}
