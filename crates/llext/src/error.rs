@@ -169,6 +169,58 @@ pub enum Error {
         /// The operating system's message.
         message: String,
     },
+    /// A saved context is malformed: bad magic, truncated, inconsistent, or its checksum does not match.
+    Snapshot {
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A saved context was written by another format version.
+    SnapshotVersion {
+        /// Version found.
+        found: u16,
+        /// Version this build reads.
+        supported: u16,
+    },
+    /// A saved context was made for another machine, pointer width or set of built-in symbols.
+    SnapshotMismatch {
+        /// What differs.
+        what: &'static str,
+        /// Value this registry has.
+        expected: u64,
+        /// Value in the context.
+        found: u64,
+    },
+    /// A saved extension depends on an extension that is not in the context.
+    SnapshotDependency {
+        /// The dependent extension.
+        extension: String,
+        /// The dependency's index in the context.
+        index: u32,
+    },
+    /// A restored extension needs a built-in symbol the firmware no longer exports.
+    MissingBuiltin {
+        /// The extension.
+        extension: String,
+        /// The symbol.
+        symbol: String,
+    },
+    /// An extension of that name is already loaded.
+    AlreadyLoaded {
+        /// The name.
+        name: String,
+    },
+    /// A retained block no longer holds what was saved.
+    ContentChanged {
+        /// The extension.
+        extension: String,
+        /// Its block index.
+        block: usize,
+    },
+    /// The extension was loaded without recording fixups, so it cannot go into a portable snapshot.
+    NotPortable {
+        /// The extension.
+        extension: String,
+    },
     /// A broken internal invariant: a bug in `llext`, not in the input.
     Internal(&'static str),
 }
@@ -292,6 +344,36 @@ impl fmt::Display for Error {
                 write!(f, "{given} call arguments given, at most {max} are supported")
             }
             Error::Io { path, message } => write!(f, "{path}: {message}"),
+            Error::Snapshot { reason } => write!(f, "invalid saved context: {reason}"),
+            Error::SnapshotVersion { found, supported } => write!(
+                f,
+                "saved context has format version {found}, this build reads version {supported}"
+            ),
+            Error::SnapshotMismatch {
+                what,
+                expected,
+                found,
+            } => write!(
+                f,
+                "saved context is for another {what} (context {found:#x}, here {expected:#x})"
+            ),
+            Error::SnapshotDependency { extension, index } => write!(
+                f,
+                "saved extension `{extension}` depends on entry {index}, which is not in the context"
+            ),
+            Error::MissingBuiltin { extension, symbol } => write!(
+                f,
+                "saved extension `{extension}` needs built-in symbol `{symbol}`, which is no longer exported"
+            ),
+            Error::AlreadyLoaded { name } => write!(f, "an extension named `{name}` is already loaded"),
+            Error::ContentChanged { extension, block } => write!(
+                f,
+                "memory of extension `{extension}` (block {block}) changed since the context was saved"
+            ),
+            Error::NotPortable { extension } => write!(
+                f,
+                "extension `{extension}` was loaded without fixup records and cannot be saved portably"
+            ),
             Error::Internal(what) => write!(f, "internal error in llext (please report): {what}"),
         }
     }

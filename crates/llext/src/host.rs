@@ -258,6 +258,35 @@ unsafe impl Memory for HostMemory {
         // x86_64 keeps instruction fetch coherent with stores: no cache maintenance is needed here.
     }
 
+    fn adopt(
+        &mut self,
+        addr: usize,
+        size: usize,
+        token: usize,
+        _permission: Permission,
+    ) -> Result<Block> {
+        with_pool(|pool| {
+            let off = addr.wrapping_sub(pool.base);
+            let inside =
+                addr >= pool.base && off.checked_add(token).is_some_and(|end| end <= pool.bump);
+            let overlaps_free = pool
+                .free
+                .iter()
+                .any(|&(o, l)| o < off + token && off < o + l);
+            if !inside || overlaps_free || size > token || off % pool.page != 0 {
+                return Err(Error::Memory {
+                    what: "adopt retained memory: range is not a live block of this process's pool",
+                    code: 0,
+                });
+            }
+            Ok(())
+        })?;
+        let ptr = NonNull::new(addr as *mut u8).ok_or(Error::Internal("null pool block"))?;
+        // SAFETY: the range is a block of the pool that was allocated and never freed (checked above); the
+        // registry that owned it gave it up with `disown`, so nothing else owns it.
+        Ok(unsafe { Block::new(ptr, size, token) })
+    }
+
     fn free(&mut self, block: Block) {
         let _ = with_pool(|pool| {
             let off = block.addr() - pool.base;

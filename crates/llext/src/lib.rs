@@ -44,6 +44,7 @@ mod limits;
 mod link;
 mod memory;
 mod registry;
+mod snapshot;
 mod symbols;
 mod sync;
 
@@ -59,4 +60,5 @@ pub use registry::{
     ExtId, ExtensionInfo, LoadOptions, RegionInfo, Registry, SectionInfo, SymbolInfo, Unloaded,
     MAX_CALL_ARGS,
 };
+pub use snapshot::{Context, RestoreOptions, SaveOptions, CONTEXT_VERSION};
 pub use symbols::{Export, ExportTable};

@@ -63,6 +63,47 @@ pub(crate) struct SymRec {
     pub addr: usize,
 }
 
+/// Where a recorded relocation's target lives, so that a portable snapshot can recompute it at new addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// In this extension: block index and offset from the block's start.
+    Own { block: u8, offset: u64 },
+    /// A built-in symbol, by name (in the extension's string buffer).
+    Builtin { name: Str },
+    /// Another extension's address (its slot; translated to a context index when saved).
+    Extension { slot: u32, addr: u64 },
+    /// A fixed value (`SHN_ABS` symbols, 0 for a missing weak symbol).
+    Absolute(u64),
+}
+
+/// What a fixup rewrites.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FixupKind {
+    /// A relocation of this type, re-applied through the architecture backend.
+    Relocation(u32),
+    /// A GOT slot: the target's address.
+    GotSlot,
+    /// A call stub jumping to the target.
+    Stub,
+}
+
+/// One location whose contents depend on where blocks or built-ins are: the compact table a portable
+/// snapshot carries instead of the ELF file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fixup {
+    pub kind: FixupKind,
+    /// Block holding the place, and the place's offset in it.
+    pub block: u8,
+    pub offset: u32,
+    pub target: Target,
+    pub addend: i64,
+    /// The symbol's size (for size relocations).
+    pub size: u64,
+    /// GOT slot / stub index of the symbol, or `NO_SLOT`.
+    pub got_slot: u32,
+    pub stub: u32,
+}
+
 /// Everything the registry keeps about one linked extension.
 #[derive(Debug)]
 pub(crate) struct Linked {
@@ -76,6 +117,10 @@ pub(crate) struct Linked {
     pub init: Vec<usize>,
     pub fini: Vec<usize>,
     pub deps: Vec<u32>,
+    /// Locations to rewrite when the extension moves (empty unless recorded at load).
+    pub fixups: Vec<Fixup>,
+    /// True if `fixups` was recorded (the extension can be saved in a portable snapshot).
+    pub portable: bool,
 }
 
 impl Linked {
@@ -126,14 +171,18 @@ struct SymState {
     stub: u32,
     referenced: bool,
     valid: bool,
+    /// For undefined symbols: who provides it.
+    owner: Option<Owner>,
 }
 
-const NO_SLOT: u32 = u32::MAX;
+pub(crate) const NO_SLOT: u32 = u32::MAX;
 
 pub(crate) struct Request<'a> {
     pub name: &'a str,
     pub limits: &'a Limits,
     pub layout: LayoutOptions,
+    /// Record the fixup table portable snapshots need.
+    pub record_fixups: bool,
 }
 
 /// Problems found while linking, up to a cap.
@@ -227,6 +276,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             stub: NO_SLOT,
             referenced: false,
             valid: true,
+            owner: None,
         },
     );
     let loaded = |index: usize| {
@@ -282,6 +332,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
         match resolver.resolve(sym.name) {
             Some((addr, owner)) => {
                 state.addr = addr;
+                state.owner = Some(owner);
                 if let Owner::Extension(slot) = owner {
                     if !deps.contains(&slot) {
                         deps.push(slot);
@@ -404,7 +455,43 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
         state.addr = got_base;
     }
     let stub_base = region_addr(RegionKind::Stubs);
-    for state in syms.iter() {
+    let mut strings: Vec<u8> = Vec::new();
+    let mut fixups: Vec<Fixup> = Vec::new();
+    if req.record_fixups {
+        let count =
+            obj.relocs.iter().map(|t| t.len()).sum::<usize>() + (got_slots + stub_slots) as usize;
+        fixups
+            .try_reserve_exact(count)
+            .map_err(|_| Error::OutOfMemory {
+                size: count,
+                align: 1,
+            })?;
+    }
+    for (index, state) in syms.iter().enumerate() {
+        if req.record_fixups && (state.got != NO_SLOT || state.stub != NO_SLOT) {
+            let target = fixup_target(obj, index, state, &blocks.blocks, &mut strings)?;
+            for (slot, kind, base, size) in [
+                (state.got, FixupKind::GotSlot, got_base, ptr),
+                (state.stub, FixupKind::Stub, stub_base, A::STUB_SIZE),
+            ] {
+                if slot == NO_SLOT {
+                    continue;
+                }
+                let at = base + u64::from(slot) * size as u64;
+                let (block, offset) = block_offset(&blocks.blocks, at)
+                    .ok_or(Error::Internal("slot outside blocks"))?;
+                fixups.push(Fixup {
+                    kind,
+                    block,
+                    offset,
+                    target,
+                    addend: 0,
+                    size: 0,
+                    got_slot: NO_SLOT,
+                    stub: NO_SLOT,
+                });
+            }
+        }
         if state.got != NO_SLOT {
             let at = got_base + u64::from(state.got) * ptr as u64;
             let bytes = state.addr.to_le_bytes();
@@ -503,13 +590,34 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
                     target.name_lossy(),
                     &bad,
                 ))?;
+                continue;
+            }
+            if req.record_fixups {
+                let (block, offset) = block_offset(&blocks.blocks, p)
+                    .ok_or(Error::Internal("place outside blocks"))?;
+                let target =
+                    fixup_target(obj, r.symbol as usize, state, &blocks.blocks, &mut strings)?;
+                let local = matches!(target, Target::Own { block: b, .. } if b == block);
+                let via_table = state.got != NO_SLOT || state.stub != NO_SLOT;
+                // Relative references inside one block keep their bits when the block moves.
+                if !(local && !via_table && A::is_pc_relative(r.r_type)) {
+                    fixups.push(Fixup {
+                        kind: FixupKind::Relocation(r.r_type),
+                        block,
+                        offset,
+                        target,
+                        addend: a,
+                        size: sym.size,
+                        got_slot: state.got,
+                        stub: state.stub,
+                    });
+                }
             }
         }
     }
     problems.check(req.name)?;
 
     // Bookkeeping: names, sections, regions, exports, globals, init/fini.
-    let mut strings: Vec<u8> = Vec::new();
     let intern = |bytes: &[u8], strings: &mut Vec<u8>| -> Result<Str> {
         let start =
             u32::try_from(strings.len()).map_err(|_| Error::Internal("string table size"))?;
@@ -683,6 +791,60 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
         init,
         fini,
         deps,
+        fixups,
+        portable: req.record_fixups,
+    })
+}
+
+/// The block index holding `addr` and the offset inside it.
+pub(crate) fn block_offset(blocks: &[(Block, Permission)], addr: u64) -> Option<(u8, u32)> {
+    blocks.iter().enumerate().find_map(|(i, (b, _))| {
+        let start = b.addr() as u64;
+        if addr >= start && addr <= start + b.size() as u64 {
+            Some((u8::try_from(i).ok()?, u32::try_from(addr - start).ok()?))
+        } else {
+            None
+        }
+    })
+}
+
+/// How a symbol's address is found again after moving: in this extension, in a built-in, in another
+/// extension, or fixed.
+fn fixup_target(
+    obj: &Object<'_>,
+    index: usize,
+    state: &SymState,
+    blocks: &[(Block, Permission)],
+    strings: &mut Vec<u8>,
+) -> Result<Target> {
+    let Some(sym) = obj.symbols.get(index) else {
+        return Ok(Target::Absolute(0));
+    };
+    Ok(match (sym.place, state.owner) {
+        (SymbolPlace::Absolute, _) => Target::Absolute(state.addr),
+        (SymbolPlace::Undefined, Some(Owner::Builtin)) => {
+            let start =
+                u32::try_from(strings.len()).map_err(|_| Error::Internal("string table size"))?;
+            let len = u32::try_from(sym.name.len()).map_err(|_| Error::Internal("string size"))?;
+            strings.extend_from_slice(sym.name);
+            Target::Builtin {
+                name: Str { start, len },
+            }
+        }
+        (SymbolPlace::Undefined, Some(Owner::Extension(slot))) => Target::Extension {
+            slot,
+            addr: state.addr,
+        },
+        (SymbolPlace::Undefined, None) if index != 0 && sym.name != b"_GLOBAL_OFFSET_TABLE_" => {
+            Target::Absolute(0)
+        }
+        _ => match block_offset(blocks, state.addr) {
+            Some((block, offset)) => Target::Own {
+                block,
+                offset: u64::from(offset),
+            },
+            None => Target::Absolute(state.addr),
+        },
     })
 }
 

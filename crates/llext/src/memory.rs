@@ -87,6 +87,16 @@ impl Block {
         self.token
     }
 
+    /// The block's bytes, for reading (every final permission includes read).
+    ///
+    /// # Safety
+    /// No mutable reference into the block may be live.
+    pub(crate) unsafe fn bytes(&self) -> &[u8] {
+        // SAFETY: the provider promised `size` readable bytes for the block's lifetime; the caller promises
+        // no concurrent mutable access.
+        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.size) }
+    }
+
     /// The block's bytes, for filling before it is finalised.
     ///
     /// # Safety
@@ -115,6 +125,30 @@ pub unsafe trait Memory {
     fn finalize(&mut self, block: &Block, permission: Permission) -> Result<()>;
     /// Releases a block.
     fn free(&mut self, block: Block);
+
+    /// Takes ownership of a block that already holds a loaded extension (an in-place restore after a
+    /// suspend): the memory at `addr` is kept as it is, with its final protection. Providers that cannot
+    /// tell whether the range is theirs refuse (the default).
+    fn adopt(
+        &mut self,
+        addr: usize,
+        size: usize,
+        token: usize,
+        permission: Permission,
+    ) -> Result<Block> {
+        let _ = (addr, size, token, permission);
+        Err(Error::Memory {
+            what: "adopt retained memory (this provider does not support in-place restore)",
+            code: 0,
+        })
+    }
+
+    /// Gives up a block without freeing its contents: the reverse of [`Memory::adopt`], used when the
+    /// registry forgets its bookkeeping before a suspend, or rolls back a failed restore. The default
+    /// forgets the handle.
+    fn disown(&mut self, block: Block) {
+        let _ = block;
+    }
 }
 
 /// A no_std provider over a caller-given byte arena (e.g. a `static mut [u8; N]` on a microcontroller).
@@ -238,6 +272,56 @@ unsafe impl Memory for ArenaMemory<'_> {
             }
         }
         Ok(())
+    }
+
+    fn adopt(
+        &mut self,
+        addr: usize,
+        size: usize,
+        _token: usize,
+        _permission: Permission,
+    ) -> Result<Block> {
+        let base = self.base.as_ptr() as usize;
+        let off = addr
+            .checked_sub(base)
+            .filter(|o| o.checked_add(size).is_some_and(|e| e <= self.len));
+        let bad = Error::Memory {
+            what: "adopt retained memory: range is not free in the arena",
+            code: 0,
+        };
+        let off = off.ok_or(bad.clone())?;
+        if size == 0 {
+            return Err(bad);
+        }
+        // The range must lie wholly inside one free range, which is then split around it.
+        let i = self
+            .free
+            .iter()
+            .position(|&(o, l)| o <= off && off + size <= o + l)
+            .ok_or(bad)?;
+        let Some(&(o, l)) = self.free.get(i) else {
+            return Err(Error::Internal("arena free list"));
+        };
+        let mut parts = [(0usize, 0usize); 2];
+        let mut n = 0;
+        if off > o {
+            parts[0] = (o, off - o);
+            n = 1;
+        }
+        if o + l > off + size {
+            parts[n] = (off + size, o + l - off - size);
+            n += 1;
+        }
+        self.free.splice(i..=i, parts.iter().copied().take(n));
+        let ptr = NonNull::new(addr as *mut u8).ok_or(Error::Internal("null arena block"))?;
+        // SAFETY: the range lies inside the arena and was free; it is now removed from the free list.
+        Ok(unsafe { Block::new(ptr, size, off) })
+    }
+
+    fn disown(&mut self, block: Block) {
+        // The bytes stay as they are; the range only becomes free again in the arena's books, ready to be
+        // adopted by a later restore.
+        self.free(block);
     }
 
     fn free(&mut self, block: Block) {

@@ -21,8 +21,8 @@ pub const MAX_CALL_ARGS: usize = 6;
 /// instead of reaching another extension that reused the slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ExtId {
-    index: u32,
-    generation: u32,
+    pub(crate) index: u32,
+    pub(crate) generation: u32,
 }
 
 /// How to load an extension.
@@ -33,6 +33,9 @@ pub struct LoadOptions {
     pub bring_up: bool,
     /// Load `.eh_frame` too (default `false`: unwind tables cost memory and are rarely used by extensions).
     pub keep_eh_frame: bool,
+    /// Record the table of address-dependent locations that portable snapshots need (default `true` with
+    /// the `std` feature, `false` without: it costs about 40 bytes per relocation that crosses blocks).
+    pub portable: bool,
 }
 
 impl Default for LoadOptions {
@@ -40,6 +43,7 @@ impl Default for LoadOptions {
         LoadOptions {
             bring_up: true,
             keep_eh_frame: false,
+            portable: cfg!(feature = "std"),
         }
     }
 }
@@ -121,31 +125,33 @@ pub struct ExtensionInfo {
     pub memory: usize,
 }
 
-struct Ext {
-    name: String,
-    seq: u64,
-    use_count: u32,
-    dependents: u32,
-    initialised: bool,
-    linked: Linked,
+pub(crate) struct Ext {
+    pub name: String,
+    pub seq: u64,
+    pub use_count: u32,
+    pub dependents: u32,
+    pub initialised: bool,
+    /// Scratch mark for graph walks under the lock (saving a dependency closure without allocating).
+    pub mark: bool,
+    pub linked: Linked,
 }
 
-struct Slot {
-    generation: u32,
-    ext: Option<Ext>,
+pub(crate) struct Slot {
+    pub generation: u32,
+    pub ext: Option<Ext>,
 }
 
-struct Inner<M> {
-    memory: M,
-    builtins: ExportTable,
-    limits: Limits,
-    machine: u16,
-    slots: Vec<Slot>,
+pub(crate) struct Inner<M> {
+    pub memory: M,
+    pub builtins: ExportTable,
+    pub limits: Limits,
+    pub machine: u16,
+    pub slots: Vec<Slot>,
     /// Slot index by extension name.
-    names: HashTable<u32>,
+    pub names: HashTable<u32>,
     /// (slot, export index) by exported name.
-    exports: HashTable<(u32, u32)>,
-    next_seq: u64,
+    pub exports: HashTable<(u32, u32)>,
+    pub next_seq: u64,
 }
 
 /// The set of loaded extensions.
@@ -165,7 +171,7 @@ struct Inner<M> {
 /// # }
 /// ```
 pub struct Registry<M: Memory> {
-    inner: Lock<Inner<M>>,
+    pub(crate) inner: Lock<Inner<M>>,
 }
 
 impl<M: Memory> core::fmt::Debug for Registry<M> {
@@ -176,7 +182,7 @@ impl<M: Memory> core::fmt::Debug for Registry<M> {
     }
 }
 
-fn ext_at(slots: &[Slot], slot: u32) -> Option<&Ext> {
+pub(crate) fn ext_at(slots: &[Slot], slot: u32) -> Option<&Ext> {
     slots.get(slot as usize).and_then(|s| s.ext.as_ref())
 }
 
@@ -191,10 +197,10 @@ fn export_name(slots: &[Slot], (slot, i): (u32, u32)) -> &[u8] {
         .unwrap_or(&[])
 }
 
-struct View<'a> {
-    builtins: &'a ExportTable,
-    slots: &'a [Slot],
-    exports: &'a HashTable<(u32, u32)>,
+pub(crate) struct View<'a> {
+    pub builtins: &'a ExportTable,
+    pub slots: &'a [Slot],
+    pub exports: &'a HashTable<(u32, u32)>,
 }
 
 impl View<'_> {
@@ -354,6 +360,7 @@ impl<M: Memory> Registry<M> {
             layout: LayoutOptions {
                 keep_eh_frame: options.keep_eh_frame,
             },
+            record_fixups: options.portable,
         };
         let view = View {
             builtins: &inner.builtins,
@@ -534,7 +541,7 @@ pub fn default_name(path: &std::path::Path) -> String {
 }
 
 impl<M: Memory> Inner<M> {
-    fn find(&self, name: &str) -> Option<ExtId> {
+    pub(crate) fn find(&self, name: &str) -> Option<ExtId> {
         let slots = &self.slots;
         let &slot = self.names.find(hash_name(name.as_bytes()), |&s| {
             ext_at(slots, s).is_some_and(|e| e.name == name)
@@ -568,7 +575,7 @@ impl<M: Memory> Inner<M> {
             .map(|(_, a)| a)
     }
 
-    fn insert(&mut self, name: &str, linked: Linked) -> Result<ExtId> {
+    pub(crate) fn insert(&mut self, name: &str, linked: Linked) -> Result<ExtId> {
         let index = match self.slots.iter().position(|s| s.ext.is_none()) {
             Some(i) => i,
             None => {
@@ -596,6 +603,7 @@ impl<M: Memory> Inner<M> {
             use_count: 1,
             dependents: 0,
             initialised: false,
+            mark: false,
             linked,
         };
         self.next_seq += 1;

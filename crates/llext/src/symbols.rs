@@ -149,8 +149,18 @@ impl ExportTable {
         self.entries.iter()
     }
 
-    /// An order-independent hash of the exported names (not addresses), for saved contexts.
+    /// An order-independent hash of the exported names (not addresses).
     pub fn fingerprint(&self) -> u64 {
         self.fingerprint
+    }
+
+    /// An order-independent hash of names and addresses: equal only if every built-in is still where it
+    /// was, which in-place restores require.
+    pub fn fingerprint_with_addresses(&self) -> u64 {
+        self.entries.iter().fold(self.fingerprint, |acc, e| {
+            let h =
+                hash_name(e.name.as_bytes()) ^ (e.addr as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            acc.wrapping_add(h.rotate_left(29) ^ h)
+        })
     }
 }

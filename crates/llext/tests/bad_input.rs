@@ -8,6 +8,7 @@ use llext::{Error, ExportTable, LoadOptions, Registry};
 const NO_RUN: LoadOptions = LoadOptions {
     bring_up: false,
     keep_eh_frame: false,
+    portable: true,
 };
 
 fn fixture() -> Vec<u8> {

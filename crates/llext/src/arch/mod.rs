@@ -71,6 +71,13 @@ pub trait Relocator {
     fn needs(r_type: u32) -> Needs;
     /// True for types that patch nothing (e.g. `R_X86_64_NONE`).
     fn is_none(r_type: u32) -> bool;
+    /// True for types whose value is `S + A - P` alone (no GOT or stub involved): their bits do not change when
+    /// the place and the target move together, so portable snapshots need not record them when both lie in
+    /// the same block. The default, `false`, records every relocation (always correct, only larger).
+    fn is_pc_relative(r_type: u32) -> bool {
+        let _ = r_type;
+        false
+    }
     /// Writes a stub at `stub` (whose address is `at`) that jumps to `target`.
     fn write_stub(stub: &mut [u8], at: u64, target: u64) -> Result<(), Problem>;
     /// Reads the addend stored in the place (REL relocations).

@@ -111,6 +111,10 @@ impl Relocator for X86_64 {
         r_type == NONE
     }
 
+    fn is_pc_relative(r_type: u32) -> bool {
+        matches!(r_type, PC32 | PC64 | PC16 | PC8 | PLT32)
+    }
+
     fn write_stub(stub: &mut [u8], _at: u64, target: u64) -> Result<(), Problem> {
         // jmp *0(%rip); .quad target; padded with int3.
         let mut code = [0xccu8; 16];

@@ -11,16 +11,23 @@ use llext::{Block, BlockRequest, ExportTable, HostMemory, Memory, Permission, Re
 pub struct Counting {
     pub live: Arc<AtomicUsize>,
     pub allocations: Arc<AtomicUsize>,
-    pub fail_at: Option<usize>,
+    /// Allocation number (counted from 1) that fails; 0 = none.
+    pub fail_at: Arc<AtomicUsize>,
     inner: HostMemory,
 }
 
 impl Counting {
     pub fn failing_at(n: usize) -> Self {
-        Counting {
-            fail_at: Some(n),
-            ..Counting::default()
-        }
+        let c = Counting::default();
+        c.fail_at.store(n + 1, Ordering::SeqCst);
+        c
+    }
+    /// Makes the `n`th allocation from now (0 = the next) fail.
+    pub fn fail_after(&self, n: usize) {
+        self.fail_at.store(
+            self.allocations.load(Ordering::SeqCst) + n + 1,
+            Ordering::SeqCst,
+        );
     }
     pub fn live(&self) -> usize {
         self.live.load(Ordering::SeqCst)
@@ -30,8 +37,8 @@ impl Counting {
 // SAFETY: forwards to HostMemory, which upholds the contract.
 unsafe impl Memory for Counting {
     fn allocate(&mut self, request: &BlockRequest) -> llext::Result<Block> {
-        let n = self.allocations.fetch_add(1, Ordering::SeqCst);
-        if Some(n) == self.fail_at {
+        let n = self.allocations.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == self.fail_at.load(Ordering::SeqCst) {
             return Err(llext::Error::OutOfMemory {
                 size: request.size,
                 align: request.align,
@@ -47,6 +54,21 @@ unsafe impl Memory for Counting {
     fn free(&mut self, block: Block) {
         self.live.fetch_sub(1, Ordering::SeqCst);
         self.inner.free(block)
+    }
+    fn adopt(
+        &mut self,
+        addr: usize,
+        size: usize,
+        token: usize,
+        permission: Permission,
+    ) -> llext::Result<Block> {
+        let b = self.inner.adopt(addr, size, token, permission)?;
+        self.live.fetch_add(1, Ordering::SeqCst);
+        Ok(b)
+    }
+    fn disown(&mut self, block: Block) {
+        self.live.fetch_sub(1, Ordering::SeqCst);
+        self.inner.disown(block)
     }
 }
 
@@ -85,4 +107,58 @@ pub fn protection_of(addr: usize) -> String {
         }
     }
     panic!("{addr:#x} is not mapped")
+}
+
+/// Compiles C `source` with gcc into an object (real compiler output, made at test time for generated
+/// shapes such as random dependency graphs). Objects are cached by content in the target directory.
+pub fn compile_c(source: &str, flags: &[&str]) -> Vec<u8> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    source.hash(&mut h);
+    flags.hash(&mut h);
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("generated-c");
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = format!("{:016x}", h.finish());
+    let obj = dir.join(format!("{key}.o"));
+    if let Ok(bytes) = std::fs::read(&obj) {
+        return bytes;
+    }
+    let src = dir.join(format!("{key}.c"));
+    std::fs::write(&src, source).unwrap();
+    let tmp = dir.join(format!("{key}.{}.o", std::process::id()));
+    let out = std::process::Command::new("gcc")
+        .args(["-c", "-O2", "-ffreestanding", "-fno-common"])
+        .args(flags)
+        .arg("-I")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../include"))
+        .arg(&src)
+        .arg("-o")
+        .arg(&tmp)
+        .output()
+        .expect("gcc");
+    assert!(
+        out.status.success(),
+        "gcc failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::rename(&tmp, &obj).unwrap();
+    std::fs::read(&obj).unwrap()
+}
+
+/// C source of node `i` of a generated dependency graph: exports `node_i()`, which returns
+/// `1000 * i + sum of node_j()` over its dependencies `deps`, and a counter `node_i_calls()` kept in data.
+pub fn graph_node(i: usize, deps: &[usize]) -> String {
+    let mut s = String::from("#include \"llext.h\"\n");
+    for d in deps {
+        s += &format!("long node_{d}(void);\n");
+    }
+    s += &format!(
+        "static long calls_{i} = 0;\nlong node_{i}(void) {{\n  long v = {};\n  calls_{i}++;\n",
+        1000 * i
+    );
+    for d in deps {
+        s += &format!("  v += node_{d}();\n");
+    }
+    s += &format!("  return v;\n}}\nlong node_{i}_calls(void) {{ return calls_{i}; }}\nLLEXT_EXPORT(node_{i});\nLLEXT_EXPORT(node_{i}_calls);\n");
+    s
 }

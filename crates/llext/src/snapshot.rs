@@ -1,0 +1,1268 @@
+//! Context save and restore: bring loaded extensions back after a suspend without parsing, symbol lookup or
+//! relocation (in place), or at new addresses in a new process (portable).
+//!
+//! # Format (version 1, little-endian)
+//! A 40-byte header — magic `LLEXTCTX`, version, flags (portable, content hashes), `e_machine`, pointer
+//! size, a fingerprint of the built-in export table, the extension count and the total length — then one
+//! record per extension in load order, then a 64-bit checksum of everything before it. Records refer to
+//! each other by index (a dependency always has a smaller index), never by pointer. A record holds the
+//! name, use count, dependencies, the extension's string buffer, its blocks (address, size, alignment,
+//! provider token, permission, content hash), regions, section map, exports, global symbols and
+//! constructor/destructor addresses; portable records add the fixup table and the blocks' bytes.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::arch::{with_backend, Inputs, Relocator};
+use crate::error::{Error, Result};
+use crate::layout::RegionKind;
+use crate::link::{
+    self, Fixup, FixupKind, Linked, RegionRec, SectionRec, Str, SymRec, Target, NO_SLOT,
+};
+use crate::memory::{Block, BlockRequest, Memory, Permission};
+use crate::registry::{ext_at, ExtId, Inner, Registry, View};
+
+const MAGIC: &[u8; 8] = b"LLEXTCTX";
+/// The format version this build writes and reads.
+pub const CONTEXT_VERSION: u16 = 1;
+const HEADER: usize = 40;
+const FLAG_PORTABLE: u16 = 1;
+const FLAG_HASHES: u16 = 2;
+const BLOCK_REC: usize = 8 + 8 + 8 + 8 + 1 + 8;
+const REGION_REC: usize = 1 + 8 + 8 + 8;
+const SECTION_REC: usize = 4 + 4 + 1 + 8 + 8;
+const SYM_REC: usize = 4 + 4 + 8;
+const FIXUP_REC: usize = 1 + 4 + 1 + 4 + 1 + 8 + 8 + 8 + 8 + 4 + 4;
+
+/// What to save.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SaveOptions<'a> {
+    /// Save these extensions and everything they depend on; `None` saves every loaded extension.
+    pub names: Option<&'a [&'a str]>,
+    /// Carry the blocks' bytes and fixups, so the context restores at any address (e.g. in a new process).
+    pub portable: bool,
+    /// Record a content hash per block, checked on restore (always on for portable contexts).
+    pub content_hashes: bool,
+}
+
+/// How to restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestoreOptions {
+    /// Check each block against its saved content hash, when the context has them (default `true`).
+    pub verify_content: bool,
+}
+
+impl Default for RestoreOptions {
+    fn default() -> Self {
+        RestoreOptions {
+            verify_content: true,
+        }
+    }
+}
+
+/// The checksum of contexts and the content hash of blocks: a word-at-a-time multiply-rotate chain. Every
+/// step is a bijection of the running state, so any change confined to one 8-byte word (in particular any
+/// single-bit flip) always changes the result.
+pub(crate) fn checksum(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h: u64 = 0x243f_6a88_85a3_08d3 ^ bytes.len() as u64;
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K).rotate_left(31);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut w = [0u8; 8];
+        if let Some(dst) = w.get_mut(..rest.len()) {
+            dst.copy_from_slice(rest);
+        }
+        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K).rotate_left(31);
+    }
+    h ^ (h >> 32)
+}
+
+/// A writer that either measures (no buffer) or fills a caller-given buffer; it never allocates.
+struct Out<'b> {
+    buf: Option<&'b mut [u8]>,
+    pos: usize,
+}
+
+impl Out<'_> {
+    fn bytes(&mut self, b: &[u8]) -> Result<()> {
+        let end = self
+            .pos
+            .checked_add(b.len())
+            .ok_or(Error::Internal("context size"))?;
+        if let Some(buf) = self.buf.as_deref_mut() {
+            buf.get_mut(self.pos..end)
+                .ok_or(Error::Snapshot {
+                    reason: "buffer too small for the context (see `context_size`)",
+                })?
+                .copy_from_slice(b);
+        }
+        self.pos = end;
+        Ok(())
+    }
+    fn u8(&mut self, v: u8) -> Result<()> {
+        self.bytes(&[v])
+    }
+    fn u16(&mut self, v: u16) -> Result<()> {
+        self.bytes(&v.to_le_bytes())
+    }
+    fn u32(&mut self, v: u32) -> Result<()> {
+        self.bytes(&v.to_le_bytes())
+    }
+    fn u64(&mut self, v: u64) -> Result<()> {
+        self.bytes(&v.to_le_bytes())
+    }
+    fn len32(&mut self, n: usize) -> Result<()> {
+        self.u32(u32::try_from(n).map_err(|_| Error::Internal("count too large"))?)
+    }
+}
+
+/// A bounds-checked reader over context bytes.
+#[derive(Clone)]
+struct In<'b> {
+    data: &'b [u8],
+    pos: usize,
+}
+
+const TRUNCATED: Error = Error::Snapshot {
+    reason: "truncated or inconsistent record",
+};
+
+impl<'b> In<'b> {
+    fn take(&mut self, n: usize) -> Result<&'b [u8]> {
+        let end = self.pos.checked_add(n).ok_or(TRUNCATED)?;
+        let s = self.data.get(self.pos..end).ok_or(TRUNCATED)?;
+        self.pos = end;
+        Ok(s)
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.array::<1>()?[0])
+    }
+    fn u16(&mut self) -> Result<u16> {
+        Ok(u16::from_le_bytes(self.array()?))
+    }
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+    /// `count` entries of `size` bytes each.
+    fn table(&mut self, size: usize) -> Result<(usize, &'b [u8])> {
+        let count = self.u32()? as usize;
+        let bytes = count.checked_mul(size).ok_or(TRUNCATED)?;
+        Ok((count, self.take(bytes)?))
+    }
+}
+
+fn entries(table: &[u8], size: usize) -> impl Iterator<Item = In<'_>> {
+    table.chunks_exact(size).map(|data| In { data, pos: 0 })
+}
+
+/// One saved block.
+#[derive(Debug, Clone, Copy)]
+struct BlockRec {
+    addr: u64,
+    size: u64,
+    align: u64,
+    token: u64,
+    permission: Permission,
+    hash: u64,
+}
+
+fn block_rec(mut r: In<'_>) -> Result<BlockRec> {
+    let addr = r.u64()?;
+    let size = r.u64()?;
+    let align = r.u64()?;
+    let token = r.u64()?;
+    let permission = *Permission::ALL.get(r.u8()? as usize).ok_or(TRUNCATED)?;
+    let hash = r.u64()?;
+    if size == 0 || !align.is_power_of_two() || addr % align != 0 {
+        return Err(TRUNCATED);
+    }
+    Ok(BlockRec {
+        addr,
+        size,
+        align,
+        token,
+        permission,
+        hash,
+    })
+}
+
+/// One extension's record, validated, still borrowing the context bytes.
+#[derive(Debug, Clone, Copy)]
+struct Rec<'b> {
+    name: &'b str,
+    use_count: u32,
+    initialised: bool,
+    deps: &'b [u8],
+    strings: &'b [u8],
+    blocks: &'b [u8],
+    regions: &'b [u8],
+    sections: &'b [u8],
+    exports: &'b [u8],
+    globals: &'b [u8],
+    init: &'b [u8],
+    fini: &'b [u8],
+    fixups: &'b [u8],
+    contents: &'b [u8],
+}
+
+impl<'b> Rec<'b> {
+    fn blocks(&self) -> impl Iterator<Item = Result<BlockRec>> + 'b {
+        entries(self.blocks, BLOCK_REC).map(block_rec)
+    }
+    fn deps(&self) -> impl Iterator<Item = u32> + 'b {
+        self.deps
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+    }
+    fn str(&self, s: Str) -> &'b [u8] {
+        self.strings
+            .get(s.start as usize..(s.start as usize).saturating_add(s.len as usize))
+            .unwrap_or(&[])
+    }
+    fn syms(table: &'b [u8]) -> impl Iterator<Item = Result<(Str, u64)>> + 'b {
+        entries(table, SYM_REC).map(|mut r| {
+            Ok((
+                Str {
+                    start: r.u32()?,
+                    len: r.u32()?,
+                },
+                r.u64()?,
+            ))
+        })
+    }
+    fn addrs(table: &'b [u8]) -> impl Iterator<Item = u64> + 'b {
+        table.chunks_exact(8).map(|c| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            u64::from_le_bytes(w)
+        })
+    }
+}
+
+fn check_str(strings: &[u8], s: Str) -> Result<()> {
+    let end = (s.start as usize)
+        .checked_add(s.len as usize)
+        .ok_or(TRUNCATED)?;
+    if end > strings.len() {
+        return Err(TRUNCATED);
+    }
+    Ok(())
+}
+
+/// Decoded fixup.
+fn fixup_rec(mut r: In<'_>) -> Result<(Fixup, u64, u64)> {
+    let kind = r.u8()?;
+    let r_type = r.u32()?;
+    let block = r.u8()?;
+    let offset = r.u32()?;
+    let tag = r.u8()?;
+    let t1 = r.u64()?;
+    let t2 = r.u64()?;
+    let addend = r.u64()? as i64;
+    let size = r.u64()?;
+    let got_slot = r.u32()?;
+    let stub = r.u32()?;
+    let kind = match kind {
+        0 => FixupKind::Relocation(r_type),
+        1 => FixupKind::GotSlot,
+        2 => FixupKind::Stub,
+        _ => return Err(TRUNCATED),
+    };
+    let target = match tag {
+        0 => Target::Own {
+            block: u8::try_from(t1).map_err(|_| TRUNCATED)?,
+            offset: t2,
+        },
+        1 => Target::Builtin {
+            name: Str {
+                start: u32::try_from(t1).map_err(|_| TRUNCATED)?,
+                len: u32::try_from(t2).map_err(|_| TRUNCATED)?,
+            },
+        },
+        // Another extension: t1 = context index, t2 = block << 32 | offset (resolved by the caller).
+        2 => Target::Extension {
+            slot: u32::try_from(t1).map_err(|_| TRUNCATED)?,
+            addr: t2,
+        },
+        3 => Target::Absolute(t1),
+        _ => return Err(TRUNCATED),
+    };
+    Ok((
+        Fixup {
+            kind,
+            block,
+            offset,
+            target,
+            addend,
+            size,
+            got_slot,
+            stub,
+        },
+        t1,
+        t2,
+    ))
+}
+
+fn parse_record<'b>(r: &mut In<'b>, index: usize, portable: bool) -> Result<Rec<'b>> {
+    let name_len = r.u16()? as usize;
+    let name = core::str::from_utf8(r.take(name_len)?).map_err(|_| TRUNCATED)?;
+    if name.is_empty() || name.contains('\0') {
+        return Err(TRUNCATED);
+    }
+    let use_count = r.u32()?;
+    let initialised = match r.u8()? {
+        0 => false,
+        1 => true,
+        _ => return Err(TRUNCATED),
+    };
+    let (_, deps) = r.table(4)?;
+    let strings_len = r.u32()? as usize;
+    let strings = r.take(strings_len)?;
+    let block_count = r.u8()? as usize;
+    if block_count > Permission::ALL.len() {
+        return Err(TRUNCATED);
+    }
+    let blocks = r.take(block_count * BLOCK_REC)?;
+    let (_, regions) = r.table(REGION_REC)?;
+    let (_, sections) = r.table(SECTION_REC)?;
+    let (_, exports) = r.table(SYM_REC)?;
+    let (_, globals) = r.table(SYM_REC)?;
+    let (_, init) = r.table(8)?;
+    let (_, fini) = r.table(8)?;
+    let (fixups, contents) = if portable {
+        let (_, fixups) = r.table(FIXUP_REC)?;
+        let total = entries(blocks, BLOCK_REC)
+            .map(block_rec)
+            .try_fold(0usize, |acc, b| {
+                acc.checked_add(usize::try_from(b?.size).map_err(|_| TRUNCATED)?)
+                    .ok_or(TRUNCATED)
+            })?;
+        (fixups, r.take(total)?)
+    } else {
+        (&[][..], &[][..])
+    };
+    let rec = Rec {
+        name,
+        use_count,
+        initialised,
+        deps,
+        strings,
+        blocks,
+        regions,
+        sections,
+        exports,
+        globals,
+        init,
+        fini,
+        fixups,
+        contents,
+    };
+    // Validate every cross-reference once, here, so restore can trust the record.
+    if use_count == 0 {
+        return Err(TRUNCATED);
+    }
+    for d in rec.deps() {
+        if d as usize >= index {
+            return Err(Error::SnapshotDependency {
+                extension: String::from(name),
+                index: d,
+            });
+        }
+    }
+    let mut block_sizes = [0u64; 3];
+    for (i, b) in rec.blocks().enumerate() {
+        if let Some(s) = block_sizes.get_mut(i) {
+            *s = b?.size;
+        }
+    }
+    for mut e in entries(regions, REGION_REC) {
+        RegionKind::ALL.get(e.u8()? as usize).ok_or(TRUNCATED)?;
+    }
+    for mut e in entries(sections, SECTION_REC) {
+        check_str(
+            strings,
+            Str {
+                start: e.u32()?,
+                len: e.u32()?,
+            },
+        )?;
+        RegionKind::ALL.get(e.u8()? as usize).ok_or(TRUNCATED)?;
+    }
+    for s in Rec::syms(exports).chain(Rec::syms(globals)) {
+        check_str(strings, s?.0)?;
+    }
+    for f in entries(fixups, FIXUP_REC) {
+        let (f, _, t2) = fixup_rec(f)?;
+        let size = block_sizes.get(f.block as usize).copied().unwrap_or(0);
+        if u64::from(f.offset) >= size {
+            return Err(TRUNCATED);
+        }
+        match f.target {
+            Target::Own { block, offset } => {
+                if offset > block_sizes.get(block as usize).copied().unwrap_or(0)
+                    || block as usize >= block_count
+                {
+                    return Err(TRUNCATED);
+                }
+            }
+            Target::Builtin { name } => check_str(strings, name)?,
+            Target::Extension { slot, .. } => {
+                if slot as usize >= index || (t2 >> 32) >= Permission::ALL.len() as u64 {
+                    return Err(Error::SnapshotDependency {
+                        extension: String::from(name),
+                        index: slot,
+                    });
+                }
+            }
+            Target::Absolute(_) => {}
+        }
+    }
+    Ok(rec)
+}
+
+/// A validated saved context, borrowing its bytes (no allocation).
+///
+/// ```
+/// assert!(matches!(llext::Context::from_bytes(b"garbage"), Err(llext::Error::Snapshot { .. })));
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'b> {
+    bytes: &'b [u8],
+    machine: u16,
+    pointer_size: u8,
+    portable: bool,
+    hashes: bool,
+    fingerprint: u64,
+    count: u32,
+}
+
+impl<'b> Context<'b> {
+    /// Checks the header, the checksum and every record of `bytes`.
+    pub fn from_bytes(bytes: &'b [u8]) -> Result<Context<'b>> {
+        let mut r = In {
+            data: bytes,
+            pos: 0,
+        };
+        let header = r.take(HEADER).map_err(|_| Error::Snapshot {
+            reason: "shorter than a context header",
+        })?;
+        let mut h = In {
+            data: header,
+            pos: 0,
+        };
+        if h.take(8)? != MAGIC {
+            return Err(Error::Snapshot {
+                reason: "bad magic (not an llext context)",
+            });
+        }
+        let version = h.u16()?;
+        let flags = h.u16()?;
+        let machine = h.u16()?;
+        let pointer_size = h.u8()?;
+        let _reserved = h.u8()?;
+        let fingerprint = h.u64()?;
+        let count = h.u32()?;
+        let _reserved = h.u32()?;
+        let total = h.u64()?;
+        if total != bytes.len() as u64 {
+            return Err(Error::Snapshot {
+                reason: "length does not match the header (truncated or padded)",
+            });
+        }
+        let body_end = bytes.len().checked_sub(8).ok_or(TRUNCATED)?;
+        let (body, sum) = bytes.split_at(body_end);
+        let mut s = [0u8; 8];
+        s.copy_from_slice(sum);
+        if checksum(body) != u64::from_le_bytes(s) {
+            return Err(Error::Snapshot {
+                reason: "checksum mismatch (the context is corrupt)",
+            });
+        }
+        if version != CONTEXT_VERSION {
+            return Err(Error::SnapshotVersion {
+                found: version,
+                supported: CONTEXT_VERSION,
+            });
+        }
+        if flags & !(FLAG_PORTABLE | FLAG_HASHES) != 0 || !matches!(pointer_size, 4 | 8) {
+            return Err(TRUNCATED);
+        }
+        let ctx = Context {
+            bytes,
+            machine,
+            pointer_size,
+            portable: flags & FLAG_PORTABLE != 0,
+            hashes: flags & FLAG_HASHES != 0,
+            fingerprint,
+            count,
+        };
+        let mut r = In {
+            data: body,
+            pos: HEADER,
+        };
+        for i in 0..count as usize {
+            parse_record(&mut r, i, ctx.portable)?;
+        }
+        if r.pos != body.len() {
+            return Err(TRUNCATED);
+        }
+        Ok(ctx)
+    }
+
+    /// Number of extensions in the context.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    /// True if the context holds no extension.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// True if the context carries bytes and fixups (restorable at any address).
+    pub fn is_portable(&self) -> bool {
+        self.portable
+    }
+
+    /// `e_machine` of the saved extensions.
+    pub fn machine(&self) -> u16 {
+        self.machine
+    }
+
+    /// The saved extensions' names, in load order.
+    pub fn names(&self) -> impl Iterator<Item = &'b str> + '_ {
+        self.records().filter_map(|r| r.ok()).map(|r| r.name)
+    }
+
+    fn records(&self) -> impl Iterator<Item = Result<Rec<'b>>> + '_ {
+        let body = self
+            .bytes
+            .get(..self.bytes.len().saturating_sub(8))
+            .unwrap_or(&[]);
+        let mut r = In {
+            data: body,
+            pos: HEADER,
+        };
+        let portable = self.portable;
+        (0..self.count as usize).map(move |i| parse_record(&mut r, i, portable))
+    }
+}
+
+fn region_index(kind: RegionKind) -> u8 {
+    kind.index() as u8
+}
+
+fn perm_index(p: Permission) -> u8 {
+    Permission::ALL.iter().position(|&q| q == p).unwrap_or(0) as u8
+}
+
+impl<M: Memory> Inner<M> {
+    /// Marks the extensions to save: `names` and their dependency closure, or all.
+    fn mark(&mut self, names: Option<&[&str]>) -> Result<usize> {
+        let all = names.is_none();
+        for s in self.slots.iter_mut() {
+            if let Some(e) = s.ext.as_mut() {
+                e.mark = all;
+            }
+        }
+        if let Some(names) = names {
+            for name in names {
+                let id = self.find(name).ok_or_else(|| Error::NotLoaded {
+                    name: String::from(*name),
+                })?;
+                if let Some(e) = self
+                    .slots
+                    .get_mut(id.index as usize)
+                    .and_then(|s| s.ext.as_mut())
+                {
+                    e.mark = true;
+                }
+            }
+            // Close over dependencies until nothing changes (no allocation; a handful of passes).
+            loop {
+                let mut changed = false;
+                for i in 0..self.slots.len() {
+                    let deps_marked = match self.slots.get(i).and_then(|s| s.ext.as_ref()) {
+                        Some(e) if e.mark => e.linked.deps.len(),
+                        _ => continue,
+                    };
+                    for k in 0..deps_marked {
+                        let Some(&d) = self
+                            .slots
+                            .get(i)
+                            .and_then(|s| s.ext.as_ref())
+                            .and_then(|e| e.linked.deps.get(k))
+                        else {
+                            continue;
+                        };
+                        if let Some(dep) =
+                            self.slots.get_mut(d as usize).and_then(|s| s.ext.as_mut())
+                        {
+                            if !dep.mark {
+                                dep.mark = true;
+                                changed = true;
+                            }
+                        }
+                    }
+                }
+                if !changed {
+                    break;
+                }
+            }
+        }
+        Ok(self
+            .slots
+            .iter()
+            .filter_map(|s| s.ext.as_ref())
+            .filter(|e| e.mark)
+            .count())
+    }
+
+    /// Context index of a marked slot: its rank by load order among the marked ones.
+    fn rank(&self, slot: u32) -> Option<u32> {
+        let seq = ext_at(&self.slots, slot).filter(|e| e.mark)?.seq;
+        Some(
+            self.slots
+                .iter()
+                .filter_map(|s| s.ext.as_ref())
+                .filter(|e| e.mark && e.seq < seq)
+                .count() as u32,
+        )
+    }
+
+    /// Marked extensions in load order, without allocating.
+    fn marked_in_order(&self) -> impl Iterator<Item = (u32, &crate::registry::Ext)> + '_ {
+        let mut last: Option<u64> = None;
+        core::iter::from_fn(move || {
+            let next = self
+                .slots
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.ext.as_ref().map(|e| (i as u32, e)))
+                .filter(|(_, e)| e.mark && last.is_none_or(|l| e.seq > l))
+                .min_by_key(|(_, e)| e.seq)?;
+            last = Some(next.1.seq);
+            Some(next)
+        })
+    }
+
+    fn write_context(
+        &mut self,
+        opts: &SaveOptions<'_>,
+        out: &mut Out<'_>,
+        pointer_size: u8,
+    ) -> Result<()> {
+        let count = self.mark(opts.names)?;
+        let hashes = opts.content_hashes || opts.portable;
+        let fingerprint = if opts.portable {
+            self.builtins.fingerprint()
+        } else {
+            self.builtins.fingerprint_with_addresses()
+        };
+        let flags =
+            if opts.portable { FLAG_PORTABLE } else { 0 } | if hashes { FLAG_HASHES } else { 0 };
+        let start = out.pos;
+        out.bytes(MAGIC)?;
+        out.u16(CONTEXT_VERSION)?;
+        out.u16(flags)?;
+        out.u16(self.machine)?;
+        out.u8(pointer_size)?;
+        out.u8(0)?;
+        out.u64(fingerprint)?;
+        out.len32(count)?;
+        out.u32(0)?;
+        let total_at = out.pos;
+        out.u64(0)?; // total length, patched below
+        for (_, ext) in self.marked_in_order() {
+            let l = &ext.linked;
+            if opts.portable && !l.portable {
+                return Err(Error::NotPortable {
+                    extension: ext.name.clone(),
+                });
+            }
+            let name = ext.name.as_bytes();
+            out.u16(u16::try_from(name.len()).map_err(|_| Error::Internal("name length"))?)?;
+            out.bytes(name)?;
+            out.u32(ext.use_count)?;
+            out.u8(u8::from(ext.initialised))?;
+            out.len32(l.deps.len())?;
+            for &d in &l.deps {
+                out.u32(
+                    self.rank(d)
+                        .ok_or(Error::Internal("dependency outside the saved closure"))?,
+                )?;
+            }
+            out.len32(l.strings.len())?;
+            out.bytes(&l.strings)?;
+            out.u8(l.blocks.len() as u8)?;
+            for (block, permission) in &l.blocks {
+                let align = l
+                    .regions
+                    .iter()
+                    .filter(|r| r.kind.permission() == *permission)
+                    .map(|r| r.align)
+                    .max()
+                    .unwrap_or(1);
+                out.u64(block.addr() as u64)?;
+                out.u64(block.size() as u64)?;
+                out.u64(align as u64)?;
+                out.u64(block.token() as u64)?;
+                out.u8(perm_index(*permission))?;
+                // SAFETY: finalised blocks stay readable and nothing writes them while the lock is held.
+                let hash = if hashes {
+                    checksum(unsafe { block.bytes() })
+                } else {
+                    0
+                };
+                out.u64(hash)?;
+            }
+            out.len32(l.regions.len())?;
+            for r in &l.regions {
+                out.u8(region_index(r.kind))?;
+                out.u64(r.addr as u64)?;
+                out.u64(r.size as u64)?;
+                out.u64(r.align as u64)?;
+            }
+            out.len32(l.sections.len())?;
+            for s in &l.sections {
+                out.u32(s.name.start)?;
+                out.u32(s.name.len)?;
+                out.u8(region_index(s.kind))?;
+                out.u64(s.offset as u64)?;
+                out.u64(s.size as u64)?;
+            }
+            for table in [&l.exports, &l.globals] {
+                out.len32(table.len())?;
+                for s in table.iter() {
+                    out.u32(s.name.start)?;
+                    out.u32(s.name.len)?;
+                    out.u64(s.addr as u64)?;
+                }
+            }
+            for table in [&l.init, &l.fini] {
+                out.len32(table.len())?;
+                for &a in table.iter() {
+                    out.u64(a as u64)?;
+                }
+            }
+            if opts.portable {
+                out.len32(l.fixups.len())?;
+                for f in &l.fixups {
+                    let (kind, r_type) = match f.kind {
+                        FixupKind::Relocation(t) => (0u8, t),
+                        FixupKind::GotSlot => (1, 0),
+                        FixupKind::Stub => (2, 0),
+                    };
+                    let (tag, t1, t2) = match f.target {
+                        Target::Own { block, offset } => (0u8, u64::from(block), offset),
+                        Target::Builtin { name } => (1, u64::from(name.start), u64::from(name.len)),
+                        Target::Extension { slot, addr } => {
+                            let dep = ext_at(&self.slots, slot)
+                                .ok_or(Error::Internal("fixup target gone"))?;
+                            let (b, o) = link::block_offset(&dep.linked.blocks, addr)
+                                .ok_or(Error::Internal("fixup target outside its extension"))?;
+                            let index = self
+                                .rank(slot)
+                                .ok_or(Error::Internal("fixup target not saved"))?;
+                            (2, u64::from(index), (u64::from(b) << 32) | u64::from(o))
+                        }
+                        Target::Absolute(v) => (3, v, 0),
+                    };
+                    out.u8(kind)?;
+                    out.u32(r_type)?;
+                    out.u8(f.block)?;
+                    out.u32(f.offset)?;
+                    out.u8(tag)?;
+                    out.u64(t1)?;
+                    out.u64(t2)?;
+                    out.u64(f.addend as u64)?;
+                    out.u64(f.size)?;
+                    out.u32(f.got_slot)?;
+                    out.u32(f.stub)?;
+                }
+                for (block, _) in &l.blocks {
+                    // SAFETY: as above.
+                    out.bytes(unsafe { block.bytes() })?;
+                }
+            }
+        }
+        let total = (out.pos - start + 8) as u64;
+        if let Some(buf) = out.buf.as_deref_mut() {
+            buf.get_mut(total_at..total_at + 8)
+                .ok_or(Error::Internal("context header"))?
+                .copy_from_slice(&total.to_le_bytes());
+            let sum = checksum(
+                buf.get(start..out.pos)
+                    .ok_or(Error::Internal("context body"))?,
+            );
+            out.u64(sum)?;
+        } else {
+            out.u64(0)?;
+        }
+        Ok(())
+    }
+}
+
+/// Rolls back a restore's memory on any early return.
+struct Taken<'m, M: Memory> {
+    memory: &'m mut M,
+    blocks: Vec<Vec<(Block, Permission)>>,
+    adopted: bool,
+}
+
+impl<M: Memory> Drop for Taken<'_, M> {
+    fn drop(&mut self) {
+        for list in self.blocks.drain(..) {
+            for (block, _) in list {
+                if self.adopted {
+                    self.memory.disown(block);
+                } else {
+                    self.memory.free(block);
+                }
+            }
+        }
+    }
+}
+
+impl<M: Memory> Registry<M> {
+    fn pointer_size(machine: u16) -> u8 {
+        with_backend!(machine, A => A::POINTER_SIZE as u8, _ => core::mem::size_of::<usize>() as u8)
+    }
+
+    /// The exact size of the context [`Registry::save_into`] would write.
+    pub fn context_size(&self, options: &SaveOptions<'_>) -> Result<usize> {
+        let mut inner = self.inner.lock();
+        let ptr = Self::pointer_size(inner.machine);
+        let mut out = Out { buf: None, pos: 0 };
+        inner.write_context(options, &mut out, ptr)?;
+        Ok(out.pos)
+    }
+
+    /// Saves a context into `buf` without allocating (e.g. straight into retained RAM before power-down)
+    /// and returns its length.
+    ///
+    /// ```
+    /// # #[cfg(feature = "std")] {
+    /// let registry = llext::Registry::new(llext::HostMemory::new(), llext::ExportTable::default());
+    /// let options = llext::SaveOptions::default();
+    /// let mut retained = [0u8; 256];
+    /// let len = registry.save_into(&options, &mut retained).unwrap();
+    /// assert_eq!(len, registry.context_size(&options).unwrap());
+    /// assert_eq!(llext::Context::from_bytes(&retained[..len]).unwrap().len(), 0);
+    /// # }
+    /// ```
+    pub fn save_into(&self, options: &SaveOptions<'_>, buf: &mut [u8]) -> Result<usize> {
+        let mut inner = self.inner.lock();
+        let ptr = Self::pointer_size(inner.machine);
+        let mut out = Out {
+            buf: Some(buf),
+            pos: 0,
+        };
+        inner.write_context(options, &mut out, ptr)?;
+        Ok(out.pos)
+    }
+
+    /// Saves a context into a new vector.
+    pub fn save(&self, options: &SaveOptions<'_>) -> Result<Vec<u8>> {
+        let mut inner = self.inner.lock();
+        let ptr = Self::pointer_size(inner.machine);
+        let mut measure = Out { buf: None, pos: 0 };
+        inner.write_context(options, &mut measure, ptr)?;
+        let mut bytes = alloc::vec![0u8; measure.pos];
+        let mut out = Out {
+            buf: Some(&mut bytes),
+            pos: 0,
+        };
+        inner.write_context(options, &mut out, ptr)?;
+        Ok(bytes)
+    }
+
+    /// Drops the registry's bookkeeping of every extension while keeping their memory as it is (each
+    /// block is handed back with [`Memory::disown`]); destructors do not run. Use it after saving an
+    /// in-place context, before the suspend. Returns how many extensions were forgotten.
+    pub fn forget_all(&self) -> usize {
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        let mut n = 0;
+        for slot in inner.slots.iter_mut() {
+            if let Some(ext) = slot.ext.take() {
+                slot.generation = slot.generation.wrapping_add(1);
+                for (block, _) in ext.linked.blocks {
+                    inner.memory.disown(block);
+                }
+                n += 1;
+            }
+        }
+        inner.names.clear();
+        inner.exports.clear();
+        n
+    }
+
+    /// Restores a saved context: no ELF parsing, no symbol lookup (but rebinding built-ins by name in
+    /// portable contexts), no relocation. All or nothing: on any error the registry and memory are exactly
+    /// as before. Restored extensions are not re-initialised; use counts and dependencies are as saved.
+    pub fn restore(&self, context: &Context<'_>, options: &RestoreOptions) -> Result<Vec<ExtId>> {
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        if context.machine != inner.machine {
+            return Err(Error::SnapshotMismatch {
+                what: "machine",
+                expected: u64::from(inner.machine),
+                found: u64::from(context.machine),
+            });
+        }
+        let ptr = Self::pointer_size(inner.machine);
+        if context.pointer_size != ptr {
+            return Err(Error::SnapshotMismatch {
+                what: "pointer width",
+                expected: u64::from(ptr),
+                found: u64::from(context.pointer_size),
+            });
+        }
+        if !context.portable && context.fingerprint != inner.builtins.fingerprint_with_addresses() {
+            return Err(Error::SnapshotMismatch {
+                what: "set of built-in symbols (names or addresses changed)",
+                expected: inner.builtins.fingerprint_with_addresses(),
+                found: context.fingerprint,
+            });
+        }
+        let records: Vec<Rec<'_>> = context.records().collect::<Result<_>>()?;
+
+        // Checks that need the registry, before touching memory.
+        for (i, rec) in records.iter().enumerate() {
+            if inner.find(rec.name).is_some() || records.iter().take(i).any(|r| r.name == rec.name)
+            {
+                return Err(Error::AlreadyLoaded {
+                    name: String::from(rec.name),
+                });
+            }
+            let view = View {
+                builtins: &inner.builtins,
+                slots: &inner.slots,
+                exports: &inner.exports,
+            };
+            for e in Rec::syms(rec.exports) {
+                let name = rec.str(e?.0);
+                let earlier = records
+                    .iter()
+                    .take(i)
+                    .find(|r| Rec::syms(r.exports).any(|x| x.is_ok_and(|x| r.str(x.0) == name)));
+                let owner = crate::link::Resolver::exporter(&view, name)
+                    .or_else(|| earlier.map(|r| alloc::format!("extension `{}`", r.name)));
+                if let Some(owner) = owner {
+                    return Err(Error::DuplicateExport {
+                        extension: String::from(rec.name),
+                        symbol: String::from_utf8_lossy(name).into_owned(),
+                        owner,
+                    });
+                }
+            }
+            for f in entries(rec.fixups, FIXUP_REC) {
+                if let (
+                    Fixup {
+                        target: Target::Builtin { name },
+                        ..
+                    },
+                    _,
+                    _,
+                ) = fixup_rec(f)?
+                {
+                    if inner.builtins.get_bytes(rec.str(name)).is_none() {
+                        return Err(Error::MissingBuiltin {
+                            extension: String::from(rec.name),
+                            symbol: String::from_utf8_lossy(rec.str(name)).into_owned(),
+                        });
+                    }
+                }
+            }
+        }
+
+        // Memory: adopt the retained blocks, or allocate and fill new ones.
+        let mut taken = Taken {
+            memory: &mut inner.memory,
+            blocks: Vec::with_capacity(records.len()),
+            adopted: !context.portable,
+        };
+        for rec in &records {
+            // Each block joins `taken` as soon as it exists, so any early return gives it back.
+            taken.blocks.push(Vec::with_capacity(3));
+            let mut contents = rec.contents;
+            for (bi, b) in rec.blocks().enumerate() {
+                let b = b?;
+                let size = usize::try_from(b.size).map_err(|_| TRUNCATED)?;
+                let block = if context.portable {
+                    taken.memory.allocate(&BlockRequest {
+                        size,
+                        align: usize::try_from(b.align).map_err(|_| TRUNCATED)?,
+                        permission: b.permission,
+                    })?
+                } else {
+                    taken.memory.adopt(
+                        usize::try_from(b.addr).map_err(|_| TRUNCATED)?,
+                        size,
+                        usize::try_from(b.token).map_err(|_| TRUNCATED)?,
+                        b.permission,
+                    )?
+                };
+                let list = taken
+                    .blocks
+                    .last_mut()
+                    .ok_or(Error::Internal("block list"))?;
+                list.push((block, b.permission));
+                let (block, _) = list.last_mut().ok_or(Error::Internal("block list"))?;
+                if context.portable {
+                    let (src, rest) = contents.split_at_checked(size).ok_or(TRUNCATED)?;
+                    contents = rest;
+                    // SAFETY: a fresh block, not finalised, not aliased.
+                    unsafe { block.bytes_mut() }.copy_from_slice(src);
+                } else if context.hashes && options.verify_content {
+                    // SAFETY: the adopted block holds a sealed extension; nothing writes it meanwhile.
+                    if checksum(unsafe { block.bytes() }) != b.hash {
+                        return Err(Error::ContentChanged {
+                            extension: String::from(rec.name),
+                            block: bi,
+                        });
+                    }
+                }
+            }
+        }
+
+        if context.portable {
+            let machine = context.machine;
+            with_backend!(machine, A => apply_fixups::<A, M>(&records, &mut taken, &inner.builtins)?,
+                _ => return Err(Error::Unsupported { what: "machine: no relocation backend in this build", value: u64::from(machine) }));
+            for list in &taken.blocks {
+                for (block, permission) in list {
+                    taken.memory.finalize(block, *permission)?;
+                }
+            }
+        }
+
+        // Bookkeeping: build every record's state, translating addresses when the blocks moved.
+        let mut linked_all = Vec::with_capacity(records.len());
+        let blocks_all = core::mem::take(&mut taken.blocks);
+        drop(taken);
+        let old_new: Vec<Vec<(u64, u64, u64)>> = records
+            .iter()
+            .zip(&blocks_all)
+            .map(|(rec, list)| {
+                rec.blocks()
+                    .zip(list)
+                    .filter_map(|(b, (nb, _))| b.ok().map(|b| (b.addr, b.size, nb.addr() as u64)))
+                    .collect()
+            })
+            .collect();
+        let translate = |addr: u64| -> u64 {
+            for list in &old_new {
+                for &(old, size, new) in list {
+                    if addr >= old && addr <= old + size {
+                        return new + (addr - old);
+                    }
+                }
+            }
+            addr
+        };
+        for (rec, blocks) in records.iter().zip(blocks_all) {
+            let mut regions = Vec::new();
+            for mut e in entries(rec.regions, REGION_REC) {
+                let kind = *RegionKind::ALL.get(e.u8()? as usize).ok_or(TRUNCATED)?;
+                regions.push(RegionRec {
+                    kind,
+                    addr: translate(e.u64()?) as usize,
+                    size: e.u64()? as usize,
+                    align: e.u64()? as usize,
+                });
+            }
+            let mut sections = Vec::new();
+            for mut e in entries(rec.sections, SECTION_REC) {
+                sections.push(SectionRec {
+                    name: Str {
+                        start: e.u32()?,
+                        len: e.u32()?,
+                    },
+                    kind: *RegionKind::ALL.get(e.u8()? as usize).ok_or(TRUNCATED)?,
+                    offset: e.u64()? as usize,
+                    size: e.u64()? as usize,
+                });
+            }
+            let syms = |table| -> Result<Vec<SymRec>> {
+                Rec::syms(table)
+                    .map(|s| {
+                        let (name, addr) = s?;
+                        Ok(SymRec {
+                            name,
+                            addr: translate(addr) as usize,
+                        })
+                    })
+                    .collect()
+            };
+            let mut fixups = Vec::new();
+            for f in entries(rec.fixups, FIXUP_REC) {
+                let (mut f, _, t2) = fixup_rec(f)?;
+                if let Target::Extension { slot, .. } = f.target {
+                    // Kept as (context index, new address); the slot is filled in at insertion below.
+                    let (b, o) = ((t2 >> 32) as usize, t2 & 0xffff_ffff);
+                    let base = old_new
+                        .get(slot as usize)
+                        .and_then(|l| l.get(b))
+                        .map(|&(_, _, new)| new)
+                        .ok_or(TRUNCATED)?;
+                    f.target = Target::Extension {
+                        slot,
+                        addr: base + o,
+                    };
+                }
+                fixups.push(f);
+            }
+            linked_all.push(Linked {
+                blocks,
+                strings: rec.strings.to_vec(),
+                regions,
+                sections,
+                exports: syms(rec.exports)?,
+                globals: syms(rec.globals)?,
+                init: Rec::addrs(rec.init)
+                    .map(|a| translate(a) as usize)
+                    .collect(),
+                fini: Rec::addrs(rec.fini)
+                    .map(|a| translate(a) as usize)
+                    .collect(),
+                deps: rec.deps().collect(),
+                fixups,
+                portable: context.portable,
+            });
+        }
+
+        // Insert in order: dependencies come first, so their new slots are known.
+        let mut ids: Vec<ExtId> = Vec::with_capacity(records.len());
+        for (rec, mut linked) in records.iter().zip(linked_all) {
+            for d in linked.deps.iter_mut() {
+                *d = ids
+                    .get(*d as usize)
+                    .map(|id| id.index)
+                    .ok_or(Error::Internal("dependency order"))?;
+            }
+            for f in linked.fixups.iter_mut() {
+                if let Target::Extension { slot, .. } = &mut f.target {
+                    *slot = ids
+                        .get(*slot as usize)
+                        .map(|id| id.index)
+                        .ok_or(Error::Internal("fixup order"))?;
+                }
+            }
+            let id = inner.insert(rec.name, linked)?;
+            if let Some(ext) = inner
+                .slots
+                .get_mut(id.index as usize)
+                .and_then(|s| s.ext.as_mut())
+            {
+                ext.use_count = rec.use_count;
+                ext.initialised = rec.initialised;
+            }
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+}
+
+/// Portable restore: rewrites every recorded location for the new block addresses and built-ins.
+fn apply_fixups<A: Relocator, M: Memory>(
+    records: &[Rec<'_>],
+    taken: &mut Taken<'_, M>,
+    builtins: &crate::symbols::ExportTable,
+) -> Result<()> {
+    let ptr = A::POINTER_SIZE;
+    let new_base = |taken: &Taken<'_, M>, rec: usize, block: usize| -> Result<u64> {
+        taken
+            .blocks
+            .get(rec)
+            .and_then(|l| l.get(block))
+            .map(|(b, _)| b.addr() as u64)
+            .ok_or(TRUNCATED)
+    };
+    for (ri, rec) in records.iter().enumerate() {
+        // New GOT and stub positions: the same offsets inside the extension's blocks as before.
+        let region_new = |kind: RegionKind| -> Result<u64> {
+            for mut e in entries(rec.regions, REGION_REC) {
+                let k = RegionKind::ALL.get(e.u8()? as usize).copied();
+                let addr = e.u64()?;
+                if k == Some(kind) {
+                    for (bi, b) in rec.blocks().enumerate() {
+                        let b = b?;
+                        if addr >= b.addr && addr <= b.addr + b.size {
+                            return Ok(new_base(taken, ri, bi)? + (addr - b.addr));
+                        }
+                    }
+                }
+            }
+            Ok(0)
+        };
+        let got = region_new(RegionKind::Got)?;
+        let stubs = region_new(RegionKind::Stubs)?;
+        for f in entries(rec.fixups, FIXUP_REC) {
+            let (f, _, t2) = fixup_rec(f)?;
+            let s = match f.target {
+                Target::Own { block, offset } => new_base(taken, ri, block as usize)? + offset,
+                Target::Builtin { name } => {
+                    builtins.get_bytes(rec.str(name)).ok_or(TRUNCATED)? as u64
+                }
+                Target::Extension { slot, .. } => {
+                    new_base(taken, slot as usize, (t2 >> 32) as usize)? + (t2 & 0xffff_ffff)
+                }
+                Target::Absolute(v) => v,
+            };
+            let p = new_base(taken, ri, f.block as usize)? + u64::from(f.offset);
+            let block = taken
+                .blocks
+                .get_mut(ri)
+                .and_then(|l| l.get_mut(f.block as usize))
+                .ok_or(TRUNCATED)?;
+            // SAFETY: the block was allocated by this restore and is not finalised yet.
+            let bytes = unsafe { block.0.bytes_mut() };
+            let place = bytes.get_mut(f.offset as usize..).ok_or(TRUNCATED)?;
+            let bad = || Error::Snapshot {
+                reason: "a fixup does not fit at the new addresses",
+            };
+            match f.kind {
+                FixupKind::GotSlot => {
+                    let v = s.to_le_bytes();
+                    place
+                        .get_mut(..ptr)
+                        .ok_or(TRUNCATED)?
+                        .copy_from_slice(v.get(..ptr).ok_or(TRUNCATED)?);
+                }
+                FixupKind::Stub => A::write_stub(place, p, s).map_err(|_| bad())?,
+                FixupKind::Relocation(r_type) => {
+                    let inputs = Inputs {
+                        r_type,
+                        s,
+                        a: f.addend,
+                        p,
+                        z: f.size,
+                        got_slot: (f.got_slot != NO_SLOT)
+                            .then(|| got + u64::from(f.got_slot) * ptr as u64),
+                        got,
+                        stub: (f.stub != NO_SLOT)
+                            .then(|| stubs + u64::from(f.stub) * A::STUB_SIZE as u64),
+                    };
+                    A::apply(&inputs, place).map_err(|_| bad())?;
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,559 @@
+//! Context save/restore: in place and portable, every refusal, dependency shapes, corruption, allocation
+//! failure, and a randomised round-trip property.
+
+mod common;
+
+use common::{call, compile_c, counting_registry, graph_node, registry, Counting};
+use llext::{Context, Error, ExportTable, HostMemory, Registry, RestoreOptions, SaveOptions};
+use llext_fixtures::bytes;
+
+const LIB: &str = "libmath-gcc-O2-pic.o";
+const USER: &str = "usemath-gcc-O2-nopic.o";
+
+fn in_place() -> SaveOptions<'static> {
+    SaveOptions::default()
+}
+
+fn portable() -> SaveOptions<'static> {
+    SaveOptions {
+        portable: true,
+        ..SaveOptions::default()
+    }
+}
+
+fn load_pair<M: llext::Memory>(r: &Registry<M>) {
+    r.load("libmath", &bytes(LIB)).unwrap();
+    r.load("usemath", &bytes(USER)).unwrap();
+}
+
+/// Re-encodes the checksum after a deliberate edit, so a test reaches the check behind it.
+fn reseal(ctx: &mut [u8]) {
+    let n = ctx.len() - 8;
+    // The checksum is not public API; recompute it by saving the same bytes through a context round trip
+    // is impossible, so mirror the documented algorithm here.
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let body = &ctx[..n];
+    let mut h: u64 = 0x243f_6a88_85a3_08d3 ^ body.len() as u64;
+    for c in body.chunks(8) {
+        let mut w = [0u8; 8];
+        w[..c.len()].copy_from_slice(c);
+        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K).rotate_left(31);
+    }
+    h ^= h >> 32;
+    ctx[n..].copy_from_slice(&h.to_le_bytes());
+}
+
+#[test]
+fn in_place_round_trip_keeps_state_use_counts_and_links() {
+    let (r, memory) = counting_registry();
+    load_pair(&r);
+    r.load("libmath", &[]).unwrap(); // use count 2
+    assert_eq!(call(&r, "use_math", &[5]), 15);
+    let before = r.extensions();
+    let ctx = r.save(&in_place()).unwrap();
+    let live = memory.live();
+    assert_eq!(r.forget_all(), 2);
+    assert!(r.is_empty());
+    assert_eq!(
+        memory.live(),
+        0,
+        "forgetting hands every block back to its owner"
+    );
+    let ids = r
+        .restore(
+            &Context::from_bytes(&ctx).unwrap(),
+            &RestoreOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(ids.len(), 2);
+    let after = r.extensions();
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(
+            (b.name.as_str(), b.use_count, &b.dependencies, &b.regions),
+            (a.name.as_str(), a.use_count, &a.dependencies, &a.regions)
+        );
+    }
+    // Not re-initialised: the data is as it was, and the links still work.
+    assert_eq!(call(&r, "use_math", &[5]), 20);
+    assert_eq!(call(&r, "lm_scaled", &[1]), 5);
+    assert!(r.unload_name("libmath").is_ok()); // use count 2 -> 1
+    assert!(matches!(r.unload_name("libmath"), Err(Error::InUse { .. })));
+    r.unload_name("usemath").unwrap();
+    r.unload_name("libmath").unwrap();
+    assert_eq!(memory.live(), 0, "unload after restore frees every block");
+}
+
+#[test]
+fn save_into_a_fixed_buffer_matches_save() {
+    let r = registry();
+    load_pair(&r);
+    let size = r.context_size(&in_place()).unwrap();
+    let mut retained = vec![0u8; size + 16];
+    let n = r.save_into(&in_place(), &mut retained).unwrap();
+    assert_eq!(n, size);
+    assert_eq!(&retained[..n], &r.save(&in_place()).unwrap()[..]);
+    let mut small = vec![0u8; size - 1];
+    assert!(matches!(
+        r.save_into(&in_place(), &mut small),
+        Err(Error::Snapshot { .. })
+    ));
+}
+
+#[test]
+fn portable_restore_moves_the_extensions_and_keeps_them_working() {
+    let r = registry();
+    load_pair(&r);
+    r.load("basic", &bytes("basic-gcc-O0-nopic.o")).unwrap();
+    assert_eq!(call(&r, "use_math", &[5]), 15);
+    assert_eq!(call(&r, "basic_counter", &[]), 1);
+    let ctx = r.save(&portable()).unwrap();
+    // A second registry restores the same context while the first still holds its memory, so every block
+    // must move.
+    let r2 = registry();
+    let ids = r2
+        .restore(
+            &Context::from_bytes(&ctx).unwrap(),
+            &RestoreOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(ids.len(), 3);
+    let old = r.info(r.get("libmath").unwrap()).unwrap();
+    let new = r2.info(r2.get("libmath").unwrap()).unwrap();
+    assert_ne!(old.regions[0].addr, new.regions[0].addr);
+    assert_eq!(
+        call(&r2, "use_math", &[5]),
+        20,
+        "state as saved, links rebased"
+    );
+    assert_eq!(call(&r2, "basic_counter", &[]), 2);
+    assert_eq!(call(&r2, "basic_switch", &[8, 10]), 266);
+    assert_eq!(call(&r2, "basic_strings", &[]), 8);
+    assert_eq!(call(&r2, "basic_align", &[]), 0);
+    assert_eq!(call(&r, "use_math", &[5]), 20, "the original is untouched");
+    // W^X holds after restore.
+    for region in &new.regions {
+        let want = match region.kind.permission() {
+            llext::Permission::ReadExecute => "r-x",
+            llext::Permission::ReadOnly => "r--",
+            llext::Permission::ReadWrite => "rw-",
+        };
+        assert_eq!(&common::protection_of(region.addr)[..3], want, "{region:?}");
+    }
+    // A portable context of the restored set restores again (fixups were carried over).
+    let ctx2 = r2.save(&portable()).unwrap();
+    let r3 = registry();
+    r3.restore(
+        &Context::from_bytes(&ctx2).unwrap(),
+        &RestoreOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(call(&r3, "use_math", &[5]), 25);
+}
+
+#[test]
+fn every_variant_survives_a_portable_round_trip() {
+    for v in llext_fixtures::variants() {
+        let r = registry();
+        for stem in ["basic", "farcall", "libmath", "usemath", "ctors"] {
+            r.load(stem, &v.bytes(stem))
+                .unwrap_or_else(|e| panic!("{v} {stem}: {e}"));
+        }
+        let ctx = r.save(&portable()).unwrap();
+        let r2 = registry();
+        r2.restore(
+            &Context::from_bytes(&ctx).unwrap(),
+            &RestoreOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("{v}: {e}"));
+        assert_eq!(call(&r2, "basic_switch", &[4, 10]), 95, "{v}");
+        assert_eq!(call(&r2, "basic_table", &[2, 10]), 70, "{v}");
+        assert_eq!(call(&r2, "far_format", &[1, 2, 3, 4, 5, 6]), 11, "{v}");
+        assert_eq!(call(&r2, "use_math", &[5]), 15, "{v}");
+        assert_eq!(call(&r2, "ctors_state", &[]), 12, "{v}");
+        drop(r2);
+    }
+}
+
+#[test]
+fn subset_saves_bring_their_dependencies() {
+    let r = registry();
+    for stem in ["dbase", "dleft", "dright", "dtop"] {
+        r.load(stem, &bytes(&format!("{stem}-gcc-O2-pic.o")))
+            .unwrap();
+    }
+    r.load("basic", &bytes("basic-gcc-O2-pic.o")).unwrap();
+    let names = ["dtop"];
+    let ctx = r
+        .save(&SaveOptions {
+            names: Some(&names),
+            portable: true,
+            ..Default::default()
+        })
+        .unwrap();
+    let c = Context::from_bytes(&ctx).unwrap();
+    assert_eq!(
+        c.names().collect::<Vec<_>>(),
+        ["dbase", "dleft", "dright", "dtop"]
+    );
+    // Restore beside unrelated extensions already loaded.
+    let r2 = registry();
+    r2.load("basic", &bytes("basic-gcc-O2-pic.o")).unwrap();
+    r2.restore(&c, &RestoreOptions::default()).unwrap();
+    assert_eq!(call(&r2, "dtop_total", &[]), 301);
+    let top = r2.info(r2.get("dtop").unwrap()).unwrap();
+    let mut deps = top.dependencies.clone();
+    deps.sort();
+    assert_eq!(deps, ["dleft", "dright"]);
+    assert!(matches!(
+        r.save(&SaveOptions {
+            names: Some(&["nope"]),
+            ..Default::default()
+        }),
+        Err(Error::NotLoaded { .. })
+    ));
+}
+
+#[test]
+fn refusals_are_typed_and_leave_everything_as_before() {
+    let r = registry();
+    load_pair(&r);
+    let good = r.save(&portable()).unwrap();
+
+    // Name already loaded.
+    let c = Context::from_bytes(&good).unwrap();
+    assert!(matches!(
+        r.restore(&c, &RestoreOptions::default()),
+        Err(Error::AlreadyLoaded { .. })
+    ));
+    assert_eq!(r.len(), 2);
+
+    // Version, machine, pointer width: header fields, resealed so the check behind the checksum is reached.
+    let mut b = good.clone();
+    b[8] = 9;
+    reseal(&mut b);
+    assert!(matches!(
+        Context::from_bytes(&b),
+        Err(Error::SnapshotVersion {
+            found: 9,
+            supported: 1
+        })
+    ));
+    let mut b = good.clone();
+    b[12] = 40;
+    reseal(&mut b);
+    let r2 = registry();
+    assert!(matches!(
+        r2.restore(
+            &Context::from_bytes(&b).unwrap(),
+            &RestoreOptions::default()
+        ),
+        Err(Error::SnapshotMismatch {
+            what: "machine",
+            ..
+        })
+    ));
+    let mut b = good.clone();
+    b[14] = 4;
+    reseal(&mut b);
+    assert!(matches!(
+        r2.restore(
+            &Context::from_bytes(&b).unwrap(),
+            &RestoreOptions::default()
+        ),
+        Err(Error::SnapshotMismatch {
+            what: "pointer width",
+            ..
+        })
+    ));
+
+    // Checksum, truncation, magic.
+    let mut b = good.clone();
+    b[100] ^= 1;
+    assert!(matches!(
+        Context::from_bytes(&b),
+        Err(Error::Snapshot { .. })
+    ));
+    assert!(matches!(
+        Context::from_bytes(&good[..good.len() - 1]),
+        Err(Error::Snapshot { .. })
+    ));
+    assert!(matches!(
+        Context::from_bytes(&good[..20]),
+        Err(Error::Snapshot { .. })
+    ));
+
+    // A needed built-in is gone (portable) / the built-in table changed (in place).
+    static FEW: &[llext::Export] = llext::exports!["puts" => libc::puts];
+    let bare = Registry::new(HostMemory::new(), ExportTable::new(FEW));
+    let rf = registry();
+    rf.load("farcall", &bytes("farcall-gcc-O2-nopic.o"))
+        .unwrap();
+    let far = rf.save(&portable()).unwrap();
+    match bare.restore(
+        &Context::from_bytes(&far).unwrap(),
+        &RestoreOptions::default(),
+    ) {
+        Err(Error::MissingBuiltin { symbol, .. }) => assert!(!symbol.is_empty()),
+        other => panic!("{other:?}"),
+    }
+    assert!(bare.is_empty());
+    let inplace = r.save(&in_place()).unwrap();
+    assert!(matches!(
+        bare.restore(
+            &Context::from_bytes(&inplace).unwrap(),
+            &RestoreOptions::default()
+        ),
+        Err(Error::SnapshotMismatch { .. })
+    ));
+
+    // A dependency that is not in the context: point usemath's dependency at itself.
+    let mut b = good.clone();
+    let c = Context::from_bytes(&b).unwrap();
+    assert_eq!(c.len(), 2);
+    let pos = find_dep_index(&b);
+    b[pos] = 1; // usemath is entry 1; a dependency on itself (or later) is not in what came before it
+    reseal(&mut b);
+    assert!(matches!(
+        Context::from_bytes(&b),
+        Err(Error::SnapshotDependency { index: 1, .. })
+    ));
+    assert_eq!(r2.len(), 0);
+}
+
+/// Offset of usemath's first dependency index in a 2-extension context (its record starts after libmath's).
+fn find_dep_index(ctx: &[u8]) -> usize {
+    let name = b"usemath";
+    let at = ctx.windows(name.len()).position(|w| w == name).unwrap();
+    // name, use_count u32, initialised u8, dep count u32, then the first index
+    at + name.len() + 4 + 1 + 4
+}
+
+#[test]
+fn changed_retained_memory_is_refused() {
+    let (r, memory) = counting_registry();
+    load_pair(&r);
+    let ctx = r
+        .save(&SaveOptions {
+            content_hashes: true,
+            ..Default::default()
+        })
+        .unwrap();
+    // The data changes after saving (as if memory were lost or overwritten during the suspend).
+    call(&r, "use_math", &[1]);
+    r.forget_all();
+    let live = memory.live();
+    assert_eq!(live, 0);
+    match r.restore(
+        &Context::from_bytes(&ctx).unwrap(),
+        &RestoreOptions::default(),
+    ) {
+        Err(Error::ContentChanged { extension, .. }) => assert_eq!(extension, "libmath"),
+        other => panic!("{other:?}"),
+    }
+    assert!(r.is_empty());
+    assert_eq!(memory.live(), live);
+    // Opting out of the check restores it as it now is.
+    r.restore(
+        &Context::from_bytes(&ctx).unwrap(),
+        &RestoreOptions {
+            verify_content: false,
+        },
+    )
+    .unwrap();
+    assert_eq!(r.len(), 2);
+}
+
+#[test]
+fn every_single_bit_flip_is_refused() {
+    let r = registry();
+    r.load("libmath", &bytes(LIB)).unwrap();
+    for options in [in_place(), portable()] {
+        let ctx = r.save(&options).unwrap();
+        assert!(Context::from_bytes(&ctx).is_ok());
+        let mut b = ctx.clone();
+        for bit in 0..ctx.len() * 8 {
+            b[bit / 8] ^= 1 << (bit % 8);
+            assert!(
+                Context::from_bytes(&b).is_err(),
+                "flip of bit {bit} accepted"
+            );
+            b[bit / 8] ^= 1 << (bit % 8);
+        }
+    }
+}
+
+#[test]
+fn allocation_failure_at_every_point_of_restore_changes_nothing() {
+    let r = registry();
+    load_pair(&r);
+    let ctx = r.save(&portable()).unwrap();
+    let c = Context::from_bytes(&ctx).unwrap();
+    let mut failures = 0;
+    for n in 0.. {
+        let memory = Counting::default();
+        let r2 = Registry::new(memory.clone(), ExportTable::new(llext::LIBC_EXPORTS));
+        r2.load("basic", &bytes("basic-gcc-O2-pic.o")).unwrap();
+        memory.fail_after(n);
+        let before = (memory.live(), r2.len());
+        match r2.restore(&c, &RestoreOptions::default()) {
+            Err(Error::OutOfMemory { .. }) => {
+                failures += 1;
+                assert_eq!(
+                    (memory.live(), r2.len()),
+                    before,
+                    "failure at allocation {n}"
+                );
+            }
+            Ok(_) => break,
+            Err(e) => panic!("allocation {n}: {e}"),
+        }
+    }
+    assert!(failures >= 4, "{failures}");
+}
+
+#[test]
+fn extensions_with_many_dependencies() {
+    // One extension resolving symbols from 12 others.
+    let r = registry();
+    let n = 12;
+    for i in 0..n {
+        r.load(
+            &format!("node{i}"),
+            &compile_c(&graph_node(i, &[]), &["-fPIC"]),
+        )
+        .unwrap();
+    }
+    let deps: Vec<usize> = (0..n).collect();
+    r.load("top", &compile_c(&graph_node(n, &deps), &["-fPIC"]))
+        .unwrap();
+    let want: i64 = (0..=n as i64).map(|i| 1000 * i).sum();
+    assert_eq!(call(&r, &format!("node_{n}"), &[]), want);
+    assert_eq!(r.info(r.get("top").unwrap()).unwrap().dependencies.len(), n);
+    for options in [in_place(), portable()] {
+        let ctx = r.save(&options).unwrap();
+        let r2 = registry();
+        if options.portable {
+            r2.restore(
+                &Context::from_bytes(&ctx).unwrap(),
+                &RestoreOptions::default(),
+            )
+            .unwrap();
+            assert_eq!(call(&r2, &format!("node_{n}"), &[]), want);
+            assert_eq!(
+                r2.info(r2.get("top").unwrap()).unwrap().dependencies.len(),
+                n
+            );
+        }
+    }
+}
+
+/// A small deterministic generator (xorshift), so failures reproduce from the printed seed.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[test]
+fn random_dependency_graphs_round_trip() {
+    for seed in 1..=24u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let n = 2 + rng.below(9) as usize;
+        let graph: Vec<Vec<usize>> = (0..n)
+            .map(|i| (0..i).filter(|_| rng.below(3) == 0).collect())
+            .collect();
+        let portable_ctx = rng.below(2) == 0;
+        let flags: &[&str] = if rng.below(2) == 0 {
+            &["-fPIC"]
+        } else {
+            &["-fno-pic"]
+        };
+        let r = registry();
+        for (i, deps) in graph.iter().enumerate() {
+            r.load(&format!("n{i}"), &compile_c(&graph_node(i, deps), flags))
+                .unwrap();
+            for _ in 0..rng.below(3) {
+                r.load(&format!("n{i}"), &[]).unwrap(); // raise the use count
+            }
+        }
+        for i in 0..n {
+            for _ in 0..rng.below(3) {
+                call(&r, &format!("node_{i}"), &[]);
+            }
+        }
+        // A random subset (its closure is added) or everything.
+        let pick: Vec<String> = (0..n)
+            .filter(|_| rng.below(2) == 0)
+            .map(|i| format!("n{i}"))
+            .collect();
+        let pick_refs: Vec<&str> = pick.iter().map(String::as_str).collect();
+        let names = if pick.is_empty() {
+            None
+        } else {
+            Some(&pick_refs[..])
+        };
+        let options = SaveOptions {
+            names,
+            portable: portable_ctx,
+            content_hashes: true,
+        };
+        let ctx = r.save(&options).unwrap();
+        let c = Context::from_bytes(&ctx).unwrap();
+        let saved: Vec<String> = c.names().map(String::from).collect();
+        let expected: Vec<(String, u32, Vec<String>, i64, i64)> = saved
+            .iter()
+            .map(|name| {
+                let info = r.info(r.get(name).unwrap()).unwrap();
+                let i: usize = name[1..].parse().unwrap();
+                let calls = call(&r, &format!("node_{i}_calls"), &[]);
+                (
+                    name.clone(),
+                    info.use_count,
+                    info.dependencies.clone(),
+                    calls,
+                    i as i64,
+                )
+            })
+            .collect();
+        let target = if portable_ctx {
+            let fresh = registry();
+            fresh
+                .restore(&c, &RestoreOptions::default())
+                .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+            fresh
+        } else {
+            // In place: tear the whole registry's bookkeeping down, then restore.
+            r.forget_all();
+            r.restore(&c, &RestoreOptions::default())
+                .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+            r
+        };
+        for (name, use_count, deps, calls, i) in expected {
+            let info = target.info(target.get(&name).unwrap()).unwrap();
+            assert_eq!(info.use_count, use_count, "seed {seed} {name}");
+            assert_eq!(info.dependencies, deps, "seed {seed} {name}");
+            assert_eq!(
+                call(&target, &format!("node_{i}_calls"), &[]),
+                calls,
+                "seed {seed} {name}: data as saved"
+            );
+            let want: i64 = value(&graph, i as usize);
+            assert_eq!(
+                call(&target, &format!("node_{i}"), &[]),
+                want,
+                "seed {seed} {name}"
+            );
+        }
+    }
+}
+
+fn value(graph: &[Vec<usize>], i: usize) -> i64 {
+    1000 * i as i64 + graph[i].iter().map(|&d| value(graph, d)).sum::<i64>()
+}
