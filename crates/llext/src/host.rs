@@ -5,12 +5,12 @@
 //! within ±2 GiB of every other one. Freed pages go back to a free list and are handed out again first: they are
 //! already backed by physical memory, which spares the cost of first-touch page faults.
 
-use alloc::vec::Vec;
 use core::ptr::NonNull;
 use std::sync::Mutex;
 
 use crate::error::{Error, Result};
 use crate::memory::{Block, BlockRequest, Memory, Permission};
+use crate::ranges::FreeRanges;
 
 const POOL_SIZE: usize = 1 << 30;
 /// Addresses tried for the pool, all below 2 GiB; if none is free the pool goes wherever the kernel puts it.
@@ -22,8 +22,8 @@ struct Pool {
     page: usize,
     /// Next never-used page offset.
     bump: usize,
-    /// Freed page ranges (offset, length), sorted, kept read-write so reuse needs no system call.
-    free: Vec<(usize, usize)>,
+    /// Freed page ranges, kept read-write so reuse needs no system call.
+    free: FreeRanges,
 }
 
 static POOL: Mutex<Option<Pool>> = Mutex::new(None);
@@ -94,7 +94,7 @@ impl Pool {
             size: POOL_SIZE,
             page,
             bump: 0,
-            free: Vec::new(),
+            free: FreeRanges::default(),
         }
     }
 
@@ -117,26 +117,8 @@ impl Pool {
         let round = |v: usize, a: usize| v.checked_add(a - 1).map(|x| x & !(a - 1));
         let len = round(size, self.page).ok_or(oom.clone())?;
         // Reuse touched pages first.
-        for i in 0..self.free.len() {
-            let Some(&(off, flen)) = self.free.get(i) else {
-                break;
-            };
-            let start = round(self.base + off, align).ok_or(oom.clone())? - self.base;
-            let pad = start - off;
-            if pad.checked_add(len).is_some_and(|need| need <= flen) {
-                let mut parts = [(0usize, 0usize); 2];
-                let mut n = 0;
-                if pad > 0 {
-                    parts[0] = (off, pad);
-                    n = 1;
-                }
-                if flen - pad - len > 0 {
-                    parts[n] = (start + len, flen - pad - len);
-                    n += 1;
-                }
-                self.free.splice(i..=i, parts.iter().copied().take(n));
-                return Ok((start, len, self.base + start));
-            }
+        if let Some(start) = self.free.take_first_fit(self.base, len, align) {
+            return Ok((start, len, self.base + start));
         }
         let start = round(self.base + self.bump, align).ok_or(oom.clone())? - self.base;
         let end = start.checked_add(len).ok_or(oom.clone())?;
@@ -165,22 +147,7 @@ impl Pool {
     }
 
     fn give_back(&mut self, off: usize, len: usize) {
-        let pos = self.free.partition_point(|r| r.0 < off);
-        self.free.insert(pos, (off, len));
-        if let (Some(&(o, l)), Some(&(no, nl))) = (self.free.get(pos), self.free.get(pos + 1)) {
-            if o + l == no {
-                self.free[pos] = (o, l + nl);
-                self.free.remove(pos + 1);
-            }
-        }
-        if pos > 0 {
-            if let (Some(&(po, pl)), Some(&(o, l))) = (self.free.get(pos - 1), self.free.get(pos)) {
-                if po + pl == o {
-                    self.free[pos - 1] = (po, pl + l);
-                    self.free.remove(pos);
-                }
-            }
-        }
+        self.free.give_back(off, len);
     }
 }
 
@@ -269,10 +236,7 @@ unsafe impl Memory for HostMemory {
             let off = addr.wrapping_sub(pool.base);
             let inside =
                 addr >= pool.base && off.checked_add(token).is_some_and(|end| end <= pool.bump);
-            let overlaps_free = pool
-                .free
-                .iter()
-                .any(|&(o, l)| o < off + token && off < o + l);
+            let overlaps_free = pool.free.overlaps(off, token);
             if !inside || overlaps_free || size > token || off % pool.page != 0 {
                 return Err(Error::Memory {
                     what: "adopt retained memory: range is not a live block of this process's pool",

@@ -43,6 +43,7 @@ mod layout;
 mod limits;
 mod link;
 mod memory;
+mod ranges;
 mod registry;
 mod snapshot;
 mod symbols;

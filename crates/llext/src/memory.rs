@@ -1,9 +1,9 @@
 //! Memory for loaded extensions: one trait, a host implementation (mmap, W^X) and a no_std arena.
 
-use alloc::vec::Vec;
 use core::ptr::NonNull;
 
 use crate::error::{Error, Result};
+use crate::ranges::FreeRanges;
 
 /// The protection a block ends up with once loading is complete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -170,8 +170,7 @@ pub unsafe trait Memory {
 pub struct ArenaMemory<'a> {
     base: NonNull<u8>,
     len: usize,
-    /// Free ranges as (offset, length), sorted by offset, never adjacent.
-    free: Vec<(usize, usize)>,
+    free: FreeRanges,
     sync_code: Option<fn(*const u8, usize)>,
     _arena: core::marker::PhantomData<&'a mut [u8]>,
 }
@@ -184,14 +183,10 @@ impl<'a> ArenaMemory<'a> {
     pub fn new(arena: &'a mut [u8]) -> Self {
         let len = arena.len();
         let base = NonNull::new(arena.as_mut_ptr()).unwrap_or(NonNull::dangling());
-        let mut free = Vec::new();
-        if len > 0 {
-            free.push((0, len));
-        }
         ArenaMemory {
             base,
             len,
-            free,
+            free: FreeRanges::whole(len),
             sync_code: None,
             _arena: core::marker::PhantomData,
         }
@@ -205,7 +200,7 @@ impl<'a> ArenaMemory<'a> {
 
     /// Bytes currently free.
     pub fn free_bytes(&self) -> usize {
-        self.free.iter().map(|r| r.1).sum()
+        self.free.total()
     }
 
     /// Size of the arena.
@@ -225,44 +220,15 @@ unsafe impl Memory for ArenaMemory<'_> {
             return Err(oom);
         }
         let base = self.base.as_ptr() as usize;
-        for i in 0..self.free.len() {
-            let Some(&(off, len)) = self.free.get(i) else {
-                break;
-            };
-            let start = base + off;
-            let Some(aligned) = start
-                .checked_add(request.align - 1)
-                .map(|v| v & !(request.align - 1))
-            else {
-                continue;
-            };
-            let pad = aligned - start;
-            let Some(need) = pad.checked_add(request.size) else {
-                continue;
-            };
-            if need > len {
-                continue;
-            }
-            // Split: [off, pad) stays free, [pad, need) is taken, the rest stays free.
-            let rest = (off + need, len - need);
-            let mut replace: [(usize, usize); 2] = [(0, 0); 2];
-            let mut n = 0;
-            if pad > 0 {
-                replace[0] = (off, pad);
-                n = 1;
-            }
-            if rest.1 > 0 {
-                replace[n] = rest;
-                n += 1;
-            }
-            self.free.splice(i..=i, replace.iter().copied().take(n));
-            let ptr =
-                NonNull::new(aligned as *mut u8).ok_or(Error::Internal("null arena block"))?;
-            // SAFETY: [aligned, aligned+size) lies inside the arena and was free; it is now removed from the
-            // free list, so no other block aliases it.
-            return Ok(unsafe { Block::new(ptr, request.size, aligned - base) });
-        }
-        Err(oom)
+        let off = self
+            .free
+            .take_first_fit(base, request.size, request.align)
+            .ok_or(oom)?;
+        let ptr =
+            NonNull::new((base + off) as *mut u8).ok_or(Error::Internal("null arena block"))?;
+        // SAFETY: [off, off+size) lies inside the arena and was free; it is now out of the free list, so no
+        // other block aliases it.
+        Ok(unsafe { Block::new(ptr, request.size, off) })
     }
 
     fn finalize(&mut self, block: &Block, permission: Permission) -> Result<()> {
@@ -293,26 +259,9 @@ unsafe impl Memory for ArenaMemory<'_> {
         if size == 0 {
             return Err(bad);
         }
-        // The range must lie wholly inside one free range, which is then split around it.
-        let i = self
-            .free
-            .iter()
-            .position(|&(o, l)| o <= off && off + size <= o + l)
-            .ok_or(bad)?;
-        let Some(&(o, l)) = self.free.get(i) else {
-            return Err(Error::Internal("arena free list"));
-        };
-        let mut parts = [(0usize, 0usize); 2];
-        let mut n = 0;
-        if off > o {
-            parts[0] = (o, off - o);
-            n = 1;
+        if !self.free.take_exact(off, size) {
+            return Err(bad);
         }
-        if o + l > off + size {
-            parts[n] = (off + size, o + l - off - size);
-            n += 1;
-        }
-        self.free.splice(i..=i, parts.iter().copied().take(n));
         let ptr = NonNull::new(addr as *mut u8).ok_or(Error::Internal("null arena block"))?;
         // SAFETY: the range lies inside the arena and was free; it is now removed from the free list.
         Ok(unsafe { Block::new(ptr, size, off) })
@@ -325,24 +274,6 @@ unsafe impl Memory for ArenaMemory<'_> {
     }
 
     fn free(&mut self, block: Block) {
-        let off = block.token();
-        let len = block.size();
-        // Insert keeping order, then merge with neighbours.
-        let pos = self.free.partition_point(|r| r.0 < off);
-        self.free.insert(pos, (off, len));
-        if let (Some(&(o, l)), Some(&(no, nl))) = (self.free.get(pos), self.free.get(pos + 1)) {
-            if o + l == no {
-                self.free[pos] = (o, l + nl);
-                self.free.remove(pos + 1);
-            }
-        }
-        if pos > 0 {
-            if let (Some(&(po, pl)), Some(&(o, l))) = (self.free.get(pos - 1), self.free.get(pos)) {
-                if po + pl == o {
-                    self.free[pos - 1] = (po, pl + l);
-                    self.free.remove(pos);
-                }
-            }
-        }
+        self.free.give_back(block.token(), block.size());
     }
 }

@@ -8,7 +8,8 @@
 //! each other by index (a dependency always has a smaller index), never by pointer. A record holds the
 //! name, use count, dependencies, the extension's string buffer, its blocks (address, size, alignment,
 //! provider token, permission, content hash), regions, section map, exports, global symbols and
-//! constructor/destructor addresses; portable records add the fixup table and the blocks' bytes.
+//! constructor/destructor addresses and the fixup table (empty if not recorded at load); portable contexts
+//! add the blocks' bytes.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -215,6 +216,8 @@ struct Rec<'b> {
     globals: &'b [u8],
     init: &'b [u8],
     fini: &'b [u8],
+    /// The fixup table was recorded at load (the extension can be saved portably).
+    has_fixups: bool,
     fixups: &'b [u8],
     contents: &'b [u8],
 }
@@ -343,17 +346,25 @@ fn parse_record<'b>(r: &mut In<'b>, index: usize, portable: bool) -> Result<Rec<
     let (_, globals) = r.table(SYM_REC)?;
     let (_, init) = r.table(8)?;
     let (_, fini) = r.table(8)?;
-    let (fixups, contents) = if portable {
-        let (_, fixups) = r.table(FIXUP_REC)?;
+    let has_fixups = match r.u8()? {
+        0 => false,
+        1 => true,
+        _ => return Err(TRUNCATED),
+    };
+    let (_, fixups) = r.table(FIXUP_REC)?;
+    if portable && !has_fixups {
+        return Err(TRUNCATED);
+    }
+    let contents = if portable {
         let total = entries(blocks, BLOCK_REC)
             .map(block_rec)
             .try_fold(0usize, |acc, b| {
                 acc.checked_add(usize::try_from(b?.size).map_err(|_| TRUNCATED)?)
                     .ok_or(TRUNCATED)
             })?;
-        (fixups, r.take(total)?)
+        r.take(total)?
     } else {
-        (&[][..], &[][..])
+        &[][..]
     };
     let rec = Rec {
         name,
@@ -368,6 +379,7 @@ fn parse_record<'b>(r: &mut In<'b>, index: usize, portable: bool) -> Result<Rec<
         globals,
         init,
         fini,
+        has_fixups,
         fixups,
         contents,
     };
@@ -759,7 +771,10 @@ impl<M: Memory> Inner<M> {
                     out.u64(a as u64)?;
                 }
             }
-            if opts.portable {
+            // The fixup table travels in every context, so an extension restored in place can still be
+            // saved portably later; only portable contexts carry the blocks' bytes.
+            out.u8(u8::from(l.portable))?;
+            {
                 out.len32(l.fixups.len())?;
                 for f in &l.fixups {
                     let (kind, r_type) = match f.kind {
@@ -794,6 +809,8 @@ impl<M: Memory> Inner<M> {
                     out.u32(f.got_slot)?;
                     out.u32(f.stub)?;
                 }
+            }
+            if opts.portable {
                 for (block, _) in &l.blocks {
                     // SAFETY: as above.
                     out.bytes(unsafe { block.bytes() })?;
@@ -1143,7 +1160,7 @@ impl<M: Memory> Registry<M> {
                     .collect(),
                 deps: rec.deps().collect(),
                 fixups,
-                portable: context.portable,
+                portable: rec.has_fixups,
             });
         }
 

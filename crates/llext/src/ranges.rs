@@ -1,0 +1,119 @@
+//! Free ranges of an address space, for the memory providers: sorted, coalesced, first fit.
+
+use alloc::vec::Vec;
+
+/// Free `(offset, length)` ranges, sorted by offset and never adjacent (neighbours are merged).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct FreeRanges(Vec<(usize, usize)>);
+
+impl FreeRanges {
+    /// One free range `[0, len)` (none if `len` is 0).
+    pub fn whole(len: usize) -> Self {
+        let mut v = Vec::new();
+        if len > 0 {
+            v.push((0, len));
+        }
+        FreeRanges(v)
+    }
+
+    /// Removes the first range that can hold `size` bytes at an offset whose address (`base + offset`) is a
+    /// multiple of `align`; returns that offset.
+    pub fn take_first_fit(&mut self, base: usize, size: usize, align: usize) -> Option<usize> {
+        let (i, start) = self.0.iter().enumerate().find_map(|(i, &(off, len))| {
+            let addr = base.checked_add(off)?;
+            let aligned = addr.checked_add(align - 1)? & !(align - 1);
+            let start = off + (aligned - addr);
+            (start.checked_add(size)? <= off + len).then_some((i, start))
+        })?;
+        self.remove_within(i, start, size);
+        Some(start)
+    }
+
+    /// Removes exactly `[off, off + len)` if it lies wholly inside one free range.
+    pub fn take_exact(&mut self, off: usize, len: usize) -> bool {
+        let Some(end) = off.checked_add(len) else {
+            return false;
+        };
+        match self.0.iter().position(|&(o, l)| o <= off && end <= o + l) {
+            Some(i) => {
+                self.remove_within(i, off, len);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Splits range `i` around `[start, start + size)`, which it contains.
+    fn remove_within(&mut self, i: usize, start: usize, size: usize) {
+        let Some(&(off, len)) = self.0.get(i) else {
+            return;
+        };
+        let mut parts = [(0usize, 0usize); 2];
+        let mut n = 0;
+        if start > off {
+            parts[0] = (off, start - off);
+            n = 1;
+        }
+        if off + len > start + size {
+            parts[n] = (start + size, off + len - start - size);
+            n += 1;
+        }
+        self.0.splice(i..=i, parts.iter().copied().take(n));
+    }
+
+    /// Returns `[off, off + len)` to the free set, merging with its neighbours.
+    pub fn give_back(&mut self, off: usize, len: usize) {
+        let pos = self.0.partition_point(|r| r.0 < off);
+        self.0.insert(pos, (off, len));
+        let mut at = pos;
+        if pos > 0 && self.0.get(pos - 1).is_some_and(|&(po, pl)| po + pl == off) {
+            at = pos - 1;
+            let merged = self.0.get(at).map_or(0, |r| r.1) + len;
+            if let Some(r) = self.0.get_mut(at) {
+                r.1 = merged;
+            }
+            self.0.remove(pos);
+        }
+        if let (Some(&(o, l)), Some(&(no, nl))) = (self.0.get(at), self.0.get(at + 1)) {
+            if o + l == no {
+                if let Some(r) = self.0.get_mut(at) {
+                    r.1 = l + nl;
+                }
+                self.0.remove(at + 1);
+            }
+        }
+    }
+
+    /// True if any free range overlaps `[off, off + len)`.
+    pub fn overlaps(&self, off: usize, len: usize) -> bool {
+        self.0
+            .iter()
+            .any(|&(o, l)| o < off.saturating_add(len) && off < o + l)
+    }
+
+    /// Total free length.
+    pub fn total(&self) -> usize {
+        self.0.iter().map(|r| r.1).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn take_and_give_back_coalesce() {
+        let mut f = FreeRanges::whole(100);
+        assert_eq!(f.take_first_fit(0, 10, 1), Some(0));
+        assert_eq!(f.take_first_fit(0, 10, 16), Some(16));
+        assert_eq!(f.0, [(10, 6), (26, 74)]);
+        assert!(f.take_exact(50, 10));
+        assert!(!f.take_exact(55, 10));
+        f.give_back(16, 10);
+        f.give_back(0, 10);
+        f.give_back(50, 10);
+        assert_eq!(f.0, [(0, 100)]);
+        assert_eq!(f.total(), 100);
+        assert_eq!(f.take_first_fit(0, 101, 1), None);
+    }
+}
