@@ -3,7 +3,8 @@
 //! Every `c/*.c` file is compiled by gcc (and by clang when it runs) at each optimisation level,
 //! with and without `-fPIC`, into `<stem>-<cc>-<opt>-<pic|nopic>.o`. `partA` and `partB` of each
 //! variant are then combined by `ld -r` into `partial-<cc>-<opt>-<pic|nopic>.o`, and
-//! `rust/rsext.rs` is compiled by the current `rustc` into `rsext.o`.
+//! `rust/rsext.rs` is compiled by the current `rustc` into `rsext.o`, against the `llext-ext`
+//! crate (`../llext-ext`) built by the same `rustc` into `libllext_ext.rlib`.
 //!
 //! The objects are for the host architecture: they are what the host tests load.
 
@@ -48,6 +49,21 @@ const RUST_FLAGS: &[&str] = &[
     "debuginfo=0",
 ];
 
+/// Flags of `llext-ext`, the macro crate the Rust extension is written with. Its panic strategy
+/// matches the extension's.
+const EXT_CRATE_FLAGS: &[&str] = &[
+    "--crate-type",
+    "rlib",
+    "--crate-name",
+    "llext_ext",
+    "--edition",
+    "2021",
+    "-C",
+    "panic=abort",
+    "-C",
+    "opt-level=2",
+];
+
 /// A command to run, with a description for error messages.
 struct Job {
     what: String,
@@ -59,6 +75,7 @@ fn main() {
     let out_dir = PathBuf::from(env_var("OUT_DIR"));
     let c_dir = manifest_dir.join("c");
     let rust_dir = manifest_dir.join("rust");
+    let ext_crate_src = manifest_dir.join("../llext-ext/src");
     let include_dir = manifest_dir.join("../../include");
     let include_dir = include_dir
         .canonicalize()
@@ -68,6 +85,7 @@ fn main() {
     println!("cargo:rerun-if-changed={}", c_dir.display());
     println!("cargo:rerun-if-changed={}", rust_dir.display());
     println!("cargo:rerun-if-changed={}", include_dir.display());
+    println!("cargo:rerun-if-changed={}", ext_crate_src.display());
     println!("cargo:rustc-check-cfg=cfg(llext_have_clang)");
 
     let stems = c_stems(&c_dir);
@@ -136,7 +154,13 @@ fn main() {
     }
     run_jobs(link);
 
-    build_rust_extension(&rust_dir.join("rsext.rs"), &out_dir.join("rsext.o"));
+    let ext_crate = out_dir.join("libllext_ext.rlib");
+    build_ext_crate(&ext_crate_src.join("lib.rs"), &ext_crate);
+    build_rust_extension(
+        &rust_dir.join("rsext.rs"),
+        &out_dir.join("rsext.o"),
+        &ext_crate,
+    );
 
     let mut all_stems = stems;
     all_stems.push("partial".to_owned());
@@ -262,17 +286,54 @@ fn report(what: &str, line: &str, result: std::io::Result<Output>, failures: &mu
     }
 }
 
-/// Compiles the Rust extension with the rustc cargo uses, retrying without
-/// `-C force-unwind-tables=no` for targets that insist on unwind tables.
-fn build_rust_extension(src: &Path, obj: &Path) {
-    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+/// The rustc cargo uses for this build.
+fn rustc() -> std::ffi::OsString {
+    env::var_os("RUSTC").unwrap_or_else(|| "rustc".into())
+}
+
+/// Compiles `llext-ext` into the rlib `rlib` with the rustc cargo uses, so the Rust extension
+/// can name it with `--extern`.
+fn build_ext_crate(src: &Path, rlib: &Path) {
+    let mut command = Command::new(rustc());
+    command.args(EXT_CRATE_FLAGS).arg(src).arg("-o").arg(rlib);
+    let line = format!("{command:?}");
+    let out = command
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {line}: {e}"));
+    if !out.status.success() {
+        panic!(
+            "building llext-ext for the Rust extension failed: {} ({line})\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for diagnostic in String::from_utf8_lossy(&out.stderr).lines() {
+        println!("cargo:warning=llext-ext: {diagnostic}");
+    }
+}
+
+/// Compiles the Rust extension against the `llext-ext` rlib with the rustc cargo uses,
+/// retrying without `-C force-unwind-tables=no` for targets that insist on unwind tables.
+fn build_rust_extension(src: &Path, obj: &Path, ext_crate: &Path) {
+    let rustc = rustc();
+    let mut extern_arg = std::ffi::OsString::from("llext_ext=");
+    extern_arg.push(ext_crate);
+    let lib_dir = ext_crate.parent().unwrap_or_else(|| Path::new("."));
     let attempt = |no_unwind_tables: bool| {
         let mut command = Command::new(&rustc);
         command.args(RUST_FLAGS);
         if no_unwind_tables {
             command.args(["-C", "force-unwind-tables=no"]);
         }
-        command.arg(src).arg("-o").arg(obj);
+        command
+            .arg("--extern")
+            .arg(&extern_arg)
+            .arg("-L")
+            .arg(lib_dir)
+            .arg(src)
+            .arg("-o")
+            .arg(obj);
         let line = format!("{command:?}");
         let out = command
             .stdin(Stdio::null())

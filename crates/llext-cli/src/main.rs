@@ -1,8 +1,10 @@
 //! The `llext` command: a thin layer over the `llext` library.
 
+mod bench;
 mod demo;
 mod inspect;
 mod shell;
+mod snapshot;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -17,7 +19,11 @@ commands:
   check FILE...                            load and link without running anything; report every problem
   run [--call SYM] [--arg INT]... FILE...  load in order, run constructors, call SYM, print `returned: N`
   shell                                    read commands from stdin (type `help`)
+  snapshot save --out SNAP FILE...         load FILE... as `run` does, save a portable context to SNAP
+  snapshot restore SNAP [--call SYM] [--arg INT]...
+                                           restore SNAP (no ELF parsing, no relinking), then as `run`
   demo                                     load the bundled sample extensions and show what happens
+  bench [load] [--iterations N]            median times to load+link+seal and unload bundled objects
   help                                     this text
 ";
 
@@ -96,59 +102,78 @@ pub(crate) fn call_and_print(
     Ok(value)
 }
 
-fn run(args: &[String]) -> Result<(), Failure> {
-    let mut call = None;
-    let mut call_args = Vec::new();
-    let mut files = Vec::new();
+/// `--call SYM`, `--arg INT`... and the remaining words, as `run` and `snapshot` take them.
+pub(crate) struct RunArgs<'a> {
+    pub call: Option<&'a str>,
+    pub args: Vec<i64>,
+    pub files: Vec<&'a str>,
+    pub out: Option<&'a str>,
+}
+
+pub(crate) fn parse_run_args(args: &[String], accept_out: bool) -> Result<RunArgs<'_>, Failure> {
+    let mut parsed = RunArgs {
+        call: None,
+        args: Vec::new(),
+        files: Vec::new(),
+        out: None,
+    };
     let mut it = args.iter();
     while let Some(a) = it.next() {
+        let mut value = |what: &str| {
+            it.next()
+                .map(String::as_str)
+                .ok_or(Failure(format!("{a} needs {what}")))
+        };
         match a.as_str() {
-            "--call" => {
-                call = Some(
-                    it.next()
-                        .ok_or(Failure("--call needs a symbol name".into()))?,
-                )
-            }
-            "--arg" => call_args.push(parse_int(
-                it.next().ok_or(Failure("--arg needs an integer".into()))?,
-            )?),
+            "--call" => parsed.call = Some(value("a symbol name")?),
+            "--arg" => parsed.args.push(parse_int(value("an integer")?)?),
+            "--out" if accept_out => parsed.out = Some(value("a file name")?),
             s if s.starts_with("--") => return Err(Failure(format!("unknown option `{s}`"))),
-            _ => files.push(a),
+            _ => parsed.files.push(a),
         }
     }
-    if files.is_empty() {
-        return Err(Failure("run needs at least one FILE".into()));
-    }
-    if call_args.len() > llext::MAX_CALL_ARGS {
+    if parsed.args.len() > llext::MAX_CALL_ARGS {
         return Err(Failure(format!(
             "at most {} --arg values are supported",
             llext::MAX_CALL_ARGS
         )));
     }
-    let registry = host_registry();
+    Ok(parsed)
+}
+
+/// Loads `files` in order, running constructors; stops at the first failure.
+pub(crate) fn load_files(
+    registry: &Registry0,
+    files: &[&str],
+) -> (Vec<llext::ExtId>, Result<(), Failure>) {
     let mut loaded = Vec::new();
-    let mut outcome = Ok(());
-    for file in &files {
+    for file in files {
         let bytes = match read_file(file) {
             Ok(b) => b,
-            Err(e) => {
-                outcome = Err(e);
-                break;
-            }
+            Err(e) => return (loaded, Err(e)),
         };
         flush_all();
-        match registry.load(&unique_name(&registry, file), &bytes) {
+        match registry.load(&unique_name(registry, file), &bytes) {
             Ok(id) => loaded.push(id),
-            Err(e) => {
-                outcome = Err(Failure(format!("{file}: {e}")));
-                break;
-            }
+            Err(e) => return (loaded, Err(Failure(format!("{file}: {e}")))),
         }
         flush_all();
     }
+    (loaded, Ok(()))
+}
+
+/// Calls the requested symbol (if any and if all went well so far), then unloads `loaded` newest first,
+/// running destructors. The first failure wins.
+pub(crate) fn call_then_teardown(
+    registry: &Registry0,
+    loaded: Vec<llext::ExtId>,
+    call: Option<&str>,
+    args: &[i64],
+    mut outcome: Result<(), Failure>,
+) -> Result<(), Failure> {
     if outcome.is_ok() {
         if let Some(symbol) = call {
-            outcome = call_and_print(&registry, symbol, &call_args).map(|_| ());
+            outcome = call_and_print(registry, symbol, args).map(|_| ());
         }
     }
     for id in loaded.into_iter().rev() {
@@ -159,6 +184,16 @@ fn run(args: &[String]) -> Result<(), Failure> {
     }
     flush_all();
     outcome
+}
+
+fn run(args: &[String]) -> Result<(), Failure> {
+    let parsed = parse_run_args(args, false)?;
+    if parsed.files.is_empty() {
+        return Err(Failure("run needs at least one FILE".into()));
+    }
+    let registry = host_registry();
+    let (loaded, outcome) = load_files(&registry, &parsed.files);
+    call_then_teardown(&registry, loaded, parsed.call, &parsed.args, outcome)
 }
 
 fn check(args: &[String]) -> Result<(), Failure> {
@@ -228,7 +263,9 @@ fn main() -> ExitCode {
         "check" => check(rest),
         "run" => run(rest),
         "shell" => shell::shell(rest),
+        "snapshot" => snapshot::snapshot(rest),
         "demo" => demo::demo(rest),
+        "bench" => bench::bench(rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())

@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, Write};
 
-use crate::{call_and_print, host_registry, parse_int, read_file, unique_name, Failure, Registry0};
+use crate::{call_and_print, host_registry, parse_int, read_file, Failure, Registry0};
 
 const HELP: &str = "\
 commands:
@@ -11,6 +11,9 @@ commands:
   list                loaded extensions: use count, dependencies, region sizes
   symbols NAME        exported and global symbols of an extension
   call SYM [INT...]   call a function with up to 6 integer arguments, print `returned: N`
+  suspend             save the in-place context, drop all bookkeeping (memory kept), restore it
+  save FILE [NAME...] save a portable context of everything, or of NAME... and their dependencies
+  restore FILE        restore a portable context saved by `save` or `llext snapshot save`
   help                this text
   quit                leave (also end of input)
 ";
@@ -181,10 +184,33 @@ fn execute(registry: &Registry0, line: &str) -> Result<Flow, Failure> {
                 .collect::<Result<Vec<_>, _>>()?;
             call_and_print(registry, symbol, &ints)?;
         }
+        "suspend" => {
+            arity(0, 0, "suspend")?;
+            let bytes = registry.save(&llext::SaveOptions::default())?;
+            let forgotten = registry.forget_all();
+            let context = llext::Context::from_bytes(&bytes)?;
+            let restored = registry.restore(&context, &llext::RestoreOptions::default())?;
+            debug_assert_eq!(forgotten, restored.len());
+            println!("restored {} extensions", restored.len());
+        }
+        "save" => {
+            if args.is_empty() {
+                return Err(Failure("usage: save FILE [NAME...]".into()));
+            }
+            let file = args.first().copied().unwrap_or_default();
+            let names = args.get(1..).filter(|n| !n.is_empty());
+            let n = crate::snapshot::save_to(registry, file, names)?;
+            println!("saved {n} extensions to {file}");
+        }
+        "restore" => {
+            arity(1, 1, "restore FILE")?;
+            let file = args.first().copied().unwrap_or_default();
+            let ids = crate::snapshot::restore_from(registry, file)?;
+            println!("restored {} extensions", ids.len());
+        }
         "help" => print!("{HELP}"),
         "quit" | "exit" => return Ok(Flow::Quit),
         other => return Err(Failure(format!("unknown command `{other}` (try `help`)"))),
     }
-    let _ = unique_name;
     Ok(Flow::Continue)
 }

@@ -277,3 +277,127 @@ fn demo_runs() {
     assert!(s.contains("unload libmath refused"), "{s}");
     assert!(s.contains("0 extensions loaded now"), "{s}");
 }
+
+#[test]
+fn bench_prints_every_median_as_an_integer() {
+    let out = llext(&["bench", "--iterations", "20"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    let value = |key: &str| {
+        s.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(": "))
+            .unwrap_or_else(|| panic!("no `{key}:` line in {s}"))
+    };
+    assert!(value("object").ends_with(".o"), "{s}");
+    for key in [
+        "object_bytes",
+        "load_ns",
+        "unload_ns",
+        "load_demo_set_ns",
+        "iterations",
+    ] {
+        assert!(value(key).parse::<u64>().is_ok(), "`{key}` in {s}");
+    }
+    assert_eq!(value("iterations"), "20", "{s}");
+
+    for bad in [&["bench", "--iterations", "0"][..], &["bench", "store"]] {
+        let out = llext(bad);
+        assert_eq!(out.status.code(), Some(1), "{bad:?}");
+        assert!(text(&out.stderr).starts_with("error: "), "{bad:?}");
+    }
+}
+
+#[test]
+fn snapshot_save_and_restore_across_processes() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let snap = dir.join(format!("cli-{}.snap", std::process::id()));
+    let snap = snap.to_str().unwrap();
+    let out = llext(&[
+        "snapshot",
+        "save",
+        "--out",
+        snap,
+        &fixture("libmath-gcc-O2-pic.o"),
+        &fixture("usemath-gcc-O2-nopic.o"),
+        &fixture("ctors-clang-O2-pic.o"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("saved 3 extensions"));
+    // A new process restores it (new addresses under ASLR for the host, new blocks for the extensions).
+    let out = llext(&[
+        "snapshot", "restore", snap, "--call", "use_math", "--arg", "5",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(s.lines().any(|l| l == "returned: 15"), "{s}");
+    assert!(
+        s.contains("ctors: destructor ran"),
+        "restored extensions are torn down like loaded ones: {s}"
+    );
+    let out = llext(&["snapshot", "restore", snap, "--call", "ctors_state"]);
+    assert!(
+        text(&out.stdout).contains("returned: 12"),
+        "not re-initialised: state as saved"
+    );
+
+    // Refusals: exit 1 with `error: ...`.
+    let bytes = std::fs::read(snap).unwrap();
+    let bad = format!("{snap}.bad");
+    std::fs::write(&bad, &bytes[..bytes.len() / 2]).unwrap();
+    for args in [
+        vec!["snapshot", "restore", bad.as_str()],
+        vec!["snapshot", "restore", "/nonexistent.snap"],
+        vec!["snapshot", "save", snap],
+        vec!["snapshot"],
+    ] {
+        let out = llext(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            text(&out.stderr).starts_with("error: "),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let mut flipped = bytes.clone();
+    flipped[60] ^= 4;
+    std::fs::write(&bad, &flipped).unwrap();
+    let out = llext(&["snapshot", "restore", &bad]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("checksum"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn shell_suspend_save_and_restore() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let snap = dir.join(format!("shell-{}.snap", std::process::id()));
+    let snap = snap.to_str().unwrap();
+    let lib = fixture("libmath-gcc-O2-pic.o");
+    let user = fixture("usemath-gcc-O2-pic.o");
+    let out = shell(&format!("load {lib} libmath\nload {user} usemath\ncall use_math 2\nsuspend\ncall use_math 2\nsave {snap} usemath\n"));
+    let s = text(&out.stdout);
+    assert!(out.status.success(), "{s}{}", text(&out.stderr));
+    assert!(s.contains("restored 2 extensions"), "{s}");
+    assert!(
+        s.contains("returned: 6") && s.contains("returned: 8"),
+        "state survives suspend: {s}"
+    );
+    assert!(s.contains("saved 2 extensions"), "{s}");
+    let out = shell(&format!(
+        "restore {snap}\ncall use_math 1\nlist\nrestore {snap}\n"
+    ));
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("restored 2 extensions") && s.contains("returned: 5"),
+        "{s}"
+    );
+    assert!(
+        text(&out.stderr).contains("already loaded"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1));
+}

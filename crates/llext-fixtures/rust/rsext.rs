@@ -1,9 +1,11 @@
 //! An llext extension written in Rust.
 //!
 //! Built by `build.rs` as a `no_std` library object (`--crate-type lib --emit obj`), so it is
-//! an ordinary relocatable object like the C fixtures. Nothing in it may reach a Rust runtime
-//! symbol: arithmetic wraps, there is no slice indexing and no formatting, so no panic path and
-//! no `core::fmt` code is generated. Its only undefined symbols are `puts` and `strlen`.
+//! an ordinary relocatable object like the C fixtures, and its exports are listed with
+//! `llext_ext::export!` (the `llext-ext` crate, built by `build.rs` as an rlib). Nothing in it may
+//! reach a Rust runtime symbol: arithmetic wraps, there is no slice indexing and no formatting, so
+//! no panic path and no `core::fmt` code is generated. The only host functions it calls are `puts`
+//! and `strlen` (the optimiser may fold the `strlen` of a constant away).
 //!
 //! Expected results, for a freshly loaded copy:
 //! - `rs_fib(n)`: n-th Fibonacci number, `rs_fib(0) = 0`, `rs_fib(1) = 1`, `rs_fib(10) = 55`,
@@ -21,16 +23,6 @@ extern "C" {
     fn puts(s: *const c_char) -> i32;
     fn strlen(s: *const c_char) -> usize;
 }
-
-/// One `.exported_sym` entry, laid out like `struct llext_symbol` in `include/llext.h`.
-#[repr(C)]
-struct ExportedSymbol {
-    name: *const u8,
-    addr: *const (),
-}
-
-// SAFETY: the entries are immutable and point at immutable names and at functions.
-unsafe impl Sync for ExportedSymbol {}
 
 /// The n-th Fibonacci number, computed iteratively with wrapping additions.
 #[no_mangle]
@@ -77,30 +69,8 @@ pub extern "C" fn rs_bump() -> i64 {
     BUMPS.fetch_add(1, Ordering::Relaxed).wrapping_add(1)
 }
 
-#[used]
-#[link_section = ".exported_sym"]
-static EXPORT_RS_FIB: ExportedSymbol = ExportedSymbol {
-    name: b"rs_fib\0".as_ptr(),
-    addr: rs_fib as extern "C" fn(i64) -> i64 as *const (),
-};
-
-#[used]
-#[link_section = ".exported_sym"]
-static EXPORT_RS_SUM_TO: ExportedSymbol = ExportedSymbol {
-    name: b"rs_sum_to\0".as_ptr(),
-    addr: rs_sum_to as extern "C" fn(i64) -> i64 as *const (),
-};
-
-#[used]
-#[link_section = ".exported_sym"]
-static EXPORT_RS_HELLO: ExportedSymbol = ExportedSymbol {
-    name: b"rs_hello\0".as_ptr(),
-    addr: rs_hello as extern "C" fn() -> i64 as *const (),
-};
-
-#[used]
-#[link_section = ".exported_sym"]
-static EXPORT_RS_BUMP: ExportedSymbol = ExportedSymbol {
-    name: b"rs_bump\0".as_ptr(),
-    addr: rs_bump as extern "C" fn() -> i64 as *const (),
-};
+// The `.exported_sym` table: one entry per function, as `LLEXT_EXPORT` makes them in C.
+llext_ext::export!(rs_fib);
+llext_ext::export!(rs_sum_to);
+llext_ext::export!(rs_hello);
+llext_ext::export!(rs_bump);

@@ -13,8 +13,8 @@ use crate::memory::{Block, BlockRequest, Memory, Permission};
 use crate::ranges::FreeRanges;
 
 const POOL_SIZE: usize = 1 << 30;
-/// Addresses tried for the pool, all below 2 GiB; if none is free the pool goes wherever the kernel puts it.
-const POOL_HINTS: [usize; 4] = [0x1000_0000, 0x2000_0000, 0x4000_0000, 0x5000_0000];
+/// Addresses tried for the pool, chosen so that the whole pool ends at or below 2 GiB; if none is free the pool goes wherever the kernel puts it.
+const POOL_HINTS: [usize; 4] = [0x1000_0000, 0x2000_0000, 0x3000_0000, 0x4000_0000];
 
 struct Pool {
     base: usize,

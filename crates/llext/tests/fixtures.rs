@@ -228,7 +228,7 @@ fn far_host_calls_go_through_stubs() {
             .iter()
             .find(|g| g.kind == RegionKind::Text)
             .unwrap();
-        let printf = libc::printf as usize;
+        let printf = libc::printf as *const () as usize;
         let distance = (printf as i128 - text.addr as i128).abs();
         if distance > i32::MAX as i128 && !v.pic {
             // Non-PIC calls are PLT32: out of reach, so they must have gone through generated stubs.
@@ -242,7 +242,7 @@ fn far_host_calls_go_through_stubs() {
     // The pool sits in the low 2 GiB, far from the C library, so the stub path is really exercised.
     let (base, _) = llext::HostMemory::pool_range().unwrap();
     assert!(base < 0x8000_0000, "pool at {base:#x}");
-    assert!((libc::printf as usize) > 0x1_0000_0000);
+    assert!((libc::printf as *const () as usize) > 0x1_0000_0000);
 }
 
 #[test]

@@ -66,6 +66,11 @@ fn in_place_round_trip_keeps_state_use_counts_and_links() {
         )
         .unwrap();
     assert_eq!(ids.len(), 2);
+    assert_eq!(
+        memory.live(),
+        live,
+        "restore adopts exactly the saved blocks"
+    );
     let after = r.extensions();
     for (b, a) in before.iter().zip(&after) {
         assert_eq!(

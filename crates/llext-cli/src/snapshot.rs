@@ -1,0 +1,80 @@
+//! `llext snapshot save|restore`: portable contexts in files.
+
+use llext::{Context, RestoreOptions, SaveOptions};
+
+use crate::{
+    call_then_teardown, host_registry, load_files, parse_run_args, read_file, Failure, Registry0,
+};
+
+pub(crate) fn snapshot(args: &[String]) -> Result<(), Failure> {
+    match args.first().map(String::as_str) {
+        Some("save") => save(args.get(1..).unwrap_or(&[])),
+        Some("restore") => restore(args.get(1..).unwrap_or(&[])),
+        Some(other) => Err(Failure(format!(
+            "unknown snapshot command `{other}` (save or restore)"
+        ))),
+        None => Err(Failure("snapshot needs `save` or `restore`".into())),
+    }
+}
+
+/// Saves a portable context of `names` (and their dependencies), or of everything, to `path`.
+pub(crate) fn save_to(
+    registry: &Registry0,
+    path: &str,
+    names: Option<&[&str]>,
+) -> Result<usize, Failure> {
+    let options = SaveOptions {
+        names,
+        portable: true,
+        content_hashes: true,
+    };
+    let bytes = registry.save(&options)?;
+    std::fs::write(path, &bytes).map_err(|e| Failure(format!("{path}: {e}")))?;
+    Ok(Context::from_bytes(&bytes)?.len())
+}
+
+/// Restores the context in `path`; returns the handles of the restored extensions, in load order.
+pub(crate) fn restore_from(registry: &Registry0, path: &str) -> Result<Vec<llext::ExtId>, Failure> {
+    let bytes = read_file(path)?;
+    let context = Context::from_bytes(&bytes).map_err(|e| Failure(format!("{path}: {e}")))?;
+    registry
+        .restore(&context, &RestoreOptions::default())
+        .map_err(|e| Failure(format!("{path}: {e}")))
+}
+
+fn save(args: &[String]) -> Result<(), Failure> {
+    let parsed = parse_run_args(args, true)?;
+    let out = parsed
+        .out
+        .ok_or(Failure("snapshot save needs --out SNAP".into()))?;
+    if parsed.call.is_some() || !parsed.args.is_empty() {
+        return Err(Failure("snapshot save takes no --call or --arg".into()));
+    }
+    if parsed.files.is_empty() {
+        return Err(Failure("snapshot save needs at least one FILE".into()));
+    }
+    let registry = host_registry();
+    let (loaded, outcome) = load_files(&registry, &parsed.files);
+    let outcome = outcome.and_then(|()| {
+        let n = save_to(&registry, out, None)?;
+        println!("saved {n} extensions to {out}");
+        Ok(())
+    });
+    call_then_teardown(&registry, loaded, None, &[], outcome)
+}
+
+fn restore(args: &[String]) -> Result<(), Failure> {
+    let parsed = parse_run_args(args, false)?;
+    let [snap] = parsed.files[..] else {
+        return Err(Failure(
+            "snapshot restore takes exactly one SNAP file".into(),
+        ));
+    };
+    let registry = host_registry();
+    let restored = restore_from(&registry, snap);
+    let (ids, outcome) = match restored {
+        Ok(ids) => (ids, Ok(())),
+        Err(e) => (Vec::new(), Err(e)),
+    };
+    call_then_teardown(&registry, ids, parsed.call, &parsed.args, outcome)
+}
