@@ -70,6 +70,12 @@ struct Job {
     command: Command,
 }
 
+#[path = "src/graph.rs"]
+mod graph;
+
+/// The bundled generated sets: (name prefix, node count, chain only).
+const SETS: &[(&str, usize, bool)] = &[("chain3", 3, true), ("set50", 50, false)];
+
 fn main() {
     let manifest_dir = PathBuf::from(env_var("CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(env_var("OUT_DIR"));
@@ -153,6 +159,47 @@ fn main() {
         }
     }
     run_jobs(link);
+
+    // Generated dependency graphs for the restore benchmark and tests, compiled like `cc -c -O2 -fPIC`.
+    let gen = out_dir.join("gen");
+    std::fs::create_dir_all(&gen).unwrap_or_else(|e| panic!("{}: {e}", gen.display()));
+    let mut jobs = Vec::new();
+    let mut sets_rs = String::new();
+    for &(set, count, chain_only) in SETS {
+        sets_rs += &format!(
+            "/// The generated `{set}` set: {count} extensions, node `i` depending on {}, in load order.\n",
+            if chain_only { "`i - 1`" } else { "`i - 1` and `i / 2`" }
+        );
+        sets_rs += &format!("pub static {}: &[(&str, &[u8])] = &[\n", set.to_uppercase());
+        for i in 0..count {
+            let src = gen.join(format!("{set}_{i}.c"));
+            let obj = gen.join(format!("{set}_{i}.o"));
+            let code = graph::graph_node_source(i, &graph::bundled_deps(i, chain_only));
+            if std::fs::read_to_string(&src).ok().as_deref() != Some(code.as_str()) {
+                std::fs::write(&src, code).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+            }
+            let mut command = Command::new("gcc");
+            command
+                .args(COMMON_FLAGS)
+                .arg(format!("-I{}", include_dir.display()))
+                .args(["-O2", "-fPIC"])
+                .arg(&src)
+                .arg("-o")
+                .arg(&obj);
+            jobs.push(Job {
+                what: format!("gcc {}", obj.display()),
+                command,
+            });
+            sets_rs += &format!(
+                "    (\"{set}_{i}\", include_bytes!({:?})),\n",
+                obj.display().to_string()
+            );
+        }
+        sets_rs += "];\n";
+    }
+    run_jobs(jobs);
+    let sets_file = out_dir.join("sets.rs");
+    std::fs::write(&sets_file, sets_rs).unwrap_or_else(|e| panic!("{}: {e}", sets_file.display()));
 
     let ext_crate = out_dir.join("libllext_ext.rlib");
     build_ext_crate(&ext_crate_src.join("lib.rs"), &ext_crate);

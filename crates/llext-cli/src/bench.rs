@@ -1,4 +1,5 @@
-//! `llext bench [load] [--iterations N]`: how long loading and unloading take, measured in this process.
+//! `llext bench [load|restore] [--iterations N]`: how long loading, unloading and restoring take, measured
+//! in this process.
 //!
 //! Loading here means parsing, laying out, allocating, linking and sealing, without running constructors
 //! (`bring_up: false`), so no extension code runs and nothing is printed between the measurements. Each
@@ -7,7 +8,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use llext::{ExtId, LoadOptions};
+use llext::{Context, ExtId, LoadOptions, RestoreOptions, SaveOptions};
 use llext_fixtures::Variant;
 
 use crate::{host_registry, Failure, Registry0};
@@ -27,11 +28,12 @@ const VARIANT: Variant = Variant {
 
 pub(crate) fn bench(args: &[String]) -> Result<(), Failure> {
     let mut iterations = DEFAULT_ITERATIONS;
+    let mut restore = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            // The only benchmark so far; the word is accepted so that others can be added beside it.
-            "load" => {}
+            "load" => restore = false,
+            "restore" => restore = true,
             "--iterations" => {
                 let text = it
                     .next()
@@ -47,12 +49,15 @@ pub(crate) fn bench(args: &[String]) -> Result<(), Failure> {
             }
             other => {
                 return Err(Failure(format!(
-                    "unknown bench argument `{other}` (usage: llext bench [load] [--iterations N])"
+                    "unknown bench argument `{other}` (usage: llext bench [load|restore] [--iterations N])"
                 )))
             }
         }
     }
 
+    if restore {
+        return bench_restore(iterations);
+    }
     let registry = host_registry();
     let options = LoadOptions {
         bring_up: false,
@@ -135,4 +140,122 @@ fn nanos(from: Instant, to: Instant) -> u64 {
 fn median(samples: &mut [u64]) -> u64 {
     samples.sort_unstable();
     samples.get(samples.len() / 2).copied().unwrap_or(0)
+}
+
+/// Medians for one set of extensions: a full load, an in-place restore, a portable restore, and a plain
+/// copy of the same number of bytes as the extensions' memory.
+struct RestoreFigures {
+    load: u64,
+    in_place: u64,
+    portable: u64,
+    memcpy: u64,
+}
+
+fn bench_restore(iterations: usize) -> Result<(), Failure> {
+    let chain = restore_set(llext_fixtures::CHAIN3, iterations)?;
+    let set50 = restore_set(llext_fixtures::SET50, (iterations / 10).max(1))?;
+    for (prefix, f) in [("", &chain), ("set50_", &set50)] {
+        println!("{prefix}load_ns: {}", f.load);
+        println!("{prefix}restore_inplace_ns: {}", f.in_place);
+        println!("{prefix}restore_portable_ns: {}", f.portable);
+        println!("{prefix}memcpy_ns: {}", f.memcpy);
+    }
+    println!("extensions: {}", llext_fixtures::CHAIN3.len());
+    println!("set50_extensions: {}", llext_fixtures::SET50.len());
+    println!("iterations: {iterations}");
+    Ok(())
+}
+
+fn restore_set(set: &[(&str, &[u8])], iterations: usize) -> Result<RestoreFigures, Failure> {
+    let registry = host_registry();
+    let options = LoadOptions {
+        bring_up: false,
+        ..LoadOptions::default()
+    };
+    let warm_up = iterations.min(50);
+    let load_all = |registry: &Registry0| -> Result<Vec<ExtId>, Failure> {
+        set.iter()
+            .map(|(name, bytes)| {
+                registry
+                    .load_with(name, black_box(bytes), &options)
+                    .map_err(|e| Failure(format!("{name}: {e}")))
+            })
+            .collect()
+    };
+    let unload_all = |registry: &Registry0, ids: Vec<ExtId>| -> Result<(), Failure> {
+        for id in ids.into_iter().rev() {
+            registry.unload(id)?;
+        }
+        Ok(())
+    };
+
+    let mut load = Vec::with_capacity(iterations);
+    for round in 0..warm_up + iterations {
+        let start = Instant::now();
+        let ids = load_all(&registry)?;
+        let took = nanos(start, Instant::now());
+        unload_all(&registry, ids)?;
+        if round >= warm_up {
+            load.push(took);
+        }
+    }
+
+    // One loaded set, saved both ways.
+    let ids = load_all(&registry)?;
+    let memory: usize = ids
+        .iter()
+        .map(|&id| registry.info(id).map(|i| i.memory))
+        .sum::<Result<usize, _>>()?;
+    let in_place_bytes = registry.save(&SaveOptions::default())?;
+    let portable_bytes = registry.save(&SaveOptions {
+        portable: true,
+        ..SaveOptions::default()
+    })?;
+
+    let mut in_place = Vec::with_capacity(iterations);
+    for round in 0..warm_up + iterations {
+        registry.forget_all();
+        let start = Instant::now();
+        let context = Context::from_bytes(black_box(&in_place_bytes))?;
+        registry.restore(&context, &RestoreOptions::default())?;
+        let took = nanos(start, Instant::now());
+        if round >= warm_up {
+            in_place.push(took);
+        }
+    }
+    let held = registry.extensions().into_iter().map(|i| i.id).collect();
+
+    let target = host_registry();
+    let mut portable = Vec::with_capacity(iterations);
+    for round in 0..warm_up + iterations {
+        let start = Instant::now();
+        let context = Context::from_bytes(black_box(&portable_bytes))?;
+        let restored = target.restore(&context, &RestoreOptions::default())?;
+        let took = nanos(start, Instant::now());
+        unload_all(&target, restored)?;
+        if round >= warm_up {
+            portable.push(took);
+        }
+    }
+    unload_all(&registry, held)?;
+
+    let source = vec![0x5au8; memory];
+    let mut destination = vec![0u8; memory];
+    let mut memcpy = Vec::with_capacity(iterations);
+    for round in 0..warm_up + iterations {
+        let start = Instant::now();
+        destination.copy_from_slice(black_box(&source));
+        black_box(&mut destination);
+        let took = nanos(start, Instant::now());
+        if round >= warm_up {
+            memcpy.push(took);
+        }
+    }
+
+    Ok(RestoreFigures {
+        load: median(&mut load),
+        in_place: median(&mut in_place),
+        portable: median(&mut portable),
+        memcpy: median(&mut memcpy),
+    })
 }

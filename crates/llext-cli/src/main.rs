@@ -23,7 +23,8 @@ commands:
   snapshot restore SNAP [--call SYM] [--arg INT]...
                                            restore SNAP (no ELF parsing, no relinking), then as `run`
   demo                                     load the bundled sample extensions and show what happens
-  bench [load] [--iterations N]            median times to load+link+seal and unload bundled objects
+  bench [load|restore] [--iterations N]    median times: load+link+seal and unload; or full load vs in-place
+                                           and portable restore vs memcpy (3-extension chain, 50-extension set)
   help                                     this text
 ";
 

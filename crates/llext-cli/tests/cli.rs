@@ -300,6 +300,25 @@ fn bench_prints_every_median_as_an_integer() {
     }
     assert_eq!(value("iterations"), "20", "{s}");
 
+    let out = llext(&["bench", "restore", "--iterations", "5"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let r = text(&out.stdout);
+    for prefix in ["", "set50_"] {
+        for key in [
+            "load_ns",
+            "restore_inplace_ns",
+            "restore_portable_ns",
+            "memcpy_ns",
+        ] {
+            let key = format!("{prefix}{key}: ");
+            let line = r.lines().find_map(|l| l.strip_prefix(key.as_str()));
+            assert!(
+                line.is_some_and(|v| v.parse::<u64>().is_ok()),
+                "`{key}` in {r}"
+            );
+        }
+    }
+
     for bad in [&["bench", "--iterations", "0"][..], &["bench", "store"]] {
         let out = llext(bad);
         assert_eq!(out.status.code(), Some(1), "{bad:?}");

@@ -60,6 +60,11 @@ pub static DEMO: &[(&str, &[u8])] = &[
     ),
 ];
 
+mod graph;
+pub use graph::{bundled_deps, graph_node_source};
+
+include!(concat!(env!("OUT_DIR"), "/sets.rs"));
+
 /// The directory holding every built fixture object.
 pub fn out_dir() -> &'static Path {
     Path::new(env!("OUT_DIR"))

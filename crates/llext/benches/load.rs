@@ -55,5 +55,60 @@ fn load_and_unload(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, load_and_unload);
+/// In-place and portable restore of the bundled 3-extension chain, against loading it.
+fn restore_chain(c: &mut Criterion) {
+    use llext::{Context, RestoreOptions, SaveOptions};
+    let registry = Registry::new(HostMemory::new(), ExportTable::new(llext::LIBC_EXPORTS));
+    let options = LoadOptions {
+        bring_up: false,
+        ..LoadOptions::default()
+    };
+    let load_all = |r: &Registry<HostMemory>| -> Vec<llext::ExtId> {
+        llext_fixtures::CHAIN3
+            .iter()
+            .map(|(name, bytes)| r.load_with(name, black_box(bytes), &options).expect("load"))
+            .collect()
+    };
+    let unload_all = |r: &Registry<HostMemory>, ids: Vec<llext::ExtId>| {
+        for id in ids.into_iter().rev() {
+            r.unload(id).expect("unload");
+        }
+    };
+    c.bench_function("chain3 load", |b| {
+        b.iter(|| {
+            let ids = load_all(&registry);
+            unload_all(&registry, ids)
+        })
+    });
+    let ids = load_all(&registry);
+    let in_place = registry.save(&SaveOptions::default()).expect("save");
+    let portable = registry
+        .save(&SaveOptions {
+            portable: true,
+            ..SaveOptions::default()
+        })
+        .expect("save");
+    c.bench_function("chain3 restore in place (with forget_all)", |b| {
+        b.iter(|| {
+            registry.forget_all();
+            let context = Context::from_bytes(black_box(&in_place)).expect("context");
+            registry
+                .restore(&context, &RestoreOptions::default())
+                .expect("restore")
+        })
+    });
+    let target = Registry::new(HostMemory::new(), ExportTable::new(llext::LIBC_EXPORTS));
+    c.bench_function("chain3 restore portable (+unload)", |b| {
+        b.iter(|| {
+            let context = Context::from_bytes(black_box(&portable)).expect("context");
+            let restored = target
+                .restore(&context, &RestoreOptions::default())
+                .expect("restore");
+            unload_all(&target, restored)
+        })
+    });
+    drop(ids);
+}
+
+criterion_group!(benches, load_and_unload, restore_chain);
 criterion_main!(benches);

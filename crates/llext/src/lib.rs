@@ -43,6 +43,7 @@ mod layout;
 mod limits;
 mod link;
 mod memory;
+mod pairs;
 mod ranges;
 mod registry;
 mod snapshot;

@@ -505,6 +505,30 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
         }
     }
 
+    // HI/LO pairs: what each HI part computes, found again by its LO parts (see `pairs`).
+    let his = crate::pairs::HiValues::collect::<A>(
+        obj,
+        |index| {
+            plan.placements
+                .get(index)
+                .copied()
+                .flatten()
+                .map(|p| section_addr(&p))
+        },
+        |index| {
+            syms.get(index as usize)
+                .filter(|st| st.valid)
+                .map(|st| crate::pairs::SymbolInputs {
+                    addr: st.addr,
+                    got_slot: (st.got != NO_SLOT)
+                        .then(|| got_base + u64::from(st.got) * ptr as u64),
+                    stub: (st.stub != NO_SLOT)
+                        .then(|| stub_base + u64::from(st.stub) * A::STUB_SIZE as u64),
+                })
+        },
+        got_base,
+    )?;
+
     // Relocations.
     for table in &obj.relocs {
         let Some(placement) = plan.placements.get(table.target).copied().flatten() else {
@@ -581,6 +605,12 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
                 got: got_base,
                 stub: (state.stub != NO_SLOT)
                     .then(|| stub_base + u64::from(state.stub) * A::STUB_SIZE as u64),
+                func: sym.kind == elf::STT_FUNC.0 || sym.place == SymbolPlace::Undefined,
+                hi: None,
+            };
+            let inputs = Inputs {
+                hi: his.partner::<A>(&inputs),
+                ..inputs
             };
             if let Err(problem) = A::apply(&inputs, place) {
                 problems.push(describe::<A>(
@@ -864,6 +894,7 @@ fn describe<A: Relocator>(
         },
         Problem::Overflow { value, reason } => bad(value, reason),
         Problem::OutsideSection => bad(offset as i64, "place lies outside its section"),
+        Problem::Invalid { value, reason } => bad(value, reason),
         Problem::Internal => {
             Error::Internal("relocation needs a GOT slot or stub that was not reserved")
         }

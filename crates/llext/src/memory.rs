@@ -126,6 +126,18 @@ pub unsafe trait Memory {
     /// Releases a block.
     fn free(&mut self, block: Block);
 
+    /// Finalises several blocks at once. Providers may merge adjacent blocks of equal permission into one
+    /// protection change; the default finalises them one by one.
+    fn finalize_all(
+        &mut self,
+        blocks: &mut dyn Iterator<Item = (&Block, Permission)>,
+    ) -> Result<()> {
+        for (block, permission) in blocks {
+            self.finalize(block, permission)?;
+        }
+        Ok(())
+    }
+
     /// Takes ownership of a block that already holds a loaded extension (an in-place restore after a
     /// suspend): the memory at `addr` is kept as it is, with its final protection. Providers that cannot
     /// tell whether the range is theirs refuse (the default).

@@ -367,7 +367,7 @@ impl<M: Memory> Registry<M> {
             slots: &inner.slots,
             exports: &inner.exports,
         };
-        let linked = with_backend!(inner.machine, A => link::link::<A, M, View<'_>>(&object, &request, &view, &mut inner.memory),
+        let linked = with_backend!(inner.machine, object.class.is_64, A => link::link::<A, M, View<'_>>(&object, &request, &view, &mut inner.memory),
             _ => Err(Error::Unsupported { what: "machine: no relocation backend in this build", value: u64::from(inner.machine) }))?;
         let id = inner.insert(name, linked)?;
         if options.bring_up {

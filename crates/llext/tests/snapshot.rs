@@ -3,9 +3,10 @@
 
 mod common;
 
-use common::{call, compile_c, counting_registry, graph_node, registry, Counting};
+use common::{call, compile_c, counting_registry, registry, Counting};
 use llext::{Context, Error, ExportTable, HostMemory, Registry, RestoreOptions, SaveOptions};
 use llext_fixtures::bytes;
+use llext_fixtures::graph_node_source as graph_node;
 
 const LIB: &str = "libmath-gcc-O2-pic.o";
 const USER: &str = "usemath-gcc-O2-nopic.o";

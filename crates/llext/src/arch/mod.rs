@@ -2,8 +2,11 @@
 //!
 //! The generic linker (`link.rs`) computes the inputs of every relocation formula — S, A, P, the GOT slot and
 //! the stub of a symbol — and each backend turns them into bits. Adding an architecture means one new file here
-//! and one arm in [`with_backend`].
+//! and one arm in the `with_backend!` dispatch macro.
 
+pub mod aarch64;
+pub mod arm;
+pub mod riscv;
 pub mod x86_64;
 
 /// What a relocation type needs from the linker before it can be applied.
@@ -34,6 +37,25 @@ pub struct Inputs {
     pub got: u64,
     /// The address of this symbol's stub, if one was reserved.
     pub stub: Option<u64>,
+    /// The symbol is a function (`STT_FUNC`) or lies outside the object: its address may carry a mode bit
+    /// (Arm's Thumb bit, which only function symbols have).
+    pub func: bool,
+    /// For a type that [`Relocator::pairing`] marks as a LO part: the value its HI partner computed
+    /// ([`Relocator::hi_value`]), if the partner was found.
+    pub hi: Option<i64>,
+}
+
+/// How a relocation type takes part in a HI/LO pair (e.g. RISC-V `PCREL_HI20` and `PCREL_LO12_I`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pairing {
+    /// Applied on its own.
+    Alone,
+    /// A HI part: its [`Relocator::hi_value`] is recorded under its place's address.
+    Hi,
+    /// A LO part whose HI partner is the one placed at this relocation's symbol address (S).
+    LoAtSymbol,
+    /// A LO part whose HI partner patches the same place (P).
+    LoAtPlace,
 }
 
 /// Why a relocation could not be applied; the linker adds the location and symbol.
@@ -52,6 +74,14 @@ pub enum Problem {
     OutsideSection,
     /// The relocation needs a GOT slot or stub that was not reserved (a linker bug).
     Internal,
+    /// The place or the pairing is not what the type requires (e.g. a MOVW relocation on a branch, a LO12
+    /// without its HI20).
+    Invalid {
+        /// The instruction or value found.
+        value: i64,
+        /// What was expected.
+        reason: &'static str,
+    },
 }
 
 /// One instruction set's relocation formulas.
@@ -87,6 +117,16 @@ pub trait Relocator {
     }
     /// Applies one relocation to `place` (the bytes from the relocation offset to the end of its section).
     fn apply(inputs: &Inputs, place: &mut [u8]) -> Result<(), Problem>;
+    /// How the type takes part in HI/LO pairs; most types stand alone.
+    fn pairing(r_type: u32) -> Pairing {
+        let _ = r_type;
+        Pairing::Alone
+    }
+    /// For a [`Pairing::Hi`] type: the value its LO partners need (e.g. `S + A - P` of a `PCREL_HI20`).
+    fn hi_value(inputs: &Inputs) -> Result<i64, Problem> {
+        let _ = inputs;
+        Err(Problem::Unsupported)
+    }
 }
 
 /// A human name for an `e_machine` value.
@@ -105,6 +145,12 @@ pub fn machine_name(machine: u16) -> &'static str {
 pub const fn native_machine() -> Option<u16> {
     if cfg!(target_arch = "x86_64") {
         Some(x86_64::X86_64::MACHINE_ID)
+    } else if cfg!(target_arch = "arm") {
+        Some(arm::Arm::MACHINE_ID)
+    } else if cfg!(target_arch = "aarch64") {
+        Some(aarch64::Aarch64::MACHINE_ID)
+    } else if cfg!(any(target_arch = "riscv32", target_arch = "riscv64")) {
+        Some(riscv::MACHINE_ID)
     } else {
         None
     }
@@ -114,16 +160,39 @@ pub const fn native_machine() -> Option<u16> {
 pub fn relocation_name(machine: u16, r_type: u32) -> Option<&'static str> {
     match machine {
         x86_64::X86_64::MACHINE_ID => <x86_64::X86_64 as Relocator>::name(r_type),
+        arm::Arm::MACHINE_ID => <arm::Arm as Relocator>::name(r_type),
+        aarch64::Aarch64::MACHINE_ID => <aarch64::Aarch64 as Relocator>::name(r_type),
+        riscv::MACHINE_ID => <riscv::Riscv64 as Relocator>::name(r_type),
         _ => None,
     }
 }
 
-/// Calls `f` with the backend for `machine`.
+/// Calls `f` with the backend for `machine` and ELF class (`is_64`); RISC-V has one backend per class because
+/// its pointer size follows the class. The form without a class assumes ELFCLASS64 for RISC-V.
 macro_rules! with_backend {
     ($machine:expr, $backend:ident => $body:expr, _ => $otherwise:expr) => {
-        match $machine {
-            $crate::arch::x86_64::X86_64::MACHINE_ID => {
+        $crate::arch::with_backend!($machine, true, $backend => $body, _ => $otherwise)
+    };
+    ($machine:expr, $is_64:expr, $backend:ident => $body:expr, _ => $otherwise:expr) => {
+        match ($machine, $is_64) {
+            ($crate::arch::x86_64::X86_64::MACHINE_ID, _) => {
                 type $backend = $crate::arch::x86_64::X86_64;
+                $body
+            }
+            ($crate::arch::arm::Arm::MACHINE_ID, _) => {
+                type $backend = $crate::arch::arm::Arm;
+                $body
+            }
+            ($crate::arch::aarch64::Aarch64::MACHINE_ID, _) => {
+                type $backend = $crate::arch::aarch64::Aarch64;
+                $body
+            }
+            ($crate::arch::riscv::MACHINE_ID, false) => {
+                type $backend = $crate::arch::riscv::Riscv32;
+                $body
+            }
+            ($crate::arch::riscv::MACHINE_ID, true) => {
+                type $backend = $crate::arch::riscv::Riscv64;
                 $body
             }
             _ => $otherwise,

@@ -264,6 +264,8 @@ mod tests {
             got_slot: None,
             got: 0,
             stub: None,
+            func: false,
+            hi: None,
         }
     }
 

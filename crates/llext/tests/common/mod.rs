@@ -144,21 +144,3 @@ pub fn compile_c(source: &str, flags: &[&str]) -> Vec<u8> {
     std::fs::rename(&tmp, &obj).unwrap();
     std::fs::read(&obj).unwrap()
 }
-
-/// C source of node `i` of a generated dependency graph: exports `node_i()`, which returns
-/// `1000 * i + sum of node_j()` over its dependencies `deps`, and a counter `node_i_calls()` kept in data.
-pub fn graph_node(i: usize, deps: &[usize]) -> String {
-    let mut s = String::from("#include \"llext.h\"\n");
-    for d in deps {
-        s += &format!("long node_{d}(void);\n");
-    }
-    s += &format!(
-        "static long calls_{i} = 0;\nlong node_{i}(void) {{\n  long v = {};\n  calls_{i}++;\n",
-        1000 * i
-    );
-    for d in deps {
-        s += &format!("  v += node_{d}();\n");
-    }
-    s += &format!("  return v;\n}}\nlong node_{i}_calls(void) {{ return calls_{i}; }}\nLLEXT_EXPORT(node_{i});\nLLEXT_EXPORT(node_{i}_calls);\n");
-    s
-}
