@@ -102,6 +102,8 @@ pub(crate) struct Fixup {
     /// GOT slot / stub index of the symbol, or `NO_SLOT`.
     pub got_slot: u32,
     pub stub: u32,
+    /// The target is a function (its address may carry a mode bit, e.g. Arm's Thumb bit).
+    pub func: bool,
 }
 
 /// Everything the registry keeps about one linked extension.
@@ -489,6 +491,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
                     size: 0,
                     got_slot: NO_SLOT,
                     stub: NO_SLOT,
+                    func: false,
                 });
             }
         }
@@ -640,6 +643,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
                         size: sym.size,
                         got_slot: state.got,
                         stub: state.stub,
+                        func: inputs.func,
                     });
                 }
             }
