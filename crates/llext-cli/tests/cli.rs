@@ -420,3 +420,21 @@ fn shell_suspend_save_and_restore() {
     );
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn legacy_constructor_lists_run_in_order() {
+    for v in llext_fixtures::variants() {
+        let out = llext(&[
+            "run",
+            "--call",
+            "legacy_order",
+            &fixture(&v.file_name("legacy_ctors")),
+        ]);
+        assert!(out.status.success(), "{v}: {}", text(&out.stderr));
+        assert_eq!(
+            text(&out.stdout),
+            "returned: 1243\nlegacy: dtor 7\nlegacy: dtor 8\nlegacy: fini 6\nlegacy: fini 5\n",
+            "{v}"
+        );
+    }
+}

@@ -251,11 +251,12 @@ pub(crate) fn plan(
             *p = Some(Placement { kind, offset });
         }
     }
+    // Priority first; at equal priority the `.init_array`/`.fini_array` lists before the legacy
+    // `.ctors`/`.dtors` ones (whatever order the compiler emitted the sections in), then file order.
     array_order.sort_by_key(|&i| {
-        (
-            obj.sections.get(i).map(|s| priority(s.name)).unwrap_or(0),
-            i,
-        )
+        let name = obj.sections.get(i).map(|s| s.name).unwrap_or(&[]);
+        let legacy = name.starts_with(b".ctors") || name.starts_with(b".dtors");
+        (priority(name), legacy, i)
     });
     for &index in &array_order {
         let Some(s) = obj.sections.get(index) else {

@@ -376,8 +376,25 @@ impl<M: Memory> Registry<M> {
         Ok(id)
     }
 
-    /// Lowers the use count of an extension; when it reaches zero runs its destructors (last constructed
-    /// first) and frees all its memory. Refused while other loaded extensions depend on it.
+    /// Lowers the use count of an extension; when it reaches zero runs its destructors and frees all its
+    /// memory. Refused while other loaded extensions depend on it.
+    ///
+    /// Destructors run in the reverse order of construction: construction runs `.preinit_array`, then
+    /// `.init_array` lists by priority (`.init_array.N` before the plain one) with, at equal priority, the
+    /// legacy `.ctors` lists after them (each `.ctors` list last entry first); teardown runs the `.dtors`
+    /// lists (first entry first), then the `.fini_array` lists (last entry first, lowest priority last).
+    ///
+    /// ```
+    /// # #[cfg(feature = "std")] {
+    /// use llext::{ExportTable, HostMemory, Registry, Unloaded};
+    /// let registry = Registry::new(HostMemory::new(), ExportTable::new(llext::LIBC_EXPORTS));
+    /// let lib = registry.load("libmath", &llext_fixtures::bytes("libmath-gcc-O2-pic.o")).unwrap();
+    /// let user = registry.load("usemath", &llext_fixtures::bytes("usemath-gcc-O2-pic.o")).unwrap();
+    /// assert!(registry.unload(lib).is_err()); // usemath still links against it
+    /// assert_eq!(registry.unload(user).unwrap(), Unloaded::Freed);
+    /// assert_eq!(registry.unload(lib).unwrap(), Unloaded::Freed);
+    /// # }
+    /// ```
     pub fn unload(&self, id: ExtId) -> Result<Unloaded> {
         self.inner.lock().unload(id)
     }
@@ -455,7 +472,18 @@ impl<M: Memory> Registry<M> {
         unsafe { call_address(addr, args) }
     }
 
-    /// Inspects one extension.
+    /// Inspects one extension: its regions, sections, symbols, use count and dependencies.
+    ///
+    /// ```
+    /// # #[cfg(feature = "std")] {
+    /// let registry = llext::Registry::new(llext::HostMemory::new(), llext::ExportTable::new(llext::LIBC_EXPORTS));
+    /// let id = registry.load("basic", &llext_fixtures::bytes("basic-gcc-O2-pic.o")).unwrap();
+    /// let info = registry.info(id).unwrap();
+    /// let text = info.regions.iter().find(|r| r.kind == llext::RegionKind::Text).unwrap();
+    /// assert_eq!(text.permission, llext::Permission::ReadExecute);
+    /// assert!(info.symbols.iter().any(|s| s.name == "basic_add"));
+    /// # }
+    /// ```
     pub fn info(&self, id: ExtId) -> Result<ExtensionInfo> {
         let inner = self.inner.lock();
         inner.get(id)?;
@@ -463,6 +491,17 @@ impl<M: Memory> Registry<M> {
     }
 
     /// Inspects every loaded extension, in load order.
+    ///
+    /// ```
+    /// # #[cfg(feature = "std")] {
+    /// let registry = llext::Registry::new(llext::HostMemory::new(), llext::ExportTable::new(llext::LIBC_EXPORTS));
+    /// for (name, bytes) in llext_fixtures::CHAIN3 {
+    ///     registry.load(name, bytes).unwrap();
+    /// }
+    /// let names: Vec<String> = registry.extensions().into_iter().map(|e| e.name).collect();
+    /// assert_eq!(names, ["chain3_0", "chain3_1", "chain3_2"]);
+    /// # }
+    /// ```
     pub fn extensions(&self) -> Vec<ExtensionInfo> {
         let inner = self.inner.lock();
         let mut ids: Vec<(u64, ExtId)> = inner
@@ -521,6 +560,14 @@ impl<M: Memory> Registry<M> {
     }
 
     /// Loads an extension from a file, named after the file stem (`dir/hello.o` → `hello`).
+    ///
+    /// ```
+    /// let registry = llext::Registry::new(llext::HostMemory::new(), llext::ExportTable::new(llext::LIBC_EXPORTS));
+    /// let id = registry.load_file(llext_fixtures::path("rsext.o")).unwrap();
+    /// assert_eq!(registry.info(id).unwrap().name, "rsext");
+    /// // SAFETY: rs_fib is `extern "C" fn(i64) -> i64` in the Rust fixture.
+    /// assert_eq!(unsafe { registry.call("rs_fib", &[10]) }.unwrap(), 55);
+    /// ```
     pub fn load_file(&self, path: impl AsRef<std::path::Path>) -> Result<ExtId> {
         let path = path.as_ref();
         let name = default_name(path);
