@@ -220,7 +220,9 @@ pub(crate) fn plan(
         reason: "section size makes the extension too large",
     };
 
-    // Init/fini sections in priority order, all others in file order.
+    // Which sections load, and in which order: all others in file order, then the constructor and destructor
+    // lists in execution order.
+    let mut order: Vec<(usize, RegionKind)> = Vec::new();
     let mut array_order: Vec<usize> = Vec::new();
     for (index, s) in obj.sections.iter().enumerate() {
         let kind = classify(s, options).map_err(|reason| Error::BadSection {
@@ -228,27 +230,12 @@ pub(crate) fn plan(
             name: s.name_lossy(),
             reason,
         })?;
-        let Some(kind) = kind else { continue };
-        if matches!(
-            kind,
-            RegionKind::PreinitArray | RegionKind::InitArray | RegionKind::FiniArray
-        ) {
-            array_order.push(index);
-            continue;
-        }
-        if !s.is_nobits() && (s.data.len() as u64) < s.size {
-            return Err(Error::BadSection {
-                index,
-                name: s.name_lossy(),
-                reason: "contents lie outside the file",
-            });
-        }
-        let region = regions
-            .get_mut(kind.index())
-            .ok_or(Error::Internal("region index"))?;
-        let offset = bump(region, s.size, s.align).ok_or_else(|| too_big(index))?;
-        if let Some(p) = placements.get_mut(index) {
-            *p = Some(Placement { kind, offset });
+        match kind {
+            Some(RegionKind::PreinitArray | RegionKind::InitArray | RegionKind::FiniArray) => {
+                array_order.push(index)
+            }
+            Some(kind) => order.push((index, kind)),
+            None => {}
         }
     }
     // Priority first; at equal priority the `.init_array`/`.fini_array` lists before the legacy
@@ -259,13 +246,17 @@ pub(crate) fn plan(
         (priority(name), legacy, i)
     });
     for &index in &array_order {
+        let kind = obj
+            .sections
+            .get(index)
+            .and_then(|s| classify(s, options).ok().flatten());
+        order.push((index, kind.ok_or(Error::Internal("array section"))?));
+    }
+    for (index, kind) in order {
         let Some(s) = obj.sections.get(index) else {
             continue;
         };
-        let Ok(Some(kind)) = classify(s, options) else {
-            continue;
-        };
-        if (s.data.len() as u64) < s.size {
+        if !s.is_nobits() && (s.data.len() as u64) < s.size {
             return Err(Error::BadSection {
                 index,
                 name: s.name_lossy(),
