@@ -200,7 +200,11 @@ fn block_rec(mut r: In<'_>) -> Result<BlockRec, Short> {
     let token = r.u64()?;
     let permission = *Permission::ALL.get(r.u8()? as usize).ok_or(Short)?;
     let hash = r.u64()?;
-    if size == 0 || !align.is_power_of_two() || addr % align != 0 {
+    if size == 0
+        || !align.is_power_of_two()
+        || addr % align != 0
+        || addr.checked_add(size).is_none()
+    {
         return Err(Short);
     }
     Ok(BlockRec {
