@@ -7,9 +7,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
+mod qemu;
+
 /// Debian packages the host tests need: compilers for the fixtures, binutils for `ld -r` and
 /// `readelf`, LLVM tools, and valgrind. Targets added later (QEMU, cross compilers) append here.
 const HOST_PACKAGES: &[&str] = &["gcc", "clang", "lld", "llvm", "binutils", "valgrind"];
+
+/// Every package `deps` checks: the host ones and the targets' ([`qemu::TARGET_PACKAGES`]).
+fn all_packages() -> Vec<&'static str> {
+    HOST_PACKAGES
+        .iter()
+        .chain(qemu::TARGET_PACKAGES)
+        .copied()
+        .collect()
+}
 
 /// Set for `cargo test` in CI so that the fixtures refuse to run without their clang variants.
 const REQUIRE_CLANG_VAR: &str = "LLEXT_REQUIRE_CLANG";
@@ -20,7 +31,14 @@ usage: cargo xtask <task>
 tasks:
   deps    check the Debian packages the tests need; install the missing ones
           when running as root on Debian/Ubuntu, else print the command
-  ci      deps, fmt check, clippy, tests, docs and the CLI demo, failing fast
+  ci      deps, fmt check, clippy, tests, docs, the CLI demo and the firmware
+          tests under QEMU, failing fast
+  qemu [TARGET...]
+          build the test firmware and run it under QEMU (targets: cortex-m,
+          riscv32, riscv64, aarch64; all by default)
+  qemu-run --target TARGET [--call SYM] [--arg INT]... FILE...
+          load extension files on the emulated target, call SYM, print
+          `returned: N`
   help    this message
 ";
 
@@ -32,7 +50,7 @@ type Result<T = ()> = std::result::Result<T, Failure>;
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let task = args.first().map(String::as_str);
-    if args.len() > 1 {
+    if args.len() > 1 && !matches!(task, Some("qemu" | "qemu-run")) {
         eprintln!("error: unexpected arguments after `{}`\n\n{USAGE}", args[0]);
         return ExitCode::from(2);
     }
@@ -43,6 +61,8 @@ fn main() -> ExitCode {
         }
         Some("deps") => deps(),
         Some("ci") => ci(),
+        Some("qemu") => qemu::qemu(&args[1..]),
+        Some("qemu-run") => qemu::qemu_run(&args[1..]),
         Some(other) => {
             eprintln!("error: unknown task `{other}`\n\n{USAGE}");
             return ExitCode::from(2);
@@ -57,11 +77,12 @@ fn main() -> ExitCode {
     }
 }
 
-/// `cargo xtask deps`: makes sure every package of [`HOST_PACKAGES`] is installed.
+/// `cargo xtask deps`: makes sure every package of [`all_packages`] is installed.
 fn deps() -> Result {
-    let missing = missing_packages(HOST_PACKAGES)?;
+    let packages = all_packages();
+    let missing = missing_packages(&packages)?;
     if missing.is_empty() {
-        println!("all host packages installed: {}", HOST_PACKAGES.join(" "));
+        println!("all packages installed: {}", packages.join(" "));
         return Ok(());
     }
     let list = missing.join(" ");
@@ -87,7 +108,7 @@ fn deps() -> Result {
             .args(["install", "-y", "--no-install-recommends"])
             .args(&missing),
     )?;
-    let still_missing = missing_packages(HOST_PACKAGES)?;
+    let still_missing = missing_packages(&packages)?;
     if !still_missing.is_empty() {
         return Err(Failure(format!(
             "still missing after apt-get install: {}",
@@ -172,6 +193,8 @@ fn ci_steps() -> Result {
         &format!("{REQUIRE_CLANG_VAR}=1 cargo test --workspace"),
         cargo(&["test", "--workspace"]).env(REQUIRE_CLANG_VAR, "1"),
     )?;
+    println!("==> cargo xtask qemu");
+    qemu::qemu(&[])?;
     step(
         "RUSTDOCFLAGS=\"-D warnings\" cargo doc --workspace --no-deps",
         cargo(&["doc", "--workspace", "--no-deps"]).env("RUSTDOCFLAGS", "-D warnings"),

@@ -831,15 +831,23 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
 }
 
 /// The block index holding `addr` and the offset inside it.
+///
+/// A block that contains `addr` wins over one that merely ends there: blocks may be adjacent (an arena hands
+/// them out back to back), and an address at the start of one block must move with that block. Only an
+/// address one past the end of every block (a symbol marking a section's end) belongs to the block it ends.
 pub(crate) fn block_offset(blocks: &[(Block, Permission)], addr: u64) -> Option<(u8, u32)> {
-    blocks.iter().enumerate().find_map(|(i, (b, _))| {
-        let start = b.addr() as u64;
-        if addr >= start && addr <= start + b.size() as u64 {
-            Some((u8::try_from(i).ok()?, u32::try_from(addr - start).ok()?))
-        } else {
-            None
-        }
-    })
+    let at = |inclusive: bool| {
+        blocks.iter().enumerate().find_map(|(i, (b, _))| {
+            let start = b.addr() as u64;
+            let end = start.checked_add(b.size() as u64)?;
+            if addr >= start && (addr < end || (inclusive && addr == end)) {
+                Some((u8::try_from(i).ok()?, u32::try_from(addr - start).ok()?))
+            } else {
+                None
+            }
+        })
+    };
+    at(false).or_else(|| at(true))
 }
 
 /// How a symbol's address is found again after moving: in this extension, in a built-in, in another

@@ -430,8 +430,27 @@ fn parse_record<'b>(
             *s = b?.size;
         }
     }
+    // Regions lie inside the block of their permission, sections inside their region (a missing region
+    // holds only empty sections), so every address derived from them stays in range.
+    let mut region_sizes = [0u64; RegionKind::ALL.len()];
     for mut e in entries(regions, REGION_REC) {
-        RegionKind::ALL.get(e.u8()? as usize).ok_or(Short)?;
+        let kind = *RegionKind::ALL.get(e.u8()? as usize).ok_or(Short)?;
+        let (addr, size) = (e.u64()?, e.u64()?);
+        let inside = rec.blocks().any(|b| {
+            b.is_ok_and(|b| {
+                b.permission == kind.permission()
+                    && addr >= b.addr
+                    && (addr - b.addr)
+                        .checked_add(size)
+                        .is_some_and(|end| end <= b.size)
+            })
+        });
+        if !inside {
+            return Err(Short.into());
+        }
+        if let Some(s) = region_sizes.get_mut(kind.index()) {
+            *s = size;
+        }
     }
     for mut e in entries(sections, SECTION_REC) {
         check_str(
@@ -441,7 +460,12 @@ fn parse_record<'b>(
                 len: e.u32()?,
             },
         )?;
-        RegionKind::ALL.get(e.u8()? as usize).ok_or(Short)?;
+        let kind = *RegionKind::ALL.get(e.u8()? as usize).ok_or(Short)?;
+        let (offset, size) = (e.u64()?, e.u64()?);
+        let region = region_sizes.get(kind.index()).copied().unwrap_or(0);
+        if offset.checked_add(size).is_none_or(|end| end > region) {
+            return Err(Short.into());
+        }
     }
     for s in Rec::syms(exports).chain(Rec::syms(globals)) {
         check_str(strings, s?.0)?;
@@ -1160,10 +1184,13 @@ impl<M: Memory> Registry<M> {
             if !portable {
                 return addr; // in place nothing moved
             }
-            for list in &old_new {
-                for &(old, size, new) in list {
-                    if addr >= old && addr <= old + size {
-                        return new + (addr - old);
+            // A block holding the address wins over one that ends there: blocks may be adjacent.
+            for inclusive in [false, true] {
+                for list in &old_new {
+                    for &(old, size, new) in list {
+                        if addr >= old && (addr - old < size || (inclusive && addr - old == size)) {
+                            return new + (addr - old);
+                        }
                     }
                 }
             }
@@ -1296,7 +1323,11 @@ fn apply_fixups<A: Relocator, M: Memory>(
                 if k == Some(kind) {
                     for (bi, b) in rec.blocks().enumerate() {
                         let b = b?;
-                        if addr >= b.addr && addr <= b.addr + b.size {
+                        // The block of the region's own permission: another may end where it starts.
+                        if b.permission == kind.permission()
+                            && addr >= b.addr
+                            && addr - b.addr <= b.size
+                        {
                             return Ok(new_base(taken, ri, bi)? + (addr - b.addr));
                         }
                     }

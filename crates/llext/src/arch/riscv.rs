@@ -229,11 +229,11 @@ fn hi_value(i: &Inputs, rv64: bool) -> Result<i64, Problem> {
     let c = Calc::new(i, rv64)?;
     match i.r_type {
         // psABI "Relocations" table: PCREL_HI20 is S + A - P.
-        PCREL_HI20 => Ok(c.narrow(c.s + c.a - c.p)),
+        PCREL_HI20 => Ok(c.narrow(c.s.wrapping_add(c.a).wrapping_sub(c.p))),
         // psABI "Relocations" table: GOT_HI20 is G + GOT + A - P (the slot's address).
-        GOT_HI20 => Ok(c.narrow(c.slot()? + c.a - c.p)),
+        GOT_HI20 => Ok(c.narrow(c.slot()?.wrapping_add(c.a).wrapping_sub(c.p))),
         // psABI "Relocations" table: SET_ULEB128 is S + A; its SUB_ULEB128 partner subtracts.
-        SET_ULEB128 => Ok(c.s + c.a),
+        SET_ULEB128 => Ok(c.s.wrapping_add(c.a)),
         _ => Err(Problem::Unsupported),
     }
 }
@@ -318,17 +318,17 @@ fn apply(i: &Inputs, place: &mut [u8], rv64: bool) -> Result<(), Problem> {
         NONE | RELAX | ALIGN => Ok(()),
         R32 => {
             // psABI "Relocations" table: 32 is S + A.
-            let v = s + a;
+            let v = s.wrapping_add(a);
             if !(-(1i64 << 31)..(1i64 << 32)).contains(&v) {
                 return Err(overflow(v, "value does not fit 32 bits"));
             }
             field::write(place, (v as u32).to_le_bytes())
         }
         // psABI "Relocations" table: 64 is S + A.
-        R64 => field::write(place, (s + a).to_le_bytes()),
+        R64 => field::write(place, s.wrapping_add(a).to_le_bytes()),
         BRANCH => {
             // psABI "Relocations" table: BRANCH is S + A - P (B-type, ±4 KiB).
-            let v = c.narrow(s + a - p);
+            let v = c.narrow(s.wrapping_add(a).wrapping_sub(p));
             check_opcode(
                 place,
                 OPCODE_BRANCH,
@@ -344,9 +344,11 @@ fn apply(i: &Inputs, place: &mut [u8], rv64: bool) -> Result<(), Problem> {
         }
         JAL => {
             // psABI "Relocations" table: JAL is S + A - P (J-type, ±1 MiB).
-            let direct = c.narrow(s + a - p);
+            let direct = c.narrow(s.wrapping_add(a).wrapping_sub(p));
             let v = match c.stub() {
-                Some(stub) if !field::fits_signed(direct, 21) => c.narrow(stub + a - p),
+                Some(stub) if !field::fits_signed(direct, 21) => {
+                    c.narrow(stub.wrapping_add(a).wrapping_sub(p))
+                }
                 _ => direct,
             };
             check_opcode(place, OPCODE_JAL, "JAL does not patch a jal")?;
@@ -355,7 +357,7 @@ fn apply(i: &Inputs, place: &mut [u8], rv64: bool) -> Result<(), Problem> {
         }
         CALL | CALL_PLT => {
             // psABI "Relocations" table: CALL and CALL_PLT are S + A - P over auipc+jalr.
-            let v = c.narrow(s + a - p);
+            let v = c.narrow(s.wrapping_add(a).wrapping_sub(p));
             check_opcode(place, OPCODE_AUIPC, "CALL does not patch auipc")?;
             let jalr = place.get(4..).ok_or(Problem::OutsideSection)?;
             check_opcode(jalr, OPCODE_JALR, "CALL's second instruction is not jalr")?;
@@ -382,16 +384,16 @@ fn apply(i: &Inputs, place: &mut [u8], rv64: bool) -> Result<(), Problem> {
         }
         HI20 => {
             // psABI "Relocations" table: HI20 is S + A (lui).
-            let v = c.narrow(s + a);
+            let v = c.narrow(s.wrapping_add(a));
             check_opcode(place, OPCODE_LUI, "HI20 does not patch lui")?;
             hi20(place, v, rv64.then_some(MEDANY_ADVICE))
         }
         // psABI "Relocations" table: LO12_I and LO12_S are S + A.
-        LO12_I => lo12_i(place, c.narrow(s + a)),
-        LO12_S => lo12_s(place, c.narrow(s + a)),
+        LO12_I => lo12_i(place, c.narrow(s.wrapping_add(a))),
+        LO12_S => lo12_s(place, c.narrow(s.wrapping_add(a))),
         RVC_BRANCH => {
             // psABI "Relocations" table: RVC_BRANCH is S + A - P (CB-type, ±256 bytes).
-            let v = c.narrow(s + a - p);
+            let v = c.narrow(s.wrapping_add(a).wrapping_sub(p));
             let hw = read16(place)?;
             if hw & 0x3 != 1 || hw >> 14 != 0b11 {
                 return Err(invalid(hw, "RVC_BRANCH does not patch c.beqz/c.bnez"));
@@ -407,7 +409,7 @@ fn apply(i: &Inputs, place: &mut [u8], rv64: bool) -> Result<(), Problem> {
         }
         RVC_JUMP => {
             // psABI "Relocations" table: RVC_JUMP is S + A - P (CJ-type, ±2 KiB).
-            let v = c.narrow(s + a - p);
+            let v = c.narrow(s.wrapping_add(a).wrapping_sub(p));
             let hw = read16(place)?;
             if hw & 0x3 != 1 || (hw >> 13 != 0b101 && hw >> 13 != 0b001) {
                 return Err(invalid(hw, "RVC_JUMP does not patch c.j/c.jal"));
@@ -425,24 +427,26 @@ fn apply(i: &Inputs, place: &mut [u8], rv64: bool) -> Result<(), Problem> {
             write16(place, (hw & 0xe003) | imm)
         }
         // psABI "Relocations" table: ADDn is V + S + A, SUBn is V - S - A, modulo the width.
-        ADD8 => update::<1>(place, |v| v.wrapping_add(s + a)),
-        ADD16 => update::<2>(place, |v| v.wrapping_add(s + a)),
-        ADD32 => update::<4>(place, |v| v.wrapping_add(s + a)),
-        ADD64 => update::<8>(place, |v| v.wrapping_add(s + a)),
-        SUB8 => update::<1>(place, |v| v.wrapping_sub(s + a)),
-        SUB16 => update::<2>(place, |v| v.wrapping_sub(s + a)),
-        SUB32 => update::<4>(place, |v| v.wrapping_sub(s + a)),
-        SUB64 => update::<8>(place, |v| v.wrapping_sub(s + a)),
+        ADD8 => update::<1>(place, |v| v.wrapping_add(s.wrapping_add(a))),
+        ADD16 => update::<2>(place, |v| v.wrapping_add(s.wrapping_add(a))),
+        ADD32 => update::<4>(place, |v| v.wrapping_add(s.wrapping_add(a))),
+        ADD64 => update::<8>(place, |v| v.wrapping_add(s.wrapping_add(a))),
+        SUB8 => update::<1>(place, |v| v.wrapping_sub(s.wrapping_add(a))),
+        SUB16 => update::<2>(place, |v| v.wrapping_sub(s.wrapping_add(a))),
+        SUB32 => update::<4>(place, |v| v.wrapping_sub(s.wrapping_add(a))),
+        SUB64 => update::<8>(place, |v| v.wrapping_sub(s.wrapping_add(a))),
         // psABI "Relocations" table: SUB6 is V - S - A and SET6 is S + A, in the low 6 bits.
-        SUB6 => update::<1>(place, |v| (v & 0xc0) | (v.wrapping_sub(s + a) & 0x3f)),
-        SET6 => update::<1>(place, |v| (v & 0xc0) | ((s + a) & 0x3f)),
+        SUB6 => update::<1>(place, |v| {
+            (v & 0xc0) | (v.wrapping_sub(s.wrapping_add(a)) & 0x3f)
+        }),
+        SET6 => update::<1>(place, |v| (v & 0xc0) | (s.wrapping_add(a) & 0x3f)),
         // psABI "Relocations" table: SETn is S + A, truncated to the width.
-        SET8 => update::<1>(place, |_| s + a),
-        SET16 => update::<2>(place, |_| s + a),
-        SET32 => update::<4>(place, |_| s + a),
+        SET8 => update::<1>(place, |_| s.wrapping_add(a)),
+        SET16 => update::<2>(place, |_| s.wrapping_add(a)),
+        SET32 => update::<4>(place, |_| s.wrapping_add(a)),
         R32_PCREL | PLT32 => {
             // psABI "Relocations" table: 32_PCREL and PLT32 are S + A - P.
-            let v = c.narrow(s + a - p);
+            let v = c.narrow(s.wrapping_add(a).wrapping_sub(p));
             if !field::fits_signed(v, 32) {
                 return Err(overflow(v, "PC-relative word out of ±2 GiB reach"));
             }
@@ -450,7 +454,7 @@ fn apply(i: &Inputs, place: &mut [u8], rv64: bool) -> Result<(), Problem> {
         }
         GOT32_PCREL => {
             // psABI "Relocations" table: GOT32_PCREL is G + GOT + A - P.
-            let v = c.narrow(c.slot()? + a - p);
+            let v = c.narrow(c.slot()?.wrapping_add(a).wrapping_sub(p));
             if !field::fits_signed(v, 32) {
                 return Err(overflow(v, "GOT slot out of ±2 GiB reach"));
             }
@@ -459,7 +463,7 @@ fn apply(i: &Inputs, place: &mut [u8], rv64: bool) -> Result<(), Problem> {
         SET_ULEB128 => {
             // psABI "Relocations" table: SET_ULEB128 is S + A; if it does not fit, the SUB_ULEB128 that must
             // follow at the same place writes the difference.
-            let v = s + a;
+            let v = s.wrapping_add(a);
             let len = uleb_len(place)?;
             if v >= 0 && (len >= 10 || (v as u64) >> (7 * len) == 0) {
                 write_uleb(place, v as u64, len)
@@ -473,7 +477,7 @@ fn apply(i: &Inputs, place: &mut [u8], rv64: bool) -> Result<(), Problem> {
                 value: p,
                 reason: "SUB_ULEB128 without a SET_ULEB128 at the same place",
             })?;
-            let v = set.wrapping_sub(s + a);
+            let v = set.wrapping_sub(s.wrapping_add(a));
             let len = uleb_len(place)?;
             if v < 0 || (len < 10 && (v as u64) >> (7 * len) != 0) {
                 return Err(overflow(

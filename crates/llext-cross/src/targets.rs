@@ -1,0 +1,171 @@
+// The firmware targets and how to build C extensions for them. Shared by `build.rs` and the library
+// (`#[path]`-included by both), so the build and the tests agree on names.
+
+/// One firmware target family.
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    /// The name used by `cargo xtask qemu` (`cortex-m`, `riscv32`, `riscv64`, `aarch64`).
+    pub name: &'static str,
+    /// `e_machine` of its objects.
+    pub machine: u16,
+    /// ELFCLASS64 objects.
+    pub is_64: bool,
+    /// clang flags (after `clang`).
+    pub clang: &'static [&'static str],
+    /// The GNU cross compiler, the Debian package holding it, and its flags.
+    pub gcc: Tool,
+    /// The GNU linker used for the cross-check, and its Debian package.
+    pub ld: Tool,
+    /// Object flavours built for this target (see [`flavour_flags`]).
+    pub flavours: &'static [&'static str],
+    /// Where the host cross-check loads this target's objects.
+    pub load_base: u64,
+    /// Where it pretends the firmware's exports are (within reach of direct calls from `load_base`).
+    pub exports_base: u64,
+    /// Function addresses carry the Thumb bit.
+    pub thumb: bool,
+}
+
+/// A command and the Debian package that installs it.
+#[derive(Debug, Clone, Copy)]
+pub struct Tool {
+    /// The command.
+    pub command: &'static str,
+    /// The Debian package.
+    pub package: &'static str,
+    /// Flags.
+    pub flags: &'static [&'static str],
+}
+
+/// Every firmware target.
+pub const TARGETS: &[Target] = &[
+    Target {
+        name: "cortex-m",
+        machine: 40,
+        is_64: false,
+        clang: &[
+            "--target=thumbv7em-none-eabihf",
+            "-mcpu=cortex-m4",
+            "-mthumb",
+            "-mfloat-abi=hard",
+        ],
+        gcc: Tool {
+            command: "arm-none-eabi-gcc",
+            package: "gcc-arm-none-eabi",
+            flags: &["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard"],
+        },
+        ld: Tool {
+            command: "arm-none-eabi-ld",
+            package: "binutils-arm-none-eabi",
+            flags: &["--no-merge-exidx-entries"],
+        },
+        flavours: &["nopic", "pic"],
+        load_base: 0x2000_0000,
+        exports_base: 0x2040_0000,
+        thumb: true,
+    },
+    Target {
+        name: "riscv32",
+        machine: 243,
+        is_64: false,
+        clang: &[
+            "--target=riscv32-unknown-elf",
+            "-march=rv32imac",
+            "-mabi=ilp32",
+        ],
+        gcc: Tool {
+            command: "riscv64-unknown-elf-gcc",
+            package: "gcc-riscv64-unknown-elf",
+            flags: &["-march=rv32imac", "-mabi=ilp32"],
+        },
+        ld: Tool {
+            command: "riscv64-unknown-elf-ld",
+            package: "binutils-riscv64-unknown-elf",
+            flags: &["-m", "elf32lriscv", "--no-relax"],
+        },
+        flavours: &["nopic", "pic", "norelax"],
+        load_base: 0x3000_0000,
+        exports_base: 0x3040_0000,
+        thumb: false,
+    },
+    Target {
+        name: "riscv64",
+        machine: 243,
+        is_64: true,
+        clang: &[
+            "--target=riscv64-unknown-elf",
+            "-march=rv64gc",
+            "-mabi=lp64d",
+            "-mcmodel=medany",
+        ],
+        gcc: Tool {
+            command: "riscv64-unknown-elf-gcc",
+            package: "gcc-riscv64-unknown-elf",
+            flags: &["-march=rv64gc", "-mabi=lp64d", "-mcmodel=medany"],
+        },
+        ld: Tool {
+            command: "riscv64-unknown-elf-ld",
+            package: "binutils-riscv64-unknown-elf",
+            flags: &["-m", "elf64lriscv", "--no-relax"],
+        },
+        flavours: &["nopic", "pic", "norelax"],
+        load_base: 0x8000_0000,
+        exports_base: 0x8040_0000,
+        thumb: false,
+    },
+    Target {
+        name: "aarch64",
+        machine: 183,
+        is_64: true,
+        clang: &[
+            "--target=aarch64-none-elf",
+            "-mstrict-align",
+            "-mgeneral-regs-only",
+        ],
+        gcc: Tool {
+            command: "aarch64-linux-gnu-gcc",
+            package: "gcc-aarch64-linux-gnu",
+            flags: &["-mstrict-align", "-mgeneral-regs-only"],
+        },
+        ld: Tool {
+            command: "aarch64-linux-gnu-ld",
+            package: "binutils-aarch64-linux-gnu",
+            flags: &[],
+        },
+        flavours: &["nopic", "pic"],
+        load_base: 0x4000_0000,
+        exports_base: 0x4040_0000,
+        thumb: false,
+    },
+];
+
+/// Flags every fixture is compiled with (before the target's, the `-O` and the flavour's).
+pub const COMMON_FLAGS: &[&str] = &[
+    "-c",
+    "-std=gnu11",
+    "-Wall",
+    "-ffreestanding",
+    "-fno-common",
+    "-fno-stack-protector",
+];
+
+/// Optimisation levels.
+pub const OPTS: &[&str] = &["O0", "Os", "O2"];
+
+/// The fixture sources in `firmware/fixtures/`, without `.c`.
+pub const STEMS: &[&str] = &["basic", "wide", "libsum", "useslib", "ctor"];
+
+/// Compiler flags of an object flavour.
+pub fn flavour_flags(flavour: &str) -> &'static [&'static str] {
+    match flavour {
+        "pic" => &["-fPIC"],
+        "norelax" => &["-fno-pic", "-mno-relax"],
+        _ => &["-fno-pic"],
+    }
+}
+
+/// `<target>/<stem>-<cc>-<opt>-<flavour>.o`, relative to the output directory.
+#[allow(dead_code)]
+pub fn object_name(target: &str, stem: &str, cc: &str, opt: &str, flavour: &str) -> String {
+    format!("{target}/{stem}-{cc}-{opt}-{flavour}.o")
+}

@@ -1,0 +1,765 @@
+//! Every fixture object of every firmware target, linked by llext into memory at a fixed address and by GNU
+//! `ld` (with a linker script placing each section at the same address and `--defsym` for the firmware's
+//! symbols): the bytes of every loaded section must match.
+//!
+//! The GOT is the one thing the two linkers lay out differently, so places that address a GOT slot are
+//! compared by meaning instead: the slot each image points to must hold the same symbol address.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+use llext::{ArenaMemory, Export, ExportTable, LoadOptions, Registry};
+use object::{Object, ObjectSection, ObjectSymbol, RelocationFlags, RelocationTarget, SectionKind};
+
+use llext_cross::{objects, Target, TARGETS};
+
+/// Bytes mapped for one target's loads.
+const ARENA: usize = 4 << 20;
+
+/// An anonymous mapping at exactly `base`.
+struct Mapping {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Mapping {
+    fn at(base: u64, len: usize) -> Mapping {
+        // SAFETY: an anonymous private mapping; MAP_FIXED_NOREPLACE never replaces an existing mapping.
+        let ptr = unsafe {
+            libc::mmap(
+                base as *mut libc::c_void,
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+                -1,
+                0,
+            )
+        };
+        assert!(
+            ptr != libc::MAP_FAILED && ptr as u64 == base,
+            "cannot map {len:#x} bytes at {base:#x} for the cross-check"
+        );
+        Mapping {
+            ptr: ptr.cast(),
+            len,
+        }
+    }
+
+    fn bytes(&self, addr: u64, len: usize) -> Vec<u8> {
+        let off = (addr - self.ptr as u64) as usize;
+        assert!(off + len <= self.len);
+        // SAFETY: inside the mapping; no registry holds the arena any more when this is called.
+        unsafe { std::slice::from_raw_parts(self.ptr.add(off), len) }.to_vec()
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly what `at` mapped.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// GNU `ld` is available for `target`, or its absence is allowed.
+fn have_ld(target: &Target) -> bool {
+    let ok = Command::new(target.ld.command)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let missing: Vec<String> = llext_cross::missing_compilers()
+        .into_iter()
+        .map(String::from)
+        .chain((!ok).then(|| format!("{} (package {})", target.ld.command, target.ld.package)))
+        .collect();
+    llext_cross::require(&missing)
+}
+
+/// The undefined symbols of an object, with fake firmware addresses.
+fn fake_exports(target: &Target, elf: &[u8]) -> Vec<(String, u64)> {
+    let file = object::File::parse(elf).expect("fixture parses");
+    let mut names: Vec<String> = file
+        .symbols()
+        .filter(|s| s.is_undefined() && !s.name().unwrap_or("").is_empty())
+        .filter_map(|s| s.name().ok().map(String::from))
+        .filter(|n| n != "_GLOBAL_OFFSET_TABLE_")
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let data = name == "fw_value" || name == "lib_factor";
+            let mut addr = target.exports_base + 0x100 * i as u64;
+            if target.thumb && !data {
+                addr |= 1;
+            }
+            (name, addr)
+        })
+        .collect()
+}
+
+/// Section name → (file offset of each relocation needing a GOT-aware comparison).
+type Masks = BTreeMap<String, BTreeSet<u64>>;
+
+/// Relocations that address the GOT: the two linkers place GOT slots differently.
+fn got_places(target: &Target, elf: &[u8]) -> Masks {
+    let file = object::File::parse(elf).expect("fixture parses");
+    let mut masks = Masks::new();
+    for section in file.sections() {
+        let name = section.name().unwrap_or("").to_owned();
+        let mut got_hi = BTreeSet::new();
+        let mut lo_labels = Vec::new();
+        for (offset, rel) in section.relocations() {
+            let RelocationFlags::Elf {
+                r_type: object::elf::RelocationType(r_type),
+            } = rel.flags()
+            else {
+                continue;
+            };
+            let sym = match rel.target() {
+                RelocationTarget::Symbol(i) => file.symbol_by_index(i).ok(),
+                _ => None,
+            };
+            let sym_name = sym.as_ref().and_then(|s| s.name().ok()).unwrap_or("");
+            let got = match target.machine {
+                40 => matches!(r_type, 26 | 96) || sym_name == "_GLOBAL_OFFSET_TABLE_",
+                183 => matches!(r_type, 309 | 311 | 312 | 313),
+                _ => {
+                    if r_type == 20 {
+                        got_hi.insert(offset);
+                    }
+                    if matches!(r_type, 24 | 25) {
+                        lo_labels.push((offset, sym.map(|s| s.address()).unwrap_or(u64::MAX)));
+                    }
+                    r_type == 20
+                }
+            };
+            if got {
+                masks.entry(name.clone()).or_default().insert(offset);
+            }
+        }
+        for (offset, label) in lo_labels {
+            if got_hi.contains(&label) {
+                masks.entry(name.clone()).or_default().insert(offset);
+            }
+        }
+    }
+    masks
+}
+
+/// Section name → (offset of a HI instruction, offset of its LO instruction) for two-instruction GOT loads:
+/// RISC-V `GOT_HI20` + `PCREL_LO12_I`, AArch64 `ADR_GOT_PAGE` + `LD64_GOT_LO12_NC` of the same symbol.
+fn got_pairs(target: &Target, elf: &[u8]) -> BTreeMap<String, Vec<(u64, u64)>> {
+    let file = object::File::parse(elf).expect("fixture parses");
+    let mut pairs: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
+    for section in file.sections() {
+        let name = section.name().unwrap_or("").to_owned();
+        let mut his: Vec<(u64, Option<object::SymbolIndex>, u64)> = Vec::new();
+        let mut los: Vec<(u64, Option<object::SymbolIndex>, u64)> = Vec::new();
+        for (offset, rel) in section.relocations() {
+            let RelocationFlags::Elf {
+                r_type: object::elf::RelocationType(r_type),
+            } = rel.flags()
+            else {
+                continue;
+            };
+            let index = match rel.target() {
+                RelocationTarget::Symbol(i) => Some(i),
+                _ => None,
+            };
+            let label = index
+                .and_then(|i| file.symbol_by_index(i).ok())
+                .map(|s| s.address())
+                .unwrap_or(u64::MAX);
+            match (target.machine, r_type) {
+                (243, 20) | (183, 311) => his.push((offset, index, label)),
+                (243, 24) | (183, 312) => los.push((offset, index, label)),
+                _ => {}
+            }
+        }
+        for (lo, index, label) in los {
+            let hi = if target.machine == 243 {
+                his.iter().find(|h| h.0 == label).map(|h| h.0)
+            } else {
+                his.iter()
+                    .filter(|h| h.1 == index && h.0 <= lo)
+                    .map(|h| h.0)
+                    .max()
+                    .or_else(|| his.iter().find(|h| h.1 == index).map(|h| h.0))
+            };
+            if let Some(hi) = hi {
+                pairs.entry(name.clone()).or_default().push((hi, lo));
+            }
+        }
+    }
+    pairs
+}
+
+/// The GOT slot a two-instruction GOT load addresses, decoded from linked code.
+fn paired_slot(target: &Target, bytes: &[u8], hi: usize, lo: usize, p_hi: u64) -> u64 {
+    let (h, l) = (read_u32(bytes, hi), read_u32(bytes, lo));
+    if target.machine == 243 {
+        let upper = i64::from((h & 0xffff_f000) as i32);
+        let lower = i64::from((l as i32) >> 20);
+        p_hi.wrapping_add(upper.wrapping_add(lower) as u64)
+    } else {
+        let imm = (((h >> 5) & 0x7ffff) << 2) | ((h >> 29) & 3);
+        let pages = i64::from(((imm << 11) as i32) >> 11);
+        let page = (p_hi & !0xfff).wrapping_add((pages << 12) as u64);
+        page + u64::from((l >> 10) & 0xfff) * 8
+    }
+}
+
+/// Links `object` with GNU ld, each section at `addrs[name]`; returns the output file's bytes.
+fn gnu_link(
+    target: &Target,
+    object: &Path,
+    addrs: &BTreeMap<String, u64>,
+    exports: &[(String, u64)],
+    got_at: u64,
+    work: &Path,
+) -> Vec<u8> {
+    let mut script = String::from("SECTIONS\n{\n");
+    for (name, addr) in addrs {
+        let _ = writeln!(script, "  {name} {addr:#x} : {{ *({name}) }}");
+    }
+    let _ = writeln!(
+        script,
+        "  .got {got_at:#x} : {{ *(.got.plt) *(.igot.plt) *(.got) *(.igot) }}"
+    );
+    script.push_str("  /DISCARD/ : { *(.eh_frame) *(.note.GNU-stack) }\n}\n");
+    let script_path = work.join("link.ld");
+    std::fs::write(&script_path, script).expect("write linker script");
+    let out_path = work.join("linked.elf");
+    let mut command = Command::new(target.ld.command);
+    command
+        .args(target.ld.flags)
+        .args([
+            "-static",
+            "-nostdlib",
+            "-e",
+            "0",
+            "--no-warn-mismatch",
+            "-T",
+        ])
+        .arg(&script_path)
+        .arg("-o")
+        .arg(&out_path)
+        .arg(object);
+    for (name, addr) in exports {
+        command.arg(format!("--defsym={name}={addr:#x}"));
+    }
+    let out = command.output().expect("run ld");
+    assert!(
+        out.status.success(),
+        "{} failed on {}: {}",
+        target.ld.command,
+        object.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read(&out_path).expect("read ld output")
+}
+
+/// The bytes of `[addr, addr + len)` in a linked ELF file.
+fn linked_bytes(elf: &[u8], addr: u64, len: usize) -> Option<Vec<u8>> {
+    let file = object::File::parse(elf).ok()?;
+    for s in file.sections() {
+        if s.address() <= addr && addr + len as u64 <= s.address() + s.size() {
+            let data = s.data().ok()?;
+            let off = (addr - s.address()) as usize;
+            return data.get(off..off + len).map(<[u8]>::to_vec);
+        }
+    }
+    None
+}
+
+fn word(bytes: &[u8], at: usize, ptr: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w[..ptr].copy_from_slice(&bytes[at..at + ptr]);
+    u64::from_le_bytes(w)
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+}
+
+/// The GOT slot address a GOT-relative place computes, decoded from the linked word; `a` is the addend the
+/// object stored there.
+fn slot_address(
+    target: &Target,
+    bytes: &[u8],
+    at: usize,
+    p: u64,
+    got_base: u64,
+    r_type: u32,
+    a: i64,
+) -> Option<u64> {
+    let w = u64::from(read_u32(bytes, at));
+    match (target.machine, r_type) {
+        // GOT_PREL is GOT(S) + A - P; GOT_BREL is GOT(S) + A - GOT_ORG.
+        (40, 96) => Some(p.wrapping_add(w).wrapping_sub(a as u64) & 0xffff_ffff),
+        (40, 26) => Some(got_base.wrapping_add(w).wrapping_sub(a as u64) & 0xffff_ffff),
+        _ => None,
+    }
+}
+
+/// `_GLOBAL_OFFSET_TABLE_` in the GNU ld output.
+fn ld_got_origin(elf: &[u8]) -> Option<u64> {
+    let file = object::File::parse(elf).ok()?;
+    let sym = file
+        .symbols()
+        .find(|s| s.name() == Ok("_GLOBAL_OFFSET_TABLE_"))?;
+    Some(sym.address())
+}
+
+fn sext31(w: u32) -> i64 {
+    i64::from(((w << 1) as i32) >> 1)
+}
+
+/// Checks an `.ARM.exidx` section of ours word by word; returns how many PREL31 words were checked.
+fn check_exidx(
+    file: &object::File<'_>,
+    section: &object::Section<'_, '_>,
+    addrs: &BTreeMap<String, u64>,
+    base: u64,
+    ours: &[u8],
+    fixture: &str,
+    failures: &mut Vec<String>,
+) -> usize {
+    let original = section.data().unwrap_or(&[]);
+    let mut prel31 = BTreeMap::new();
+    for (off, rel) in section.relocations() {
+        if let (
+            RelocationFlags::Elf {
+                r_type: object::elf::RelocationType(42),
+            },
+            RelocationTarget::Symbol(i),
+        ) = (rel.flags(), rel.target())
+        {
+            prel31.insert(off as usize, i);
+        }
+    }
+    let mut checked = 0;
+    for at in (0..ours.len().min(original.len())).step_by(4) {
+        let Some(&sym) = prel31.get(&at) else {
+            if ours[at..at + 4] != original[at..at + 4] {
+                failures.push(format!(
+                    "{fixture}: .ARM.exidx+{at:#x} changed although not relocated"
+                ));
+            }
+            continue;
+        };
+        let Ok(symbol) = file.symbol_by_index(sym) else {
+            continue;
+        };
+        let Some(section_addr) = symbol
+            .section_index()
+            .and_then(|i| file.section_by_index(i).ok())
+            .and_then(|s| s.name().ok().and_then(|n| addrs.get(n)).copied())
+        else {
+            continue;
+        };
+        let p = base + at as u64;
+        let a = sext31(read_u32(original, at));
+        let expected = (section_addr + symbol.address()).wrapping_add(a as u64);
+        let found = p.wrapping_add(sext31(read_u32(ours, at)) as u64);
+        checked += 1;
+        if expected & 0xffff_ffff != found & 0xffff_ffff
+            || ours[at + 3] & 0x80 != original[at + 3] & 0x80
+        {
+            failures.push(format!(
+                "{fixture}: .ARM.exidx+{at:#x} points at {found:#x}, expected {expected:#x}"
+            ));
+        }
+    }
+    checked
+}
+
+fn check_target(target: &Target) {
+    if !have_ld(target) {
+        return;
+    }
+    let fixtures = objects(target.name);
+    assert!(
+        !fixtures.is_empty(),
+        "no {} fixtures were built",
+        target.name
+    );
+    let work = std::env::temp_dir().join(format!(
+        "llext-cross-{}-{}",
+        target.name,
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&work).expect("work directory");
+    let mapping = Mapping::at(target.load_base, ARENA);
+    let ptr = if target.is_64 { 8 } else { 4 };
+    let mut failures = Vec::new();
+    let mut checked_words = 0usize;
+    for fixture in &fixtures {
+        let elf = std::fs::read(&fixture.path).expect("read fixture");
+        let exports = fake_exports(target, &elf);
+        let table: Vec<Export> = exports
+            .iter()
+            .map(|(n, a)| Export::new(Box::leak(n.clone().into_boxed_str()), *a as *const ()))
+            .collect();
+        let table = ExportTable::new(Box::leak(table.into_boxed_slice()));
+        // SAFETY: the mapping is only used through this arena until the registry is dropped.
+        let arena = unsafe { std::slice::from_raw_parts_mut(mapping.ptr, mapping.len) };
+        let registry = Registry::for_machine(ArenaMemory::new(arena), table, target.machine);
+        let options = LoadOptions {
+            bring_up: false,
+            ..LoadOptions::default()
+        };
+        let id = match registry.load_with(&fixture.name, &elf, &options) {
+            Ok(id) => id,
+            Err(e) => {
+                failures.push(format!("{}: load failed: {e}", fixture.name));
+                continue;
+            }
+        };
+        let info = registry.info(id).expect("info");
+        drop(registry);
+        let got = info
+            .regions
+            .iter()
+            .find(|r| r.kind == llext::RegionKind::Got)
+            .map(|r| (r.addr as u64, r.size));
+        let mut addrs = BTreeMap::new();
+        for s in &info.sections {
+            assert!(
+                addrs.insert(s.name.clone(), s.addr as u64).is_none(),
+                "{}: two sections named {}",
+                fixture.name,
+                s.name
+            );
+        }
+        let linked = gnu_link(
+            target,
+            &fixture.path,
+            &addrs,
+            &exports,
+            target.load_base + ARENA as u64 - 0x1_0000,
+            &work,
+        );
+        let masks = got_places(target, &elf);
+        let pairs = got_pairs(target, &elf);
+        let file = object::File::parse(&*elf).expect("fixture parses");
+        let relocs: BTreeMap<(String, u64), u32> = file
+            .sections()
+            .flat_map(|s| {
+                let name = s.name().unwrap_or("").to_owned();
+                s.relocations()
+                    .filter_map(move |(off, r)| match r.flags() {
+                        RelocationFlags::Elf {
+                            r_type: object::elf::RelocationType(r_type),
+                        } => Some(((name.clone(), off), r_type)),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for s in &info.sections {
+            let Some(section) = file.section_by_name(&s.name) else {
+                continue;
+            };
+            if section.kind() == SectionKind::UninitializedData || s.size == 0 {
+                continue;
+            }
+            let ours = mapping.bytes(s.addr as u64, s.size);
+            if s.name.starts_with(".ARM.exidx") {
+                // GNU ld edits unwind index tables (drops redundant entries), so check each entry against
+                // the formula instead: a PREL31 word points at its symbol plus the stored addend; other
+                // words keep the object's bytes.
+                checked_words += check_exidx(
+                    &file,
+                    &section,
+                    &addrs,
+                    s.addr as u64,
+                    &ours,
+                    &fixture.name,
+                    &mut failures,
+                );
+                continue;
+            }
+            let Some(theirs) = linked_bytes(&linked, s.addr as u64, s.size) else {
+                failures.push(format!(
+                    "{}: {} missing from the ld output",
+                    fixture.name, s.name
+                ));
+                continue;
+            };
+            let masked = masks.get(&s.name);
+            let mut differences = Vec::new();
+            for at in (0..s.size).step_by(2) {
+                let end = (at + 2).min(s.size);
+                if ours[at..end] == theirs[at..end] {
+                    continue;
+                }
+                let in_mask = masked.is_some_and(|m| {
+                    m.iter()
+                        .any(|&o| (o as usize..o as usize + 4).contains(&at))
+                });
+                if !in_mask {
+                    differences.push(at);
+                }
+            }
+            // GOT-relative words: the slot each image addresses must hold the same value.
+            if let (Some(masked), Some((got_base, got_size))) = (masked, got) {
+                for &off in masked {
+                    let r_type = relocs.get(&(s.name.clone(), off)).copied().unwrap_or(0);
+                    let p = s.addr as u64 + off;
+                    let ld_got = ld_got_origin(&linked)
+                        .unwrap_or(target.load_base + ARENA as u64 - 0x1_0000);
+                    let original = section.data().unwrap_or(&[]);
+                    let a = original
+                        .get(off as usize..off as usize + 4)
+                        .map(|b| i64::from(i32::from_le_bytes(b.try_into().expect("4 bytes"))))
+                        .unwrap_or(0);
+                    let (Some(our_slot), Some(their_slot)) = (
+                        slot_address(target, &ours, off as usize, p, got_base, r_type, a),
+                        slot_address(target, &theirs, off as usize, p, ld_got, r_type, a),
+                    ) else {
+                        continue;
+                    };
+                    let ours_ok =
+                        our_slot >= got_base && our_slot + ptr as u64 <= got_base + got_size as u64;
+                    let our_value = ours_ok.then(|| word(&mapping.bytes(our_slot, ptr), 0, ptr));
+                    let their_value =
+                        linked_bytes(&linked, their_slot, ptr).map(|b| word(&b, 0, ptr));
+                    checked_words += 1;
+                    if our_value.is_none() || our_value != their_value {
+                        failures.push(format!(
+                            "{}: {}+{off:#x}: GOT slot holds {our_value:x?}, ld's holds {their_value:x?}",
+                            fixture.name, s.name
+                        ));
+                    }
+                }
+            }
+            for &(hi, lo) in pairs.get(&s.name).map(Vec::as_slice).unwrap_or(&[]) {
+                let p_hi = s.addr as u64 + hi;
+                let ours_slot = paired_slot(target, &ours, hi as usize, lo as usize, p_hi);
+                let theirs_slot = paired_slot(target, &theirs, hi as usize, lo as usize, p_hi);
+                let our_value = got
+                    .filter(|&(b, n)| ours_slot >= b && ours_slot + ptr as u64 <= b + n as u64)
+                    .map(|_| word(&mapping.bytes(ours_slot, ptr), 0, ptr));
+                let their_value = linked_bytes(&linked, theirs_slot, ptr).map(|b| word(&b, 0, ptr));
+                checked_words += 1;
+                if our_value.is_none() || our_value != their_value {
+                    failures.push(format!(
+                        "{}: {}+{hi:#x}/+{lo:#x}: GOT slot holds {our_value:x?}, ld's holds {their_value:x?}",
+                        fixture.name, s.name
+                    ));
+                }
+            }
+            if let Some(&first) = differences.first() {
+                failures.push(format!(
+                    "{}: {} differs at {} places, first at +{first:#x} (llext {:02x?}, ld {:02x?})",
+                    fixture.name,
+                    s.name,
+                    differences.len(),
+                    &ours[first..(first + 4).min(s.size)],
+                    &theirs[first..(first + 4).min(s.size)],
+                ));
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    assert!(
+        failures.is_empty(),
+        "{}: {} of {} objects differ from GNU ld:\n{}",
+        target.name,
+        failures.len(),
+        fixtures.len(),
+        failures.join("\n")
+    );
+    eprintln!(
+        "{}: {} objects match GNU ld byte for byte ({checked_words} GOT references compared by slot)",
+        target.name,
+        fixtures.len()
+    );
+}
+
+fn target(name: &str) -> &'static Target {
+    TARGETS
+        .iter()
+        .find(|t| t.name == name)
+        .expect("known target")
+}
+
+#[test]
+fn cortex_m_objects_match_gnu_ld() {
+    check_target(target("cortex-m"));
+}
+
+#[test]
+fn riscv32_objects_match_gnu_ld() {
+    check_target(target("riscv32"));
+}
+
+#[test]
+fn riscv64_objects_match_gnu_ld() {
+    check_target(target("riscv64"));
+}
+
+#[test]
+fn aarch64_objects_match_gnu_ld() {
+    check_target(target("aarch64"));
+}
+
+/// Calls from RAM at 0x2000_0000 to firmware functions in flash near 0x0 (512 MiB away, beyond a Thumb BL's
+/// ±16 MiB): every such BL must reach a veneer that loads the function's address, Thumb bit included.
+#[test]
+fn cortex_m_calls_into_flash_go_through_veneers() {
+    let target = target("cortex-m");
+    let Some(fixture) = objects(target.name)
+        .into_iter()
+        .find(|f| f.name == "basic-gcc-O2-nopic")
+    else {
+        assert!(llext_cross::require(
+            &llext_cross::missing_compilers()
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+        ));
+        return;
+    };
+    let elf = std::fs::read(&fixture.path).expect("read fixture");
+    let far = Target {
+        exports_base: 0x1000,
+        ..*target
+    };
+    let exports = fake_exports(&far, &elf);
+    let table: Vec<Export> = exports
+        .iter()
+        .map(|(n, a)| Export::new(Box::leak(n.clone().into_boxed_str()), *a as *const ()))
+        .collect();
+    let table = ExportTable::new(Box::leak(table.into_boxed_slice()));
+    let mapping = Mapping::at(0x2100_0000, 1 << 20);
+    // SAFETY: the mapping is only used through this arena until the registry is dropped.
+    let arena = unsafe { std::slice::from_raw_parts_mut(mapping.ptr, mapping.len) };
+    let registry = Registry::for_machine(ArenaMemory::new(arena), table, target.machine);
+    let options = LoadOptions {
+        bring_up: false,
+        ..LoadOptions::default()
+    };
+    let id = registry
+        .load_with("far", &elf, &options)
+        .expect("load with veneers");
+    let info = registry.info(id).expect("info");
+    drop(registry);
+    let stubs = info
+        .regions
+        .iter()
+        .find(|r| r.kind == llext::RegionKind::Stubs)
+        .expect("a veneer region");
+    let text = info
+        .sections
+        .iter()
+        .find(|s| s.name == ".text")
+        .expect(".text");
+    let file = object::File::parse(&*elf).expect("fixture parses");
+    let section = file.section_by_name(".text").expect(".text");
+    let code = mapping.bytes(text.addr as u64, text.size);
+    let mut calls = 0;
+    for (off, rel) in section.relocations() {
+        let (
+            RelocationFlags::Elf {
+                r_type: object::elf::RelocationType(10),
+            },
+            RelocationTarget::Symbol(i),
+        ) = (rel.flags(), rel.target())
+        else {
+            continue;
+        };
+        let name = file
+            .symbol_by_index(i)
+            .and_then(|s| s.name().map(String::from))
+            .expect("name");
+        let Some(&(_, want)) = exports.iter().find(|(n, _)| *n == name) else {
+            continue;
+        };
+        let at = off as usize;
+        let hw1 = u32::from(u16::from_le_bytes([code[at], code[at + 1]]));
+        let hw2 = u32::from(u16::from_le_bytes([code[at + 2], code[at + 3]]));
+        assert_eq!(hw2 & 0xd000, 0xd000, "{name}: still a BL");
+        let s = (hw1 >> 10) & 1;
+        let i1 = !((hw2 >> 13) ^ s) & 1;
+        let i2 = !((hw2 >> 11) ^ s) & 1;
+        let imm =
+            (s << 24) | (i1 << 23) | (i2 << 22) | ((hw1 & 0x3ff) << 12) | ((hw2 & 0x7ff) << 1);
+        let offset = i64::from(((imm << 7) as i32) >> 7);
+        let dest = (text.addr as u64 + off + 4).wrapping_add(offset as u64);
+        assert!(
+            dest >= stubs.addr as u64 && dest < (stubs.addr + stubs.size) as u64,
+            "{name}: BL lands at {dest:#x}, outside the veneers"
+        );
+        let literal = mapping.bytes(dest + 8, 4);
+        assert_eq!(
+            u64::from(read_u32(&literal, 0)),
+            want,
+            "{name}: veneer target"
+        );
+        calls += 1;
+    }
+    assert!(calls >= 3, "only {calls} calls into the firmware checked");
+}
+
+/// A `PCREL_LO12_I` whose `PCREL_HI20` was removed (turned into `R_RISCV_NONE`) is a typed error naming the
+/// LO12 relocation, never a silently wrong instruction.
+#[test]
+fn riscv_lo12_without_its_hi20_is_refused() {
+    let target = target("riscv64");
+    let Some(fixture) = objects(target.name)
+        .into_iter()
+        .find(|f| f.name == "basic-gcc-O2-nopic")
+    else {
+        assert!(llext_cross::require(
+            &llext_cross::missing_compilers()
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+        ));
+        return;
+    };
+    let mut elf = std::fs::read(&fixture.path).expect("read fixture");
+    let range = {
+        let file = object::File::parse(&*elf).expect("fixture parses");
+        let rela = file.section_by_name(".rela.text").expect(".rela.text");
+        rela.file_range().expect("in the file")
+    };
+    let mut removed = 0;
+    for entry in elf[range.0 as usize..(range.0 + range.1) as usize].chunks_exact_mut(24) {
+        // Elf64_Rela: r_offset, r_info (type in the low 32 bits), r_addend.
+        if entry[8] == 23 && entry[9..12] == [0, 0, 0] {
+            entry[8] = 0;
+            removed += 1;
+        }
+    }
+    assert!(removed > 0, "no PCREL_HI20 in the fixture");
+    let exports = fake_exports(target, &elf);
+    let table: Vec<Export> = exports
+        .iter()
+        .map(|(n, a)| Export::new(Box::leak(n.clone().into_boxed_str()), *a as *const ()))
+        .collect();
+    let mut arena = vec![0u8; 1 << 16];
+    let registry = Registry::for_machine(
+        ArenaMemory::new(&mut arena),
+        ExportTable::new(&table),
+        target.machine,
+    );
+    let options = LoadOptions {
+        bring_up: false,
+        ..LoadOptions::default()
+    };
+    let error = registry
+        .load_with("unpaired", &elf, &options)
+        .expect_err("an unpaired LO12 must not load");
+    let text = error.to_string();
+    assert!(
+        text.contains("R_RISCV_PCREL_LO12_I") && text.contains("without a PCREL_HI20"),
+        "{text}"
+    );
+}

@@ -1,0 +1,89 @@
+//! llext test firmware for AArch64 on QEMU `virt` (Cortex-A53, started at EL1 with the MMU off): stack,
+//! FP/SIMD enabled (CPACR_EL1.FPEN), bss zeroed, then the shared firmware. Semihosting is `hlt #0xf000`;
+//! code is made visible to instruction fetch by cleaning the data cache and invalidating the instruction
+//! cache by line.
+
+#![no_std]
+#![no_main]
+
+use core::arch::{asm, global_asm};
+
+global_asm!(
+    ".section .text.start, \"ax\"",
+    ".global _start",
+    "_start:",
+    "    ldr x0, =__stack_top",
+    "    mov sp, x0",
+    "    mov x0, #(3 << 20)",
+    "    msr cpacr_el1, x0",
+    "    isb",
+    "    ldr x0, =__bss_start",
+    "    ldr x1, =__bss_end",
+    "1:  cmp x0, x1",
+    "    b.hs 2f",
+    "    strb wzr, [x0], #1",
+    "    b 1b",
+    "2:  bl fw_main",
+    "3:  wfe",
+    "    b 3b",
+    ".ltorg",
+);
+
+#[no_mangle]
+extern "C" fn fw_main() -> ! {
+    llext_fw::start("aarch64")
+}
+
+/// The semihosting trap: operation in w0, argument in x1, result in x0.
+#[no_mangle]
+pub extern "C" fn fw_semihost(op: usize, arg: usize) -> usize {
+    let result: usize;
+    // SAFETY: the semihosting trap reads the block at `arg` (valid for `op`, as the callers guarantee) and
+    // changes no other state of this program.
+    unsafe { asm!("hlt #0xf000", inout("x0") op => result, in("x1") arg, options(nostack)) };
+    result
+}
+
+/// Cleans the data cache to the point of unification and invalidates the instruction cache over
+/// `[ptr, ptr + len)`, line by line (line sizes from CTR_EL0).
+#[no_mangle]
+pub extern "C" fn fw_sync_code(ptr: *const u8, len: usize) {
+    let ctr: u64;
+    // SAFETY: reading CTR_EL0 has no side effects.
+    unsafe { asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack)) };
+    let dline = 4usize << ((ctr >> 16) & 0xf);
+    let iline = 4usize << (ctr & 0xf);
+    let start = ptr as usize;
+    let end = start + len;
+    let mut a = start & !(dline - 1);
+    while a < end {
+        // SAFETY: cache maintenance by address on memory this program owns.
+        unsafe { asm!("dc cvau, {}", in(reg) a, options(nostack)) };
+        a += dline;
+    }
+    // SAFETY: barrier only.
+    unsafe { asm!("dsb ish", options(nostack)) };
+    let mut a = start & !(iline - 1);
+    while a < end {
+        // SAFETY: cache maintenance by address on memory this program owns.
+        unsafe { asm!("ic ivau, {}", in(reg) a, options(nostack)) };
+        a += iline;
+    }
+    // SAFETY: barriers only.
+    unsafe { asm!("dsb ish", "isb", options(nostack)) };
+}
+
+/// One core, interrupts never enabled: a critical section needs no locking.
+struct SingleCore;
+critical_section::set_impl!(SingleCore);
+
+// SAFETY: nothing runs concurrently with the firmware's single thread of execution.
+unsafe impl critical_section::Impl for SingleCore {
+    unsafe fn acquire() -> critical_section::RawRestoreState {}
+    unsafe fn release(_: critical_section::RawRestoreState) {}
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    llext_fw::panicked(info)
+}

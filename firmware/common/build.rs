@@ -1,0 +1,138 @@
+//! Builds the firmware's C library and the fixture extensions for the target being built.
+//!
+//! The fixtures are `firmware/fixtures/*.c` compiled with clang and the target's GNU cross compiler at
+//! `-O0`, `-Os`, `-O2` in each flavour, exactly as the host cross-check builds them (the matrix lives in
+//! `crates/llext-cross/src/targets.rs`); `fixtures.rs` embeds them. A Rust extension object given in
+//! `LLEXT_FW_RSEXT` is embedded too.
+
+use std::env;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[path = "../../crates/llext-cross/src/targets.rs"]
+#[allow(dead_code)]
+mod targets;
+
+fn main() {
+    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
+    let triple = env::var("TARGET").expect("TARGET");
+    let root = manifest.join("../..");
+    println!("cargo:rerun-if-changed=c/libc.c");
+    println!("cargo:rerun-if-changed=../fixtures");
+    println!("cargo:rerun-if-changed=../../crates/llext-cross/src/targets.rs");
+    println!("cargo:rerun-if-env-changed=LLEXT_FW_RSEXT");
+
+    let name = match triple.as_str() {
+        "thumbv7em-none-eabihf" => "cortex-m",
+        "riscv32imac-unknown-none-elf" => "riscv32",
+        "riscv64gc-unknown-none-elf" => "riscv64",
+        "aarch64-unknown-none" => "aarch64",
+        other => panic!("no firmware for target {other}"),
+    };
+    let target = targets::TARGETS
+        .iter()
+        .find(|t| t.name == name)
+        .expect("target in the matrix");
+
+    // The C library, with the same clang flags as the fixtures.
+    let libc_obj = out.join("libc.o");
+    run(Command::new("clang")
+        .args(target.clang)
+        .args([
+            "-c",
+            "-O2",
+            "-ffreestanding",
+            "-fno-builtin",
+            "-fno-stack-protector",
+            "-Wall",
+            "-std=gnu11",
+        ])
+        .arg(manifest.join("c/libc.c"))
+        .arg("-o")
+        .arg(&libc_obj));
+    let archive = out.join("libfwlibc.a");
+    let _ = fs::remove_file(&archive);
+    run(Command::new("llvm-ar")
+        .arg("crs")
+        .arg(&archive)
+        .arg(&libc_obj));
+    println!("cargo:rustc-link-search=native={}", out.display());
+    println!("cargo:rustc-link-lib=static=fwlibc");
+
+    // The fixture matrix.
+    let fixtures = root.join("firmware/fixtures");
+    let include = root.join("include");
+    let dir = out.join("fixtures");
+    fs::create_dir_all(&dir).expect("fixture directory");
+    let mut list = String::from("/// Embedded fixture extensions: (name, ELF bytes).\npub static FIXTURES: &[(&str, &[u8])] = &[\n");
+    for cc in ["clang", "gcc"] {
+        for opt in targets::OPTS {
+            for flavour in target.flavours {
+                for stem in targets::STEMS {
+                    let obj_name = format!("{stem}-{cc}-{opt}-{flavour}");
+                    let obj = dir.join(format!("{obj_name}.o"));
+                    let mut command = if cc == "clang" {
+                        let mut c = Command::new("clang");
+                        c.args(target.clang);
+                        c
+                    } else {
+                        let mut c = Command::new(target.gcc.command);
+                        c.args(target.gcc.flags);
+                        c
+                    };
+                    command
+                        .args(targets::COMMON_FLAGS)
+                        .arg(format!("-{opt}"))
+                        .args(targets::flavour_flags(flavour))
+                        .arg(format!("-I{}", include.display()))
+                        .arg(format!("-I{}", fixtures.display()))
+                        .arg(fixtures.join(format!("{stem}.c")))
+                        .arg("-o")
+                        .arg(&obj);
+                    if cc == "gcc"
+                        && Command::new(target.gcc.command)
+                            .arg("--version")
+                            .output()
+                            .is_err()
+                    {
+                        panic!(
+                            "{} is missing: install the Debian package {}",
+                            target.gcc.command, target.gcc.package
+                        );
+                    }
+                    run(&mut command);
+                    let _ = writeln!(
+                        list,
+                        "    (\"{obj_name}\", include_bytes!({:?})),",
+                        obj.display().to_string()
+                    );
+                }
+            }
+        }
+    }
+    if let Some(rsext) = env::var_os("LLEXT_FW_RSEXT").filter(|v| !v.is_empty()) {
+        let path = Path::new(&rsext);
+        println!("cargo:rerun-if-changed={}", path.display());
+        let _ = writeln!(
+            list,
+            "    (\"rsext-rustc-Os-nopic\", include_bytes!({:?})),",
+            path.display().to_string()
+        );
+    }
+    list.push_str("];\n");
+    fs::write(out.join("fixtures.rs"), list).expect("write fixtures.rs");
+}
+
+fn run(command: &mut Command) {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,555 @@
+//! What every llext test firmware shares: console and files over semihosting, the heap, the export table
+//! (a small C library, compiler-runtime helpers, two functions and an object of the firmware's own), the
+//! test cases over the embedded fixture extensions, and the `qemu-run` mode.
+//!
+//! A target crate provides two C-ABI functions — `fw_semihost(op, arg)` (the semihosting trap) and
+//! `fw_sync_code(ptr, len)` (make written code visible to instruction fetch) — sets up a stack, and calls
+//! [`start`].
+//!
+//! Without semihosting arguments the firmware runs its tests and prints one line per case and
+//! `N passed, N failed`; with `run [--call SYM] [--arg INT]... FILE...` (QEMU `-semihosting-config
+//! arg=...`) it loads the files in order, calls `SYM` and prints `returned: N`. The exit status reaches the
+//! host through `SYS_EXIT_EXTENDED`.
+
+#![no_std]
+
+extern crate alloc;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt::Write as _;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use llext::{ArenaMemory, Export, ExportTable, ExtId, LoadOptions, Registry, Unloaded};
+
+mod fixtures {
+    include!(concat!(env!("OUT_DIR"), "/fixtures.rs"));
+}
+
+extern "C" {
+    /// The semihosting call of the target: operation in the first register, argument (often a pointer to
+    /// a parameter block of pointer-sized fields) in the second.
+    fn fw_semihost(op: usize, arg: usize) -> usize;
+    /// Makes `len` bytes of freshly written code at `ptr` visible to instruction fetch.
+    fn fw_sync_code(ptr: *const u8, len: usize);
+}
+
+// Semihosting operations (Arm "Semihosting for AArch32 and AArch64", also used by RISC-V).
+const SYS_OPEN: usize = 0x01;
+const SYS_CLOSE: usize = 0x02;
+const SYS_WRITE: usize = 0x05;
+const SYS_READ: usize = 0x06;
+const SYS_FLEN: usize = 0x0c;
+const SYS_GET_CMDLINE: usize = 0x15;
+const SYS_EXIT_EXTENDED: usize = 0x20;
+const ADP_STOPPED_APPLICATION_EXIT: usize = 0x20026;
+
+static STDOUT: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+#[global_allocator]
+static HEAP: embedded_alloc::LlffHeap = embedded_alloc::LlffHeap::empty();
+const HEAP_SIZE: usize = 512 * 1024;
+static mut HEAP_MEMORY: [u8; HEAP_SIZE] = [0; HEAP_SIZE];
+
+fn semihost(op: usize, arg: usize) -> usize {
+    // SAFETY: the target's trap takes any operation; every caller passes a block valid for that operation.
+    unsafe { fw_semihost(op, arg) }
+}
+
+/// Writes bytes to the host's standard output.
+#[no_mangle]
+pub extern "C" fn fw_write(bytes: *const u8, len: usize) {
+    let handle = STDOUT.load(Ordering::Relaxed);
+    if handle == usize::MAX || len == 0 {
+        return;
+    }
+    let block = [handle, bytes as usize, len];
+    semihost(SYS_WRITE, block.as_ptr() as usize);
+}
+
+/// The C library's allocation hook.
+#[no_mangle]
+pub extern "C" fn fw_alloc(size: usize, align: usize) -> *mut u8 {
+    match core::alloc::Layout::from_size_align(size.max(1), align) {
+        // SAFETY: the layout has a non-zero size.
+        Ok(layout) => unsafe { alloc::alloc::alloc(layout) },
+        Err(_) => core::ptr::null_mut(),
+    }
+}
+
+/// The C library's release hook.
+#[no_mangle]
+pub extern "C" fn fw_free(ptr: *mut u8, size: usize, align: usize) {
+    if let Ok(layout) = core::alloc::Layout::from_size_align(size.max(1), align) {
+        // SAFETY: `ptr` came from `fw_alloc` with this size and alignment (the C library records both).
+        unsafe { alloc::alloc::dealloc(ptr, layout) }
+    }
+}
+
+struct Console;
+
+impl core::fmt::Write for Console {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        fw_write(s.as_ptr(), s.len());
+        Ok(())
+    }
+}
+
+/// `println!` to the semihosting console.
+#[macro_export]
+macro_rules! println {
+    ($($arg:tt)*) => {{
+        $crate::print_fmt(format_args!($($arg)*));
+        $crate::print_fmt(format_args!("\n"));
+    }};
+}
+
+#[doc(hidden)]
+pub fn print_fmt(args: core::fmt::Arguments<'_>) {
+    let _ = Console.write_fmt(args);
+}
+
+/// Ends the emulation with `code` as the exit status.
+pub fn exit(code: usize) -> ! {
+    let block = [ADP_STOPPED_APPLICATION_EXIT, code];
+    semihost(SYS_EXIT_EXTENDED, block.as_ptr() as usize);
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+/// For the target's panic handler: prints the panic and exits with status 101.
+pub fn panicked(info: &core::panic::PanicInfo<'_>) -> ! {
+    print_fmt(format_args!("panic: {info}\n"));
+    exit(101)
+}
+
+fn open_stdout() {
+    let name = b":tt\0";
+    // Mode 4 is "w"; the length excludes the NUL.
+    let block = [name.as_ptr() as usize, 4, 3];
+    STDOUT.store(
+        semihost(SYS_OPEN, block.as_ptr() as usize),
+        Ordering::Relaxed,
+    );
+}
+
+fn command_line() -> String {
+    let mut buf = [0u8; 512];
+    let block = [buf.as_mut_ptr() as usize, buf.len()];
+    if semihost(SYS_GET_CMDLINE, block.as_ptr() as usize) != 0 {
+        return String::new();
+    }
+    // The host writes a NUL-terminated string (and, per the specification, its length into the block).
+    let len = block[1].min(buf.len());
+    let text = buf.get(..len).unwrap_or(&[]);
+    let text = text.split(|&b| b == 0).next().unwrap_or(&[]);
+    String::from_utf8_lossy(text).into_owned()
+}
+
+/// Reads a whole host file.
+fn read_file(path: &str) -> Result<Vec<u8>, String> {
+    let mut name: Vec<u8> = path.as_bytes().to_vec();
+    name.push(0);
+    let block = [name.as_ptr() as usize, 0, path.len()];
+    let handle = semihost(SYS_OPEN, block.as_ptr() as usize);
+    if handle == usize::MAX {
+        return Err(alloc::format!("cannot open {path} on the host"));
+    }
+    let len = semihost(SYS_FLEN, [handle].as_ptr() as usize);
+    if len == usize::MAX {
+        return Err(alloc::format!("cannot size {path}"));
+    }
+    let mut data = alloc::vec![0u8; len];
+    let block = [handle, data.as_mut_ptr() as usize, len];
+    let left = semihost(SYS_READ, block.as_ptr() as usize);
+    semihost(SYS_CLOSE, [handle].as_ptr() as usize);
+    if left != 0 {
+        return Err(alloc::format!("short read of {path}"));
+    }
+    Ok(data)
+}
+
+/// Everything the firmware exports to extensions.
+fn exports() -> Vec<Export> {
+    extern "C" {
+        fn printf(fmt: *const u8, ...) -> i32;
+        fn puts(s: *const u8) -> i32;
+        fn putchar(c: i32) -> i32;
+        fn malloc(size: usize) -> *mut u8;
+        fn calloc(count: usize, size: usize) -> *mut u8;
+        fn realloc(ptr: *mut u8, size: usize) -> *mut u8;
+        fn free(ptr: *mut u8);
+        fn memcpy(d: *mut u8, s: *const u8, n: usize) -> *mut u8;
+        fn memmove(d: *mut u8, s: *const u8, n: usize) -> *mut u8;
+        fn memset(d: *mut u8, c: i32, n: usize) -> *mut u8;
+        fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32;
+        fn strlen(s: *const u8) -> usize;
+        fn strcmp(a: *const u8, b: *const u8) -> i32;
+        fn strncmp(a: *const u8, b: *const u8, n: usize) -> i32;
+        fn strcpy(d: *mut u8, s: *const u8) -> *mut u8;
+        fn fw_twice(x: isize) -> isize;
+        static fw_value: isize;
+    }
+    let mut list = alloc::vec![
+        Export::new("printf", printf as *const ()),
+        Export::new("puts", puts as *const ()),
+        Export::new("putchar", putchar as *const ()),
+        Export::new("malloc", malloc as *const ()),
+        Export::new("calloc", calloc as *const ()),
+        Export::new("realloc", realloc as *const ()),
+        Export::new("free", free as *const ()),
+        Export::new("memcpy", memcpy as *const ()),
+        Export::new("memmove", memmove as *const ()),
+        Export::new("memset", memset as *const ()),
+        Export::new("memcmp", memcmp as *const ()),
+        Export::new("strlen", strlen as *const ()),
+        Export::new("strcmp", strcmp as *const ()),
+        Export::new("strncmp", strncmp as *const ()),
+        Export::new("strcpy", strcpy as *const ()),
+        Export::new("fw_twice", fw_twice as *const ()),
+        Export::new("fw_value", core::ptr::addr_of!(fw_value) as *const ()),
+    ];
+    list.extend_from_slice(&runtime_helpers());
+    list
+}
+
+/// The compiler-runtime helpers the target's C compilers call, from Rust's compiler_builtins.
+#[cfg(target_arch = "arm")]
+fn runtime_helpers() -> [Export; 16] {
+    extern "C" {
+        fn __aeabi_uldivmod();
+        fn __aeabi_ldivmod();
+        fn __aeabi_uidiv();
+        fn __aeabi_idiv();
+        fn __aeabi_uidivmod();
+        fn __aeabi_idivmod();
+        fn __aeabi_llsl();
+        fn __aeabi_llsr();
+        fn __aeabi_lasr();
+        fn __aeabi_lmul();
+        fn __aeabi_memcpy();
+        fn __aeabi_memcpy4();
+        fn __aeabi_memcpy8();
+        fn __aeabi_memset();
+        fn __aeabi_memclr();
+        fn __aeabi_memclr4();
+    }
+    [
+        Export::new("__aeabi_uldivmod", __aeabi_uldivmod as *const ()),
+        Export::new("__aeabi_ldivmod", __aeabi_ldivmod as *const ()),
+        Export::new("__aeabi_uidiv", __aeabi_uidiv as *const ()),
+        Export::new("__aeabi_idiv", __aeabi_idiv as *const ()),
+        Export::new("__aeabi_uidivmod", __aeabi_uidivmod as *const ()),
+        Export::new("__aeabi_idivmod", __aeabi_idivmod as *const ()),
+        Export::new("__aeabi_llsl", __aeabi_llsl as *const ()),
+        Export::new("__aeabi_llsr", __aeabi_llsr as *const ()),
+        Export::new("__aeabi_lasr", __aeabi_lasr as *const ()),
+        Export::new("__aeabi_lmul", __aeabi_lmul as *const ()),
+        Export::new("__aeabi_memcpy", __aeabi_memcpy as *const ()),
+        Export::new("__aeabi_memcpy4", __aeabi_memcpy4 as *const ()),
+        Export::new("__aeabi_memcpy8", __aeabi_memcpy8 as *const ()),
+        Export::new("__aeabi_memset", __aeabi_memset as *const ()),
+        Export::new("__aeabi_memclr", __aeabi_memclr as *const ()),
+        Export::new("__aeabi_memclr4", __aeabi_memclr4 as *const ()),
+    ]
+}
+
+/// The compiler-runtime helpers the target's C compilers call, from Rust's compiler_builtins.
+#[cfg(target_arch = "riscv32")]
+fn runtime_helpers() -> [Export; 8] {
+    extern "C" {
+        fn __udivdi3();
+        fn __divdi3();
+        fn __umoddi3();
+        fn __moddi3();
+        fn __lshrdi3();
+        fn __ashldi3();
+        fn __ashrdi3();
+        fn __muldi3();
+    }
+    [
+        Export::new("__udivdi3", __udivdi3 as *const ()),
+        Export::new("__divdi3", __divdi3 as *const ()),
+        Export::new("__umoddi3", __umoddi3 as *const ()),
+        Export::new("__moddi3", __moddi3 as *const ()),
+        Export::new("__lshrdi3", __lshrdi3 as *const ()),
+        Export::new("__ashldi3", __ashldi3 as *const ()),
+        Export::new("__ashrdi3", __ashrdi3 as *const ()),
+        Export::new("__muldi3", __muldi3 as *const ()),
+    ]
+}
+
+/// The 64-bit targets' C compilers call no helpers for the fixtures' integer arithmetic.
+#[cfg(any(target_arch = "riscv64", target_arch = "aarch64"))]
+fn runtime_helpers() -> [Export; 0] {
+    []
+}
+
+/// An extension function as the tests call it: four `long` arguments, one `long` result.
+type ExtFn = extern "C" fn(isize, isize, isize, isize) -> isize;
+
+fn call<M: llext::Memory>(
+    registry: &Registry<M>,
+    id: ExtId,
+    symbol: &str,
+    args: [isize; 4],
+) -> Result<isize, String> {
+    let addr = registry
+        .extension_symbol(id, symbol)
+        .map_err(|e| alloc::format!("{e}"))?
+        .ok_or_else(|| alloc::format!("no symbol {symbol}"))?;
+    // SAFETY: the fixtures define `symbol` as `long symbol(long, long, long, long)` in sealed code.
+    let f: ExtFn = unsafe { core::mem::transmute::<usize, ExtFn>(addr) };
+    Ok(f(args[0], args[1], args[2], args[3]))
+}
+
+/// The C expression of `wide.c`, computed here.
+fn wide_expected(a: isize, b: isize, c: isize, d: isize) -> isize {
+    let x = (a as i64 as u64)
+        .wrapping_mul(0x1_0000_0001)
+        .wrapping_add(b as i64 as u64);
+    let y = (c as i64 as u64).wrapping_add(7);
+    let s = (x as i64).wrapping_neg() / (y.wrapping_add(1) as i64);
+    let mix = (x / y)
+        .wrapping_add(x % y)
+        .wrapping_add(x >> ((c as u32) & 31))
+        .wrapping_add(x.wrapping_mul(d as i64 as u64) % 1_000_003);
+    mix.wrapping_add(s as u64) as isize
+}
+
+struct Tally {
+    passed: usize,
+    failed: usize,
+}
+
+impl Tally {
+    fn check(&mut self, case: &str, got: Result<isize, String>, want: isize) {
+        match got {
+            Ok(v) if v == want => {
+                self.passed += 1;
+                println!("ok   {case} = {v}");
+            }
+            Ok(v) => {
+                self.failed += 1;
+                println!("FAIL {case} = {v}, expected {want}");
+            }
+            Err(e) => {
+                self.failed += 1;
+                println!("FAIL {case}: {e}");
+            }
+        }
+    }
+}
+
+fn fixture(name: &str) -> Option<&'static [u8]> {
+    fixtures::FIXTURES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, bytes)| *bytes)
+}
+
+/// Loads `name`, calls `symbol(args)`, unloads.
+fn one<M: llext::Memory>(
+    registry: &Registry<M>,
+    name: &str,
+    elf: &[u8],
+    symbol: &str,
+    args: [isize; 4],
+) -> Result<isize, String> {
+    let id = registry
+        .load(name, elf)
+        .map_err(|e| alloc::format!("load: {e}"))?;
+    let result = call(registry, id, symbol, args);
+    match registry.unload(id) {
+        Ok(Unloaded::Freed) => result,
+        Ok(other) => Err(alloc::format!("unload: {other:?}")),
+        Err(e) => Err(alloc::format!("unload: {e}")),
+    }
+}
+
+/// `libsum` then `useslib` of the same build: a dependency, refused unload while in use, then both freed.
+fn dependency<M: llext::Memory>(
+    registry: &Registry<M>,
+    lib_name: &str,
+    lib: &[u8],
+    user_name: &str,
+    user: &[u8],
+) -> Result<isize, String> {
+    let lib_id = registry
+        .load(lib_name, lib)
+        .map_err(|e| alloc::format!("load {lib_name}: {e}"))?;
+    let user_id = match registry.load(user_name, user) {
+        Ok(id) => id,
+        Err(e) => {
+            let _ = registry.unload(lib_id);
+            return Err(alloc::format!("load {user_name}: {e}"));
+        }
+    };
+    let result = call(registry, user_id, "uses_main", [5, 2, 0, 0]);
+    let refused = registry.unload(lib_id).is_err();
+    let user_freed = matches!(registry.unload(user_id), Ok(Unloaded::Freed));
+    let lib_freed = matches!(registry.unload(lib_id), Ok(Unloaded::Freed));
+    if !refused {
+        return Err(String::from("the library was unloaded while in use"));
+    }
+    if !user_freed || !lib_freed {
+        return Err(String::from("unload after use failed"));
+    }
+    result
+}
+
+static mut ARENA: [u8; 512 * 1024] = [0; 512 * 1024];
+
+fn registry() -> Registry<ArenaMemory<'static>> {
+    // SAFETY: `registry` is called once per run; the arena is used by this provider alone.
+    let arena: &'static mut [u8] = unsafe { &mut *core::ptr::addr_of_mut!(ARENA) };
+    let memory = ArenaMemory::new(arena).with_code_sync(|ptr, len| {
+        // SAFETY: the block was just written and is about to be executed.
+        unsafe { fw_sync_code(ptr, len) }
+    });
+    Registry::new(memory, ExportTable::new(&exports()))
+}
+
+fn tests(target: &str) -> usize {
+    let registry = registry();
+    let mut t = Tally {
+        passed: 0,
+        failed: 0,
+    };
+    println!("{target}: {} embedded extensions", fixtures::FIXTURES.len());
+    for &(name, elf) in fixtures::FIXTURES {
+        let stem = name.split('-').next().unwrap_or("");
+        let build = name.get(stem.len()..).unwrap_or("");
+        match stem {
+            "basic" => t.check(
+                &alloc::format!("{name}: basic_main(1, 10, 3, 2)"),
+                one(&registry, name, elf, "basic_main", [1, 10, 3, 2]),
+                1323,
+            ),
+            "wide" => t.check(
+                &alloc::format!("{name}: wide_main(5, 6, 3, 2)"),
+                one(&registry, name, elf, "wide_main", [5, 6, 3, 2]),
+                wide_expected(5, 6, 3, 2),
+            ),
+            "ctor" => t.check(
+                &alloc::format!("{name}: ctor_main() after constructors"),
+                one(&registry, name, elf, "ctor_main", [0; 4]),
+                12,
+            ),
+            "useslib" => {
+                let lib_name = alloc::format!("libsum{build}");
+                let got = match fixture(&lib_name) {
+                    Some(lib) => dependency(&registry, &lib_name, lib, name, elf),
+                    None => Err(alloc::format!("{lib_name} is not embedded")),
+                };
+                t.check(
+                    &alloc::format!("{name} on {lib_name}: uses_main(5, 2)"),
+                    got,
+                    25,
+                );
+            }
+            "rsext" => t.check(
+                &alloc::format!("{name}: rs_main(10, 3, 0, 0)"),
+                one(&registry, name, elf, "rs_main", [10, 3, 0, 0]),
+                rs_expected(10, 3),
+            ),
+            _ => {}
+        }
+    }
+    let left = registry.len();
+    t.check("registry empty after the cases", Ok(left as isize), 0);
+    println!("{} passed, {} failed", t.passed, t.failed);
+    usize::from(t.failed != 0)
+}
+
+/// What the Rust extension (`firmware/rsext`) returns: fib(a) + the sum of a..a+b.
+fn rs_expected(a: isize, b: isize) -> isize {
+    let (mut x, mut y) = (0isize, 1isize);
+    for _ in 0..a {
+        let next = x.wrapping_add(y);
+        x = y;
+        y = next;
+    }
+    x + (a..a + b).sum::<isize>()
+}
+
+/// `qemu-run`: `run [--call SYM] [--arg INT]... FILE...`.
+fn run_files(words: &[&str]) -> Result<(), String> {
+    let mut call_sym: Option<&str> = None;
+    let mut args: Vec<isize> = Vec::new();
+    let mut files: Vec<&str> = Vec::new();
+    let mut it = words.iter();
+    while let Some(&w) = it.next() {
+        match w {
+            "--call" => call_sym = Some(it.next().ok_or("--call needs a symbol")?),
+            "--arg" => {
+                let v = it.next().ok_or("--arg needs an integer")?;
+                args.push(parse_int(v).ok_or_else(|| alloc::format!("not an integer: {v}"))?);
+            }
+            file => files.push(file),
+        }
+    }
+    if args.len() > 4 {
+        return Err(String::from("at most 4 arguments"));
+    }
+    if files.is_empty() {
+        return Err(String::from("no extension files given"));
+    }
+    let registry = registry();
+    for file in &files {
+        let data = read_file(file)?;
+        let base = file.rsplit('/').next().unwrap_or(file);
+        let name = base.strip_suffix(".o").unwrap_or(base);
+        registry
+            .load_with(name, &data, &LoadOptions::default())
+            .map_err(|e| alloc::format!("{file}: {e}"))?;
+        println!("loaded {name}");
+    }
+    if let Some(sym) = call_sym {
+        let addr = registry
+            .find_symbol(sym)
+            .ok_or_else(|| alloc::format!("no symbol `{sym}` in the loaded extensions"))?;
+        let mut a = [0isize; 4];
+        for (dst, src) in a.iter_mut().zip(&args) {
+            *dst = *src;
+        }
+        // SAFETY: the user names a C function taking up to four `long` arguments and returning `long`.
+        let f: ExtFn = unsafe { core::mem::transmute::<usize, ExtFn>(addr) };
+        println!("returned: {}", f(a[0], a[1], a[2], a[3]));
+    }
+    Ok(())
+}
+
+fn parse_int(s: &str) -> Option<isize> {
+    let (neg, digits) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let v = match digits.strip_prefix("0x") {
+        Some(hex) => isize::from_str_radix(hex, 16).ok()?,
+        None => digits.parse::<isize>().ok()?,
+    };
+    Some(if neg { -v } else { v })
+}
+
+/// The firmware's main: tests, or `qemu-run` when the semihosting command line starts with `run`.
+pub fn start(target: &str) -> ! {
+    // SAFETY: called once, before any allocation; the memory is used by the heap alone.
+    unsafe { HEAP.init(core::ptr::addr_of_mut!(HEAP_MEMORY) as usize, HEAP_SIZE) };
+    open_stdout();
+    let line = command_line();
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let run_at = words.iter().position(|w| *w == "run");
+    let code = match run_at {
+        Some(i) => match run_files(words.get(i + 1..).unwrap_or(&[])) {
+            Ok(()) => 0,
+            Err(e) => {
+                println!("error: {e}");
+                1
+            }
+        },
+        None => tests(target),
+    };
+    exit(code)
+}

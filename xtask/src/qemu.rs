@@ -1,0 +1,343 @@
+//! `cargo xtask qemu [TARGET...]` and `cargo xtask qemu-run --target TARGET [--call SYM] [--arg INT]...
+//! FILE...`: build the test firmware (`firmware/`) with Debian's Rust toolchain and run it under QEMU.
+//!
+//! Each firmware embeds the fixture extensions built for its target (clang and the GNU cross compiler, every
+//! optimisation level and flavour, by the firmware's build script) and the Rust extension `firmware/rsext`
+//! (built here first, its own archive member extracted with `llvm-ar`). The firmware prints one line per
+//! case and `N passed, N failed`, and exits non-zero on any failure; a run that outlives its timeout fails.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{workspace_root, Failure, Result};
+
+/// Debian packages the firmware builds and QEMU runs need, beyond the host ones.
+pub const TARGET_PACKAGES: &[&str] = &[
+    "rustc-web",
+    "cargo-web",
+    "rust-web-src",
+    "gcc-arm-none-eabi",
+    "gcc-riscv64-unknown-elf",
+    "gcc-aarch64-linux-gnu",
+    "qemu-system-arm",
+    "qemu-system-misc",
+];
+
+/// How long one firmware may run.
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// One emulated target.
+struct Target {
+    name: &'static str,
+    triple: &'static str,
+    package: &'static str,
+    qemu: &'static [&'static str],
+    /// Extra rustc flags for the Rust extension.
+    rsext_flags: &'static str,
+}
+
+const TARGETS: &[Target] = &[
+    Target {
+        name: "cortex-m",
+        triple: "thumbv7em-none-eabihf",
+        package: "llext-fw-cortex-m",
+        qemu: &[
+            "qemu-system-arm",
+            "-machine",
+            "mps2-an386",
+            "-cpu",
+            "cortex-m4",
+        ],
+        rsext_flags: "",
+    },
+    Target {
+        name: "riscv32",
+        triple: "riscv32imac-unknown-none-elf",
+        package: "llext-fw-riscv",
+        qemu: &["qemu-system-riscv32", "-machine", "virt", "-bios", "none"],
+        rsext_flags: "",
+    },
+    Target {
+        name: "riscv64",
+        triple: "riscv64gc-unknown-none-elf",
+        package: "llext-fw-riscv",
+        qemu: &["qemu-system-riscv64", "-machine", "virt", "-bios", "none"],
+        rsext_flags: "-Ccode-model=medium",
+    },
+    Target {
+        name: "aarch64",
+        triple: "aarch64-unknown-none",
+        package: "llext-fw-aarch64",
+        qemu: &[
+            "qemu-system-aarch64",
+            "-machine",
+            "virt",
+            "-cpu",
+            "cortex-a53",
+            "-nic",
+            "none",
+        ],
+        rsext_flags: "",
+    },
+];
+
+fn target(name: &str) -> Result<&'static Target> {
+    TARGETS.iter().find(|t| t.name == name).ok_or_else(|| {
+        let names: Vec<&str> = TARGETS.iter().map(|t| t.name).collect();
+        Failure(format!(
+            "unknown target `{name}` (targets: {})",
+            names.join(", ")
+        ))
+    })
+}
+
+/// Debian's cargo with Debian's rustc and `RUSTC_BOOTSTRAP`, the combination `-Zbuild-std` needs.
+fn debian_cargo(dir: &Path) -> Command {
+    let mut command = Command::new("/usr/bin/cargo");
+    command
+        .current_dir(dir)
+        .env("RUSTC", "/usr/bin/rustc")
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET");
+    command
+}
+
+fn check(name: &str, command: &mut Command) -> Result {
+    let status = command
+        .status()
+        .map_err(|e| Failure(format!("cannot start `{name}`: {e}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Failure(format!("`{name}` failed ({status})")))
+    }
+}
+
+/// Builds the Rust extension for `t` and extracts its own object; returns its path.
+fn build_rsext(root: &Path, t: &Target) -> Result<PathBuf> {
+    let dir = root.join("firmware/rsext");
+    let flags = format!("-Cforce-unwind-tables=no {}", t.rsext_flags);
+    check(
+        &format!("build the Rust extension for {}", t.name),
+        debian_cargo(&dir)
+            .env("RUSTFLAGS", flags.trim())
+            .args([
+                "build",
+                "--quiet",
+                "--release",
+                "-Zbuild-std=core",
+                "--target",
+            ])
+            .arg(t.triple),
+    )?;
+    let archive = dir.join(format!("target/{}/release/libllext_rsext.a", t.triple));
+    let out = Command::new("llvm-ar")
+        .arg("t")
+        .arg(&archive)
+        .output()
+        .map_err(|e| Failure(format!("cannot run llvm-ar (package llvm): {e}")))?;
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let member = listing
+        .lines()
+        .find(|m| m.starts_with("llext_rsext-"))
+        .ok_or_else(|| Failure(format!("no llext_rsext member in {}", archive.display())))?;
+    let extract_dir = dir.join(format!("target/{}/extension", t.triple));
+    std::fs::create_dir_all(&extract_dir)
+        .map_err(|e| Failure(format!("cannot create {}: {e}", extract_dir.display())))?;
+    check(
+        "llvm-ar x",
+        Command::new("llvm-ar")
+            .current_dir(&extract_dir)
+            .arg("x")
+            .arg(&archive)
+            .arg(member),
+    )?;
+    let object = extract_dir.join("rsext.o");
+    std::fs::rename(extract_dir.join(member), &object)
+        .map_err(|e| Failure(format!("cannot rename the extracted member: {e}")))?;
+    Ok(object)
+}
+
+/// Builds the firmware for `t`; returns the ELF image.
+fn build_firmware(root: &Path, t: &Target) -> Result<PathBuf> {
+    let rsext = build_rsext(root, t)?;
+    let dir = root.join("firmware");
+    check(
+        &format!("build the {} firmware", t.name),
+        debian_cargo(&dir)
+            .env("LLEXT_FW_RSEXT", &rsext)
+            .args([
+                "build",
+                "--quiet",
+                "-Zbuild-std=core,alloc",
+                "-p",
+                t.package,
+                "--target",
+            ])
+            .arg(t.triple),
+    )?;
+    Ok(dir.join(format!("target/{}/debug/{}", t.triple, t.package)))
+}
+
+/// Runs QEMU on `image` with semihosting arguments, echoing its output; returns (exit code, output).
+fn run_qemu(t: &Target, image: &Path, args: &[String]) -> Result<(Option<i32>, String)> {
+    let mut semihosting = String::from("enable=on,target=native");
+    for a in args {
+        if a.contains(',') || a.contains(char::is_whitespace) {
+            return Err(Failure(format!(
+                "`{a}`: semihosting arguments may not contain commas or spaces"
+            )));
+        }
+        semihosting.push_str(",arg=");
+        semihosting.push_str(a);
+    }
+    let (program, machine) = t.qemu.split_first().ok_or(Failure("no QEMU".into()))?;
+    let mut child = Command::new(program)
+        .args(machine)
+        .args(["-nographic", "-monitor", "none", "-semihosting-config"])
+        .arg(&semihosting)
+        .arg("-kernel")
+        .arg(image)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| Failure(format!("cannot start {program}: {e}")))?;
+    let mut stdout = child.stdout.take().ok_or(Failure("no stdout".into()))?;
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            use std::io::Write as _;
+            let _ = std::io::stdout().write_all(&chunk[..n]);
+            all.extend_from_slice(&chunk[..n]);
+        }
+        String::from_utf8_lossy(&all).into_owned()
+    });
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => return Err(Failure(format!("waiting for {program}: {e}"))),
+        }
+    };
+    let output = reader.join().unwrap_or_default();
+    match status {
+        Some(status) => Ok((status.code(), output)),
+        None => Err(Failure(format!(
+            "{}: timed out after {} s (a hang is a failure)",
+            t.name,
+            TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+/// The last `N passed, N failed` line of the output.
+fn summary(output: &str) -> Option<(usize, usize)> {
+    output.lines().rev().find_map(|line| {
+        let (passed, failed) = line.trim().split_once(" passed, ")?;
+        let failed = failed.strip_suffix(" failed")?;
+        Some((passed.parse().ok()?, failed.parse().ok()?))
+    })
+}
+
+/// `cargo xtask qemu [TARGET...]`.
+pub fn qemu(names: &[String]) -> Result {
+    let root = workspace_root();
+    let chosen: Vec<&Target> = if names.is_empty() {
+        TARGETS.iter().collect()
+    } else {
+        names.iter().map(|n| target(n)).collect::<Result<_>>()?
+    };
+    let mut lines = Vec::new();
+    let mut ok = true;
+    for t in chosen {
+        println!("==> {}: build", t.name);
+        let image = build_firmware(&root, t)?;
+        println!("==> {}: run under QEMU", t.name);
+        let line = match run_qemu(t, &image, &[]) {
+            Ok((code, output)) => match summary(&output) {
+                Some((passed, failed)) => {
+                    ok &= failed == 0 && code == Some(0);
+                    let status = if code == Some(0) {
+                        String::new()
+                    } else {
+                        format!(" (exit status {code:?})")
+                    };
+                    format!("{}: {passed} passed, {failed} failed{status}", t.name)
+                }
+                None => {
+                    ok = false;
+                    format!(
+                        "{}: 0 passed, 1 failed (no summary; exit status {code:?})",
+                        t.name
+                    )
+                }
+            },
+            Err(Failure(message)) => {
+                ok = false;
+                format!("{}: 0 passed, 1 failed ({message})", t.name)
+            }
+        };
+        lines.push(line);
+    }
+    for line in &lines {
+        println!("{line}");
+    }
+    if ok {
+        Ok(())
+    } else {
+        Err(Failure(String::from("firmware tests failed")))
+    }
+}
+
+/// `cargo xtask qemu-run --target TARGET [--call SYM] [--arg INT]... FILE...`: exits with the firmware's
+/// status (0 after `returned: N`, 1 after `error: ...`).
+pub fn qemu_run(args: &[String]) -> Result {
+    let mut target_name = None;
+    let mut forwarded = vec![String::from("run")];
+    let mut files = 0;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--target" => target_name = it.next().cloned(),
+            "--call" | "--arg" => {
+                let value = it
+                    .next()
+                    .ok_or_else(|| Failure(format!("{a} needs a value")))?;
+                forwarded.push(a.clone());
+                forwarded.push(value.clone());
+            }
+            file => {
+                let path =
+                    std::fs::canonicalize(file).map_err(|e| Failure(format!("{file}: {e}")))?;
+                forwarded.push(path.display().to_string());
+                files += 1;
+            }
+        }
+    }
+    let name = target_name.ok_or_else(|| Failure(String::from("--target TARGET is required")))?;
+    if files == 0 {
+        return Err(Failure(String::from("no extension files given")));
+    }
+    let t = target(&name)?;
+    let image = build_firmware(&workspace_root(), t)?;
+    let (code, _) = run_qemu(t, &image, &forwarded)?;
+    match code {
+        Some(0) => Ok(()),
+        Some(c) => std::process::exit(c),
+        None => Err(Failure(String::from("QEMU was killed"))),
+    }
+}
