@@ -162,6 +162,13 @@ pub enum Error {
         /// Maximum accepted.
         max: usize,
     },
+    /// A call argument does not fit the target's C `long`.
+    ArgumentRange {
+        /// Argument position (0-based).
+        index: usize,
+        /// The value given.
+        value: i64,
+    },
     /// An I/O error while reading an extension (host only).
     Io {
         /// What was being read.
@@ -343,6 +350,10 @@ impl fmt::Display for Error {
             Error::TooManyArguments { given, max } => {
                 write!(f, "{given} call arguments given, at most {max} are supported")
             }
+            Error::ArgumentRange { index, value } => write!(
+                f,
+                "call argument {index} ({value}) does not fit this target's C `long`"
+            ),
             Error::Io { path, message } => write!(f, "{path}: {message}"),
             Error::Snapshot { reason } => write!(f, "invalid saved context: {reason}"),
             Error::SnapshotVersion { found, supported } => write!(

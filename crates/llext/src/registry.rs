@@ -262,15 +262,19 @@ unsafe fn call_address(addr: usize, args: &[i64]) -> Result<i64> {
     if addr == 0 {
         return Err(Error::Internal("call of a null address"));
     }
-    let mut a = [0i64; MAX_CALL_ARGS];
-    for (dst, src) in a.iter_mut().zip(args) {
-        *dst = *src;
+    // Arguments and result are C `long`: pointer-sized, so one register each on 32- and 64-bit targets.
+    let mut a = [0isize; MAX_CALL_ARGS];
+    for (i, (dst, src)) in a.iter_mut().zip(args).enumerate() {
+        *dst = isize::try_from(*src).map_err(|_| Error::ArgumentRange {
+            index: i,
+            value: *src,
+        })?;
     }
-    type Fn6 = extern "C" fn(i64, i64, i64, i64, i64, i64) -> i64;
+    type Fn6 = extern "C" fn(isize, isize, isize, isize, isize, isize) -> isize;
     // SAFETY: the caller guarantees `addr` is such a function; extra arguments are ignored by the callee in
     // every supported C calling convention (they sit in caller-saved registers or caller-popped stack).
     let f: Fn6 = unsafe { core::mem::transmute::<usize, Fn6>(addr) };
-    Ok(f(a[0], a[1], a[2], a[3], a[4], a[5]))
+    Ok(f(a[0], a[1], a[2], a[3], a[4], a[5]) as i64)
 }
 
 /// Runs a list of `void (*)(void)` functions.
@@ -449,7 +453,8 @@ impl<M: Memory> Registry<M> {
     }
 
     /// Calls the function `symbol` (found as by [`Registry::find_symbol`]) with up to six integer arguments
-    /// and returns its integer result.
+    /// and returns its integer result. Arguments and result are C `long` (pointer-sized): on 32-bit targets
+    /// an argument that does not fit is refused with [`Error::ArgumentRange`].
     ///
     /// # Safety
     /// `symbol` must name a C function taking at most six integer or pointer arguments and returning an

@@ -909,14 +909,14 @@ impl<M: Memory> Drop for Taken<'_, M> {
 }
 
 impl<M: Memory> Registry<M> {
-    fn pointer_size(machine: u16) -> u8 {
-        with_backend!(machine, A => A::POINTER_SIZE as u8, _ => core::mem::size_of::<usize>() as u8)
-    }
+    /// Pointer width of saved contexts: the running program's own (contexts are restored where their code
+    /// runs; the RISC-V backends share one `e_machine` for RV32 and RV64, so the machine alone cannot tell).
+    const POINTER_SIZE: u8 = core::mem::size_of::<usize>() as u8;
 
     /// The exact size of the context [`Registry::save_into`] would write.
     pub fn context_size(&self, options: &SaveOptions<'_>) -> Result<usize> {
         let mut inner = self.inner.lock();
-        let ptr = Self::pointer_size(inner.machine);
+        let ptr = Self::POINTER_SIZE;
         let mut out = Out { buf: None, pos: 0 };
         inner.write_context(options, &mut out, ptr)?;
         Ok(out.pos)
@@ -937,7 +937,7 @@ impl<M: Memory> Registry<M> {
     /// ```
     pub fn save_into(&self, options: &SaveOptions<'_>, buf: &mut [u8]) -> Result<usize> {
         let mut inner = self.inner.lock();
-        let ptr = Self::pointer_size(inner.machine);
+        let ptr = Self::POINTER_SIZE;
         let mut out = Out {
             buf: Some(buf),
             pos: 0,
@@ -949,7 +949,7 @@ impl<M: Memory> Registry<M> {
     /// Saves a context into a new vector.
     pub fn save(&self, options: &SaveOptions<'_>) -> Result<Vec<u8>> {
         let mut inner = self.inner.lock();
-        let ptr = Self::pointer_size(inner.machine);
+        let ptr = Self::POINTER_SIZE;
         let mut measure = Out { buf: None, pos: 0 };
         inner.write_context(options, &mut measure, ptr)?;
         let mut bytes = alloc::vec![0u8; measure.pos];
@@ -995,7 +995,7 @@ impl<M: Memory> Registry<M> {
                 found: u64::from(context.machine),
             });
         }
-        let ptr = Self::pointer_size(inner.machine);
+        let ptr = Self::POINTER_SIZE;
         if context.pointer_size != ptr {
             return Err(Error::SnapshotMismatch {
                 what: "pointer width",
@@ -1159,7 +1159,7 @@ impl<M: Memory> Registry<M> {
 
         if context.portable {
             let machine = context.machine;
-            with_backend!(machine, A => apply_fixups::<A, M>(&records, &mut taken, &inner.builtins)?,
+            with_backend!(machine, context.pointer_size == 8, A => apply_fixups::<A, M>(&records, &mut taken, &inner.builtins)?,
                 _ => return Err(Error::Unsupported { what: "machine: no relocation backend in this build", value: u64::from(machine) }));
             let mut all = taken.blocks.iter().flatten().map(|(b, p)| (b, *p));
             taken.memory.finalize_all(&mut all)?;

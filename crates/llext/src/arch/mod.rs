@@ -170,9 +170,6 @@ pub fn relocation_name(machine: u16, r_type: u32) -> Option<&'static str> {
 /// Calls `f` with the backend for `machine` and ELF class (`is_64`); RISC-V has one backend per class because
 /// its pointer size follows the class. The form without a class assumes ELFCLASS64 for RISC-V.
 macro_rules! with_backend {
-    ($machine:expr, $backend:ident => $body:expr, _ => $otherwise:expr) => {
-        $crate::arch::with_backend!($machine, true, $backend => $body, _ => $otherwise)
-    };
     ($machine:expr, $is_64:expr, $backend:ident => $body:expr, _ => $otherwise:expr) => {
         match ($machine, $is_64) {
             ($crate::arch::x86_64::X86_64::MACHINE_ID, _) => {
