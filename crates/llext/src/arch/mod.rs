@@ -168,7 +168,7 @@ pub fn relocation_name(machine: u16, r_type: u32) -> Option<&'static str> {
 }
 
 /// Calls `f` with the backend for `machine` and ELF class (`is_64`); RISC-V has one backend per class because
-/// its pointer size follows the class. The form without a class assumes ELFCLASS64 for RISC-V.
+/// its pointer size follows the class.
 macro_rules! with_backend {
     ($machine:expr, $is_64:expr, $backend:ident => $body:expr, _ => $otherwise:expr) => {
         match ($machine, $is_64) {
