@@ -2,8 +2,9 @@
 //!
 //! The fixtures are `firmware/fixtures/*.c` compiled with clang and the target's GNU cross compiler at
 //! `-O0`, `-Os`, `-O2` in each flavour, exactly as the host cross-check builds them (the matrix lives in
-//! `crates/llext-cross/src/targets.rs`); `fixtures.rs` embeds them. A Rust extension object given in
-//! `LLEXT_FW_RSEXT` is embedded too.
+//! `crates/llext-cross/src/targets.rs`); `fixtures.rs` embeds them, each in a 64-byte aligned static so
+//! that sections keep their alignment where they lie in the image (in-place loading needs that). A Rust
+//! extension object given in `LLEXT_FW_RSEXT` is embedded too.
 
 use std::env;
 use std::fmt::Write as _;
@@ -67,7 +68,26 @@ fn main() {
     let include = root.join("include");
     let dir = out.join("fixtures");
     fs::create_dir_all(&dir).expect("fixture directory");
+    // Each object in its own aligned static, then the list of (name, bytes).
+    let mut statics = String::from(
+        "/// ELF bytes at an alignment no section of a fixture exceeds.\n\
+         #[repr(C, align(64))]\npub struct Aligned<T>(pub T);\n",
+    );
     let mut list = String::from("/// Embedded fixture extensions: (name, ELF bytes).\npub static FIXTURES: &[(&str, &[u8])] = &[\n");
+    let mut count = 0usize;
+    let mut embed = |name: &str, path: &Path, statics: &mut String, list: &mut String| {
+        let len = fs::metadata(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .len();
+        let index = count;
+        count += 1;
+        let _ = writeln!(
+            statics,
+            "static F{index}: Aligned<[u8; {len}]> = Aligned(*include_bytes!({:?}));",
+            path.display().to_string()
+        );
+        let _ = writeln!(list, "    (\"{name}\", &F{index}.0),");
+    };
     for cc in ["clang", "gcc"] {
         for opt in targets::OPTS {
             for flavour in target.flavours {
@@ -104,11 +124,7 @@ fn main() {
                         );
                     }
                     run(&mut command);
-                    let _ = writeln!(
-                        list,
-                        "    (\"{obj_name}\", include_bytes!({:?})),",
-                        obj.display().to_string()
-                    );
+                    embed(&obj_name, &obj, &mut statics, &mut list);
                 }
             }
         }
@@ -116,14 +132,11 @@ fn main() {
     if let Some(rsext) = env::var_os("LLEXT_FW_RSEXT").filter(|v| !v.is_empty()) {
         let path = Path::new(&rsext);
         println!("cargo:rerun-if-changed={}", path.display());
-        let _ = writeln!(
-            list,
-            "    (\"rsext-rustc-Os-nopic\", include_bytes!({:?})),",
-            path.display().to_string()
-        );
+        embed("rsext-rustc-Os-nopic", path, &mut statics, &mut list);
     }
     list.push_str("];\n");
-    fs::write(out.join("fixtures.rs"), list).expect("write fixtures.rs");
+    statics.push_str(&list);
+    fs::write(out.join("fixtures.rs"), statics).expect("write fixtures.rs");
 }
 
 fn run(command: &mut Command) {

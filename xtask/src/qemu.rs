@@ -29,10 +29,10 @@ pub const TARGET_PACKAGES: &[&str] = &[
 const TIMEOUT: Duration = Duration::from_secs(120);
 
 /// One emulated target.
-struct Target {
-    name: &'static str,
-    triple: &'static str,
-    package: &'static str,
+pub(crate) struct Target {
+    pub(crate) name: &'static str,
+    pub(crate) triple: &'static str,
+    pub(crate) package: &'static str,
     qemu: &'static [&'static str],
     /// Extra rustc flags for the Rust extension.
     rsext_flags: &'static str,
@@ -83,7 +83,7 @@ const TARGETS: &[Target] = &[
     },
 ];
 
-fn target(name: &str) -> Result<&'static Target> {
+pub(crate) fn target(name: &str) -> Result<&'static Target> {
     TARGETS.iter().find(|t| t.name == name).ok_or_else(|| {
         let names: Vec<&str> = TARGETS.iter().map(|t| t.name).collect();
         Failure(format!(
@@ -94,7 +94,7 @@ fn target(name: &str) -> Result<&'static Target> {
 }
 
 /// Debian's cargo with Debian's rustc and `RUSTC_BOOTSTRAP`, the combination `-Zbuild-std` needs.
-fn debian_cargo(dir: &Path) -> Command {
+pub(crate) fn debian_cargo(dir: &Path) -> Command {
     let mut command = Command::new("/usr/bin/cargo");
     command
         .current_dir(dir)
@@ -106,7 +106,7 @@ fn debian_cargo(dir: &Path) -> Command {
     command
 }
 
-fn check(name: &str, command: &mut Command) -> Result {
+pub(crate) fn check(name: &str, command: &mut Command) -> Result {
     let status = command
         .status()
         .map_err(|e| Failure(format!("cannot start `{name}`: {e}")))?;
@@ -163,7 +163,7 @@ fn build_rsext(root: &Path, t: &Target) -> Result<PathBuf> {
 }
 
 /// Builds the firmware for `t`; returns the ELF image.
-fn build_firmware(root: &Path, t: &Target) -> Result<PathBuf> {
+pub(crate) fn build_firmware(root: &Path, t: &Target) -> Result<PathBuf> {
     let rsext = build_rsext(root, t)?;
     let dir = root.join("firmware");
     check(
@@ -183,8 +183,14 @@ fn build_firmware(root: &Path, t: &Target) -> Result<PathBuf> {
     Ok(dir.join(format!("target/{}/debug/{}", t.triple, t.package)))
 }
 
-/// Runs QEMU on `image` with semihosting arguments, echoing its output; returns (exit code, output).
-fn run_qemu(t: &Target, image: &Path, args: &[String]) -> Result<(Option<i32>, String)> {
+/// Runs QEMU on `image` with semihosting arguments, echoing its output if `echo`; returns (exit code,
+/// output).
+pub(crate) fn run_qemu(
+    t: &Target,
+    image: &Path,
+    args: &[String],
+    echo: bool,
+) -> Result<(Option<i32>, String)> {
     let mut semihosting = String::from("enable=on,target=native");
     for a in args {
         if a.contains(',') || a.contains(char::is_whitespace) {
@@ -214,8 +220,10 @@ fn run_qemu(t: &Target, image: &Path, args: &[String]) -> Result<(Option<i32>, S
             if n == 0 {
                 break;
             }
-            use std::io::Write as _;
-            let _ = std::io::stdout().write_all(&chunk[..n]);
+            if echo {
+                use std::io::Write as _;
+                let _ = std::io::stdout().write_all(&chunk[..n]);
+            }
             all.extend_from_slice(&chunk[..n]);
         }
         String::from_utf8_lossy(&all).into_owned()
@@ -267,7 +275,7 @@ pub fn qemu(names: &[String]) -> Result {
         println!("==> {}: build", t.name);
         let image = build_firmware(&root, t)?;
         println!("==> {}: run under QEMU", t.name);
-        let line = match run_qemu(t, &image, &[]) {
+        let line = match run_qemu(t, &image, &[], true) {
             Ok((code, output)) => match summary(&output) {
                 Some((passed, failed)) => {
                     ok &= failed == 0 && code == Some(0);
@@ -334,7 +342,7 @@ pub fn qemu_run(args: &[String]) -> Result {
     }
     let t = target(&name)?;
     let image = build_firmware(&workspace_root(), t)?;
-    let (code, _) = run_qemu(t, &image, &forwarded)?;
+    let (code, _) = run_qemu(t, &image, &forwarded, true)?;
     match code {
         Some(0) => Ok(()),
         Some(c) => std::process::exit(c),

@@ -397,6 +397,10 @@ fn parse_class<'data, Elf: FileHeader<Endian = Endianness>>(
             entries,
         };
         total = total.saturating_add(table.len() as u64);
+        relocs.try_reserve(1).map_err(|_| Error::OutOfMemory {
+            size: core::mem::size_of::<RelocTable<'_>>(),
+            align: core::mem::align_of::<RelocTable<'_>>(),
+        })?;
         relocs.push(table);
     }
     limits.check("relocation count", total, limits.max_relocations)?;

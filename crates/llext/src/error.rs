@@ -228,6 +228,15 @@ pub enum Error {
         /// The extension.
         extension: String,
     },
+    /// In-place storage ([`Storage::InPlace`](crate::Storage::InPlace)) cannot be used as asked: loading
+    /// from bytes that may not outlive the extension, or saving an extension with sections in place into a
+    /// portable context (which would have to carry bytes that are not the extension's to move).
+    InPlace {
+        /// The extension.
+        extension: String,
+        /// What is wrong, and what to do instead.
+        reason: &'static str,
+    },
     /// A broken internal invariant: a bug in `llext`, not in the input.
     Internal(&'static str),
 }
@@ -385,6 +394,9 @@ impl fmt::Display for Error {
                 f,
                 "extension `{extension}` was loaded without fixup records and cannot be saved portably"
             ),
+            Error::InPlace { extension, reason } => {
+                write!(f, "extension `{extension}` with in-place storage: {reason}")
+            }
             Error::Internal(what) => write!(f, "internal error in llext (please report): {what}"),
         }
     }

@@ -1,5 +1,6 @@
 //! Static inspection of an extension file, without loading it.
 
+use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -95,20 +96,22 @@ pub fn inspect(bytes: &[u8]) -> Result<Report> {
             defined.push(sym.name_lossy());
         }
     }
-    let mut counts: Vec<RelocationCount> = Vec::new();
+    // Counted in a sorted map: a hostile file may use millions of distinct types, and a linear search per
+    // relocation would make that quadratic.
+    let mut by_type: BTreeMap<u32, usize> = BTreeMap::new();
     for table in &obj.relocs {
         for r in table.iter(obj.endian) {
-            match counts.iter_mut().find(|c| c.r_type == r.r_type) {
-                Some(c) => c.count += 1,
-                None => counts.push(RelocationCount {
-                    name: arch::relocation_name(obj.machine, r.r_type).unwrap_or("unknown"),
-                    r_type: r.r_type,
-                    count: 1,
-                }),
-            }
+            *by_type.entry(r.r_type).or_default() += 1;
         }
     }
-    counts.sort_by_key(|c| c.r_type);
+    let counts: Vec<RelocationCount> = by_type
+        .into_iter()
+        .map(|(r_type, count)| RelocationCount {
+            name: arch::relocation_name(obj.machine, r_type).unwrap_or("unknown"),
+            r_type,
+            count,
+        })
+        .collect();
     Ok(Report {
         class_bits: if obj.class.is_64 { 64 } else { 32 },
         little_endian: obj.class.little_endian,

@@ -3,6 +3,10 @@
 //! Regions group sections by kind; regions with the same final permission share one memory block, so a small
 //! extension costs at most three allocations (code, constants, data) however many sections it has. Sections are
 //! placed one after the other, each at its own alignment, so sections never overlap.
+//!
+//! With in-place storage, the sections the linker chose to leave where they are (read-only, unpatched,
+//! aligned in the input) take no room in any block: each kind's in-place region is the span of the input
+//! that holds them, and their placement is an offset inside that span.
 
 use alloc::vec::Vec;
 
@@ -163,13 +167,27 @@ pub(crate) struct RegionPlan {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Placement {
     pub kind: RegionKind,
+    /// Offset inside the kind's region, or inside its in-place region when `in_place`.
     pub offset: u64,
+    /// The section is used where it lies in the input, not copied.
+    pub in_place: bool,
+}
+
+/// The span of the input that holds the in-place sections of one kind (`size` 0: none).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct InPlaceRegion {
+    pub addr: u64,
+    pub size: u64,
+    /// The alignment of the section at its start (so `addr` is a multiple of it).
+    pub align: u64,
 }
 
 /// The layout of one extension.
 #[derive(Debug)]
 pub(crate) struct Plan {
     pub regions: [RegionPlan; RegionKind::ALL.len()],
+    /// Per kind: the in-place region, if any section of that kind is used in place.
+    pub in_place: [InPlaceRegion; RegionKind::ALL.len()],
     /// Per permission (indexed like [`Permission::ALL`]): size and alignment of its block.
     pub blocks: [(u64, u64); 3],
     /// Per section index.
@@ -199,13 +217,15 @@ fn bump(region: &mut RegionPlan, size: u64, align: u64) -> Option<u64> {
     Some(at)
 }
 
-/// Plans the layout; `got_size`/`stub_size` are the loader-generated regions' sizes.
+/// Plans the layout; `got_size`/`stub_size` are the loader-generated regions' sizes. `in_place` marks (by
+/// section index) the sections to use where they lie in the input; the linker decides which qualify.
 pub(crate) fn plan(
     obj: &Object<'_>,
     options: LayoutOptions,
     limits: &Limits,
     got: (u64, u64),
     stubs: (u64, u64),
+    in_place: &[bool],
 ) -> Result<Plan> {
     let mut regions = [RegionPlan {
         size: 0,
@@ -252,6 +272,7 @@ pub(crate) fn plan(
             .and_then(|s| classify(s, options).ok().flatten());
         order.push((index, kind.ok_or(Error::Internal("array section"))?));
     }
+    let mut spans = [InPlaceRegion::default(); RegionKind::ALL.len()];
     for (index, kind) in order {
         let Some(s) = obj.sections.get(index) else {
             continue;
@@ -263,13 +284,62 @@ pub(crate) fn plan(
                 reason: "contents lie outside the file",
             });
         }
+        if in_place.get(index).copied().unwrap_or(false) && !s.is_nobits() {
+            // Its bytes stay where they are: record the span for now, the offset once the span is known.
+            let addr = s.data.as_ptr() as u64;
+            let end = addr.checked_add(s.size).ok_or_else(|| too_big(index))?;
+            let span = spans
+                .get_mut(kind.index())
+                .ok_or(Error::Internal("region index"))?;
+            if span.size == 0 {
+                *span = InPlaceRegion {
+                    addr,
+                    size: s.size,
+                    align: s.align,
+                };
+            } else {
+                let start = span.addr.min(addr);
+                let stop = (span.addr + span.size).max(end);
+                // The alignment its start address is known to have: that of the section lying there.
+                let align = match addr.cmp(&span.addr) {
+                    core::cmp::Ordering::Less => s.align,
+                    core::cmp::Ordering::Equal => span.align.max(s.align),
+                    core::cmp::Ordering::Greater => span.align,
+                };
+                *span = InPlaceRegion {
+                    addr: start,
+                    size: stop - start,
+                    align,
+                };
+            }
+            if let Some(p) = placements.get_mut(index) {
+                *p = Some(Placement {
+                    kind,
+                    offset: addr,
+                    in_place: true,
+                });
+            }
+            continue;
+        }
         let region = regions
             .get_mut(kind.index())
             .ok_or(Error::Internal("region index"))?;
         let offset = bump(region, s.size, s.align).ok_or_else(|| too_big(index))?;
         if let Some(p) = placements.get_mut(index) {
-            *p = Some(Placement { kind, offset });
+            *p = Some(Placement {
+                kind,
+                offset,
+                in_place: false,
+            });
         }
+    }
+    // In-place offsets: from the start of their kind's span.
+    for p in placements.iter_mut().flatten().filter(|p| p.in_place) {
+        let start = spans.get(p.kind.index()).map_or(0, |s| s.addr);
+        p.offset = p
+            .offset
+            .checked_sub(start)
+            .ok_or(Error::Internal("in-place span"))?;
     }
 
     // Common symbols become bss.
@@ -289,7 +359,7 @@ pub(crate) fn plan(
         let bss = regions
             .get_mut(RegionKind::Bss.index())
             .ok_or(Error::Internal("region index"))?;
-        let offset = bump(bss, sym.size, align).ok_or(Error::BadSymbol {
+        let offset = bump(bss, sym.size, align).ok_or_else(|| Error::BadSymbol {
             index,
             name: sym.name_lossy(),
             reason: "common symbol too large",
@@ -336,6 +406,7 @@ pub(crate) fn plan(
 
     Ok(Plan {
         regions,
+        in_place: spans,
         blocks,
         placements,
         commons,

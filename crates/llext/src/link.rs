@@ -4,15 +4,17 @@
 
 use alloc::string::String;
 use alloc::vec::Vec;
+use hashbrown::HashTable;
 
 use object::elf;
 
-use crate::arch::{Inputs, Problem, Relocator};
+use crate::arch::{Inputs, Pairing, Problem, Relocator};
 use crate::elf::{Object, SymbolPlace};
 use crate::error::{Error, Result};
-use crate::layout::{self, LayoutOptions, Placement, RegionKind};
+use crate::layout::{self, LayoutOptions, Placement, Plan, RegionKind};
 use crate::limits::Limits;
 use crate::memory::{Block, BlockRequest, Memory, Permission};
+use crate::symbols::hash_name;
 
 /// At most this many problems are collected for one extension before giving up.
 const MAX_PROBLEMS: usize = 64;
@@ -45,6 +47,8 @@ pub(crate) struct RegionRec {
     pub addr: usize,
     pub size: usize,
     pub align: usize,
+    /// The span of the extension's storage holding its in-place sections of this kind (no block memory).
+    pub in_place: bool,
 }
 
 /// A loaded section.
@@ -52,8 +56,11 @@ pub(crate) struct RegionRec {
 pub(crate) struct SectionRec {
     pub name: Str,
     pub kind: RegionKind,
+    /// Offset inside its region (the in-place one when `in_place`).
     pub offset: usize,
     pub size: usize,
+    /// Used where it lies in the extension's storage.
+    pub in_place: bool,
 }
 
 /// A named address.
@@ -185,6 +192,8 @@ pub(crate) struct Request<'a> {
     pub layout: LayoutOptions,
     /// Record the fixup table portable snapshots need.
     pub record_fixups: bool,
+    /// The input outlives the extension: read-only sections may be used where they lie.
+    pub in_place: bool,
 }
 
 /// Problems found while linking, up to a cap.
@@ -355,70 +364,50 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
         u64::from(stub_slots) * A::STUB_SIZE as u64,
         A::STUB_ALIGN as u64,
     );
-    let plan = layout::plan(obj, req.layout, req.limits, got, stubs)?;
-
-    // Allocate one block per permission in use.
+    let mut in_place = if req.in_place {
+        in_place_candidates(obj, req.layout, memory.executes_in_place())?
+    } else {
+        Vec::new()
+    };
     let mut blocks = Blocks {
         memory,
         blocks: Vec::with_capacity(3),
     };
-    let mut block_addr = [0u64; 3];
-    for (i, permission) in Permission::ALL.iter().enumerate() {
-        let Some(&(size, align)) = plan.blocks.get(i) else {
-            continue;
-        };
-        if size == 0 {
-            continue;
+    // Plan and allocate; then, if some in-place section is out of reach of a reference from where the
+    // copied sections landed, copy it too and start over (each round copies more, so this ends).
+    let (plan, block_addr) = loop {
+        let plan = layout::plan(obj, req.layout, req.limits, got, stubs, &in_place)?;
+        let block_addr = allocate(&plan, &mut blocks)?;
+        if plan.in_place.iter().all(|r| r.size == 0) {
+            break (plan, block_addr);
         }
-        let request = BlockRequest {
-            size: usize::try_from(size).map_err(|_| Error::OutOfMemory {
-                size: usize::MAX,
-                align: 1,
-            })?,
-            align: usize::try_from(align).unwrap_or(usize::MAX),
-            permission: *permission,
-        };
-        let mut block = blocks.memory.allocate(&request)?;
-        if block.size() < request.size || block.addr() % request.align != 0 {
+        if !copy_out_of_reach::<A>(obj, &plan, &block_addr, &syms, &mut in_place) {
+            break (plan, block_addr);
+        }
+        for (block, _) in blocks.blocks.drain(..) {
             blocks.memory.free(block);
-            return Err(Error::Internal(
-                "memory provider returned a short or misaligned block",
-            ));
         }
-        // SAFETY: the block was just allocated, is not finalised, and nothing else refers to it.
-        unsafe { block.bytes_mut() }.fill(0);
-        if let Some(a) = block_addr.get_mut(i) {
-            *a = block.addr() as u64;
-        }
-        blocks.blocks.push((block, *permission));
-    }
-
-    let region_addr = |kind: RegionKind| -> u64 {
-        let b = block_addr
-            .get(layout::block_index(kind.permission()))
-            .copied()
-            .unwrap_or(0);
-        b + plan
-            .regions
-            .get(kind.index())
-            .map(|r| r.offset)
-            .unwrap_or(0)
     };
-    let section_addr = |p: &Placement| region_addr(p.kind) + p.offset;
 
-    // Copy section contents.
+    let region_addr = |kind: RegionKind| region_start(&plan, &block_addr, kind);
+    let section_addr = |p: &Placement| placed_addr(&plan, &block_addr, p);
+
+    // Copy section contents (in-place sections stay where they are).
     for (index, placement) in plan.placements.iter().enumerate() {
         let (Some(p), Some(s)) = (placement, obj.sections.get(index)) else {
             continue;
         };
-        if s.is_nobits() || s.size == 0 {
+        if s.is_nobits() || s.size == 0 || p.in_place {
             continue;
         }
-        let src = s.data.get(..s.size as usize).ok_or(Error::BadSection {
-            index,
-            name: s.name_lossy(),
-            reason: "contents lie outside the file",
-        })?;
+        let src = s
+            .data
+            .get(..s.size as usize)
+            .ok_or_else(|| Error::BadSection {
+                index,
+                name: s.name_lossy(),
+                reason: "contents lie outside the file",
+            })?;
         let dst = window(&mut blocks.blocks, section_addr(p), src.len())?;
         dst.copy_from_slice(src);
     }
@@ -540,6 +529,12 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
         let Some(target) = obj.sections.get(table.target) else {
             continue;
         };
+        if placement.in_place {
+            if table.len() > 0 {
+                return Err(Error::Internal("relocations for a section used in place"));
+            }
+            continue;
+        }
         if target.is_nobits() {
             problems.push(Error::BadSection {
                 index: table.index,
@@ -678,6 +673,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             kind: p.kind,
             offset: p.offset as usize,
             size: s.size as usize,
+            in_place: p.in_place,
         });
     }
     let mut regions = Vec::new();
@@ -691,6 +687,18 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
                 addr: region_addr(kind) as usize,
                 size: r.size as usize,
                 align: r.align as usize,
+                in_place: false,
+            });
+        }
+    }
+    for kind in RegionKind::ALL {
+        if let Some(r) = plan.in_place.get(kind.index()).filter(|r| r.size > 0) {
+            regions.push(RegionRec {
+                kind,
+                addr: r.addr as usize,
+                size: r.size as usize,
+                align: r.align as usize,
+                in_place: true,
             });
         }
     }
@@ -717,14 +725,27 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
         let start = region_addr(RegionKind::Exports);
         let count = (region.size / entry) as usize;
         exports.reserve(count);
+        // Names seen so far, by hash (as indexes into `exports`): a duplicate is found in constant time, so
+        // a hostile table of n names costs O(n), not O(n²). Room for every entry is reserved up front, so
+        // the table never rehashes and its hasher is never called.
+        let mut seen: HashTable<u32> = HashTable::new();
+        seen.try_reserve(count, |_| 0)
+            .map_err(|_| Error::OutOfMemory {
+                size: count,
+                align: 1,
+            })?;
         for i in 0..count {
             let at = start + i as u64 * entry;
             let name_ptr = read_word(&mut blocks.blocks, at, ptr)?;
             let addr = read_word(&mut blocks.blocks, at + ptr as u64, ptr)?;
-            let name = c_string(&mut blocks.blocks, name_ptr).ok_or(bad(
-                i,
-                "name does not point to a NUL-terminated string inside the extension",
-            ))?;
+            let name = c_string(&mut blocks.blocks, name_ptr)
+                .or_else(|| in_place_c_string(obj, &plan, name_ptr))
+                .ok_or_else(|| {
+                    bad(
+                        i,
+                        "name does not point to a NUL-terminated string inside the extension",
+                    )
+                })?;
             if name.is_empty() {
                 return Err(bad(i, "empty name"));
             }
@@ -736,21 +757,27 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
                     owner,
                 });
             }
-            let rec = SymRec {
-                name: intern(&name, &mut strings)?,
-                addr: addr as usize,
-            };
-            if exports.iter().any(|e: &SymRec| {
-                e.name.len == rec.name.len
-                    && strings.get(e.name.start as usize..(e.name.start + e.name.len) as usize)
+            let h = hash_name(&name);
+            let earlier = seen.find(h, |&k| {
+                exports.get(k as usize).is_some_and(|e: &SymRec| {
+                    strings.get(e.name.start as usize..(e.name.start + e.name.len) as usize)
                         == Some(&name[..])
-            }) {
+                })
+            });
+            if earlier.is_some() {
                 return Err(Error::DuplicateExport {
                     extension: String::from(req.name),
                     symbol: String::from_utf8_lossy(&name).into_owned(),
                     owner: alloc::format!("the same extension (`{}`)", req.name),
                 });
             }
+            let rec = SymRec {
+                name: intern(&name, &mut strings)?,
+                addr: addr as usize,
+            };
+            let index =
+                u32::try_from(exports.len()).map_err(|_| Error::Internal("export count"))?;
+            seen.insert_unique(h, index, |_| 0);
             exports.push(rec);
         }
     }
@@ -828,6 +855,196 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
         fixups,
         portable: req.record_fixups,
     })
+}
+
+/// Allocates one zeroed block per permission the plan uses, into `blocks`; returns each block's address
+/// (0 where unused), indexed like [`Permission::ALL`].
+fn allocate<M: Memory>(plan: &Plan, blocks: &mut Blocks<'_, M>) -> Result<[u64; 3]> {
+    let mut block_addr = [0u64; 3];
+    for (i, permission) in Permission::ALL.iter().enumerate() {
+        let Some(&(size, align)) = plan.blocks.get(i) else {
+            continue;
+        };
+        if size == 0 {
+            continue;
+        }
+        let request = BlockRequest {
+            size: usize::try_from(size).map_err(|_| Error::OutOfMemory {
+                size: usize::MAX,
+                align: 1,
+            })?,
+            align: usize::try_from(align).unwrap_or(usize::MAX),
+            permission: *permission,
+        };
+        let mut block = blocks.memory.allocate(&request)?;
+        if block.size() < request.size || block.addr() % request.align != 0 {
+            blocks.memory.free(block);
+            return Err(Error::Internal(
+                "memory provider returned a short or misaligned block",
+            ));
+        }
+        // SAFETY: the block was just allocated, is not finalised, and nothing else refers to it.
+        unsafe { block.bytes_mut() }.fill(0);
+        if let Some(a) = block_addr.get_mut(i) {
+            *a = block.addr() as u64;
+        }
+        blocks.blocks.push((block, *permission));
+    }
+    Ok(block_addr)
+}
+
+/// The start of a region inside its block.
+fn region_start(plan: &Plan, block_addr: &[u64; 3], kind: RegionKind) -> u64 {
+    let b = block_addr
+        .get(layout::block_index(kind.permission()))
+        .copied()
+        .unwrap_or(0);
+    b + plan.regions.get(kind.index()).map_or(0, |r| r.offset)
+}
+
+/// Where a placed section is: in its region's block, or where it lies in the input when used in place.
+fn placed_addr(plan: &Plan, block_addr: &[u64; 3], p: &Placement) -> u64 {
+    if p.in_place {
+        plan.in_place.get(p.kind.index()).map_or(0, |r| r.addr) + p.offset
+    } else {
+        region_start(plan, block_addr, p.kind) + p.offset
+    }
+}
+
+/// The sections an in-place load may leave where they lie in the input (by section index): constants —
+/// and code, if the provider runs code outside its blocks — that no relocation patches and whose address in
+/// the input meets their alignment. Whether every reference reaches them is checked once blocks exist.
+fn in_place_candidates(obj: &Object<'_>, options: LayoutOptions, code: bool) -> Result<Vec<bool>> {
+    let mut keep: Vec<bool> = Vec::new();
+    keep.try_reserve_exact(obj.sections.len())
+        .map_err(|_| Error::OutOfMemory {
+            size: obj.sections.len(),
+            align: 1,
+        })?;
+    keep.extend(obj.sections.iter().map(|s| {
+        let eligible = match layout::classify(s, options) {
+            Ok(Some(RegionKind::Rodata)) => true,
+            Ok(Some(RegionKind::Text)) => code,
+            _ => false,
+        };
+        eligible
+            && !s.is_nobits()
+            && s.size > 0
+            && s.flags & elf::SHF_WRITE.0 == 0
+            && (s.data.len() as u64) >= s.size
+            && (s.data.as_ptr() as u64) % s.align.max(1) == 0
+    }));
+    for table in &obj.relocs {
+        if table.len() > 0 {
+            if let Some(k) = keep.get_mut(table.target) {
+                *k = false;
+            }
+        }
+    }
+    Ok(keep)
+}
+
+/// Takes out of `in_place` the in-place sections that some relocation of a copied section cannot reach from
+/// where its place now lies — a PC-relative reference from code in RAM to constants in distant flash, a
+/// 32-bit absolute address of storage above 4 GiB — found by applying each such relocation to a scratch
+/// copy of its place. Returns whether any was taken out.
+fn copy_out_of_reach<A: Relocator>(
+    obj: &Object<'_>,
+    plan: &Plan,
+    block_addr: &[u64; 3],
+    syms: &[SymState],
+    in_place: &mut [bool],
+) -> bool {
+    let ptr = A::POINTER_SIZE as u64;
+    let got = region_start(plan, block_addr, RegionKind::Got);
+    let stubs = region_start(plan, block_addr, RegionKind::Stubs);
+    let placement = |index: usize| plan.placements.get(index).copied().flatten();
+    let mut changed = false;
+    for table in &obj.relocs {
+        let (Some(at), Some(section)) = (placement(table.target), obj.sections.get(table.target))
+        else {
+            continue;
+        };
+        if at.in_place || section.is_nobits() {
+            continue;
+        }
+        for r in table.iter(obj.endian) {
+            let (Some(sym), Some(state)) = (
+                obj.symbols.get(r.symbol as usize),
+                syms.get(r.symbol as usize),
+            ) else {
+                continue;
+            };
+            let SymbolPlace::Section(home) = sym.place else {
+                continue;
+            };
+            let Some(target) = placement(home).filter(|p| p.in_place) else {
+                continue;
+            };
+            // LO parts take their value from a HI partner, which is the one that reaches the target.
+            if A::is_none(r.r_type)
+                || matches!(
+                    A::pairing(r.r_type),
+                    Pairing::LoAtSymbol | Pairing::LoAtPlace
+                )
+                || !in_place.get(home).copied().unwrap_or(false)
+            {
+                continue;
+            }
+            let mut scratch = [0u8; 16];
+            let start = usize::try_from(r.offset).unwrap_or(usize::MAX);
+            let end = section.size.min(section.data.len() as u64) as usize;
+            let Some(src) = section.data.get(start..end) else {
+                continue; // reported when the relocation is applied
+            };
+            let len = src.len().min(scratch.len());
+            let place = &mut scratch[..len];
+            place.copy_from_slice(&src[..len]);
+            let a = match r.addend {
+                Some(a) => a,
+                None => match A::implicit_addend(r.r_type, place) {
+                    Ok(a) => a,
+                    Err(_) => continue,
+                },
+            };
+            let inputs = Inputs {
+                r_type: r.r_type,
+                s: placed_addr(plan, block_addr, &target).wrapping_add(sym.value),
+                a,
+                p: placed_addr(plan, block_addr, &at) + r.offset,
+                z: sym.size,
+                got_slot: (state.got != NO_SLOT).then(|| got + u64::from(state.got) * ptr),
+                got,
+                stub: (state.stub != NO_SLOT)
+                    .then(|| stubs + u64::from(state.stub) * A::STUB_SIZE as u64),
+                func: sym.kind == elf::STT_FUNC.0,
+                hi: None,
+            };
+            if A::apply(&inputs, place).is_err() {
+                if let Some(keep) = in_place.get_mut(home) {
+                    *keep = false;
+                    changed = true;
+                }
+            }
+        }
+    }
+    changed
+}
+
+/// A NUL-terminated string at `addr` inside a section used in place.
+fn in_place_c_string<'data>(obj: &Object<'data>, plan: &Plan, addr: u64) -> Option<&'data [u8]> {
+    obj.sections
+        .iter()
+        .zip(&plan.placements)
+        .filter(|(_, p)| p.is_some_and(|p| p.in_place))
+        .find_map(|(s, _)| {
+            let start = s.data.as_ptr() as u64;
+            let off = usize::try_from(addr.checked_sub(start)?).ok()?;
+            let bytes = s.data.get(..usize::try_from(s.size).ok()?)?;
+            let tail = bytes.get(off..)?;
+            let nul = tail.iter().position(|&b| b == 0)?;
+            tail.get(..nul)
+        })
 }
 
 /// The block index holding `addr` and the offset inside it.

@@ -161,6 +161,14 @@ pub unsafe trait Memory {
     fn disown(&mut self, block: Block) {
         let _ = block;
     }
+
+    /// Whether code may run where it lies outside this provider's blocks — in the extension's own storage,
+    /// e.g. memory-mapped flash on a core without an MMU. With `true`, code sections that no relocation
+    /// patches are used in place by [`Storage::InPlace`](crate::Storage::InPlace) loads instead of being
+    /// copied. The default is `false`: on a host the storage is ordinary, non-executable heap memory.
+    fn executes_in_place(&self) -> bool {
+        false
+    }
 }
 
 /// A no_std provider over a caller-given byte arena (e.g. a `static mut [u8; N]` on a microcontroller).
@@ -184,6 +192,7 @@ pub struct ArenaMemory<'a> {
     len: usize,
     free: FreeRanges,
     sync_code: Option<fn(*const u8, usize)>,
+    executes_in_place: bool,
     _arena: core::marker::PhantomData<&'a mut [u8]>,
 }
 
@@ -200,6 +209,7 @@ impl<'a> ArenaMemory<'a> {
             len,
             free: FreeRanges::whole(len),
             sync_code: None,
+            executes_in_place: false,
             _arena: core::marker::PhantomData,
         }
     }
@@ -207,6 +217,15 @@ impl<'a> ArenaMemory<'a> {
     /// Sets a hook called on every finalised code block (clean D-cache, invalidate I-cache).
     pub fn with_code_sync(mut self, sync: fn(*const u8, usize)) -> Self {
         self.sync_code = Some(sync);
+        self
+    }
+
+    /// Declares that memory outside the arena — the firmware image in flash, where extensions loaded with
+    /// [`Registry::load_static`](crate::Registry::load_static) lie — is executable, so their code sections
+    /// that no relocation patches run in place (see [`Memory::executes_in_place`]). Only true on targets
+    /// without an MMU or with that memory mapped executable.
+    pub fn with_code_in_place(mut self) -> Self {
+        self.executes_in_place = true;
         self
     }
 
@@ -287,5 +306,9 @@ unsafe impl Memory for ArenaMemory<'_> {
 
     fn free(&mut self, block: Block) {
         self.free.give_back(block.token(), block.size());
+    }
+
+    fn executes_in_place(&self) -> bool {
+        self.executes_in_place
     }
 }

@@ -25,6 +25,22 @@ pub struct ExtId {
     pub(crate) generation: u32,
 }
 
+/// Where the sections of an extension live once it is loaded (Zephyr's storage modes, in the part that
+/// matters to a loader: whether the input may be used in place).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Storage {
+    /// Every loaded section is copied into blocks from the [`Memory`] provider (the default); the input
+    /// may be dropped after loading.
+    #[default]
+    Copy,
+    /// The input outlives the extension (e.g. it lies in memory-mapped flash): read-only sections that no
+    /// relocation patches, whose place in the input meets their alignment and that every reference can
+    /// reach from the copied sections, are used where they lie and cost no block memory. Code qualifies
+    /// only where the provider runs code outside its blocks ([`Memory::executes_in_place`]). Everything
+    /// else is copied. Only [`Registry::load_static`] accepts it.
+    InPlace,
+}
+
 /// How to load an extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoadOptions {
@@ -36,6 +52,8 @@ pub struct LoadOptions {
     /// Record the table of address-dependent locations that portable snapshots need (default `true` with
     /// the `std` feature, `false` without: it costs about 40 bytes per relocation that crosses blocks).
     pub portable: bool,
+    /// Copy every section, or use read-only ones in place (default [`Storage::Copy`]).
+    pub storage: Storage,
 }
 
 impl Default for LoadOptions {
@@ -44,6 +62,7 @@ impl Default for LoadOptions {
             bring_up: true,
             keep_eh_frame: false,
             portable: cfg!(feature = "std"),
+            storage: Storage::Copy,
         }
     }
 }
@@ -70,6 +89,9 @@ pub struct RegionInfo {
     pub align: usize,
     /// Final protection.
     pub permission: Permission,
+    /// The span of the extension's storage that holds its in-place sections of this kind: no block
+    /// memory, and it may cover bytes of the input between them.
+    pub in_place: bool,
 }
 
 /// A loaded section.
@@ -85,6 +107,9 @@ pub struct SectionInfo {
     pub addr: usize,
     /// Size in bytes.
     pub size: usize,
+    /// Used where it lies in the extension's storage ([`Storage::InPlace`]); `offset` is then inside the
+    /// in-place region of its kind.
+    pub in_place: bool,
 }
 
 /// A named address in a loaded extension.
@@ -335,8 +360,51 @@ impl<M: Memory> Registry<M> {
         self.load_with(name, elf, &LoadOptions::default())
     }
 
-    /// [`Registry::load`] with options.
+    /// [`Registry::load`] with options. [`Storage::InPlace`] is refused here ([`Error::InPlace`]): the bytes
+    /// are only borrowed for the call; see [`Registry::load_static`].
     pub fn load_with(&self, name: &str, elf: &[u8], options: &LoadOptions) -> Result<ExtId> {
+        if options.storage == Storage::InPlace {
+            return Err(Error::InPlace {
+                extension: String::from(name),
+                reason: "needs bytes that outlive the extension (use `Registry::load_static`)",
+            });
+        }
+        self.load_impl(name, elf, options, false)
+    }
+
+    /// Loads an extension from bytes that live as long as the program — the firmware image, a leaked
+    /// buffer — so that, with [`Storage::InPlace`], its read-only sections can be used where they lie.
+    ///
+    /// ```
+    /// # #[cfg(feature = "std")] {
+    /// use llext::{ExportTable, HostMemory, LoadOptions, Registry, Storage};
+    /// let registry = Registry::new(HostMemory::new(), ExportTable::new(llext::LIBC_EXPORTS));
+    /// let bytes: &'static [u8] = llext_fixtures::bytes("basic-gcc-O2-pic.o").leak();
+    /// let options = LoadOptions { storage: Storage::InPlace, ..LoadOptions::default() };
+    /// let id = registry.load_static("basic", bytes, &options).unwrap();
+    /// let info = registry.info(id).unwrap();
+    /// let input = bytes.as_ptr_range();
+    /// for s in info.sections.iter().filter(|s| s.in_place) {
+    ///     assert!(input.contains(&(s.addr as *const u8)));
+    /// }
+    /// # }
+    /// ```
+    pub fn load_static(
+        &self,
+        name: &str,
+        elf: &'static [u8],
+        options: &LoadOptions,
+    ) -> Result<ExtId> {
+        self.load_impl(name, elf, options, options.storage == Storage::InPlace)
+    }
+
+    fn load_impl(
+        &self,
+        name: &str,
+        elf: &[u8],
+        options: &LoadOptions,
+        in_place: bool,
+    ) -> Result<ExtId> {
         check_name(name)?;
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
@@ -365,6 +433,7 @@ impl<M: Memory> Registry<M> {
                 keep_eh_frame: options.keep_eh_frame,
             },
             record_fixups: options.portable,
+            in_place,
         };
         let view = View {
             builtins: &inner.builtins,
@@ -760,10 +829,10 @@ impl<M: Memory> Inner<M> {
         let ext = self.get(id)?;
         let l = &ext.linked;
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        let region_addr = |kind: RegionKind| {
+        let region_addr = |kind: RegionKind, in_place: bool| {
             l.regions
                 .iter()
-                .find(|r| r.kind == kind)
+                .find(|r| r.kind == kind && r.in_place == in_place)
                 .map(|r| r.addr)
                 .unwrap_or(0)
         };
@@ -811,6 +880,7 @@ impl<M: Memory> Inner<M> {
                     size: r.size,
                     align: r.align,
                     permission: r.kind.permission(),
+                    in_place: r.in_place,
                 })
                 .collect(),
             sections: l
@@ -820,8 +890,9 @@ impl<M: Memory> Inner<M> {
                     name: text(l.str(s.name)),
                     region: s.kind,
                     offset: s.offset,
-                    addr: region_addr(s.kind) + s.offset,
+                    addr: region_addr(s.kind, s.in_place) + s.offset,
                     size: s.size,
+                    in_place: s.in_place,
                 })
                 .collect(),
             symbols,

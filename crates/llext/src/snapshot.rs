@@ -9,7 +9,9 @@
 //! name, use count, dependencies, the extension's string buffer, its blocks (address, size, alignment,
 //! provider token, permission, content hash), regions, section map, exports, global symbols and
 //! constructor/destructor addresses and the fixup table (empty if not recorded at load); portable contexts
-//! add the blocks' bytes.
+//! add the blocks' bytes. Bit 7 of a region's or section's kind byte marks it as used in place from the
+//! extension's storage ([`Storage::InPlace`](crate::Storage::InPlace)): such a region lies in no block, and
+//! only in-place contexts hold them.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -432,23 +434,35 @@ fn parse_record<'b>(
     }
     // Regions lie inside the block of their permission, sections inside their region (a missing region
     // holds only empty sections), so every address derived from them stays in range.
-    let mut region_sizes = [0u64; RegionKind::ALL.len()];
+    // In-place regions lie in the extension's storage, outside every block; portable contexts have none.
+    let mut region_sizes = [[0u64; 2]; RegionKind::ALL.len()];
     for mut e in entries(regions, REGION_REC) {
-        let kind = *RegionKind::ALL.get(e.u8()? as usize).ok_or(Short)?;
-        let (addr, size) = (e.u64()?, e.u64()?);
-        let inside = rec.blocks().any(|b| {
-            b.is_ok_and(|b| {
-                b.permission == kind.permission()
-                    && addr >= b.addr
-                    && (addr - b.addr)
-                        .checked_add(size)
-                        .is_some_and(|end| end <= b.size)
+        let (kind, in_place) = region_kind(e.u8()?)?;
+        let (addr, size, align) = (e.u64()?, e.u64()?, e.u64()?);
+        // A region's alignment is a power of two no stricter than its block's: saving derives the block
+        // alignment from its regions, and it must still hold for the block's address.
+        let inside = if in_place {
+            !portable && addr.checked_add(size).is_some() && align.is_power_of_two()
+        } else {
+            rec.blocks().any(|b| {
+                b.is_ok_and(|b| {
+                    b.permission == kind.permission()
+                        && align.is_power_of_two()
+                        && align <= b.align
+                        && addr >= b.addr
+                        && (addr - b.addr)
+                            .checked_add(size)
+                            .is_some_and(|end| end <= b.size)
+                })
             })
-        });
+        };
         if !inside {
             return Err(Short.into());
         }
-        if let Some(s) = region_sizes.get_mut(kind.index()) {
+        if let Some(s) = region_sizes
+            .get_mut(kind.index())
+            .and_then(|s| s.get_mut(usize::from(in_place)))
+        {
             *s = size;
         }
     }
@@ -460,9 +474,13 @@ fn parse_record<'b>(
                 len: e.u32()?,
             },
         )?;
-        let kind = *RegionKind::ALL.get(e.u8()? as usize).ok_or(Short)?;
+        let (kind, in_place) = region_kind(e.u8()?)?;
         let (offset, size) = (e.u64()?, e.u64()?);
-        let region = region_sizes.get(kind.index()).copied().unwrap_or(0);
+        let region = region_sizes
+            .get(kind.index())
+            .and_then(|s| s.get(usize::from(in_place)))
+            .copied()
+            .unwrap_or(0);
         if offset.checked_add(size).is_none_or(|end| end > region) {
             return Err(Short.into());
         }
@@ -627,8 +645,19 @@ impl<'b> Context<'b> {
     }
 }
 
-fn region_index(kind: RegionKind) -> u8 {
-    kind.index() as u8
+/// Bit 7 of a region's or section's kind byte: used in place.
+const IN_PLACE: u8 = 0x80;
+
+fn region_index(kind: RegionKind, in_place: bool) -> u8 {
+    kind.index() as u8 | if in_place { IN_PLACE } else { 0 }
+}
+
+/// A kind byte: the region kind, and whether it is used in place.
+fn region_kind(byte: u8) -> Result<(RegionKind, bool), Short> {
+    let kind = *RegionKind::ALL
+        .get((byte & !IN_PLACE) as usize)
+        .ok_or(Short)?;
+    Ok((kind, byte & IN_PLACE != 0))
 }
 
 fn perm_index(p: Permission) -> u8 {
@@ -759,6 +788,14 @@ impl<M: Memory> Inner<M> {
                     extension: ext.name.clone(),
                 });
             }
+            if opts.portable && l.sections.iter().any(|s| s.in_place) {
+                return Err(Error::InPlace {
+                    extension: ext.name.clone(),
+                    reason:
+                        "a portable context cannot restore sections used in place from storage it \
+                             does not carry (load it with `Storage::Copy` to save it portably)",
+                });
+            }
             let name = ext.name.as_bytes();
             out.u16(u16::try_from(name.len()).map_err(|_| Error::Internal("name length"))?)?;
             out.bytes(name)?;
@@ -797,7 +834,7 @@ impl<M: Memory> Inner<M> {
             }
             out.len32(l.regions.len())?;
             for r in &l.regions {
-                out.u8(region_index(r.kind))?;
+                out.u8(region_index(r.kind, r.in_place))?;
                 out.u64(r.addr as u64)?;
                 out.u64(r.size as u64)?;
                 out.u64(r.align as u64)?;
@@ -806,7 +843,7 @@ impl<M: Memory> Inner<M> {
             for s in &l.sections {
                 out.u32(s.name.start)?;
                 out.u32(s.name.len)?;
-                out.u8(region_index(s.kind))?;
+                out.u8(region_index(s.kind, s.in_place))?;
                 out.u64(s.offset as u64)?;
                 out.u64(s.size as u64)?;
             }
@@ -1166,12 +1203,12 @@ impl<M: Memory> Registry<M> {
         }
 
         // Bookkeeping: build every record's state, translating addresses when the blocks moved.
+        // The blocks stay in `taken` until nothing can fail any more, so an inconsistent record found
+        // here still gives every block back.
         let mut linked_all = Vec::with_capacity(records.len());
-        let blocks_all = core::mem::take(&mut taken.blocks);
-        drop(taken);
         let old_new: Vec<Vec<(u64, u64, u64)>> = records
             .iter()
-            .zip(&blocks_all)
+            .zip(&taken.blocks)
             .map(|(rec, list)| {
                 rec.blocks()
                     .zip(list)
@@ -1196,27 +1233,31 @@ impl<M: Memory> Registry<M> {
             }
             addr
         };
-        for (rec, blocks) in records.iter().zip(blocks_all) {
+        for rec in &records {
             let mut regions = Vec::new();
             for mut e in entries(rec.regions, REGION_REC) {
-                let kind = *RegionKind::ALL.get(e.u8()? as usize).ok_or(Short)?;
+                let (kind, in_place) = region_kind(e.u8()?)?;
                 regions.push(RegionRec {
                     kind,
                     addr: translate(e.u64()?) as usize,
                     size: e.u64()? as usize,
                     align: e.u64()? as usize,
+                    in_place,
                 });
             }
             let mut sections = Vec::new();
             for mut e in entries(rec.sections, SECTION_REC) {
+                let name = Str {
+                    start: e.u32()?,
+                    len: e.u32()?,
+                };
+                let (kind, in_place) = region_kind(e.u8()?)?;
                 sections.push(SectionRec {
-                    name: Str {
-                        start: e.u32()?,
-                        len: e.u32()?,
-                    },
-                    kind: *RegionKind::ALL.get(e.u8()? as usize).ok_or(Short)?,
+                    name,
+                    kind,
                     offset: e.u64()? as usize,
                     size: e.u64()? as usize,
+                    in_place,
                 });
             }
             let syms = |table| -> Result<Vec<SymRec>> {
@@ -1236,9 +1277,11 @@ impl<M: Memory> Registry<M> {
                 if let Target::Extension { slot, .. } = f.target {
                     // Kept as (context index, new address); the slot is filled in at insertion below.
                     let (b, o) = ((t2 >> 32) as usize, t2 & 0xffff_ffff);
+                    // The target must lie in (or end) the dependency's block, as saving finds it again.
                     let base = old_new
                         .get(slot as usize)
                         .and_then(|l| l.get(b))
+                        .filter(|&&(_, size, _)| o <= size)
                         .map(|&(_, _, new)| new)
                         .ok_or(Short)?;
                     f.target = Target::Extension {
@@ -1249,7 +1292,7 @@ impl<M: Memory> Registry<M> {
                 fixups.push(f);
             }
             linked_all.push(Linked {
-                blocks,
+                blocks: Vec::new(),
                 strings: rec.strings.to_vec(),
                 regions,
                 sections,
@@ -1266,6 +1309,13 @@ impl<M: Memory> Registry<M> {
                 portable: rec.has_fixups,
             });
         }
+        for (linked, blocks) in linked_all
+            .iter_mut()
+            .zip(core::mem::take(&mut taken.blocks))
+        {
+            linked.blocks = blocks;
+        }
+        drop(taken);
 
         // Insert in order: dependencies come first, so their new slots are known.
         let mut ids: Vec<ExtId> = Vec::with_capacity(records.len());

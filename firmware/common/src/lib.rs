@@ -7,9 +7,15 @@
 //! [`start`].
 //!
 //! Without semihosting arguments the firmware runs its tests and prints one line per case and
-//! `N passed, N failed`; with `run [--call SYM] [--arg INT]... FILE...` (QEMU `-semihosting-config
-//! arg=...`) it loads the files in order, calls `SYM` and prints `returned: N`. The exit status reaches the
-//! host through `SYS_EXIT_EXTENDED`.
+//! `N passed, N failed`: every fixture copied into RAM, then again loaded in place from the firmware image
+//! (`Storage::InPlace`: read-only sections that nothing patches stay where they are). With
+//! `run [--call SYM] [--arg INT]... FILE...` (QEMU `-semihosting-config arg=...`) it loads the files in
+//! order, calls `SYM` and prints `returned: N`; with `footprint` it prints the heap and extension memory
+//! each fixture takes (`cargo xtask footprint`). The exit status reaches the host through
+//! `SYS_EXIT_EXTENDED`.
+//!
+//! [`start_baseline`] and [`start_loader`] are the two halves of the size comparison: the same runtime,
+//! heap, console and C library, without and with the loader.
 
 #![no_std]
 
@@ -17,10 +23,11 @@ extern crate alloc;
 
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::alloc::{GlobalAlloc, Layout};
 use core::fmt::Write as _;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use llext::{ArenaMemory, Export, ExportTable, ExtId, LoadOptions, Registry, Unloaded};
+use llext::{ArenaMemory, Export, ExportTable, ExtId, LoadOptions, Registry, Storage, Unloaded};
 
 mod fixtures {
     include!(concat!(env!("OUT_DIR"), "/fixtures.rs"));
@@ -47,9 +54,57 @@ const ADP_STOPPED_APPLICATION_EXIT: usize = 0x20026;
 static STDOUT: AtomicUsize = AtomicUsize::new(usize::MAX);
 
 #[global_allocator]
-static HEAP: embedded_alloc::LlffHeap = embedded_alloc::LlffHeap::empty();
+static HEAP: Heap = Heap {
+    inner: embedded_alloc::LlffHeap::empty(),
+    used: AtomicUsize::new(0),
+    peak: AtomicUsize::new(0),
+};
 const HEAP_SIZE: usize = 512 * 1024;
 static mut HEAP_MEMORY: [u8; HEAP_SIZE] = [0; HEAP_SIZE];
+
+/// The heap, counting the bytes in use and their high-water mark (for the footprint report).
+struct Heap {
+    inner: embedded_alloc::LlffHeap,
+    used: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl Heap {
+    /// Bytes in use now.
+    fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// The most bytes in use since the last reset.
+    fn peak(&self) -> usize {
+        self.peak.load(Ordering::Relaxed)
+    }
+
+    /// Starts a new high-water mark from the bytes in use now.
+    fn reset_peak(&self) {
+        self.peak.store(self.used(), Ordering::Relaxed);
+    }
+}
+
+// SAFETY: forwards every call to the linked-list heap, which upholds the allocator contract; the counters
+// only observe.
+unsafe impl GlobalAlloc for Heap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract, forwarded.
+        let ptr = unsafe { self.inner.alloc(layout) };
+        if !ptr.is_null() {
+            let now = self.used.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            self.peak.fetch_max(now, Ordering::Relaxed);
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract, forwarded.
+        unsafe { self.inner.dealloc(ptr, layout) };
+        self.used.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+}
 
 fn semihost(op: usize, arg: usize) -> usize {
     // SAFETY: the target's trap takes any operation; every caller passes a block valid for that operation.
@@ -349,20 +404,80 @@ fn fixture(name: &str) -> Option<&'static [u8]> {
         .map(|(_, bytes)| *bytes)
 }
 
-/// Loads `name`, calls `symbol(args)`, unloads.
+/// The fixtures that stand alone: the function the tests call, its arguments and its expected result.
+fn single_case(stem: &str) -> Option<(&'static str, [isize; 4], isize)> {
+    match stem {
+        "basic" => Some(("basic_main", [1, 10, 3, 2], 1323)),
+        "wide" => Some(("wide_main", [5, 6, 3, 2], wide_expected(5, 6, 3, 2))),
+        "ctor" => Some(("ctor_main", [0; 4], 12)),
+        "leaf" => Some(("leaf_main", [6, 5, 9, 4], 42)),
+        "rsext" => Some(("rs_main", [10, 3, 0, 0], rs_expected(10, 3))),
+        _ => None,
+    }
+}
+
+/// How a case loads its extensions: copied into RAM, or in place from the firmware image.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Copy,
+    InPlace,
+}
+
+fn load<M: llext::Memory>(
+    registry: &Registry<M>,
+    name: &str,
+    elf: &'static [u8],
+    mode: Mode,
+) -> Result<ExtId, llext::Error> {
+    match mode {
+        Mode::Copy => registry.load(name, elf),
+        Mode::InPlace => {
+            let options = LoadOptions {
+                storage: Storage::InPlace,
+                ..LoadOptions::default()
+            };
+            registry.load_static(name, elf, &options)
+        }
+    }
+}
+
+/// What an in-place load left in the image.
+#[derive(Default, Clone, Copy)]
+struct InPlace {
+    /// Sections used where they lie, and their bytes.
+    sections: usize,
+    bytes: usize,
+    /// Extension memory (arena bytes) the extension holds.
+    memory: usize,
+}
+
+fn in_place_of<M: llext::Memory>(registry: &Registry<M>, id: ExtId) -> Result<InPlace, String> {
+    let info = registry.info(id).map_err(|e| alloc::format!("info: {e}"))?;
+    let mut stats = InPlace {
+        memory: info.memory,
+        ..InPlace::default()
+    };
+    for s in info.sections.iter().filter(|s| s.in_place) {
+        stats.sections += 1;
+        stats.bytes += s.size;
+    }
+    Ok(stats)
+}
+
+/// Loads `name`, calls `symbol(args)`, unloads; also returns what stayed in the image.
 fn one<M: llext::Memory>(
     registry: &Registry<M>,
     name: &str,
-    elf: &[u8],
+    elf: &'static [u8],
+    mode: Mode,
     symbol: &str,
     args: [isize; 4],
-) -> Result<isize, String> {
-    let id = registry
-        .load(name, elf)
-        .map_err(|e| alloc::format!("load: {e}"))?;
+) -> Result<(isize, InPlace), String> {
+    let id = load(registry, name, elf, mode).map_err(|e| alloc::format!("load: {e}"))?;
+    let stats = in_place_of(registry, id);
     let result = call(registry, id, symbol, args);
     match registry.unload(id) {
-        Ok(Unloaded::Freed) => result,
+        Ok(Unloaded::Freed) => Ok((result?, stats?)),
         Ok(other) => Err(alloc::format!("unload: {other:?}")),
         Err(e) => Err(alloc::format!("unload: {e}")),
     }
@@ -372,14 +487,14 @@ fn one<M: llext::Memory>(
 fn dependency<M: llext::Memory>(
     registry: &Registry<M>,
     lib_name: &str,
-    lib: &[u8],
+    lib: &'static [u8],
     user_name: &str,
-    user: &[u8],
+    user: &'static [u8],
+    mode: Mode,
 ) -> Result<isize, String> {
-    let lib_id = registry
-        .load(lib_name, lib)
-        .map_err(|e| alloc::format!("load {lib_name}: {e}"))?;
-    let user_id = match registry.load(user_name, user) {
+    let lib_id =
+        load(registry, lib_name, lib, mode).map_err(|e| alloc::format!("load {lib_name}: {e}"))?;
+    let user_id = match load(registry, user_name, user, mode) {
         Ok(id) => id,
         Err(e) => {
             let _ = registry.unload(lib_id);
@@ -404,10 +519,13 @@ static mut ARENA: [u8; 512 * 1024] = [0; 512 * 1024];
 fn registry() -> Registry<ArenaMemory<'static>> {
     // SAFETY: `registry` is called once per run; the arena is used by this provider alone.
     let arena: &'static mut [u8] = unsafe { &mut *core::ptr::addr_of_mut!(ARENA) };
-    let memory = ArenaMemory::new(arena).with_code_sync(|ptr, len| {
-        // SAFETY: the block was just written and is about to be executed.
-        unsafe { fw_sync_code(ptr, len) }
-    });
+    // No MMU on these machines: the firmware image, where in-place extensions lie, is executable.
+    let memory = ArenaMemory::new(arena)
+        .with_code_sync(|ptr, len| {
+            // SAFETY: the block was just written and is about to be executed.
+            unsafe { fw_sync_code(ptr, len) }
+        })
+        .with_code_in_place();
     Registry::new(memory, ExportTable::new(&exports()))
 }
 
@@ -417,50 +535,144 @@ fn tests(target: &str) -> usize {
         passed: 0,
         failed: 0,
     };
+    // Totals over the in-place cases: sections and bytes left in the image, extension memory saved.
+    let (mut kept_sections, mut kept_bytes, mut saved) = (0usize, 0usize, 0usize);
     println!("{target}: {} embedded extensions", fixtures::FIXTURES.len());
-    for &(name, elf) in fixtures::FIXTURES {
-        let stem = name.split('-').next().unwrap_or("");
-        let build = name.get(stem.len()..).unwrap_or("");
-        match stem {
-            "basic" => t.check(
-                &alloc::format!("{name}: basic_main(1, 10, 3, 2)"),
-                one(&registry, name, elf, "basic_main", [1, 10, 3, 2]),
-                1323,
-            ),
-            "wide" => t.check(
-                &alloc::format!("{name}: wide_main(5, 6, 3, 2)"),
-                one(&registry, name, elf, "wide_main", [5, 6, 3, 2]),
-                wide_expected(5, 6, 3, 2),
-            ),
-            "ctor" => t.check(
-                &alloc::format!("{name}: ctor_main() after constructors"),
-                one(&registry, name, elf, "ctor_main", [0; 4]),
-                12,
-            ),
-            "useslib" => {
+    for mode in [Mode::Copy, Mode::InPlace] {
+        for &(name, elf) in fixtures::FIXTURES {
+            let stem = name.split('-').next().unwrap_or("");
+            let build = name.get(stem.len()..).unwrap_or("");
+            let how = if mode == Mode::InPlace {
+                " in place"
+            } else {
+                ""
+            };
+            if let Some((symbol, args, want)) = single_case(stem) {
+                let case = alloc::format!("{name}{how}: {symbol}{args:?}");
+                let got = one(&registry, name, elf, mode, symbol, args);
+                let got = match (mode, got) {
+                    (Mode::InPlace, Ok((v, stats))) => {
+                        // The same object copied, for the memory it would have taken.
+                        match one(&registry, name, elf, Mode::Copy, symbol, args) {
+                            Ok((_, copied)) => {
+                                let less = copied.memory.saturating_sub(stats.memory);
+                                kept_sections += stats.sections;
+                                kept_bytes += stats.bytes;
+                                saved += less;
+                                println!(
+                                    "     {name}: {} sections ({} bytes) in place, {} of {} bytes of RAM saved",
+                                    stats.sections, stats.bytes, less, copied.memory
+                                );
+                                Ok(v)
+                            }
+                            Err(e) => Err(alloc::format!("copied again: {e}")),
+                        }
+                    }
+                    (_, got) => got.map(|(v, _)| v),
+                };
+                t.check(&case, got, want);
+            } else if stem == "useslib" {
                 let lib_name = alloc::format!("libsum{build}");
                 let got = match fixture(&lib_name) {
-                    Some(lib) => dependency(&registry, &lib_name, lib, name, elf),
+                    Some(lib) => dependency(&registry, &lib_name, lib, name, elf, mode),
                     None => Err(alloc::format!("{lib_name} is not embedded")),
                 };
                 t.check(
-                    &alloc::format!("{name} on {lib_name}: uses_main(5, 2)"),
+                    &alloc::format!("{name} on {lib_name}{how}: uses_main(5, 2)"),
                     got,
                     25,
                 );
             }
-            "rsext" => t.check(
-                &alloc::format!("{name}: rs_main(10, 3, 0, 0)"),
-                one(&registry, name, elf, "rs_main", [10, 3, 0, 0]),
-                rs_expected(10, 3),
-            ),
-            _ => {}
         }
     }
+    println!(
+        "in place: {kept_sections} sections, {kept_bytes} bytes left in the image, {saved} bytes of RAM saved"
+    );
     let left = registry.len();
     t.check("registry empty after the cases", Ok(left as isize), 0);
     println!("{} passed, {} failed", t.passed, t.failed);
     usize::from(t.failed != 0)
+}
+
+/// `footprint`: for each stand-alone fixture (and `useslib`, on its `libsum`), the heap the loader keeps
+/// for it (bookkeeping: names, symbols, sections), the heap's high-water mark during the load, and the
+/// extension memory (arena bytes) it takes copied and in place, against its ELF size.
+fn footprint(target: &str) -> usize {
+    let registry = registry();
+    println!("target: {target}");
+    println!("heap_capacity: {HEAP_SIZE}");
+    // SAFETY: only the length of the arena is read.
+    println!("arena_capacity: {}", unsafe {
+        (*core::ptr::addr_of!(ARENA)).len()
+    });
+    // Warm up: the registry's own tables (slots, names, exports) grow on first use and are kept; load a
+    // library and its user once so that the figures below are each extension's own.
+    let warm = fixtures::FIXTURES
+        .iter()
+        .find(|(n, _)| n.starts_with("useslib-"))
+        .and_then(|&(user_name, user)| {
+            let lib_name = alloc::format!("libsum{}", user_name.get("useslib".len()..)?);
+            Some((lib_name.clone(), fixture(&lib_name)?, user_name, user))
+        });
+    if let Some((lib_name, lib, user_name, user)) = warm {
+        for mode in [Mode::Copy, Mode::InPlace] {
+            let _ = dependency(&registry, &lib_name, lib, user_name, user, mode);
+        }
+    }
+    let mut failed = 0;
+    for &(name, elf) in fixtures::FIXTURES {
+        let stem = name.split('-').next().unwrap_or("");
+        let build = name.get(stem.len()..).unwrap_or("");
+        let lib = if stem == "useslib" {
+            let lib_name = alloc::format!("libsum{build}");
+            match fixture(&lib_name).map(|lib| registry.load(&lib_name, lib)) {
+                Some(Ok(id)) => Some(id),
+                _ => {
+                    println!("error: {lib_name} does not load");
+                    failed += 1;
+                    continue;
+                }
+            }
+        } else if single_case(stem).is_some() || stem == "libsum" {
+            None
+        } else {
+            continue;
+        };
+        let mut line = alloc::format!("ext {name}: elf_bytes {}", elf.len());
+        for mode in [Mode::Copy, Mode::InPlace] {
+            let before = HEAP.used();
+            HEAP.reset_peak();
+            let loaded = load(&registry, name, elf, mode);
+            let (kept, peak) = (HEAP.used() - before, HEAP.peak() - before);
+            let id = match loaded {
+                Ok(id) => id,
+                Err(e) => {
+                    println!("error: {name}: {e}");
+                    failed += 1;
+                    break;
+                }
+            };
+            let stats = in_place_of(&registry, id).unwrap_or_default();
+            let _ = registry.unload(id);
+            let _ = match mode {
+                Mode::Copy => write!(
+                    line,
+                    ", heap_bytes {kept}, heap_peak_bytes {peak}, arena_bytes {}",
+                    stats.memory
+                ),
+                Mode::InPlace => write!(
+                    line,
+                    ", in_place_arena_bytes {}, in_place_bytes {}, in_place_heap_bytes {kept}",
+                    stats.memory, stats.bytes
+                ),
+            };
+        }
+        if let Some(id) = lib {
+            let _ = registry.unload(id);
+        }
+        println!("{line}");
+    }
+    usize::from(failed != 0)
 }
 
 /// What the Rust extension (`firmware/rsext`) returns: fib(a) + the sum of a..a+b.
@@ -533,23 +745,80 @@ fn parse_int(s: &str) -> Option<isize> {
     Some(if neg { -v } else { v })
 }
 
-/// The firmware's main: tests, or `qemu-run` when the semihosting command line starts with `run`.
-pub fn start(target: &str) -> ! {
+/// What every firmware here brings up first: the heap and the console.
+fn boot() {
     // SAFETY: called once, before any allocation; the memory is used by the heap alone.
-    unsafe { HEAP.init(core::ptr::addr_of_mut!(HEAP_MEMORY) as usize, HEAP_SIZE) };
+    unsafe {
+        HEAP.inner
+            .init(core::ptr::addr_of_mut!(HEAP_MEMORY) as usize, HEAP_SIZE)
+    };
     open_stdout();
-    let line = command_line();
+}
+
+/// The words after `run` on the semihosting command line, if it has one.
+fn run_words(line: &str) -> Option<Vec<&str>> {
     let words: Vec<&str> = line.split_whitespace().collect();
-    let run_at = words.iter().position(|w| *w == "run");
-    let code = match run_at {
-        Some(i) => match run_files(words.get(i + 1..).unwrap_or(&[])) {
-            Ok(()) => 0,
-            Err(e) => {
-                println!("error: {e}");
-                1
-            }
-        },
+    let at = words.iter().position(|w| *w == "run")?;
+    Some(words.get(at + 1..).unwrap_or(&[]).to_vec())
+}
+
+fn status(result: Result<(), String>) -> usize {
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            println!("error: {e}");
+            1
+        }
+    }
+}
+
+/// The firmware's main: tests; `qemu-run` when the semihosting command line has `run`; the footprint
+/// report when it has `footprint`.
+pub fn start(target: &str) -> ! {
+    boot();
+    let line = command_line();
+    let code = match run_words(&line) {
+        Some(words) => status(run_files(&words)),
+        None if line.split_whitespace().any(|w| w == "footprint") => footprint(target),
         None => tests(target),
     };
     exit(code)
+}
+
+/// The loader half of the size comparison (`cargo xtask footprint`): `qemu-run` alone, without the tests
+/// and the embedded fixtures.
+pub fn start_loader() -> ! {
+    boot();
+    let line = command_line();
+    let words = run_words(&line).unwrap_or_default();
+    exit(status(run_files(&words)))
+}
+
+/// The baseline half of the size comparison: the same runtime, heap, console, host files and `printf`,
+/// no loader: it reads the files named after `run` and prints their sizes with the C library's `printf`.
+pub fn start_baseline() -> ! {
+    extern "C" {
+        fn printf(fmt: *const u8, ...) -> i32;
+    }
+    boot();
+    let line = command_line();
+    let mut result = Ok(());
+    for file in run_words(&line).unwrap_or_default() {
+        match read_file(file) {
+            Ok(data) => {
+                let mut name: Vec<u8> = file.as_bytes().to_vec();
+                name.push(0);
+                // SAFETY: a NUL-terminated format and name; `%lu` takes an unsigned long, as passed.
+                unsafe {
+                    printf(
+                        b"%s: %lu bytes\n\0".as_ptr(),
+                        name.as_ptr(),
+                        data.len() as core::ffi::c_ulong,
+                    )
+                };
+            }
+            Err(e) => result = Err(e),
+        }
+    }
+    exit(status(result))
 }

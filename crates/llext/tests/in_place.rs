@@ -1,0 +1,309 @@
+//! In-place storage (`Storage::InPlace` with `Registry::load_static`): read-only sections that no relocation
+//! patches stay where they lie in the input, cost no block memory, still work, survive an in-place restore,
+//! and keep the extension out of portable contexts.
+
+mod common;
+
+use std::ops::Range;
+
+use llext::{
+    BlockRequest, Context, Error, ExportTable, HostMemory, LoadOptions, Memory, Permission,
+    RegionKind, Registry, RestoreOptions, SaveOptions, Storage, Unloaded,
+};
+
+const IN_PLACE: LoadOptions = LoadOptions {
+    bring_up: true,
+    keep_eh_frame: false,
+    portable: true,
+    storage: Storage::InPlace,
+};
+
+/// Constants reached only through 64-bit absolute addresses (`-mcmodel=large`), so they stay in place
+/// wherever the heap put the input; `.rodata` tables and string literals, read by the functions.
+const LARGE_MODEL: &str = r#"
+typedef unsigned long size_t;
+size_t strlen(const char *s);
+static const long primes[16] = { 2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53 };
+static const char *const words[] = { "zero", "one", "two", "three" };
+long counter;
+/* ip_prime(i) = the i-th prime (0-based), -1 out of range. */
+long ip_prime(long i) { return i >= 0 && i < 16 ? primes[i] : -1; }
+/* ip_word(i) = strlen of words[i & 3]: 4, 3, 3, 5. */
+long ip_word(long i) { counter++; return (long)strlen(words[i & 3]); }
+/* ip_sum() = the sum of the 16 primes = 381. */
+long ip_sum(void) { long s = 0; for (int k = 0; k < 16; k++) s += primes[k]; return s; }
+"#;
+
+fn large_model_object() -> Vec<u8> {
+    common::compile_c(LARGE_MODEL, &["-mcmodel=large", "-fno-pic"])
+}
+
+fn leak(bytes: Vec<u8>) -> &'static [u8] {
+    Box::leak(bytes.into_boxed_slice())
+}
+
+fn range(bytes: &'static [u8]) -> Range<usize> {
+    let r = bytes.as_ptr_range();
+    r.start as usize..r.end as usize
+}
+
+fn registry() -> Registry<HostMemory> {
+    common::registry()
+}
+
+#[test]
+fn constants_stay_in_the_input_and_still_work() {
+    let bytes = leak(large_model_object());
+    let registry = registry();
+    let id = registry.load_static("ip", bytes, &IN_PLACE).unwrap();
+    let info = registry.info(id).unwrap();
+    let input = range(bytes);
+    let in_place: Vec<_> = info.sections.iter().filter(|s| s.in_place).collect();
+    assert!(
+        in_place.iter().any(|s| s.name.starts_with(".rodata")),
+        "{:#?}",
+        info.sections
+    );
+    for s in &info.sections {
+        let inside = input.contains(&s.addr) && s.addr + s.size <= input.end;
+        assert_eq!(inside, s.in_place, "{s:?}");
+        if s.in_place {
+            assert_eq!(s.region, RegionKind::Rodata, "{s:?}");
+            // The in-place region of its kind is reported, and holds it.
+            let region = info
+                .regions
+                .iter()
+                .find(|r| r.in_place && r.kind == s.region)
+                .unwrap();
+            assert!(region.addr <= s.addr && s.addr + s.size <= region.addr + region.size);
+            assert_eq!(s.addr, region.addr + s.offset);
+            assert_eq!(region.addr % region.align, 0, "{region:?}");
+        }
+    }
+    // No code in place on the host: the heap is not executable.
+    assert!(info
+        .sections
+        .iter()
+        .all(|s| !s.in_place || s.region != RegionKind::Text));
+    assert_eq!(common::call(&registry, "ip_prime", &[0]), 2);
+    assert_eq!(common::call(&registry, "ip_prime", &[15]), 53);
+    assert_eq!(common::call(&registry, "ip_prime", &[16]), -1);
+    assert_eq!(common::call(&registry, "ip_sum", &[]), 381);
+    let words: Vec<i64> = (0..4)
+        .map(|i| common::call(&registry, "ip_word", &[i]))
+        .collect();
+    assert_eq!(words, [4, 3, 3, 5]);
+
+    // The same object copied takes more block memory, by at least the bytes left in place.
+    let copied = registry
+        .load_with("ip_copy", &large_model_object(), &LoadOptions::default())
+        .err();
+    // `ip_copy` exports the same globals as `ip`: loading it beside is refused; compare in a fresh registry.
+    assert!(copied.is_none() || matches!(copied, Some(Error::DuplicateExport { .. })));
+    let other = common::registry();
+    let copy_id = other.load("ip", &large_model_object()).unwrap();
+    let copy_info = other.info(copy_id).unwrap();
+    let in_place_bytes: usize = in_place.iter().map(|s| s.size).sum();
+    assert!(copy_info.sections.iter().all(|s| !s.in_place));
+    assert!(
+        info.memory + in_place_bytes <= copy_info.memory,
+        "in place {} + {in_place_bytes}, copied {}",
+        info.memory,
+        copy_info.memory
+    );
+}
+
+#[test]
+fn references_out_of_reach_are_served_by_a_copy() {
+    // gcc's default objects reach their constants PC-relatively (±2 GiB) or by 32-bit absolute addresses;
+    // the heap holding the input is far from the loader's pool, so those sections are copied instead, and
+    // every function still returns what the fixture documents.
+    let mut copied_strings = 0;
+    for variant in llext_fixtures::variants() {
+        let bytes = leak(variant.bytes("basic"));
+        let registry = registry();
+        let id = registry.load_static("basic", bytes, &IN_PLACE).unwrap();
+        let info = registry.info(id).unwrap();
+        let input = range(bytes);
+        for s in &info.sections {
+            assert_eq!(input.contains(&s.addr), s.in_place, "{variant}: {s:?}");
+            // String literals: unpatched and aligned, so candidates; copied when code cannot reach them.
+            if s.name.starts_with(".rodata.str") && !s.in_place {
+                copied_strings += 1;
+            }
+        }
+        assert_eq!(
+            common::call(&registry, "basic_add", &[2, 3]),
+            5,
+            "{variant}"
+        );
+        assert_eq!(
+            common::call(&registry, "basic_switch", &[8, 10]),
+            266,
+            "{variant}"
+        );
+        assert_eq!(
+            common::call(&registry, "basic_counter", &[]),
+            1,
+            "{variant}"
+        );
+        assert_eq!(registry.unload(id).unwrap(), Unloaded::Freed);
+    }
+    assert!(copied_strings > 0);
+}
+
+#[test]
+fn borrowed_bytes_are_refused_for_in_place_storage() {
+    let registry = registry();
+    let bytes = large_model_object();
+    let err = registry.load_with("ip", &bytes, &IN_PLACE).unwrap_err();
+    assert!(matches!(err, Error::InPlace { ref extension, .. } if extension == "ip"));
+    assert!(err.to_string().contains("load_static"), "{err}");
+    assert_eq!(registry.len(), 0);
+    // `load_static` with copying storage copies everything, like `load`.
+    let id = registry
+        .load_static("ip", leak(bytes), &LoadOptions::default())
+        .unwrap();
+    let info = registry.info(id).unwrap();
+    assert!(info.sections.iter().all(|s| !s.in_place));
+    assert!(info.regions.iter().all(|r| !r.in_place));
+}
+
+#[test]
+fn unload_frees_only_the_blocks() {
+    let original = large_model_object();
+    let bytes = leak(original.clone());
+    let (registry, memory) = common::counting_registry();
+    let id = registry.load_static("ip", bytes, &IN_PLACE).unwrap();
+    let info = registry.info(id).unwrap();
+    assert!(info.sections.iter().any(|s| s.in_place));
+    assert!(memory.live() > 0);
+    assert_eq!(registry.unload(id).unwrap(), Unloaded::Freed);
+    assert_eq!(memory.live(), 0);
+    // The input is untouched: nothing was written into it, nothing freed.
+    assert_eq!(bytes, &original[..]);
+    // And it can be loaded in place again.
+    let id = registry.load_static("ip", bytes, &IN_PLACE).unwrap();
+    assert_eq!(common::call(&registry, "ip_sum", &[]), 381);
+    registry.unload(id).unwrap();
+}
+
+#[test]
+fn in_place_restore_keeps_in_place_sections() {
+    let bytes = leak(large_model_object());
+    let registry = registry();
+    registry.load_static("ip", bytes, &IN_PLACE).unwrap();
+    assert_eq!(common::call(&registry, "ip_word", &[3]), 5);
+    let before = registry.extensions();
+    let context = registry.save(&SaveOptions::default()).unwrap();
+    assert_eq!(registry.forget_all(), 1);
+    let ids = registry
+        .restore(
+            &Context::from_bytes(&context).unwrap(),
+            &RestoreOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(ids.len(), 1);
+    let after = registry.extensions();
+    assert_eq!(before[0].sections, after[0].sections);
+    assert_eq!(before[0].regions, after[0].regions);
+    assert!(after[0].sections.iter().any(|s| s.in_place));
+    assert_eq!(common::call(&registry, "ip_prime", &[4]), 11);
+    assert_eq!(common::call(&registry, "ip_sum", &[]), 381);
+    // The context's in-place marks survive a second save.
+    let again = registry.save(&SaveOptions::default()).unwrap();
+    assert_eq!(
+        Context::from_bytes(&again).unwrap().len(),
+        Context::from_bytes(&context).unwrap().len()
+    );
+}
+
+#[test]
+fn portable_contexts_refuse_in_place_sections() {
+    let bytes = leak(large_model_object());
+    let registry = registry();
+    registry.load_static("ip", bytes, &IN_PLACE).unwrap();
+    let portable = SaveOptions {
+        portable: true,
+        ..SaveOptions::default()
+    };
+    let err = registry.save(&portable).unwrap_err();
+    assert!(matches!(err, Error::InPlace { ref extension, .. } if extension == "ip"));
+    assert!(err.to_string().contains("Storage::Copy"), "{err}");
+    assert!(registry.context_size(&portable).is_err());
+    // Loaded in place, but with every section copied (its code reaches its constants PC-relatively, too
+    // far from the heap): it saves portably as usual.
+    let other = common::registry();
+    let far = leak(llext_fixtures::bytes("basic-gcc-O2-pic.o"));
+    let id = other.load_static("basic", far, &IN_PLACE).unwrap();
+    assert!(other.info(id).unwrap().sections.iter().all(|s| !s.in_place));
+    let context = other.save(&portable).unwrap();
+    assert!(Context::from_bytes(&context).unwrap().is_portable());
+}
+
+/// `len` writable bytes from the host pool (below 4 GiB where the pool gets its preferred place), never
+/// freed: a stand-in for a microcontroller's flash or RAM, within reach of 32-bit Arm relocations. Taken
+/// from the pool rather than a separate low mapping, which could keep the pool itself out of the low 2 GiB.
+fn pool_bytes(len: usize) -> &'static mut [u8] {
+    let mut host = HostMemory::new();
+    let block = host
+        .allocate(&BlockRequest {
+            size: len,
+            align: 4096,
+            permission: Permission::ReadWrite,
+        })
+        .unwrap();
+    // SAFETY: the block is `len` writable bytes that nothing else aliases; it is never freed or finalised
+    // (dropping the handle without `Memory::free` leaves the memory allocated).
+    unsafe { std::slice::from_raw_parts_mut(block.as_ptr(), len) }
+}
+
+/// Cross-built Thumb code with no relocations at all: a provider that runs code outside its blocks (a
+/// microcontroller's flash) gets the code in place; the default provider copies it. Linked on the host
+/// into an arena below 4 GiB, with the input in "flash" below 4 GiB too; not run.
+#[test]
+fn code_goes_in_place_only_where_the_provider_runs_it() {
+    const LEAF: &str = "long leaf(long a, long b) { return a * 3 + (b ^ 5); }\n\
+                        static const int table[4] = { 7, 1, 8, 2 };\n\
+                        const int *leaf_table(void) { return table; }\n";
+    let object = common::compile_for(
+        "thumbv7em-none-eabi",
+        LEAF,
+        &["-mthumb", "-mcpu=cortex-m4", "-ffunction-sections"],
+    );
+    for code in [false, true] {
+        let flash = pool_bytes(object.len());
+        flash.copy_from_slice(&object);
+        let bytes: &'static [u8] = flash;
+        let memory = llext::ArenaMemory::new(pool_bytes(64 * 1024));
+        let memory = if code {
+            memory.with_code_in_place()
+        } else {
+            memory
+        };
+        let registry = Registry::for_machine(memory, ExportTable::default(), 40);
+        let options = LoadOptions {
+            bring_up: false,
+            ..IN_PLACE
+        };
+        let id = registry.load_static("leaf", bytes, &options).unwrap();
+        let info = registry.info(id).unwrap();
+        let leaf = info
+            .sections
+            .iter()
+            .find(|s| s.name == ".text.leaf")
+            .unwrap();
+        // `.text.leaf_table` loads the table's address: patched, so always copied.
+        let table_fn = info
+            .sections
+            .iter()
+            .find(|s| s.name == ".text.leaf_table")
+            .unwrap();
+        assert_eq!(leaf.in_place, code, "{leaf:?}");
+        assert!(!table_fn.in_place);
+        assert_eq!(range(bytes).contains(&leaf.addr), code);
+        let symbol = info.symbols.iter().find(|s| s.name == "leaf").unwrap();
+        // The Thumb bit rides on the address of the in-place code.
+        assert_eq!(symbol.addr, leaf.addr | 1);
+    }
+}
