@@ -2,6 +2,7 @@
 
 mod common;
 
+use common::elf::{put_u16, put_u32, put_u64, shdrs, u16_at, u32_at, u64_at};
 use common::{counting_registry, Counting};
 use llext::{Error, ExportTable, LoadOptions, Registry};
 
@@ -9,34 +10,11 @@ const NO_RUN: LoadOptions = LoadOptions {
     bring_up: false,
     keep_eh_frame: false,
     portable: true,
+    storage: llext::Storage::Copy,
 };
 
 fn fixture() -> Vec<u8> {
     llext_fixtures::bytes("basic-gcc-O2-pic.o")
-}
-
-fn u16_at(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes(b[at..at + 2].try_into().unwrap())
-}
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
-}
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
-}
-fn put_u16(b: &mut [u8], at: usize, v: u16) {
-    b[at..at + 2].copy_from_slice(&v.to_le_bytes());
-}
-fn put_u32(b: &mut [u8], at: usize, v: u32) {
-    b[at..at + 4].copy_from_slice(&v.to_le_bytes());
-}
-fn put_u64(b: &mut [u8], at: usize, v: u64) {
-    b[at..at + 8].copy_from_slice(&v.to_le_bytes());
-}
-
-/// ELF64 section header table offset, count.
-fn shdrs(b: &[u8]) -> (usize, usize) {
-    (u64_at(b, 0x28) as usize, u16_at(b, 0x3c) as usize)
 }
 
 /// Offset of the section header of the first section of type `sh_type` (and whose sh_info is a text section

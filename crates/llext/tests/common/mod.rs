@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod elf;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -112,9 +114,23 @@ pub fn protection_of(addr: usize) -> String {
 /// Compiles C `source` with gcc into an object (real compiler output, made at test time for generated
 /// shapes such as random dependency graphs). Objects are cached by content in the target directory.
 pub fn compile_c(source: &str, flags: &[&str]) -> Vec<u8> {
+    compile_with("gcc", source, flags)
+}
+
+/// Compiles C `source` with clang for another target (`--target=TRIPLE`), e.g. to get ELF32, REL-style
+/// (Arm) or RISC-V objects on an x86_64 host. Cached like [`compile_c`].
+pub fn compile_for(triple: &str, source: &str, flags: &[&str]) -> Vec<u8> {
+    let target = format!("--target={triple}");
+    let mut all = vec![target.as_str()];
+    all.extend_from_slice(flags);
+    compile_with("clang", source, &all)
+}
+
+fn compile_with(compiler: &str, source: &str, flags: &[&str]) -> Vec<u8> {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     source.hash(&mut h);
+    compiler.hash(&mut h);
     flags.hash(&mut h);
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("generated-c");
     std::fs::create_dir_all(&dir).unwrap();
@@ -126,7 +142,7 @@ pub fn compile_c(source: &str, flags: &[&str]) -> Vec<u8> {
     let src = dir.join(format!("{key}.c"));
     std::fs::write(&src, source).unwrap();
     let tmp = dir.join(format!("{key}.{}.o", std::process::id()));
-    let out = std::process::Command::new("gcc")
+    let out = std::process::Command::new(compiler)
         .args(["-c", "-O2", "-ffreestanding", "-fno-common"])
         .args(flags)
         .arg("-I")
@@ -135,12 +151,100 @@ pub fn compile_c(source: &str, flags: &[&str]) -> Vec<u8> {
         .arg("-o")
         .arg(&tmp)
         .output()
-        .expect("gcc");
+        .expect(compiler);
     assert!(
         out.status.success(),
-        "gcc failed: {}",
+        "{compiler} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     std::fs::rename(&tmp, &obj).unwrap();
     std::fs::read(&obj).unwrap()
+}
+
+/// A read-write-execute mapping in the low 2 GiB (`MAP_32BIT`), for [`llext::ArenaMemory`] tests that call
+/// the loaded code: an arena does not change protections, and code built without `-fPIC` needs low
+/// addresses. Unmapped on drop.
+pub struct ExecArena {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl ExecArena {
+    pub fn new(len: usize) -> ExecArena {
+        // SAFETY: a fresh anonymous private mapping; nothing else refers to it.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED, "mmap of an executable arena");
+        ExecArena { ptr: p.cast(), len }
+    }
+
+    pub fn bytes(&mut self) -> &mut [u8] {
+        // SAFETY: the mapping is `len` bytes, readable and writable, and borrowed through `&mut self`.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+impl Drop for ExecArena {
+    fn drop(&mut self) {
+        // SAFETY: unmapping the mapping made in `new`; every borrow of it has ended.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// Arena memory that counts live blocks (like [`Counting`] for the host pool).
+pub struct CountingArena<'a> {
+    pub inner: llext::ArenaMemory<'a>,
+    pub live: Arc<AtomicUsize>,
+}
+
+impl<'a> CountingArena<'a> {
+    pub fn new(arena: &'a mut [u8]) -> (Self, Arc<AtomicUsize>) {
+        let live = Arc::new(AtomicUsize::new(0));
+        (
+            CountingArena {
+                inner: llext::ArenaMemory::new(arena),
+                live: live.clone(),
+            },
+            live,
+        )
+    }
+}
+
+// SAFETY: forwards to ArenaMemory, which upholds the contract.
+unsafe impl Memory for CountingArena<'_> {
+    fn allocate(&mut self, request: &BlockRequest) -> llext::Result<Block> {
+        let b = self.inner.allocate(request)?;
+        self.live.fetch_add(1, Ordering::SeqCst);
+        Ok(b)
+    }
+    fn finalize(&mut self, block: &Block, permission: Permission) -> llext::Result<()> {
+        self.inner.finalize(block, permission)
+    }
+    fn free(&mut self, block: Block) {
+        self.live.fetch_sub(1, Ordering::SeqCst);
+        self.inner.free(block)
+    }
+    fn adopt(
+        &mut self,
+        addr: usize,
+        size: usize,
+        token: usize,
+        permission: Permission,
+    ) -> llext::Result<Block> {
+        let b = self.inner.adopt(addr, size, token, permission)?;
+        self.live.fetch_add(1, Ordering::SeqCst);
+        Ok(b)
+    }
+    fn disown(&mut self, block: Block) {
+        self.live.fetch_sub(1, Ordering::SeqCst);
+        self.inner.disown(block)
+    }
 }
