@@ -230,12 +230,7 @@ impl Problems {
 
 /// Checks the header fields that decide whether this backend can load the object at all.
 pub(crate) fn check_header<A: Relocator>(obj: &Object<'_>) -> Result<()> {
-    if obj.e_type != elf::ET_REL.0 {
-        return Err(Error::Unsupported {
-            what: "ELF type: only relocatable objects (ET_REL, `cc -c` output) are loaded",
-            value: u64::from(obj.e_type),
-        });
-    }
+    check_type(obj)?;
     if obj.machine != A::MACHINE {
         return Err(Error::WrongMachine {
             expected: A::MACHINE,
@@ -252,6 +247,17 @@ pub(crate) fn check_header<A: Relocator>(obj: &Object<'_>) -> Result<()> {
         return Err(Error::Unsupported {
             what: "byte order: big-endian",
             value: 2,
+        });
+    }
+    Ok(())
+}
+
+/// Only relocatable objects are loaded (checked before the machine, so that type errors read as such).
+pub(crate) fn check_type(obj: &Object<'_>) -> Result<()> {
+    if obj.e_type != elf::ET_REL.0 {
+        return Err(Error::Unsupported {
+            what: "ELF type: only relocatable objects (ET_REL, `cc -c` output) are loaded",
+            value: u64::from(obj.e_type),
         });
     }
     Ok(())

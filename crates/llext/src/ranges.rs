@@ -85,6 +85,7 @@ impl FreeRanges {
     }
 
     /// True if any free range overlaps `[off, off + len)`.
+    #[cfg(feature = "std")]
     pub fn overlaps(&self, off: usize, len: usize) -> bool {
         self.0
             .iter()

@@ -419,12 +419,12 @@ impl<M: Memory> Registry<M> {
             return Ok(id);
         }
         let object = elf::parse(elf, &inner.limits)?;
+        link::check_type(&object)?;
         if object.machine != inner.machine {
-            // Header checks first, so a wrong type or class is reported as such.
-            link::check_header::<arch::x86_64::X86_64>(&object).and(Err(Error::WrongMachine {
+            return Err(Error::WrongMachine {
                 expected: inner.machine,
                 found: object.machine,
-            }))?;
+            });
         }
         let request = Request {
             name,

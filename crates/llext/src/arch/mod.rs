@@ -4,9 +4,20 @@
 //! the stub of a symbol — and each backend turns them into bits. Adding an architecture means one new file here
 //! and one arm in the `with_backend!` dispatch macro.
 
+// A backend is built when the `all-arches` feature asks for every one (hosts, cross-checking tools) or when
+// it is the target's own instruction set (firmware keeps only the linker it can use: on Cortex-M the other
+// backends cost about 60 KB of flash).
+#[cfg(any(feature = "all-arches", target_arch = "aarch64"))]
 pub mod aarch64;
+#[cfg(any(feature = "all-arches", target_arch = "arm"))]
 pub mod arm;
+#[cfg(any(
+    feature = "all-arches",
+    target_arch = "riscv32",
+    target_arch = "riscv64"
+))]
 pub mod riscv;
+#[cfg(any(feature = "all-arches", target_arch = "x86_64"))]
 pub mod x86_64;
 
 /// What a relocation type needs from the linker before it can be applied.
@@ -132,11 +143,11 @@ pub trait Relocator {
 /// A human name for an `e_machine` value.
 pub fn machine_name(machine: u16) -> &'static str {
     match machine {
-        62 => "x86_64",
+        EM_X86_64 => "x86_64",
         3 => "i386",
-        40 => "ARM",
-        183 => "AArch64",
-        243 => "RISC-V",
+        EM_ARM => "ARM",
+        EM_AARCH64 => "AArch64",
+        EM_RISCV => "RISC-V",
         _ => "unknown",
     }
 }
@@ -144,27 +155,26 @@ pub fn machine_name(machine: u16) -> &'static str {
 /// The `e_machine` this build runs natively, if a backend exists for it.
 pub const fn native_machine() -> Option<u16> {
     if cfg!(target_arch = "x86_64") {
-        Some(x86_64::X86_64::MACHINE_ID)
+        Some(EM_X86_64)
     } else if cfg!(target_arch = "arm") {
-        Some(arm::Arm::MACHINE_ID)
+        Some(EM_ARM)
     } else if cfg!(target_arch = "aarch64") {
-        Some(aarch64::Aarch64::MACHINE_ID)
+        Some(EM_AARCH64)
     } else if cfg!(any(target_arch = "riscv32", target_arch = "riscv64")) {
-        Some(riscv::MACHINE_ID)
+        Some(EM_RISCV)
     } else {
         None
     }
 }
 
+const EM_X86_64: u16 = 62;
+const EM_ARM: u16 = 40;
+const EM_AARCH64: u16 = 183;
+const EM_RISCV: u16 = 243;
+
 /// The relocation name of `r_type` for `machine`, if known.
 pub fn relocation_name(machine: u16, r_type: u32) -> Option<&'static str> {
-    match machine {
-        x86_64::X86_64::MACHINE_ID => <x86_64::X86_64 as Relocator>::name(r_type),
-        arm::Arm::MACHINE_ID => <arm::Arm as Relocator>::name(r_type),
-        aarch64::Aarch64::MACHINE_ID => <aarch64::Aarch64 as Relocator>::name(r_type),
-        riscv::MACHINE_ID => <riscv::Riscv64 as Relocator>::name(r_type),
-        _ => None,
-    }
+    with_backend!(machine, true, A => A::name(r_type), _ => None)
 }
 
 /// Calls `f` with the backend for `machine` and ELF class (`is_64`); RISC-V has one backend per class because
@@ -172,22 +182,35 @@ pub fn relocation_name(machine: u16, r_type: u32) -> Option<&'static str> {
 macro_rules! with_backend {
     ($machine:expr, $is_64:expr, $backend:ident => $body:expr, _ => $otherwise:expr) => {
         match ($machine, $is_64) {
+            #[cfg(any(feature = "all-arches", target_arch = "x86_64"))]
             ($crate::arch::x86_64::X86_64::MACHINE_ID, _) => {
                 type $backend = $crate::arch::x86_64::X86_64;
                 $body
             }
+            #[cfg(any(feature = "all-arches", target_arch = "arm"))]
             ($crate::arch::arm::Arm::MACHINE_ID, _) => {
                 type $backend = $crate::arch::arm::Arm;
                 $body
             }
+            #[cfg(any(feature = "all-arches", target_arch = "aarch64"))]
             ($crate::arch::aarch64::Aarch64::MACHINE_ID, _) => {
                 type $backend = $crate::arch::aarch64::Aarch64;
                 $body
             }
+            #[cfg(any(
+                feature = "all-arches",
+                target_arch = "riscv32",
+                target_arch = "riscv64"
+            ))]
             ($crate::arch::riscv::MACHINE_ID, false) => {
                 type $backend = $crate::arch::riscv::Riscv32;
                 $body
             }
+            #[cfg(any(
+                feature = "all-arches",
+                target_arch = "riscv32",
+                target_arch = "riscv64"
+            ))]
             ($crate::arch::riscv::MACHINE_ID, true) => {
                 type $backend = $crate::arch::riscv::Riscv64;
                 $body
@@ -214,9 +237,5 @@ pub(crate) mod field {
         let min = -(1i64 << (bits - 1));
         let max = (1i64 << (bits - 1)) - 1;
         (min..=max).contains(&v)
-    }
-
-    pub fn fits_unsigned(v: i64, bits: u32) -> bool {
-        v >= 0 && (v as u64) < (1u64 << bits)
     }
 }

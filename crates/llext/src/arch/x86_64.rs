@@ -179,7 +179,7 @@ impl Relocator for X86_64 {
             ),
             R32 => {
                 let v = s.wrapping_add(i.a);
-                if !field::fits_unsigned(v, 32) {
+                if !fits_unsigned(v, 32) {
                     return Err(Problem::Overflow {
                         value: v,
                         reason: ABS32_ADVICE,
@@ -190,7 +190,7 @@ impl Relocator for X86_64 {
             R32S => signed32(place, s.wrapping_add(i.a), ABS32_ADVICE),
             SIZE32 => {
                 let v = (i.z as i64).wrapping_add(i.a);
-                if !field::fits_unsigned(v, 32) {
+                if !fits_unsigned(v, 32) {
                     return Err(Problem::Overflow {
                         value: v,
                         reason: "symbol size does not fit 32 bits",
@@ -200,7 +200,7 @@ impl Relocator for X86_64 {
             }
             R16 => {
                 let v = s.wrapping_add(i.a);
-                if !field::fits_unsigned(v, 16) {
+                if !fits_unsigned(v, 16) {
                     return Err(Problem::Overflow {
                         value: v,
                         reason: "absolute address does not fit 16 bits",
@@ -220,7 +220,7 @@ impl Relocator for X86_64 {
             }
             R8 => {
                 let v = s.wrapping_add(i.a);
-                if !field::fits_unsigned(v, 8) {
+                if !fits_unsigned(v, 8) {
                     return Err(Problem::Overflow {
                         value: v,
                         reason: "absolute address does not fit 8 bits",
@@ -241,6 +241,10 @@ impl Relocator for X86_64 {
             _ => Err(Problem::Unsupported),
         }
     }
+}
+
+fn fits_unsigned(v: i64, bits: u32) -> bool {
+    v >= 0 && (v as u64) < (1u64 << bits)
 }
 
 fn signed32(place: &mut [u8], v: i64, reason: &'static str) -> Result<(), Problem> {
