@@ -31,6 +31,8 @@ pub(crate) trait Resolver {
     fn resolve(&self, name: &[u8]) -> Option<(u64, Owner)>;
     /// Who already exports `name`, if anyone (for duplicate-export checks).
     fn exporter(&self, name: &[u8]) -> Option<String>;
+    /// The block of extension `slot` holding `addr`, and the offset in it (for fixup records).
+    fn locate(&self, slot: u32, addr: u64) -> Option<(u8, u32)>;
 }
 
 /// A (start, length) range in an extension's string buffer.
@@ -77,8 +79,8 @@ pub(crate) enum Target {
     Own { block: u8, offset: u64 },
     /// A built-in symbol, by name (in the extension's string buffer).
     Builtin { name: Str },
-    /// Another extension's address (its slot; translated to a context index when saved).
-    Extension { slot: u32, addr: u64 },
+    /// In another extension: its index in this extension's dependency list, its block and the offset.
+    Extension { dep: u32, block: u8, offset: u32 },
     /// A fixed value (`SHN_ABS` symbols, 0 for a missing weak symbol).
     Absolute(u64),
 }
@@ -113,6 +115,93 @@ pub(crate) struct Fixup {
     pub func: bool,
 }
 
+/// Bytes of one encoded fixup: kind (bit 7: function target), relocation type, block, offset, target tag,
+/// two target words, addend, size, GOT slot, stub (little-endian).
+pub(crate) const FIXUP_REC: usize = 1 + 4 + 1 + 4 + 1 + 8 + 8 + 8 + 8 + 4 + 4;
+
+impl Fixup {
+    /// Appends the encoded fixup. The encoding refers to nothing outside the extension but its dependency
+    /// list, so a table can be saved and restored as it is.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        let (kind, r_type) = match self.kind {
+            FixupKind::Relocation(t) => (0u8, t),
+            FixupKind::GotSlot => (1, 0),
+            FixupKind::Stub => (2, 0),
+        };
+        let (tag, t1, t2) = match self.target {
+            Target::Own { block, offset } => (0u8, u64::from(block), offset),
+            Target::Builtin { name } => (1, u64::from(name.start), u64::from(name.len)),
+            Target::Extension { dep, block, offset } => (
+                2,
+                u64::from(dep),
+                (u64::from(block) << 32) | u64::from(offset),
+            ),
+            Target::Absolute(v) => (3, v, 0),
+        };
+        out.push(kind | if self.func { 0x80 } else { 0 });
+        out.extend_from_slice(&r_type.to_le_bytes());
+        out.push(self.block);
+        out.extend_from_slice(&self.offset.to_le_bytes());
+        out.push(tag);
+        out.extend_from_slice(&t1.to_le_bytes());
+        out.extend_from_slice(&t2.to_le_bytes());
+        out.extend_from_slice(&self.addend.to_le_bytes());
+        out.extend_from_slice(&self.size.to_le_bytes());
+        out.extend_from_slice(&self.got_slot.to_le_bytes());
+        out.extend_from_slice(&self.stub.to_le_bytes());
+    }
+
+    /// Decodes one fixup of `FIXUP_REC` bytes; `None` if the bytes are not a valid encoding.
+    pub fn decode(b: &[u8]) -> Option<Fixup> {
+        let b: &[u8; FIXUP_REC] = b.try_into().ok()?;
+        let u32_at = |at: usize| -> Option<u32> {
+            Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+        };
+        let u64_at = |at: usize| -> Option<u64> {
+            Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+        };
+        let kind_byte = b[0];
+        let r_type = u32_at(1)?;
+        let (t1, t2) = (u64_at(11)?, u64_at(19)?);
+        let kind = match kind_byte & 0x7f {
+            0 => FixupKind::Relocation(r_type),
+            1 => FixupKind::GotSlot,
+            2 => FixupKind::Stub,
+            _ => return None,
+        };
+        let target = match b[10] {
+            0 => Target::Own {
+                block: u8::try_from(t1).ok()?,
+                offset: t2,
+            },
+            1 => Target::Builtin {
+                name: Str {
+                    start: u32::try_from(t1).ok()?,
+                    len: u32::try_from(t2).ok()?,
+                },
+            },
+            2 => Target::Extension {
+                dep: u32::try_from(t1).ok()?,
+                block: u8::try_from(t2 >> 32).ok()?,
+                offset: t2 as u32,
+            },
+            3 => Target::Absolute(t1),
+            _ => return None,
+        };
+        Some(Fixup {
+            kind,
+            block: b[5],
+            offset: u32_at(6)?,
+            target,
+            addend: u64_at(27)? as i64,
+            size: u64_at(35)?,
+            got_slot: u32_at(43)?,
+            stub: u32_at(47)?,
+            func: kind_byte & 0x80 != 0,
+        })
+    }
+}
+
 /// Everything the registry keeps about one linked extension.
 #[derive(Debug)]
 pub(crate) struct Linked {
@@ -126,8 +215,9 @@ pub(crate) struct Linked {
     pub init: Vec<usize>,
     pub fini: Vec<usize>,
     pub deps: Vec<u32>,
-    /// Locations to rewrite when the extension moves (empty unless recorded at load).
-    pub fixups: Vec<Fixup>,
+    /// Locations to rewrite when the extension moves, encoded (`FIXUP_REC` bytes each; empty unless
+    /// recorded at load).
+    pub fixups: Vec<u8>,
     /// True if `fixups` was recorded (the extension can be saved in a portable snapshot).
     pub portable: bool,
 }
@@ -182,6 +272,8 @@ struct SymState {
     valid: bool,
     /// For undefined symbols: who provides it.
     owner: Option<Owner>,
+    /// Where the symbol is found again when blocks move (computed once, for fixup records).
+    target: Target,
 }
 
 pub(crate) const NO_SLOT: u32 = u32::MAX;
@@ -294,6 +386,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             referenced: false,
             valid: true,
             owner: None,
+            target: Target::Absolute(0),
         },
     );
     let loaded = |index: usize| {
@@ -453,20 +546,34 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
     }
     let stub_base = region_addr(RegionKind::Stubs);
     let mut strings: Vec<u8> = Vec::new();
-    let mut fixups: Vec<Fixup> = Vec::new();
+    let mut fixups: Vec<u8> = Vec::new();
     if req.record_fixups {
         let count =
             obj.relocs.iter().map(|t| t.len()).sum::<usize>() + (got_slots + stub_slots) as usize;
+        let bytes = count.saturating_mul(FIXUP_REC);
         fixups
-            .try_reserve_exact(count)
+            .try_reserve_exact(bytes)
             .map_err(|_| Error::OutOfMemory {
-                size: count,
+                size: bytes,
                 align: 1,
             })?;
+        for (index, state) in syms.iter_mut().enumerate() {
+            if state.referenced {
+                state.target = fixup_target(
+                    obj,
+                    index,
+                    state,
+                    &deps,
+                    resolver,
+                    &blocks.blocks,
+                    &mut strings,
+                )?;
+            }
+        }
     }
-    for (index, state) in syms.iter().enumerate() {
+    for state in syms.iter() {
         if req.record_fixups && (state.got != NO_SLOT || state.stub != NO_SLOT) {
-            let target = fixup_target(obj, index, state, &blocks.blocks, &mut strings)?;
+            let target = state.target;
             for (slot, kind, base, size) in [
                 (state.got, FixupKind::GotSlot, got_base, ptr),
                 (state.stub, FixupKind::Stub, stub_base, A::STUB_SIZE),
@@ -477,7 +584,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
                 let at = base + u64::from(slot) * size as u64;
                 let (block, offset) = block_offset(&blocks.blocks, at)
                     .ok_or(Error::Internal("slot outside blocks"))?;
-                fixups.push(Fixup {
+                Fixup {
                     kind,
                     block,
                     offset,
@@ -487,7 +594,8 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
                     got_slot: NO_SLOT,
                     stub: NO_SLOT,
                     func: false,
-                });
+                }
+                .encode_into(&mut fixups);
             }
         }
         if state.got != NO_SLOT {
@@ -629,13 +737,12 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             if req.record_fixups {
                 let (block, offset) = block_offset(&blocks.blocks, p)
                     .ok_or(Error::Internal("place outside blocks"))?;
-                let target =
-                    fixup_target(obj, r.symbol as usize, state, &blocks.blocks, &mut strings)?;
+                let target = state.target;
                 let local = matches!(target, Target::Own { block: b, .. } if b == block);
                 let via_table = state.got != NO_SLOT || state.stub != NO_SLOT;
                 // Relative references inside one block keep their bits when the block moves.
                 if !(local && !via_table && A::is_pc_relative(r.r_type)) {
-                    fixups.push(Fixup {
+                    Fixup {
                         kind: FixupKind::Relocation(r.r_type),
                         block,
                         offset,
@@ -645,7 +752,8 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
                         got_slot: state.got,
                         stub: state.stub,
                         func: inputs.func,
-                    });
+                    }
+                    .encode_into(&mut fixups);
                 }
             }
         }
@@ -1075,10 +1183,12 @@ pub(crate) fn block_offset(blocks: &[(Block, Permission)], addr: u64) -> Option<
 
 /// How a symbol's address is found again after moving: in this extension, in a built-in, in another
 /// extension, or fixed.
-fn fixup_target(
+fn fixup_target<R: Resolver>(
     obj: &Object<'_>,
     index: usize,
     state: &SymState,
+    deps: &[u32],
+    resolver: &R,
     blocks: &[(Block, Permission)],
     strings: &mut Vec<u8>,
 ) -> Result<Target> {
@@ -1096,10 +1206,20 @@ fn fixup_target(
                 name: Str { start, len },
             }
         }
-        (SymbolPlace::Undefined, Some(Owner::Extension(slot))) => Target::Extension {
-            slot,
-            addr: state.addr,
-        },
+        (SymbolPlace::Undefined, Some(Owner::Extension(slot))) => {
+            let dep = deps
+                .iter()
+                .position(|&d| d == slot)
+                .ok_or(Error::Internal("dependency not recorded"))?;
+            let (block, offset) = resolver
+                .locate(slot, state.addr)
+                .ok_or(Error::Internal("export outside its extension"))?;
+            Target::Extension {
+                dep: u32::try_from(dep).map_err(|_| Error::Internal("dependency count"))?,
+                block,
+                offset,
+            }
+        }
         (SymbolPlace::Undefined, None) if index != 0 && sym.name != b"_GLOBAL_OFFSET_TABLE_" => {
             Target::Absolute(0)
         }

@@ -254,6 +254,10 @@ impl Resolver for View<'_> {
             .map(|(slot, addr)| (addr as u64, Owner::Extension(slot)))
     }
 
+    fn locate(&self, slot: u32, addr: u64) -> Option<(u8, u32)> {
+        ext_at(self.slots, slot).and_then(|e| link::block_offset(&e.linked.blocks, addr))
+    }
+
     fn exporter(&self, name: &[u8]) -> Option<String> {
         if self.builtins.get_bytes(name).is_some() {
             return Some(String::from("the firmware (built-in)"));

@@ -22,7 +22,7 @@ use hashbrown::HashTable;
 use crate::error::{Error, Result};
 use crate::layout::RegionKind;
 use crate::link::{
-    self, Fixup, FixupKind, Linked, RegionRec, SectionRec, Str, SymRec, Target, NO_SLOT,
+    Fixup, FixupKind, Linked, RegionRec, SectionRec, Str, SymRec, Target, FIXUP_REC, NO_SLOT,
 };
 use crate::memory::{Block, BlockRequest, Memory, Permission};
 use crate::registry::{ext_at, ExtId, Inner, Registry, View};
@@ -38,7 +38,6 @@ const BLOCK_REC: usize = 8 + 8 + 8 + 8 + 1 + 8;
 const REGION_REC: usize = 1 + 8 + 8 + 8;
 const SECTION_REC: usize = 4 + 4 + 1 + 8 + 8;
 const SYM_REC: usize = 4 + 4 + 8;
-const FIXUP_REC: usize = 1 + 4 + 1 + 4 + 1 + 8 + 8 + 8 + 8 + 4 + 4;
 
 /// What to save.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -66,27 +65,39 @@ impl Default for RestoreOptions {
     }
 }
 
-/// The checksum of contexts and the content hash of blocks: a word-at-a-time multiply-rotate chain. Every
-/// step is a bijection of the running state, so any change confined to one 8-byte word (in particular any
-/// single-bit flip) always changes the result.
+/// The checksum of contexts and the content hash of blocks: four independent multiply-rotate chains over
+/// interleaved 8-byte words (so the CPU runs them in parallel), combined at the end. Every step is a
+/// bijection of its chain's state, and the final combination is a bijection of each chain's state when the
+/// others are fixed, so any change confined to one 8-byte word (in particular any single-bit flip) always
+/// changes the result.
 pub(crate) fn checksum(bytes: &[u8]) -> u64 {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut h: u64 = 0x243f_6a88_85a3_08d3 ^ bytes.len() as u64;
-    let mut chunks = bytes.chunks_exact(8);
-    for c in &mut chunks {
+    let step = |h: u64, w: u64| (h ^ w).wrapping_mul(K).rotate_left(31);
+    let word = |c: &[u8]| {
         let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K).rotate_left(31);
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut w = [0u8; 8];
-        if let Some(dst) = w.get_mut(..rest.len()) {
-            dst.copy_from_slice(rest);
+        if let Some(dst) = w.get_mut(..c.len()) {
+            dst.copy_from_slice(c);
         }
-        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K).rotate_left(31);
+        u64::from_le_bytes(w)
+    };
+    let seed = 0x243f_6a88_85a3_08d3 ^ bytes.len() as u64;
+    let mut lanes = [
+        seed,
+        seed.rotate_left(16),
+        seed.rotate_left(32),
+        seed.rotate_left(48),
+    ];
+    let mut blocks = bytes.chunks_exact(32);
+    for b in &mut blocks {
+        for (lane, c) in lanes.iter_mut().zip(b.chunks_exact(8)) {
+            *lane = step(*lane, word(c));
+        }
     }
-    h ^ (h >> 32)
+    for (lane, c) in lanes.iter_mut().zip(blocks.remainder().chunks(8)) {
+        *lane = step(*lane, word(c));
+    }
+    let [a, b, c, d] = lanes.map(|h| h ^ (h >> 32));
+    a ^ b.rotate_left(16) ^ c.rotate_left(32) ^ d.rotate_left(48)
 }
 
 /// A writer that either measures (no buffer) or fills a caller-given buffer; it never allocates.
@@ -284,61 +295,8 @@ fn check_str(strings: &[u8], s: Str) -> Result<()> {
     Ok(())
 }
 
-/// Decoded fixup.
-fn fixup_rec(mut r: In<'_>) -> Result<(Fixup, u64, u64), Short> {
-    let kind = r.u8()?;
-    let r_type = r.u32()?;
-    let block = r.u8()?;
-    let offset = r.u32()?;
-    let tag = r.u8()?;
-    let t1 = r.u64()?;
-    let t2 = r.u64()?;
-    let addend = r.u64()? as i64;
-    let size = r.u64()?;
-    let got_slot = r.u32()?;
-    let stub = r.u32()?;
-    // Bit 7 of the kind byte: the target is a function.
-    let func = kind & 0x80 != 0;
-    let kind = match kind & 0x7f {
-        0 => FixupKind::Relocation(r_type),
-        1 => FixupKind::GotSlot,
-        2 => FixupKind::Stub,
-        _ => return Err(Short),
-    };
-    let target = match tag {
-        0 => Target::Own {
-            block: u8::try_from(t1).map_err(|_| Short)?,
-            offset: t2,
-        },
-        1 => Target::Builtin {
-            name: Str {
-                start: u32::try_from(t1).map_err(|_| Short)?,
-                len: u32::try_from(t2).map_err(|_| Short)?,
-            },
-        },
-        // Another extension: t1 = context index, t2 = block << 32 | offset (resolved by the caller).
-        2 => Target::Extension {
-            slot: u32::try_from(t1).map_err(|_| Short)?,
-            addr: t2,
-        },
-        3 => Target::Absolute(t1),
-        _ => return Err(Short),
-    };
-    Ok((
-        Fixup {
-            kind,
-            block,
-            offset,
-            target,
-            addend,
-            size,
-            got_slot,
-            stub,
-            func,
-        },
-        t1,
-        t2,
-    ))
+fn fixup_rec(r: In<'_>) -> Result<Fixup, Short> {
+    Fixup::decode(r.data).ok_or(Short)
 }
 
 /// Splits one record off `r`. With `validate`, also checks every cross-reference (done once, by
@@ -488,8 +446,9 @@ fn parse_record<'b>(
     for s in Rec::syms(exports).chain(Rec::syms(globals)) {
         check_str(strings, s?.0)?;
     }
+    let dep_count = rec.deps().count();
     for f in entries(fixups, FIXUP_REC) {
-        let (f, _, t2) = fixup_rec(f)?;
+        let f = fixup_rec(f)?;
         let size = block_sizes.get(f.block as usize).copied().unwrap_or(0);
         if u64::from(f.offset) >= size {
             return Err(Short.into());
@@ -503,11 +462,11 @@ fn parse_record<'b>(
                 }
             }
             Target::Builtin { name } => check_str(strings, name)?,
-            Target::Extension { slot, .. } => {
-                if slot as usize >= index || (t2 >> 32) >= Permission::ALL.len() as u64 {
+            Target::Extension { dep, block, .. } => {
+                if dep as usize >= dep_count || block as usize >= Permission::ALL.len() {
                     return Err(Error::SnapshotDependency {
                         extension: String::from(name),
-                        index: slot,
+                        index: dep,
                     });
                 }
             }
@@ -534,6 +493,18 @@ pub struct Context<'b> {
 }
 
 impl<'b> Context<'b> {
+    /// The checksum a context ends with, computed over `body` (everything before the last 8 bytes). It
+    /// detects corruption (every single-bit flip, truncation, stray writes); it does not authenticate: anyone
+    /// can recompute it, so a context is only as trustworthy as the memory or file it was kept in.
+    ///
+    /// ```
+    /// let a = llext::Context::checksum(b"abcdefgh");
+    /// assert_ne!(a, llext::Context::checksum(b"abcdefgi"));
+    /// ```
+    pub fn checksum(body: &[u8]) -> u64 {
+        checksum(body)
+    }
+
     /// Checks the header, the checksum and every record of `bytes`.
     pub fn from_bytes(bytes: &'b [u8]) -> Result<Context<'b>> {
         let mut r = In {
@@ -865,40 +836,8 @@ impl<M: Memory> Inner<M> {
             // saved portably later; only portable contexts carry the blocks' bytes.
             out.u8(u8::from(l.portable))?;
             {
-                out.len32(l.fixups.len())?;
-                for f in &l.fixups {
-                    let (kind, r_type) = match f.kind {
-                        FixupKind::Relocation(t) => (0u8, t),
-                        FixupKind::GotSlot => (1, 0),
-                        FixupKind::Stub => (2, 0),
-                    };
-                    let (tag, t1, t2) = match f.target {
-                        Target::Own { block, offset } => (0u8, u64::from(block), offset),
-                        Target::Builtin { name } => (1, u64::from(name.start), u64::from(name.len)),
-                        Target::Extension { slot, addr } => {
-                            let dep = ext_at(&self.slots, slot)
-                                .ok_or(Error::Internal("fixup target gone"))?;
-                            let (b, o) = link::block_offset(&dep.linked.blocks, addr)
-                                .ok_or(Error::Internal("fixup target outside its extension"))?;
-                            let index = self
-                                .rank(slot)
-                                .ok_or(Error::Internal("fixup target not saved"))?;
-                            (2, u64::from(index), (u64::from(b) << 32) | u64::from(o))
-                        }
-                        Target::Absolute(v) => (3, v, 0),
-                    };
-                    out.u8(kind | if f.func { 0x80 } else { 0 })?;
-                    out.u32(r_type)?;
-                    out.u8(f.block)?;
-                    out.u32(f.offset)?;
-                    out.u8(tag)?;
-                    out.u64(t1)?;
-                    out.u64(t2)?;
-                    out.u64(f.addend as u64)?;
-                    out.u64(f.size)?;
-                    out.u32(f.got_slot)?;
-                    out.u32(f.stub)?;
-                }
+                out.len32(l.fixups.len() / FIXUP_REC)?;
+                out.bytes(&l.fixups)?;
             }
             if opts.portable {
                 for (block, _) in &l.blocks {
@@ -1108,24 +1047,36 @@ impl<M: Memory> Registry<M> {
                     .insert_unique(h, (i as u32, k as u32), |&key| hash_name(export_name(key)));
             }
             if !context.portable {
-                continue; // in place, built-ins are checked as a whole by the fingerprint
+                // In place nothing is rewritten: built-ins are checked as a whole by the fingerprint, and
+                // the table is kept for a later portable save, which checks it again.
+                continue;
             }
             for f in entries(rec.fixups, FIXUP_REC) {
-                if let (
-                    Fixup {
-                        target: Target::Builtin { name },
-                        ..
-                    },
-                    _,
-                    _,
-                ) = fixup_rec(f)?
-                {
-                    if inner.builtins.get_bytes(rec.str(name)).is_none() {
+                match fixup_rec(f)?.target {
+                    Target::Builtin { name }
+                        if inner.builtins.get_bytes(rec.str(name)).is_none() =>
+                    {
                         return Err(Error::MissingBuiltin {
                             extension: String::from(rec.name),
                             symbol: String::from_utf8_lossy(rec.str(name)).into_owned(),
                         });
                     }
+                    Target::Extension { dep, block, offset } => {
+                        // The target must lie inside the dependency's saved block.
+                        let size = rec
+                            .deps()
+                            .nth(dep as usize)
+                            .and_then(|d| records.get(d as usize))
+                            .and_then(|d| d.blocks().nth(block as usize))
+                            .and_then(|b| b.ok())
+                            .map(|b| b.size);
+                        if !size.is_some_and(|size| u64::from(offset) <= size) {
+                            return Err(Error::Snapshot {
+                                reason: "a fixup targets a place outside another extension's block",
+                            });
+                        }
+                    }
+                    _ => {}
                 }
             }
         }
@@ -1271,26 +1222,6 @@ impl<M: Memory> Registry<M> {
                     })
                     .collect()
             };
-            let mut fixups = Vec::new();
-            for f in entries(rec.fixups, FIXUP_REC) {
-                let (mut f, _, t2) = fixup_rec(f)?;
-                if let Target::Extension { slot, .. } = f.target {
-                    // Kept as (context index, new address); the slot is filled in at insertion below.
-                    let (b, o) = ((t2 >> 32) as usize, t2 & 0xffff_ffff);
-                    // The target must lie in (or end) the dependency's block, as saving finds it again.
-                    let base = old_new
-                        .get(slot as usize)
-                        .and_then(|l| l.get(b))
-                        .filter(|&&(_, size, _)| o <= size)
-                        .map(|&(_, _, new)| new)
-                        .ok_or(Short)?;
-                    f.target = Target::Extension {
-                        slot,
-                        addr: base + o,
-                    };
-                }
-                fixups.push(f);
-            }
             linked_all.push(Linked {
                 blocks: Vec::new(),
                 strings: rec.strings.to_vec(),
@@ -1305,7 +1236,8 @@ impl<M: Memory> Registry<M> {
                     .map(|a| translate(a) as usize)
                     .collect(),
                 deps: rec.deps().collect(),
-                fixups,
+                // Self-contained (other extensions by dependency index): kept as saved.
+                fixups: rec.fixups.to_vec(),
                 portable: rec.has_fixups,
             });
         }
@@ -1325,14 +1257,6 @@ impl<M: Memory> Registry<M> {
                     .get(*d as usize)
                     .map(|id| id.index)
                     .ok_or(Error::Internal("dependency order"))?;
-            }
-            for f in linked.fixups.iter_mut() {
-                if let Target::Extension { slot, .. } = &mut f.target {
-                    *slot = ids
-                        .get(*slot as usize)
-                        .map(|id| id.index)
-                        .ok_or(Error::Internal("fixup order"))?;
-                }
             }
             let id = inner.insert(rec.name, linked)?;
             if let Some(ext) = inner
@@ -1388,12 +1312,13 @@ fn apply_fixups<A: Relocator, M: Memory>(
         let got = region_new(RegionKind::Got)?;
         let stubs = region_new(RegionKind::Stubs)?;
         for f in entries(rec.fixups, FIXUP_REC) {
-            let (f, _, t2) = fixup_rec(f)?;
+            let f = fixup_rec(f)?;
             let s = match f.target {
                 Target::Own { block, offset } => new_base(taken, ri, block as usize)? + offset,
                 Target::Builtin { name } => builtins.get_bytes(rec.str(name)).ok_or(Short)? as u64,
-                Target::Extension { slot, .. } => {
-                    new_base(taken, slot as usize, (t2 >> 32) as usize)? + (t2 & 0xffff_ffff)
+                Target::Extension { dep, block, offset } => {
+                    let index = rec.deps().nth(dep as usize).ok_or(Short)?;
+                    new_base(taken, index as usize, block as usize)? + u64::from(offset)
                 }
                 Target::Absolute(v) => v,
             };

@@ -82,6 +82,7 @@ pub struct ExportTable {
     entries: Vec<Export>,
     index: HashTable<u32>,
     fingerprint: u64,
+    fingerprint_with_addresses: u64,
 }
 
 impl ExportTable {
@@ -109,10 +110,16 @@ impl ExportTable {
             fingerprint = fingerprint.wrapping_add(h.rotate_left(17) ^ h);
             kept.push(*e);
         }
+        let fingerprint_with_addresses = kept.iter().fold(fingerprint, |acc, e| {
+            let h =
+                hash_name(e.name.as_bytes()) ^ (e.addr as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            acc.wrapping_add(h.rotate_left(29) ^ h)
+        });
         ExportTable {
             entries: kept,
             index,
             fingerprint,
+            fingerprint_with_addresses,
         }
     }
 
@@ -157,10 +164,6 @@ impl ExportTable {
     /// An order-independent hash of names and addresses: equal only if every built-in is still where it
     /// was, which in-place restores require.
     pub fn fingerprint_with_addresses(&self) -> u64 {
-        self.entries.iter().fold(self.fingerprint, |acc, e| {
-            let h =
-                hash_name(e.name.as_bytes()) ^ (e.addr as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            acc.wrapping_add(h.rotate_left(29) ^ h)
-        })
+        self.fingerprint_with_addresses
     }
 }
