@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
+mod footprint;
 mod qemu;
+mod reliability;
 
 /// Debian packages the host tests need: compilers for the fixtures, binutils for `ld -r` and
 /// `readelf`, LLVM tools, and valgrind. Targets added later (QEMU, cross compilers) append here.
@@ -39,6 +41,17 @@ tasks:
   qemu-run --target TARGET [--call SYM] [--arg INT]... FILE...
           load extension files on the emulated target, call SYM, print
           `returned: N`
+  footprint
+          flash and RAM the loader adds to the Cortex-M firmware, and the
+          heap and memory each fixture extension takes (`key: value` lines)
+  fuzz [--seconds N | --runs N] [TARGET...]
+          seed corpora from the fixtures, then run each cargo-fuzz target in
+          fuzz/ (60 s each by default; --runs N: N inputs, fixed seed)
+  sanitize
+          host tests under AddressSanitizer, the command under valgrind
+  reliability [--seconds N]
+          mutation, allocation-failure and concurrency tests, sanitize and
+          fuzz, with a summary of the figures (target/reliability/)
   help    this message
 ";
 
@@ -50,7 +63,12 @@ type Result<T = ()> = std::result::Result<T, Failure>;
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let task = args.first().map(String::as_str);
-    if args.len() > 1 && !matches!(task, Some("qemu" | "qemu-run")) {
+    if args.len() > 1
+        && !matches!(
+            task,
+            Some("qemu" | "qemu-run" | "fuzz" | "sanitize" | "reliability")
+        )
+    {
         eprintln!("error: unexpected arguments after `{}`\n\n{USAGE}", args[0]);
         return ExitCode::from(2);
     }
@@ -62,7 +80,11 @@ fn main() -> ExitCode {
         Some("deps") => deps(),
         Some("ci") => ci(),
         Some("qemu") => qemu::qemu(&args[1..]),
+        Some("fuzz") => reliability::fuzz(&args[1..]),
+        Some("sanitize") => reliability::sanitize(&args[1..]),
+        Some("reliability") => reliability::reliability(&args[1..]),
         Some("qemu-run") => qemu::qemu_run(&args[1..]),
+        Some("footprint") => footprint::footprint(),
         Some(other) => {
             eprintln!("error: unknown task `{other}`\n\n{USAGE}");
             return ExitCode::from(2);

@@ -53,22 +53,7 @@ pub(crate) fn flush_all() {
 
 /// Parses an integer argument: decimal, or hexadecimal with `0x`, optionally negative.
 pub(crate) fn parse_int(text: &str) -> Result<i64, Failure> {
-    let (neg, digits) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text),
-    };
-    let value = match digits
-        .strip_prefix("0x")
-        .or_else(|| digits.strip_prefix("0X"))
-    {
-        Some(hex) => u64::from_str_radix(hex, 16).ok().map(|v| v as i64),
-        None => digits.parse::<i64>().ok(),
-    };
-    match value {
-        Some(v) if neg => Ok(v.wrapping_neg()),
-        Some(v) => Ok(v),
-        None => Err(Failure(format!("`{text}` is not an integer"))),
-    }
+    Ok(llext_cli::parse_int(text)?)
 }
 
 /// A name for `path` not yet used in `registry`: the file stem, or `stem-2`, `stem-3`...

@@ -2,7 +2,9 @@
 
 use std::io::{BufRead, Write};
 
-use crate::{call_and_print, host_registry, parse_int, read_file, Failure, Registry0};
+use llext_cli::{parse_line, Command};
+
+use crate::{call_and_print, host_registry, read_file, Failure, Registry0};
 
 const HELP: &str = "\
 commands:
@@ -83,27 +85,12 @@ pub(crate) fn teardown(registry: &Registry0) {
 }
 
 fn execute(registry: &Registry0, line: &str) -> Result<Flow, Failure> {
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let Some((&command, args)) = words.split_first() else {
-        return Ok(Flow::Continue);
-    };
-    if command.starts_with('#') {
-        return Ok(Flow::Continue);
-    }
-    let arity = |min: usize, max: usize, usage: &str| {
-        if args.len() < min || args.len() > max {
-            Err(Failure(format!("usage: {usage}")))
-        } else {
-            Ok(())
-        }
-    };
-    match command {
-        "load" => {
-            arity(1, 2, "load FILE [NAME]")?;
-            let file = args.first().copied().unwrap_or_default();
+    match parse_line(line)? {
+        Command::Nothing => {}
+        Command::Load { file, name } => {
             let bytes = read_file(file)?;
-            let name = match args.get(1) {
-                Some(n) => (*n).to_string(),
+            let name = match name {
+                Some(n) => n.to_string(),
                 None => llext::default_name(std::path::Path::new(file)),
             };
             crate::flush_all();
@@ -121,17 +108,14 @@ fn execute(registry: &Registry0, line: &str) -> Result<Flow, Failure> {
                 None => println!("loaded {} ({} bytes)", info.name, info.memory),
             }
         }
-        "unload" => {
-            arity(1, 1, "unload NAME")?;
-            let name = args.first().copied().unwrap_or_default();
+        Command::Unload { name } => {
             crate::flush_all();
             match registry.unload_name(name)? {
                 llext::Unloaded::Freed => println!("unloaded {name}"),
                 llext::Unloaded::StillInUse(n) => println!("{name} still loaded, use count {n}"),
             }
         }
-        "list" => {
-            arity(0, 0, "list")?;
+        Command::List => {
             let infos = registry.extensions();
             if infos.is_empty() {
                 println!("no extensions loaded");
@@ -156,9 +140,7 @@ fn execute(registry: &Registry0, line: &str) -> Result<Flow, Failure> {
                 );
             }
         }
-        "symbols" => {
-            arity(1, 1, "symbols NAME")?;
-            let name = args.first().copied().unwrap_or_default();
+        Command::Symbols { name } => {
             let id = registry
                 .get(name)
                 .ok_or(Failure(format!("no extension `{name}` is loaded")))?;
@@ -171,21 +153,10 @@ fn execute(registry: &Registry0, line: &str) -> Result<Flow, Failure> {
                 );
             }
         }
-        "call" => {
-            if args.is_empty() {
-                return Err(Failure("usage: call SYM [INT...]".into()));
-            }
-            let symbol = args.first().copied().unwrap_or_default();
-            let ints = args
-                .get(1..)
-                .unwrap_or(&[])
-                .iter()
-                .map(|a| parse_int(a))
-                .collect::<Result<Vec<_>, _>>()?;
-            call_and_print(registry, symbol, &ints)?;
+        Command::Call { symbol, args } => {
+            call_and_print(registry, symbol, &args)?;
         }
-        "suspend" => {
-            arity(0, 0, "suspend")?;
+        Command::Suspend => {
             let bytes = registry.save(&llext::SaveOptions::default())?;
             let forgotten = registry.forget_all();
             let context = llext::Context::from_bytes(&bytes)?;
@@ -193,24 +164,17 @@ fn execute(registry: &Registry0, line: &str) -> Result<Flow, Failure> {
             debug_assert_eq!(forgotten, restored.len());
             println!("restored {} extensions", restored.len());
         }
-        "save" => {
-            if args.is_empty() {
-                return Err(Failure("usage: save FILE [NAME...]".into()));
-            }
-            let file = args.first().copied().unwrap_or_default();
-            let names = args.get(1..).filter(|n| !n.is_empty());
+        Command::Save { file, names } => {
+            let names = Some(&names[..]).filter(|n| !n.is_empty());
             let n = crate::snapshot::save_to(registry, file, names)?;
             println!("saved {n} extensions to {file}");
         }
-        "restore" => {
-            arity(1, 1, "restore FILE")?;
-            let file = args.first().copied().unwrap_or_default();
+        Command::Restore { file } => {
             let ids = crate::snapshot::restore_from(registry, file)?;
             println!("restored {} extensions", ids.len());
         }
-        "help" => print!("{HELP}"),
-        "quit" | "exit" => return Ok(Flow::Quit),
-        other => return Err(Failure(format!("unknown command `{other}` (try `help`)"))),
+        Command::Help => print!("{HELP}"),
+        Command::Quit => return Ok(Flow::Quit),
     }
     Ok(Flow::Continue)
 }

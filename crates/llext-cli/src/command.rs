@@ -1,0 +1,229 @@
+//! `llext shell` lines and integer arguments.
+
+use std::fmt;
+
+/// One parsed `llext shell` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// An empty line or a `#` comment.
+    Nothing,
+    /// `load FILE [NAME]`.
+    Load {
+        /// The object file.
+        file: &'a str,
+        /// The name to load it under (default: the file stem).
+        name: Option<&'a str>,
+    },
+    /// `unload NAME`.
+    Unload {
+        /// The extension.
+        name: &'a str,
+    },
+    /// `list`.
+    List,
+    /// `symbols NAME`.
+    Symbols {
+        /// The extension.
+        name: &'a str,
+    },
+    /// `call SYM [INT...]`.
+    Call {
+        /// The function.
+        symbol: &'a str,
+        /// Its integer arguments (the registry refuses more than it can pass).
+        args: Vec<i64>,
+    },
+    /// `suspend`.
+    Suspend,
+    /// `save FILE [NAME...]`.
+    Save {
+        /// Where the context goes.
+        file: &'a str,
+        /// The extensions to save with their dependencies; empty saves everything.
+        names: Vec<&'a str>,
+    },
+    /// `restore FILE`.
+    Restore {
+        /// The context file.
+        file: &'a str,
+    },
+    /// `help`.
+    Help,
+    /// `quit` or `exit`.
+    Quit,
+}
+
+/// Why a line or an argument was refused, phrased for the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError(pub String);
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// Parses an integer argument: decimal, or hexadecimal with `0x`, optionally negative. Hexadecimal values
+/// above `i64::MAX` wrap (`0xffffffffffffffff` is -1), as addresses and masks are often written.
+pub fn parse_int(text: &str) -> Result<i64, ParseError> {
+    let (neg, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let value = match digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
+        Some(hex) => u64::from_str_radix(hex, 16).ok().map(|v| v as i64),
+        None => digits.parse::<i64>().ok(),
+    };
+    match value {
+        Some(v) if neg => Ok(v.wrapping_neg()),
+        Some(v) => Ok(v),
+        None => Err(ParseError(format!("`{text}` is not an integer"))),
+    }
+}
+
+/// Splits a shell line into its command and arguments, checks the number of arguments and parses
+/// integers. Nothing is read, loaded or called.
+pub fn parse_line(line: &str) -> Result<Command<'_>, ParseError> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let Some((&command, args)) = words.split_first() else {
+        return Ok(Command::Nothing);
+    };
+    if command.starts_with('#') {
+        return Ok(Command::Nothing);
+    }
+    let arity = |min: usize, max: usize, usage: &str| {
+        if args.len() < min || args.len() > max {
+            Err(ParseError(format!("usage: {usage}")))
+        } else {
+            Ok(())
+        }
+    };
+    let first = args.first().copied().unwrap_or_default();
+    Ok(match command {
+        "load" => {
+            arity(1, 2, "load FILE [NAME]")?;
+            Command::Load {
+                file: first,
+                name: args.get(1).copied(),
+            }
+        }
+        "unload" => {
+            arity(1, 1, "unload NAME")?;
+            Command::Unload { name: first }
+        }
+        "list" => {
+            arity(0, 0, "list")?;
+            Command::List
+        }
+        "symbols" => {
+            arity(1, 1, "symbols NAME")?;
+            Command::Symbols { name: first }
+        }
+        "call" => {
+            if args.is_empty() {
+                return Err(ParseError("usage: call SYM [INT...]".into()));
+            }
+            let args = args
+                .get(1..)
+                .unwrap_or(&[])
+                .iter()
+                .map(|a| parse_int(a))
+                .collect::<Result<Vec<_>, _>>()?;
+            Command::Call {
+                symbol: first,
+                args,
+            }
+        }
+        "suspend" => {
+            arity(0, 0, "suspend")?;
+            Command::Suspend
+        }
+        "save" => {
+            if args.is_empty() {
+                return Err(ParseError("usage: save FILE [NAME...]".into()));
+            }
+            Command::Save {
+                file: first,
+                names: args.get(1..).unwrap_or(&[]).to_vec(),
+            }
+        }
+        "restore" => {
+            arity(1, 1, "restore FILE")?;
+            Command::Restore { file: first }
+        }
+        "help" => Command::Help,
+        "quit" | "exit" => Command::Quit,
+        other => {
+            return Err(ParseError(format!(
+                "unknown command `{other}` (try `help`)"
+            )))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_parse_with_their_arity() {
+        assert_eq!(parse_line("  "), Ok(Command::Nothing));
+        assert_eq!(parse_line("# load x.o"), Ok(Command::Nothing));
+        assert_eq!(
+            parse_line("load a.o"),
+            Ok(Command::Load {
+                file: "a.o",
+                name: None
+            })
+        );
+        assert_eq!(
+            parse_line("load a.o b"),
+            Ok(Command::Load {
+                file: "a.o",
+                name: Some("b")
+            })
+        );
+        assert_eq!(
+            parse_line("load a b c"),
+            Err(ParseError("usage: load FILE [NAME]".into()))
+        );
+        assert_eq!(
+            parse_line("call f -1 0x10"),
+            Ok(Command::Call {
+                symbol: "f",
+                args: vec![-1, 16]
+            })
+        );
+        assert_eq!(
+            parse_line("call f x"),
+            Err(ParseError("`x` is not an integer".into()))
+        );
+        assert_eq!(
+            parse_line("save s.ctx a b"),
+            Ok(Command::Save {
+                file: "s.ctx",
+                names: vec!["a", "b"]
+            })
+        );
+        assert_eq!(parse_line("list extra").unwrap_err().0, "usage: list");
+        assert_eq!(
+            parse_line("frobnicate").unwrap_err().0,
+            "unknown command `frobnicate` (try `help`)"
+        );
+    }
+
+    #[test]
+    fn integers() {
+        assert_eq!(parse_int("-0x8000000000000000"), Ok(i64::MIN));
+        assert_eq!(parse_int("0xffffffffffffffff"), Ok(-1));
+        assert!(parse_int("").is_err());
+        assert!(parse_int("-").is_err());
+        assert!(parse_int("0x").is_err());
+        assert!(parse_int("+5").is_ok());
+    }
+}

@@ -1,0 +1,225 @@
+//! Inputs that once broke `llext`, found by the fuzz targets (`fuzz/`) or the mutation tests, each kept as a
+//! file under `tests/regressions/` with the outcome it must have now.
+
+mod common;
+
+use common::{call, CountingArena, ExecArena};
+use llext::{Context, Error, ExportTable, LoadOptions, Registry, RestoreOptions, SaveOptions};
+
+const NO_RUN: LoadOptions = LoadOptions {
+    bring_up: false,
+    keep_eh_frame: false,
+    portable: true,
+    storage: llext::Storage::Copy,
+};
+
+fn input(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/regressions")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A stored context with its length field and checksum recomputed, so that it reaches the record checks
+/// whatever checksum the format uses today.
+fn context(name: &str) -> Vec<u8> {
+    let mut ctx = input(name);
+    let len = ctx.len() as u64;
+    ctx[32..40].copy_from_slice(&len.to_le_bytes());
+    let n = ctx.len() - 8;
+    let sum = Context::checksum(&ctx[..n]);
+    ctx[n..].copy_from_slice(&sum.to_le_bytes());
+    ctx
+}
+
+fn portable() -> SaveOptions<'static> {
+    SaveOptions {
+        portable: true,
+        ..SaveOptions::default()
+    }
+}
+
+/// fuzz/load_link: in an arena the GOT (the first bytes of the read-only block) can start exactly where the
+/// code block ends. Its fixup was filed as "code block, offset = its size", so the portable context of a
+/// cleanly loaded extension failed to decode (`Snapshot: truncated or inconsistent record`); a place or
+/// target at the start of a block now belongs to that block.
+#[test]
+fn fuzz_load_link_got_right_after_code_saves_and_restores() {
+    let elf = input("load_link-got-after-code.o");
+    let mut first = vec![0u8; 1 << 16];
+    let mut second = vec![0u8; 1 << 16];
+    let (memory, live) = CountingArena::new(&mut first);
+    let r = Registry::new(memory, ExportTable::new(llext::LIBC_EXPORTS));
+    let id = r.load_with("fuzzed", &elf, &NO_RUN).unwrap();
+    let ctx = r.save(&portable()).unwrap();
+    let context = Context::from_bytes(&ctx).expect("a fresh context decodes");
+    let (memory2, live2) = CountingArena::new(&mut second);
+    let r2 = Registry::new(memory2, ExportTable::new(llext::LIBC_EXPORTS));
+    r2.restore(&context, &RestoreOptions::default()).unwrap();
+    // Every region still lies inside the block of its permission.
+    let info = r2.info(r2.get("fuzzed").unwrap()).unwrap();
+    for region in &info.regions {
+        let same = info
+            .regions
+            .iter()
+            .filter(|o| o.permission == region.permission);
+        let start = same.clone().map(|o| o.addr).min().unwrap();
+        let others: Vec<_> = info
+            .regions
+            .iter()
+            .filter(|o| o.permission != region.permission)
+            .collect();
+        assert!(
+            others
+                .iter()
+                .all(|o| o.addr < start || o.addr >= region.addr + region.size),
+            "{info:#?}"
+        );
+    }
+    r2.unload(r2.get("fuzzed").unwrap()).unwrap();
+    r.unload(id).unwrap();
+    assert_eq!(live.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(live2.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+/// The same boundary on real objects, end to end: extensions loaded into one executable arena, saved
+/// portably and restored into another keep working — so every place and target next to a block boundary
+/// moved with the right block.
+#[test]
+fn portable_restore_from_arena_to_arena_keeps_code_working() {
+    for v in llext_fixtures::variants() {
+        let mut a = ExecArena::new(1 << 20);
+        let mut b = ExecArena::new(1 << 20);
+        let r = Registry::new(
+            llext::ArenaMemory::new(a.bytes()),
+            ExportTable::new(llext::LIBC_EXPORTS),
+        );
+        for stem in ["basic", "libmath", "usemath", "farcall"] {
+            r.load(stem, &v.bytes(stem))
+                .unwrap_or_else(|e| panic!("{v} {stem}: {e}"));
+        }
+        assert_eq!(call(&r, "use_math", &[5]), 15, "{v}");
+        assert_eq!(call(&r, "basic_counter", &[]), 1, "{v}");
+        let ctx = r.save(&portable()).unwrap();
+        let context = Context::from_bytes(&ctx).unwrap_or_else(|e| panic!("{v}: {e}"));
+        let r2 = Registry::new(
+            llext::ArenaMemory::new(b.bytes()),
+            ExportTable::new(llext::LIBC_EXPORTS),
+        );
+        r2.restore(&context, &RestoreOptions::default())
+            .unwrap_or_else(|e| panic!("{v}: {e}"));
+        assert_eq!(call(&r2, "use_math", &[5]), 20, "{v}");
+        assert_eq!(call(&r2, "basic_counter", &[]), 2, "{v}");
+        assert_eq!(call(&r2, "basic_switch", &[4, 10]), 95, "{v}");
+        assert_eq!(call(&r2, "basic_strings", &[]), 8, "{v}");
+        assert_eq!(call(&r2, "far_format", &[1, 2, 3, 4, 5, 6]), 11, "{v}");
+        drop(r2);
+        drop(r);
+    }
+}
+
+/// fuzz/snapshot_restore: a resealed context whose section record says offset 0xffffffffff000000 was
+/// accepted, and describing the restored extension overflowed (`attempt to add with overflow` in
+/// `Registry::info`). Sections must lie inside their region, regions inside their block.
+#[test]
+fn fuzz_snapshot_section_offset_overflow_is_refused() {
+    let ctx = context("snapshot-section-offset-overflow.ctx");
+    match Context::from_bytes(&ctx) {
+        Err(Error::Snapshot { .. }) => {}
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("accepted"),
+    }
+}
+
+/// Loads a RISC-V (RV64) object into a low arena, with `host_log` as the only built-in.
+fn load_riscv64(elf: &[u8]) -> Result<(), Error> {
+    let mut arena = ExecArena::new(1 << 20);
+    let mut host = ExecArena::new(4096);
+    let builtins = ExportTable::new(&[llext::Export::new(
+        "host_log",
+        host.bytes().as_ptr() as *const (),
+    )]);
+    let (memory, live) = CountingArena::new(arena.bytes());
+    let r = Registry::for_machine(memory, builtins, 243);
+    let result = r.load_with("damaged", elf, &NO_RUN).map(|id| {
+        r.unload(id).unwrap();
+    });
+    assert!(r.is_empty());
+    assert_eq!(live.load(std::sync::atomic::Ordering::SeqCst), 0);
+    result
+}
+
+/// tests/mutation.rs (class "huge"): a `R_RISCV_PCREL_HI20` with addend `i64::MAX` overflowed computing
+/// `S + A - P` (`attempt to add with overflow` in the RISC-V backend). The psABI computes modulo 2^64; the
+/// wrapped value is out of the instruction's reach, a typed relocation error.
+#[test]
+fn mutation_riscv64_addend_i64_max_is_out_of_reach() {
+    let err = load_riscv64(&input("riscv64-pcrel-hi20-addend-i64-max.o")).unwrap_err();
+    assert!(
+        err.problems().iter().any(|p| matches!(
+            p,
+            Error::BadRelocation {
+                kind: "R_RISCV_PCREL_HI20",
+                ..
+            }
+        )),
+        "{err}"
+    );
+}
+
+/// tests/mutation.rs (class "reloc-offset"): the same relocation placed at offset 2^63 overflowed
+/// computing `S + A - P` for its LO partners before the place was checked. It is a place outside its
+/// section now.
+#[test]
+fn mutation_riscv64_place_at_2_63_is_outside_its_section() {
+    let err = load_riscv64(&input("riscv64-pcrel-hi20-offset-2-63.o")).unwrap_err();
+    assert!(
+        err.problems().iter().any(|p| matches!(
+            p,
+            Error::BadRelocation { kind: "R_RISCV_PCREL_HI20", offset: 0x8000_0000_0000_0000, reason, .. }
+                if reason.contains("outside")
+        )),
+        "{err}"
+    );
+}
+
+/// fuzz/snapshot_restore: a context whose fixup targets another extension at an offset past that
+/// extension's block was restored, and saving the registry afterwards failed with
+/// `Internal("fixup target outside its extension")`. Contexts now name such targets by their index in the
+/// extension's own dependency list (this input, in the earlier encoding, names one the list does not have)
+/// and a portable restore checks the offset against the dependency's block; either way the context is
+/// refused with a typed error and every block is given back.
+#[test]
+fn fuzz_snapshot_extension_target_outside_its_block_is_refused() {
+    let ctx = context("snapshot-extension-target-outside-block.ctx");
+    let (r, memory) = common::counting_registry();
+    let refused = match Context::from_bytes(&ctx) {
+        Err(e) => e,
+        Ok(context) => match r.restore(&context, &RestoreOptions::default()) {
+            Err(e) => e,
+            Ok(_) => panic!("restored"),
+        },
+    };
+    assert!(
+        matches!(
+            refused,
+            Error::Snapshot { .. } | Error::SnapshotDependency { .. }
+        ),
+        "{refused}"
+    );
+    assert!(r.is_empty());
+    assert_eq!(memory.live(), 0);
+}
+
+/// fuzz/snapshot_restore: a context whose region alignment was 2^63 + 8 restored, and the context saved
+/// from the restored registry no longer decoded (its block alignment, derived from the regions, was not a
+/// power of two). Region alignments must be powers of two no stricter than their block's.
+#[test]
+fn fuzz_snapshot_region_alignment_not_a_power_of_two_is_refused() {
+    let ctx = context("snapshot-region-align-not-power-of-two.ctx");
+    match Context::from_bytes(&ctx) {
+        Err(Error::Snapshot { .. }) => {}
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("accepted"),
+    }
+}

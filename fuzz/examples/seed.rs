@@ -1,0 +1,162 @@
+//! Writes the seed corpora of every fuzz target from the real fixtures: `seed DIR` fills `DIR/<target>/`.
+//!
+//! Run by `cargo xtask fuzz`; the seeds are regenerated every run, not committed.
+
+use std::path::Path;
+
+use llext::{ExportTable, HostMemory, LoadOptions, Registry, SaveOptions};
+
+const NO_RUN: LoadOptions = LoadOptions {
+    bring_up: false,
+    keep_eh_frame: false,
+    portable: true,
+    storage: llext::Storage::Copy,
+};
+
+/// Sets of fixture stems loaded together (dependencies first) and saved as one context.
+const SETS: &[&[&str]] = &[
+    &["basic"],
+    &["libmath", "usemath"],
+    &["ctors"],
+    &["farcall"],
+    &["dbase", "dleft", "dright", "dtop"],
+    &["weakdef", "weak"],
+    &["partial"],
+];
+
+/// The cross objects' source: a jump table, strings, an initialised pointer, data, a call to the host.
+const CROSS_SOURCE: &str = r#"
+extern long host_log(const char *s, long v);
+static long counter;
+long table[4] = {1, 2, 3, 4};
+const char *greeting = "hello";
+long pick(int i) {
+    switch (i) { case 0: return 3; case 1: return 7; case 2: return 11; case 3: return 13;
+                 case 4: return 17; case 5: return 19; default: return -1; }
+}
+long bump(long x) { counter += x + table[x & 3]; return host_log(greeting, counter); }
+"#;
+
+const CROSS: &[(&str, &[&str])] = &[
+    ("thumbv7m-none-eabi", &[]),
+    ("armv7a-none-eabi", &["-marm"]),
+    ("riscv32-unknown-elf", &[]),
+    ("riscv64-unknown-elf", &["-mcmodel=medany"]),
+    ("aarch64-none-elf", &[]),
+];
+
+const SHELL_LINES: &[&str] = &[
+    "load basic.o",
+    "load libmath.o math",
+    "unload math",
+    "list",
+    "symbols basic",
+    "call basic_add 2 3",
+    "call f -1 0x10 -0X7fffffffffffffff 9223372036854775807",
+    "suspend",
+    "save out.ctx libmath usemath",
+    "restore out.ctx",
+    "help",
+    "quit",
+    "# a comment",
+    "   ",
+];
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) {
+    std::fs::create_dir_all(dir).expect("create seed directory");
+    std::fs::write(dir.join(name), bytes).expect("write seed");
+}
+
+fn main() {
+    let out = std::env::args_os()
+        .nth(1)
+        .expect("usage: seed DIR (the fuzz seeds directory)");
+    let out = Path::new(&out);
+    let mut counts = [0usize; 4];
+
+    // Every object the fixtures build, for both ELF targets.
+    let mut objects: Vec<_> = std::fs::read_dir(llext_fixtures::out_dir())
+        .expect("fixture directory")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "o"))
+        .collect();
+    objects.sort();
+    for path in &objects {
+        let bytes = std::fs::read(path).expect("read fixture");
+        let name = path.file_name().unwrap().to_string_lossy();
+        write(&out.join("elf_inspect"), &name, &bytes);
+        write(&out.join("load_link"), &name, &bytes);
+        counts[0] += 1;
+        counts[1] += 1;
+    }
+
+    // Small clang cross objects, so that ELF32, REL relocations and every relocation backend are reached
+    // (load_link loads each for its own e_machine). Skipped where clang is missing.
+    let source = out.join("cross.c");
+    std::fs::create_dir_all(out).expect("seed directory");
+    std::fs::write(&source, CROSS_SOURCE).expect("write cross source");
+    for (triple, flags) in CROSS {
+        let object = out.join(format!("cross-{triple}.o"));
+        let built = std::process::Command::new("clang")
+            .arg(format!("--target={triple}"))
+            .args(["-c", "-O2", "-ffreestanding", "-fno-common"])
+            .args(*flags)
+            .arg(&source)
+            .arg("-o")
+            .arg(&object)
+            .status()
+            .is_ok_and(|s| s.success());
+        if built {
+            let bytes = std::fs::read(&object).expect("read cross object");
+            let name = format!("cross-{triple}.o");
+            write(&out.join("elf_inspect"), &name, &bytes);
+            write(&out.join("load_link"), &name, &bytes);
+            counts[0] += 1;
+            counts[1] += 1;
+            let _ = std::fs::remove_file(&object);
+        }
+    }
+    let _ = std::fs::remove_file(&source);
+
+    // Contexts of real extension sets, portable and in place, prefixed with the target's mode byte
+    // (1: reseal after mutation).
+    for variant in llext_fixtures::variants() {
+        for set in SETS {
+            let registry = Registry::new(HostMemory::new(), ExportTable::new(llext::LIBC_EXPORTS));
+            let loaded = set.iter().all(|stem| {
+                registry
+                    .load_with(stem, &variant.bytes(stem), &NO_RUN)
+                    .is_ok()
+            });
+            if !loaded {
+                continue;
+            }
+            for (kind, portable) in [("portable", true), ("inplace", false)] {
+                let options = SaveOptions {
+                    portable,
+                    content_hashes: true,
+                    ..SaveOptions::default()
+                };
+                let ctx = registry.save(&options).expect("save");
+                let mut seed = vec![1u8];
+                seed.extend_from_slice(&ctx);
+                let name = format!("{}-{variant}-{kind}.ctx", set.join("+"));
+                write(&out.join("snapshot_restore"), &name, &seed);
+                counts[2] += 1;
+            }
+        }
+    }
+
+    for (i, line) in SHELL_LINES.iter().enumerate() {
+        write(
+            &out.join("shell_parse"),
+            &format!("line{i:02}"),
+            line.as_bytes(),
+        );
+        counts[3] += 1;
+    }
+    println!(
+        "seeds: elf_inspect {}, load_link {}, snapshot_restore {}, shell_parse {}",
+        counts[0], counts[1], counts[2], counts[3]
+    );
+}
