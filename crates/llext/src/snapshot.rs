@@ -1070,7 +1070,7 @@ impl<M: Memory> Registry<M> {
                             .and_then(|d| d.blocks().nth(block as usize))
                             .and_then(|b| b.ok())
                             .map(|b| b.size);
-                        if !size.is_some_and(|size| u64::from(offset) <= size) {
+                        if size.is_none_or(|size| u64::from(offset) > size) {
                             return Err(Error::Snapshot {
                                 reason: "a fixup targets a place outside another extension's block",
                             });
