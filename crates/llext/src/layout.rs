@@ -14,6 +14,7 @@ use object::elf;
 
 use crate::elf::{Object, Section, SymbolPlace};
 use crate::error::{Error, Result};
+use crate::fallible;
 use crate::limits::Limits;
 use crate::memory::Permission;
 
@@ -232,7 +233,7 @@ pub(crate) fn plan(
         align: 1,
         offset: 0,
     }; RegionKind::ALL.len()];
-    let mut placements = Vec::new();
+    let mut placements = fallible::vec(obj.sections.len())?;
     placements.resize(obj.sections.len(), None);
     let too_big = |index: usize| Error::BadSection {
         index,
@@ -242,8 +243,8 @@ pub(crate) fn plan(
 
     // Which sections load, and in which order: all others in file order, then the constructor and destructor
     // lists in execution order.
-    let mut order: Vec<(usize, RegionKind)> = Vec::new();
-    let mut array_order: Vec<usize> = Vec::new();
+    let mut order: Vec<(usize, RegionKind)> = fallible::vec(obj.sections.len())?;
+    let mut array_order: Vec<usize> = fallible::vec(obj.sections.len())?;
     for (index, s) in obj.sections.iter().enumerate() {
         let kind = classify(s, options).map_err(|reason| Error::BadSection {
             index,
@@ -364,7 +365,7 @@ pub(crate) fn plan(
             name: sym.name_lossy(),
             reason: "common symbol too large",
         })?;
-        commons.push((index, offset));
+        fallible::push(&mut commons, (index, offset))?;
     }
 
     for (kind, (size, align)) in [(RegionKind::Got, got), (RegionKind::Stubs, stubs)] {

@@ -36,6 +36,7 @@ extern crate std;
 pub mod arch;
 mod elf;
 mod error;
+mod fallible;
 #[cfg(feature = "std")]
 mod host;
 pub mod inspect;

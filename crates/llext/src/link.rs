@@ -11,6 +11,7 @@ use object::elf;
 use crate::arch::{Inputs, Pairing, Problem, Relocator};
 use crate::elf::{Object, SymbolPlace};
 use crate::error::{Error, Result};
+use crate::fallible;
 use crate::layout::{self, LayoutOptions, Placement, Plan, RegionKind};
 use crate::limits::Limits;
 use crate::memory::{Block, BlockRequest, Memory, Permission};
@@ -445,7 +446,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
                 state.owner = Some(owner);
                 if let Owner::Extension(slot) = owner {
                     if !deps.contains(&slot) {
-                        deps.push(slot);
+                        fallible::push(&mut deps, slot)?;
                     }
                 }
             }
@@ -470,7 +471,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
     };
     let mut blocks = Blocks {
         memory,
-        blocks: Vec::with_capacity(3),
+        blocks: fallible::vec(3)?,
     };
     // Plan and allocate; then, if some in-place section is out of reach of a reference from where the
     // copied sections landed, copy it too and start over (each round copies more, so this ends).
@@ -765,7 +766,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
         let start =
             u32::try_from(strings.len()).map_err(|_| Error::Internal("string table size"))?;
         let len = u32::try_from(bytes.len()).map_err(|_| Error::Internal("string size"))?;
-        strings.extend_from_slice(bytes);
+        fallible::extend(strings, bytes)?;
         Ok(Str { start, len })
     };
     let placed = plan.placements.iter().filter(|p| p.is_some()).count();
@@ -776,8 +777,8 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
         .filter(|(p, _)| p.is_some())
         .map(|(_, s)| s.name.len())
         .sum();
-    strings.reserve(names_len);
-    let mut sections = Vec::with_capacity(placed);
+    fallible::reserve(&mut strings, names_len)?;
+    let mut sections = fallible::vec(placed)?;
     for (index, placement) in plan.placements.iter().enumerate() {
         let (Some(p), Some(s)) = (placement, obj.sections.get(index)) else {
             continue;
@@ -790,7 +791,8 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             in_place: p.in_place,
         });
     }
-    let mut regions = Vec::new();
+    // At most one copied and one in-place region of each kind.
+    let mut regions = fallible::vec(2 * RegionKind::ALL.len())?;
     for kind in RegionKind::ALL {
         let Some(r) = plan.regions.get(kind.index()) else {
             continue;
@@ -818,7 +820,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
     }
 
     // Exported symbols: {name pointer, address} pairs, pointer-sized fields, as Zephyr lays them out.
-    let mut exports = Vec::new();
+    let mut exports: Vec<SymRec> = Vec::new();
     if let Some(region) = plan
         .regions
         .get(RegionKind::Exports.index())
@@ -838,7 +840,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
         }
         let start = region_addr(RegionKind::Exports);
         let count = (region.size / entry) as usize;
-        exports.reserve(count);
+        exports = fallible::vec(count)?;
         // Names seen so far, by hash (as indexes into `exports`): a duplicate is found in constant time, so
         // a hostile table of n names costs O(n), not O(n²). Room for every entry is reserved up front, so
         // the table never rehashes and its hasher is never called.
@@ -863,7 +865,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             if name.is_empty() {
                 return Err(bad(i, "empty name"));
             }
-            let name = name.to_vec();
+            let name = fallible::to_vec(name)?;
             if let Some(owner) = resolver.exporter(&name) {
                 return Err(Error::DuplicateExport {
                     extension: String::from(req.name),
@@ -896,7 +898,12 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
         }
     }
 
-    let mut globals = Vec::new();
+    let global_count = obj
+        .symbols
+        .iter()
+        .filter(|s| s.is_global() && s.place != SymbolPlace::Undefined)
+        .count();
+    let mut globals = fallible::vec(global_count)?;
     for (sym, state) in obj.symbols.iter().zip(&syms) {
         let defined = matches!(
             sym.place,
@@ -908,10 +915,13 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
         if sym.kind == elf::STT_SECTION.0 || sym.kind == elf::STT_FILE.0 {
             continue;
         }
-        globals.push(SymRec {
-            name: intern(sym.name, &mut strings)?,
-            addr: state.addr as usize,
-        });
+        fallible::push(
+            &mut globals,
+            SymRec {
+                name: intern(sym.name, &mut strings)?,
+                addr: state.addr as usize,
+            },
+        )?;
     }
     globals.sort_by(|a, b| {
         let s = |x: Str| {
@@ -939,7 +949,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             let f = read_word(&mut blocks.blocks, section_addr(p) + (i * ptr) as u64, ptr)?;
             // 0 and -1 are the sentinels legacy .ctors lists use.
             if f != 0 && f != u64::MAX && !(ptr == 4 && f == u64::from(u32::MAX)) {
-                list.push(f as usize);
+                fallible::push(list, f as usize)?;
             }
         }
         if legacy {
@@ -1201,7 +1211,7 @@ fn fixup_target<R: Resolver>(
             let start =
                 u32::try_from(strings.len()).map_err(|_| Error::Internal("string table size"))?;
             let len = u32::try_from(sym.name.len()).map_err(|_| Error::Internal("string size"))?;
-            strings.extend_from_slice(sym.name);
+            fallible::extend(strings, sym.name)?;
             Target::Builtin {
                 name: Str { start, len },
             }

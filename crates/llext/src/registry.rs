@@ -7,6 +7,7 @@ use hashbrown::HashTable;
 use crate::arch::{self, with_backend};
 use crate::elf;
 use crate::error::{Error, Result};
+use crate::fallible;
 use crate::layout::{LayoutOptions, RegionKind};
 use crate::limits::Limits;
 use crate::link::{self, Linked, Owner, Request, Resolver};
@@ -446,7 +447,17 @@ impl<M: Memory> Registry<M> {
         };
         let linked = with_backend!(inner.machine, object.class.is_64, A => link::link::<A, M, View<'_>>(&object, &request, &view, &mut inner.memory),
             _ => Err(Error::Unsupported { what: "machine: no relocation backend in this build", value: u64::from(inner.machine) }))?;
-        let id = inner.insert(name, linked)?;
+        // Everything `insert` needs is allocated first; if that fails, the blocks go back and nothing changed.
+        let owned_name = match fallible::string(name)
+            .and_then(|n| inner.reserve_for(1, linked.exports.len()).map(|()| n))
+        {
+            Ok(n) => n,
+            Err(e) => {
+                linked.free(&mut inner.memory);
+                return Err(e);
+            }
+        };
+        let id = inner.insert(owned_name, linked)?;
         if options.bring_up {
             inner.bring_up(id);
         }
@@ -665,6 +676,40 @@ pub fn default_name(path: &std::path::Path) -> String {
         .unwrap_or_else(|| std::string::ToString::to_string(&path.display()))
 }
 
+/// Makes room in the registry's tables for `extensions` more extensions with `exports` exports in all. All
+/// or nothing: if one table cannot grow, the ones that did are shrunk back to their former capacity.
+pub(crate) fn reserve_tables(
+    slots: &mut Vec<Slot>,
+    names: &mut HashTable<u32>,
+    exports: &mut HashTable<(u32, u32)>,
+    extensions: usize,
+    export_count: usize,
+) -> Result<()> {
+    let before = (slots.capacity(), names.capacity(), exports.capacity());
+    fallible::reserve(slots, extensions)?;
+    let slots_ref: &[Slot] = slots;
+    let name_hash = |&s: &u32| {
+        ext_at(slots_ref, s)
+            .map(|e| hash_name(e.name.as_bytes()))
+            .unwrap_or(0)
+    };
+    let export_hash = |&r: &(u32, u32)| hash_name(export_name(slots_ref, r));
+    let grown = names
+        .try_reserve(extensions, name_hash)
+        .map_err(|_| fallible::oom::<u32>(extensions))
+        .and_then(|()| {
+            exports
+                .try_reserve(export_count, export_hash)
+                .map_err(|_| fallible::oom::<(u32, u32)>(export_count))
+        });
+    if grown.is_err() {
+        names.shrink_to(before.1, name_hash);
+        exports.shrink_to(before.2, export_hash);
+        slots.shrink_to(before.0);
+    }
+    grown
+}
+
 impl<M: Memory> Inner<M> {
     pub(crate) fn find(&self, name: &str) -> Option<ExtId> {
         let slots = &self.slots;
@@ -700,7 +745,20 @@ impl<M: Memory> Inner<M> {
             .map(|(_, a)| a)
     }
 
-    pub(crate) fn insert(&mut self, name: &str, linked: Linked) -> Result<ExtId> {
+    /// Makes room for `extensions` more extensions with `exports` exports in all, so that as many
+    /// [`Inner::insert`] calls allocate nothing. All or nothing: on failure the tables are shrunk back.
+    pub(crate) fn reserve_for(&mut self, extensions: usize, exports: usize) -> Result<()> {
+        reserve_tables(
+            &mut self.slots,
+            &mut self.names,
+            &mut self.exports,
+            extensions,
+            exports,
+        )
+    }
+
+    /// Registers a linked extension. Allocates nothing after [`Inner::reserve_for`] made room for it.
+    pub(crate) fn insert(&mut self, name: String, linked: Linked) -> Result<ExtId> {
         let index = match self.slots.iter().position(|s| s.ext.is_none()) {
             Some(i) => i,
             None => {
@@ -722,8 +780,9 @@ impl<M: Memory> Inner<M> {
             }
         }
         let export_count = linked.exports.len();
+        let name_hash = hash_name(name.as_bytes());
         let ext = Ext {
-            name: String::from(name),
+            name,
             seq: self.next_seq,
             use_count: 1,
             dependents: 0,
@@ -732,7 +791,6 @@ impl<M: Memory> Inner<M> {
             linked,
         };
         self.next_seq += 1;
-        let name_hash = hash_name(name.as_bytes());
         let s = self.slots.get_mut(index).ok_or(Error::Internal("slot"))?;
         s.ext = Some(ext);
         let id = ExtId {

@@ -20,6 +20,7 @@ use crate::arch::{with_backend, Inputs, Pairing, Relocator};
 use hashbrown::HashTable;
 
 use crate::error::{Error, Result};
+use crate::fallible;
 use crate::layout::RegionKind;
 use crate::link::{
     Fixup, FixupKind, Linked, RegionRec, SectionRec, Str, SymRec, Target, FIXUP_REC, NO_SLOT,
@@ -928,7 +929,8 @@ impl<M: Memory> Registry<M> {
         let ptr = Self::POINTER_SIZE;
         let mut measure = Out { buf: None, pos: 0 };
         inner.write_context(options, &mut measure, ptr)?;
-        let mut bytes = alloc::vec![0u8; measure.pos];
+        let mut bytes = fallible::vec(measure.pos)?;
+        bytes.resize(measure.pos, 0);
         let mut out = Out {
             buf: Some(&mut bytes),
             pos: 0,
@@ -986,12 +988,20 @@ impl<M: Memory> Registry<M> {
                 found: context.fingerprint,
             });
         }
-        let records: Vec<Rec<'_>> = context.records().collect::<Result<_>>()?;
+        let records: Vec<Rec<'_>> = fallible::collect(context.records())?;
 
         // Checks that need the registry, before touching memory. Names and exports new in this context are
         // indexed once (by record, entry), so the duplicate checks stay linear in the context's size.
-        let mut seen_names: HashTable<u32> = HashTable::with_capacity(records.len());
+        // Both tables get all their room up front, so they never grow (nor rehash) while filled.
+        let mut seen_names: HashTable<u32> = HashTable::new();
+        seen_names
+            .try_reserve(records.len(), |_| 0)
+            .map_err(|_| fallible::oom::<u32>(records.len()))?;
+        let export_total: usize = records.iter().map(|r| r.exports.len() / SYM_REC).sum();
         let mut seen_exports: HashTable<(u32, u32)> = HashTable::new();
+        seen_exports
+            .try_reserve(export_total, |_| 0)
+            .map_err(|_| fallible::oom::<(u32, u32)>(export_total))?;
         let export_name = |(r, e): (u32, u32)| -> &[u8] {
             records
                 .get(r as usize)
@@ -1084,11 +1094,11 @@ impl<M: Memory> Registry<M> {
         // Memory: adopt the retained blocks, or allocate and fill new ones.
         let mut taken = Taken {
             memory: &mut inner.memory,
-            blocks: Vec::with_capacity(records.len()),
+            blocks: fallible::vec(records.len())?,
             adopted: !context.portable,
         };
         for _ in &records {
-            taken.blocks.push(Vec::with_capacity(3));
+            taken.blocks.push(fallible::vec(Permission::ALL.len())?);
         }
         // Permission-major order: blocks of equal permission tend to come out adjacent, so the provider can
         // seal each run with one protection change (`finalize_all`).
@@ -1156,17 +1166,15 @@ impl<M: Memory> Registry<M> {
         // Bookkeeping: build every record's state, translating addresses when the blocks moved.
         // The blocks stay in `taken` until nothing can fail any more, so an inconsistent record found
         // here still gives every block back.
-        let mut linked_all = Vec::with_capacity(records.len());
-        let old_new: Vec<Vec<(u64, u64, u64)>> = records
-            .iter()
-            .zip(&taken.blocks)
-            .map(|(rec, list)| {
-                rec.blocks()
-                    .zip(list)
-                    .filter_map(|(b, (nb, _))| b.ok().map(|b| (b.addr, b.size, nb.addr() as u64)))
-                    .collect()
-            })
-            .collect();
+        let mut linked_all = fallible::vec(records.len())?;
+        let mut old_new: Vec<Vec<(u64, u64, u64)>> = fallible::vec(records.len())?;
+        for (rec, list) in records.iter().zip(&taken.blocks) {
+            let moved = rec
+                .blocks()
+                .zip(list)
+                .filter_map(|(b, (nb, _))| b.ok().map(|b| Ok((b.addr, b.size, nb.addr() as u64))));
+            fallible::push(&mut old_new, fallible::collect(moved)?)?;
+        }
         let portable = context.portable;
         let translate = |addr: u64| -> u64 {
             if !portable {
@@ -1185,7 +1193,7 @@ impl<M: Memory> Registry<M> {
             addr
         };
         for rec in &records {
-            let mut regions = Vec::new();
+            let mut regions = fallible::vec(rec.regions.len() / REGION_REC)?;
             for mut e in entries(rec.regions, REGION_REC) {
                 let (kind, in_place) = region_kind(e.u8()?)?;
                 regions.push(RegionRec {
@@ -1196,7 +1204,7 @@ impl<M: Memory> Registry<M> {
                     in_place,
                 });
             }
-            let mut sections = Vec::new();
+            let mut sections = fallible::vec(rec.sections.len() / SECTION_REC)?;
             for mut e in entries(rec.sections, SECTION_REC) {
                 let name = Str {
                     start: e.u32()?,
@@ -1212,35 +1220,42 @@ impl<M: Memory> Registry<M> {
                 });
             }
             let syms = |table| -> Result<Vec<SymRec>> {
-                Rec::syms(table)
-                    .map(|s| {
-                        let (name, addr) = s?;
-                        Ok(SymRec {
-                            name,
-                            addr: translate(addr) as usize,
-                        })
+                fallible::collect(Rec::syms(table).map(|s| {
+                    let (name, addr) = s?;
+                    Ok(SymRec {
+                        name,
+                        addr: translate(addr) as usize,
                     })
-                    .collect()
+                }))
             };
+            let addrs =
+                |table| fallible::collect(Rec::addrs(table).map(|a| Ok(translate(a) as usize)));
             linked_all.push(Linked {
                 blocks: Vec::new(),
-                strings: rec.strings.to_vec(),
+                strings: fallible::to_vec(rec.strings)?,
                 regions,
                 sections,
                 exports: syms(rec.exports)?,
                 globals: syms(rec.globals)?,
-                init: Rec::addrs(rec.init)
-                    .map(|a| translate(a) as usize)
-                    .collect(),
-                fini: Rec::addrs(rec.fini)
-                    .map(|a| translate(a) as usize)
-                    .collect(),
-                deps: rec.deps().collect(),
+                init: addrs(rec.init)?,
+                fini: addrs(rec.fini)?,
+                deps: fallible::collect(rec.deps().map(Ok))?,
                 // Self-contained (other extensions by dependency index): kept as saved.
-                fixups: rec.fixups.to_vec(),
+                fixups: fallible::to_vec(rec.fixups)?,
                 portable: rec.has_fixups,
             });
         }
+        // The names, the handle list and room in the registry's tables: the last allocations. After them
+        // nothing can fail, so the blocks leave `taken` for good.
+        let names = fallible::collect(records.iter().map(|r| fallible::string(r.name)))?;
+        let mut ids: Vec<ExtId> = fallible::vec(records.len())?;
+        crate::registry::reserve_tables(
+            &mut inner.slots,
+            &mut inner.names,
+            &mut inner.exports,
+            records.len(),
+            export_total,
+        )?;
         for (linked, blocks) in linked_all
             .iter_mut()
             .zip(core::mem::take(&mut taken.blocks))
@@ -1249,16 +1264,16 @@ impl<M: Memory> Registry<M> {
         }
         drop(taken);
 
-        // Insert in order: dependencies come first, so their new slots are known.
-        let mut ids: Vec<ExtId> = Vec::with_capacity(records.len());
-        for (rec, mut linked) in records.iter().zip(linked_all) {
+        // Insert in order: dependencies come first, so their new slots are known. Room for all of it was
+        // made before any memory was taken, so nothing here allocates or fails for want of memory.
+        for ((rec, mut linked), name) in records.iter().zip(linked_all).zip(names) {
             for d in linked.deps.iter_mut() {
                 *d = ids
                     .get(*d as usize)
                     .map(|id| id.index)
                     .ok_or(Error::Internal("dependency order"))?;
             }
-            let id = inner.insert(rec.name, linked)?;
+            let id = inner.insert(name, linked)?;
             if let Some(ext) = inner
                 .slots
                 .get_mut(id.index as usize)
