@@ -907,10 +907,13 @@ impl<M: Memory> Inner<M> {
                 exported: true,
             })
             .collect();
+        // Globals that are not also exported (sorted export names: O(n log n) however many there are).
+        let mut exported: Vec<&[u8]> = l.exports.iter().map(|e| l.str(e.name)).collect();
+        exported.sort_unstable();
         symbols.extend(
             l.globals
                 .iter()
-                .filter(|g| !l.exports.iter().any(|e| l.str(e.name) == l.str(g.name)))
+                .filter(|g| exported.binary_search(&l.str(g.name)).is_err())
                 .map(|g| SymbolInfo {
                     name: text(l.str(g.name)),
                     addr: g.addr,

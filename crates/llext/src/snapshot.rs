@@ -1176,13 +1176,21 @@ impl<M: Memory> Registry<M> {
             fallible::push(&mut old_new, fallible::collect(moved)?)?;
         }
         let portable = context.portable;
-        let translate = |addr: u64| -> u64 {
+        // Where an address saved in record `own` is now. Its own blocks are searched first (they hold
+        // nearly every address a record has), the others only for the rare address into another extension.
+        let translate = |own: usize, addr: u64| -> u64 {
             if !portable {
                 return addr; // in place nothing moved
             }
             // A block holding the address wins over one that ends there: blocks may be adjacent.
             for inclusive in [false, true] {
-                for list in &old_new {
+                let first = old_new.get(own).into_iter();
+                let rest = old_new
+                    .iter()
+                    .enumerate()
+                    .filter(|&(i, _)| i != own)
+                    .map(|(_, l)| l);
+                for list in first.chain(rest) {
                     for &(old, size, new) in list {
                         if addr >= old && (addr - old < size || (inclusive && addr - old == size)) {
                             return new + (addr - old);
@@ -1192,7 +1200,8 @@ impl<M: Memory> Registry<M> {
             }
             addr
         };
-        for rec in &records {
+        for (ri, rec) in records.iter().enumerate() {
+            let translate = |addr: u64| translate(ri, addr);
             let mut regions = fallible::vec(rec.regions.len() / REGION_REC)?;
             for mut e in entries(rec.regions, REGION_REC) {
                 let (kind, in_place) = region_kind(e.u8()?)?;
