@@ -1,5 +1,7 @@
 //! Builds the firmware fixture extensions (`firmware/fixtures/*.c`) for every firmware target with clang and
-//! the target's GNU cross compiler, at each optimisation level and object flavour, into `OUT_DIR`.
+//! the target's GNU cross compiler, at each optimisation level and object flavour, into `OUT_DIR`; and each
+//! target's assembly fixture (`fixtures/relocs-*.S`, relocation types no compiler emits for the C ones) with
+//! both assemblers.
 //!
 //! A missing compiler does not fail the build: it is recorded (with the Debian package that provides it) in
 //! `LLEXT_CROSS_MISSING`, and the tests refuse to pass without its objects unless
@@ -14,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 #[allow(dead_code)]
 mod targets;
 
-use targets::{flavour_flags, object_name, COMMON_FLAGS, OPTS, STEMS, TARGETS};
+use targets::{asm_object_name, flavour_flags, object_name, COMMON_FLAGS, OPTS, STEMS, TARGETS};
 
 fn main() {
     let manifest =
@@ -23,7 +25,9 @@ fn main() {
     let root = manifest.join("../..");
     let fixtures = root.join("firmware/fixtures");
     let include = root.join("include");
+    let asm = manifest.join("fixtures");
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed={}", asm.display());
     println!("cargo:rerun-if-changed=src/targets.rs");
     println!("cargo:rerun-if-changed={}", fixtures.display());
     println!("cargo:rerun-if-changed={}", include.display());
@@ -48,6 +52,23 @@ fn main() {
             if !ok {
                 continue;
             }
+            let name = asm_object_name(target.name, cc);
+            let mut command = if cc == "clang" {
+                let mut c = Command::new("clang");
+                c.args(target.asm.clang);
+                c
+            } else {
+                let mut c = Command::new(target.gcc.command);
+                c.args(target.asm.gcc);
+                c
+            };
+            command
+                .arg("-c")
+                .arg(asm.join(target.asm.source))
+                .arg("-o")
+                .arg(out.join(&name));
+            jobs.push((name.clone(), command));
+            built.push(name);
             for opt in OPTS {
                 for flavour in target.flavours {
                     for stem in STEMS {

@@ -2,7 +2,9 @@
 //!
 //! `build.rs` compiles `firmware/fixtures/*.c` for every [`TARGETS`] entry with clang and the target's GNU
 //! cross compiler at `-O0`, `-Os` and `-O2`, in each object flavour (`nopic`, `pic`, and `norelax` for RISC-V),
-//! into this crate's `OUT_DIR`.
+//! into this crate's `OUT_DIR`; and assembles each target's [`Asm`] fixture (`fixtures/relocs-*.S`: the
+//! relocation types no compiler emits for the C fixtures) with both toolchains, as the objects of stem
+//! [`ASM_STEM`].
 //!
 //! ```
 //! for target in llext_cross::TARGETS {
@@ -20,7 +22,7 @@ use std::path::PathBuf;
 #[path = "targets.rs"]
 mod targets;
 
-pub use targets::{flavour_flags, Target, Tool, COMMON_FLAGS, OPTS, STEMS, TARGETS};
+pub use targets::{flavour_flags, Asm, Target, Tool, ASM_STEM, COMMON_FLAGS, OPTS, STEMS, TARGETS};
 
 /// Set to `1` to let the tests pass when a cross compiler or linker is missing.
 pub const ALLOW_MISSING_VAR: &str = "LLEXT_ALLOW_MISSING_CROSS";
@@ -28,9 +30,9 @@ pub const ALLOW_MISSING_VAR: &str = "LLEXT_ALLOW_MISSING_CROSS";
 /// One built fixture object.
 #[derive(Debug, Clone)]
 pub struct Fixture {
-    /// `<stem>-<cc>-<opt>-<flavour>`.
+    /// `<stem>-<cc>-<opt>-<flavour>`, or `relocs-<cc>` for the assembly fixture.
     pub name: String,
-    /// Its source stem (`basic`, ...).
+    /// Its source stem (`basic`, ..., or [`ASM_STEM`]).
     pub stem: String,
     /// Where it is.
     pub path: PathBuf,

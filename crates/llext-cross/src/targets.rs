@@ -24,6 +24,20 @@ pub struct Target {
     pub exports_base: u64,
     /// Function addresses carry the Thumb bit.
     pub thumb: bool,
+    /// The assembly fixture of the host cross-check only (not embedded in the firmware).
+    pub asm: Asm,
+}
+
+/// An assembly fixture in `crates/llext-cross/fixtures/`, assembled with clang and with the GNU cross
+/// compiler's driver (which runs `as` after the C preprocessor).
+#[derive(Debug, Clone, Copy)]
+pub struct Asm {
+    /// The source file.
+    pub source: &'static str,
+    /// clang flags (after `clang`).
+    pub clang: &'static [&'static str],
+    /// Flags of the GNU cross compiler's driver.
+    pub gcc: &'static [&'static str],
 }
 
 /// A command and the Debian package that installs it.
@@ -63,6 +77,12 @@ pub const TARGETS: &[Target] = &[
         load_base: 0x2000_0000,
         exports_base: 0x2040_0000,
         thumb: true,
+        // A32 code too, which Cortex-M flags refuse.
+        asm: Asm {
+            source: "relocs-arm.S",
+            clang: &["--target=armv7a-none-eabi"],
+            gcc: &["-march=armv7-a"],
+        },
     },
     Target {
         name: "riscv32",
@@ -87,6 +107,15 @@ pub const TARGETS: &[Target] = &[
         load_base: 0x3000_0000,
         exports_base: 0x3040_0000,
         thumb: false,
+        asm: Asm {
+            source: "relocs-riscv.S",
+            clang: &[
+                "--target=riscv32-unknown-elf",
+                "-march=rv32imac",
+                "-mabi=ilp32",
+            ],
+            gcc: &["-march=rv32imac", "-mabi=ilp32"],
+        },
     },
     Target {
         name: "riscv64",
@@ -112,6 +141,15 @@ pub const TARGETS: &[Target] = &[
         load_base: 0x8000_0000,
         exports_base: 0x8040_0000,
         thumb: false,
+        asm: Asm {
+            source: "relocs-riscv.S",
+            clang: &[
+                "--target=riscv64-unknown-elf",
+                "-march=rv64gc",
+                "-mabi=lp64d",
+            ],
+            gcc: &["-march=rv64gc", "-mabi=lp64d"],
+        },
     },
     Target {
         name: "aarch64",
@@ -136,6 +174,11 @@ pub const TARGETS: &[Target] = &[
         load_base: 0x4000_0000,
         exports_base: 0x4040_0000,
         thumb: false,
+        asm: Asm {
+            source: "relocs-aarch64.S",
+            clang: &["--target=aarch64-none-elf"],
+            gcc: &[],
+        },
     },
 ];
 
@@ -162,6 +205,15 @@ pub fn flavour_flags(flavour: &str) -> &'static [&'static str] {
         "norelax" => &["-fno-pic", "-mno-relax"],
         _ => &["-fno-pic"],
     }
+}
+
+/// The stem of the assembly fixtures' objects.
+pub const ASM_STEM: &str = "relocs";
+
+/// `<target>/relocs-<cc>.o`, relative to the output directory: the assembly fixture built by `cc`.
+#[allow(dead_code)]
+pub fn asm_object_name(target: &str, cc: &str) -> String {
+    format!("{target}/{ASM_STEM}-{cc}.o")
 }
 
 /// `<target>/<stem>-<cc>-<opt>-<flavour>.o`, relative to the output directory.

@@ -1,105 +1,23 @@
-//! Every fixture object of every firmware target, linked by llext into memory at a fixed address and by GNU
-//! `ld` (with a linker script placing each section at the same address and `--defsym` for the firmware's
-//! symbols): the bytes of every loaded section must match.
+//! Every C fixture object of every firmware target, linked by llext into memory at a fixed address and by
+//! GNU `ld` (with a linker script placing each section at the same address, and the firmware's symbols by
+//! `--defsym` or, on Arm, from an object typing its functions): the bytes of every loaded section must
+//! match. The assembly fixtures have their own test, `relocation_types.rs`.
 //!
 //! The GOT is the one thing the two linkers lay out differently, so places that address a GOT slot are
 //! compared by meaning instead: the slot each image points to must hold the same symbol address.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
-use std::path::Path;
-use std::process::Command;
 
 use llext::{ArenaMemory, Export, ExportTable, LoadOptions, Registry};
 use object::{Object, ObjectSection, ObjectSymbol, RelocationFlags, RelocationTarget, SectionKind};
 
-use llext_cross::{objects, Target, TARGETS};
+use llext_cross::{objects, Target, ASM_STEM};
 
-/// Bytes mapped for one target's loads.
-const ARENA: usize = 4 << 20;
-
-/// An anonymous mapping at exactly `base`.
-struct Mapping {
-    ptr: *mut u8,
-    len: usize,
-}
-
-impl Mapping {
-    fn at(base: u64, len: usize) -> Mapping {
-        // SAFETY: an anonymous private mapping; MAP_FIXED_NOREPLACE never replaces an existing mapping.
-        let ptr = unsafe {
-            libc::mmap(
-                base as *mut libc::c_void,
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
-                -1,
-                0,
-            )
-        };
-        assert!(
-            ptr != libc::MAP_FAILED && ptr as u64 == base,
-            "cannot map {len:#x} bytes at {base:#x} for the cross-check"
-        );
-        Mapping {
-            ptr: ptr.cast(),
-            len,
-        }
-    }
-
-    fn bytes(&self, addr: u64, len: usize) -> Vec<u8> {
-        let off = (addr - self.ptr as u64) as usize;
-        assert!(off + len <= self.len);
-        // SAFETY: inside the mapping; no registry holds the arena any more when this is called.
-        unsafe { std::slice::from_raw_parts(self.ptr.add(off), len) }.to_vec()
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly what `at` mapped.
-        unsafe { libc::munmap(self.ptr.cast(), self.len) };
-    }
-}
-
-/// GNU `ld` is available for `target`, or its absence is allowed.
-fn have_ld(target: &Target) -> bool {
-    let ok = Command::new(target.ld.command)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let missing: Vec<String> = llext_cross::missing_compilers()
-        .into_iter()
-        .map(String::from)
-        .chain((!ok).then(|| format!("{} (package {})", target.ld.command, target.ld.package)))
-        .collect();
-    llext_cross::require(&missing)
-}
-
-/// The undefined symbols of an object, with fake firmware addresses.
-fn fake_exports(target: &Target, elf: &[u8]) -> Vec<(String, u64)> {
-    let file = object::File::parse(elf).expect("fixture parses");
-    let mut names: Vec<String> = file
-        .symbols()
-        .filter(|s| s.is_undefined() && !s.name().unwrap_or("").is_empty())
-        .filter_map(|s| s.name().ok().map(String::from))
-        .filter(|n| n != "_GLOBAL_OFFSET_TABLE_")
-        .collect();
-    names.sort();
-    names.dedup();
-    names
-        .into_iter()
-        .enumerate()
-        .map(|(i, name)| {
-            let data = name == "fw_value" || name == "lib_factor";
-            let mut addr = target.exports_base + 0x100 * i as u64;
-            if target.thumb && !data {
-                addr |= 1;
-            }
-            (name, addr)
-        })
-        .collect()
-}
+mod common;
+use common::{
+    fake_exports, gnu_link, have_ld, linked_bytes, llext_load, read_u32, section_addresses, target,
+    word, Mapping, WorkDir, ARENA,
+};
 
 /// Section name → (file offset of each relocation needing a GOT-aware comparison).
 type Masks = BTreeMap<String, BTreeSet<u64>>;
@@ -213,79 +131,6 @@ fn paired_slot(target: &Target, bytes: &[u8], hi: usize, lo: usize, p_hi: u64) -
     }
 }
 
-/// Links `object` with GNU ld, each section at `addrs[name]`; returns the output file's bytes.
-fn gnu_link(
-    target: &Target,
-    object: &Path,
-    addrs: &BTreeMap<String, u64>,
-    exports: &[(String, u64)],
-    got_at: u64,
-    work: &Path,
-) -> Vec<u8> {
-    let mut script = String::from("SECTIONS\n{\n");
-    for (name, addr) in addrs {
-        let _ = writeln!(script, "  {name} {addr:#x} : {{ *({name}) }}");
-    }
-    let _ = writeln!(
-        script,
-        "  .got {got_at:#x} : {{ *(.got.plt) *(.igot.plt) *(.got) *(.igot) }}"
-    );
-    script.push_str("  /DISCARD/ : { *(.eh_frame) *(.note.GNU-stack) }\n}\n");
-    let script_path = work.join("link.ld");
-    std::fs::write(&script_path, script).expect("write linker script");
-    let out_path = work.join("linked.elf");
-    let mut command = Command::new(target.ld.command);
-    command
-        .args(target.ld.flags)
-        .args([
-            "-static",
-            "-nostdlib",
-            "-e",
-            "0",
-            "--no-warn-mismatch",
-            "-T",
-        ])
-        .arg(&script_path)
-        .arg("-o")
-        .arg(&out_path)
-        .arg(object);
-    for (name, addr) in exports {
-        command.arg(format!("--defsym={name}={addr:#x}"));
-    }
-    let out = command.output().expect("run ld");
-    assert!(
-        out.status.success(),
-        "{} failed on {}: {}",
-        target.ld.command,
-        object.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::read(&out_path).expect("read ld output")
-}
-
-/// The bytes of `[addr, addr + len)` in a linked ELF file.
-fn linked_bytes(elf: &[u8], addr: u64, len: usize) -> Option<Vec<u8>> {
-    let file = object::File::parse(elf).ok()?;
-    for s in file.sections() {
-        if s.address() <= addr && addr + len as u64 <= s.address() + s.size() {
-            let data = s.data().ok()?;
-            let off = (addr - s.address()) as usize;
-            return data.get(off..off + len).map(<[u8]>::to_vec);
-        }
-    }
-    None
-}
-
-fn word(bytes: &[u8], at: usize, ptr: usize) -> u64 {
-    let mut w = [0u8; 8];
-    w[..ptr].copy_from_slice(&bytes[at..at + ptr]);
-    u64::from_le_bytes(w)
-}
-
-fn read_u32(bytes: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
-}
-
 /// The GOT slot address a GOT-relative place computes, decoded from the linked word; `a` is the addend the
 /// object stored there.
 fn slot_address(
@@ -382,18 +227,17 @@ fn check_target(target: &Target) {
     if !have_ld(target) {
         return;
     }
-    let fixtures = objects(target.name);
+    // The assembly fixtures have their own test (tests/relocation_types.rs).
+    let fixtures: Vec<_> = objects(target.name)
+        .into_iter()
+        .filter(|f| f.stem != ASM_STEM)
+        .collect();
     assert!(
         !fixtures.is_empty(),
         "no {} fixtures were built",
         target.name
     );
-    let work = std::env::temp_dir().join(format!(
-        "llext-cross-{}-{}",
-        target.name,
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&work).expect("work directory");
+    let work = WorkDir::new(target.name);
     let mapping = Mapping::at(target.load_base, ARENA);
     let ptr = if target.is_64 { 8 } else { 4 };
     let mut failures = Vec::new();
@@ -401,48 +245,26 @@ fn check_target(target: &Target) {
     for fixture in &fixtures {
         let elf = std::fs::read(&fixture.path).expect("read fixture");
         let exports = fake_exports(target, &elf);
-        let table: Vec<Export> = exports
-            .iter()
-            .map(|(n, a)| Export::new(Box::leak(n.clone().into_boxed_str()), *a as *const ()))
-            .collect();
-        let table = ExportTable::new(Box::leak(table.into_boxed_slice()));
-        // SAFETY: the mapping is only used through this arena until the registry is dropped.
-        let arena = unsafe { std::slice::from_raw_parts_mut(mapping.ptr, mapping.len) };
-        let registry = Registry::for_machine(ArenaMemory::new(arena), table, target.machine);
-        let options = LoadOptions {
-            bring_up: false,
-            ..LoadOptions::default()
-        };
-        let id = match registry.load_with(&fixture.name, &elf, &options) {
-            Ok(id) => id,
+        let info = match llext_load(target, &mapping, &fixture.name, &elf, &exports) {
+            Ok(info) => info,
             Err(e) => {
                 failures.push(format!("{}: load failed: {e}", fixture.name));
                 continue;
             }
         };
-        let info = registry.info(id).expect("info");
-        drop(registry);
         let got = info
             .regions
             .iter()
             .find(|r| r.kind == llext::RegionKind::Got)
             .map(|r| (r.addr as u64, r.size));
-        let mut addrs = BTreeMap::new();
-        for s in &info.sections {
-            assert!(
-                addrs.insert(s.name.clone(), s.addr as u64).is_none(),
-                "{}: two sections named {}",
-                fixture.name,
-                s.name
-            );
-        }
+        let addrs = section_addresses(&info);
         let linked = gnu_link(
             target,
             &fixture.path,
             &addrs,
             &exports,
             target.load_base + ARENA as u64 - 0x1_0000,
-            &work,
+            &work.0,
         );
         let masks = got_places(target, &elf);
         let pairs = got_pairs(target, &elf);
@@ -566,7 +388,6 @@ fn check_target(target: &Target) {
             }
         }
     }
-    let _ = std::fs::remove_dir_all(&work);
     assert!(
         failures.is_empty(),
         "{}: {} of {} objects differ from GNU ld:\n{}",
@@ -580,13 +401,6 @@ fn check_target(target: &Target) {
         target.name,
         fixtures.len()
     );
-}
-
-fn target(name: &str) -> &'static Target {
-    TARGETS
-        .iter()
-        .find(|t| t.name == name)
-        .expect("known target")
 }
 
 #[test]
