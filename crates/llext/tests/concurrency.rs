@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::Counting;
+use common::{Counting, Rng};
 use llext::{Context, Error, ExportTable, LoadOptions, Registry, RestoreOptions, SaveOptions};
 use llext_fixtures::bytes;
 
@@ -20,19 +20,6 @@ const THREADS: usize = 4;
 const ITERATIONS: usize = 400;
 /// A thread not done by then is deadlocked (the whole test takes about a second).
 const DEADLINE: Duration = Duration::from_secs(120);
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn call(r: &Registry<Counting>, symbol: &str, args: &[i64]) -> i64 {
     // SAFETY: `lm_mul` is `long lm_mul(long, long)` in libmath, which no thread unloads (the main thread

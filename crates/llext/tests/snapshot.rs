@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{call, compile_c, counting_registry, registry, Counting};
+use common::{call, compile_c, counting_registry, registry, Counting, Rng};
 use llext::{Context, Error, ExportTable, HostMemory, Registry, RestoreOptions, SaveOptions};
 use llext_fixtures::bytes;
 use llext_fixtures::graph_node_source as graph_node;
@@ -440,20 +440,6 @@ fn extensions_with_many_dependencies() {
                 n
             );
         }
-    }
-}
-
-/// A small deterministic generator (xorshift), so failures reproduce from the printed seed.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
     }
 }
 

@@ -605,16 +605,8 @@ mod tests {
 
     fn inputs(r_type: u32, s: u64, a: i64, p: u64) -> Inputs {
         Inputs {
-            r_type,
-            s,
-            a,
-            p,
-            z: 0,
-            got_slot: None,
-            got: 0,
-            stub: None,
             func: true,
-            hi: None,
+            ..Inputs::plain(r_type, s, a, p)
         }
     }
 

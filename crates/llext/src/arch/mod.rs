@@ -56,6 +56,25 @@ pub struct Inputs {
     pub hi: Option<i64>,
 }
 
+#[cfg(test)]
+impl Inputs {
+    /// Inputs with only S, A and P set (no GOT, stub, size, mode bit or HI partner), for backend tests.
+    pub(crate) fn plain(r_type: u32, s: u64, a: i64, p: u64) -> Inputs {
+        Inputs {
+            r_type,
+            s,
+            a,
+            p,
+            z: 0,
+            got_slot: None,
+            got: 0,
+            stub: None,
+            func: false,
+            hi: None,
+        }
+    }
+}
+
 /// How a relocation type takes part in a HI/LO pair (e.g. RISC-V `PCREL_HI20` and `PCREL_LO12_I`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pairing {

@@ -616,18 +616,7 @@ mod tests {
     use super::*;
 
     fn inputs(r_type: u32, s: u64, a: i64, p: u64) -> Inputs {
-        Inputs {
-            r_type,
-            s,
-            a,
-            p,
-            z: 0,
-            got_slot: None,
-            got: 0,
-            stub: None,
-            func: false,
-            hi: None,
-        }
+        Inputs::plain(r_type, s, a, p)
     }
 
     fn word(place: &[u8]) -> u32 {

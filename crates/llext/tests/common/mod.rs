@@ -8,15 +8,21 @@ use std::sync::Arc;
 
 use llext::{Block, BlockRequest, ExportTable, HostMemory, Memory, Permission, Registry};
 
-/// Host memory that counts live blocks and can be told to fail the Nth allocation.
+/// A memory provider wrapper that counts live blocks and can be told to fail the Nth allocation.
 #[derive(Clone, Default)]
-pub struct Counting {
+pub struct Tracked<M> {
     pub live: Arc<AtomicUsize>,
     pub allocations: Arc<AtomicUsize>,
     /// Allocation number (counted from 1) that fails; 0 = none.
     pub fail_at: Arc<AtomicUsize>,
-    inner: HostMemory,
+    pub inner: M,
 }
+
+/// Host memory that counts live blocks and can fail the Nth allocation.
+pub type Counting = Tracked<HostMemory>;
+
+/// Arena memory that counts live blocks (like [`Counting`] for the host pool).
+pub type CountingArena<'a> = Tracked<llext::ArenaMemory<'a>>;
 
 impl Counting {
     pub fn failing_at(n: usize) -> Self {
@@ -24,6 +30,22 @@ impl Counting {
         c.fail_at.store(n + 1, Ordering::SeqCst);
         c
     }
+}
+
+impl<'a> CountingArena<'a> {
+    pub fn new(arena: &'a mut [u8]) -> (Self, Arc<AtomicUsize>) {
+        let live = Arc::new(AtomicUsize::new(0));
+        let memory = Tracked {
+            live: live.clone(),
+            allocations: Arc::default(),
+            fail_at: Arc::default(),
+            inner: llext::ArenaMemory::new(arena),
+        };
+        (memory, live)
+    }
+}
+
+impl<M> Tracked<M> {
     /// Makes the `n`th allocation from now (0 = the next) fail.
     pub fn fail_after(&self, n: usize) {
         self.fail_at.store(
@@ -36,8 +58,8 @@ impl Counting {
     }
 }
 
-// SAFETY: forwards to HostMemory, which upholds the contract.
-unsafe impl Memory for Counting {
+// SAFETY: forwards to the wrapped provider, which upholds the contract.
+unsafe impl<M: Memory> Memory for Tracked<M> {
     fn allocate(&mut self, request: &BlockRequest) -> llext::Result<Block> {
         let n = self.allocations.fetch_add(1, Ordering::SeqCst) + 1;
         if n == self.fail_at.load(Ordering::SeqCst) {
@@ -71,6 +93,9 @@ unsafe impl Memory for Counting {
     fn disown(&mut self, block: Block) {
         self.live.fetch_sub(1, Ordering::SeqCst);
         self.inner.disown(block)
+    }
+    fn executes_in_place(&self) -> bool {
+        self.inner.executes_in_place()
     }
 }
 
@@ -199,52 +224,17 @@ impl Drop for ExecArena {
     }
 }
 
-/// Arena memory that counts live blocks (like [`Counting`] for the host pool).
-pub struct CountingArena<'a> {
-    pub inner: llext::ArenaMemory<'a>,
-    pub live: Arc<AtomicUsize>,
-}
+/// A small deterministic generator (xorshift), so failures reproduce from the printed seed.
+pub struct Rng(pub u64);
 
-impl<'a> CountingArena<'a> {
-    pub fn new(arena: &'a mut [u8]) -> (Self, Arc<AtomicUsize>) {
-        let live = Arc::new(AtomicUsize::new(0));
-        (
-            CountingArena {
-                inner: llext::ArenaMemory::new(arena),
-                live: live.clone(),
-            },
-            live,
-        )
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
     }
-}
-
-// SAFETY: forwards to ArenaMemory, which upholds the contract.
-unsafe impl Memory for CountingArena<'_> {
-    fn allocate(&mut self, request: &BlockRequest) -> llext::Result<Block> {
-        let b = self.inner.allocate(request)?;
-        self.live.fetch_add(1, Ordering::SeqCst);
-        Ok(b)
-    }
-    fn finalize(&mut self, block: &Block, permission: Permission) -> llext::Result<()> {
-        self.inner.finalize(block, permission)
-    }
-    fn free(&mut self, block: Block) {
-        self.live.fetch_sub(1, Ordering::SeqCst);
-        self.inner.free(block)
-    }
-    fn adopt(
-        &mut self,
-        addr: usize,
-        size: usize,
-        token: usize,
-        permission: Permission,
-    ) -> llext::Result<Block> {
-        let b = self.inner.adopt(addr, size, token, permission)?;
-        self.live.fetch_add(1, Ordering::SeqCst);
-        Ok(b)
-    }
-    fn disown(&mut self, block: Block) {
-        self.live.fetch_sub(1, Ordering::SeqCst);
-        self.inner.disown(block)
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
     }
 }
