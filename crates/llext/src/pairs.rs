@@ -27,6 +27,9 @@ pub(crate) struct SymbolInputs {
 #[derive(Debug, Default)]
 pub(crate) struct HiValues {
     by_place: Vec<(u64, i64)>,
+    /// Places patched by a LO part that pairs by place (e.g. `SUB_ULEB128`), sorted: a HI part at such a
+    /// place has a partner that will write the final value.
+    lo_places: Vec<u64>,
 }
 
 impl HiValues {
@@ -39,6 +42,7 @@ impl HiValues {
         got: u64,
     ) -> Result<HiValues> {
         let mut by_place = Vec::new();
+        let mut lo_places = Vec::new();
         for table in &obj.relocs {
             let (Some(base), Some(target)) =
                 (section_addr(table.target), obj.sections.get(table.target))
@@ -46,8 +50,17 @@ impl HiValues {
                 continue;
             };
             for r in table.iter(obj.endian) {
-                if A::pairing(r.r_type) != Pairing::Hi {
-                    continue;
+                match A::pairing(r.r_type) {
+                    Pairing::Hi => {}
+                    Pairing::LoAtPlace => {
+                        lo_places.try_reserve(1).map_err(|_| Error::OutOfMemory {
+                            size: core::mem::size_of::<u64>(),
+                            align: 8,
+                        })?;
+                        lo_places.push(base.wrapping_add(r.offset));
+                        continue;
+                    }
+                    _ => continue,
                 }
                 let (Some(sym), Some(info)) =
                     (obj.symbols.get(r.symbol as usize), symbol(r.symbol))
@@ -90,16 +103,26 @@ impl HiValues {
             }
         }
         by_place.sort_unstable_by_key(|&(place, _)| place);
-        Ok(HiValues { by_place })
+        lo_places.sort_unstable();
+        Ok(HiValues {
+            by_place,
+            lo_places,
+        })
     }
 
     /// The value of the HI partner of the relocation described by `inputs`, if it is a LO part and the
     /// partner exists.
+    ///
+    /// For a HI part, `Some(0)` says that a LO part pairing by place patches the same place after it (so the
+    /// HI part need not, or cannot, write a final value), `None` that none does.
     pub fn partner<A: Relocator>(&self, inputs: &Inputs) -> Option<i64> {
         let key = match A::pairing(inputs.r_type) {
             Pairing::LoAtSymbol => inputs.s,
             Pairing::LoAtPlace => inputs.p,
-            Pairing::Alone | Pairing::Hi => return None,
+            Pairing::Hi => {
+                return self.lo_places.binary_search(&inputs.p).ok().map(|_| 0);
+            }
+            Pairing::Alone => return None,
         };
         let at = self.by_place.partition_point(|&(place, _)| place < key);
         self.by_place

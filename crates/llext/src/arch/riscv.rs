@@ -467,8 +467,10 @@ fn apply(i: &Inputs, place: &mut [u8], rv64: bool) -> Result<(), Problem> {
             let len = uleb_len(place)?;
             if v >= 0 && (len >= 10 || (v as u64) >> (7 * len) == 0) {
                 write_uleb(place, v as u64, len)
+            } else if i.hi.is_some() {
+                Ok(()) // its SUB_ULEB128 (same place) writes the difference
             } else {
-                Ok(())
+                Err(overflow(v, "SET_ULEB128 value does not fit the bytes the assembler left, and no SUB_ULEB128 follows"))
             }
         }
         SUB_ULEB128 => {
@@ -756,6 +758,19 @@ mod tests {
             Riscv64::apply(&i, &mut uleb).is_err(),
             "does not fit two bytes"
         );
+        // A SET_ULEB128 whose value does not fit is left for its SUB_ULEB128, but one without a partner
+        // (`hi` is `None`) is an error, never a silently unpatched placeholder.
+        let mut uleb = [0x80u8, 0x00];
+        let mut set = inputs(SET_ULEB128, 0x8000_0000, 0, 0);
+        assert!(matches!(
+            Riscv64::apply(&set, &mut uleb),
+            Err(Problem::Overflow { .. })
+        ));
+        set.hi = Some(0);
+        Riscv64::apply(&set, &mut uleb).unwrap();
+        assert_eq!(uleb, [0x80, 0x00]);
+        Riscv64::apply(&inputs(SET_ULEB128, 100, 0, 0), &mut uleb).unwrap();
+        assert_eq!(uleb, [0x80 | 100, 0x00]);
     }
 
     #[test]
