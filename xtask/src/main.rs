@@ -217,6 +217,10 @@ fn ci_steps() -> Result {
     )?;
     println!("==> cargo xtask qemu");
     qemu::qemu(&[])?;
+    // A short, deterministic fuzz pass (fixed seed, fixed number of inputs per target) on every change;
+    // `cargo xtask fuzz` / `cargo xtask reliability` run the long ones.
+    println!("==> cargo xtask fuzz --runs 20000");
+    reliability::fuzz(&["--runs".to_string(), "20000".to_string()])?;
     step(
         "RUSTDOCFLAGS=\"-D warnings\" cargo doc --workspace --no-deps",
         cargo(&["doc", "--workspace", "--no-deps"]).env("RUSTDOCFLAGS", "-D warnings"),
