@@ -14,6 +14,7 @@ use object::{Object, ObjectSection, ObjectSymbol, RelocationFlags, RelocationTar
 use llext_cross::{objects, Target, ASM_STEM};
 
 mod common;
+use common::asm::{relocations, Reloc};
 use common::{
     fake_exports, gnu_link, have_ld, linked_bytes, llext_load, read_u32, section_addresses, target,
     word, Mapping, WorkDir, ARENA,
@@ -24,93 +25,65 @@ type Masks = BTreeMap<String, BTreeSet<u64>>;
 
 /// Relocations that address the GOT: the two linkers place GOT slots differently.
 fn got_places(target: &Target, elf: &[u8]) -> Masks {
-    let file = object::File::parse(elf).expect("fixture parses");
+    let relocs = relocations(elf);
     let mut masks = Masks::new();
-    for section in file.sections() {
-        let name = section.name().unwrap_or("").to_owned();
-        let mut got_hi = BTreeSet::new();
-        let mut lo_labels = Vec::new();
-        for (offset, rel) in section.relocations() {
-            let RelocationFlags::Elf {
-                r_type: object::elf::RelocationType(r_type),
-            } = rel.flags()
-            else {
-                continue;
-            };
-            let sym = match rel.target() {
-                RelocationTarget::Symbol(i) => file.symbol_by_index(i).ok(),
-                _ => None,
-            };
-            let sym_name = sym.as_ref().and_then(|s| s.name().ok()).unwrap_or("");
-            let got = match target.machine {
-                40 => matches!(r_type, 26 | 96) || sym_name == "_GLOBAL_OFFSET_TABLE_",
-                183 => matches!(r_type, 309 | 311 | 312 | 313),
-                _ => {
-                    if r_type == 20 {
-                        got_hi.insert(offset);
-                    }
-                    if matches!(r_type, 24 | 25) {
-                        lo_labels.push((offset, sym.map(|s| s.address()).unwrap_or(u64::MAX)));
-                    }
-                    r_type == 20
-                }
-            };
-            if got {
-                masks.entry(name.clone()).or_default().insert(offset);
+    // RISC-V: the `GOT_HI20` places, and the `PCREL_LO12_I/S` whose label is one of them.
+    let got_hi: BTreeSet<(&str, u64)> = relocs
+        .iter()
+        .filter(|r| target.machine == 243 && r.r_type == 20)
+        .map(|r| (r.section.as_str(), r.offset))
+        .collect();
+    for r in &relocs {
+        let got = match target.machine {
+            40 => matches!(r.r_type, 26 | 96) || r.symbol == "_GLOBAL_OFFSET_TABLE_",
+            183 => matches!(r.r_type, 309 | 311 | 312 | 313),
+            _ => {
+                r.r_type == 20
+                    || (matches!(r.r_type, 24 | 25)
+                        && got_hi.contains(&(r.section.as_str(), label(r))))
             }
-        }
-        for (offset, label) in lo_labels {
-            if got_hi.contains(&label) {
-                masks.entry(name.clone()).or_default().insert(offset);
-            }
+        };
+        if got {
+            masks.entry(r.section.clone()).or_default().insert(r.offset);
         }
     }
     masks
 }
 
+/// The value of a relocation's symbol in its own section (a label's offset), or `u64::MAX` if undefined.
+fn label(r: &Reloc) -> u64 {
+    r.defined.as_ref().map(|d| d.1).unwrap_or(u64::MAX)
+}
+
 /// Section name → (offset of a HI instruction, offset of its LO instruction) for two-instruction GOT loads:
 /// RISC-V `GOT_HI20` + `PCREL_LO12_I`, AArch64 `ADR_GOT_PAGE` + `LD64_GOT_LO12_NC` of the same symbol.
 fn got_pairs(target: &Target, elf: &[u8]) -> BTreeMap<String, Vec<(u64, u64)>> {
-    let file = object::File::parse(elf).expect("fixture parses");
+    let relocs = relocations(elf);
     let mut pairs: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
-    for section in file.sections() {
-        let name = section.name().unwrap_or("").to_owned();
-        let mut his: Vec<(u64, Option<object::SymbolIndex>, u64)> = Vec::new();
-        let mut los: Vec<(u64, Option<object::SymbolIndex>, u64)> = Vec::new();
-        for (offset, rel) in section.relocations() {
-            let RelocationFlags::Elf {
-                r_type: object::elf::RelocationType(r_type),
-            } = rel.flags()
-            else {
-                continue;
-            };
-            let index = match rel.target() {
-                RelocationTarget::Symbol(i) => Some(i),
-                _ => None,
-            };
-            let label = index
-                .and_then(|i| file.symbol_by_index(i).ok())
-                .map(|s| s.address())
-                .unwrap_or(u64::MAX);
-            match (target.machine, r_type) {
-                (243, 20) | (183, 311) => his.push((offset, index, label)),
-                (243, 24) | (183, 312) => los.push((offset, index, label)),
-                _ => {}
-            }
-        }
-        for (lo, index, label) in los {
-            let hi = if target.machine == 243 {
-                his.iter().find(|h| h.0 == label).map(|h| h.0)
-            } else {
-                his.iter()
-                    .filter(|h| h.1 == index && h.0 <= lo)
-                    .map(|h| h.0)
-                    .max()
-                    .or_else(|| his.iter().find(|h| h.1 == index).map(|h| h.0))
-            };
-            if let Some(hi) = hi {
-                pairs.entry(name.clone()).or_default().push((hi, lo));
-            }
+    let is = |r: &Reloc, riscv: u32, aarch64: u32| {
+        (target.machine, r.r_type) == (243, riscv) || (target.machine, r.r_type) == (183, aarch64)
+    };
+    let same_symbol = |a: &Reloc, b: &Reloc| a.symbol == b.symbol && a.defined == b.defined;
+    for lo in relocs.iter().filter(|r| is(r, 24, 312)) {
+        let his = relocs
+            .iter()
+            .filter(|h| h.section == lo.section && is(h, 20, 311));
+        let hi = if target.machine == 243 {
+            his.clone()
+                .find(|h| h.offset == label(lo))
+                .map(|h| h.offset)
+        } else {
+            his.clone()
+                .filter(|h| same_symbol(h, lo) && h.offset <= lo.offset)
+                .map(|h| h.offset)
+                .max()
+                .or_else(|| his.clone().find(|h| same_symbol(h, lo)).map(|h| h.offset))
+        };
+        if let Some(hi) = hi {
+            pairs
+                .entry(lo.section.clone())
+                .or_default()
+                .push((hi, lo.offset));
         }
     }
     pairs
