@@ -28,6 +28,13 @@ struct Pool {
 
 static POOL: Mutex<Option<Pool>> = Mutex::new(None);
 
+#[cfg(test)]
+std::thread_local! {
+    /// `mprotect` calls made by this thread: tests share the pool with tests running in other threads, so
+    /// each counts only its own calls.
+    static PROTECT_CALLS: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
+}
+
 fn os_error() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
@@ -99,6 +106,8 @@ impl Pool {
     }
 
     fn protect(&self, offset: usize, len: usize, prot: i32, what: &'static str) -> Result<()> {
+        #[cfg(test)]
+        PROTECT_CALLS.with(|calls| calls.set(calls.get() + 1));
         // SAFETY: [base+offset, +len) lies inside the pool mapping and belongs to a block the caller owns.
         let r = unsafe { libc::mprotect((self.base + offset) as *mut libc::c_void, len, prot) };
         if r != 0 {
@@ -148,6 +157,56 @@ impl Pool {
 
     fn give_back(&mut self, off: usize, len: usize) {
         self.free.give_back(off, len);
+    }
+
+    /// Applies a final protection to a run of blocks.
+    fn seal(&self, run: Run, prot: i32) -> Result<()> {
+        self.protect(run.offset, run.len, prot, "set final protection")
+    }
+
+    /// Offset of a block in the pool, checking that all its pages lie in the part handed out so far.
+    fn offset_of(&self, block: &Block) -> Result<usize> {
+        block
+            .addr()
+            .checked_sub(self.base)
+            .filter(|off| {
+                off.checked_add(block.token())
+                    .is_some_and(|end| end <= self.bump)
+            })
+            .ok_or(Error::Internal(
+                "finalise a block that is not from the extension memory pool",
+            ))
+    }
+}
+
+/// Final protection of code blocks.
+const PROT_CODE: i32 = libc::PROT_READ | libc::PROT_EXEC;
+/// Final protection of constant blocks.
+const PROT_CONSTANTS: i32 = libc::PROT_READ;
+
+/// Pool pages `[offset, offset + len)` of blocks lying end to end that end with one protection: one
+/// `mprotect` seals them all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Run {
+    offset: usize,
+    len: usize,
+}
+
+impl Run {
+    /// Grows the run by the pages `[offset, offset + len)` if they touch it at either end.
+    fn absorb(&mut self, offset: usize, len: usize) -> bool {
+        let Some(total) = self.len.checked_add(len) else {
+            return false;
+        };
+        if self.offset.checked_add(self.len) == Some(offset) {
+            self.len = total;
+            true
+        } else if offset.checked_add(len) == Some(self.offset) {
+            *self = Run { offset, len: total };
+            true
+        } else {
+            false
+        }
     }
 }
 
@@ -209,18 +268,52 @@ unsafe impl Memory for HostMemory {
     }
 
     fn finalize(&mut self, block: &Block, permission: Permission) -> Result<()> {
-        let prot = match permission {
-            Permission::ReadExecute => libc::PROT_READ | libc::PROT_EXEC,
-            Permission::ReadOnly => libc::PROT_READ,
-            Permission::ReadWrite => return Ok(()),
-        };
+        self.finalize_all(&mut core::iter::once((block, permission)))
+    }
+
+    /// Seals blocks lying end to end with equal permission with one `mprotect`, under one lock.
+    ///
+    /// One run is kept open per sealed permission, so blocks of the other permission in between do not
+    /// break it: a portable restore allocates permission by permission (its code blocks come out end to
+    /// end, then its constant blocks) but hands the blocks over extension by extension. No page is ever
+    /// made writable here, so W^X holds whatever the order. The pool lock is held while `blocks` is
+    /// iterated, so the iterator must not itself use a `HostMemory`.
+    fn finalize_all(
+        &mut self,
+        blocks: &mut dyn Iterator<Item = (&Block, Permission)>,
+    ) -> Result<()> {
+        // Read-write blocks already have their final protection.
+        let mut sealed = blocks
+            .filter(|(_, permission)| *permission != Permission::ReadWrite)
+            .peekable();
+        // With nothing to seal the lock is not taken (nor the pool reserved), as `finalize` never did.
+        if sealed.peek().is_none() {
+            return Ok(());
+        }
         with_pool(|pool| {
-            pool.protect(
-                block.addr() - pool.base,
-                block.token(),
-                prot,
-                "set final protection",
-            )
+            let mut code: Option<Run> = None;
+            let mut constants: Option<Run> = None;
+            for (block, permission) in sealed {
+                let (open, prot) = match permission {
+                    Permission::ReadExecute => (&mut code, PROT_CODE),
+                    Permission::ReadOnly => (&mut constants, PROT_CONSTANTS),
+                    Permission::ReadWrite => continue,
+                };
+                let offset = pool.offset_of(block)?;
+                let len = block.token();
+                if !open.as_mut().is_some_and(|run| run.absorb(offset, len)) {
+                    if let Some(done) = open.replace(Run { offset, len }) {
+                        pool.seal(done, prot)?;
+                    }
+                }
+            }
+            if let Some(run) = code {
+                pool.seal(run, PROT_CODE)?;
+            }
+            if let Some(run) = constants {
+                pool.seal(run, PROT_CONSTANTS)?;
+            }
+            Ok(())
         })
         // x86_64 keeps instruction fetch coherent with stores: no cache maintenance is needed here.
     }
@@ -297,3 +390,223 @@ pub static LIBC_EXPORTS: &[crate::Export] = crate::exports![
     "strncpy" => libc::strncpy,
     "abort" => libc::abort,
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::String;
+    use alloc::vec::Vec;
+
+    const RX: Permission = Permission::ReadExecute;
+    const RO: Permission = Permission::ReadOnly;
+    const RW: Permission = Permission::ReadWrite;
+
+    /// `mprotect` calls this thread has made so far.
+    fn protect_calls() -> usize {
+        PROTECT_CALLS.with(core::cell::Cell::get)
+    }
+
+    /// Serialises the allocation runs of these tests: two of them allocating in lockstep on two cores
+    /// would interleave their blocks on every attempt.
+    static ALLOCATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    /// Allocates one block per `(size, permission)` in a row, retrying until they come out end to end:
+    /// other tests share the pool and may free pages that an attempt then takes, or take pages in
+    /// between. Blocks of failed attempts are kept (they fill the holes that made the attempt fail) and
+    /// returned second, to be freed.
+    fn adjacent(
+        memory: &mut HostMemory,
+        requests: &[(usize, Permission)],
+    ) -> (Vec<Block>, Vec<Block>) {
+        let _serial = ALLOCATING.lock().unwrap_or_else(|p| p.into_inner());
+        let mut spare = Vec::new();
+        for _ in 0..64 {
+            let blocks: Vec<Block> = requests
+                .iter()
+                .map(|&(size, permission)| {
+                    let request = BlockRequest {
+                        size,
+                        align: 16,
+                        permission,
+                    };
+                    memory.allocate(&request).unwrap()
+                })
+                .collect();
+            if blocks
+                .windows(2)
+                .all(|w| w[0].addr() + w[0].token() == w[1].addr())
+            {
+                return (blocks, spare);
+            }
+            spare.extend(blocks);
+        }
+        panic!(
+            "no run of {} adjacent blocks in 64 attempts",
+            requests.len()
+        );
+    }
+
+    /// Permissions of the one mapping of `/proc/self/maps` that covers all of `[start, end)`, if any.
+    fn mapping(start: usize, end: usize) -> Option<String> {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        maps.lines().find_map(|line| {
+            let (range, rest) = line.split_once(' ')?;
+            let (lo, hi) = range.split_once('-')?;
+            let lo = usize::from_str_radix(lo, 16).ok()?;
+            let hi = usize::from_str_radix(hi, 16).ok()?;
+            let perms = rest.get(..4)?;
+            (lo <= start && end <= hi).then(|| String::from(perms))
+        })
+    }
+
+    fn span(blocks: &[Block]) -> (usize, usize) {
+        let last = blocks.last().unwrap();
+        (blocks[0].addr(), last.addr() + last.token())
+    }
+
+    fn free_all(memory: &mut HostMemory, blocks: impl IntoIterator<Item = Block>) {
+        for block in blocks {
+            memory.free(block);
+        }
+    }
+
+    #[test]
+    fn three_adjacent_code_blocks_are_sealed_with_one_call() {
+        let mut memory = HostMemory::new();
+        let (blocks, spare) = adjacent(&mut memory, &[(100, RX), (5000, RX), (100, RX)]);
+        let (start, end) = span(&blocks);
+        assert_eq!(end - start, 4 * page_size());
+
+        let before = protect_calls();
+        memory
+            .finalize_all(&mut blocks.iter().map(|b| (b, RX)))
+            .unwrap();
+        assert_eq!(protect_calls() - before, 1);
+        assert_eq!(mapping(start, end).as_deref(), Some("r-xp"));
+
+        free_all(&mut memory, blocks);
+        free_all(&mut memory, spare);
+    }
+
+    #[test]
+    fn code_then_constants_are_sealed_with_two_calls() {
+        let mut memory = HostMemory::new();
+        let (blocks, spare) = adjacent(&mut memory, &[(100, RX), (100, RX), (100, RO)]);
+        let page = page_size();
+        let start = blocks[0].addr();
+
+        let before = protect_calls();
+        let mut all = blocks.iter().zip([RX, RX, RO]);
+        memory.finalize_all(&mut all).unwrap();
+        assert_eq!(protect_calls() - before, 2);
+        assert_eq!(mapping(start, start + 2 * page).as_deref(), Some("r-xp"));
+        assert_eq!(
+            mapping(start + 2 * page, start + 3 * page).as_deref(),
+            Some("r--p")
+        );
+
+        free_all(&mut memory, blocks);
+        free_all(&mut memory, spare);
+    }
+
+    #[test]
+    fn blocks_handed_over_extension_by_extension_still_merge() {
+        // What a portable restore of two extensions does: allocate code, then constants, then data, and
+        // seal extension by extension.
+        let mut memory = HostMemory::new();
+        let requests = [
+            (100, RX),
+            (100, RX),
+            (100, RO),
+            (100, RO),
+            (100, RW),
+            (100, RW),
+        ];
+        let (blocks, spare) = adjacent(&mut memory, &requests);
+        let order = [0, 2, 4, 1, 3, 5];
+        let before = protect_calls();
+        let mut all = order.iter().map(|&i| (&blocks[i], requests[i].1));
+        memory.finalize_all(&mut all).unwrap();
+        assert_eq!(protect_calls() - before, 2);
+        let page = page_size();
+        let start = blocks[0].addr();
+        assert_eq!(mapping(start, start + 2 * page).as_deref(), Some("r-xp"));
+        assert_eq!(
+            mapping(start + 2 * page, start + 4 * page).as_deref(),
+            Some("r--p")
+        );
+        assert_eq!(
+            mapping(start + 4 * page, start + 6 * page).as_deref(),
+            Some("rw-p")
+        );
+
+        free_all(&mut memory, blocks);
+        free_all(&mut memory, spare);
+    }
+
+    #[test]
+    fn read_write_blocks_and_empty_lists_make_no_call() {
+        let mut memory = HostMemory::new();
+        let block = memory
+            .allocate(&BlockRequest {
+                size: 100,
+                align: 16,
+                permission: RW,
+            })
+            .unwrap();
+        let before = protect_calls();
+        memory.finalize_all(&mut core::iter::empty()).unwrap();
+        memory
+            .finalize_all(&mut core::iter::once((&block, RW)))
+            .unwrap();
+        memory.finalize(&block, RW).unwrap();
+        assert_eq!(protect_calls(), before);
+        memory.free(block);
+    }
+
+    #[test]
+    fn a_block_from_elsewhere_is_refused() {
+        let mut memory = HostMemory::new();
+        // Make sure the pool exists, so the check compares against it.
+        let ours = memory
+            .allocate(&BlockRequest {
+                size: 100,
+                align: 16,
+                permission: RX,
+            })
+            .unwrap();
+        let mut bytes = alloc::vec![0u8; 64];
+        let ptr = NonNull::new(bytes.as_mut_ptr()).unwrap();
+        // SAFETY: `bytes` outlives the block, which nothing else aliases.
+        let foreign = unsafe { Block::new(ptr, bytes.len(), 4096) };
+        let before = protect_calls();
+        assert!(matches!(
+            memory.finalize(&foreign, RX),
+            Err(Error::Internal(_))
+        ));
+        let refused = memory.finalize_all(&mut [(&foreign, RX), (&ours, RX)].into_iter());
+        assert!(refused.is_err());
+        assert_eq!(protect_calls(), before);
+        memory.free(ours);
+    }
+
+    #[test]
+    fn runs_grow_at_either_end_only() {
+        let mut run = Run {
+            offset: 4096,
+            len: 4096,
+        };
+        assert!(run.absorb(8192, 8192));
+        assert!(run.absorb(0, 4096));
+        assert_eq!(
+            run,
+            Run {
+                offset: 0,
+                len: 16384
+            }
+        );
+        assert!(!run.absorb(20480, 4096));
+        assert!(!run.absorb(4096, 4096));
+        assert!(!run.absorb(16384, usize::MAX));
+    }
+}
