@@ -1,7 +1,6 @@
 //! Allocation that reports failure: every vector, string and table the loader grows goes through these, so
 //! running out of heap is [`Error::OutOfMemory`] and the operation unwinds instead of aborting the program.
 
-use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::error::{Error, Result};
@@ -54,13 +53,4 @@ pub(crate) fn collect<T>(items: impl Iterator<Item = Result<T>>) -> Result<Vec<T
         push(&mut v, item?)?;
     }
     Ok(v)
-}
-
-/// An owned copy of `s`.
-pub(crate) fn string(s: &str) -> Result<String> {
-    let mut out = String::new();
-    out.try_reserve_exact(s.len())
-        .map_err(|_| oom::<u8>(s.len()))?;
-    out.push_str(s);
-    Ok(out)
 }

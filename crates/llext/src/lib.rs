@@ -46,6 +46,7 @@ mod link;
 mod memory;
 mod pairs;
 mod ranges;
+mod record;
 mod registry;
 mod snapshot;
 mod symbols;

@@ -15,6 +15,7 @@ use crate::fallible;
 use crate::layout::{self, LayoutOptions, Placement, Plan, RegionKind};
 use crate::limits::Limits;
 use crate::memory::{Block, BlockRequest, Memory, Permission};
+use crate::record::{BlockRec, Parts, Record, View};
 use crate::symbols::hash_name;
 
 /// At most this many problems are collected for one extension before giving up.
@@ -203,39 +204,16 @@ impl Fixup {
     }
 }
 
-/// Everything the registry keeps about one linked extension.
+/// Everything the registry keeps about one linked extension: its blocks and its encoded record.
 #[derive(Debug)]
 pub(crate) struct Linked {
     pub blocks: Vec<(Block, Permission)>,
-    pub strings: Vec<u8>,
-    pub regions: Vec<RegionRec>,
-    pub sections: Vec<SectionRec>,
-    pub exports: Vec<SymRec>,
-    /// Global symbols sorted by name.
-    pub globals: Vec<SymRec>,
-    pub init: Vec<usize>,
-    pub fini: Vec<usize>,
-    pub deps: Vec<u32>,
-    /// Locations to rewrite when the extension moves, encoded (`FIXUP_REC` bytes each; empty unless
-    /// recorded at load).
-    pub fixups: Vec<u8>,
-    /// True if `fixups` was recorded (the extension can be saved in a portable snapshot).
-    pub portable: bool,
+    pub record: Record,
 }
 
 impl Linked {
-    pub fn str(&self, s: Str) -> &[u8] {
-        self.strings
-            .get(s.start as usize..(s.start as usize).saturating_add(s.len as usize))
-            .unwrap_or(&[])
-    }
-
-    pub fn global(&self, name: &[u8]) -> Option<usize> {
-        self.globals
-            .binary_search_by(|g| self.str(g.name).cmp(name))
-            .ok()
-            .and_then(|i| self.globals.get(i))
-            .map(|g| g.addr)
+    pub fn view(&self) -> View<'_> {
+        self.record.view()
     }
 
     pub fn memory_size(&self) -> usize {
@@ -965,20 +943,47 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
     for (block, permission) in &blocks.blocks {
         blocks.memory.finalize(block, *permission)?;
     }
+    // The record: one allocation holding everything the registry keeps (and a context saves).
+    let mut saved = [BlockRec {
+        addr: 0,
+        size: 0,
+        align: 1,
+        token: 0,
+        permission: Permission::ReadWrite,
+        hash: 0,
+    }; 3];
+    for ((block, permission), rec) in blocks.blocks.iter().zip(saved.iter_mut()) {
+        let align = regions
+            .iter()
+            .filter(|r: &&RegionRec| !r.in_place && r.kind.permission() == *permission)
+            .map(|r| r.align)
+            .max()
+            .unwrap_or(1);
+        *rec = BlockRec {
+            addr: block.addr() as u64,
+            size: block.size() as u64,
+            align: align as u64,
+            token: block.token() as u64,
+            permission: *permission,
+            hash: 0,
+        };
+    }
+    let record = Parts {
+        name: req.name,
+        deps: &deps,
+        strings: &strings,
+        blocks: saved.get(..blocks.blocks.len()).unwrap_or(&[]),
+        regions: &regions,
+        sections: &sections,
+        exports: &exports,
+        globals: &globals,
+        init: &init,
+        fini: &fini,
+        fixups: req.record_fixups.then_some(&fixups[..]),
+    }
+    .encode()?;
     let blocks = core::mem::take(&mut blocks.blocks);
-    Ok(Linked {
-        blocks,
-        strings,
-        regions,
-        sections,
-        exports,
-        globals,
-        init,
-        fini,
-        deps,
-        fixups,
-        portable: req.record_fixups,
-    })
+    Ok(Linked { blocks, record })
 }
 
 /// Allocates one zeroed block per permission the plan uses, into `blocks`; returns each block's address

@@ -12,6 +12,7 @@ use crate::layout::{LayoutOptions, RegionKind};
 use crate::limits::Limits;
 use crate::link::{self, Linked, Owner, Request, Resolver};
 use crate::memory::{Memory, Permission};
+use crate::record::Table;
 use crate::symbols::{hash_name, ExportTable};
 use crate::sync::Lock;
 
@@ -152,7 +153,6 @@ pub struct ExtensionInfo {
 }
 
 pub(crate) struct Ext {
-    pub name: String,
     pub seq: u64,
     pub use_count: u32,
     pub dependents: u32,
@@ -212,13 +212,22 @@ pub(crate) fn ext_at(slots: &[Slot], slot: u32) -> Option<&Ext> {
     slots.get(slot as usize).and_then(|s| s.ext.as_ref())
 }
 
+impl Ext {
+    /// The extension's name (kept in its record).
+    pub fn name(&self) -> &str {
+        self.linked.view().name()
+    }
+
+    fn name_string(&self) -> String {
+        String::from(self.name())
+    }
+}
+
 fn export_name(slots: &[Slot], (slot, i): (u32, u32)) -> &[u8] {
     ext_at(slots, slot)
         .and_then(|e| {
-            e.linked
-                .exports
-                .get(i as usize)
-                .map(|x| e.linked.str(x.name))
+            let v = e.linked.view();
+            v.export(i as usize).map(|x| v.str(x.name))
         })
         .unwrap_or(&[])
 }
@@ -242,7 +251,7 @@ fn find_export(
     name: &[u8],
 ) -> Option<(u32, usize)> {
     let &(slot, i) = exports.find(hash_name(name), |&r| export_name(slots, r) == name)?;
-    let addr = ext_at(slots, slot)?.linked.exports.get(i as usize)?.addr;
+    let addr = ext_at(slots, slot)?.linked.view().export(i as usize)?.addr;
     Some((slot, addr))
 }
 
@@ -264,7 +273,7 @@ impl Resolver for View<'_> {
             return Some(String::from("the firmware (built-in)"));
         }
         let (slot, _) = self.export(name)?;
-        ext_at(self.slots, slot).map(|e| alloc::format!("extension `{}`", e.name))
+        ext_at(self.slots, slot).map(|e| alloc::format!("extension `{}`", e.name()))
     }
 }
 
@@ -311,8 +320,8 @@ unsafe fn call_address(addr: usize, args: &[i64]) -> Result<i64> {
 ///
 /// # Safety
 /// Every address must be a constructor or destructor of a loaded, sealed extension.
-unsafe fn run_all(functions: &[usize]) {
-    for &f in functions {
+unsafe fn run_all(functions: impl Iterator<Item = usize>) {
+    for f in functions {
         type Hook = extern "C" fn();
         // SAFETY: the caller guarantees each entry is a `void (void)` C function in sealed extension code.
         let hook: Hook = unsafe { core::mem::transmute::<usize, Hook>(f) };
@@ -448,16 +457,17 @@ impl<M: Memory> Registry<M> {
         let linked = with_backend!(inner.machine, object.class.is_64, A => link::link::<A, M, View<'_>>(&object, &request, &view, &mut inner.memory),
             _ => Err(Error::Unsupported { what: "machine: no relocation backend in this build", value: u64::from(inner.machine) }))?;
         // Everything `insert` needs is allocated first; if that fails, the blocks go back and nothing changed.
-        let owned_name = match fallible::string(name)
-            .and_then(|n| inner.reserve_for(1, linked.exports.len()).map(|()| n))
-        {
-            Ok(n) => n,
-            Err(e) => {
+        if let Err(e) = inner.reserve_for(1, linked.view().count(Table::Exports)) {
+            linked.free(&mut inner.memory);
+            return Err(e);
+        }
+        let id = match inner.insert(linked) {
+            Ok(id) => id,
+            Err((e, linked)) => {
                 linked.free(&mut inner.memory);
                 return Err(e);
             }
         };
-        let id = inner.insert(owned_name, linked)?;
         if options.bring_up {
             inner.bring_up(id);
         }
@@ -528,12 +538,14 @@ impl<M: Memory> Registry<M> {
     pub fn extension_symbol(&self, id: ExtId, name: &str) -> Result<Option<usize>> {
         let inner = self.inner.lock();
         let ext = inner.get(id)?;
-        let l = &ext.linked;
-        Ok(l.exports
-            .iter()
+        let l = ext.linked.view();
+        let addr = l
+            .exports()
+            .flatten()
             .find(|e| l.str(e.name) == name.as_bytes())
             .map(|e| e.addr)
-            .or_else(|| l.global(name.as_bytes())))
+            .or_else(|| l.global(name.as_bytes()));
+        Ok(addr)
     }
 
     /// Calls the function `symbol` (found as by [`Registry::find_symbol`]) with up to six integer arguments
@@ -676,6 +688,32 @@ pub fn default_name(path: &std::path::Path) -> String {
         .unwrap_or_else(|| std::string::ToString::to_string(&path.display()))
 }
 
+/// Capacities of the registry's tables (slots, names, exports), to shrink them back after a failure.
+pub(crate) type Capacities = (usize, usize, usize);
+
+/// Shrinks the registry's tables back to `before` (or to what they hold, if more).
+fn shrink_tables(
+    slots: &mut Vec<Slot>,
+    names: &mut HashTable<u32>,
+    exports: &mut HashTable<(u32, u32)>,
+    before: Capacities,
+) {
+    let slots_ref: &[Slot] = slots;
+    names.shrink_to(before.1, |&s: &u32| {
+        ext_at(slots_ref, s)
+            .map(|e| hash_name(e.name().as_bytes()))
+            .unwrap_or(0)
+    });
+    exports.shrink_to(before.2, |&r: &(u32, u32)| {
+        hash_name(export_name(slots_ref, r))
+    });
+    // Trailing empty slots a failed operation pushed go too.
+    while slots.len() > before.0 && slots.last().is_some_and(|s| s.ext.is_none()) {
+        slots.pop();
+    }
+    slots.shrink_to(before.0);
+}
+
 /// Makes room in the registry's tables for `extensions` more extensions with `exports` exports in all. All
 /// or nothing: if one table cannot grow, the ones that did are shrunk back to their former capacity.
 pub(crate) fn reserve_tables(
@@ -690,7 +728,7 @@ pub(crate) fn reserve_tables(
     let slots_ref: &[Slot] = slots;
     let name_hash = |&s: &u32| {
         ext_at(slots_ref, s)
-            .map(|e| hash_name(e.name.as_bytes()))
+            .map(|e| hash_name(e.name().as_bytes()))
             .unwrap_or(0)
     };
     let export_hash = |&r: &(u32, u32)| hash_name(export_name(slots_ref, r));
@@ -703,9 +741,7 @@ pub(crate) fn reserve_tables(
                 .map_err(|_| fallible::oom::<(u32, u32)>(export_count))
         });
     if grown.is_err() {
-        names.shrink_to(before.1, name_hash);
-        exports.shrink_to(before.2, export_hash);
-        slots.shrink_to(before.0);
+        shrink_tables(slots, names, exports, before);
     }
     grown
 }
@@ -714,7 +750,7 @@ impl<M: Memory> Inner<M> {
     pub(crate) fn find(&self, name: &str) -> Option<ExtId> {
         let slots = &self.slots;
         let &slot = self.names.find(hash_name(name.as_bytes()), |&s| {
-            ext_at(slots, s).is_some_and(|e| e.name == name)
+            ext_at(slots, s).is_some_and(|e| e.linked.view().name_bytes() == name.as_bytes())
         })?;
         let generation = slots.get(slot as usize)?.generation;
         Some(ExtId {
@@ -740,7 +776,7 @@ impl<M: Memory> Inner<M> {
         self.slots
             .iter()
             .filter_map(|s| s.ext.as_ref())
-            .filter_map(|e| e.linked.global(name).map(|a| (e.seq, a)))
+            .filter_map(|e| e.linked.view().global(name).map(|a| (e.seq, a)))
             .min_by_key(|&(seq, _)| seq)
             .map(|(_, a)| a)
     }
@@ -757,11 +793,34 @@ impl<M: Memory> Inner<M> {
         )
     }
 
-    /// Registers a linked extension. Allocates nothing after [`Inner::reserve_for`] made room for it.
-    pub(crate) fn insert(&mut self, name: String, linked: Linked) -> Result<ExtId> {
+    /// The tables' capacities now (see [`Inner::shrink_back`]).
+    pub(crate) fn capacities(&self) -> Capacities {
+        (
+            self.slots.capacity(),
+            self.names.capacity(),
+            self.exports.capacity(),
+        )
+    }
+
+    /// Undoes the growth of the tables since `before` was taken (after a failed restore).
+    pub(crate) fn shrink_back(&mut self, before: Capacities) {
+        shrink_tables(&mut self.slots, &mut self.names, &mut self.exports, before);
+    }
+
+    /// Registers a linked extension. Allocates nothing after [`Inner::reserve_for`] made room for it. On
+    /// failure (only if no room was made) the extension comes back with the error, so its blocks can be
+    /// given back; the large error value is on a path that never runs after a successful reservation.
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn insert(
+        &mut self,
+        linked: Linked,
+    ) -> core::result::Result<ExtId, (Error, Linked)> {
         let index = match self.slots.iter().position(|s| s.ext.is_none()) {
             Some(i) => i,
             None => {
+                if self.slots.len() == self.slots.capacity() {
+                    return Err((Error::Internal("registry slots not reserved"), linked));
+                }
                 self.slots.push(Slot {
                     generation: 0,
                     ext: None,
@@ -769,8 +828,28 @@ impl<M: Memory> Inner<M> {
                 self.slots.len() - 1
             }
         };
-        let slot = u32::try_from(index).map_err(|_| Error::Internal("slot count"))?;
-        for &dep in &linked.deps {
+        let (Ok(slot), Some(s)) = (u32::try_from(index), self.slots.get_mut(index)) else {
+            return Err((Error::Internal("slot count"), linked));
+        };
+        let export_count = linked.view().count(Table::Exports);
+        let name_hash = hash_name(linked.view().name_bytes());
+        s.ext = Some(Ext {
+            seq: self.next_seq,
+            use_count: 1,
+            dependents: 0,
+            initialised: false,
+            mark: false,
+            linked,
+        });
+        let id = ExtId {
+            index: slot,
+            generation: s.generation,
+        };
+        self.next_seq += 1;
+        let dep_at =
+            |slots: &[Slot], k: usize| ext_at(slots, slot).and_then(|e| e.linked.view().dep(k));
+        let mut k = 0;
+        while let Some(dep) = dep_at(&self.slots, k) {
             if let Some(d) = self
                 .slots
                 .get_mut(dep as usize)
@@ -778,30 +857,13 @@ impl<M: Memory> Inner<M> {
             {
                 d.dependents = d.dependents.saturating_add(1);
             }
+            k += 1;
         }
-        let export_count = linked.exports.len();
-        let name_hash = hash_name(name.as_bytes());
-        let ext = Ext {
-            name,
-            seq: self.next_seq,
-            use_count: 1,
-            dependents: 0,
-            initialised: false,
-            mark: false,
-            linked,
-        };
-        self.next_seq += 1;
-        let s = self.slots.get_mut(index).ok_or(Error::Internal("slot"))?;
-        s.ext = Some(ext);
-        let id = ExtId {
-            index: slot,
-            generation: s.generation,
-        };
         // The extension is in its slot now, so the tables can rehash any entry, including its own.
         let slots = &self.slots;
         self.names.insert_unique(name_hash, slot, |&s| {
             ext_at(slots, s)
-                .map(|e| hash_name(e.name.as_bytes()))
+                .map(|e| hash_name(e.name().as_bytes()))
                 .unwrap_or(0)
         });
         for i in 0..export_count {
@@ -814,6 +876,49 @@ impl<M: Memory> Inner<M> {
         Ok(id)
     }
 
+    /// Takes an extension out of its slot and out of the indexes (no destructors run, nothing is freed).
+    pub(crate) fn remove(&mut self, id: ExtId) -> Option<Ext> {
+        let slot = self
+            .slots
+            .get_mut(id.index as usize)
+            .filter(|s| s.generation == id.generation)?;
+        let ext = slot.ext.take()?;
+        slot.generation = slot.generation.wrapping_add(1);
+        if let Ok(entry) = self
+            .names
+            .find_entry(hash_name(ext.name().as_bytes()), |&s| s == id.index)
+        {
+            entry.remove();
+        }
+        let view = ext.linked.view();
+        for (i, e) in view.exports().enumerate() {
+            let h = hash_name(e.map(|e| view.str(e.name)).unwrap_or(&[]));
+            if let Ok(entry) = self.exports.find_entry(h, |&r| r == (id.index, i as u32)) {
+                entry.remove();
+            }
+        }
+        for dep in view.deps() {
+            if let Some(d) = self
+                .slots
+                .get_mut(dep as usize)
+                .and_then(|s| s.ext.as_mut())
+            {
+                d.dependents = d.dependents.saturating_sub(1);
+            }
+        }
+        Some(ext)
+    }
+
+    /// Who already exports `name` (a built-in or a loaded extension), for duplicate-export checks.
+    pub(crate) fn exporter(&self, name: &[u8]) -> Option<String> {
+        View {
+            builtins: &self.builtins,
+            slots: &self.slots,
+            exports: &self.exports,
+        }
+        .exporter(name)
+    }
+
     fn bring_up(&mut self, id: ExtId) {
         if let Some(ext) = self
             .slots
@@ -823,7 +928,7 @@ impl<M: Memory> Inner<M> {
             ext.initialised = true;
             // SAFETY: the init list holds the relocated entries of the extension's own, now sealed,
             // .preinit_array/.init_array/.ctors sections.
-            unsafe { run_all(&ext.linked.init) };
+            unsafe { run_all(ext.linked.view().addrs(Table::Init)) };
         }
     }
 
@@ -843,64 +948,37 @@ impl<M: Memory> Inner<M> {
                 .slots
                 .iter()
                 .filter_map(|s| s.ext.as_ref())
-                .filter(|e| e.linked.deps.contains(&id.index))
-                .map(|e| e.name.clone())
+                .filter(|e| e.linked.view().deps().any(|d| d == id.index))
+                .map(Ext::name_string)
                 .collect();
             return Err(Error::InUse {
-                extension: ext.name.clone(),
+                extension: ext.name_string(),
                 dependents,
             });
         }
         if ext.initialised {
             // SAFETY: the fini list holds the extension's relocated destructors; it is still loaded and sealed.
-            unsafe { run_all(&ext.linked.fini) };
+            unsafe { run_all(ext.linked.view().addrs(Table::Fini)) };
         }
         // Out of its slot, out of the indexes, then freed.
-        let slot = self
-            .slots
-            .get_mut(id.index as usize)
-            .ok_or(Error::Internal("slot"))?;
-        let ext = slot.ext.take().ok_or(Error::Internal("slot"))?;
-        slot.generation = slot.generation.wrapping_add(1);
-        if let Ok(entry) = self
-            .names
-            .find_entry(hash_name(ext.name.as_bytes()), |&s| s == id.index)
-        {
-            entry.remove();
-        }
-        for (i, e) in ext.linked.exports.iter().enumerate() {
-            let h = hash_name(ext.linked.str(e.name));
-            if let Ok(entry) = self.exports.find_entry(h, |&r| r == (id.index, i as u32)) {
-                entry.remove();
-            }
-        }
-        for &dep in &ext.linked.deps {
-            if let Some(d) = self
-                .slots
-                .get_mut(dep as usize)
-                .and_then(|s| s.ext.as_mut())
-            {
-                d.dependents = d.dependents.saturating_sub(1);
-            }
-        }
+        let ext = self.remove(id).ok_or(Error::Internal("slot"))?;
         ext.linked.free(&mut self.memory);
         Ok(Unloaded::Freed)
     }
 
     fn info(&self, id: ExtId) -> Result<ExtensionInfo> {
         let ext = self.get(id)?;
-        let l = &ext.linked;
+        let l = ext.linked.view();
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         let region_addr = |kind: RegionKind, in_place: bool| {
-            l.regions
-                .iter()
+            l.regions()
                 .find(|r| r.kind == kind && r.in_place == in_place)
                 .map(|r| r.addr)
                 .unwrap_or(0)
         };
         let mut symbols: Vec<SymbolInfo> = l
-            .exports
-            .iter()
+            .exports()
+            .flatten()
             .map(|e| SymbolInfo {
                 name: text(l.str(e.name)),
                 addr: e.addr,
@@ -908,11 +986,11 @@ impl<M: Memory> Inner<M> {
             })
             .collect();
         // Globals that are not also exported (sorted export names: O(n log n) however many there are).
-        let mut exported: Vec<&[u8]> = l.exports.iter().map(|e| l.str(e.name)).collect();
+        let mut exported: Vec<&[u8]> = l.exports().flatten().map(|e| l.str(e.name)).collect();
         exported.sort_unstable();
         symbols.extend(
-            l.globals
-                .iter()
+            l.globals()
+                .flatten()
                 .filter(|g| exported.binary_search(&l.str(g.name)).is_err())
                 .map(|g| SymbolInfo {
                     name: text(l.str(g.name)),
@@ -922,23 +1000,21 @@ impl<M: Memory> Inner<M> {
         );
         Ok(ExtensionInfo {
             id,
-            name: ext.name.clone(),
+            name: ext.name_string(),
             use_count: ext.use_count,
             dependencies: l
-                .deps
-                .iter()
-                .filter_map(|&d| ext_at(&self.slots, d).map(|e| e.name.clone()))
+                .deps()
+                .filter_map(|d| ext_at(&self.slots, d).map(Ext::name_string))
                 .collect(),
             dependents: self
                 .slots
                 .iter()
                 .filter_map(|s| s.ext.as_ref())
-                .filter(|e| e.linked.deps.contains(&id.index))
-                .map(|e| e.name.clone())
+                .filter(|e| e.linked.view().deps().any(|d| d == id.index))
+                .map(Ext::name_string)
                 .collect(),
             regions: l
-                .regions
-                .iter()
+                .regions()
                 .map(|r| RegionInfo {
                     kind: r.kind,
                     addr: r.addr,
@@ -949,8 +1025,7 @@ impl<M: Memory> Inner<M> {
                 })
                 .collect(),
             sections: l
-                .sections
-                .iter()
+                .sections()
                 .map(|s| SectionInfo {
                     name: text(l.str(s.name)),
                     region: s.kind,
@@ -961,9 +1036,9 @@ impl<M: Memory> Inner<M> {
                 })
                 .collect(),
             symbols,
-            init_count: l.init.len(),
-            fini_count: l.fini.len(),
-            memory: l.memory_size(),
+            init_count: l.count(Table::Init),
+            fini_count: l.count(Table::Fini),
+            memory: ext.linked.memory_size(),
         })
     }
 }

@@ -1,15 +1,16 @@
 //! Context save and restore: bring loaded extensions back after a suspend without parsing, symbol lookup or
 //! relocation (in place), or at new addresses in a new process (portable).
 //!
-//! # Format (version 1, little-endian)
+//! # Format (version 2, little-endian)
 //! A 40-byte header — magic `LLEXTCTX`, version, flags (portable, content hashes), `e_machine`, pointer
 //! size, a fingerprint of the built-in export table, the extension count and the total length — then one
-//! record per extension in load order, then a 64-bit checksum of everything before it. Records refer to
-//! each other by index (a dependency always has a smaller index), never by pointer. A record holds the
-//! name, use count, dependencies, the extension's string buffer, its blocks (address, size, alignment,
-//! provider token, permission, content hash), regions, section map, exports, global symbols and
-//! constructor/destructor addresses and the fixup table (empty if not recorded at load); portable contexts
-//! add the blocks' bytes. Bit 7 of a region's or section's kind byte marks it as used in place from the
+//! record per extension in load order, then a 64-bit checksum of everything before it. A record is the
+//! very encoding the registry keeps for a loaded extension (see the `record` module: name, use count,
+//! dependencies, strings, blocks with address, size, alignment, provider token, permission and content
+//! hash, regions, section map, exports, global symbols, constructor/destructor addresses and the fixup
+//! table), so saving copies it and an in-place restore copies it back. Records refer to each other by
+//! index (a dependency always has a smaller index), never by pointer. Portable contexts follow each record
+//! with its blocks' bytes. Bit 7 of a region's or section's kind byte marks it as used in place from the
 //! extension's storage ([`Storage::InPlace`](crate::Storage::InPlace)): such a region lies in no block, and
 //! only in-place contexts hold them.
 
@@ -17,28 +18,20 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::arch::{with_backend, Inputs, Pairing, Relocator};
-use hashbrown::HashTable;
-
 use crate::error::{Error, Result};
 use crate::fallible;
 use crate::layout::RegionKind;
-use crate::link::{
-    Fixup, FixupKind, Linked, RegionRec, SectionRec, Str, SymRec, Target, FIXUP_REC, NO_SLOT,
-};
+use crate::link::{FixupKind, Linked, Str, Target, NO_SLOT};
 use crate::memory::{Block, BlockRequest, Memory, Permission};
-use crate::registry::{ext_at, ExtId, Inner, Registry, View};
-use crate::symbols::hash_name;
+use crate::record::{self, BlockRec, Record, Table};
+use crate::registry::{ExtId, Inner, Registry};
 
 const MAGIC: &[u8; 8] = b"LLEXTCTX";
 /// The format version this build writes and reads.
-pub const CONTEXT_VERSION: u16 = 1;
+pub const CONTEXT_VERSION: u16 = 2;
 const HEADER: usize = 40;
 const FLAG_PORTABLE: u16 = 1;
 const FLAG_HASHES: u16 = 2;
-const BLOCK_REC: usize = 8 + 8 + 8 + 8 + 1 + 8;
-const REGION_REC: usize = 1 + 8 + 8 + 8;
-const SECTION_REC: usize = 4 + 4 + 1 + 8 + 8;
-const SYM_REC: usize = 4 + 4 + 8;
 
 /// What to save.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -135,16 +128,14 @@ impl Out<'_> {
     fn u64(&mut self, v: u64) -> Result<()> {
         self.bytes(&v.to_le_bytes())
     }
-    fn len32(&mut self, n: usize) -> Result<()> {
-        self.u32(u32::try_from(n).map_err(|_| Error::Internal("count too large"))?)
+    /// The bytes written since `start` (empty while measuring).
+    fn written(&mut self, start: usize) -> &mut [u8] {
+        let end = self.pos;
+        self.buf
+            .as_deref_mut()
+            .and_then(|b| b.get_mut(start..end))
+            .unwrap_or(&mut [])
     }
-}
-
-/// A bounds-checked reader over context bytes.
-#[derive(Clone)]
-struct In<'b> {
-    data: &'b [u8],
-    pos: usize,
 }
 
 /// A record is shorter than its counts say, or inconsistent. A zero-sized error on the hot decoding path,
@@ -160,224 +151,81 @@ impl From<Short> for Error {
     }
 }
 
-impl<'b> In<'b> {
-    fn take(&mut self, n: usize) -> Result<&'b [u8], Short> {
-        let end = self.pos.checked_add(n).ok_or(Short)?;
-        let s = self.data.get(self.pos..end).ok_or(Short)?;
-        self.pos = end;
-        Ok(s)
-    }
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], Short> {
-        let mut a = [0u8; N];
-        a.copy_from_slice(self.take(N)?);
-        Ok(a)
-    }
-    fn u8(&mut self) -> Result<u8, Short> {
-        Ok(self.array::<1>()?[0])
-    }
-    fn u16(&mut self) -> Result<u16, Short> {
-        Ok(u16::from_le_bytes(self.array()?))
-    }
-    fn u32(&mut self) -> Result<u32, Short> {
-        Ok(u32::from_le_bytes(self.array()?))
-    }
-    fn u64(&mut self) -> Result<u64, Short> {
-        Ok(u64::from_le_bytes(self.array()?))
-    }
-    /// `count` entries of `size` bytes each.
-    fn table(&mut self, size: usize) -> Result<(usize, &'b [u8]), Short> {
-        let count = self.u32()? as usize;
-        let bytes = count.checked_mul(size).ok_or(Short)?;
-        Ok((count, self.take(bytes)?))
-    }
+fn u16_at(b: &[u8], at: usize) -> Result<u16, Short> {
+    let mut w = [0u8; 2];
+    w.copy_from_slice(b.get(at..at + 2).ok_or(Short)?);
+    Ok(u16::from_le_bytes(w))
 }
 
-fn entries(table: &[u8], size: usize) -> impl Iterator<Item = In<'_>> {
-    table.chunks_exact(size).map(|data| In { data, pos: 0 })
+fn u32_at(b: &[u8], at: usize) -> Result<u32, Short> {
+    let mut w = [0u8; 4];
+    w.copy_from_slice(b.get(at..at + 4).ok_or(Short)?);
+    Ok(u32::from_le_bytes(w))
 }
 
-/// One saved block.
-#[derive(Debug, Clone, Copy)]
-struct BlockRec {
-    addr: u64,
-    size: u64,
-    align: u64,
-    token: u64,
-    permission: Permission,
-    hash: u64,
+fn u64_at(b: &[u8], at: usize) -> Result<u64, Short> {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(b.get(at..at + 8).ok_or(Short)?);
+    Ok(u64::from_le_bytes(w))
 }
 
-fn block_rec(mut r: In<'_>) -> Result<BlockRec, Short> {
-    let addr = r.u64()?;
-    let size = r.u64()?;
-    let align = r.u64()?;
-    let token = r.u64()?;
-    let permission = *Permission::ALL.get(r.u8()? as usize).ok_or(Short)?;
-    let hash = r.u64()?;
-    if size == 0
-        || !align.is_power_of_two()
-        || addr % align != 0
-        || addr.checked_add(size).is_none()
-    {
-        return Err(Short);
-    }
-    Ok(BlockRec {
-        addr,
-        size,
-        align,
-        token,
-        permission,
-        hash,
-    })
-}
-
-/// One extension's record, validated, still borrowing the context bytes.
+/// One extension in a context: its record and, in portable contexts, its blocks' bytes.
 #[derive(Debug, Clone, Copy)]
 struct Rec<'b> {
-    name: &'b str,
-    use_count: u32,
-    initialised: bool,
-    deps: &'b [u8],
-    strings: &'b [u8],
-    blocks: &'b [u8],
-    regions: &'b [u8],
-    sections: &'b [u8],
-    exports: &'b [u8],
-    globals: &'b [u8],
-    init: &'b [u8],
-    fini: &'b [u8],
-    /// The fixup table was recorded at load (the extension can be saved portably).
-    has_fixups: bool,
-    fixups: &'b [u8],
+    view: record::View<'b>,
     contents: &'b [u8],
 }
 
-impl<'b> Rec<'b> {
-    fn blocks(&self) -> impl Iterator<Item = Result<BlockRec, Short>> + 'b {
-        entries(self.blocks, BLOCK_REC).map(block_rec)
-    }
-    fn deps(&self) -> impl Iterator<Item = u32> + 'b {
-        self.deps
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-    }
-    fn str(&self, s: Str) -> &'b [u8] {
-        self.strings
-            .get(s.start as usize..(s.start as usize).saturating_add(s.len as usize))
-            .unwrap_or(&[])
-    }
-    fn syms(table: &'b [u8]) -> impl Iterator<Item = Result<(Str, u64), Short>> + 'b {
-        entries(table, SYM_REC).map(|mut r| {
-            Ok((
-                Str {
-                    start: r.u32()?,
-                    len: r.u32()?,
-                },
-                r.u64()?,
-            ))
-        })
-    }
-    fn addrs(table: &'b [u8]) -> impl Iterator<Item = u64> + 'b {
-        table.chunks_exact(8).map(|c| {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            u64::from_le_bytes(w)
-        })
-    }
+/// The record at the start of `rest` and the bytes that follow it (block contents in portable contexts).
+fn split_record(rest: &[u8], portable: bool) -> Result<(Rec<'_>, usize), Short> {
+    let view = record::View::new(rest).ok_or(Short)?;
+    let mut len = view.layout.len;
+    let contents = if portable {
+        let mut total = 0usize;
+        for b in view.blocks() {
+            let size = usize::try_from(b.ok_or(Short)?.size).map_err(|_| Short)?;
+            total = total.checked_add(size).ok_or(Short)?;
+        }
+        let contents = rest
+            .get(len..len.checked_add(total).ok_or(Short)?)
+            .ok_or(Short)?;
+        len += total;
+        contents
+    } else {
+        &[][..]
+    };
+    Ok((Rec { view, contents }, len))
 }
 
-fn check_str(strings: &[u8], s: Str) -> Result<()> {
+fn check_str(view: &record::View<'_>, s: Str) -> Result<(), Short> {
     let end = (s.start as usize)
         .checked_add(s.len as usize)
         .ok_or(Short)?;
-    if end > strings.len() {
-        return Err(Short.into());
+    if end > view.count(Table::Strings) {
+        return Err(Short);
     }
     Ok(())
 }
 
-fn fixup_rec(r: In<'_>) -> Result<Fixup, Short> {
-    Fixup::decode(r.data).ok_or(Short)
-}
-
-/// Splits one record off `r`. With `validate`, also checks every cross-reference (done once, by
-/// [`Context::from_bytes`]); later walks over a validated context skip that.
-fn parse_record<'b>(
-    r: &mut In<'b>,
-    index: usize,
-    portable: bool,
-    validate: bool,
-) -> Result<Rec<'b>> {
-    let name_len = r.u16()? as usize;
-    let name = core::str::from_utf8(r.take(name_len)?).map_err(|_| Short)?;
-    if name.is_empty() || name.contains('\0') {
+/// Checks every cross-reference of record `index` once, so that restore can trust it.
+fn validate(rec: &Rec<'_>, index: usize, portable: bool) -> Result<()> {
+    let v = &rec.view;
+    let name = v.name_bytes();
+    let name = core::str::from_utf8(name).map_err(|_| Short)?;
+    if name.is_empty() || name.len() > 255 || name.contains('\0') {
         return Err(Short.into());
     }
-    let use_count = r.u32()?;
-    let initialised = match r.u8()? {
-        0 => false,
-        1 => true,
-        _ => return Err(Short.into()),
-    };
-    let (_, deps) = r.table(4)?;
-    let strings_len = r.u32()? as usize;
-    let strings = r.take(strings_len)?;
-    let block_count = r.u8()? as usize;
-    if block_count > Permission::ALL.len() {
+    if v.use_count() == 0
+        || v.initialised_byte() > 1
+        || v.fixups_byte() > 1
+        || u16_at(v.bytes, 6)? != 0
+    {
         return Err(Short.into());
     }
-    let blocks = r.take(block_count * BLOCK_REC)?;
-    let (_, regions) = r.table(REGION_REC)?;
-    let (_, sections) = r.table(SECTION_REC)?;
-    let (_, exports) = r.table(SYM_REC)?;
-    let (_, globals) = r.table(SYM_REC)?;
-    let (_, init) = r.table(8)?;
-    let (_, fini) = r.table(8)?;
-    let has_fixups = match r.u8()? {
-        0 => false,
-        1 => true,
-        _ => return Err(Short.into()),
-    };
-    let (_, fixups) = r.table(FIXUP_REC)?;
-    if portable && !has_fixups {
+    if portable && !v.has_fixups() {
         return Err(Short.into());
     }
-    let contents = if portable {
-        let total = entries(blocks, BLOCK_REC)
-            .map(block_rec)
-            .try_fold(0usize, |acc, b| {
-                acc.checked_add(usize::try_from(b?.size).map_err(|_| Short)?)
-                    .ok_or(Short)
-            })?;
-        r.take(total)?
-    } else {
-        &[][..]
-    };
-    let rec = Rec {
-        name,
-        use_count,
-        initialised,
-        deps,
-        strings,
-        blocks,
-        regions,
-        sections,
-        exports,
-        globals,
-        init,
-        fini,
-        has_fixups,
-        fixups,
-        contents,
-    };
-    if !validate {
-        return Ok(rec);
-    }
-    // Validate every cross-reference once, here, so restore can trust the record.
-    if use_count == 0 {
-        return Err(Short.into());
-    }
-    for d in rec.deps() {
+    for d in v.deps() {
         if d as usize >= index {
             return Err(Error::SnapshotDependency {
                 extension: String::from(name),
@@ -385,84 +233,98 @@ fn parse_record<'b>(
             });
         }
     }
-    let mut block_sizes = [0u64; 3];
-    for (i, b) in rec.blocks().enumerate() {
-        if let Some(s) = block_sizes.get_mut(i) {
-            *s = b?.size;
-        }
+    let block_count = v.count(Table::Blocks);
+    if block_count > Permission::ALL.len() {
+        return Err(Short.into());
     }
+    let mut blocks = [None::<BlockRec>; 3];
+    for (slot, b) in blocks.iter_mut().zip(v.blocks()) {
+        let b = b.ok_or(Short)?;
+        if b.size == 0
+            || !b.align.is_power_of_two()
+            || b.addr % b.align != 0
+            || b.addr.checked_add(b.size).is_none()
+        {
+            return Err(Short.into());
+        }
+        *slot = Some(b);
+    }
+    let block_size = |i: usize| blocks.get(i).copied().flatten().map_or(0, |b| b.size);
     // Regions lie inside the block of their permission, sections inside their region (a missing region
-    // holds only empty sections), so every address derived from them stays in range.
-    // In-place regions lie in the extension's storage, outside every block; portable contexts have none.
+    // holds only empty sections), so every address derived from them stays in range. In-place regions lie
+    // in the extension's storage, outside every block; portable contexts have none.
     let mut region_sizes = [[0u64; 2]; RegionKind::ALL.len()];
-    for mut e in entries(regions, REGION_REC) {
-        let (kind, in_place) = region_kind(e.u8()?)?;
-        let (addr, size, align) = (e.u64()?, e.u64()?, e.u64()?);
-        // A region's alignment is a power of two no stricter than its block's: saving derives the block
-        // alignment from its regions, and it must still hold for the block's address.
-        let inside = if in_place {
+    let mut regions = 0;
+    for r in v.regions() {
+        regions += 1;
+        let (addr, size, align) = (r.addr as u64, r.size as u64, r.align as u64);
+        let inside = if r.in_place {
             !portable && addr.checked_add(size).is_some() && align.is_power_of_two()
         } else {
-            rec.blocks().any(|b| {
-                b.is_ok_and(|b| {
-                    b.permission == kind.permission()
-                        && align.is_power_of_two()
-                        && align <= b.align
-                        && addr >= b.addr
-                        && (addr - b.addr)
-                            .checked_add(size)
-                            .is_some_and(|end| end <= b.size)
-                })
+            blocks.iter().flatten().any(|b| {
+                b.permission == r.kind.permission()
+                    && align.is_power_of_two()
+                    && align <= b.align
+                    && addr >= b.addr
+                    && (addr - b.addr)
+                        .checked_add(size)
+                        .is_some_and(|end| end <= b.size)
             })
         };
         if !inside {
             return Err(Short.into());
         }
         if let Some(s) = region_sizes
-            .get_mut(kind.index())
-            .and_then(|s| s.get_mut(usize::from(in_place)))
+            .get_mut(r.kind.index())
+            .and_then(|s| s.get_mut(usize::from(r.in_place)))
         {
             *s = size;
         }
     }
-    for mut e in entries(sections, SECTION_REC) {
-        check_str(
-            strings,
-            Str {
-                start: e.u32()?,
-                len: e.u32()?,
-            },
-        )?;
-        let (kind, in_place) = region_kind(e.u8()?)?;
-        let (offset, size) = (e.u64()?, e.u64()?);
+    if regions != v.count(Table::Regions) {
+        return Err(Short.into()); // a kind byte names no region kind
+    }
+    let mut sections = 0;
+    for s in v.sections() {
+        sections += 1;
+        check_str(v, s.name)?;
         let region = region_sizes
-            .get(kind.index())
-            .and_then(|s| s.get(usize::from(in_place)))
+            .get(s.kind.index())
+            .and_then(|r| r.get(usize::from(s.in_place)))
             .copied()
             .unwrap_or(0);
-        if offset.checked_add(size).is_none_or(|end| end > region) {
+        if (s.offset as u64)
+            .checked_add(s.size as u64)
+            .is_none_or(|end| end > region)
+        {
             return Err(Short.into());
         }
     }
-    for s in Rec::syms(exports).chain(Rec::syms(globals)) {
-        check_str(strings, s?.0)?;
+    if sections != v.count(Table::Sections) {
+        return Err(Short.into());
     }
-    let dep_count = rec.deps().count();
-    for f in entries(fixups, FIXUP_REC) {
-        let f = fixup_rec(f)?;
-        let size = block_sizes.get(f.block as usize).copied().unwrap_or(0);
-        if u64::from(f.offset) >= size {
+    for s in v.exports().chain(v.globals()) {
+        check_str(v, s.ok_or(Short)?.name)?;
+    }
+    // The fixup table is only ever applied by a portable restore, which validates it here first; an
+    // in-place context carries it through untouched (a later portable save copies it, and restoring that
+    // context checks it), so in-place restores skip the walk.
+    if !portable {
+        return Ok(());
+    }
+    let dep_count = v.count(Table::Deps);
+    for f in v.fixups() {
+        let f = f.ok_or(Short)?;
+        if u64::from(f.offset) >= block_size(f.block as usize) {
             return Err(Short.into());
         }
         match f.target {
             Target::Own { block, offset } => {
-                if offset > block_sizes.get(block as usize).copied().unwrap_or(0)
-                    || block as usize >= block_count
-                {
+                if block as usize >= block_count || offset > block_size(block as usize) {
                     return Err(Short.into());
                 }
             }
-            Target::Builtin { name } => check_str(strings, name)?,
+            Target::Builtin { name } => check_str(v, name)?,
             Target::Extension { dep, block, .. } => {
                 if dep as usize >= dep_count || block as usize >= Permission::ALL.len() {
                     return Err(Error::SnapshotDependency {
@@ -474,7 +336,7 @@ fn parse_record<'b>(
             Target::Absolute(_) => {}
         }
     }
-    Ok(rec)
+    Ok(())
 }
 
 /// A validated saved context, borrowing its bytes (no allocation).
@@ -508,31 +370,21 @@ impl<'b> Context<'b> {
 
     /// Checks the header, the checksum and every record of `bytes`.
     pub fn from_bytes(bytes: &'b [u8]) -> Result<Context<'b>> {
-        let mut r = In {
-            data: bytes,
-            pos: 0,
-        };
-        let header = r.take(HEADER).map_err(|_| Error::Snapshot {
+        let header = bytes.get(..HEADER).ok_or(Error::Snapshot {
             reason: "shorter than a context header",
         })?;
-        let mut h = In {
-            data: header,
-            pos: 0,
-        };
-        if h.take(8)? != MAGIC {
+        if header.get(..8) != Some(&MAGIC[..]) {
             return Err(Error::Snapshot {
                 reason: "bad magic (not an llext context)",
             });
         }
-        let version = h.u16()?;
-        let flags = h.u16()?;
-        let machine = h.u16()?;
-        let pointer_size = h.u8()?;
-        let _reserved = h.u8()?;
-        let fingerprint = h.u64()?;
-        let count = h.u32()?;
-        let _reserved = h.u32()?;
-        let total = h.u64()?;
+        let version = u16_at(header, 8)?;
+        let flags = u16_at(header, 10)?;
+        let machine = u16_at(header, 12)?;
+        let pointer_size = *header.get(14).ok_or(Short)?;
+        let fingerprint = u64_at(header, 16)?;
+        let count = u32_at(header, 24)?;
+        let total = u64_at(header, 32)?;
         if total != bytes.len() as u64 {
             return Err(Error::Snapshot {
                 reason: "length does not match the header (truncated or padded)",
@@ -540,9 +392,7 @@ impl<'b> Context<'b> {
         }
         let body_end = bytes.len().checked_sub(8).ok_or(Short)?;
         let (body, sum) = bytes.split_at(body_end);
-        let mut s = [0u8; 8];
-        s.copy_from_slice(sum);
-        if checksum(body) != u64::from_le_bytes(s) {
+        if checksum(body) != u64_at(sum, 0)? {
             return Err(Error::Snapshot {
                 reason: "checksum mismatch (the context is corrupt)",
             });
@@ -553,7 +403,11 @@ impl<'b> Context<'b> {
                 supported: CONTEXT_VERSION,
             });
         }
-        if flags & !(FLAG_PORTABLE | FLAG_HASHES) != 0 || !matches!(pointer_size, 4 | 8) {
+        if flags & !(FLAG_PORTABLE | FLAG_HASHES) != 0
+            || !matches!(pointer_size, 4 | 8)
+            || header.get(15) != Some(&0)
+            || u32_at(header, 28)? != 0
+        {
             return Err(Short.into());
         }
         let ctx = Context {
@@ -565,14 +419,13 @@ impl<'b> Context<'b> {
             fingerprint,
             count,
         };
-        let mut r = In {
-            data: body,
-            pos: HEADER,
-        };
+        let mut pos = HEADER;
         for i in 0..count as usize {
-            parse_record(&mut r, i, ctx.portable, true)?;
+            let (rec, len) = split_record(body.get(pos..).ok_or(Short)?, ctx.portable)?;
+            validate(&rec, i, ctx.portable)?;
+            pos += len;
         }
-        if r.pos != body.len() {
+        if pos != body.len() {
             return Err(Short.into());
         }
         Ok(ctx)
@@ -600,40 +453,23 @@ impl<'b> Context<'b> {
 
     /// The saved extensions' names, in load order.
     pub fn names(&self) -> impl Iterator<Item = &'b str> + '_ {
-        self.records().filter_map(|r| r.ok()).map(|r| r.name)
+        self.records().map(|r| r.view.name())
     }
 
-    fn records(&self) -> impl Iterator<Item = Result<Rec<'b>>> + '_ {
+    /// The records of a validated context, in order.
+    fn records(&self) -> impl Iterator<Item = Rec<'b>> + '_ {
         let body = self
             .bytes
             .get(..self.bytes.len().saturating_sub(8))
             .unwrap_or(&[]);
-        let mut r = In {
-            data: body,
-            pos: HEADER,
-        };
+        let mut pos = HEADER;
         let portable = self.portable;
-        (0..self.count as usize).map(move |i| parse_record(&mut r, i, portable, false))
+        (0..self.count as usize).map_while(move |_| {
+            let (rec, len) = split_record(body.get(pos..)?, portable).ok()?;
+            pos += len;
+            Some(rec)
+        })
     }
-}
-
-/// Bit 7 of a region's or section's kind byte: used in place.
-const IN_PLACE: u8 = 0x80;
-
-fn region_index(kind: RegionKind, in_place: bool) -> u8 {
-    kind.index() as u8 | if in_place { IN_PLACE } else { 0 }
-}
-
-/// A kind byte: the region kind, and whether it is used in place.
-fn region_kind(byte: u8) -> Result<(RegionKind, bool), Short> {
-    let kind = *RegionKind::ALL
-        .get((byte & !IN_PLACE) as usize)
-        .ok_or(Short)?;
-    Ok((kind, byte & IN_PLACE != 0))
-}
-
-fn perm_index(p: Permission) -> u8 {
-    Permission::ALL.iter().position(|&q| q == p).unwrap_or(0) as u8
 }
 
 impl<M: Memory> Inner<M> {
@@ -662,16 +498,16 @@ impl<M: Memory> Inner<M> {
             loop {
                 let mut changed = false;
                 for i in 0..self.slots.len() {
-                    let deps_marked = match self.slots.get(i).and_then(|s| s.ext.as_ref()) {
-                        Some(e) if e.mark => e.linked.deps.len(),
+                    let dep_count = match self.slots.get(i).and_then(|s| s.ext.as_ref()) {
+                        Some(e) if e.mark => e.linked.view().count(Table::Deps),
                         _ => continue,
                     };
-                    for k in 0..deps_marked {
-                        let Some(&d) = self
+                    for k in 0..dep_count {
+                        let Some(d) = self
                             .slots
                             .get(i)
                             .and_then(|s| s.ext.as_ref())
-                            .and_then(|e| e.linked.deps.get(k))
+                            .and_then(|e| e.linked.view().dep(k))
                         else {
                             continue;
                         };
@@ -700,7 +536,9 @@ impl<M: Memory> Inner<M> {
 
     /// Context index of a marked slot: its rank by load order among the marked ones.
     fn rank(&self, slot: u32) -> Option<u32> {
-        let seq = ext_at(&self.slots, slot).filter(|e| e.mark)?.seq;
+        let seq = crate::registry::ext_at(&self.slots, slot)
+            .filter(|e| e.mark)?
+            .seq;
         Some(
             self.slots
                 .iter()
@@ -711,17 +549,16 @@ impl<M: Memory> Inner<M> {
     }
 
     /// Marked extensions in load order, without allocating.
-    fn marked_in_order(&self) -> impl Iterator<Item = (u32, &crate::registry::Ext)> + '_ {
+    fn marked_in_order(&self) -> impl Iterator<Item = &crate::registry::Ext> + '_ {
         let mut last: Option<u64> = None;
         core::iter::from_fn(move || {
             let next = self
                 .slots
                 .iter()
-                .enumerate()
-                .filter_map(|(i, s)| s.ext.as_ref().map(|e| (i as u32, e)))
-                .filter(|(_, e)| e.mark && last.is_none_or(|l| e.seq > l))
-                .min_by_key(|(_, e)| e.seq)?;
-            last = Some(next.1.seq);
+                .filter_map(|s| s.ext.as_ref())
+                .filter(|e| e.mark && last.is_none_or(|l| e.seq > l))
+                .min_by_key(|e| e.seq)?;
+            last = Some(next.seq);
             Some(next)
         })
     }
@@ -749,99 +586,56 @@ impl<M: Memory> Inner<M> {
         out.u8(pointer_size)?;
         out.u8(0)?;
         out.u64(fingerprint)?;
-        out.len32(count)?;
+        out.u32(u32::try_from(count).map_err(|_| Error::Internal("count too large"))?)?;
         out.u32(0)?;
         let total_at = out.pos;
         out.u64(0)?; // total length, patched below
-        for (_, ext) in self.marked_in_order() {
-            let l = &ext.linked;
-            if opts.portable && !l.portable {
+        for ext in self.marked_in_order() {
+            let l = ext.linked.view();
+            if opts.portable && !l.has_fixups() {
                 return Err(Error::NotPortable {
-                    extension: ext.name.clone(),
+                    extension: String::from(ext.name()),
                 });
             }
-            if opts.portable && l.sections.iter().any(|s| s.in_place) {
+            if opts.portable && l.sections().any(|s| s.in_place) {
                 return Err(Error::InPlace {
-                    extension: ext.name.clone(),
+                    extension: String::from(ext.name()),
                     reason:
                         "a portable context cannot restore sections used in place from storage it \
                              does not carry (load it with `Storage::Copy` to save it portably)",
                 });
             }
-            let name = ext.name.as_bytes();
-            out.u16(u16::try_from(name.len()).map_err(|_| Error::Internal("name length"))?)?;
-            out.bytes(name)?;
-            out.u32(ext.use_count)?;
-            out.u8(u8::from(ext.initialised))?;
-            out.len32(l.deps.len())?;
-            for &d in &l.deps {
-                out.u32(
-                    self.rank(d)
-                        .ok_or(Error::Internal("dependency outside the saved closure"))?,
-                )?;
-            }
-            out.len32(l.strings.len())?;
-            out.bytes(&l.strings)?;
-            out.u8(l.blocks.len() as u8)?;
-            for (block, permission) in &l.blocks {
-                let align = l
-                    .regions
-                    .iter()
-                    .filter(|r| r.kind.permission() == *permission)
-                    .map(|r| r.align)
-                    .max()
-                    .unwrap_or(1);
-                out.u64(block.addr() as u64)?;
-                out.u64(block.size() as u64)?;
-                out.u64(align as u64)?;
-                out.u64(block.token() as u64)?;
-                out.u8(perm_index(*permission))?;
-                // SAFETY: finalised blocks stay readable and nothing writes them while the lock is held.
-                let hash = if hashes {
-                    checksum(unsafe { block.bytes() })
-                } else {
-                    0
-                };
-                out.u64(hash)?;
-            }
-            out.len32(l.regions.len())?;
-            for r in &l.regions {
-                out.u8(region_index(r.kind, r.in_place))?;
-                out.u64(r.addr as u64)?;
-                out.u64(r.size as u64)?;
-                out.u64(r.align as u64)?;
-            }
-            out.len32(l.sections.len())?;
-            for s in &l.sections {
-                out.u32(s.name.start)?;
-                out.u32(s.name.len)?;
-                out.u8(region_index(s.kind, s.in_place))?;
-                out.u64(s.offset as u64)?;
-                out.u64(s.size as u64)?;
-            }
-            for table in [&l.exports, &l.globals] {
-                out.len32(table.len())?;
-                for s in table.iter() {
-                    out.u32(s.name.start)?;
-                    out.u32(s.name.len)?;
-                    out.u64(s.addr as u64)?;
+            // The record as the registry keeps it, then what changes at save time: use count, initialised
+            // flag, dependencies as context indexes, content hashes. The fixup table travels in every
+            // context, so an extension restored in place can still be saved portably later.
+            let at = out.pos;
+            out.bytes(ext.linked.record.bytes())?;
+            if let Some(h) = out.written(at).get_mut(..5) {
+                h.copy_from_slice(&[0, 0, 0, 0, u8::from(ext.initialised)]);
+                if let Some(count) = h.get_mut(..4) {
+                    count.copy_from_slice(&ext.use_count.to_le_bytes());
                 }
             }
-            for table in [&l.init, &l.fini] {
-                out.len32(table.len())?;
-                for &a in table.iter() {
-                    out.u64(a as u64)?;
+            let layout = l.layout;
+            for (k, slot) in l.deps().enumerate() {
+                let rank = self
+                    .rank(slot)
+                    .ok_or(Error::Internal("dependency outside the saved closure"))?;
+                if let Some(dst) = record::dep_offset(&layout, k)
+                    .and_then(|o| out.written(at).get_mut(o..o.checked_add(4)?))
+                {
+                    dst.copy_from_slice(&rank.to_le_bytes());
                 }
             }
-            // The fixup table travels in every context, so an extension restored in place can still be
-            // saved portably later; only portable contexts carry the blocks' bytes.
-            out.u8(u8::from(l.portable))?;
-            {
-                out.len32(l.fixups.len() / FIXUP_REC)?;
-                out.bytes(&l.fixups)?;
+            if hashes {
+                for (i, (block, _)) in ext.linked.blocks.iter().enumerate() {
+                    // SAFETY: finalised blocks stay readable and nothing writes them while the lock is held.
+                    let hash = checksum(unsafe { block.bytes() });
+                    record::set_block_hash(out.written(at), &layout, i, hash);
+                }
             }
             if opts.portable {
-                for (block, _) in &l.blocks {
+                for (block, _) in &ext.linked.blocks {
                     // SAFETY: as above.
                     out.bytes(unsafe { block.bytes() })?;
                 }
@@ -864,24 +658,31 @@ impl<M: Memory> Inner<M> {
     }
 }
 
-/// Rolls back a restore's memory on any early return.
-struct Taken<'m, M: Memory> {
-    memory: &'m mut M,
+/// The blocks a restore took, per record, until they belong to restored extensions.
+struct Taken {
     blocks: Vec<Vec<(Block, Permission)>>,
-    adopted: bool,
 }
 
-impl<M: Memory> Drop for Taken<'_, M> {
-    fn drop(&mut self) {
-        for list in self.blocks.drain(..) {
+impl Taken {
+    /// Gives every block back: adopted ones are disowned (their memory stays as it was), allocated ones freed.
+    fn release<M: Memory>(self, memory: &mut M, adopted: bool) {
+        for list in self.blocks {
             for (block, _) in list {
-                if self.adopted {
-                    self.memory.disown(block);
+                if adopted {
+                    memory.disown(block);
                 } else {
-                    self.memory.free(block);
+                    memory.free(block);
                 }
             }
         }
+    }
+
+    fn base(&self, rec: usize, block: usize) -> Result<u64, Short> {
+        self.blocks
+            .get(rec)
+            .and_then(|l| l.get(block))
+            .map(|(b, _)| b.addr() as u64)
+            .ok_or(Short)
     }
 }
 
@@ -988,365 +789,283 @@ impl<M: Memory> Registry<M> {
                 found: context.fingerprint,
             });
         }
-        let records: Vec<Rec<'_>> = fallible::collect(context.records())?;
-
-        // Checks that need the registry, before touching memory. Names and exports new in this context are
-        // indexed once (by record, entry), so the duplicate checks stay linear in the context's size.
-        // Both tables get all their room up front, so they never grow (nor rehash) while filled.
-        let mut seen_names: HashTable<u32> = HashTable::new();
-        seen_names
-            .try_reserve(records.len(), |_| 0)
-            .map_err(|_| fallible::oom::<u32>(records.len()))?;
-        let export_total: usize = records.iter().map(|r| r.exports.len() / SYM_REC).sum();
-        let mut seen_exports: HashTable<(u32, u32)> = HashTable::new();
-        seen_exports
-            .try_reserve(export_total, |_| 0)
-            .map_err(|_| fallible::oom::<(u32, u32)>(export_total))?;
-        let export_name = |(r, e): (u32, u32)| -> &[u8] {
-            records
-                .get(r as usize)
-                .and_then(|rec| {
-                    Rec::syms(rec.exports)
-                        .nth(e as usize)
-                        .and_then(|x| x.ok())
-                        .map(|x| rec.str(x.0))
-                })
-                .unwrap_or(&[])
-        };
-        for (i, rec) in records.iter().enumerate() {
-            let h = hash_name(rec.name.as_bytes());
-            let repeated = seen_names
-                .find(h, |&r| {
-                    records.get(r as usize).is_some_and(|x| x.name == rec.name)
-                })
-                .is_some();
-            if repeated || inner.find(rec.name).is_some() {
-                return Err(Error::AlreadyLoaded {
-                    name: String::from(rec.name),
-                });
-            }
-            seen_names.insert_unique(h, i as u32, |&r| {
-                records
-                    .get(r as usize)
-                    .map_or(0, |x| hash_name(x.name.as_bytes()))
-            });
-            let view = View {
-                builtins: &inner.builtins,
-                slots: &inner.slots,
-                exports: &inner.exports,
-            };
-            for (k, e) in Rec::syms(rec.exports).enumerate() {
-                let name = rec.str(e?.0);
-                let h = hash_name(name);
-                let earlier = seen_exports
-                    .find(h, |&key| export_name(key) == name)
-                    .copied();
-                let owner = crate::link::Resolver::exporter(&view, name).or_else(|| {
-                    earlier
-                        .and_then(|(r, _)| records.get(r as usize))
-                        .map(|r| alloc::format!("extension `{}`", r.name))
-                });
-                if let Some(owner) = owner {
-                    return Err(Error::DuplicateExport {
-                        extension: String::from(rec.name),
-                        symbol: String::from_utf8_lossy(name).into_owned(),
-                        owner,
-                    });
-                }
-                seen_exports
-                    .insert_unique(h, (i as u32, k as u32), |&key| hash_name(export_name(key)));
-            }
-            if !context.portable {
-                // In place nothing is rewritten: built-ins are checked as a whole by the fingerprint, and
-                // the table is kept for a later portable save, which checks it again.
-                continue;
-            }
-            for f in entries(rec.fixups, FIXUP_REC) {
-                match fixup_rec(f)?.target {
-                    Target::Builtin { name }
-                        if inner.builtins.get_bytes(rec.str(name)).is_none() =>
-                    {
-                        return Err(Error::MissingBuiltin {
-                            extension: String::from(rec.name),
-                            symbol: String::from_utf8_lossy(rec.str(name)).into_owned(),
-                        });
-                    }
-                    Target::Extension { dep, block, offset } => {
-                        // The target must lie inside the dependency's saved block.
-                        let size = rec
-                            .deps()
-                            .nth(dep as usize)
-                            .and_then(|d| records.get(d as usize))
-                            .and_then(|d| d.blocks().nth(block as usize))
-                            .and_then(|b| b.ok())
-                            .map(|b| b.size);
-                        if size.is_none_or(|size| u64::from(offset) > size) {
-                            return Err(Error::Snapshot {
-                                reason: "a fixup targets a place outside another extension's block",
-                            });
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-
-        // Memory: adopt the retained blocks, or allocate and fill new ones.
+        let records: Vec<Rec<'_>> = fallible::collect(context.records().map(Ok))?;
+        let mut ids: Vec<ExtId> = fallible::vec(records.len())?;
         let mut taken = Taken {
-            memory: &mut inner.memory,
             blocks: fallible::vec(records.len())?,
-            adopted: !context.portable,
         };
         for _ in &records {
+            // Empty lists hold nothing to give back if a later one cannot be made.
             taken.blocks.push(fallible::vec(Permission::ALL.len())?);
         }
-        // Permission-major order: blocks of equal permission tend to come out adjacent, so the provider can
-        // seal each run with one protection change (`finalize_all`).
-        for permission in Permission::ALL {
-            for (ri, rec) in records.iter().enumerate() {
-                let mut contents = rec.contents;
-                for (bi, b) in rec.blocks().enumerate() {
-                    let b = b?;
-                    let size = usize::try_from(b.size).map_err(|_| Short)?;
-                    let src = if context.portable {
-                        let (src, rest) = contents.split_at_checked(size).ok_or(Short)?;
-                        contents = rest;
-                        src
-                    } else {
-                        &[][..]
-                    };
-                    if b.permission != permission {
-                        continue;
-                    }
-                    let block = if context.portable {
-                        taken.memory.allocate(&BlockRequest {
-                            size,
-                            align: usize::try_from(b.align).map_err(|_| Short)?,
-                            permission: b.permission,
-                        })?
-                    } else {
-                        taken.memory.adopt(
-                            usize::try_from(b.addr).map_err(|_| Short)?,
-                            size,
-                            usize::try_from(b.token).map_err(|_| Short)?,
-                            b.permission,
-                        )?
-                    };
-                    // Each block joins `taken` as soon as it exists, so any early return gives it back.
-                    let list = taken
-                        .blocks
-                        .get_mut(ri)
-                        .ok_or(Error::Internal("block list"))?;
-                    list.push((block, b.permission));
-                    let (block, _) = list.last_mut().ok_or(Error::Internal("block list"))?;
-                    if context.portable {
-                        // SAFETY: a fresh block, not finalised, not aliased.
-                        unsafe { block.bytes_mut() }.copy_from_slice(src);
-                    } else if context.hashes && options.verify_content {
-                        // SAFETY: the adopted block holds a sealed extension; nothing writes it meanwhile.
-                        if checksum(unsafe { block.bytes() }) != b.hash {
-                            return Err(Error::ContentChanged {
-                                extension: String::from(rec.name),
-                                block: bi,
-                            });
-                        }
-                    }
+        // Room in the registry's tables (all or nothing), so inserting below never allocates; any later
+        // failure shrinks them back.
+        let export_total: usize = records.iter().map(|r| r.view.count(Table::Exports)).sum();
+        let capacities = inner.capacities();
+        inner.reserve_for(records.len(), export_total)?;
+        let adopted = !context.portable;
+        if let Err(e) = take_memory(inner, context, &records, &mut taken, options) {
+            taken.release(&mut inner.memory, adopted);
+            inner.shrink_back(capacities);
+            return Err(e);
+        }
+        // Records and registration. On failure every extension registered so far leaves the registry again
+        // and every block goes back.
+        let mut lists = core::mem::take(&mut taken.blocks).into_iter();
+        let mut failed = None;
+        for rec in &records {
+            let blocks = lists.next().unwrap_or_default();
+            match register(inner, rec, blocks, &ids, context.portable) {
+                Ok(id) => ids.push(id),
+                Err((e, blocks)) => {
+                    taken.blocks.push(blocks);
+                    failed = Some(e);
+                    break;
                 }
             }
         }
-
-        if context.portable {
-            let machine = context.machine;
-            with_backend!(machine, context.pointer_size == 8, A => apply_fixups::<A, M>(&records, &mut taken, &inner.builtins)?,
-                _ => return Err(Error::Unsupported { what: "machine: no relocation backend in this build", value: u64::from(machine) }));
-            let mut all = taken.blocks.iter().flatten().map(|(b, p)| (b, *p));
-            taken.memory.finalize_all(&mut all)?;
-        }
-
-        // Bookkeeping: build every record's state, translating addresses when the blocks moved.
-        // The blocks stay in `taken` until nothing can fail any more, so an inconsistent record found
-        // here still gives every block back.
-        let mut linked_all = fallible::vec(records.len())?;
-        let mut old_new: Vec<Vec<(u64, u64, u64)>> = fallible::vec(records.len())?;
-        for (rec, list) in records.iter().zip(&taken.blocks) {
-            let moved = rec
-                .blocks()
-                .zip(list)
-                .filter_map(|(b, (nb, _))| b.ok().map(|b| Ok((b.addr, b.size, nb.addr() as u64))));
-            fallible::push(&mut old_new, fallible::collect(moved)?)?;
-        }
-        let portable = context.portable;
-        // Where an address saved in record `own` is now. Its own blocks are searched first (they hold
-        // nearly every address a record has), the others only for the rare address into another extension.
-        let translate = |own: usize, addr: u64| -> u64 {
-            if !portable {
-                return addr; // in place nothing moved
-            }
-            // A block holding the address wins over one that ends there: blocks may be adjacent.
-            for inclusive in [false, true] {
-                let first = old_new.get(own).into_iter();
-                let rest = old_new
-                    .iter()
-                    .enumerate()
-                    .filter(|&(i, _)| i != own)
-                    .map(|(_, l)| l);
-                for list in first.chain(rest) {
-                    for &(old, size, new) in list {
-                        if addr >= old && (addr - old < size || (inclusive && addr - old == size)) {
-                            return new + (addr - old);
-                        }
-                    }
+        if let Some(e) = failed {
+            taken.blocks.extend(lists);
+            for &id in ids.iter().rev() {
+                if let Some(ext) = inner.remove(id) {
+                    taken.blocks.push(ext.linked.blocks);
                 }
             }
-            addr
-        };
-        for (ri, rec) in records.iter().enumerate() {
-            let translate = |addr: u64| translate(ri, addr);
-            let mut regions = fallible::vec(rec.regions.len() / REGION_REC)?;
-            for mut e in entries(rec.regions, REGION_REC) {
-                let (kind, in_place) = region_kind(e.u8()?)?;
-                regions.push(RegionRec {
-                    kind,
-                    addr: translate(e.u64()?) as usize,
-                    size: e.u64()? as usize,
-                    align: e.u64()? as usize,
-                    in_place,
-                });
-            }
-            let mut sections = fallible::vec(rec.sections.len() / SECTION_REC)?;
-            for mut e in entries(rec.sections, SECTION_REC) {
-                let name = Str {
-                    start: e.u32()?,
-                    len: e.u32()?,
-                };
-                let (kind, in_place) = region_kind(e.u8()?)?;
-                sections.push(SectionRec {
-                    name,
-                    kind,
-                    offset: e.u64()? as usize,
-                    size: e.u64()? as usize,
-                    in_place,
-                });
-            }
-            let syms = |table| -> Result<Vec<SymRec>> {
-                fallible::collect(Rec::syms(table).map(|s| {
-                    let (name, addr) = s?;
-                    Ok(SymRec {
-                        name,
-                        addr: translate(addr) as usize,
-                    })
-                }))
-            };
-            let addrs =
-                |table| fallible::collect(Rec::addrs(table).map(|a| Ok(translate(a) as usize)));
-            linked_all.push(Linked {
-                blocks: Vec::new(),
-                strings: fallible::to_vec(rec.strings)?,
-                regions,
-                sections,
-                exports: syms(rec.exports)?,
-                globals: syms(rec.globals)?,
-                init: addrs(rec.init)?,
-                fini: addrs(rec.fini)?,
-                deps: fallible::collect(rec.deps().map(Ok))?,
-                // Self-contained (other extensions by dependency index): kept as saved.
-                fixups: fallible::to_vec(rec.fixups)?,
-                portable: rec.has_fixups,
-            });
-        }
-        // The names, the handle list and room in the registry's tables: the last allocations. After them
-        // nothing can fail, so the blocks leave `taken` for good.
-        let names = fallible::collect(records.iter().map(|r| fallible::string(r.name)))?;
-        let mut ids: Vec<ExtId> = fallible::vec(records.len())?;
-        crate::registry::reserve_tables(
-            &mut inner.slots,
-            &mut inner.names,
-            &mut inner.exports,
-            records.len(),
-            export_total,
-        )?;
-        for (linked, blocks) in linked_all
-            .iter_mut()
-            .zip(core::mem::take(&mut taken.blocks))
-        {
-            linked.blocks = blocks;
-        }
-        drop(taken);
-
-        // Insert in order: dependencies come first, so their new slots are known. Room for all of it was
-        // made before any memory was taken, so nothing here allocates or fails for want of memory.
-        for ((rec, mut linked), name) in records.iter().zip(linked_all).zip(names) {
-            for d in linked.deps.iter_mut() {
-                *d = ids
-                    .get(*d as usize)
-                    .map(|id| id.index)
-                    .ok_or(Error::Internal("dependency order"))?;
-            }
-            let id = inner.insert(name, linked)?;
-            if let Some(ext) = inner
-                .slots
-                .get_mut(id.index as usize)
-                .and_then(|s| s.ext.as_mut())
-            {
-                ext.use_count = rec.use_count;
-                ext.initialised = rec.initialised;
-            }
-            ids.push(id);
+            taken.release(&mut inner.memory, adopted);
+            inner.shrink_back(capacities);
+            return Err(e);
         }
         Ok(ids)
     }
 }
 
-/// Portable restore: rewrites every recorded location for the new block addresses and built-ins.
-fn apply_fixups<A: Relocator, M: Memory>(
+/// Adopts the retained blocks of every record (in place) or allocates, fills, relocates and seals new
+/// ones (portable), into `taken`.
+fn take_memory<M: Memory>(
+    inner: &mut Inner<M>,
+    context: &Context<'_>,
     records: &[Rec<'_>],
-    taken: &mut Taken<'_, M>,
+    taken: &mut Taken,
+    options: &RestoreOptions,
+) -> Result<()> {
+    if !context.portable {
+        // In place: take over each retained block as it is, in the record's order.
+        for (rec, list) in records.iter().zip(taken.blocks.iter_mut()) {
+            for (bi, b) in rec.view.blocks().enumerate() {
+                let b = b.ok_or(Short)?;
+                let block = inner.memory.adopt(
+                    usize::try_from(b.addr).map_err(|_| Short)?,
+                    usize::try_from(b.size).map_err(|_| Short)?,
+                    usize::try_from(b.token).map_err(|_| Short)?,
+                    b.permission,
+                )?;
+                list.push((block, b.permission));
+                if context.hashes && options.verify_content {
+                    // SAFETY: the adopted block holds a sealed extension; nothing writes it meanwhile.
+                    let bytes = list.last().map(|(block, _)| unsafe { block.bytes() });
+                    if bytes.is_some_and(|bytes| checksum(bytes) != b.hash) {
+                        return Err(Error::ContentChanged {
+                            extension: String::from(rec.view.name()),
+                            block: bi,
+                        });
+                    }
+                }
+            }
+        }
+        return Ok(());
+    }
+    // Permission-major order: blocks of equal permission come out adjacent, so the provider can seal each
+    // run with one protection change (`finalize_all`).
+    for permission in Permission::ALL {
+        for (ri, rec) in records.iter().enumerate() {
+            let mut contents = rec.contents;
+            for b in rec.view.blocks() {
+                let b = b.ok_or(Short)?;
+                let size = usize::try_from(b.size).map_err(|_| Short)?;
+                let (src, rest) = contents.split_at_checked(size).ok_or(Short)?;
+                contents = rest;
+                if b.permission != permission {
+                    continue;
+                }
+                let list = taken
+                    .blocks
+                    .get_mut(ri)
+                    .ok_or(Error::Internal("block list"))?;
+                let block = inner.memory.allocate(&BlockRequest {
+                    size,
+                    align: usize::try_from(b.align).map_err(|_| Short)?,
+                    permission: b.permission,
+                })?;
+                // Each block joins `taken` as soon as it exists, so any early return gives it back. Blocks
+                // are kept in the record's order: fixups and the record name them by index.
+                let at = list.len();
+                list.push((block, b.permission));
+                let (block, _) = list.get_mut(at).ok_or(Error::Internal("block list"))?;
+                // SAFETY: a fresh block, not finalised, not aliased.
+                unsafe { block.bytes_mut() }.copy_from_slice(src);
+            }
+        }
+    }
+    // Permission-major allocation pushed each record's blocks out of order: put them back in record order.
+    for (rec, list) in records.iter().zip(taken.blocks.iter_mut()) {
+        let order = |p: Permission| {
+            rec.view
+                .blocks()
+                .position(|b| b.is_some_and(|b| b.permission == p))
+        };
+        list.sort_by_key(|(_, p)| order(*p));
+    }
+    let machine = context.machine;
+    with_backend!(machine, context.pointer_size == 8, A => apply_fixups::<A>(records, taken, &inner.builtins)?,
+        _ => return Err(Error::Unsupported { what: "machine: no relocation backend in this build", value: u64::from(machine) }));
+    let mut all = taken.blocks.iter().flatten().map(|(b, p)| (b, *p));
+    inner.memory.finalize_all(&mut all)
+}
+
+/// Registers one restored extension: duplicate checks, its record (the one allocation), registry entry.
+/// On failure the blocks come back with the error.
+fn register<M: Memory>(
+    inner: &mut Inner<M>,
+    rec: &Rec<'_>,
+    blocks: Vec<(Block, Permission)>,
+    ids: &[ExtId],
+    portable: bool,
+) -> core::result::Result<ExtId, (Error, Vec<(Block, Permission)>)> {
+    let v = &rec.view;
+    let name = v.name();
+    if inner.find(name).is_some() {
+        return Err((
+            Error::AlreadyLoaded {
+                name: String::from(name),
+            },
+            blocks,
+        ));
+    }
+    for e in v.exports() {
+        let Some(e) = e else {
+            return Err((Short.into(), blocks));
+        };
+        let symbol = v.str(e.name);
+        if let Some(owner) = inner.exporter(symbol) {
+            return Err((
+                Error::DuplicateExport {
+                    extension: String::from(name),
+                    symbol: String::from_utf8_lossy(symbol).into_owned(),
+                    owner,
+                },
+                blocks,
+            ));
+        }
+    }
+    let mut record = match Record::copy_from(v.bytes) {
+        Ok(r) => r,
+        Err(e) => return Err((e, blocks)),
+    };
+    // Dependencies: context indexes become the slots the earlier records got.
+    for (i, d) in v.deps().enumerate() {
+        match ids.get(d as usize) {
+            Some(id) => record.set_dep(i, id.index),
+            None => return Err((Error::Internal("dependency order"), blocks)),
+        }
+    }
+    if portable {
+        // Every address the record holds moves with the block that holds it.
+        let mut moved = [(0u64, 0u64, 0u64); 3];
+        for (i, ((old, (new, _)), m)) in v.blocks().zip(&blocks).zip(moved.iter_mut()).enumerate() {
+            if let Some(old) = old {
+                *m = (old.addr, old.size, new.addr() as u64);
+                record.set_block(i, new.addr() as u64, new.token() as u64);
+            }
+        }
+        record.map_addresses(|addr| translate(&moved, addr));
+    }
+    let (use_count, initialised) = (v.use_count(), v.initialised_byte() == 1);
+    match inner.insert(Linked { blocks, record }) {
+        Ok(id) => {
+            if let Some(ext) = inner
+                .slots
+                .get_mut(id.index as usize)
+                .and_then(|s| s.ext.as_mut())
+            {
+                ext.use_count = use_count;
+                ext.initialised = initialised;
+            }
+            Ok(id)
+        }
+        Err((e, linked)) => Err((e, linked.blocks)),
+    }
+}
+
+/// Where a saved address is now: moved with the block holding it (a block holding it wins over one that
+/// ends there: blocks may be adjacent); addresses outside every block (absolute symbols) stay.
+fn translate(moved: &[(u64, u64, u64)], addr: u64) -> u64 {
+    for inclusive in [false, true] {
+        for &(old, size, new) in moved {
+            if size > 0 && addr >= old && (addr - old < size || (inclusive && addr - old == size)) {
+                return new + (addr - old);
+            }
+        }
+    }
+    addr
+}
+
+/// Portable restore: rewrites every recorded location for the new block addresses and built-ins.
+fn apply_fixups<A: Relocator>(
+    records: &[Rec<'_>],
+    taken: &mut Taken,
     builtins: &crate::symbols::ExportTable,
 ) -> Result<()> {
     let ptr = A::POINTER_SIZE;
-    let new_base = |taken: &Taken<'_, M>, rec: usize, block: usize| -> Result<u64> {
-        taken
-            .blocks
-            .get(rec)
-            .and_then(|l| l.get(block))
-            .map(|(b, _)| b.addr() as u64)
-            .ok_or_else(|| Short.into())
-    };
     for (ri, rec) in records.iter().enumerate() {
+        let v = &rec.view;
         // New GOT and stub positions: the same offsets inside the extension's blocks as before.
         let region_new = |kind: RegionKind| -> Result<u64> {
-            for mut e in entries(rec.regions, REGION_REC) {
-                let k = RegionKind::ALL.get(e.u8()? as usize).copied();
-                let addr = e.u64()?;
-                if k == Some(kind) {
-                    for (bi, b) in rec.blocks().enumerate() {
-                        let b = b?;
-                        // The block of the region's own permission: another may end where it starts.
-                        if b.permission == kind.permission()
-                            && addr >= b.addr
-                            && addr - b.addr <= b.size
-                        {
-                            return Ok(new_base(taken, ri, bi)? + (addr - b.addr));
-                        }
-                    }
+            let Some(r) = v.regions().find(|r| r.kind == kind && !r.in_place) else {
+                return Ok(0);
+            };
+            let addr = r.addr as u64;
+            for (bi, b) in v.blocks().enumerate() {
+                let b = b.ok_or(Short)?;
+                // The block of the region's own permission: another may end where it starts.
+                if b.permission == kind.permission() && addr >= b.addr && addr - b.addr <= b.size {
+                    return Ok(taken.base(ri, bi)? + (addr - b.addr));
                 }
             }
             Ok(0)
         };
         let got = region_new(RegionKind::Got)?;
         let stubs = region_new(RegionKind::Stubs)?;
-        for f in entries(rec.fixups, FIXUP_REC) {
-            let f = fixup_rec(f)?;
+        for f in v.fixups() {
+            let f = f.ok_or(Short)?;
             let s = match f.target {
-                Target::Own { block, offset } => new_base(taken, ri, block as usize)? + offset,
-                Target::Builtin { name } => builtins.get_bytes(rec.str(name)).ok_or(Short)? as u64,
+                Target::Own { block, offset } => taken.base(ri, block as usize)? + offset,
+                Target::Builtin { name } => match builtins.get_bytes(v.str(name)) {
+                    Some(addr) => addr as u64,
+                    None => {
+                        return Err(Error::MissingBuiltin {
+                            extension: String::from(v.name()),
+                            symbol: String::from_utf8_lossy(v.str(name)).into_owned(),
+                        })
+                    }
+                },
                 Target::Extension { dep, block, offset } => {
-                    let index = rec.deps().nth(dep as usize).ok_or(Short)?;
-                    new_base(taken, index as usize, block as usize)? + u64::from(offset)
+                    let index = v.dep(dep as usize).ok_or(Short)? as usize;
+                    // The target must lie inside the dependency's saved block.
+                    let size = records
+                        .get(index)
+                        .and_then(|d| d.view.blocks().nth(block as usize))
+                        .flatten()
+                        .map(|b| b.size);
+                    if size.is_none_or(|size| u64::from(offset) > size) {
+                        return Err(Error::Snapshot {
+                            reason: "a fixup targets a place outside another extension's block",
+                        });
+                    }
+                    taken.base(index, block as usize)? + u64::from(offset)
                 }
                 Target::Absolute(v) => v,
             };
-            let p = new_base(taken, ri, f.block as usize)? + u64::from(f.offset);
+            let p = taken.base(ri, f.block as usize)? + u64::from(f.offset);
             let block = taken
                 .blocks
                 .get_mut(ri)

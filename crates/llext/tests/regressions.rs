@@ -1,5 +1,7 @@
 //! Inputs that once broke `llext`, found by the fuzz targets (`fuzz/`) or the mutation tests, each kept as a
-//! file under `tests/regressions/` with the outcome it must have now.
+//! file under `tests/regressions/` with the outcome it must have now. Damaged contexts are remade from a
+//! fresh context of today's encoding, with the same damage, so they keep testing the checks behind the
+//! checksum when the format changes.
 
 mod common;
 
@@ -20,16 +22,65 @@ fn input(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// A stored context with its length field and checksum recomputed, so that it reaches the record checks
-/// whatever checksum the format uses today.
-fn context(name: &str) -> Vec<u8> {
-    let mut ctx = input(name);
-    let len = ctx.len() as u64;
-    ctx[32..40].copy_from_slice(&len.to_le_bytes());
+/// Recomputes the checksum of a context after a test changed it, so that it reaches the record checks.
+fn reseal(ctx: &mut [u8]) {
     let n = ctx.len() - 8;
     let sum = Context::checksum(&ctx[..n]);
     ctx[n..].copy_from_slice(&sum.to_le_bytes());
-    ctx
+}
+
+/// Entry sizes of the eleven tables of a context record (format 2, see `llext::CONTEXT_VERSION`): name,
+/// deps, strings, blocks, regions, sections, exports, globals, init, fini, fixups.
+const TABLE_ENTRY: [usize; 11] = [1, 4, 1, 41, 25, 25, 16, 16, 8, 8, 51];
+const BLOCKS: usize = 3;
+const REGIONS: usize = 4;
+const SECTIONS: usize = 5;
+const FIXUPS: usize = 10;
+
+fn u32_at(b: &[u8], at: usize) -> usize {
+    u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize
+}
+
+/// Where entry `entry` of `table` of record `record` lies in a context, and how many entries that table
+/// has: a 40-byte header, then per record a 52-byte header (eleven u32 counts from byte 8) and the tables,
+/// followed in portable contexts by the record's block bytes.
+fn table_entry(ctx: &[u8], record: usize, table: usize, entry: usize) -> (usize, usize) {
+    let portable = ctx[10] & 1 != 0;
+    let mut pos = 40;
+    for r in 0.. {
+        let mut at = pos + 52;
+        let mut offsets = [0usize; 11];
+        for (i, size) in TABLE_ENTRY.iter().enumerate() {
+            offsets[i] = at;
+            at += u32_at(ctx, pos + 8 + 4 * i) * size;
+        }
+        if r == record {
+            let count = u32_at(ctx, pos + 8 + 4 * table);
+            return (offsets[table] + entry * TABLE_ENTRY[table], count);
+        }
+        if portable {
+            for b in 0..u32_at(ctx, pos + 8 + 4 * BLOCKS) {
+                let size_at = offsets[BLOCKS] + b * TABLE_ENTRY[BLOCKS] + 8;
+                at += u64::from_le_bytes(ctx[size_at..size_at + 8].try_into().unwrap()) as usize;
+            }
+        }
+        pos = at;
+    }
+    unreachable!()
+}
+
+/// A portable context of `libmath` and `usemath` (which links against it).
+fn pair_context() -> Vec<u8> {
+    let (r, _memory) = common::counting_registry();
+    for stem in ["libmath", "usemath"] {
+        r.load_with(
+            stem,
+            &llext_fixtures::bytes(&format!("{stem}-gcc-O2-pic.o")),
+            &NO_RUN,
+        )
+        .unwrap();
+    }
+    r.save(&portable()).unwrap()
 }
 
 fn portable() -> SaveOptions<'static> {
@@ -120,10 +171,15 @@ fn portable_restore_from_arena_to_arena_keeps_code_working() {
 
 /// fuzz/snapshot_restore: a resealed context whose section record says offset 0xffffffffff000000 was
 /// accepted, and describing the restored extension overflowed (`attempt to add with overflow` in
-/// `Registry::info`). Sections must lie inside their region, regions inside their block.
+/// `Registry::info`). Sections must lie inside their region, regions inside their block. (The fuzzer's
+/// input was in the first context encoding; the same damage is made here to a context of today's.)
 #[test]
 fn fuzz_snapshot_section_offset_overflow_is_refused() {
-    let ctx = context("snapshot-section-offset-overflow.ctx");
+    let mut ctx = pair_context();
+    let (at, count) = table_entry(&ctx, 0, SECTIONS, 0);
+    assert!(count > 0);
+    ctx[at + 9..at + 17].copy_from_slice(&0xffff_ffff_ff00_0000u64.to_le_bytes());
+    reseal(&mut ctx);
     match Context::from_bytes(&ctx) {
         Err(Error::Snapshot { .. }) => {}
         Err(e) => panic!("{e}"),
@@ -191,7 +247,16 @@ fn mutation_riscv64_place_at_2_63_is_outside_its_section() {
 /// refused with a typed error and every block is given back.
 #[test]
 fn fuzz_snapshot_extension_target_outside_its_block_is_refused() {
-    let ctx = context("snapshot-extension-target-outside-block.ctx");
+    let mut ctx = pair_context();
+    // The first fixup of `usemath` that targets `libmath` (target tag 2 at byte 10; its offset is the low
+    // half of the second target word, at byte 19) now points far past libmath's block.
+    let (_, count) = table_entry(&ctx, 1, FIXUPS, 0);
+    let at = (0..count)
+        .map(|i| table_entry(&ctx, 1, FIXUPS, i).0)
+        .find(|&at| ctx[at + 10] == 2)
+        .expect("usemath has a fixup into libmath");
+    ctx[at + 19..at + 23].copy_from_slice(&0xffff_0000u32.to_le_bytes());
+    reseal(&mut ctx);
     let (r, memory) = common::counting_registry();
     let refused = match Context::from_bytes(&ctx) {
         Err(e) => e,
@@ -216,7 +281,11 @@ fn fuzz_snapshot_extension_target_outside_its_block_is_refused() {
 /// power of two). Region alignments must be powers of two no stricter than their block's.
 #[test]
 fn fuzz_snapshot_region_alignment_not_a_power_of_two_is_refused() {
-    let ctx = context("snapshot-region-align-not-power-of-two.ctx");
+    let mut ctx = pair_context();
+    let (at, count) = table_entry(&ctx, 0, REGIONS, 0);
+    assert!(count > 0);
+    ctx[at + 17..at + 25].copy_from_slice(&((1u64 << 63) + 8).to_le_bytes());
+    reseal(&mut ctx);
     match Context::from_bytes(&ctx) {
         Err(Error::Snapshot { .. }) => {}
         Err(e) => panic!("{e}"),

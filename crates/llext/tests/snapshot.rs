@@ -231,7 +231,7 @@ fn refusals_are_typed_and_leave_everything_as_before() {
         Context::from_bytes(&b),
         Err(Error::SnapshotVersion {
             found: 9,
-            supported: 1
+            supported: llext::CONTEXT_VERSION
         })
     ));
     let mut b = good.clone();
@@ -320,8 +320,8 @@ fn refusals_are_typed_and_leave_everything_as_before() {
 fn find_dep_index(ctx: &[u8]) -> usize {
     let name = b"usemath";
     let at = ctx.windows(name.len()).position(|w| w == name).unwrap();
-    // name, use_count u32, initialised u8, dep count u32, then the first index
-    at + name.len() + 4 + 1 + 4
+    // The record's header (with the table counts), its name table, then its dependency table.
+    at + name.len()
 }
 
 #[test]

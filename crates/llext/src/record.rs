@@ -1,0 +1,622 @@
+//! The extension record: everything the registry keeps about one linked extension, encoded once into one
+//! allocation. A saved context is a header followed by these same records (and, in portable contexts, the
+//! blocks' bytes), so saving copies each record out and an in-place restore copies it back: no table is
+//! rebuilt, no allocation is made per symbol, section or constructor.
+//!
+//! # Layout (little-endian)
+//! A 52-byte header — use count (u32), initialised (u8), fixups recorded (u8), two reserved bytes, then the
+//! entry count (u32) of each of the eleven tables — followed by the tables back to back, in this order:
+//!
+//! | table    | entry                                                                  |
+//! |----------|------------------------------------------------------------------------|
+//! | name     | one byte of the extension's UTF-8 name                                 |
+//! | deps     | u32: the extension it depends on (a registry slot; a record index in contexts) |
+//! | strings  | one byte of the names below (`Str` ranges point into it)                |
+//! | blocks   | address, size, alignment, provider token (u64 each), permission (u8), content hash (u64) |
+//! | regions  | kind (u8, bit 7: in place), address, size, alignment (u64 each)         |
+//! | sections | name (`Str`: two u32), kind (u8), offset, size (u64 each)               |
+//! | exports  | name (`Str`), address (u64)                                            |
+//! | globals  | name (`Str`), address (u64), sorted by name                            |
+//! | init     | u64 constructor address, in execution order                            |
+//! | fini     | u64 destructor address, in execution order                             |
+//! | fixups   | `FIXUP_REC` bytes each (see [`Fixup`])                                 |
+//!
+//! The registry's copy keeps the use count and initialised flag of the header stale (the live values are
+//! in the registry); saving writes the current ones.
+
+use alloc::vec::Vec;
+
+use crate::error::{Error, Result};
+use crate::fallible;
+use crate::layout::RegionKind;
+use crate::link::{Fixup, RegionRec, SectionRec, Str, SymRec, FIXUP_REC};
+use crate::memory::Permission;
+
+/// The tables of a record, in their order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Table {
+    Name,
+    Deps,
+    Strings,
+    Blocks,
+    Regions,
+    Sections,
+    Exports,
+    Globals,
+    Init,
+    Fini,
+    Fixups,
+}
+
+const TABLES: usize = 11;
+const ALL_TABLES: [Table; TABLES] = [
+    Table::Name,
+    Table::Deps,
+    Table::Strings,
+    Table::Blocks,
+    Table::Regions,
+    Table::Sections,
+    Table::Exports,
+    Table::Globals,
+    Table::Init,
+    Table::Fini,
+    Table::Fixups,
+];
+
+/// Bytes of one saved block.
+pub(crate) const BLOCK_REC: usize = 8 + 8 + 8 + 8 + 1 + 8;
+/// Bytes of one region.
+pub(crate) const REGION_REC: usize = 1 + 8 + 8 + 8;
+/// Bytes of one section.
+pub(crate) const SECTION_REC: usize = 4 + 4 + 1 + 8 + 8;
+/// Bytes of one symbol.
+pub(crate) const SYM_REC: usize = 4 + 4 + 8;
+/// Bytes of a record's header.
+pub(crate) const HEADER: usize = 8 + 4 * TABLES;
+
+/// Offset of the content hash in a block entry, of the address in a symbol entry.
+const BLOCK_HASH_AT: usize = 33;
+const BLOCK_TOKEN_AT: usize = 24;
+const SYM_ADDR_AT: usize = 8;
+const REGION_ADDR_AT: usize = 1;
+
+impl Table {
+    fn entry_size(self) -> usize {
+        match self {
+            Table::Name | Table::Strings => 1,
+            Table::Deps => 4,
+            Table::Blocks => BLOCK_REC,
+            Table::Regions => REGION_REC,
+            Table::Sections => SECTION_REC,
+            Table::Exports | Table::Globals => SYM_REC,
+            Table::Init | Table::Fini => 8,
+            Table::Fixups => FIXUP_REC,
+        }
+    }
+}
+
+/// Bit 7 of a region's or section's kind byte: used in place.
+pub(crate) const IN_PLACE: u8 = 0x80;
+
+/// A kind byte: the region kind, and whether it is used in place.
+pub(crate) fn region_kind(byte: u8) -> Option<(RegionKind, bool)> {
+    let kind = *RegionKind::ALL.get((byte & !IN_PLACE) as usize)?;
+    Some((kind, byte & IN_PLACE != 0))
+}
+
+fn kind_byte(kind: RegionKind, in_place: bool) -> u8 {
+    kind.index() as u8 | if in_place { IN_PLACE } else { 0 }
+}
+
+/// Index of a permission in [`Permission::ALL`].
+pub(crate) fn perm_index(p: Permission) -> u8 {
+    Permission::ALL.iter().position(|&q| q == p).unwrap_or(0) as u8
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    let mut w = [0u8; 4];
+    w.copy_from_slice(b.get(at..at.checked_add(4)?)?);
+    Some(u32::from_le_bytes(w))
+}
+
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(b.get(at..at.checked_add(8)?)?);
+    Some(u64::from_le_bytes(w))
+}
+
+fn put_u64(b: &mut [u8], at: usize, v: u64) {
+    if let Some(dst) = at.checked_add(8).and_then(|end| b.get_mut(at..end)) {
+        dst.copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// One saved block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BlockRec {
+    pub addr: u64,
+    pub size: u64,
+    pub align: u64,
+    pub token: u64,
+    pub permission: Permission,
+    pub hash: u64,
+}
+
+fn block_rec(e: &[u8]) -> Option<BlockRec> {
+    Some(BlockRec {
+        addr: u64_at(e, 0)?,
+        size: u64_at(e, 8)?,
+        align: u64_at(e, 16)?,
+        token: u64_at(e, BLOCK_TOKEN_AT)?,
+        permission: *Permission::ALL.get(*e.get(32)? as usize)?,
+        hash: u64_at(e, BLOCK_HASH_AT)?,
+    })
+}
+
+fn sym_rec(e: &[u8]) -> Option<SymRec> {
+    Some(SymRec {
+        name: Str {
+            start: u32_at(e, 0)?,
+            len: u32_at(e, 4)?,
+        },
+        addr: u64_at(e, SYM_ADDR_AT)? as usize,
+    })
+}
+
+/// Where each table of a record starts and how many entries it has, read from the record's header.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Layout {
+    at: [u32; TABLES],
+    count: [u32; TABLES],
+    /// Bytes of the whole record.
+    pub len: usize,
+}
+
+impl Layout {
+    /// Reads the header at the start of `bytes`; `None` unless every table lies inside `bytes`.
+    pub fn read(bytes: &[u8]) -> Option<Layout> {
+        let mut l = Layout::default();
+        let mut pos = HEADER;
+        for (i, table) in ALL_TABLES.iter().enumerate() {
+            let count = u32_at(bytes, 8 + 4 * i)?;
+            *l.at.get_mut(i)? = u32::try_from(pos).ok()?;
+            *l.count.get_mut(i)? = count;
+            pos = pos.checked_add((count as usize).checked_mul(table.entry_size())?)?;
+        }
+        if pos > bytes.len() {
+            return None;
+        }
+        l.len = pos;
+        Some(l)
+    }
+
+    pub fn count(&self, t: Table) -> usize {
+        self.count.get(t as usize).map_or(0, |&c| c as usize)
+    }
+
+    fn at(&self, t: Table) -> usize {
+        self.at.get(t as usize).map_or(0, |&a| a as usize)
+    }
+
+    /// The bytes of table `t` inside `record`.
+    pub fn table<'b>(&self, record: &'b [u8], t: Table) -> &'b [u8] {
+        let at = self.at(t);
+        let len = self.count(t).saturating_mul(t.entry_size());
+        at.checked_add(len)
+            .and_then(|end| record.get(at..end))
+            .unwrap_or(&[])
+    }
+}
+
+/// A record's tables, read-only, over any bytes (the registry's copy, or a record inside a context).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct View<'b> {
+    pub bytes: &'b [u8],
+    pub layout: Layout,
+}
+
+impl<'b> View<'b> {
+    /// A view of the record at the start of `bytes`, if its tables fit.
+    pub fn new(bytes: &'b [u8]) -> Option<View<'b>> {
+        let layout = Layout::read(bytes)?;
+        Some(View {
+            bytes: bytes.get(..layout.len)?,
+            layout,
+        })
+    }
+
+    fn entries(&self, t: Table) -> core::slice::ChunksExact<'b, u8> {
+        self.layout
+            .table(self.bytes, t)
+            .chunks_exact(t.entry_size())
+    }
+
+    pub fn count(&self, t: Table) -> usize {
+        self.layout.count(t)
+    }
+
+    pub fn use_count(&self) -> u32 {
+        u32_at(self.bytes, 0).unwrap_or(0)
+    }
+
+    pub fn initialised_byte(&self) -> u8 {
+        self.bytes.get(4).copied().unwrap_or(0)
+    }
+
+    pub fn fixups_byte(&self) -> u8 {
+        self.bytes.get(5).copied().unwrap_or(0)
+    }
+
+    pub fn has_fixups(&self) -> bool {
+        self.fixups_byte() == 1
+    }
+
+    pub fn name_bytes(&self) -> &'b [u8] {
+        self.layout.table(self.bytes, Table::Name)
+    }
+
+    /// The name (validated as UTF-8 when the record was made or read).
+    pub fn name(&self) -> &'b str {
+        core::str::from_utf8(self.name_bytes()).unwrap_or("")
+    }
+
+    pub fn str(&self, s: Str) -> &'b [u8] {
+        let strings = self.layout.table(self.bytes, Table::Strings);
+        (s.start as usize)
+            .checked_add(s.len as usize)
+            .and_then(|end| strings.get(s.start as usize..end))
+            .unwrap_or(&[])
+    }
+
+    pub fn deps(&self) -> impl ExactSizeIterator<Item = u32> + 'b {
+        self.entries(Table::Deps)
+            .map(|c| u32_at(c, 0).unwrap_or(u32::MAX))
+    }
+
+    pub fn dep(&self, i: usize) -> Option<u32> {
+        self.entries(Table::Deps).nth(i).and_then(|c| u32_at(c, 0))
+    }
+
+    pub fn blocks(&self) -> impl ExactSizeIterator<Item = Option<BlockRec>> + 'b {
+        self.entries(Table::Blocks).map(block_rec)
+    }
+
+    pub fn regions(&self) -> impl Iterator<Item = RegionRec> + 'b {
+        self.entries(Table::Regions).filter_map(|e| {
+            let (kind, in_place) = region_kind(*e.first()?)?;
+            Some(RegionRec {
+                kind,
+                addr: u64_at(e, REGION_ADDR_AT)? as usize,
+                size: u64_at(e, 9)? as usize,
+                align: u64_at(e, 17)? as usize,
+                in_place,
+            })
+        })
+    }
+
+    pub fn sections(&self) -> impl Iterator<Item = SectionRec> + 'b {
+        self.entries(Table::Sections).filter_map(|e| {
+            let (kind, in_place) = region_kind(*e.get(8)?)?;
+            Some(SectionRec {
+                name: Str {
+                    start: u32_at(e, 0)?,
+                    len: u32_at(e, 4)?,
+                },
+                kind,
+                offset: u64_at(e, 9)? as usize,
+                size: u64_at(e, 17)? as usize,
+                in_place,
+            })
+        })
+    }
+
+    pub fn exports(&self) -> impl ExactSizeIterator<Item = Option<SymRec>> + 'b {
+        self.entries(Table::Exports).map(sym_rec)
+    }
+
+    /// Export `i`, by index (O(1)).
+    pub fn export(&self, i: usize) -> Option<SymRec> {
+        let at = i.checked_mul(SYM_REC)?;
+        sym_rec(
+            self.layout
+                .table(self.bytes, Table::Exports)
+                .get(at..at.checked_add(SYM_REC)?)?,
+        )
+    }
+
+    pub fn globals(&self) -> impl ExactSizeIterator<Item = Option<SymRec>> + 'b {
+        self.entries(Table::Globals).map(sym_rec)
+    }
+
+    /// The address of the global symbol `name` (binary search: the table is sorted by name).
+    pub fn global(&self, name: &[u8]) -> Option<usize> {
+        let table = self.layout.table(self.bytes, Table::Globals);
+        let (mut lo, mut hi) = (0usize, table.len() / SYM_REC);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let g = sym_rec(table.get(mid * SYM_REC..(mid + 1) * SYM_REC)?)?;
+            match self.str(g.name).cmp(name) {
+                core::cmp::Ordering::Less => lo = mid + 1,
+                core::cmp::Ordering::Greater => hi = mid,
+                core::cmp::Ordering::Equal => return Some(g.addr),
+            }
+        }
+        None
+    }
+
+    pub fn addrs(&self, t: Table) -> impl ExactSizeIterator<Item = usize> + 'b {
+        self.entries(t).map(|c| u64_at(c, 0).unwrap_or(0) as usize)
+    }
+
+    pub fn fixups(&self) -> impl ExactSizeIterator<Item = Option<Fixup>> + 'b {
+        self.entries(Table::Fixups).map(Fixup::decode)
+    }
+}
+
+/// The registry's copy of one extension's record.
+#[derive(Debug)]
+pub(crate) struct Record {
+    bytes: Vec<u8>,
+    layout: Layout,
+}
+
+impl Record {
+    /// A copy of the record at the start of `src` (one allocation).
+    pub fn copy_from(src: &[u8]) -> Result<Record> {
+        let layout = Layout::read(src).ok_or(Error::Internal("record layout"))?;
+        let bytes = fallible::to_vec(
+            src.get(..layout.len)
+                .ok_or(Error::Internal("record layout"))?,
+        )?;
+        Ok(Record { bytes, layout })
+    }
+
+    pub fn view(&self) -> View<'_> {
+        View {
+            bytes: &self.bytes,
+            layout: self.layout,
+        }
+    }
+
+    /// The encoded record (its header's use count and initialised flag are stale).
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    fn table_mut(&mut self, t: Table) -> &mut [u8] {
+        let at = self.layout.at(t);
+        let len = self.layout.count(t).saturating_mul(t.entry_size());
+        match at.checked_add(len) {
+            Some(end) => self.bytes.get_mut(at..end).unwrap_or(&mut []),
+            None => &mut [],
+        }
+    }
+
+    /// Replaces dependency `i`.
+    pub fn set_dep(&mut self, i: usize, value: u32) {
+        let deps = self.table_mut(Table::Deps);
+        if let Some(dst) = i
+            .checked_mul(4)
+            .and_then(|at| deps.get_mut(at..at.checked_add(4)?))
+        {
+            dst.copy_from_slice(&value.to_le_bytes());
+        }
+    }
+
+    /// Records block `i`'s new address and provider token (a portable restore).
+    pub fn set_block(&mut self, i: usize, addr: u64, token: u64) {
+        let blocks = self.table_mut(Table::Blocks);
+        if let Some(e) = i
+            .checked_mul(BLOCK_REC)
+            .and_then(|at| blocks.get_mut(at..at.checked_add(BLOCK_REC)?))
+        {
+            put_u64(e, 0, addr);
+            put_u64(e, BLOCK_TOKEN_AT, token);
+        }
+    }
+
+    /// Rewrites every address the record holds (regions, exports, globals, constructors, destructors)
+    /// with `map`, for a restore at new addresses. Block entries are set with [`Record::set_block`].
+    pub fn map_addresses(&mut self, map: impl Fn(u64) -> u64) {
+        for (t, field) in [
+            (Table::Regions, REGION_ADDR_AT),
+            (Table::Exports, SYM_ADDR_AT),
+            (Table::Globals, SYM_ADDR_AT),
+            (Table::Init, 0),
+            (Table::Fini, 0),
+        ] {
+            let size = t.entry_size();
+            for e in self.table_mut(t).chunks_exact_mut(size) {
+                if let Some(v) = u64_at(e, field) {
+                    put_u64(e, field, map(v));
+                }
+            }
+        }
+    }
+}
+
+/// Sets the content hash of block `i` in an encoded record (used on the copy a save writes).
+pub(crate) fn set_block_hash(record: &mut [u8], layout: &Layout, i: usize, hash: u64) {
+    let at = layout.at(Table::Blocks);
+    if let Some(at) = i
+        .checked_mul(BLOCK_REC)
+        .and_then(|o| o.checked_add(at))
+        .and_then(|o| o.checked_add(BLOCK_HASH_AT))
+    {
+        put_u64(record, at, hash);
+    }
+}
+
+/// Offset of dependency `i` in an encoded record.
+pub(crate) fn dep_offset(layout: &Layout, i: usize) -> Option<usize> {
+    layout.at(Table::Deps).checked_add(i.checked_mul(4)?)
+}
+
+/// The parts a record is made of, as the linker produced them.
+pub(crate) struct Parts<'a> {
+    pub name: &'a str,
+    pub deps: &'a [u32],
+    pub strings: &'a [u8],
+    pub blocks: &'a [BlockRec],
+    pub regions: &'a [RegionRec],
+    pub sections: &'a [SectionRec],
+    pub exports: &'a [SymRec],
+    pub globals: &'a [SymRec],
+    pub init: &'a [usize],
+    pub fini: &'a [usize],
+    pub fixups: Option<&'a [u8]>,
+}
+
+impl Parts<'_> {
+    /// Encodes the record in one allocation of its exact size.
+    pub fn encode(&self) -> Result<Record> {
+        let fixups = self.fixups.unwrap_or(&[]);
+        let counts = [
+            self.name.len(),
+            self.deps.len(),
+            self.strings.len(),
+            self.blocks.len(),
+            self.regions.len(),
+            self.sections.len(),
+            self.exports.len(),
+            self.globals.len(),
+            self.init.len(),
+            self.fini.len(),
+            fixups.len() / FIXUP_REC,
+        ];
+        let mut len = HEADER;
+        for (count, table) in counts.iter().zip(ALL_TABLES) {
+            len = count
+                .checked_mul(table.entry_size())
+                .and_then(|n| len.checked_add(n))
+                .ok_or(Error::Internal("record size"))?;
+        }
+        let mut b = fallible::vec::<u8>(len)?;
+        let u32v = |v: usize| u32::try_from(v).map_err(|_| Error::Internal("record count"));
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.extend_from_slice(&[0, u8::from(self.fixups.is_some()), 0, 0]);
+        for count in counts {
+            b.extend_from_slice(&u32v(count)?.to_le_bytes());
+        }
+        b.extend_from_slice(self.name.as_bytes());
+        for d in self.deps {
+            b.extend_from_slice(&d.to_le_bytes());
+        }
+        b.extend_from_slice(self.strings);
+        for k in self.blocks {
+            for v in [k.addr, k.size, k.align, k.token] {
+                b.extend_from_slice(&v.to_le_bytes());
+            }
+            b.push(perm_index(k.permission));
+            b.extend_from_slice(&k.hash.to_le_bytes());
+        }
+        for r in self.regions {
+            b.push(kind_byte(r.kind, r.in_place));
+            for v in [r.addr, r.size, r.align] {
+                b.extend_from_slice(&(v as u64).to_le_bytes());
+            }
+        }
+        for s in self.sections {
+            b.extend_from_slice(&s.name.start.to_le_bytes());
+            b.extend_from_slice(&s.name.len.to_le_bytes());
+            b.push(kind_byte(s.kind, s.in_place));
+            b.extend_from_slice(&(s.offset as u64).to_le_bytes());
+            b.extend_from_slice(&(s.size as u64).to_le_bytes());
+        }
+        for s in self.exports.iter().chain(self.globals) {
+            b.extend_from_slice(&s.name.start.to_le_bytes());
+            b.extend_from_slice(&s.name.len.to_le_bytes());
+            b.extend_from_slice(&(s.addr as u64).to_le_bytes());
+        }
+        for &a in self.init.iter().chain(self.fini) {
+            b.extend_from_slice(&(a as u64).to_le_bytes());
+        }
+        b.extend_from_slice(
+            fixups
+                .get(..fixups.len() / FIXUP_REC * FIXUP_REC)
+                .unwrap_or(&[]),
+        );
+        let layout = Layout::read(&b).ok_or(Error::Internal("record layout"))?;
+        if layout.len != b.len() {
+            return Err(Error::Internal("record size"));
+        }
+        Ok(Record { bytes: b, layout })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encode_then_read_back() {
+        let strings = b"textfoobar";
+        let parts = Parts {
+            name: "ext",
+            deps: &[4, 7],
+            strings,
+            blocks: &[BlockRec {
+                addr: 0x1000,
+                size: 64,
+                align: 16,
+                token: 4096,
+                permission: Permission::ReadExecute,
+                hash: 9,
+            }],
+            regions: &[RegionRec {
+                kind: RegionKind::Text,
+                addr: 0x1000,
+                size: 64,
+                align: 16,
+                in_place: false,
+            }],
+            sections: &[SectionRec {
+                name: Str { start: 0, len: 4 },
+                kind: RegionKind::Text,
+                offset: 0,
+                size: 64,
+                in_place: false,
+            }],
+            exports: &[SymRec {
+                name: Str { start: 4, len: 3 },
+                addr: 0x1010,
+            }],
+            globals: &[
+                SymRec {
+                    name: Str { start: 7, len: 3 },
+                    addr: 0x1020,
+                },
+                SymRec {
+                    name: Str { start: 4, len: 3 },
+                    addr: 0x1010,
+                },
+            ],
+            init: &[0x1000],
+            fini: &[0x1004, 0x1008],
+            fixups: None,
+        };
+        let mut rec = parts.encode().unwrap();
+        let v = rec.view();
+        assert_eq!(v.name(), "ext");
+        assert_eq!(v.deps().collect::<Vec<_>>(), [4, 7]);
+        assert_eq!(v.blocks().next().flatten().unwrap().token, 4096);
+        assert_eq!(v.regions().next().unwrap().kind, RegionKind::Text);
+        assert_eq!(v.str(v.sections().next().unwrap().name), b"text");
+        assert_eq!(v.export(0).unwrap().addr, 0x1010);
+        assert_eq!(v.global(b"bar"), Some(0x1020));
+        assert_eq!(v.global(b"foo"), Some(0x1010));
+        assert_eq!(v.global(b"baz"), None);
+        assert_eq!(v.addrs(Table::Fini).collect::<Vec<_>>(), [0x1004, 0x1008]);
+        assert!(!v.has_fixups());
+        rec.set_dep(1, 2);
+        rec.map_addresses(|a| a + 0x100);
+        rec.set_block(0, 0x2000, 8192);
+        let v = rec.view();
+        assert_eq!(v.deps().collect::<Vec<_>>(), [4, 2]);
+        assert_eq!(v.export(0).unwrap().addr, 0x1110);
+        assert_eq!(v.addrs(Table::Init).collect::<Vec<_>>(), [0x1100]);
+        assert_eq!(v.blocks().next().flatten().unwrap().addr, 0x2000);
+        assert_eq!(View::new(rec.bytes()).unwrap().layout, rec.layout);
+        assert!(View::new(&rec.bytes()[..rec.bytes().len() - 1]).is_none());
+    }
+}
