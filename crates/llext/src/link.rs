@@ -719,8 +719,12 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
                 let target = state.target;
                 let local = matches!(target, Target::Own { block: b, .. } if b == block);
                 let via_table = state.got != NO_SLOT || state.stub != NO_SLOT;
-                // Relative references inside one block keep their bits when the block moves.
-                if !(local && !via_table && A::is_pc_relative(r.r_type)) {
+                // Relative references inside one block keep their bits when the block moves. Parts of HI/LO
+                // pairs are always recorded: a LO part's own target (e.g. the `auipc` label of a
+                // `PCREL_LO12`) may lie in its block while its value comes from a HI partner whose target
+                // moves elsewhere, and a restore can only pair the parts its table holds.
+                let paired = A::pairing(r.r_type) != Pairing::Alone;
+                if paired || !(local && !via_table && A::is_pc_relative(r.r_type)) {
                     Fixup {
                         kind: FixupKind::Relocation(r.r_type),
                         block,

@@ -6,6 +6,8 @@
 //! place is patched, this module runs the HI parts a backend declares ([`Relocator::pairing`]) and records
 //! their values by place address; the linker then hands each LO part its partner's value in
 //! [`Inputs::hi`]. A LO part without a partner gets `None`, which the backend reports as a typed error.
+//! A portable restore builds the same table from the HI parts of its fixup table, at the new addresses
+//! ([`HiValues::add_hi`]), and pairs the LO parts with it exactly as the linker did.
 
 use alloc::vec::Vec;
 
@@ -13,7 +15,8 @@ use object::elf;
 
 use crate::arch::{Inputs, Pairing, Relocator};
 use crate::elf::{Object, SymbolPlace};
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::fallible;
 
 /// What the linker knows about a symbol that the formulas need.
 #[derive(Debug, Clone, Copy)]
@@ -41,8 +44,7 @@ impl HiValues {
         symbol: impl Fn(u32) -> Option<SymbolInputs>,
         got: u64,
     ) -> Result<HiValues> {
-        let mut by_place = Vec::new();
-        let mut lo_places = Vec::new();
+        let mut his = HiValues::default();
         for table in &obj.relocs {
             let (Some(base), Some(target)) =
                 (section_addr(table.target), obj.sections.get(table.target))
@@ -53,11 +55,7 @@ impl HiValues {
                 match A::pairing(r.r_type) {
                     Pairing::Hi => {}
                     Pairing::LoAtPlace => {
-                        lo_places.try_reserve(1).map_err(|_| Error::OutOfMemory {
-                            size: core::mem::size_of::<u64>(),
-                            align: 8,
-                        })?;
-                        lo_places.push(base.wrapping_add(r.offset));
+                        his.add_lo_place(base.wrapping_add(r.offset))?;
                         continue;
                     }
                     _ => continue,
@@ -91,23 +89,39 @@ impl HiValues {
                     func: sym.kind == elf::STT_FUNC.0 || sym.place == SymbolPlace::Undefined,
                     hi: None,
                 };
-                // A HI part that cannot be computed fails on its own when applied; its LO parts then fail
-                // as unpaired, which names them too.
-                if let Ok(value) = A::hi_value(&inputs) {
-                    by_place.try_reserve(1).map_err(|_| Error::OutOfMemory {
-                        size: core::mem::size_of::<(u64, i64)>(),
-                        align: 8,
-                    })?;
-                    by_place.push((inputs.p, value));
-                }
+                his.add_hi::<A>(&inputs)?;
             }
         }
-        by_place.sort_unstable_by_key(|&(place, _)| place);
-        lo_places.sort_unstable();
-        Ok(HiValues {
-            by_place,
-            lo_places,
-        })
+        his.sort();
+        Ok(his)
+    }
+
+    /// Records the value of the HI part described by `inputs` under its place (a portable restore feeds
+    /// the HI parts of its fixup table this way, at the new addresses). A HI part that cannot be computed
+    /// is left out: it fails on its own when applied, and its LO parts then fail as unpaired, which names
+    /// them too. Call [`HiValues::sort`] after the last addition.
+    pub fn add_hi<A: Relocator>(&mut self, inputs: &Inputs) -> Result<()> {
+        if let Ok(value) = A::hi_value(inputs) {
+            fallible::push(&mut self.by_place, (inputs.p, value))?;
+        }
+        Ok(())
+    }
+
+    /// Records a place patched by a LO part that pairs by place ([`Pairing::LoAtPlace`]).
+    pub fn add_lo_place(&mut self, place: u64) -> Result<()> {
+        fallible::push(&mut self.lo_places, place)
+    }
+
+    /// Sorts what was added, for [`HiValues::partner`].
+    pub fn sort(&mut self) {
+        self.by_place.sort_unstable_by_key(|&(place, _)| place);
+        self.lo_places.sort_unstable();
+    }
+
+    /// Empties the table, keeping its memory (for the next extension of a restore).
+    pub fn clear(&mut self) {
+        self.by_place.clear();
+        self.lo_places.clear();
     }
 
     /// The value of the HI partner of the relocation described by `inputs`, if it is a LO part and the

@@ -21,8 +21,9 @@ use crate::arch::{with_backend, Inputs, Pairing, Relocator};
 use crate::error::{Error, Result};
 use crate::fallible;
 use crate::layout::RegionKind;
-use crate::link::{FixupKind, Linked, Str, Target, NO_SLOT};
+use crate::link::{Fixup, FixupKind, Linked, Str, Target, NO_SLOT};
 use crate::memory::{Block, BlockRequest, Memory, Permission};
+use crate::pairs::HiValues;
 use crate::record::{self, BlockRec, Record, Table};
 use crate::registry::{ExtId, Inner, Registry};
 
@@ -1010,12 +1011,19 @@ fn translate(moved: &[(u64, u64, u64)], addr: u64) -> u64 {
 }
 
 /// Portable restore: rewrites every recorded location for the new block addresses and built-ins.
+///
+/// HI/LO pairs (RISC-V `PCREL_HI20` with `PCREL_LO12_I/S`, `SET_ULEB128` with `SUB_ULEB128`) are replayed
+/// as the linker applies them: the first paired fixup of an extension computes every HI part's value at the
+/// new addresses into the linker's own table ([`HiValues`]), whatever the order of the fixups, and each LO
+/// part then takes its partner's value from it.
 fn apply_fixups<A: Relocator>(
     records: &[Rec<'_>],
     taken: &mut Taken,
     builtins: &crate::symbols::ExportTable,
 ) -> Result<()> {
     let ptr = A::POINTER_SIZE;
+    // One table for every extension, emptied between them; it allocates only for extensions with pairs.
+    let mut his = HiValues::default();
     for (ri, rec) in records.iter().enumerate() {
         let v = &rec.view;
         // New GOT and stub positions: the same offsets inside the extension's blocks as before.
@@ -1033,39 +1041,33 @@ fn apply_fixups<A: Relocator>(
             }
             Ok(0)
         };
-        let got = region_new(RegionKind::Got)?;
-        let stubs = region_new(RegionKind::Stubs)?;
+        let slots = Slots {
+            got: region_new(RegionKind::Got)?,
+            stubs: region_new(RegionKind::Stubs)?,
+        };
+        let mut paired = false;
         for f in v.fixups() {
             let f = f.ok_or(Short)?;
-            let s = match f.target {
-                Target::Own { block, offset } => taken.base(ri, block as usize)? + offset,
-                Target::Builtin { name } => match builtins.get_bytes(v.str(name)) {
-                    Some(addr) => addr as u64,
-                    None => {
-                        return Err(Error::MissingBuiltin {
-                            extension: String::from(v.name()),
-                            symbol: String::from_utf8_lossy(v.str(name)).into_owned(),
-                        })
+            let s = fixup_symbol(records, ri, &f, taken, builtins)?;
+            let p = taken.base(ri, f.block as usize)? + u64::from(f.offset);
+            // A paired relocation's partner value, before the place is borrowed from `taken`.
+            let hi = match f.kind {
+                FixupKind::Relocation(r_type) if A::pairing(r_type) != Pairing::Alone => {
+                    if !paired {
+                        collect_his::<A>(records, ri, taken, builtins, &slots, &mut his)?;
+                        paired = true;
                     }
-                },
-                Target::Extension { dep, block, offset } => {
-                    let index = v.dep(dep as usize).ok_or(Short)? as usize;
-                    // The target must lie inside the dependency's saved block.
-                    let size = records
-                        .get(index)
-                        .and_then(|d| d.view.blocks().nth(block as usize))
-                        .flatten()
-                        .map(|b| b.size);
-                    if size.is_none_or(|size| u64::from(offset) > size) {
+                    let hi = his.partner::<A>(&slots.inputs::<A>(&f, r_type, s, p));
+                    if hi.is_none() && A::pairing(r_type) != Pairing::Hi {
                         return Err(Error::Snapshot {
-                            reason: "a fixup targets a place outside another extension's block",
+                            reason: "a LO relocation's HI partner (the PCREL_HI20 or GOT_HI20 at its \
+                                     symbol, or the SET_ULEB128 at its place) is missing from the fixup table",
                         });
                     }
-                    taken.base(index, block as usize)? + u64::from(offset)
+                    hi
                 }
-                Target::Absolute(v) => v,
+                _ => None,
             };
-            let p = taken.base(ri, f.block as usize)? + u64::from(f.offset);
             let block = taken
                 .blocks
                 .get_mut(ri)
@@ -1086,32 +1088,146 @@ fn apply_fixups<A: Relocator>(
                         .copy_from_slice(v.get(..ptr).ok_or(Short)?);
                 }
                 FixupKind::Stub => A::write_stub(place, p, s).map_err(|_| bad())?,
-                FixupKind::Relocation(r_type) if A::pairing(r_type) != Pairing::Alone => {
-                    // A LO part needs its HI partner's value at the new addresses; replaying pairs is not
-                    // implemented yet, so such contexts are refused rather than restored wrongly.
-                    return Err(Error::Snapshot {
-                        reason: "portable restore of HI/LO relocation pairs (RISC-V) is not supported yet",
-                    });
-                }
                 FixupKind::Relocation(r_type) => {
-                    let inputs = Inputs {
-                        r_type,
-                        s,
-                        a: f.addend,
-                        p,
-                        z: f.size,
-                        got_slot: (f.got_slot != NO_SLOT)
-                            .then(|| got + u64::from(f.got_slot) * ptr as u64),
-                        got,
-                        stub: (f.stub != NO_SLOT)
-                            .then(|| stubs + u64::from(f.stub) * A::STUB_SIZE as u64),
-                        func: f.func,
-                        hi: None,
+                    let mut inputs = Inputs {
+                        hi,
+                        ..slots.inputs::<A>(&f, r_type, s, p)
                     };
+                    if A::accumulates(r_type) {
+                        // The place holds what the linker added at the old addresses (e.g. the two
+                        // halves of an ADD32/SUB32 label difference): add only how far S moved.
+                        let old = saved_symbol(records, ri, &f)?.ok_or(Error::Snapshot {
+                            reason: "a relocation that adds to its place (e.g. RISC-V ADD32) refers to a \
+                                     built-in symbol, whose address at save time a portable context does not \
+                                     hold",
+                        })?;
+                        inputs.s = 0;
+                        inputs.a = s.wrapping_sub(old) as i64;
+                    }
                     A::apply(&inputs, place).map_err(|_| bad())?;
                 }
             }
         }
     }
+    Ok(())
+}
+
+/// Where one extension's GOT and stubs are at the new addresses.
+struct Slots {
+    got: u64,
+    stubs: u64,
+}
+
+impl Slots {
+    /// The inputs of a relocation fixup whose symbol is now at `s` and whose place is now at `p`.
+    fn inputs<A: Relocator>(&self, f: &Fixup, r_type: u32, s: u64, p: u64) -> Inputs {
+        Inputs {
+            r_type,
+            s,
+            a: f.addend,
+            p,
+            z: f.size,
+            got_slot: (f.got_slot != NO_SLOT)
+                .then(|| self.got + u64::from(f.got_slot) * A::POINTER_SIZE as u64),
+            got: self.got,
+            stub: (f.stub != NO_SLOT).then(|| self.stubs + u64::from(f.stub) * A::STUB_SIZE as u64),
+            func: f.func,
+            hi: None,
+        }
+    }
+}
+
+/// Where the target of fixup `f` of record `ri` is now: moved with its block, rebound by name (built-ins),
+/// or fixed.
+fn fixup_symbol(
+    records: &[Rec<'_>],
+    ri: usize,
+    f: &Fixup,
+    taken: &Taken,
+    builtins: &crate::symbols::ExportTable,
+) -> Result<u64> {
+    let v = &records.get(ri).ok_or(Error::Internal("record index"))?.view;
+    Ok(match f.target {
+        Target::Own { block, offset } => taken.base(ri, block as usize)? + offset,
+        Target::Builtin { name } => match builtins.get_bytes(v.str(name)) {
+            Some(addr) => addr as u64,
+            None => {
+                return Err(Error::MissingBuiltin {
+                    extension: String::from(v.name()),
+                    symbol: String::from_utf8_lossy(v.str(name)).into_owned(),
+                })
+            }
+        },
+        Target::Extension { dep, block, offset } => {
+            let index = v.dep(dep as usize).ok_or(Short)? as usize;
+            // The target must lie inside the dependency's saved block.
+            let size = records
+                .get(index)
+                .and_then(|d| d.view.blocks().nth(block as usize))
+                .flatten()
+                .map(|b| b.size);
+            if size.is_none_or(|size| u64::from(offset) > size) {
+                return Err(Error::Snapshot {
+                    reason: "a fixup targets a place outside another extension's block",
+                });
+            }
+            taken.base(index, block as usize)? + u64::from(offset)
+        }
+        Target::Absolute(v) => v,
+    })
+}
+
+/// Where the target of fixup `f` of record `ri` was when the context was saved (the saved block addresses
+/// are those its bytes were linked at); `None` for a built-in, whose old address is not saved.
+fn saved_symbol(records: &[Rec<'_>], ri: usize, f: &Fixup) -> Result<Option<u64>> {
+    let v = &records.get(ri).ok_or(Error::Internal("record index"))?.view;
+    let block_addr = |view: &record::View<'_>, block: u8| -> Result<u64, Short> {
+        Ok(view
+            .blocks()
+            .nth(block as usize)
+            .flatten()
+            .ok_or(Short)?
+            .addr)
+    };
+    Ok(match f.target {
+        Target::Own { block, offset } => Some(block_addr(v, block)?.wrapping_add(offset)),
+        Target::Extension { dep, block, offset } => {
+            let index = v.dep(dep as usize).ok_or(Short)? as usize;
+            let d = &records.get(index).ok_or(Short)?.view;
+            Some(block_addr(d, block)?.wrapping_add(u64::from(offset)))
+        }
+        Target::Absolute(v) => Some(v),
+        Target::Builtin { .. } => None,
+    })
+}
+
+/// Fills `his` (emptied first) with the HI parts of record `ri`'s fixups at the new addresses, and the
+/// places of its LO parts that pair by place, as the linker's [`HiValues::collect`] does from the object.
+fn collect_his<A: Relocator>(
+    records: &[Rec<'_>],
+    ri: usize,
+    taken: &Taken,
+    builtins: &crate::symbols::ExportTable,
+    slots: &Slots,
+    his: &mut HiValues,
+) -> Result<()> {
+    his.clear();
+    let v = &records.get(ri).ok_or(Error::Internal("record index"))?.view;
+    for f in v.fixups() {
+        let f = f.ok_or(Short)?;
+        let FixupKind::Relocation(r_type) = f.kind else {
+            continue;
+        };
+        let p = taken.base(ri, f.block as usize)? + u64::from(f.offset);
+        match A::pairing(r_type) {
+            Pairing::Hi => {
+                let s = fixup_symbol(records, ri, &f, taken, builtins)?;
+                his.add_hi::<A>(&slots.inputs::<A>(&f, r_type, s, p))?;
+            }
+            Pairing::LoAtPlace => his.add_lo_place(p)?,
+            Pairing::LoAtSymbol | Pairing::Alone => {}
+        }
+    }
+    his.sort();
     Ok(())
 }

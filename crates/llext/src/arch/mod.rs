@@ -138,6 +138,14 @@ pub trait Relocator {
         let _ = r_type;
         false
     }
+    /// True for types that add `S + A` to the value already in the place, or subtract it (RISC-V `ADD32`,
+    /// `SUB32`, ...: `V + S + A`), modulo the field's width. A portable restore finds such a place already
+    /// relocated, so it replays them with the change of S alone (S set to 0, A to new S minus old S).
+    /// The default, `false`, says every type writes its field afresh.
+    fn accumulates(r_type: u32) -> bool {
+        let _ = r_type;
+        false
+    }
     /// Writes a stub at `stub` (whose address is `at`) that jumps to `target`.
     fn write_stub(stub: &mut [u8], at: u64, target: u64) -> Result<(), Problem>;
     /// Reads the addend stored in the place (REL relocations).

@@ -126,6 +126,14 @@ macro_rules! riscv_backend {
                 pairing(r_type)
             }
 
+            fn accumulates(r_type: u32) -> bool {
+                // psABI "Relocations" table: ADDn is V + S + A, SUBn and SUB6 are V - S - A.
+                matches!(
+                    r_type,
+                    ADD8 | ADD16 | ADD32 | ADD64 | SUB6 | SUB8 | SUB16 | SUB32 | SUB64
+                )
+            }
+
             fn hi_value(inputs: &Inputs) -> Result<i64, Problem> {
                 hi_value(inputs, <$ty as Xlen>::RV64)
             }

@@ -1,0 +1,546 @@
+//! Portable contexts of RISC-V (RV64) extensions: every C fixture object is loaded into one arena, saved
+//! portably and restored into another arena whose blocks lie at other distances from each other, so every
+//! `PCREL_HI20`/`GOT_HI20` + `PCREL_LO12_I/S` pair between code and data must be recomputed. Each restored
+//! block must equal, byte for byte, what the linker writes when it loads the same object fresh at the very
+//! addresses the restore used. Each object is also tried with its `.rela.text` entries in reverse order, so
+//! that every LO part comes before its HI part in the fixup table.
+//!
+//! RV32 contexts cannot be restored on this 64-bit host (their pointer width differs), so only RV64 is
+//! tried.
+
+use std::collections::BTreeSet;
+use std::ptr::NonNull;
+use std::sync::{Arc, Mutex};
+
+use llext::{
+    ArenaMemory, Block, BlockRequest, Context, Error, Export, ExportTable, LoadOptions, Memory,
+    Permission, Registry, RestoreOptions, SaveOptions,
+};
+use object::{Object, ObjectSection, ObjectSymbol, RelocationFlags, RelocationTarget};
+
+use llext_cross::{objects, Fixture, Target, ASM_STEM};
+
+mod common;
+use common::{export_address, target, Mapping, ARENA};
+
+/// Where the fixtures are loaded, and where their contexts are restored: both within ±2 GiB of the
+/// firmware symbols at `exports_base` (0x8040_0000), as `-mcmodel=medany` code needs.
+const LOAD_BASE: u64 = 0x9000_0000;
+const RESTORE_BASE: u64 = 0x9800_0000;
+
+const R_RISCV_PCREL_HI20: u32 = 23;
+
+const LOAD: LoadOptions = LoadOptions {
+    bring_up: false,
+    keep_eh_frame: false,
+    portable: true,
+    storage: llext::Storage::Copy,
+};
+
+/// A block handed out during a restore: address, size, permission.
+type Logged = (usize, usize, Permission);
+
+/// An arena that puts a gap of a different size before every block and logs the blocks it hands out, so
+/// that restored blocks lie at other distances from each other than the saved ones.
+struct Spread<'a> {
+    arena: ArenaMemory<'a>,
+    gaps: Vec<Block>,
+    log: Arc<Mutex<Vec<Logged>>>,
+}
+
+// SAFETY: every block comes from the wrapped arena, which upholds the contract; the gap blocks are kept
+// (never handed out) until the provider is dropped.
+unsafe impl Memory for Spread<'_> {
+    fn allocate(&mut self, request: &BlockRequest) -> llext::Result<Block> {
+        let gap = 0x340 + 0x1130 * self.gaps.len();
+        let gap = self.arena.allocate(&BlockRequest {
+            size: gap,
+            align: 16,
+            permission: Permission::ReadWrite,
+        })?;
+        self.gaps.push(gap);
+        let block = self.arena.allocate(request)?;
+        self.log
+            .lock()
+            .unwrap()
+            .push((block.addr(), block.size(), request.permission));
+        Ok(block)
+    }
+
+    fn finalize(&mut self, block: &Block, permission: Permission) -> llext::Result<()> {
+        self.arena.finalize(block, permission)
+    }
+
+    fn free(&mut self, block: Block) {
+        self.arena.free(block);
+    }
+}
+
+/// Hands out exactly the blocks a restore used: for each request the first unused logged block of the
+/// same permission that is large enough. A fresh load of the same extensions in the same order requests
+/// the same blocks in the same order per permission, so it lands where the restore did.
+struct Replay {
+    blocks: Vec<(Logged, bool)>,
+}
+
+// SAFETY: the logged blocks lie in a mapping that outlives the registry, are disjoint (they were live
+// together in one arena), and each is handed out at most once.
+unsafe impl Memory for Replay {
+    fn allocate(&mut self, request: &BlockRequest) -> llext::Result<Block> {
+        let found = self
+            .blocks
+            .iter_mut()
+            .find(|((addr, size, permission), used)| {
+                !*used
+                    && *permission == request.permission
+                    && *size >= request.size
+                    && addr % request.align == 0
+            });
+        let Some(((addr, size, _), used)) = found else {
+            return Err(Error::OutOfMemory {
+                size: request.size,
+                align: request.align,
+            });
+        };
+        *used = true;
+        let ptr = NonNull::new(*addr as *mut u8).expect("logged blocks are not null");
+        // SAFETY: see the `Memory` impl.
+        Ok(unsafe { Block::new(ptr, *size, 0) })
+    }
+
+    fn finalize(&mut self, _block: &Block, _permission: Permission) -> llext::Result<()> {
+        Ok(())
+    }
+
+    fn free(&mut self, _block: Block) {}
+}
+
+/// The firmware symbols a group of objects imports: its undefined names, less what the group defines.
+fn exports(target: &Target, group: &[(String, Vec<u8>)]) -> ExportTable {
+    let mut undefined = BTreeSet::new();
+    let mut defined = BTreeSet::new();
+    for (_, elf) in group {
+        let file = object::File::parse(&**elf).expect("fixture parses");
+        for s in file.symbols() {
+            let name = s.name().unwrap_or("").to_owned();
+            if name.is_empty() || name == "_GLOBAL_OFFSET_TABLE_" {
+                continue;
+            }
+            if s.is_undefined() {
+                undefined.insert(name);
+            } else if s.is_global() {
+                defined.insert(name);
+            }
+        }
+    }
+    let table: Vec<Export> = undefined
+        .difference(&defined)
+        .enumerate()
+        .map(|(i, name)| {
+            let addr = export_address(target, name, i);
+            Export::new(Box::leak(name.clone().into_boxed_str()), addr as *const ())
+        })
+        .collect();
+    ExportTable::new(&table)
+}
+
+/// The object with the entries of each relocation section named `prefix...` in reverse order (the same
+/// relocations, every LO part now before its HI part).
+fn reversed(elf: &[u8], prefix: &str) -> Vec<u8> {
+    let mut out = elf.to_vec();
+    let file = object::File::parse(elf).expect("fixture parses");
+    for s in file.sections() {
+        if !s.name().unwrap_or("").starts_with(prefix) {
+            continue;
+        }
+        let (start, len) = s.file_range().expect("relocations lie in the file");
+        let (start, len) = (start as usize, len as usize);
+        let entries: Vec<&[u8]> = elf[start..start + len].chunks_exact(24).collect();
+        let flipped: Vec<u8> = entries
+            .iter()
+            .rev()
+            .flat_map(|e| e.iter().copied())
+            .collect();
+        out[start..start + flipped.len()].copy_from_slice(&flipped);
+    }
+    out
+}
+
+/// `PCREL_HI20` relocations of code whose symbol lies in another section (data, constants, bss): the
+/// pairs whose value changes when blocks move apart.
+fn cross_section_pairs(elf: &[u8]) -> usize {
+    let file = object::File::parse(elf).expect("fixture parses");
+    let mut n = 0;
+    for s in file.sections() {
+        for (_, r) in s.relocations() {
+            let (
+                RelocationFlags::Elf {
+                    r_type: object::elf::RelocationType(R_RISCV_PCREL_HI20),
+                },
+                RelocationTarget::Symbol(i),
+            ) = (r.flags(), r.target())
+            else {
+                continue;
+            };
+            let home = file
+                .symbol_by_index(i)
+                .ok()
+                .and_then(|sym| sym.section_index());
+            if home.is_some_and(|h| h != s.index()) {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// The gcc object of `stem` built like `fixture` (same compiler, level and flavour).
+fn sibling(fixture: &Fixture, stem: &str) -> Fixture {
+    let name = fixture.name.replacen(&fixture.stem, stem, 1);
+    objects("riscv64")
+        .into_iter()
+        .find(|f| f.name == name)
+        .unwrap_or_else(|| panic!("{name} was not built"))
+}
+
+/// A registry over `memory` for RISC-V objects.
+fn registry<M: Memory>(memory: M, table: &ExportTable) -> Registry<M> {
+    Registry::for_machine(memory, table.clone(), 243)
+}
+
+/// Loads `group` at `LOAD_BASE`, restores its portable context into spread-out blocks at
+/// `RESTORE_BASE`, loads it fresh into the same blocks, and compares. Returns a failure description.
+fn check_group(
+    target: &Target,
+    load: &Mapping,
+    restore: &Mapping,
+    label: &str,
+    group: &[(String, Vec<u8>)],
+) -> Result<(), String> {
+    let table = exports(target, group);
+    let arena = |m: &Mapping| {
+        // SAFETY: the mapping is used only through this arena until the registry over it is dropped.
+        unsafe { std::slice::from_raw_parts_mut(m.ptr, m.len) }
+    };
+    let ctx = {
+        let r = registry(ArenaMemory::new(arena(load)), &table);
+        for (name, elf) in group {
+            r.load_with(name, elf, &LOAD)
+                .map_err(|e| format!("{label}: load failed: {e}"))?;
+        }
+        let options = SaveOptions {
+            portable: true,
+            ..SaveOptions::default()
+        };
+        r.save(&options)
+            .map_err(|e| format!("{label}: save failed: {e}"))?
+    };
+
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let restored_sections = {
+        let memory = Spread {
+            arena: ArenaMemory::new(arena(restore)),
+            gaps: Vec::new(),
+            log: Arc::clone(&log),
+        };
+        let r = registry(memory, &table);
+        let context = Context::from_bytes(&ctx).expect("a valid context");
+        let ids = r
+            .restore(&context, &RestoreOptions::default())
+            .map_err(|e| format!("{label}: portable restore failed: {e}"))?;
+        ids.iter()
+            .map(|&id| r.info(id).expect("info").sections)
+            .collect::<Vec<_>>()
+    };
+    let blocks = log.lock().unwrap().clone();
+    assert!(
+        blocks
+            .iter()
+            .all(|&(addr, _, _)| addr as u64 >= RESTORE_BASE),
+        "{label}: restored outside the restore arena"
+    );
+    let restored: Vec<Vec<u8>> = blocks
+        .iter()
+        .map(|&(addr, size, _)| restore.bytes(addr as u64, size))
+        .collect();
+
+    let fresh_sections = {
+        let memory = Replay {
+            blocks: blocks.iter().map(|&b| (b, false)).collect(),
+        };
+        let r = registry(memory, &table);
+        let mut sections = Vec::new();
+        for (name, elf) in group {
+            let id = r.load_with(name, elf, &LOAD).map_err(|e| {
+                format!("{label}: fresh load at the restored addresses failed: {e}")
+            })?;
+            sections.push(r.info(id).expect("info").sections);
+        }
+        sections
+    };
+    if fresh_sections != restored_sections {
+        return Err(format!(
+            "{label}: the fresh load did not land where the restore did"
+        ));
+    }
+    for ((addr, size, permission), saved) in blocks.iter().zip(&restored) {
+        let linked = restore.bytes(*addr as u64, *size);
+        if let Some(at) = (0..*size).find(|&i| linked[i] != saved[i]) {
+            let section = fresh_sections
+                .iter()
+                .flatten()
+                .find(|s| (s.addr..s.addr + s.size.max(1)).contains(&(addr + at)))
+                .map_or_else(|| "no section".to_owned(), |s| s.name.clone());
+            return Err(format!(
+                "{label}: {} block at {addr:#x}, offset {at:#x} ({section}): restored {:02x?}, linked {:02x?}",
+                permission.as_str(),
+                &saved[at..(at + 8).min(*size)],
+                &linked[at..(at + 8).min(*size)],
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn riscv64_portable_restore_matches_a_fresh_load_at_the_new_addresses() {
+    let target = target("riscv64");
+    let fixtures: Vec<Fixture> = objects(target.name)
+        .into_iter()
+        .filter(|f| f.stem != ASM_STEM)
+        .collect();
+    if fixtures.is_empty() {
+        let missing: Vec<String> = llext_cross::missing_compilers()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert!(
+            !llext_cross::require(&missing),
+            "no riscv64 fixtures were built"
+        );
+        return;
+    }
+    let load = Mapping::at(LOAD_BASE, ARENA);
+    let restore = Mapping::at(RESTORE_BASE, ARENA);
+    let mut failures = Vec::new();
+    let (mut groups, mut pairs) = (0, 0);
+    for fixture in &fixtures {
+        // useslib imports from libsum: the two are saved and restored together.
+        let mut members = Vec::new();
+        if fixture.stem == "useslib" {
+            members.push(sibling(fixture, "libsum"));
+        }
+        members.push(fixture.clone());
+        let group: Vec<(String, Vec<u8>)> = members
+            .iter()
+            .map(|f| {
+                (
+                    f.stem.clone(),
+                    std::fs::read(&f.path).expect("read fixture"),
+                )
+            })
+            .collect();
+        pairs += group
+            .iter()
+            .map(|(_, elf)| cross_section_pairs(elf))
+            .sum::<usize>();
+        let flipped: Vec<(String, Vec<u8>)> = group
+            .iter()
+            .map(|(name, elf)| (name.clone(), reversed(elf, ".rela.text")))
+            .collect();
+        for (label, group) in [
+            (fixture.name.clone(), group),
+            (format!("{} (LO before HI)", fixture.name), flipped),
+        ] {
+            groups += 1;
+            if let Err(e) = check_group(target, &load, &restore, &label, &group) {
+                failures.push(e);
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {groups} restores differ from a fresh load:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(
+        pairs >= fixtures.len(),
+        "only {pairs} cross-section PCREL_HI20 pairs in {} fixtures",
+        fixtures.len()
+    );
+}
+
+/// Bytes of one entry of each record table, in table order (see `crates/llext/src/record.rs`): name,
+/// dependencies, strings, blocks, regions, sections, exports, globals, init, fini, fixups.
+const ENTRY: [usize; 11] = [1, 4, 1, 41, 25, 25, 16, 16, 8, 8, 51];
+/// Bytes of a context's header and of a record's header.
+const CONTEXT_HEADER: usize = 40;
+const RECORD_HEADER: usize = 52;
+
+/// A LO part whose HI partner is gone from the fixup table (the `PCREL_HI20` fixups turned into
+/// `R_RISCV_NONE`, the checksum made to match) is refused with a typed error naming the missing partner.
+#[test]
+fn riscv64_restore_refuses_a_lo_part_without_its_hi_partner() {
+    let target = target("riscv64");
+    let Some(fixture) = objects(target.name)
+        .into_iter()
+        .find(|f| f.name == "basic-gcc-O2-nopic")
+    else {
+        let missing: Vec<String> = llext_cross::missing_compilers()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert!(
+            !llext_cross::require(&missing),
+            "basic-gcc-O2-nopic was not built"
+        );
+        return;
+    };
+    let elf = std::fs::read(&fixture.path).expect("read fixture");
+    let table = exports(target, &[("basic".to_owned(), elf.clone())]);
+    let mapping = Mapping::at(LOAD_BASE + 0x1000_0000, 1 << 20);
+    // SAFETY: the mapping is used only through this arena until the registry is dropped.
+    let arena = unsafe { std::slice::from_raw_parts_mut(mapping.ptr, mapping.len) };
+    let r = registry(ArenaMemory::new(arena), &table);
+    let id = r.load_with("basic", &elf, &LOAD).expect("load");
+    let memory = r.info(id).expect("info").memory;
+    let mut ctx = r
+        .save(&SaveOptions {
+            portable: true,
+            ..SaveOptions::default()
+        })
+        .expect("save");
+
+    // The record's fixup table: after the record header and the ten tables before it.
+    let record = CONTEXT_HEADER;
+    let count = |t: usize| {
+        let at = record + 8 + 4 * t;
+        u32::from_le_bytes(ctx[at..at + 4].try_into().unwrap()) as usize
+    };
+    let mut at = record + RECORD_HEADER;
+    for (t, size) in ENTRY.iter().enumerate().take(10) {
+        at += count(t) * size;
+    }
+    let mut removed = 0;
+    for _ in 0..count(10) {
+        let relocation = ctx[at] & 0x7f == 0;
+        let r_type = &mut ctx[at + 1..at + 5];
+        if relocation && r_type == R_RISCV_PCREL_HI20.to_le_bytes() {
+            r_type.copy_from_slice(&0u32.to_le_bytes());
+            removed += 1;
+        }
+        at += ENTRY[10];
+    }
+    // The blocks' bytes and the checksum follow the record: a changed record layout shows here.
+    assert_eq!(
+        at,
+        ctx.len() - 8 - memory,
+        "the record layout is not the one this test knows (crates/llext/src/record.rs)"
+    );
+    assert!(removed > 0, "no PCREL_HI20 fixup in the context");
+    let n = ctx.len() - 8;
+    let sum = Context::checksum(&ctx[..n]);
+    ctx[n..].copy_from_slice(&sum.to_le_bytes());
+
+    let context = Context::from_bytes(&ctx).expect("still a valid context");
+    let elsewhere = Mapping::at(LOAD_BASE + 0x1010_0000, 1 << 20);
+    // SAFETY: as above.
+    let arena = unsafe { std::slice::from_raw_parts_mut(elsewhere.ptr, elsewhere.len) };
+    let r2 = registry(ArenaMemory::new(arena), &table);
+    match r2.restore(&context, &RestoreOptions::default()) {
+        Err(Error::Snapshot { reason }) => {
+            assert!(reason.contains("HI partner"), "{reason}")
+        }
+        other => panic!("expected a refusal naming the missing HI partner, got {other:?}"),
+    }
+    assert!(r2.is_empty(), "a refused restore leaves the registry empty");
+}
+
+/// Code reaching constants and data through `PCREL_HI20` + `PCREL_LO12_I/S`, and in the data a ULEB128
+/// holding the distance from the code to the constants: `SET8` and `SUB8` placeholders that the test turns
+/// into `SET_ULEB128` and `SUB_ULEB128` (binutils 2.40 cannot emit them). Three bytes hold less than 2^21,
+/// so the `SET_ULEB128` alone (an address) never fits and its `SUB_ULEB128` writes the difference.
+const ULEB_SOURCE: &str = r#"
+	.text
+	.globl	uleb_fn
+uleb_fn:
+1:	auipc	a0, %pcrel_hi(konst)
+	ld	a0, %pcrel_lo(1b)(a0)
+2:	auipc	a1, %pcrel_hi(counter)
+	sd	a0, %pcrel_lo(2b)(a1)
+	ret
+
+	.section .rodata
+	.p2align 3
+konst:	.8byte	7
+spot:	.8byte	0
+
+	.data
+	.p2align 3
+counter:
+	.8byte	0
+	.reloc	., R_RISCV_SET8, spot
+	.reloc	., R_RISCV_SUB8, uleb_fn
+	.byte	0x80, 0x80, 0x00
+"#;
+
+/// `SET_ULEB128`/`SUB_ULEB128` pairs (which pair by place) between blocks, in both orders, restore as a
+/// fresh load links them at the new addresses.
+#[test]
+fn riscv64_uleb128_pairs_restore_like_a_fresh_load() {
+    let target = target("riscv64");
+    let work = common::WorkDir::new("portable-uleb");
+    let source = work.0.join("uleb.S");
+    let object = work.0.join("uleb.o");
+    std::fs::write(&source, ULEB_SOURCE).expect("write the source");
+    let built = std::process::Command::new(target.gcc.command)
+        .args(["-march=rv64gc", "-mabi=lp64d", "-c"])
+        .arg(&source)
+        .arg("-o")
+        .arg(&object)
+        .output();
+    let Ok(built) = built else {
+        let missing = vec![format!(
+            "{} (package {})",
+            target.gcc.command, target.gcc.package
+        )];
+        assert!(!llext_cross::require(&missing));
+        return;
+    };
+    assert!(
+        built.status.success(),
+        "assembling failed: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let mut elf = std::fs::read(&object).expect("read the object");
+    // SET8 (54) -> SET_ULEB128 (60), SUB8 (37) -> SUB_ULEB128 (61), in `.rela.data`.
+    let (start, len) = {
+        let file = object::File::parse(&*elf).expect("object parses");
+        let rela = file.section_by_name(".rela.data").expect(".rela.data");
+        let (start, len) = rela.file_range().expect("in the file");
+        (start as usize, len as usize)
+    };
+    let mut retyped = 0;
+    for entry in elf[start..start + len].chunks_exact_mut(24) {
+        let r_type = u32::from_le_bytes(entry[8..12].try_into().unwrap());
+        let new = match r_type {
+            54 => 60,
+            37 => 61,
+            _ => continue,
+        };
+        entry[8..12].copy_from_slice(&u32::to_le_bytes(new));
+        retyped += 1;
+    }
+    assert_eq!(retyped, 2, "the SET8/SUB8 placeholders");
+    let load = Mapping::at(LOAD_BASE + 0x1800_0000, 1 << 20);
+    let restore = Mapping::at(LOAD_BASE + 0x1810_0000, 1 << 20);
+    let mut flipped = reversed(&elf, ".rela.text");
+    flipped = reversed(&flipped, ".rela.data");
+    for (label, elf) in [("uleb", elf), ("uleb (LO before HI)", flipped)] {
+        let group = [("uleb".to_owned(), elf)];
+        if let Err(e) = check_group(target, &load, &restore, label, &group) {
+            panic!("{e}");
+        }
+    }
+}
