@@ -27,7 +27,10 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::fmt::Write as _;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use llext::{ArenaMemory, Export, ExportTable, ExtId, LoadOptions, Registry, Storage, Unloaded};
+use llext::{
+    ArenaMemory, Context, Export, ExportTable, ExtId, LoadOptions, Registry, RestoreOptions, SaveOptions,
+    Storage, Unloaded,
+};
 
 mod fixtures {
     include!(concat!(env!("OUT_DIR"), "/fixtures.rs"));
@@ -529,6 +532,143 @@ fn registry() -> Registry<ArenaMemory<'static>> {
     Registry::new(memory, ExportTable::new(&exports()))
 }
 
+static mut FRESH: [u8; 256 * 1024] = [0; 256 * 1024];
+
+/// A registry over a second arena, cleared first: where a portable context is restored "after a reboot".
+///
+/// # Safety
+/// No other registry over the second arena may be alive.
+unsafe fn fresh_registry() -> Registry<ArenaMemory<'static>> {
+    // SAFETY: the caller guarantees nothing else uses the second arena.
+    let arena: &'static mut [u8] = unsafe { &mut *core::ptr::addr_of_mut!(FRESH) };
+    arena.fill(0);
+    let memory = ArenaMemory::new(arena).with_code_sync(|ptr, len| {
+        // SAFETY: the block was just written and is about to be executed.
+        unsafe { fw_sync_code(ptr, len) }
+    });
+    Registry::new(memory, ExportTable::new(&exports()))
+}
+
+/// Calls `uses_main(5, 2)` and `basic_main(1, 10, 3, 2)` and checks them against the values their `n`th
+/// call gives (both keep state: `libsum`'s factor grows by one per call, `basic` counts its calls), so a
+/// restore that lost or reset their data fails.
+fn check_state<M: llext::Memory>(
+    t: &mut Tally,
+    registry: &Registry<M>,
+    user: &str,
+    basic: &str,
+    when: &str,
+    n: isize,
+) {
+    let factor = 3 + (n - 1);
+    let uses = registry
+        .get(user)
+        .ok_or_else(|| alloc::format!("{user} is not loaded"))
+        .and_then(|id| call(registry, id, "uses_main", [5, 2, 0, 0]));
+    t.check(
+        &alloc::format!("{user} {when}: uses_main(5, 2)"),
+        uses,
+        5 * factor + factor * 2 + factor + 1,
+    );
+    let b = registry
+        .get(basic)
+        .ok_or_else(|| alloc::format!("{basic} is not loaded"))
+        .and_then(|id| call(registry, id, "basic_main", [1, 10, 3, 2]));
+    t.check(
+        &alloc::format!("{basic} {when}: basic_main(1, 10, 3, 2)"),
+        b,
+        1322 + n,
+    );
+}
+
+/// Context save and restore on the device: load `libsum`, `useslib` (which links against it) and `basic`
+/// of one build and call them; save an in-place context, drop the registry's bookkeeping while the arena
+/// keeps every region (a simulated suspend), restore and call again; then save a portable context, unload
+/// everything, restore it into a freshly cleared second arena and call a third time. The calls see the
+/// data as it was saved each time.
+fn suspend_and_resume(
+    registry: &Registry<ArenaMemory<'static>>,
+    t: &mut Tally,
+    build: &str,
+) -> Result<(), String> {
+    let names = [
+        alloc::format!("libsum{build}"),
+        alloc::format!("useslib{build}"),
+        alloc::format!("basic{build}"),
+    ];
+    let result = save_and_restore(registry, t, &names);
+    // Whatever happened, leave the registry empty for the next case.
+    for name in names.iter().rev() {
+        let _ = registry.unload_name(name);
+    }
+    result
+}
+
+fn save_and_restore(
+    registry: &Registry<ArenaMemory<'static>>,
+    t: &mut Tally,
+    names: &[String; 3],
+) -> Result<(), String> {
+    // Recording the fixup table is off by default without `std`; a portable save needs it.
+    let options = LoadOptions {
+        portable: true,
+        ..LoadOptions::default()
+    };
+    for name in names {
+        let elf = fixture(name).ok_or_else(|| alloc::format!("{name} is not embedded"))?;
+        registry
+            .load_with(name, elf, &options)
+            .map_err(|e| alloc::format!("load {name}: {e}"))?;
+    }
+    let (user, basic) = (&names[1], &names[2]);
+    check_state(t, registry, user, basic, "loaded", 1);
+
+    let saved = registry
+        .save(&SaveOptions::default())
+        .map_err(|e| alloc::format!("save: {e}"))?;
+    let forgotten = registry.forget_all();
+    let context = Context::from_bytes(&saved).map_err(|e| alloc::format!("context: {e}"))?;
+    let restored = registry
+        .restore(&context, &RestoreOptions::default())
+        .map_err(|e| alloc::format!("restore in place: {e}"))?;
+    println!(
+        "     suspend: {forgotten} extensions forgotten, {} restored in place from {} bytes",
+        restored.len(),
+        saved.len()
+    );
+    check_state(t, registry, user, basic, "restored in place", 2);
+
+    let portable = registry
+        .save(&SaveOptions {
+            portable: true,
+            ..SaveOptions::default()
+        })
+        .map_err(|e| alloc::format!("portable save: {e}"))?;
+    for id in restored.iter().rev() {
+        registry
+            .unload(*id)
+            .map_err(|e| alloc::format!("unload: {e}"))?;
+    }
+    // SAFETY: the only registry over the second arena, dropped at the end of this function.
+    let fresh = unsafe { fresh_registry() };
+    let context = Context::from_bytes(&portable).map_err(|e| alloc::format!("context: {e}"))?;
+    let moved = fresh
+        .restore(&context, &RestoreOptions::default())
+        .map_err(|e| alloc::format!("portable restore: {e}"))?;
+    println!(
+        "     reboot: {} extensions restored at new addresses from {} bytes",
+        moved.len(),
+        portable.len()
+    );
+    check_state(t, &fresh, user, basic, "restored portably", 3);
+    for id in moved.iter().rev() {
+        fresh
+            .unload(*id)
+            .map_err(|e| alloc::format!("unload: {e}"))?;
+    }
+    Ok(())
+}
+
 fn tests(target: &str) -> usize {
     let registry = registry();
     let mut t = Tally {
@@ -582,6 +722,14 @@ fn tests(target: &str) -> usize {
                     got,
                     25,
                 );
+                if mode == Mode::Copy {
+                    let resumed = suspend_and_resume(&registry, &mut t, build);
+                    t.check(
+                        &alloc::format!("save, suspend, restore of the {build} set"),
+                        resumed.map(|()| 0),
+                        0,
+                    );
+                }
             }
         }
     }
