@@ -344,6 +344,18 @@ unsafe impl Memory for HostMemory {
         Ok(unsafe { Block::new(ptr, size, token) })
     }
 
+    fn free_finalized(&mut self, block: Block, permission: Permission) {
+        if permission != Permission::ReadWrite {
+            return self.free(block);
+        }
+        // Data pages were never sealed: they go back to the free list as they are, read-write.
+        let _ = with_pool(|pool| {
+            let off = pool.offset_of(&block)?;
+            pool.give_back(off, block.token());
+            Ok(())
+        });
+    }
+
     fn free(&mut self, block: Block) {
         let _ = with_pool(|pool| {
             let off = block.addr() - pool.base;

@@ -221,8 +221,8 @@ impl Linked {
     }
 
     pub fn free<M: Memory>(self, memory: &mut M) {
-        for (block, _) in self.blocks {
-            memory.free(block);
+        for (block, permission) in self.blocks {
+            memory.free_finalized(block, permission);
         }
     }
 }

@@ -126,6 +126,14 @@ pub unsafe trait Memory {
     /// Releases a block.
     fn free(&mut self, block: Block);
 
+    /// Releases a block that was finalised to `permission` (an unloaded extension's). Providers may skip
+    /// work the permission makes needless — the host pool does not reopen pages that stayed read-write;
+    /// the default calls [`Memory::free`].
+    fn free_finalized(&mut self, block: Block, permission: Permission) {
+        let _ = permission;
+        self.free(block);
+    }
+
     /// Finalises several blocks at once. Providers may merge adjacent blocks of equal permission into one
     /// protection change; the default finalises them one by one.
     fn finalize_all(

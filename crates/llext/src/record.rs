@@ -225,6 +225,11 @@ impl<'b> View<'b> {
         })
     }
 
+    /// The raw bytes of table `t`.
+    pub fn table(&self, t: Table) -> &'b [u8] {
+        self.layout.table(self.bytes, t)
+    }
+
     fn entries(&self, t: Table) -> core::slice::ChunksExact<'b, u8> {
         self.layout
             .table(self.bytes, t)

@@ -178,6 +178,8 @@ pub(crate) struct Inner<M> {
     /// (slot, export index) by exported name.
     pub exports: HashTable<(u32, u32)>,
     pub next_seq: u64,
+    /// Every slot below this one is occupied (where the search for a free slot starts).
+    pub free_from: usize,
 }
 
 /// The set of loaded extensions.
@@ -250,7 +252,17 @@ fn find_export(
     exports: &HashTable<(u32, u32)>,
     name: &[u8],
 ) -> Option<(u32, usize)> {
-    let &(slot, i) = exports.find(hash_name(name), |&r| export_name(slots, r) == name)?;
+    find_export_hashed(slots, exports, name, hash_name(name))
+}
+
+/// [`find_export`] for a name whose hash is known.
+fn find_export_hashed(
+    slots: &[Slot],
+    exports: &HashTable<(u32, u32)>,
+    name: &[u8],
+    h: u64,
+) -> Option<(u32, usize)> {
+    let &(slot, i) = exports.find(h, |&r| export_name(slots, r) == name)?;
     let addr = ext_at(slots, slot)?.linked.view().export(i as usize)?.addr;
     Some((slot, addr))
 }
@@ -269,12 +281,29 @@ impl Resolver for View<'_> {
     }
 
     fn exporter(&self, name: &[u8]) -> Option<String> {
-        if self.builtins.get_bytes(name).is_some() {
-            return Some(String::from("the firmware (built-in)"));
-        }
-        let (slot, _) = self.export(name)?;
-        ext_at(self.slots, slot).map(|e| alloc::format!("extension `{}`", e.name()))
+        exporter_hashed(
+            self.builtins,
+            self.slots,
+            self.exports,
+            name,
+            hash_name(name),
+        )
     }
+}
+
+/// Who already exports `name` (hash `h`): a built-in, or a loaded extension (by name).
+fn exporter_hashed(
+    builtins: &ExportTable,
+    slots: &[Slot],
+    exports: &HashTable<(u32, u32)>,
+    name: &[u8],
+    h: u64,
+) -> Option<String> {
+    if builtins.get_hashed(name, h).is_some() {
+        return Some(String::from("the firmware (built-in)"));
+    }
+    let (slot, _) = find_export_hashed(slots, exports, name, h)?;
+    ext_at(slots, slot).map(|e| alloc::format!("extension `{}`", e.name()))
 }
 
 fn check_name(name: &str) -> Result<()> {
@@ -349,6 +378,7 @@ impl<M: Memory> Registry<M> {
                 names: HashTable::new(),
                 exports: HashTable::new(),
                 next_seq: 0,
+                free_from: 0,
             }),
         }
     }
@@ -815,8 +845,13 @@ impl<M: Memory> Inner<M> {
         &mut self,
         linked: Linked,
     ) -> core::result::Result<ExtId, (Error, Linked)> {
-        let index = match self.slots.iter().position(|s| s.ext.is_none()) {
-            Some(i) => i,
+        let start = self.free_from.min(self.slots.len());
+        let free = self
+            .slots
+            .get(start..)
+            .and_then(|rest| rest.iter().position(|s| s.ext.is_none()));
+        let index = match free {
+            Some(i) => start + i,
             None => {
                 if self.slots.len() == self.slots.capacity() {
                     return Err((Error::Internal("registry slots not reserved"), linked));
@@ -833,6 +868,7 @@ impl<M: Memory> Inner<M> {
         };
         let export_count = linked.view().count(Table::Exports);
         let name_hash = hash_name(linked.view().name_bytes());
+        self.free_from = index + 1;
         s.ext = Some(Ext {
             seq: self.next_seq,
             use_count: 1,
@@ -884,6 +920,7 @@ impl<M: Memory> Inner<M> {
             .filter(|s| s.generation == id.generation)?;
         let ext = slot.ext.take()?;
         slot.generation = slot.generation.wrapping_add(1);
+        self.free_from = self.free_from.min(id.index as usize);
         if let Ok(entry) = self
             .names
             .find_entry(hash_name(ext.name().as_bytes()), |&s| s == id.index)
@@ -909,14 +946,10 @@ impl<M: Memory> Inner<M> {
         Some(ext)
     }
 
-    /// Who already exports `name` (a built-in or a loaded extension), for duplicate-export checks.
-    pub(crate) fn exporter(&self, name: &[u8]) -> Option<String> {
-        View {
-            builtins: &self.builtins,
-            slots: &self.slots,
-            exports: &self.exports,
-        }
-        .exporter(name)
+    /// Who already exports `name` (a built-in or a loaded extension), for duplicate-export checks; `h` is
+    /// its [`hash_name`].
+    pub(crate) fn exporter_hashed(&self, name: &[u8], h: u64) -> Option<String> {
+        exporter_hashed(&self.builtins, &self.slots, &self.exports, name, h)
     }
 
     fn bring_up(&mut self, id: ExtId) {

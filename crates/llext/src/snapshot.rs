@@ -60,13 +60,14 @@ impl Default for RestoreOptions {
     }
 }
 
-/// The checksum of contexts and the content hash of blocks: four independent multiply-rotate chains over
+/// The checksum of contexts and the content hash of blocks: eight independent multiply-rotate chains over
 /// interleaved 8-byte words (so the CPU runs them in parallel), combined at the end. Every step is a
 /// bijection of its chain's state, and the final combination is a bijection of each chain's state when the
 /// others are fixed, so any change confined to one 8-byte word (in particular any single-bit flip) always
 /// changes the result.
 pub(crate) fn checksum(bytes: &[u8]) -> u64 {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    const LANES: usize = 8;
     let step = |h: u64, w: u64| (h ^ w).wrapping_mul(K).rotate_left(31);
     let word = |c: &[u8]| {
         let mut w = [0u8; 8];
@@ -76,13 +77,11 @@ pub(crate) fn checksum(bytes: &[u8]) -> u64 {
         u64::from_le_bytes(w)
     };
     let seed = 0x243f_6a88_85a3_08d3 ^ bytes.len() as u64;
-    let mut lanes = [
-        seed,
-        seed.rotate_left(16),
-        seed.rotate_left(32),
-        seed.rotate_left(48),
-    ];
-    let mut blocks = bytes.chunks_exact(32);
+    let mut lanes = [0u64; LANES];
+    for (i, lane) in lanes.iter_mut().enumerate() {
+        *lane = seed.rotate_left(8 * i as u32);
+    }
+    let mut blocks = bytes.chunks_exact(8 * LANES);
     for b in &mut blocks {
         for (lane, c) in lanes.iter_mut().zip(b.chunks_exact(8)) {
             *lane = step(*lane, word(c));
@@ -91,8 +90,9 @@ pub(crate) fn checksum(bytes: &[u8]) -> u64 {
     for (lane, c) in lanes.iter_mut().zip(blocks.remainder().chunks(8)) {
         *lane = step(*lane, word(c));
     }
-    let [a, b, c, d] = lanes.map(|h| h ^ (h >> 32));
-    a ^ b.rotate_left(16) ^ c.rotate_left(32) ^ d.rotate_left(48)
+    lanes.iter().enumerate().fold(0, |acc, (i, &h)| {
+        acc ^ (h ^ (h >> 32)).rotate_left(8 * i as u32)
+    })
 }
 
 /// A writer that either measures (no buffer) or fills a caller-given buffer; it never allocates.
@@ -170,6 +170,23 @@ fn u64_at(b: &[u8], at: usize) -> Result<u64, Short> {
     Ok(u64::from_le_bytes(w))
 }
 
+/// Little-endian fields of a table entry whose size the caller checked (0 past its end).
+fn le8(e: &[u8], at: usize) -> u8 {
+    e.get(at).copied().unwrap_or(0)
+}
+
+fn le32(e: &[u8], at: usize) -> u32 {
+    e.get(at..at + 4)
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, u32::from_le_bytes)
+}
+
+fn le64(e: &[u8], at: usize) -> u64 {
+    e.get(at..at + 8)
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
 /// One extension in a context: its record and, in portable contexts, its blocks' bytes.
 #[derive(Debug, Clone, Copy)]
 struct Rec<'b> {
@@ -238,7 +255,15 @@ fn validate(rec: &Rec<'_>, index: usize, portable: bool) -> Result<()> {
     if block_count > Permission::ALL.len() {
         return Err(Short.into());
     }
-    let mut blocks = [None::<BlockRec>; 3];
+    // Tight loops over the raw tables: this runs for every record of every context restored.
+    let mut blocks = [BlockRec {
+        addr: 0,
+        size: 0,
+        align: 1,
+        token: 0,
+        permission: Permission::ReadWrite,
+        hash: 0,
+    }; 3];
     for (slot, b) in blocks.iter_mut().zip(v.blocks()) {
         let b = b.ok_or(Short)?;
         if b.size == 0
@@ -248,64 +273,58 @@ fn validate(rec: &Rec<'_>, index: usize, portable: bool) -> Result<()> {
         {
             return Err(Short.into());
         }
-        *slot = Some(b);
+        *slot = b;
     }
-    let block_size = |i: usize| blocks.get(i).copied().flatten().map_or(0, |b| b.size);
+    let blocks = blocks.get(..block_count).ok_or(Short)?;
+    let block_size = |i: usize| blocks.get(i).map_or(0, |b| b.size);
     // Regions lie inside the block of their permission, sections inside their region (a missing region
     // holds only empty sections), so every address derived from them stays in range. In-place regions lie
     // in the extension's storage, outside every block; portable contexts have none.
     let mut region_sizes = [[0u64; 2]; RegionKind::ALL.len()];
-    let mut regions = 0;
-    for r in v.regions() {
-        regions += 1;
-        let (addr, size, align) = (r.addr as u64, r.size as u64, r.align as u64);
-        let inside = if r.in_place {
-            !portable && addr.checked_add(size).is_some() && align.is_power_of_two()
+    for e in v.table(Table::Regions).chunks_exact(record::REGION_REC) {
+        let (kind, in_place) = record::region_kind(le8(e, 0)).ok_or(Short)?;
+        let (addr, size, align) = (le64(e, 1), le64(e, 9), le64(e, 17));
+        if !align.is_power_of_two() || addr.checked_add(size).is_none() {
+            return Err(Short.into());
+        }
+        let inside = if in_place {
+            !portable
         } else {
-            blocks.iter().flatten().any(|b| {
-                b.permission == r.kind.permission()
-                    && align.is_power_of_two()
+            blocks.iter().any(|b| {
+                b.permission == kind.permission()
                     && align <= b.align
                     && addr >= b.addr
-                    && (addr - b.addr)
-                        .checked_add(size)
-                        .is_some_and(|end| end <= b.size)
+                    && addr - b.addr + size <= b.size
             })
         };
         if !inside {
             return Err(Short.into());
         }
         if let Some(s) = region_sizes
-            .get_mut(r.kind.index())
-            .and_then(|s| s.get_mut(usize::from(r.in_place)))
+            .get_mut(kind.index())
+            .and_then(|s| s.get_mut(usize::from(in_place)))
         {
             *s = size;
         }
     }
-    if regions != v.count(Table::Regions) {
-        return Err(Short.into()); // a kind byte names no region kind
-    }
-    let mut sections = 0;
-    for s in v.sections() {
-        sections += 1;
-        check_str(v, s.name)?;
+    let strings = v.count(Table::Strings) as u64;
+    let str_ok = |e: &[u8]| u64::from(le32(e, 0)) + u64::from(le32(e, 4)) <= strings;
+    for e in v.table(Table::Sections).chunks_exact(record::SECTION_REC) {
+        let (kind, in_place) = record::region_kind(le8(e, 8)).ok_or(Short)?;
         let region = region_sizes
-            .get(s.kind.index())
-            .and_then(|r| r.get(usize::from(s.in_place)))
+            .get(kind.index())
+            .and_then(|r| r.get(usize::from(in_place)))
             .copied()
             .unwrap_or(0);
-        if (s.offset as u64)
-            .checked_add(s.size as u64)
-            .is_none_or(|end| end > region)
-        {
+        let (offset, size) = (le64(e, 9), le64(e, 17));
+        if !str_ok(e) || offset.checked_add(size).is_none_or(|end| end > region) {
             return Err(Short.into());
         }
     }
-    if sections != v.count(Table::Sections) {
-        return Err(Short.into());
-    }
-    for s in v.exports().chain(v.globals()) {
-        check_str(v, s.ok_or(Short)?.name)?;
+    for table in [Table::Exports, Table::Globals] {
+        if !v.table(table).chunks_exact(record::SYM_REC).all(str_ok) {
+            return Err(Short.into());
+        }
     }
     // The fixup table is only ever applied by a portable restore, which validates it here first; an
     // in-place context carries it through untouched (a later portable save copies it, and restoring that
@@ -759,6 +778,7 @@ impl<M: Memory> Registry<M> {
         }
         inner.names.clear();
         inner.exports.clear();
+        inner.free_from = 0;
         n
     }
 
@@ -947,7 +967,7 @@ fn register<M: Memory>(
             return Err((Short.into(), blocks));
         };
         let symbol = v.str(e.name);
-        if let Some(owner) = inner.exporter(symbol) {
+        if let Some(owner) = inner.exporter_hashed(symbol, crate::symbols::hash_name(symbol)) {
             return Err((
                 Error::DuplicateExport {
                     extension: String::from(name),

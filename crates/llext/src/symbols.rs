@@ -129,7 +129,11 @@ impl ExportTable {
     }
 
     pub(crate) fn get_bytes(&self, name: &[u8]) -> Option<usize> {
-        let h = hash_name(name);
+        self.get_hashed(name, hash_name(name))
+    }
+
+    /// [`ExportTable::get`] for a name whose [`hash_name`] the caller already computed.
+    pub(crate) fn get_hashed(&self, name: &[u8], h: u64) -> Option<usize> {
         let entries = &self.entries;
         self.index
             .find(h, |&i| {
