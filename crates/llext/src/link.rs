@@ -947,7 +947,11 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
     for (block, permission) in &blocks.blocks {
         blocks.memory.finalize(block, *permission)?;
     }
-    // The record: one allocation holding everything the registry keeps (and a context saves).
+    // The record: one allocation holding everything the registry keeps (and a context saves). The link
+    // state goes first, so that the heap's high-water mark is not the record on top of it.
+    drop(syms);
+    drop(his);
+    drop(plan);
     let mut saved = [BlockRec {
         addr: 0,
         size: 0,

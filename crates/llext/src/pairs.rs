@@ -112,10 +112,16 @@ impl HiValues {
         fallible::push(&mut self.lo_places, place)
     }
 
-    /// Sorts what was added, for [`HiValues::partner`].
+    /// Sorts what was added, for [`HiValues::partner`]. Inlined with its length checks, so that on
+    /// architectures without pairs (nothing is ever added) the sorting code is not linked at all.
+    #[inline(always)]
     pub fn sort(&mut self) {
-        self.by_place.sort_unstable_by_key(|&(place, _)| place);
-        self.lo_places.sort_unstable();
+        if self.by_place.len() > 1 {
+            self.by_place.sort_unstable_by_key(|&(place, _)| place);
+        }
+        if self.lo_places.len() > 1 {
+            self.lo_places.sort_unstable();
+        }
     }
 
     /// Empties the table, keeping its memory (for the next extension of a restore).
