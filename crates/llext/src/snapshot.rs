@@ -215,16 +215,6 @@ fn split_record(rest: &[u8], portable: bool) -> Result<(Rec<'_>, usize), Short> 
     Ok((Rec { view, contents }, len))
 }
 
-fn check_str(view: &record::View<'_>, s: Str) -> Result<(), Short> {
-    let end = (s.start as usize)
-        .checked_add(s.len as usize)
-        .ok_or(Short)?;
-    if end > view.count(Table::Strings) {
-        return Err(Short);
-    }
-    Ok(())
-}
-
 /// Checks every cross-reference of record `index` once, so that restore can trust it.
 fn validate(rec: &Rec<'_>, index: usize, portable: bool) -> Result<()> {
     let v = &rec.view;
@@ -308,7 +298,14 @@ fn validate(rec: &Rec<'_>, index: usize, portable: bool) -> Result<()> {
         }
     }
     let strings = v.count(Table::Strings) as u64;
-    let str_ok = |e: &[u8]| u64::from(le32(e, 0)) + u64::from(le32(e, 4)) <= strings;
+    let str_in = |s: Str| u64::from(s.start) + u64::from(s.len) <= strings;
+    // A name at the start of an entry: (start, length) into the strings.
+    let str_ok = |e: &[u8]| {
+        str_in(Str {
+            start: le32(e, 0),
+            len: le32(e, 4),
+        })
+    };
     for e in v.table(Table::Sections).chunks_exact(record::SECTION_REC) {
         let (kind, in_place) = record::region_kind(le8(e, 8)).ok_or(Short)?;
         let region = region_sizes
@@ -344,7 +341,11 @@ fn validate(rec: &Rec<'_>, index: usize, portable: bool) -> Result<()> {
                     return Err(Short.into());
                 }
             }
-            Target::Builtin { name } => check_str(v, name)?,
+            Target::Builtin { name } => {
+                if !str_in(name) {
+                    return Err(Short.into());
+                }
+            }
             Target::Extension { dep, block, .. } => {
                 if dep as usize >= dep_count || block as usize >= Permission::ALL.len() {
                     return Err(Error::SnapshotDependency {
