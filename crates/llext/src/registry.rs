@@ -153,14 +153,22 @@ pub struct ExtensionInfo {
 }
 
 pub(crate) struct Ext {
-    pub seq: u64,
     pub use_count: u32,
     pub dependents: u32,
     pub initialised: bool,
     /// Scratch mark for graph walks under the lock (saving a dependency closure without allocating).
     pub mark: bool,
+    /// Scratch: the extension's index in the context being saved.
+    pub rank: u32,
+    /// The slots loaded just before and after this one ([`NO_EXT`] at the ends): the load order, walked
+    /// in one pass when saving.
+    pub prev: u32,
+    pub next: u32,
     pub linked: Linked,
 }
+
+/// No extension (the ends of the load-order list).
+pub(crate) const NO_EXT: u32 = u32::MAX;
 
 pub(crate) struct Slot {
     pub generation: u32,
@@ -177,9 +185,11 @@ pub(crate) struct Inner<M> {
     pub names: HashTable<u32>,
     /// (slot, export index) by exported name.
     pub exports: HashTable<(u32, u32)>,
-    pub next_seq: u64,
     /// Every slot below this one is occupied (where the search for a free slot starts).
     pub free_from: usize,
+    /// The first and last loaded extension still loaded ([`NO_EXT`] if none).
+    pub first: u32,
+    pub last: u32,
 }
 
 /// The set of loaded extensions.
@@ -377,8 +387,9 @@ impl<M: Memory> Registry<M> {
                 slots: Vec::new(),
                 names: HashTable::new(),
                 exports: HashTable::new(),
-                next_seq: 0,
                 free_from: 0,
+                first: NO_EXT,
+                last: NO_EXT,
             }),
         }
     }
@@ -635,25 +646,17 @@ impl<M: Memory> Registry<M> {
     /// ```
     pub fn extensions(&self) -> Vec<ExtensionInfo> {
         let inner = self.inner.lock();
-        let mut ids: Vec<(u64, ExtId)> = inner
-            .slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| {
-                s.ext.as_ref().map(|e| {
-                    (
-                        e.seq,
-                        ExtId {
-                            index: i as u32,
-                            generation: s.generation,
-                        },
-                    )
-                })
+        inner
+            .in_load_order()
+            .filter_map(|(slot, _)| {
+                let generation = inner.slots.get(slot as usize)?.generation;
+                inner
+                    .info(ExtId {
+                        index: slot,
+                        generation,
+                    })
+                    .ok()
             })
-            .collect();
-        ids.sort_unstable();
-        ids.into_iter()
-            .filter_map(|(_, id)| inner.info(id).ok())
             .collect()
     }
 
@@ -803,12 +806,8 @@ impl<M: Memory> Inner<M> {
         if let Some((_, addr)) = find_export(&self.slots, &self.exports, name) {
             return Some(addr);
         }
-        self.slots
-            .iter()
-            .filter_map(|s| s.ext.as_ref())
-            .filter_map(|e| e.linked.view().global(name).map(|a| (e.seq, a)))
-            .min_by_key(|&(seq, _)| seq)
-            .map(|(_, a)| a)
+        self.in_load_order()
+            .find_map(|(_, e)| e.linked.view().global(name))
     }
 
     /// Makes room for `extensions` more extensions with `exports` exports in all, so that as many
@@ -870,27 +869,29 @@ impl<M: Memory> Inner<M> {
         let name_hash = hash_name(linked.view().name_bytes());
         self.free_from = index + 1;
         s.ext = Some(Ext {
-            seq: self.next_seq,
             use_count: 1,
             dependents: 0,
             initialised: false,
             mark: false,
+            rank: 0,
+            prev: self.last,
+            next: NO_EXT,
             linked,
         });
         let id = ExtId {
             index: slot,
             generation: s.generation,
         };
-        self.next_seq += 1;
+        match self.slot_mut(self.last) {
+            Some(before) => before.next = slot,
+            None => self.first = slot,
+        }
+        self.last = slot;
         let dep_at =
             |slots: &[Slot], k: usize| ext_at(slots, slot).and_then(|e| e.linked.view().dep(k));
         let mut k = 0;
         while let Some(dep) = dep_at(&self.slots, k) {
-            if let Some(d) = self
-                .slots
-                .get_mut(dep as usize)
-                .and_then(|s| s.ext.as_mut())
-            {
+            if let Some(d) = self.slot_mut(dep) {
                 d.dependents = d.dependents.saturating_add(1);
             }
             k += 1;
@@ -912,6 +913,24 @@ impl<M: Memory> Inner<M> {
         Ok(id)
     }
 
+    /// The extension in `slot`, if any.
+    pub(crate) fn slot_mut(&mut self, slot: u32) -> Option<&mut Ext> {
+        self.slots
+            .get_mut(slot as usize)
+            .and_then(|s| s.ext.as_mut())
+    }
+
+    /// The loaded extensions in load order.
+    pub(crate) fn in_load_order(&self) -> impl Iterator<Item = (u32, &Ext)> + '_ {
+        let mut at = self.first;
+        core::iter::from_fn(move || {
+            let slot = at;
+            let ext = ext_at(&self.slots, slot)?;
+            at = ext.next;
+            Some((slot, ext))
+        })
+    }
+
     /// Takes an extension out of its slot and out of the indexes (no destructors run, nothing is freed).
     pub(crate) fn remove(&mut self, id: ExtId) -> Option<Ext> {
         let slot = self
@@ -921,6 +940,14 @@ impl<M: Memory> Inner<M> {
         let ext = slot.ext.take()?;
         slot.generation = slot.generation.wrapping_add(1);
         self.free_from = self.free_from.min(id.index as usize);
+        match self.slot_mut(ext.prev) {
+            Some(before) => before.next = ext.next,
+            None => self.first = ext.next,
+        }
+        match self.slot_mut(ext.next) {
+            Some(after) => after.prev = ext.prev,
+            None => self.last = ext.prev,
+        }
         if let Ok(entry) = self
             .names
             .find_entry(hash_name(ext.name().as_bytes()), |&s| s == id.index)
@@ -935,11 +962,7 @@ impl<M: Memory> Inner<M> {
             }
         }
         for dep in view.deps() {
-            if let Some(d) = self
-                .slots
-                .get_mut(dep as usize)
-                .and_then(|s| s.ext.as_mut())
-            {
+            if let Some(d) = self.slot_mut(dep) {
                 d.dependents = d.dependents.saturating_sub(1);
             }
         }
@@ -953,11 +976,7 @@ impl<M: Memory> Inner<M> {
     }
 
     fn bring_up(&mut self, id: ExtId) {
-        if let Some(ext) = self
-            .slots
-            .get_mut(id.index as usize)
-            .and_then(|s| s.ext.as_mut())
-        {
+        if let Some(ext) = self.slot_mut(id.index) {
             ext.initialised = true;
             // SAFETY: the init list holds the relocated entries of the extension's own, now sealed,
             // .preinit_array/.init_array/.ctors sections.
@@ -968,11 +987,7 @@ impl<M: Memory> Inner<M> {
     fn unload(&mut self, id: ExtId) -> Result<Unloaded> {
         let ext = self.get(id)?;
         if ext.use_count > 1 {
-            let ext = self
-                .slots
-                .get_mut(id.index as usize)
-                .and_then(|s| s.ext.as_mut())
-                .ok_or(Error::Internal("slot"))?;
+            let ext = self.slot_mut(id.index).ok_or(Error::Internal("slot"))?;
             ext.use_count -= 1;
             return Ok(Unloaded::StillInUse(ext.use_count));
         }

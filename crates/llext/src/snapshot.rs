@@ -507,11 +507,7 @@ impl<M: Memory> Inner<M> {
                 let id = self.find(name).ok_or_else(|| Error::NotLoaded {
                     name: String::from(*name),
                 })?;
-                if let Some(e) = self
-                    .slots
-                    .get_mut(id.index as usize)
-                    .and_then(|s| s.ext.as_mut())
-                {
+                if let Some(e) = self.slot_mut(id.index) {
                     e.mark = true;
                 }
             }
@@ -532,9 +528,7 @@ impl<M: Memory> Inner<M> {
                         else {
                             continue;
                         };
-                        if let Some(dep) =
-                            self.slots.get_mut(d as usize).and_then(|s| s.ext.as_mut())
-                        {
+                        if let Some(dep) = self.slot_mut(d) {
                             if !dep.mark {
                                 dep.mark = true;
                                 changed = true;
@@ -555,33 +549,25 @@ impl<M: Memory> Inner<M> {
             .count())
     }
 
-    /// Context index of a marked slot: its rank by load order among the marked ones.
+    /// Context index of a marked slot: its rank by load order among the marked ones (set by
+    /// [`Inner::rank_marked`]).
     fn rank(&self, slot: u32) -> Option<u32> {
-        let seq = crate::registry::ext_at(&self.slots, slot)
-            .filter(|e| e.mark)?
-            .seq;
-        Some(
-            self.slots
-                .iter()
-                .filter_map(|s| s.ext.as_ref())
-                .filter(|e| e.mark && e.seq < seq)
-                .count() as u32,
-        )
+        crate::registry::ext_at(&self.slots, slot)
+            .filter(|e| e.mark)
+            .map(|e| e.rank)
     }
 
-    /// Marked extensions in load order, without allocating.
-    fn marked_in_order(&self) -> impl Iterator<Item = &crate::registry::Ext> + '_ {
-        let mut last: Option<u64> = None;
-        core::iter::from_fn(move || {
-            let next = self
-                .slots
-                .iter()
-                .filter_map(|s| s.ext.as_ref())
-                .filter(|e| e.mark && last.is_none_or(|l| e.seq > l))
-                .min_by_key(|e| e.seq)?;
-            last = Some(next.seq);
-            Some(next)
-        })
+    /// Numbers the marked extensions in load order (one walk of the load-order list, no allocation).
+    fn rank_marked(&mut self) {
+        let mut at = self.first;
+        let mut rank = 0;
+        while let Some(ext) = self.slot_mut(at) {
+            if ext.mark {
+                ext.rank = rank;
+                rank += 1;
+            }
+            at = ext.next;
+        }
     }
 
     fn write_context(
@@ -611,7 +597,8 @@ impl<M: Memory> Inner<M> {
         out.u32(0)?;
         let total_at = out.pos;
         out.u64(0)?; // total length, patched below
-        for ext in self.marked_in_order() {
+        self.rank_marked();
+        for ext in self.in_load_order().map(|(_, e)| e).filter(|e| e.mark) {
             let l = ext.linked.view();
             if opts.portable && !l.has_fixups() {
                 return Err(Error::NotPortable {
@@ -780,6 +767,8 @@ impl<M: Memory> Registry<M> {
         inner.names.clear();
         inner.exports.clear();
         inner.free_from = 0;
+        inner.first = crate::registry::NO_EXT;
+        inner.last = crate::registry::NO_EXT;
         n
     }
 
