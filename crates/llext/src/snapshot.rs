@@ -25,7 +25,7 @@ use crate::link::{Fixup, FixupKind, Linked, Str, Target, NO_SLOT};
 use crate::memory::{Block, BlockRequest, Memory, Permission};
 use crate::pairs::HiValues;
 use crate::record::{self, BlockRec, Record, Table};
-use crate::registry::{ExtId, Inner, Registry};
+use crate::registry::{ext_at, ExtId, Inner, Registry};
 
 const MAGIC: &[u8; 8] = b"LLEXTCTX";
 /// The format version this build writes and reads.
@@ -511,34 +511,22 @@ impl<M: Memory> Inner<M> {
                     e.mark = true;
                 }
             }
-            // Close over dependencies until nothing changes (no allocation; a handful of passes).
-            loop {
-                let mut changed = false;
-                for i in 0..self.slots.len() {
-                    let dep_count = match self.slots.get(i).and_then(|s| s.ext.as_ref()) {
-                        Some(e) if e.mark => e.linked.view().count(Table::Deps),
-                        _ => continue,
-                    };
+            // Close over dependencies in one walk from the newest extension back: a dependency is
+            // always loaded (or restored) before what depends on it, so it is reached after every
+            // extension that can mark it.
+            let mut at = self.last;
+            while let Some(ext) = ext_at(&self.slots, at) {
+                let (prev, mark, dep_count) =
+                    (ext.prev, ext.mark, ext.linked.view().count(Table::Deps));
+                if mark {
                     for k in 0..dep_count {
-                        let Some(d) = self
-                            .slots
-                            .get(i)
-                            .and_then(|s| s.ext.as_ref())
-                            .and_then(|e| e.linked.view().dep(k))
-                        else {
-                            continue;
-                        };
-                        if let Some(dep) = self.slot_mut(d) {
-                            if !dep.mark {
-                                dep.mark = true;
-                                changed = true;
-                            }
+                        let dep = ext_at(&self.slots, at).and_then(|e| e.linked.view().dep(k));
+                        if let Some(d) = dep.and_then(|d| self.slot_mut(d)) {
+                            d.mark = true;
                         }
                     }
                 }
-                if !changed {
-                    break;
-                }
+                at = prev;
             }
         }
         Ok(self
@@ -552,9 +540,7 @@ impl<M: Memory> Inner<M> {
     /// Context index of a marked slot: its rank by load order among the marked ones (set by
     /// [`Inner::rank_marked`]).
     fn rank(&self, slot: u32) -> Option<u32> {
-        crate::registry::ext_at(&self.slots, slot)
-            .filter(|e| e.mark)
-            .map(|e| e.rank)
+        ext_at(&self.slots, slot).filter(|e| e.mark).map(|e| e.rank)
     }
 
     /// Numbers the marked extensions in load order (one walk of the load-order list, no allocation).
