@@ -807,25 +807,28 @@ impl<M: Memory> Registry<M> {
             return Err(e);
         }
         // Records and registration. On failure every extension registered so far leaves the registry again
-        // and every block goes back.
-        let mut lists = core::mem::take(&mut taken.blocks).into_iter();
+        // and every block goes back to its place in `taken` (nothing grows on the way out).
         let mut failed = None;
-        for rec in &records {
-            let blocks = lists.next().unwrap_or_default();
-            match register(inner, rec, blocks, &ids, context.portable) {
-                Ok(id) => ids.push(id),
+        for (i, rec) in records.iter().enumerate() {
+            let Some(list) = taken.blocks.get_mut(i) else {
+                failed = Some(Error::Internal("block list"));
+                break;
+            };
+            match register(inner, rec, core::mem::take(list), &ids, context.portable) {
+                Ok(id) => ids.push(id), // room for every record was made above
                 Err((e, blocks)) => {
-                    taken.blocks.push(blocks);
+                    if let Some(list) = taken.blocks.get_mut(i) {
+                        *list = blocks;
+                    }
                     failed = Some(e);
                     break;
                 }
             }
         }
         if let Some(e) = failed {
-            taken.blocks.extend(lists);
-            for &id in ids.iter().rev() {
-                if let Some(ext) = inner.remove(id) {
-                    taken.blocks.push(ext.linked.blocks);
+            for (i, &id) in ids.iter().enumerate().rev() {
+                if let (Some(ext), Some(list)) = (inner.remove(id), taken.blocks.get_mut(i)) {
+                    *list = ext.linked.blocks;
                 }
             }
             taken.release(&mut inner.memory, adopted);

@@ -316,6 +316,47 @@ fn refusals_are_typed_and_leave_everything_as_before() {
     assert_eq!(r2.len(), 0);
 }
 
+/// Restore registers extensions one by one: a refusal at the second one must take the first one out of
+/// the registry again and give its blocks back, in place and portably.
+#[test]
+fn a_refusal_after_some_extensions_were_registered_unwinds_them() {
+    let (r, memory) = counting_registry();
+    load_pair(&r);
+    let portable_ctx = r.save(&portable()).unwrap();
+    let in_place_ctx = r.save(&in_place()).unwrap();
+
+    // Portable: another extension is already loaded under the second record's name.
+    let (r2, memory2) = counting_registry();
+    r2.load("usemath", &bytes("basic-gcc-O2-pic.o")).unwrap();
+    let (before, live) = (r2.extensions(), memory2.live());
+    match r2.restore(
+        &Context::from_bytes(&portable_ctx).unwrap(),
+        &RestoreOptions::default(),
+    ) {
+        Err(Error::AlreadyLoaded { name }) => assert_eq!(name, "usemath"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(r2.extensions(), before);
+    assert_eq!(memory2.live(), live);
+    assert!(r2.get("libmath").is_none());
+
+    // In place (both extensions' memory retained): the first record is taken over, the second refused;
+    // the first goes back untouched.
+    r.forget_all();
+    r.load("usemath", &bytes("basic-gcc-O2-pic.o")).unwrap();
+    let (before, live) = (r.extensions(), memory.live());
+    match r.restore(
+        &Context::from_bytes(&in_place_ctx).unwrap(),
+        &RestoreOptions::default(),
+    ) {
+        Err(Error::AlreadyLoaded { name }) => assert_eq!(name, "usemath"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(r.extensions(), before);
+    assert_eq!(memory.live(), live);
+    assert!(r.get("libmath").is_none());
+}
+
 /// Offset of usemath's first dependency index in a 2-extension context (its record starts after libmath's).
 fn find_dep_index(ctx: &[u8]) -> usize {
     let name = b"usemath";
