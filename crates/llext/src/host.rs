@@ -27,6 +27,9 @@ struct Pool {
     page: usize,
     /// One zone per final permission, indexed like [`Permission::ALL`].
     zones: [Zone; 3],
+    /// Blocks given up with `disown` and not adopted since (pool offsets): the only pages `adopt` accepts,
+    /// each at most once, so a stale or forged context cannot take over pages another extension owns.
+    retained: FreeRanges,
 }
 
 /// Pool offsets `[start, end)` where the blocks of one final permission are placed.
@@ -138,6 +141,7 @@ impl Pool {
                 Zone::new(at(ZONE_ENDS[0]), at(ZONE_ENDS[1])),
                 Zone::new(at(ZONE_ENDS[1]), at(ZONE_ENDS[2])),
             ],
+            retained: FreeRanges::default(),
         }
     }
 
@@ -381,24 +385,35 @@ unsafe impl Memory for HostMemory {
     ) -> Result<Block> {
         with_pool(|pool| {
             let off = addr.wrapping_sub(pool.base);
-            let page = pool.page;
-            // Inside the handed-out part of a zone and not on its free list: a live block.
-            let live = addr >= pool.base
-                && pool
-                    .zone_of(off, token)
-                    .is_some_and(|z| !z.free.overlaps(off, token));
-            if !live || size > token || off % page != 0 {
+            // A block given up with `disown` and not adopted since: taking it out of the retained set makes
+            // a second adoption of the same pages fail.
+            let retained = addr >= pool.base
+                && size <= token
+                && off % pool.page == 0
+                && pool.zone_of(off, token).is_some()
+                && pool.retained.take_exact(off, token);
+            if !retained {
                 return Err(Error::Memory {
-                    what: "adopt retained memory: range is not a live block of this process's pool",
+                    what: "adopt retained memory: range is not a block given up with `disown` (or was \
+                           adopted already)",
                     code: 0,
                 });
             }
             Ok(())
         })?;
         let ptr = NonNull::new(addr as *mut u8).ok_or(Error::Internal("null pool block"))?;
-        // SAFETY: the range is a block of the pool that was allocated and never freed (checked above); the
-        // registry that owned it gave it up with `disown`, so nothing else owns it.
+        // SAFETY: the range is a block of the pool that was given up with `disown` and not adopted or freed
+        // since (checked above), so nothing else owns it.
         Ok(unsafe { Block::new(ptr, size, token) })
+    }
+
+    fn disown(&mut self, block: Block) {
+        // The pages stay as they are, allocated, until a restore adopts them.
+        let _ = with_pool(|pool| {
+            let off = pool.offset_of(&block)?;
+            pool.retained.give_back(off, block.token());
+            Ok(())
+        });
     }
 
     fn free_finalized(&mut self, block: Block, permission: Permission) {

@@ -29,7 +29,8 @@ impl FreeRanges {
         Some(start)
     }
 
-    /// Removes exactly `[off, off + len)` if it lies wholly inside one free range.
+    /// Removes exactly `[off, off + len)` if it lies wholly inside one range; false (and nothing changed)
+    /// otherwise.
     pub fn take_exact(&mut self, off: usize, len: usize) -> bool {
         let Some(end) = off.checked_add(len) else {
             return false;
@@ -82,14 +83,6 @@ impl FreeRanges {
                 self.0.remove(at + 1);
             }
         }
-    }
-
-    /// True if any free range overlaps `[off, off + len)`.
-    #[cfg(feature = "std")]
-    pub fn overlaps(&self, off: usize, len: usize) -> bool {
-        self.0
-            .iter()
-            .any(|&(o, l)| o < off.saturating_add(len) && off < o + l)
     }
 
     /// Total free length.

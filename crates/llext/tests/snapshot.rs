@@ -316,6 +316,34 @@ fn refusals_are_typed_and_leave_everything_as_before() {
     assert_eq!(r2.len(), 0);
 }
 
+/// The host pool lets an in-place restore take over only pages a registry gave up with `forget_all`
+/// (`Memory::disown`), and each only once: a context naming pages that another extension still owns, or
+/// restored a second time, is refused before anything is registered.
+#[test]
+fn in_place_restore_takes_only_memory_given_up_and_only_once() {
+    let r = registry();
+    load_pair(&r);
+    let ctx = r.save(&in_place()).unwrap();
+    let c = Context::from_bytes(&ctx).unwrap();
+    let r2 = registry();
+    match r2.restore(&c, &RestoreOptions::default()) {
+        Err(Error::Memory { .. }) => {}
+        other => panic!("pages still owned by `r` were taken over: {other:?}"),
+    }
+    assert!(r2.is_empty());
+    assert_eq!(call(&r, "use_math", &[5]), 15);
+
+    r.forget_all();
+    r2.restore(&c, &RestoreOptions::default()).unwrap();
+    let r3 = registry();
+    match r3.restore(&c, &RestoreOptions::default()) {
+        Err(Error::Memory { .. }) => {}
+        other => panic!("the same pages were taken over twice: {other:?}"),
+    }
+    assert!(r3.is_empty());
+    assert_eq!(call(&r2, "use_math", &[5]), 20);
+}
+
 /// Restore registers extensions one by one: a refusal at the second one must take the first one out of
 /// the registry again and give its blocks back, in place and portably.
 #[test]
