@@ -126,6 +126,15 @@ macro_rules! riscv_backend {
                 pairing(r_type)
             }
 
+            fn is_pc_relative(r_type: u32) -> bool {
+                // psABI "Relocations" table: these are S + A - P alone (a far JAL or CALL through a
+                // stub is recorded anyway: the linker checks for the stub).
+                matches!(
+                    r_type,
+                    BRANCH | JAL | CALL | CALL_PLT | RVC_BRANCH | RVC_JUMP | R32_PCREL | PLT32
+                )
+            }
+
             fn accumulates(r_type: u32) -> bool {
                 // psABI "Relocations" table: ADDn is V + S + A, SUBn and SUB6 are V - S - A.
                 matches!(
