@@ -19,6 +19,7 @@ use llext::{
 use object::{Object, ObjectSection, ObjectSymbol, RelocationFlags, RelocationTarget};
 
 use llext_cross::{objects, Fixture, Target, ASM_STEM};
+use llext_fixtures::context::{self, Table};
 
 mod common;
 use common::{export_address, target, Mapping, ARENA};
@@ -310,14 +311,7 @@ fn riscv64_portable_restore_matches_a_fresh_load_at_the_new_addresses() {
         .filter(|f| f.stem != ASM_STEM)
         .collect();
     if fixtures.is_empty() {
-        let missing: Vec<String> = llext_cross::missing_compilers()
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        assert!(
-            !llext_cross::require(&missing),
-            "no riscv64 fixtures were built"
-        );
+        common::not_built("every riscv64 fixture");
         return;
     }
     let load = Mapping::at(LOAD_BASE, ARENA);
@@ -371,13 +365,6 @@ fn riscv64_portable_restore_matches_a_fresh_load_at_the_new_addresses() {
     );
 }
 
-/// Bytes of one entry of each record table, in table order (see `crates/llext/src/record.rs`): name,
-/// dependencies, strings, blocks, regions, sections, exports, globals, init, fini, fixups.
-const ENTRY: [usize; 11] = [1, 4, 1, 41, 25, 25, 16, 16, 8, 8, 51];
-/// Bytes of a context's header and of a record's header.
-const CONTEXT_HEADER: usize = 40;
-const RECORD_HEADER: usize = 52;
-
 /// A LO part whose HI partner is gone from the fixup table (the `PCREL_HI20` fixups turned into
 /// `R_RISCV_NONE`, the checksum made to match) is refused with a typed error naming the missing partner.
 #[test]
@@ -387,14 +374,7 @@ fn riscv64_restore_refuses_a_lo_part_without_its_hi_partner() {
         .into_iter()
         .find(|f| f.name == "basic-gcc-O2-nopic")
     else {
-        let missing: Vec<String> = llext_cross::missing_compilers()
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        assert!(
-            !llext_cross::require(&missing),
-            "basic-gcc-O2-nopic was not built"
-        );
+        common::not_built("basic-gcc-O2-nopic for riscv64");
         return;
     };
     let elf = std::fs::read(&fixture.path).expect("read fixture");
@@ -412,31 +392,23 @@ fn riscv64_restore_refuses_a_lo_part_without_its_hi_partner() {
         })
         .expect("save");
 
-    // The record's fixup table: after the record header and the ten tables before it.
-    let record = CONTEXT_HEADER;
-    let count = |t: usize| {
-        let at = record + 8 + 4 * t;
-        u32::from_le_bytes(ctx[at..at + 4].try_into().unwrap()) as usize
-    };
-    let mut at = record + RECORD_HEADER;
-    for (t, size) in ENTRY.iter().enumerate().take(10) {
-        at += count(t) * size;
-    }
+    // The record's fixup table.
+    let (mut at, count) = context::entry(&ctx, 0, Table::Fixups, 0);
     let mut removed = 0;
-    for _ in 0..count(10) {
+    for _ in 0..count {
         let relocation = ctx[at] & 0x7f == 0;
         let r_type = &mut ctx[at + 1..at + 5];
         if relocation && r_type == R_RISCV_PCREL_HI20.to_le_bytes() {
             r_type.copy_from_slice(&0u32.to_le_bytes());
             removed += 1;
         }
-        at += ENTRY[10];
+        at += context::ENTRY[Table::Fixups as usize];
     }
     // The blocks' bytes and the checksum follow the record: a changed record layout shows here.
     assert_eq!(
-        at,
+        context::record_end(&ctx, 0),
         ctx.len() - 8 - memory,
-        "the record layout is not the one this test knows (crates/llext/src/record.rs)"
+        "the record layout is not the one this test knows (llext_fixtures::context)"
     );
     assert!(removed > 0, "no PCREL_HI20 fixup in the context");
     let n = ctx.len() - 8;

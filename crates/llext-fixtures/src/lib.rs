@@ -60,6 +60,7 @@ pub static DEMO: &[(&str, &[u8])] = &[
     ),
 ];
 
+pub mod context;
 mod graph;
 pub use graph::{bundled_deps, graph_node_source};
 

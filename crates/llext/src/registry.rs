@@ -244,6 +244,13 @@ fn export_name(slots: &[Slot], (slot, i): (u32, u32)) -> &[u8] {
         .unwrap_or(&[])
 }
 
+/// The hash of the name of the extension in `slot` (what the name index is keyed by).
+fn name_hash(slots: &[Slot], slot: u32) -> u64 {
+    ext_at(slots, slot)
+        .map(|e| hash_name(e.linked.view().name_bytes()))
+        .unwrap_or(0)
+}
+
 pub(crate) struct View<'a> {
     pub builtins: &'a ExportTable,
     pub slots: &'a [Slot],
@@ -732,11 +739,7 @@ fn shrink_tables(
     before: Capacities,
 ) {
     let slots_ref: &[Slot] = slots;
-    names.shrink_to(before.1, |&s: &u32| {
-        ext_at(slots_ref, s)
-            .map(|e| hash_name(e.name().as_bytes()))
-            .unwrap_or(0)
-    });
+    names.shrink_to(before.1, |&s: &u32| name_hash(slots_ref, s));
     exports.shrink_to(before.2, |&r: &(u32, u32)| {
         hash_name(export_name(slots_ref, r))
     });
@@ -759,14 +762,9 @@ pub(crate) fn reserve_tables(
     let before = (slots.capacity(), names.capacity(), exports.capacity());
     fallible::reserve(slots, extensions)?;
     let slots_ref: &[Slot] = slots;
-    let name_hash = |&s: &u32| {
-        ext_at(slots_ref, s)
-            .map(|e| hash_name(e.name().as_bytes()))
-            .unwrap_or(0)
-    };
     let export_hash = |&r: &(u32, u32)| hash_name(export_name(slots_ref, r));
     let grown = names
-        .try_reserve(extensions, name_hash)
+        .try_reserve(extensions, |&s| name_hash(slots_ref, s))
         .map_err(|_| fallible::oom::<u32>(extensions))
         .and_then(|()| {
             exports
@@ -866,7 +864,7 @@ impl<M: Memory> Inner<M> {
             return Err((Error::Internal("slot count"), linked));
         };
         let export_count = linked.view().count(Table::Exports);
-        let name_hash = hash_name(linked.view().name_bytes());
+        let own_hash = hash_name(linked.view().name_bytes());
         self.free_from = index + 1;
         s.ext = Some(Ext {
             use_count: 1,
@@ -898,11 +896,8 @@ impl<M: Memory> Inner<M> {
         }
         // The extension is in its slot now, so the tables can rehash any entry, including its own.
         let slots = &self.slots;
-        self.names.insert_unique(name_hash, slot, |&s| {
-            ext_at(slots, s)
-                .map(|e| hash_name(e.name().as_bytes()))
-                .unwrap_or(0)
-        });
+        self.names
+            .insert_unique(own_hash, slot, |&s| name_hash(slots, s));
         for i in 0..export_count {
             let key = (slot, i as u32);
             self.exports
@@ -950,7 +945,9 @@ impl<M: Memory> Inner<M> {
         }
         if let Ok(entry) = self
             .names
-            .find_entry(hash_name(ext.name().as_bytes()), |&s| s == id.index)
+            .find_entry(hash_name(ext.linked.view().name_bytes()), |&s| {
+                s == id.index
+            })
         {
             entry.remove();
         }

@@ -7,6 +7,7 @@ mod common;
 
 use common::{call, CountingArena, ExecArena};
 use llext::{Context, Error, ExportTable, LoadOptions, Registry, RestoreOptions, SaveOptions};
+use llext_fixtures::context::{self, Table};
 
 const NO_RUN: LoadOptions = LoadOptions {
     bring_up: false,
@@ -27,46 +28,6 @@ fn reseal(ctx: &mut [u8]) {
     let n = ctx.len() - 8;
     let sum = Context::checksum(&ctx[..n]);
     ctx[n..].copy_from_slice(&sum.to_le_bytes());
-}
-
-/// Entry sizes of the eleven tables of a context record (format 2, see `llext::CONTEXT_VERSION`): name,
-/// deps, strings, blocks, regions, sections, exports, globals, init, fini, fixups.
-const TABLE_ENTRY: [usize; 11] = [1, 4, 1, 41, 25, 25, 16, 16, 8, 8, 51];
-const BLOCKS: usize = 3;
-const REGIONS: usize = 4;
-const SECTIONS: usize = 5;
-const FIXUPS: usize = 10;
-
-fn u32_at(b: &[u8], at: usize) -> usize {
-    u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize
-}
-
-/// Where entry `entry` of `table` of record `record` lies in a context, and how many entries that table
-/// has: a 40-byte header, then per record a 52-byte header (eleven u32 counts from byte 8) and the tables,
-/// followed in portable contexts by the record's block bytes.
-fn table_entry(ctx: &[u8], record: usize, table: usize, entry: usize) -> (usize, usize) {
-    let portable = ctx[10] & 1 != 0;
-    let mut pos = 40;
-    for r in 0.. {
-        let mut at = pos + 52;
-        let mut offsets = [0usize; 11];
-        for (i, size) in TABLE_ENTRY.iter().enumerate() {
-            offsets[i] = at;
-            at += u32_at(ctx, pos + 8 + 4 * i) * size;
-        }
-        if r == record {
-            let count = u32_at(ctx, pos + 8 + 4 * table);
-            return (offsets[table] + entry * TABLE_ENTRY[table], count);
-        }
-        if portable {
-            for b in 0..u32_at(ctx, pos + 8 + 4 * BLOCKS) {
-                let size_at = offsets[BLOCKS] + b * TABLE_ENTRY[BLOCKS] + 8;
-                at += u64::from_le_bytes(ctx[size_at..size_at + 8].try_into().unwrap()) as usize;
-            }
-        }
-        pos = at;
-    }
-    unreachable!()
 }
 
 /// A portable context of `libmath` and `usemath` (which links against it).
@@ -176,7 +137,7 @@ fn portable_restore_from_arena_to_arena_keeps_code_working() {
 #[test]
 fn fuzz_snapshot_section_offset_overflow_is_refused() {
     let mut ctx = pair_context();
-    let (at, count) = table_entry(&ctx, 0, SECTIONS, 0);
+    let (at, count) = context::entry(&ctx, 0, Table::Sections, 0);
     assert!(count > 0);
     ctx[at + 9..at + 17].copy_from_slice(&0xffff_ffff_ff00_0000u64.to_le_bytes());
     reseal(&mut ctx);
@@ -250,9 +211,9 @@ fn fuzz_snapshot_extension_target_outside_its_block_is_refused() {
     let mut ctx = pair_context();
     // The first fixup of `usemath` that targets `libmath` (target tag 2 at byte 10; its offset is the low
     // half of the second target word, at byte 19) now points far past libmath's block.
-    let (_, count) = table_entry(&ctx, 1, FIXUPS, 0);
+    let (_, count) = context::entry(&ctx, 1, Table::Fixups, 0);
     let at = (0..count)
-        .map(|i| table_entry(&ctx, 1, FIXUPS, i).0)
+        .map(|i| context::entry(&ctx, 1, Table::Fixups, i).0)
         .find(|&at| ctx[at + 10] == 2)
         .expect("usemath has a fixup into libmath");
     ctx[at + 19..at + 23].copy_from_slice(&0xffff_0000u32.to_le_bytes());
@@ -282,7 +243,7 @@ fn fuzz_snapshot_extension_target_outside_its_block_is_refused() {
 #[test]
 fn fuzz_snapshot_region_alignment_not_a_power_of_two_is_refused() {
     let mut ctx = pair_context();
-    let (at, count) = table_entry(&ctx, 0, REGIONS, 0);
+    let (at, count) = context::entry(&ctx, 0, Table::Regions, 0);
     assert!(count > 0);
     ctx[at + 17..at + 25].copy_from_slice(&((1u64 << 63) + 8).to_le_bytes());
     reseal(&mut ctx);

@@ -306,7 +306,7 @@ fn refusals_are_typed_and_leave_everything_as_before() {
     let mut b = good.clone();
     let c = Context::from_bytes(&b).unwrap();
     assert_eq!(c.len(), 2);
-    let pos = find_dep_index(&b);
+    let (pos, _) = llext_fixtures::context::entry(&b, 1, llext_fixtures::context::Table::Deps, 0);
     b[pos] = 1; // usemath is entry 1; a dependency on itself (or later) is not in what came before it
     reseal(&mut b);
     assert!(matches!(
@@ -383,14 +383,6 @@ fn a_refusal_after_some_extensions_were_registered_unwinds_them() {
     assert_eq!(r.extensions(), before);
     assert_eq!(memory.live(), live);
     assert!(r.get("libmath").is_none());
-}
-
-/// Offset of usemath's first dependency index in a 2-extension context (its record starts after libmath's).
-fn find_dep_index(ctx: &[u8]) -> usize {
-    let name = b"usemath";
-    let at = ctx.windows(name.len()).position(|w| w == name).unwrap();
-    // The record's header (with the table counts), its name table, then its dependency table.
-    at + name.len()
 }
 
 #[test]

@@ -84,6 +84,19 @@ pub fn have_ld(target: &Target) -> bool {
     llext_cross::require(&missing)
 }
 
+/// `what` was not built: allowed (the caller skips) only when a cross compiler it needs is missing and
+/// `LLEXT_ALLOW_MISSING_CROSS=1`; otherwise this fails the test.
+pub fn not_built(what: &str) {
+    let missing: Vec<String> = llext_cross::missing_compilers()
+        .into_iter()
+        .map(String::from)
+        .collect();
+    assert!(
+        !llext_cross::require(&missing),
+        "{what} was not built although its compilers are there"
+    );
+}
+
 /// A firmware symbol is data (no Thumb bit): the C fixtures' two data symbols, and the assembly
 /// fixtures' names with `data` and `small_` values.
 pub fn is_data(name: &str) -> bool {
