@@ -544,3 +544,81 @@ fn riscv_lo12_without_its_hi20_is_refused() {
         "{text}"
     );
 }
+
+/// A registry for objects of `target`, in `mapping`, with the firmware symbols `elf` imports.
+fn registry_for<'a>(
+    target: &Target,
+    mapping: &'a Mapping,
+    elf: &[u8],
+) -> Registry<ArenaMemory<'a>> {
+    let table: Vec<Export> = fake_exports(target, elf)
+        .into_iter()
+        .map(|(n, a)| Export::new(Box::leak(n.into_boxed_str()), a as *const ()))
+        .collect();
+    // SAFETY: the mapping outlives the registry (the borrow says so) and is used through it alone.
+    let arena = unsafe { std::slice::from_raw_parts_mut(mapping.ptr, mapping.len) };
+    Registry::for_machine(
+        ArenaMemory::new(arena),
+        ExportTable::new(&table),
+        target.machine,
+    )
+}
+
+/// One registry holds extensions of one pointer width. A RISC-V registry on this host takes the class of
+/// its first object and refuses the other with a typed error, unchanged; an Arm registry saves 32-bit
+/// contexts (its extensions' width, not the host's), which another Arm registry restores.
+#[test]
+fn a_registry_keeps_one_pointer_width() {
+    let (Some(rv32), Some(rv64), Some(arm)) = (
+        gcc_basic("riscv32"),
+        gcc_basic("riscv64"),
+        gcc_basic("cortex-m"),
+    ) else {
+        return;
+    };
+    let read = |f: &llext_cross::Fixture| std::fs::read(&f.path).expect("read fixture");
+    let (rv32, rv64, arm) = (read(&rv32), read(&rv64), read(&arm));
+    let options = LoadOptions {
+        bring_up: false,
+        portable: true,
+        ..LoadOptions::default()
+    };
+
+    let mapping = Mapping::at(0x2300_0000, 1 << 20);
+    let riscv = registry_for(target("riscv32"), &mapping, &rv32);
+    riscv
+        .load_with("rv32", &rv32, &options)
+        .expect("an RV32 object loads");
+    let error = riscv
+        .load_with("rv64", &rv64, &options)
+        .expect_err("an RV64 object after an RV32 one");
+    assert_eq!(
+        error,
+        llext::Error::WrongClass {
+            expected: 32,
+            found: 64
+        }
+    );
+    assert!(error.to_string().contains("64-bit"), "{error}");
+    assert_eq!(riscv.extensions().len(), 1);
+
+    let saved_at = Mapping::at(0x2400_0000, 1 << 20);
+    let restored_at = Mapping::at(0x2500_0000, 1 << 20);
+    let source = registry_for(target("cortex-m"), &saved_at, &arm);
+    source.load_with("arm", &arm, &options).expect("Arm load");
+    let bytes = source
+        .save(&llext::SaveOptions {
+            portable: true,
+            ..llext::SaveOptions::default()
+        })
+        .expect("portable save");
+    assert_eq!(bytes[14], 4, "pointer width byte of an Arm context");
+    let context = llext::Context::from_bytes(&bytes).expect("context");
+    let target_registry = registry_for(target("cortex-m"), &restored_at, &arm);
+    let ids = target_registry
+        .restore(&context, &llext::RestoreOptions::default())
+        .expect("portable restore of an Arm context");
+    assert_eq!(ids.len(), 1);
+    let moved = target_registry.info(ids[0]).expect("info").regions[0].addr as u64;
+    assert!((0x2500_0000..0x2510_0000).contains(&moved), "{moved:#x}");
+}

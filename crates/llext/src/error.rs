@@ -34,6 +34,14 @@ pub enum Error {
         /// `e_machine` found in the file.
         found: u16,
     },
+    /// The object's class (32- or 64-bit) is not the pointer width of the registry's extensions: e.g. an
+    /// RV64 object on RV32 firmware, which would link but not run.
+    WrongClass {
+        /// Bits of the registry's pointers.
+        expected: u8,
+        /// Bits of the object's (or context's) pointers.
+        found: u8,
+    },
     /// A section header is unusable.
     BadSection {
         /// Section index.
@@ -266,6 +274,10 @@ impl fmt::Display for Error {
                 "built for machine {} ({found}), but this loader runs {} ({expected})",
                 crate::arch::machine_name(*found),
                 crate::arch::machine_name(*expected)
+            ),
+            Error::WrongClass { expected, found } => write!(
+                f,
+                "built for {found}-bit code, but this registry holds {expected}-bit extensions"
             ),
             Error::BadSection {
                 index,

@@ -180,6 +180,10 @@ pub(crate) struct Inner<M> {
     pub builtins: ExportTable,
     pub limits: Limits,
     pub machine: u16,
+    /// Pointer width (bytes) of the extensions this registry holds: the running program's own for its native
+    /// machine, fixed by the machine for Arm, AArch64 and x86-64, and for another machine's RISC-V (one
+    /// `e_machine`, two classes) by the first extension loaded or restored.
+    pub pointer_size: Option<u8>,
     pub slots: Vec<Slot>,
     /// Slot index by extension name.
     pub names: HashTable<u32>,
@@ -383,14 +387,24 @@ impl<M: Memory> Registry<M> {
     }
 
     /// An empty registry for objects of `machine` (`e_machine`), e.g. to check cross-built objects on a host
-    /// without running them.
+    /// without running them, or to prepare a portable context on a host for a device.
+    ///
+    /// All its extensions have one pointer width: the running program's for its own machine, 32 bits for
+    /// Arm, 64 for AArch64 and x86-64; for another machine's RISC-V, the class of the first object loaded
+    /// (or context restored). Objects of another class are refused with [`Error::WrongClass`].
     pub fn for_machine(memory: M, builtins: ExportTable, machine: u16) -> Self {
+        let pointer_size = if arch::native_machine() == Some(machine) {
+            Some(core::mem::size_of::<usize>() as u8)
+        } else {
+            arch::pointer_size(machine)
+        };
         Registry {
             inner: Lock::new(Inner {
                 memory,
                 builtins,
                 limits: Limits::default(),
                 machine,
+                pointer_size,
                 slots: Vec::new(),
                 names: HashTable::new(),
                 exports: HashTable::new(),
@@ -488,6 +502,8 @@ impl<M: Memory> Registry<M> {
                 found: object.machine,
             });
         }
+        let width = if object.class.is_64 { 8 } else { 4 };
+        inner.check_width(width)?;
         let request = Request {
             name,
             limits: &inner.limits,
@@ -516,6 +532,7 @@ impl<M: Memory> Registry<M> {
                 return Err(e);
             }
         };
+        inner.pointer_size = Some(width);
         if options.bring_up {
             inner.bring_up(id);
         }
@@ -906,6 +923,18 @@ impl<M: Memory> Inner<M> {
                 });
         }
         Ok(id)
+    }
+
+    /// Refuses extensions of another pointer width than the registry's (e.g. an RV64 object on RV32
+    /// firmware, which would link but not run).
+    pub(crate) fn check_width(&self, width: u8) -> Result<()> {
+        match self.pointer_size {
+            Some(own) if own != width => Err(Error::WrongClass {
+                expected: own * 8,
+                found: width * 8,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// The extension in `slot`, if any.

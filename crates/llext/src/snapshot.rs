@@ -556,12 +556,12 @@ impl<M: Memory> Inner<M> {
         }
     }
 
-    fn write_context(
-        &mut self,
-        opts: &SaveOptions<'_>,
-        out: &mut Out<'_>,
-        pointer_size: u8,
-    ) -> Result<()> {
+    fn write_context(&mut self, opts: &SaveOptions<'_>, out: &mut Out<'_>) -> Result<()> {
+        // The width of the extensions held; an empty registry of undecided width saves the running
+        // program's own.
+        let pointer_size = self
+            .pointer_size
+            .unwrap_or(core::mem::size_of::<usize>() as u8);
         let count = self.mark(opts.names)?;
         let hashes = opts.content_hashes || opts.portable;
         let fingerprint = if opts.portable {
@@ -681,16 +681,11 @@ impl Taken {
 }
 
 impl<M: Memory> Registry<M> {
-    /// Pointer width of saved contexts: the running program's own (contexts are restored where their code
-    /// runs; the RISC-V backends share one `e_machine` for RV32 and RV64, so the machine alone cannot tell).
-    const POINTER_SIZE: u8 = core::mem::size_of::<usize>() as u8;
-
     /// The exact size of the context [`Registry::save_into`] would write.
     pub fn context_size(&self, options: &SaveOptions<'_>) -> Result<usize> {
         let mut inner = self.inner.lock();
-        let ptr = Self::POINTER_SIZE;
         let mut out = Out { buf: None, pos: 0 };
-        inner.write_context(options, &mut out, ptr)?;
+        inner.write_context(options, &mut out)?;
         Ok(out.pos)
     }
 
@@ -709,28 +704,26 @@ impl<M: Memory> Registry<M> {
     /// ```
     pub fn save_into(&self, options: &SaveOptions<'_>, buf: &mut [u8]) -> Result<usize> {
         let mut inner = self.inner.lock();
-        let ptr = Self::POINTER_SIZE;
         let mut out = Out {
             buf: Some(buf),
             pos: 0,
         };
-        inner.write_context(options, &mut out, ptr)?;
+        inner.write_context(options, &mut out)?;
         Ok(out.pos)
     }
 
     /// Saves a context into a new vector.
     pub fn save(&self, options: &SaveOptions<'_>) -> Result<Vec<u8>> {
         let mut inner = self.inner.lock();
-        let ptr = Self::POINTER_SIZE;
         let mut measure = Out { buf: None, pos: 0 };
-        inner.write_context(options, &mut measure, ptr)?;
+        inner.write_context(options, &mut measure)?;
         let mut bytes = fallible::vec(measure.pos)?;
         bytes.resize(measure.pos, 0);
         let mut out = Out {
             buf: Some(&mut bytes),
             pos: 0,
         };
-        inner.write_context(options, &mut out, ptr)?;
+        inner.write_context(options, &mut out)?;
         Ok(bytes)
     }
 
@@ -771,11 +764,13 @@ impl<M: Memory> Registry<M> {
                 found: u64::from(context.machine),
             });
         }
-        let ptr = Self::POINTER_SIZE;
-        if context.pointer_size != ptr {
+        if let Some(own) = inner
+            .pointer_size
+            .filter(|&own| own != context.pointer_size)
+        {
             return Err(Error::SnapshotMismatch {
                 what: "pointer width",
-                expected: u64::from(ptr),
+                expected: u64::from(own),
                 found: u64::from(context.pointer_size),
             });
         }
@@ -834,6 +829,9 @@ impl<M: Memory> Registry<M> {
             taken.release(&mut inner.memory, adopted);
             inner.shrink_back(capacities);
             return Err(e);
+        }
+        if !ids.is_empty() {
+            inner.pointer_size = Some(context.pointer_size);
         }
         Ok(ids)
     }

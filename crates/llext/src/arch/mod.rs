@@ -194,6 +194,15 @@ pub const fn native_machine() -> Option<u16> {
     }
 }
 
+/// The pointer width (bytes) of `machine`'s code, where the machine alone decides it (RISC-V has two).
+pub(crate) const fn pointer_size(machine: u16) -> Option<u8> {
+    match machine {
+        EM_X86_64 | EM_AARCH64 => Some(8),
+        EM_ARM => Some(4),
+        _ => None,
+    }
+}
+
 const EM_X86_64: u16 = 62;
 const EM_ARM: u16 = 40;
 const EM_AARCH64: u16 = 183;
