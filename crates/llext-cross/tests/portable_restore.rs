@@ -1,14 +1,18 @@
-//! Portable contexts of RISC-V (RV64) extensions: every C fixture object is loaded into one arena, saved
-//! portably and restored into another arena whose blocks lie at other distances from each other, so every
-//! `PCREL_HI20`/`GOT_HI20` + `PCREL_LO12_I/S` pair between code and data must be recomputed. Each restored
-//! block must equal, byte for byte, what the linker writes when it loads the same object fresh at the very
-//! addresses the restore used. Each object is also tried with its `.rela.text` entries in reverse order, so
-//! that every LO part comes before its HI part in the fixup table.
+//! Portable contexts of RISC-V (RV64) and AArch64 extensions: every C fixture object is loaded into one
+//! arena, saved portably and restored into another arena whose blocks lie at other distances from each
+//! other, so every reference between blocks (RISC-V `PCREL_HI20`/`GOT_HI20` + `PCREL_LO12_I/S` pairs,
+//! AArch64 `ADRP` + `:lo12:` pairs) must be recomputed, and every reference the linker left out of the fixup
+//! table (PC-relative ones inside one block) must still hold. Each restored block must equal, byte for byte,
+//! what the linker writes when it loads the same object fresh at the very addresses the restore used.
+//! RISC-V objects are also tried with their `.rela.text` entries in reverse order, so that every LO part
+//! comes before its HI part in the fixup table. No C fixture has an AArch64 `ADRP` or every PC-relative
+//! type inside one block, so a small assembly source adds them, and its context must record exactly the
+//! references that change when its blocks move.
 //!
 //! RV32 contexts cannot be restored on this 64-bit host (their pointer width differs), so only RV64 is
 //! tried.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
 
@@ -24,12 +28,18 @@ use llext_fixtures::context::{self, Table};
 mod common;
 use common::{export_address, target, Mapping, ARENA};
 
-/// Where the fixtures are loaded, and where their contexts are restored: both within ±2 GiB of the
+/// Where the RISC-V fixtures are loaded, and where their contexts are restored: both within ±2 GiB of the
 /// firmware symbols at `exports_base` (0x8040_0000), as `-mcmodel=medany` code needs.
 const LOAD_BASE: u64 = 0x9000_0000;
 const RESTORE_BASE: u64 = 0x9800_0000;
 
+/// The same for AArch64: within ±4 GiB of its `exports_base` (0x4040_0000), the reach of `ADRP`, and apart
+/// from every other mapping of this test binary (its tests run at the same time).
+const AARCH64_LOAD_BASE: u64 = 0xb000_0000;
+const AARCH64_RESTORE_BASE: u64 = 0xb800_0000;
+
 const R_RISCV_PCREL_HI20: u32 = 23;
+const R_AARCH64_ADR_PREL_PG_HI21: u32 = 275;
 
 const LOAD: LoadOptions = LoadOptions {
     bring_up: false,
@@ -167,22 +177,26 @@ fn reversed(elf: &[u8], prefix: &str) -> Vec<u8> {
     out
 }
 
-/// `PCREL_HI20` relocations of code whose symbol lies in another section (data, constants, bss): the
-/// pairs whose value changes when blocks move apart.
-fn cross_section_pairs(elf: &[u8]) -> usize {
+/// Relocations of type `r_type` whose symbol lies in another section than their place (for RISC-V
+/// `PCREL_HI20`, for AArch64 `ADR_PREL_PG_HI21`: code reaching data, constants or bss), whose value changes
+/// when blocks move apart.
+fn cross_section(elf: &[u8], r_type: u32) -> usize {
     let file = object::File::parse(elf).expect("fixture parses");
     let mut n = 0;
     for s in file.sections() {
         for (_, r) in s.relocations() {
             let (
                 RelocationFlags::Elf {
-                    r_type: object::elf::RelocationType(R_RISCV_PCREL_HI20),
+                    r_type: object::elf::RelocationType(found),
                 },
                 RelocationTarget::Symbol(i),
             ) = (r.flags(), r.target())
             else {
                 continue;
             };
+            if found != r_type {
+                continue;
+            }
             let home = file
                 .symbol_by_index(i)
                 .ok()
@@ -195,36 +209,36 @@ fn cross_section_pairs(elf: &[u8]) -> usize {
     n
 }
 
-/// The gcc object of `stem` built like `fixture` (same compiler, level and flavour).
-fn sibling(fixture: &Fixture, stem: &str) -> Fixture {
+/// The `target` object of `stem` built like `fixture` (same compiler, level and flavour).
+fn sibling(target: &Target, fixture: &Fixture, stem: &str) -> Fixture {
     let name = fixture.name.replacen(&fixture.stem, stem, 1);
-    objects("riscv64")
+    objects(target.name)
         .into_iter()
         .find(|f| f.name == name)
         .unwrap_or_else(|| panic!("{name} was not built"))
 }
 
-/// A registry over `memory` for RISC-V objects.
-fn registry<M: Memory>(memory: M, table: &ExportTable) -> Registry<M> {
-    Registry::for_machine(memory, table.clone(), 243)
+/// A registry over `memory` for `target`'s objects.
+fn registry<M: Memory>(memory: M, table: &ExportTable, target: &Target) -> Registry<M> {
+    Registry::for_machine(memory, table.clone(), target.machine)
 }
 
-/// Loads `group` at `LOAD_BASE`, restores its portable context into spread-out blocks at
-/// `RESTORE_BASE`, loads it fresh into the same blocks, and compares. Returns a failure description.
+/// Loads `group` into `load`, restores its portable context into spread-out blocks of `restore`, loads it
+/// fresh into the same blocks, and compares. Returns the saved context, or a failure description.
 fn check_group(
     target: &Target,
     load: &Mapping,
     restore: &Mapping,
     label: &str,
     group: &[(String, Vec<u8>)],
-) -> Result<(), String> {
+) -> Result<Vec<u8>, String> {
     let table = exports(target, group);
     let arena = |m: &Mapping| {
         // SAFETY: the mapping is used only through this arena until the registry over it is dropped.
         unsafe { std::slice::from_raw_parts_mut(m.ptr, m.len) }
     };
     let ctx = {
-        let r = registry(ArenaMemory::new(arena(load)), &table);
+        let r = registry(ArenaMemory::new(arena(load)), &table, target);
         for (name, elf) in group {
             r.load_with(name, elf, &LOAD)
                 .map_err(|e| format!("{label}: load failed: {e}"))?;
@@ -244,7 +258,7 @@ fn check_group(
             gaps: Vec::new(),
             log: Arc::clone(&log),
         };
-        let r = registry(memory, &table);
+        let r = registry(memory, &table, target);
         let context = Context::from_bytes(&ctx).expect("a valid context");
         let ids = r
             .restore(&context, &RestoreOptions::default())
@@ -257,7 +271,7 @@ fn check_group(
     assert!(
         blocks
             .iter()
-            .all(|&(addr, _, _)| addr as u64 >= RESTORE_BASE),
+            .all(|&(addr, _, _)| addr >= restore.ptr as usize),
         "{label}: restored outside the restore arena"
     );
     let restored: Vec<Vec<u8>> = blocks
@@ -269,7 +283,7 @@ fn check_group(
         let memory = Replay {
             blocks: blocks.iter().map(|&b| (b, false)).collect(),
         };
-        let r = registry(memory, &table);
+        let r = registry(memory, &table, target);
         let mut sections = Vec::new();
         for (name, elf) in group {
             let id = r.load_with(name, elf, &LOAD).map_err(|e| {
@@ -300,29 +314,46 @@ fn check_group(
             ));
         }
     }
-    Ok(())
+    Ok(ctx)
 }
 
-#[test]
-fn riscv64_portable_restore_matches_a_fresh_load_at_the_new_addresses() {
-    let target = target("riscv64");
+/// How one target's C fixtures are tried.
+struct Run {
+    /// The target's name in [`llext_cross::TARGETS`].
+    target: &'static str,
+    /// Where the fixtures are loaded and where their contexts are restored ([`ARENA`] bytes each).
+    load_base: u64,
+    restore_base: u64,
+    /// Also try each group with its `.rela.text` entries in reverse order (RISC-V: every LO part before its
+    /// HI part).
+    reversed: bool,
+    /// A relocation type whose references from one section to another show that the fixtures exercise
+    /// blocks moving apart, and its name for the failure message.
+    cross_type: u32,
+    cross_name: &'static str,
+}
+
+/// Every C fixture of `run.target` (with `libsum` beside `useslib`, which imports from it) restores as a
+/// fresh load at the restored addresses links it.
+fn every_fixture_restores_like_a_fresh_load(run: &Run) {
+    let target = target(run.target);
     let fixtures: Vec<Fixture> = objects(target.name)
         .into_iter()
         .filter(|f| f.stem != ASM_STEM)
         .collect();
     if fixtures.is_empty() {
-        common::not_built("every riscv64 fixture");
+        common::not_built(&format!("every {} fixture", target.name));
         return;
     }
-    let load = Mapping::at(LOAD_BASE, ARENA);
-    let restore = Mapping::at(RESTORE_BASE, ARENA);
+    let load = Mapping::at(run.load_base, ARENA);
+    let restore = Mapping::at(run.restore_base, ARENA);
     let mut failures = Vec::new();
-    let (mut groups, mut pairs) = (0, 0);
+    let (mut groups, mut crossing) = (0, 0);
     for fixture in &fixtures {
         // useslib imports from libsum: the two are saved and restored together.
         let mut members = Vec::new();
         if fixture.stem == "useslib" {
-            members.push(sibling(fixture, "libsum"));
+            members.push(sibling(target, fixture, "libsum"));
         }
         members.push(fixture.clone());
         let group: Vec<(String, Vec<u8>)> = members
@@ -334,18 +365,19 @@ fn riscv64_portable_restore_matches_a_fresh_load_at_the_new_addresses() {
                 )
             })
             .collect();
-        pairs += group
+        crossing += group
             .iter()
-            .map(|(_, elf)| cross_section_pairs(elf))
+            .map(|(_, elf)| cross_section(elf, run.cross_type))
             .sum::<usize>();
-        let flipped: Vec<(String, Vec<u8>)> = group
-            .iter()
-            .map(|(name, elf)| (name.clone(), reversed(elf, ".rela.text")))
-            .collect();
-        for (label, group) in [
-            (fixture.name.clone(), group),
-            (format!("{} (LO before HI)", fixture.name), flipped),
-        ] {
+        let flipped: Option<Vec<(String, Vec<u8>)>> = run.reversed.then(|| {
+            group
+                .iter()
+                .map(|(name, elf)| (name.clone(), reversed(elf, ".rela.text")))
+                .collect()
+        });
+        let tries = std::iter::once((fixture.name.clone(), group))
+            .chain(flipped.map(|flipped| (format!("{} (LO before HI)", fixture.name), flipped)));
+        for (label, group) in tries {
             groups += 1;
             if let Err(e) = check_group(target, &load, &restore, &label, &group) {
                 failures.push(e);
@@ -359,10 +391,37 @@ fn riscv64_portable_restore_matches_a_fresh_load_at_the_new_addresses() {
         failures.join("\n")
     );
     assert!(
-        pairs >= fixtures.len(),
-        "only {pairs} cross-section PCREL_HI20 pairs in {} fixtures",
+        crossing >= fixtures.len(),
+        "only {crossing} cross-section {} relocations in {} fixtures",
+        run.cross_name,
         fixtures.len()
     );
+}
+
+#[test]
+fn riscv64_portable_restore_matches_a_fresh_load_at_the_new_addresses() {
+    every_fixture_restores_like_a_fresh_load(&Run {
+        target: "riscv64",
+        load_base: LOAD_BASE,
+        restore_base: RESTORE_BASE,
+        reversed: true,
+        cross_type: R_RISCV_PCREL_HI20,
+        cross_name: "PCREL_HI20",
+    });
+}
+
+/// AArch64 code reaches other blocks through `ADRP` + `:lo12:` pairs (recorded), and its own block through
+/// branches, calls and PC-relative data that the linker leaves out of the fixup table.
+#[test]
+fn aarch64_portable_restore_matches_a_fresh_load_at_the_new_addresses() {
+    every_fixture_restores_like_a_fresh_load(&Run {
+        target: "aarch64",
+        load_base: AARCH64_LOAD_BASE,
+        restore_base: AARCH64_RESTORE_BASE,
+        reversed: false,
+        cross_type: R_AARCH64_ADR_PREL_PG_HI21,
+        cross_name: "ADR_PREL_PG_HI21",
+    });
 }
 
 /// A LO part whose HI partner is gone from the fixup table (the `PCREL_HI20` fixups turned into
@@ -382,7 +441,7 @@ fn riscv64_restore_refuses_a_lo_part_without_its_hi_partner() {
     let mapping = Mapping::at(LOAD_BASE + 0x1000_0000, 1 << 20);
     // SAFETY: the mapping is used only through this arena until the registry is dropped.
     let arena = unsafe { std::slice::from_raw_parts_mut(mapping.ptr, mapping.len) };
-    let r = registry(ArenaMemory::new(arena), &table);
+    let r = registry(ArenaMemory::new(arena), &table, target);
     let id = r.load_with("basic", &elf, &LOAD).expect("load");
     let memory = r.info(id).expect("info").memory;
     let mut ctx = r
@@ -419,7 +478,7 @@ fn riscv64_restore_refuses_a_lo_part_without_its_hi_partner() {
     let elsewhere = Mapping::at(LOAD_BASE + 0x1010_0000, 1 << 20);
     // SAFETY: as above.
     let arena = unsafe { std::slice::from_raw_parts_mut(elsewhere.ptr, elsewhere.len) };
-    let r2 = registry(ArenaMemory::new(arena), &table);
+    let r2 = registry(ArenaMemory::new(arena), &table, target);
     match r2.restore(&context, &RestoreOptions::default()) {
         Err(Error::Snapshot { reason }) => {
             assert!(reason.contains("HI partner"), "{reason}")
@@ -427,6 +486,36 @@ fn riscv64_restore_refuses_a_lo_part_without_its_hi_partner() {
         other => panic!("expected a refusal naming the missing HI partner, got {other:?}"),
     }
     assert!(r2.is_empty(), "a refused restore leaves the registry empty");
+}
+
+/// `source` assembled by `target`'s GNU compiler driver with `flags`, or `None` when that compiler is missing
+/// and its absence is allowed.
+fn assemble(target: &Target, flags: &[&str], name: &str, source: &str) -> Option<Vec<u8>> {
+    let work = common::WorkDir::new(&format!("portable-{name}"));
+    let source_path = work.0.join(format!("{name}.S"));
+    let object = work.0.join(format!("{name}.o"));
+    std::fs::write(&source_path, source).expect("write the source");
+    let built = std::process::Command::new(target.gcc.command)
+        .args(flags)
+        .arg("-c")
+        .arg(&source_path)
+        .arg("-o")
+        .arg(&object)
+        .output();
+    let Ok(built) = built else {
+        let missing = vec![format!(
+            "{} (package {})",
+            target.gcc.command, target.gcc.package
+        )];
+        assert!(!llext_cross::require(&missing));
+        return None;
+    };
+    assert!(
+        built.status.success(),
+        "assembling {name} failed: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    Some(std::fs::read(&object).expect("read the object"))
 }
 
 /// Code reaching constants and data through `PCREL_HI20` + `PCREL_LO12_I/S`, and in the data a ULEB128
@@ -462,30 +551,14 @@ counter:
 #[test]
 fn riscv64_uleb128_pairs_restore_like_a_fresh_load() {
     let target = target("riscv64");
-    let work = common::WorkDir::new("portable-uleb");
-    let source = work.0.join("uleb.S");
-    let object = work.0.join("uleb.o");
-    std::fs::write(&source, ULEB_SOURCE).expect("write the source");
-    let built = std::process::Command::new(target.gcc.command)
-        .args(["-march=rv64gc", "-mabi=lp64d", "-c"])
-        .arg(&source)
-        .arg("-o")
-        .arg(&object)
-        .output();
-    let Ok(built) = built else {
-        let missing = vec![format!(
-            "{} (package {})",
-            target.gcc.command, target.gcc.package
-        )];
-        assert!(!llext_cross::require(&missing));
+    let Some(mut elf) = assemble(
+        target,
+        &["-march=rv64gc", "-mabi=lp64d"],
+        "uleb",
+        ULEB_SOURCE,
+    ) else {
         return;
     };
-    assert!(
-        built.status.success(),
-        "assembling failed: {}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    let mut elf = std::fs::read(&object).expect("read the object");
     // SET8 (54) -> SET_ULEB128 (60), SUB8 (37) -> SUB_ULEB128 (61), in `.rela.data`.
     let (start, len) = {
         let file = object::File::parse(&*elf).expect("object parses");
@@ -515,4 +588,127 @@ fn riscv64_uleb128_pairs_restore_like_a_fresh_load() {
             panic!("{e}");
         }
     }
+}
+
+/// AArch64 code, constants and data that reach their own block with every type the backend calls
+/// PC-relative (`is_pc_relative`), and with `ADRP` + `:lo12:` and `ABS64`, which change when a block moves by
+/// less than a page; plus references between blocks and to the firmware. The targets lie in other sections
+/// of the same block (`.text.far`, `.rodata.far`), which the assembler cannot resolve. The `ADRP`s reach
+/// targets 0x100 apart across more than a page, so a move that is at least 0x100 off a whole number of
+/// pages (the restore here moves the code by 0x340 past one) adds or removes a page boundary between some
+/// `ADRP` and its target.
+const AARCH64_IN_BLOCK_SOURCE: &str = r#"
+	.text
+	.globl	inblock_entry
+	.type	inblock_entry, %function
+inblock_entry:
+	bl	inblock_far			// CALL26
+	b.eq	inblock_far			// CONDBR19
+	cbz	x0, inblock_far
+	tbz	x0, #1, inblock_far		// TSTBR14
+	adr	x1, inblock_far			// ADR_PREL_LO21
+	ldr	x2, inblock_literal		// LD_PREL_LO19
+	movz	x3, #:prel_g3:inblock_far	// MOVW_PREL_G3, G2_NC, G1_NC, G0_NC
+	movk	x3, #:prel_g2_nc:inblock_far
+	movk	x3, #:prel_g1_nc:inblock_far
+	movk	x3, #:prel_g0_nc:inblock_far
+	movz	x3, #:prel_g0:inblock_back	// MOVW_PREL_G0, G1, G2 (negative: MOVN)
+	movz	x3, #:prel_g1:inblock_far
+	movz	x3, #:prel_g2:inblock_back
+	.irp	n, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15
+	adrp	x4, inblock_page\n
+	add	x4, x4, #:lo12:inblock_page\n
+	.endr
+	adrp	x5, inblock_counter		// other blocks
+	ldr	x6, [x5, #:lo12:inblock_counter]
+	adrp	x5, inblock_konst
+	add	x5, x5, #:lo12:inblock_konst
+	bl	fw_twice			// the firmware, through a veneer
+	b	inblock_far			// JUMP26
+
+	.section .text.back, "ax", %progbits
+inblock_back:
+	ret
+
+	.section .text.far, "ax", %progbits
+	.p2align 3
+inblock_literal:
+	.quad	0x1122334455667788
+	.irp	n, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15
+inblock_page\n:
+	.space	0x100
+	.endr
+inblock_far:
+	ret
+
+	.section .rodata
+	.p2align 3
+inblock_konst:
+	.quad	inblock_konst + 8		// ABS64 in the block
+	.quad	inblock_target - .		// PREL64, PREL32, PREL16 in the block
+	.4byte	inblock_target - .
+	.2byte	inblock_target - .
+	.p2align 3
+	.quad	inblock_entry - .		// to the code
+	.quad	inblock_entry
+	.4byte	inblock_counter - .		// to the data
+
+	.section .rodata.far, "a", %progbits
+inblock_target:
+	.byte	1
+
+	.data
+	.p2align 3
+inblock_counter:
+	.quad	inblock_counter			// ABS64 in the block
+	.quad	inblock_konst
+	.quad	fw_value
+"#;
+
+/// The relocation types of record `record`'s fixups in the portable context `ctx`.
+fn fixup_types(ctx: &[u8], record: usize) -> Vec<u32> {
+    let (mut at, count) = context::entry(ctx, record, Table::Fixups, 0);
+    let mut types = Vec::new();
+    for _ in 0..count {
+        // The kind byte's low seven bits are 0 for a relocation, whose type follows.
+        if ctx[at] & 0x7f == 0 {
+            types.push(u32::from_le_bytes(ctx[at + 1..at + 5].try_into().unwrap()));
+        }
+        at += context::ENTRY[Table::Fixups as usize];
+    }
+    types
+}
+
+/// References inside one block restore as a fresh load links them: the PC-relative ones, left out of the
+/// fixup table, keep their bits; `ADRP`s and absolute addresses inside a block, recorded, are recomputed.
+#[test]
+fn aarch64_in_block_references_restore_like_a_fresh_load() {
+    let target = target("aarch64");
+    let Some(elf) = assemble(target, &[], "inblock", AARCH64_IN_BLOCK_SOURCE) else {
+        return;
+    };
+    let load = Mapping::at(AARCH64_LOAD_BASE + 0x1000_0000, 1 << 20);
+    let restore = Mapping::at(AARCH64_LOAD_BASE + 0x1010_0000, 1 << 20);
+    let group = [("inblock".to_owned(), elf)];
+    let ctx =
+        check_group(target, &load, &restore, "inblock", &group).unwrap_or_else(|e| panic!("{e}"));
+
+    // The fixups: every ADRP (16 inside the code block, 2 to other blocks), and of the PC-relative
+    // references only the three that leave their block.
+    let name = |t: u32| llext::arch::relocation_name(target.machine, t).unwrap_or("?");
+    let mut recorded = BTreeMap::new();
+    for t in fixup_types(&ctx, 0) {
+        // PREL64/32/16, LD_PREL_LO19, ADR_PREL_LO21, ADR_PREL_PG_HI21, TSTBR14, CONDBR19, JUMP26, CALL26,
+        // MOVW_PREL_*.
+        if matches!(t, 260..=262 | 273..=275 | 279 | 280 | 282 | 283 | 287..=293) {
+            *recorded.entry(name(t)).or_insert(0) += 1;
+        }
+    }
+    let expected = BTreeMap::from([
+        ("R_AARCH64_ADR_PREL_PG_HI21", 18),
+        ("R_AARCH64_CALL26", 1),
+        ("R_AARCH64_PREL32", 1),
+        ("R_AARCH64_PREL64", 1),
+    ]);
+    assert_eq!(recorded, expected, "PC-relative fixups in the context");
 }

@@ -151,6 +151,35 @@ impl Relocator for Aarch64 {
         r_type == NONE || r_type == NONE_ALT
     }
 
+    /// AAELF64 5.7 gives these as S + A - P, and `apply` computes them from that difference alone (a far
+    /// `B`/`BL` through a veneer is recorded anyway: the linker checks for the veneer).
+    ///
+    /// `ADRP` (`ADR_PREL_PG_HI21[_NC]`, Page(S + A) - Page(P)) is left out: the page difference holds only
+    /// while a block moves by whole 4 KiB pages, and blocks are aligned only as their sections ask (an
+    /// `ArenaMemory` may put a block that asks for 16 bytes at any multiple of 16). Its `:lo12:` partners
+    /// are S + A, absolute.
+    fn is_pc_relative(r_type: u32) -> bool {
+        matches!(
+            r_type,
+            PREL64
+                | PREL32
+                | PREL16
+                | LD_PREL_LO19
+                | ADR_PREL_LO21
+                | TSTBR14
+                | CONDBR19
+                | JUMP26
+                | CALL26
+                | MOVW_PREL_G0
+                | MOVW_PREL_G0_NC
+                | MOVW_PREL_G1
+                | MOVW_PREL_G1_NC
+                | MOVW_PREL_G2
+                | MOVW_PREL_G2_NC
+                | MOVW_PREL_G3
+        )
+    }
+
     fn write_stub(stub: &mut [u8], _at: u64, target: u64) -> Result<(), Problem> {
         let mut code = [0u8; STUB_BYTES];
         // ldr x16, #8 ; br x16 ; .quad target
@@ -535,6 +564,54 @@ mod tests {
         // ±4 GiB edge of ADRP.
         let mut adrp = 0x9000_0000u32.to_le_bytes();
         assert!(Aarch64::apply(&inputs(ADR_PREL_PG_HI21, p + (1 << 32), 0, p), &mut adrp).is_err());
+    }
+
+    /// What `is_pc_relative` promises the linker: moving place and target together by any distance, not
+    /// only whole pages, leaves the patched bits as they were. `ADRP` breaks that promise.
+    #[test]
+    fn pc_relative_types_keep_their_bits_when_place_and_target_move_together() {
+        let apply = |r_type: u32, s: u64, p: u64| {
+            let word: u32 = match r_type {
+                PREL64 | PREL32 | PREL16 => 0,
+                LD_PREL_LO19 => 0x5800_0000,  // ldr x0, <literal>
+                ADR_PREL_LO21 => 0x1000_0000, // adr x0, <label>
+                ADR_PREL_PG_HI21 => 0x9000_0000,
+                TSTBR14 => 0x3600_0000,  // tbz w0, #0, <label>
+                CONDBR19 => 0x5400_0000, // b.eq <label>
+                JUMP26 => 0x1400_0000,
+                CALL26 => 0x9400_0000,
+                MOVW_PREL_G0 | MOVW_PREL_G1 | MOVW_PREL_G2 | MOVW_PREL_G3 => 0xd280_0000, // movz x0
+                MOVW_PREL_G0_NC | MOVW_PREL_G1_NC | MOVW_PREL_G2_NC => 0xf280_0000,       // movk x0
+                _ => panic!("no test instruction for {:?}", Aarch64::name(r_type)),
+            };
+            let mut place = [0u8; 8];
+            place[..4].copy_from_slice(&word.to_le_bytes());
+            Aarch64::apply(&inputs(r_type, s, 0, p), &mut place).unwrap();
+            place
+        };
+        let p = 0x4000_0ff0u64;
+        let types = || (0..1100).filter(|&t| Aarch64::is_pc_relative(t));
+        assert_eq!(types().count(), 16);
+        for r_type in types() {
+            for distance in [0x7f0i64, -0x7f0] {
+                let s = p.wrapping_add_signed(distance);
+                let here = apply(r_type, s, p);
+                for shift in [0x4u64, 0x10, 0x340, 0x1230, 0x10_0000, 0x1_0000_0004] {
+                    assert_eq!(
+                        apply(r_type, s + shift, p + shift),
+                        here,
+                        "{:?} changed when moved by {shift:#x}",
+                        Aarch64::name(r_type)
+                    );
+                }
+            }
+        }
+        // A page boundary between place and target comes and goes with a move of less than a page.
+        assert!(!Aarch64::is_pc_relative(ADR_PREL_PG_HI21));
+        assert_ne!(
+            apply(ADR_PREL_PG_HI21, p + 0x20, p),
+            apply(ADR_PREL_PG_HI21, p + 0x30, p + 0x10)
+        );
     }
 
     #[test]
