@@ -387,7 +387,7 @@ impl<M: Memory> Registry<M> {
     }
 
     /// An empty registry for objects of `machine` (`e_machine`), e.g. to check cross-built objects on a host
-    /// without running them, or to prepare a portable context on a host for a device.
+    /// without running them, or to save and restore their contexts there.
     ///
     /// All its extensions have one pointer width: the running program's for its own machine, 32 bits for
     /// Arm, 64 for AArch64 and x86-64; for another machine's RISC-V, the class of the first object loaded
