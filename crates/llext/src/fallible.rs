@@ -45,12 +45,3 @@ pub(crate) fn to_vec<T: Copy>(values: &[T]) -> Result<Vec<T>> {
     v.extend_from_slice(values);
     Ok(v)
 }
-
-/// Collects fallible values into a vector sized once from the iterator's length hint.
-pub(crate) fn collect<T>(items: impl Iterator<Item = Result<T>>) -> Result<Vec<T>> {
-    let mut v = vec(items.size_hint().0)?;
-    for item in items {
-        push(&mut v, item?)?;
-    }
-    Ok(v)
-}

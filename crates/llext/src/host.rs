@@ -150,7 +150,9 @@ impl Pool {
             .iter()
             .position(|&p| p == permission)
             .unwrap_or(0);
-        self.zones.get_mut(i).ok_or(Error::Internal("pool zone"))
+        self.zones
+            .get_mut(i)
+            .ok_or_else(|| Error::Internal("pool zone"))
     }
 
     /// The zone holding the pages `[off, off + len)` handed out so far, if any.
@@ -180,20 +182,20 @@ impl Pool {
         align: usize,
         permission: Permission,
     ) -> Result<(usize, usize, usize)> {
-        let oom = Error::OutOfMemory { size, align };
+        let oom = || Error::OutOfMemory { size, align };
         let align = align.max(self.page);
         let round = |v: usize, a: usize| v.checked_add(a - 1).map(|x| x & !(a - 1));
-        let len = round(size, self.page).ok_or(oom.clone())?;
+        let len = round(size, self.page).ok_or_else(oom)?;
         let base = self.base;
         let zone = self.zone_mut(permission)?;
         // Reuse touched pages first.
         if let Some(start) = zone.free.take_first_fit(base, len, align) {
             return Ok((start, len, base + start));
         }
-        let start = round(base + zone.bump, align).ok_or(oom.clone())? - base;
-        let end = start.checked_add(len).ok_or(oom.clone())?;
+        let start = round(base + zone.bump, align).ok_or_else(oom)? - base;
+        let end = start.checked_add(len).ok_or_else(oom)?;
         if end > zone.end {
-            return Err(oom);
+            return Err(oom());
         }
         let bump = zone.bump;
         // The alignment gap, if any, is opened with the block and becomes a free range.
@@ -230,9 +232,7 @@ impl Pool {
             .addr()
             .checked_sub(self.base)
             .filter(|&off| self.zones.iter().any(|z| z.holds(off, block.token())))
-            .ok_or(Error::Internal(
-                "a block that is not from the extension memory pool",
-            ))
+            .ok_or_else(|| Error::Internal("a block that is not from the extension memory pool"))
     }
 }
 
@@ -320,7 +320,8 @@ unsafe impl Memory for HostMemory {
         }
         let (_, len, addr) =
             with_pool(|pool| pool.take(request.size, request.align, request.permission))?;
-        let ptr = NonNull::new(addr as *mut u8).ok_or(Error::Internal("null pool block"))?;
+        let ptr =
+            NonNull::new(addr as *mut u8).ok_or_else(|| Error::Internal("null pool block"))?;
         // SAFETY: [addr, addr+len) is read-write, inside the pool and removed from the free list; len >= size.
         Ok(unsafe { Block::new(ptr, request.size, len) })
     }
@@ -401,7 +402,8 @@ unsafe impl Memory for HostMemory {
             }
             Ok(())
         })?;
-        let ptr = NonNull::new(addr as *mut u8).ok_or(Error::Internal("null pool block"))?;
+        let ptr =
+            NonNull::new(addr as *mut u8).ok_or_else(|| Error::Internal("null pool block"))?;
         // SAFETY: the range is a block of the pool that was given up with `disown` and not adopted or freed
         // since (checked above), so nothing else owns it.
         Ok(unsafe { Block::new(ptr, size, token) })

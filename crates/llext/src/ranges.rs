@@ -35,12 +35,16 @@ impl FreeRanges {
         let Some(end) = off.checked_add(len) else {
             return false;
         };
-        match self.0.iter().position(|&(o, l)| o <= off && end <= o + l) {
-            Some(i) => {
+        // The only range that can hold it is the last one starting at or before `off`.
+        let Some(i) = self.0.partition_point(|r| r.0 <= off).checked_sub(1) else {
+            return false;
+        };
+        match self.0.get(i) {
+            Some(&(o, l)) if end <= o + l => {
                 self.remove_within(i, off, len);
                 true
             }
-            None => false,
+            _ => false,
         }
     }
 
@@ -49,17 +53,24 @@ impl FreeRanges {
         let Some(&(off, len)) = self.0.get(i) else {
             return;
         };
-        let mut parts = [(0usize, 0usize); 2];
-        let mut n = 0;
-        if start > off {
-            parts[0] = (off, start - off);
-            n = 1;
+        let before = (start > off).then(|| (off, start - off));
+        let after = (off + len > start + size).then(|| (start + size, off + len - start - size));
+        match (before, after) {
+            (None, None) => {
+                self.0.remove(i);
+            }
+            (Some(part), None) | (None, Some(part)) => {
+                if let Some(r) = self.0.get_mut(i) {
+                    *r = part;
+                }
+            }
+            (Some(b), Some(a)) => {
+                if let Some(r) = self.0.get_mut(i) {
+                    *r = b;
+                }
+                self.0.insert(i + 1, a);
+            }
         }
-        if off + len > start + size {
-            parts[n] = (start + size, off + len - start - size);
-            n += 1;
-        }
-        self.0.splice(i..=i, parts.iter().copied().take(n));
     }
 
     /// Returns `[off, off + len)` to the free set, merging with its neighbours.

@@ -366,14 +366,15 @@ pub(crate) struct Record {
 }
 
 impl Record {
-    /// A copy of the record at the start of `src` (one allocation).
-    pub fn copy_from(src: &[u8]) -> Result<Record> {
-        let layout = Layout::read(src).ok_or(Error::Internal("record layout"))?;
-        let bytes = fallible::to_vec(
-            src.get(..layout.len)
-                .ok_or(Error::Internal("record layout"))?,
-        )?;
-        Ok(Record { bytes, layout })
+    /// A copy of the record `view` shows (one allocation; its layout is not read again).
+    pub fn copy_of(view: &View<'_>) -> Result<Record> {
+        let Some(src) = view.bytes.get(..view.layout.len) else {
+            return Err(Error::Internal("record layout"));
+        };
+        Ok(Record {
+            bytes: fallible::to_vec(src)?,
+            layout: view.layout,
+        })
     }
 
     pub fn view(&self) -> View<'_> {
@@ -494,7 +495,7 @@ impl Parts<'_> {
             len = count
                 .checked_mul(table.entry_size())
                 .and_then(|n| len.checked_add(n))
-                .ok_or(Error::Internal("record size"))?;
+                .ok_or_else(|| Error::Internal("record size"))?;
         }
         let mut b = fallible::vec::<u8>(len)?;
         let u32v = |v: usize| u32::try_from(v).map_err(|_| Error::Internal("record count"));
@@ -541,7 +542,7 @@ impl Parts<'_> {
                 .get(..fixups.len() / FIXUP_REC * FIXUP_REC)
                 .unwrap_or(&[]),
         );
-        let layout = Layout::read(&b).ok_or(Error::Internal("record layout"))?;
+        let layout = Layout::read(&b).ok_or_else(|| Error::Internal("record layout"))?;
         if layout.len != b.len() {
             return Err(Error::Internal("record size"));
         }

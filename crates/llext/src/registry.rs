@@ -796,9 +796,14 @@ pub(crate) fn reserve_tables(
 
 impl<M: Memory> Inner<M> {
     pub(crate) fn find(&self, name: &str) -> Option<ExtId> {
+        self.find_bytes(name.as_bytes())
+    }
+
+    /// [`Inner::find`] for a name not yet read as UTF-8.
+    pub(crate) fn find_bytes(&self, name: &[u8]) -> Option<ExtId> {
         let slots = &self.slots;
-        let &slot = self.names.find(hash_name(name.as_bytes()), |&s| {
-            ext_at(slots, s).is_some_and(|e| e.linked.view().name_bytes() == name.as_bytes())
+        let &slot = self.names.find(hash_name(name), |&s| {
+            ext_at(slots, s).is_some_and(|e| e.linked.view().name_bytes() == name)
         })?;
         let generation = slots.get(slot as usize)?.generation;
         Some(ExtId {
@@ -1013,7 +1018,9 @@ impl<M: Memory> Inner<M> {
     fn unload(&mut self, id: ExtId) -> Result<Unloaded> {
         let ext = self.get(id)?;
         if ext.use_count > 1 {
-            let ext = self.slot_mut(id.index).ok_or(Error::Internal("slot"))?;
+            let ext = self
+                .slot_mut(id.index)
+                .ok_or_else(|| Error::Internal("slot"))?;
             ext.use_count -= 1;
             return Ok(Unloaded::StillInUse(ext.use_count));
         }
@@ -1035,7 +1042,7 @@ impl<M: Memory> Inner<M> {
             unsafe { run_all(ext.linked.view().addrs(Table::Fini)) };
         }
         // Out of its slot, out of the indexes, then freed.
-        let ext = self.remove(id).ok_or(Error::Internal("slot"))?;
+        let ext = self.remove(id).ok_or_else(|| Error::Internal("slot"))?;
         ext.linked.free(&mut self.memory);
         Ok(Unloaded::Freed)
     }

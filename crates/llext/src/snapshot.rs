@@ -106,10 +106,10 @@ impl Out<'_> {
         let end = self
             .pos
             .checked_add(b.len())
-            .ok_or(Error::Internal("context size"))?;
+            .ok_or_else(|| Error::Internal("context size"))?;
         if let Some(buf) = self.buf.as_deref_mut() {
             buf.get_mut(self.pos..end)
-                .ok_or(Error::Snapshot {
+                .ok_or_else(|| Error::Snapshot {
                     reason: "buffer too small for the context (see `context_size`)",
                 })?
                 .copy_from_slice(b);
@@ -187,23 +187,45 @@ fn le64(e: &[u8], at: usize) -> u64 {
         .map_or(0, u64::from_le_bytes)
 }
 
-/// One extension in a context: its record and, in portable contexts, its blocks' bytes.
+/// One extension in a context: its record, its blocks decoded once (every step of a restore reads them)
+/// and, in portable contexts, their bytes.
 #[derive(Debug, Clone, Copy)]
 struct Rec<'b> {
     view: record::View<'b>,
     contents: &'b [u8],
+    blocks: [BlockRec; 3],
+    block_count: usize,
+}
+
+impl Rec<'_> {
+    fn blocks(&self) -> &[BlockRec] {
+        self.blocks.get(..self.block_count).unwrap_or(&[])
+    }
 }
 
 /// The record at the start of `rest` and the bytes that follow it (block contents in portable contexts).
 fn split_record(rest: &[u8], portable: bool) -> Result<(Rec<'_>, usize), Short> {
     let view = record::View::new(rest).ok_or(Short)?;
     let mut len = view.layout.len;
+    let mut blocks = [BlockRec {
+        addr: 0,
+        size: 0,
+        align: 1,
+        token: 0,
+        permission: Permission::ReadWrite,
+        hash: 0,
+    }; 3];
+    let block_count = view.count(Table::Blocks);
+    if block_count > blocks.len() {
+        return Err(Short);
+    }
+    let mut total = 0usize;
+    for (slot, b) in blocks.iter_mut().zip(view.blocks()) {
+        *slot = b.ok_or(Short)?;
+        let size = usize::try_from(slot.size).map_err(|_| Short)?;
+        total = total.checked_add(size).ok_or(Short)?;
+    }
     let contents = if portable {
-        let mut total = 0usize;
-        for b in view.blocks() {
-            let size = usize::try_from(b.ok_or(Short)?.size).map_err(|_| Short)?;
-            total = total.checked_add(size).ok_or(Short)?;
-        }
         let contents = rest
             .get(len..len.checked_add(total).ok_or(Short)?)
             .ok_or(Short)?;
@@ -212,7 +234,15 @@ fn split_record(rest: &[u8], portable: bool) -> Result<(Rec<'_>, usize), Short> 
     } else {
         &[][..]
     };
-    Ok((Rec { view, contents }, len))
+    Ok((
+        Rec {
+            view,
+            contents,
+            blocks,
+            block_count,
+        },
+        len,
+    ))
 }
 
 /// Checks every cross-reference of record `index` once, so that restore can trust it.
@@ -241,21 +271,10 @@ fn validate(rec: &Rec<'_>, index: usize, portable: bool) -> Result<()> {
             });
         }
     }
-    let block_count = v.count(Table::Blocks);
-    if block_count > Permission::ALL.len() {
-        return Err(Short.into());
-    }
     // Tight loops over the raw tables: this runs for every record of every context restored.
-    let mut blocks = [BlockRec {
-        addr: 0,
-        size: 0,
-        align: 1,
-        token: 0,
-        permission: Permission::ReadWrite,
-        hash: 0,
-    }; 3];
-    for (slot, b) in blocks.iter_mut().zip(v.blocks()) {
-        let b = b.ok_or(Short)?;
+    let blocks = rec.blocks();
+    let block_count = blocks.len();
+    for b in blocks {
         if b.size == 0
             || !b.align.is_power_of_two()
             || b.addr % b.align != 0
@@ -263,9 +282,7 @@ fn validate(rec: &Rec<'_>, index: usize, portable: bool) -> Result<()> {
         {
             return Err(Short.into());
         }
-        *slot = b;
     }
-    let blocks = blocks.get(..block_count).ok_or(Short)?;
     let block_size = |i: usize| blocks.get(i).map_or(0, |b| b.size);
     // Regions lie inside the block of their permission, sections inside their region (a missing region
     // holds only empty sections), so every address derived from them stays in range. In-place regions lie
@@ -391,7 +408,7 @@ impl<'b> Context<'b> {
 
     /// Checks the header, the checksum and every record of `bytes`.
     pub fn from_bytes(bytes: &'b [u8]) -> Result<Context<'b>> {
-        let header = bytes.get(..HEADER).ok_or(Error::Snapshot {
+        let header = bytes.get(..HEADER).ok_or_else(|| Error::Snapshot {
             reason: "shorter than a context header",
         })?;
         if header.get(..8) != Some(&MAGIC[..]) {
@@ -614,7 +631,7 @@ impl<M: Memory> Inner<M> {
             for (k, slot) in l.deps().enumerate() {
                 let rank = self
                     .rank(slot)
-                    .ok_or(Error::Internal("dependency outside the saved closure"))?;
+                    .ok_or_else(|| Error::Internal("dependency outside the saved closure"))?;
                 if let Some(dst) = record::dep_offset(&layout, k)
                     .and_then(|o| out.written(at).get_mut(o..o.checked_add(4)?))
                 {
@@ -638,11 +655,11 @@ impl<M: Memory> Inner<M> {
         let total = (out.pos - start + 8) as u64;
         if let Some(buf) = out.buf.as_deref_mut() {
             buf.get_mut(total_at..total_at + 8)
-                .ok_or(Error::Internal("context header"))?
+                .ok_or_else(|| Error::Internal("context header"))?
                 .copy_from_slice(&total.to_le_bytes());
             let sum = checksum(
                 buf.get(start..out.pos)
-                    .ok_or(Error::Internal("context body"))?,
+                    .ok_or_else(|| Error::Internal("context body"))?,
             );
             out.u64(sum)?;
         } else {
@@ -781,7 +798,8 @@ impl<M: Memory> Registry<M> {
                 found: context.fingerprint,
             });
         }
-        let records: Vec<Rec<'_>> = fallible::collect(context.records().map(Ok))?;
+        let mut records: Vec<Rec<'_>> = fallible::vec(context.len())?;
+        records.extend(context.records()); // at most `len` records: room made above
         let mut ids: Vec<ExtId> = fallible::vec(records.len())?;
         let mut taken = Taken {
             blocks: fallible::vec(records.len())?,
@@ -849,8 +867,7 @@ fn take_memory<M: Memory>(
     if !context.portable {
         // In place: take over each retained block as it is, in the record's order.
         for (rec, list) in records.iter().zip(taken.blocks.iter_mut()) {
-            for (bi, b) in rec.view.blocks().enumerate() {
-                let b = b.ok_or(Short)?;
+            for (bi, b) in rec.blocks().iter().enumerate() {
                 let block = inner.memory.adopt(
                     usize::try_from(b.addr).map_err(|_| Short)?,
                     usize::try_from(b.size).map_err(|_| Short)?,
@@ -877,18 +894,16 @@ fn take_memory<M: Memory>(
     for permission in Permission::ALL {
         for (ri, rec) in records.iter().enumerate() {
             let mut contents = rec.contents;
-            for b in rec.view.blocks() {
-                let b = b.ok_or(Short)?;
+            for b in rec.blocks() {
                 let size = usize::try_from(b.size).map_err(|_| Short)?;
                 let (src, rest) = contents.split_at_checked(size).ok_or(Short)?;
                 contents = rest;
                 if b.permission != permission {
                     continue;
                 }
-                let list = taken
-                    .blocks
-                    .get_mut(ri)
-                    .ok_or(Error::Internal("block list"))?;
+                let Some(list) = taken.blocks.get_mut(ri) else {
+                    return Err(Error::Internal("block list"));
+                };
                 let block = inner.memory.allocate(&BlockRequest {
                     size,
                     align: usize::try_from(b.align).map_err(|_| Short)?,
@@ -898,7 +913,9 @@ fn take_memory<M: Memory>(
                 // are kept in the record's order: fixups and the record name them by index.
                 let at = list.len();
                 list.push((block, b.permission));
-                let (block, _) = list.get_mut(at).ok_or(Error::Internal("block list"))?;
+                let Some((block, _)) = list.get_mut(at) else {
+                    return Err(Error::Internal("block list"));
+                };
                 // SAFETY: a fresh block, not finalised, not aliased.
                 unsafe { block.bytes_mut() }.copy_from_slice(src);
             }
@@ -906,11 +923,7 @@ fn take_memory<M: Memory>(
     }
     // Permission-major allocation pushed each record's blocks out of order: put them back in record order.
     for (rec, list) in records.iter().zip(taken.blocks.iter_mut()) {
-        let order = |p: Permission| {
-            rec.view
-                .blocks()
-                .position(|b| b.is_some_and(|b| b.permission == p))
-        };
+        let order = |p: Permission| rec.blocks().iter().position(|b| b.permission == p);
         list.sort_by_key(|(_, p)| order(*p));
     }
     let machine = context.machine;
@@ -930,11 +943,10 @@ fn register<M: Memory>(
     portable: bool,
 ) -> core::result::Result<ExtId, (Error, Vec<(Block, Permission)>)> {
     let v = &rec.view;
-    let name = v.name();
-    if inner.find(name).is_some() {
+    if inner.find_bytes(v.name_bytes()).is_some() {
         return Err((
             Error::AlreadyLoaded {
-                name: String::from(name),
+                name: String::from(v.name()),
             },
             blocks,
         ));
@@ -947,7 +959,7 @@ fn register<M: Memory>(
         if let Some(owner) = inner.exporter_hashed(symbol, crate::symbols::hash_name(symbol)) {
             return Err((
                 Error::DuplicateExport {
-                    extension: String::from(name),
+                    extension: String::from(v.name()),
                     symbol: String::from_utf8_lossy(symbol).into_owned(),
                     owner,
                 },
@@ -955,7 +967,7 @@ fn register<M: Memory>(
             ));
         }
     }
-    let mut record = match Record::copy_from(v.bytes) {
+    let mut record = match Record::copy_of(v) {
         Ok(r) => r,
         Err(e) => return Err((e, blocks)),
     };
@@ -969,11 +981,15 @@ fn register<M: Memory>(
     if portable {
         // Every address the record holds moves with the block that holds it.
         let mut moved = [(0u64, 0u64, 0u64); 3];
-        for (i, ((old, (new, _)), m)) in v.blocks().zip(&blocks).zip(moved.iter_mut()).enumerate() {
-            if let Some(old) = old {
-                *m = (old.addr, old.size, new.addr() as u64);
-                record.set_block(i, new.addr() as u64, new.token() as u64);
-            }
+        for (i, ((old, (new, _)), m)) in rec
+            .blocks()
+            .iter()
+            .zip(&blocks)
+            .zip(moved.iter_mut())
+            .enumerate()
+        {
+            *m = (old.addr, old.size, new.addr() as u64);
+            record.set_block(i, new.addr() as u64, new.token() as u64);
         }
         record.map_addresses(|addr| translate(&moved, addr));
     }
@@ -1029,8 +1045,7 @@ fn apply_fixups<A: Relocator>(
                 return Ok(0);
             };
             let addr = r.addr as u64;
-            for (bi, b) in v.blocks().enumerate() {
-                let b = b.ok_or(Short)?;
+            for (bi, b) in rec.blocks().iter().enumerate() {
                 // The block of the region's own permission: another may end where it starts.
                 if b.permission == kind.permission() && addr >= b.addr && addr - b.addr <= b.size {
                     return Ok(taken.base(ri, bi)? + (addr - b.addr));
@@ -1093,7 +1108,7 @@ fn apply_fixups<A: Relocator>(
                     if A::accumulates(r_type) {
                         // The place holds what the linker added at the old addresses (e.g. the two
                         // halves of an ADD32/SUB32 label difference): add only how far S moved.
-                        let old = saved_symbol(records, ri, &f)?.ok_or(Error::Snapshot {
+                        let old = saved_symbol(records, ri, &f)?.ok_or_else(|| Error::Snapshot {
                             reason: "a relocation that adds to its place (e.g. RISC-V ADD32) refers to a \
                                      built-in symbol, whose address at save time a portable context does not \
                                      hold",
@@ -1143,7 +1158,9 @@ fn fixup_symbol(
     taken: &Taken,
     builtins: &crate::symbols::ExportTable,
 ) -> Result<u64> {
-    let v = &records.get(ri).ok_or(Error::Internal("record index"))?.view;
+    let Some(Rec { view: v, .. }) = records.get(ri) else {
+        return Err(Error::Internal("record index"));
+    };
     Ok(match f.target {
         Target::Own { block, offset } => taken.base(ri, block as usize)? + offset,
         Target::Builtin { name } => match builtins.get_bytes(v.str(name)) {
@@ -1160,8 +1177,7 @@ fn fixup_symbol(
             // The target must lie inside the dependency's saved block.
             let size = records
                 .get(index)
-                .and_then(|d| d.view.blocks().nth(block as usize))
-                .flatten()
+                .and_then(|d| d.blocks().get(block as usize))
                 .map(|b| b.size);
             if size.is_none_or(|size| u64::from(offset) > size) {
                 return Err(Error::Snapshot {
@@ -1177,20 +1193,18 @@ fn fixup_symbol(
 /// Where the target of fixup `f` of record `ri` was when the context was saved (the saved block addresses
 /// are those its bytes were linked at); `None` for a built-in, whose old address is not saved.
 fn saved_symbol(records: &[Rec<'_>], ri: usize, f: &Fixup) -> Result<Option<u64>> {
-    let v = &records.get(ri).ok_or(Error::Internal("record index"))?.view;
-    let block_addr = |view: &record::View<'_>, block: u8| -> Result<u64, Short> {
-        Ok(view
-            .blocks()
-            .nth(block as usize)
-            .flatten()
-            .ok_or(Short)?
-            .addr)
+    let Some(rec) = records.get(ri) else {
+        return Err(Error::Internal("record index"));
+    };
+    let v = &rec.view;
+    let block_addr = |rec: &Rec<'_>, block: u8| -> Result<u64, Short> {
+        Ok(rec.blocks().get(block as usize).ok_or(Short)?.addr)
     };
     Ok(match f.target {
-        Target::Own { block, offset } => Some(block_addr(v, block)?.wrapping_add(offset)),
+        Target::Own { block, offset } => Some(block_addr(rec, block)?.wrapping_add(offset)),
         Target::Extension { dep, block, offset } => {
             let index = v.dep(dep as usize).ok_or(Short)? as usize;
-            let d = &records.get(index).ok_or(Short)?.view;
+            let d = records.get(index).ok_or(Short)?;
             Some(block_addr(d, block)?.wrapping_add(u64::from(offset)))
         }
         Target::Absolute(v) => Some(v),
@@ -1209,7 +1223,10 @@ fn collect_his<A: Relocator>(
     his: &mut HiValues,
 ) -> Result<()> {
     his.clear();
-    let v = &records.get(ri).ok_or(Error::Internal("record index"))?.view;
+    let v = &records
+        .get(ri)
+        .ok_or_else(|| Error::Internal("record index"))?
+        .view;
     for f in v.fixups() {
         let f = f.ok_or(Short)?;
         let FixupKind::Relocation(r_type) = f.kind else {
