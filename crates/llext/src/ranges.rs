@@ -1,4 +1,8 @@
 //! Free ranges of an address space, for the memory providers: sorted, coalesced, first fit.
+//!
+//! The list grows only when a range is split in two or a range that touches no other is returned; if the
+//! heap cannot give it room then, taking fails (as if nothing fit) and returning drops the range (its
+//! memory is no longer handed out) — nothing aborts.
 
 use alloc::vec::Vec;
 
@@ -25,8 +29,7 @@ impl FreeRanges {
             let start = off + (aligned - addr);
             (start.checked_add(size)? <= off + len).then_some((i, start))
         })?;
-        self.remove_within(i, start, size);
-        Some(start)
+        self.remove_within(i, start, size).then_some(start)
     }
 
     /// Removes exactly `[off, off + len)` if it lies wholly inside one range; false (and nothing changed)
@@ -40,18 +43,16 @@ impl FreeRanges {
             return false;
         };
         match self.0.get(i) {
-            Some(&(o, l)) if end <= o + l => {
-                self.remove_within(i, off, len);
-                true
-            }
+            Some(&(o, l)) if end <= o + l => self.remove_within(i, off, len),
             _ => false,
         }
     }
 
-    /// Splits range `i` around `[start, start + size)`, which it contains.
-    fn remove_within(&mut self, i: usize, start: usize, size: usize) {
+    /// Splits range `i` around `[start, start + size)`, which it contains; false (and nothing changed) if
+    /// the list has no room for the second part.
+    fn remove_within(&mut self, i: usize, start: usize, size: usize) -> bool {
         let Some(&(off, len)) = self.0.get(i) else {
-            return;
+            return false;
         };
         let before = (start > off).then(|| (off, start - off));
         let after = (off + len > start + size).then(|| (start + size, off + len - start - size));
@@ -65,35 +66,52 @@ impl FreeRanges {
                 }
             }
             (Some(b), Some(a)) => {
+                if self.0.try_reserve(1).is_err() {
+                    return false;
+                }
                 if let Some(r) = self.0.get_mut(i) {
                     *r = b;
                 }
-                self.0.insert(i + 1, a);
+                self.0.insert(i + 1, a); // room made above
             }
         }
+        true
     }
 
-    /// Returns `[off, off + len)` to the free set, merging with its neighbours.
-    pub fn give_back(&mut self, off: usize, len: usize) {
+    /// Returns `[off, off + len)` to the free set, merging with its neighbours. False if it touches no
+    /// free range and the list has no room for it: the range is then dropped.
+    pub fn give_back(&mut self, off: usize, len: usize) -> bool {
         let pos = self.0.partition_point(|r| r.0 < off);
-        self.0.insert(pos, (off, len));
-        let mut at = pos;
-        if pos > 0 && self.0.get(pos - 1).is_some_and(|&(po, pl)| po + pl == off) {
-            at = pos - 1;
-            let merged = self.0.get(at).map_or(0, |r| r.1) + len;
-            if let Some(r) = self.0.get_mut(at) {
-                r.1 = merged;
-            }
-            self.0.remove(pos);
-        }
-        if let (Some(&(o, l)), Some(&(no, nl))) = (self.0.get(at), self.0.get(at + 1)) {
-            if o + l == no {
-                if let Some(r) = self.0.get_mut(at) {
-                    r.1 = l + nl;
+        let end = off + len;
+        let before = pos
+            .checked_sub(1)
+            .filter(|&b| self.0.get(b).is_some_and(|&(po, pl)| po + pl == off));
+        let after = self.0.get(pos).filter(|&&(no, _)| no == end).map(|&(_, nl)| nl);
+        match (before, after) {
+            (Some(b), Some(nl)) => {
+                if let Some(r) = self.0.get_mut(b) {
+                    r.1 += len + nl;
                 }
-                self.0.remove(at + 1);
+                self.0.remove(pos);
+            }
+            (Some(b), None) => {
+                if let Some(r) = self.0.get_mut(b) {
+                    r.1 += len;
+                }
+            }
+            (None, Some(nl)) => {
+                if let Some(r) = self.0.get_mut(pos) {
+                    *r = (off, len + nl);
+                }
+            }
+            (None, None) => {
+                if self.0.try_reserve(1).is_err() {
+                    return false;
+                }
+                self.0.insert(pos, (off, len)); // room made above
             }
         }
+        true
     }
 
     /// Total free length.
@@ -120,5 +138,22 @@ mod tests {
         assert_eq!(f.0, [(0, 100)]);
         assert_eq!(f.total(), 100);
         assert_eq!(f.take_first_fit(0, 101, 1), None);
+    }
+
+    #[test]
+    fn give_back_merges_with_either_neighbour_or_neither() {
+        let mut f = FreeRanges::default();
+        assert!(f.give_back(50, 10)); // alone
+        assert!(f.give_back(10, 10)); // alone, before it
+        assert!(f.give_back(40, 10)); // touches the one after
+        assert!(f.give_back(20, 5)); // touches the one before
+        assert_eq!(f.0, [(10, 15), (40, 20)]);
+        assert!(f.give_back(25, 15)); // touches both
+        assert_eq!(f.0, [(10, 50)]);
+        assert!(f.take_exact(30, 10)); // split in two
+        assert_eq!(f.0, [(10, 20), (40, 20)]);
+        assert!(f.take_exact(10, 20)); // whole range
+        assert_eq!(f.0, [(40, 20)]);
+        assert!(!f.take_exact(35, 10)); // straddles the start
     }
 }
