@@ -183,7 +183,7 @@ impl<'data> Object<'data> {
 
 /// Reads the ELF identification bytes: class and byte order.
 pub(crate) fn identify(data: &[u8]) -> Result<Class> {
-    let ident = data.get(..16).ok_or_else(|| Error::NotElf)?;
+    let ident = data.get(..16).ok_or(Error::NotElf)?;
     if ident.get(..4) != Some(&elf::ELFMAG[..]) {
         return Err(Error::NotElf);
     }

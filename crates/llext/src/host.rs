@@ -150,9 +150,7 @@ impl Pool {
             .iter()
             .position(|&p| p == permission)
             .unwrap_or(0);
-        self.zones
-            .get_mut(i)
-            .ok_or_else(|| Error::Internal("pool zone"))
+        self.zones.get_mut(i).ok_or(Error::Internal("pool zone"))
     }
 
     /// The zone holding the pages `[off, off + len)` handed out so far, if any.
@@ -232,7 +230,9 @@ impl Pool {
             .addr()
             .checked_sub(self.base)
             .filter(|&off| self.zones.iter().any(|z| z.holds(off, block.token())))
-            .ok_or_else(|| Error::Internal("a block that is not from the extension memory pool"))
+            .ok_or(Error::Internal(
+                "a block that is not from the extension memory pool",
+            ))
     }
 }
 
@@ -320,8 +320,10 @@ unsafe impl Memory for HostMemory {
         }
         let (_, len, addr) =
             with_pool(|pool| pool.take(request.size, request.align, request.permission))?;
-        let ptr =
-            NonNull::new(addr as *mut u8).ok_or_else(|| Error::Internal("null pool block"))?;
+        // (Not `ok_or`: an error built on every call is also dropped on every call.)
+        let Some(ptr) = NonNull::new(addr as *mut u8) else {
+            return Err(Error::Internal("null pool block"));
+        };
         // SAFETY: [addr, addr+len) is read-write, inside the pool and removed from the free list; len >= size.
         Ok(unsafe { Block::new(ptr, request.size, len) })
     }
@@ -402,8 +404,10 @@ unsafe impl Memory for HostMemory {
             }
             Ok(())
         })?;
-        let ptr =
-            NonNull::new(addr as *mut u8).ok_or_else(|| Error::Internal("null pool block"))?;
+        // (Not `ok_or`: an error built on every call is also dropped on every call.)
+        let Some(ptr) = NonNull::new(addr as *mut u8) else {
+            return Err(Error::Internal("null pool block"));
+        };
         // SAFETY: the range is a block of the pool that was given up with `disown` and not adopted or freed
         // since (checked above), so nothing else owns it.
         Ok(unsafe { Block::new(ptr, size, token) })

@@ -271,7 +271,7 @@ pub(crate) fn plan(
             .sections
             .get(index)
             .and_then(|s| classify(s, options).ok().flatten());
-        order.push((index, kind.ok_or_else(|| Error::Internal("array section"))?));
+        order.push((index, kind.ok_or(Error::Internal("array section"))?));
     }
     let mut spans = [InPlaceRegion::default(); RegionKind::ALL.len()];
     for (index, kind) in order {
@@ -291,7 +291,7 @@ pub(crate) fn plan(
             let end = addr.checked_add(s.size).ok_or_else(|| too_big(index))?;
             let span = spans
                 .get_mut(kind.index())
-                .ok_or_else(|| Error::Internal("region index"))?;
+                .ok_or(Error::Internal("region index"))?;
             if span.size == 0 {
                 *span = InPlaceRegion {
                     addr,
@@ -324,7 +324,7 @@ pub(crate) fn plan(
         }
         let region = regions
             .get_mut(kind.index())
-            .ok_or_else(|| Error::Internal("region index"))?;
+            .ok_or(Error::Internal("region index"))?;
         let offset = bump(region, s.size, s.align).ok_or_else(|| too_big(index))?;
         if let Some(p) = placements.get_mut(index) {
             *p = Some(Placement {
@@ -340,7 +340,7 @@ pub(crate) fn plan(
         p.offset = p
             .offset
             .checked_sub(start)
-            .ok_or_else(|| Error::Internal("in-place span"))?;
+            .ok_or(Error::Internal("in-place span"))?;
     }
 
     // Common symbols become bss.
@@ -359,8 +359,8 @@ pub(crate) fn plan(
         }
         let bss = regions
             .get_mut(RegionKind::Bss.index())
-            .ok_or_else(|| Error::Internal("region index"))?;
-        let offset = bump(bss, sym.size, align).ok_or_else(|| Error::BadSymbol {
+            .ok_or(Error::Internal("region index"))?;
+        let offset = bump(bss, sym.size, align).ok_or(Error::BadSymbol {
             index,
             name: sym.name_lossy(),
             reason: "common symbol too large",
@@ -371,8 +371,8 @@ pub(crate) fn plan(
     for (kind, (size, align)) in [(RegionKind::Got, got), (RegionKind::Stubs, stubs)] {
         let region = regions
             .get_mut(kind.index())
-            .ok_or_else(|| Error::Internal("region index"))?;
-        bump(region, size, align).ok_or_else(|| Error::Internal("generated region size"))?;
+            .ok_or(Error::Internal("region index"))?;
+        bump(region, size, align).ok_or(Error::Internal("generated region size"))?;
     }
 
     // Regions into blocks.
@@ -388,7 +388,7 @@ pub(crate) fn plan(
         let Some(block) = blocks.get_mut(block_index(kind.permission())) else {
             continue;
         };
-        let at = align_up(block.0, region.align).ok_or_else(|| Error::Limit {
+        let at = align_up(block.0, region.align).ok_or(Error::Limit {
             what: "extension memory",
             limit: limits.max_memory,
             value: u64::MAX,

@@ -478,14 +478,11 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
         if s.is_nobits() || s.size == 0 || p.in_place {
             continue;
         }
-        let src = s
-            .data
-            .get(..s.size as usize)
-            .ok_or_else(|| Error::BadSection {
-                index,
-                name: s.name_lossy(),
-                reason: "contents lie outside the file",
-            })?;
+        let src = s.data.get(..s.size as usize).ok_or(Error::BadSection {
+            index,
+            name: s.name_lossy(),
+            reason: "contents lie outside the file",
+        })?;
         let dst = window(&mut blocks.blocks, section_addr(p), src.len())?;
         dst.copy_from_slice(src);
     }
@@ -562,7 +559,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
                 }
                 let at = base + u64::from(slot) * size as u64;
                 let (block, offset) = block_offset(&blocks.blocks, at)
-                    .ok_or_else(|| Error::Internal("slot outside blocks"))?;
+                    .ok_or(Error::Internal("slot outside blocks"))?;
                 Fixup {
                     kind,
                     block,
@@ -581,11 +578,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             let at = got_base + u64::from(state.got) * ptr as u64;
             let bytes = state.addr.to_le_bytes();
             let dst = window(&mut blocks.blocks, at, ptr)?;
-            dst.copy_from_slice(
-                bytes
-                    .get(..ptr)
-                    .ok_or_else(|| Error::Internal("pointer size"))?,
-            );
+            dst.copy_from_slice(bytes.get(..ptr).ok_or(Error::Internal("pointer size"))?);
         }
         if state.stub != NO_SLOT {
             let at = stub_base + u64::from(state.stub) * A::STUB_SIZE as u64;
@@ -719,7 +712,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             }
             if req.record_fixups {
                 let (block, offset) = block_offset(&blocks.blocks, p)
-                    .ok_or_else(|| Error::Internal("place outside blocks"))?;
+                    .ok_or(Error::Internal("place outside blocks"))?;
                 let target = state.target;
                 let local = matches!(target, Target::Own { block: b, .. } if b == block);
                 let via_table = state.got != NO_SLOT || state.stub != NO_SLOT;
@@ -1237,10 +1230,10 @@ fn fixup_target<R: Resolver>(
             let dep = deps
                 .iter()
                 .position(|&d| d == slot)
-                .ok_or_else(|| Error::Internal("dependency not recorded"))?;
+                .ok_or(Error::Internal("dependency not recorded"))?;
             let (block, offset) = resolver
                 .locate(slot, state.addr)
-                .ok_or_else(|| Error::Internal("export outside its extension"))?;
+                .ok_or(Error::Internal("export outside its extension"))?;
             Target::Extension {
                 dep: u32::try_from(dep).map_err(|_| Error::Internal("dependency count"))?,
                 block,
@@ -1294,7 +1287,7 @@ fn window(blocks: &mut [(Block, Permission)], addr: u64, len: usize) -> Result<&
             let bytes = unsafe { block.bytes_mut() };
             return bytes
                 .get_mut(off..off + len)
-                .ok_or_else(|| Error::Internal("block window"));
+                .ok_or(Error::Internal("block window"));
         }
     }
     Err(Error::Internal("address outside the extension's blocks"))
@@ -1304,7 +1297,7 @@ fn read_word(blocks: &mut [(Block, Permission)], addr: u64, ptr: usize) -> Resul
     let bytes = window(blocks, addr, ptr)?;
     let mut w = [0u8; 8];
     w.get_mut(..ptr)
-        .ok_or_else(|| Error::Internal("pointer size"))?
+        .ok_or(Error::Internal("pointer size"))?
         .copy_from_slice(bytes);
     Ok(u64::from_le_bytes(w))
 }

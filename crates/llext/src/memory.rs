@@ -263,8 +263,8 @@ unsafe impl Memory for ArenaMemory<'_> {
             .free
             .take_first_fit(base, request.size, request.align)
             .ok_or(oom)?;
-        let ptr = NonNull::new((base + off) as *mut u8)
-            .ok_or_else(|| Error::Internal("null arena block"))?;
+        let ptr =
+            NonNull::new((base + off) as *mut u8).ok_or(Error::Internal("null arena block"))?;
         // SAFETY: [off, off+size) lies inside the arena and was free; it is now out of the free list, so no
         // other block aliases it.
         Ok(unsafe { Block::new(ptr, request.size, off) })
@@ -301,8 +301,7 @@ unsafe impl Memory for ArenaMemory<'_> {
         if !self.free.take_exact(off, size) {
             return Err(bad);
         }
-        let ptr =
-            NonNull::new(addr as *mut u8).ok_or_else(|| Error::Internal("null arena block"))?;
+        let ptr = NonNull::new(addr as *mut u8).ok_or(Error::Internal("null arena block"))?;
         // SAFETY: the range lies inside the arena and was free; it is now removed from the free list.
         Ok(unsafe { Block::new(ptr, size, off) })
     }

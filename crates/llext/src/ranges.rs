@@ -86,7 +86,11 @@ impl FreeRanges {
         let before = pos
             .checked_sub(1)
             .filter(|&b| self.0.get(b).is_some_and(|&(po, pl)| po + pl == off));
-        let after = self.0.get(pos).filter(|&&(no, _)| no == end).map(|&(_, nl)| nl);
+        let after = self
+            .0
+            .get(pos)
+            .filter(|&&(no, _)| no == end)
+            .map(|&(_, nl)| nl);
         match (before, after) {
             (Some(b), Some(nl)) => {
                 if let Some(r) = self.0.get_mut(b) {

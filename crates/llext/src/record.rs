@@ -495,7 +495,7 @@ impl Parts<'_> {
             len = count
                 .checked_mul(table.entry_size())
                 .and_then(|n| len.checked_add(n))
-                .ok_or_else(|| Error::Internal("record size"))?;
+                .ok_or(Error::Internal("record size"))?;
         }
         let mut b = fallible::vec::<u8>(len)?;
         let u32v = |v: usize| u32::try_from(v).map_err(|_| Error::Internal("record count"));
@@ -542,7 +542,7 @@ impl Parts<'_> {
                 .get(..fixups.len() / FIXUP_REC * FIXUP_REC)
                 .unwrap_or(&[]),
         );
-        let layout = Layout::read(&b).ok_or_else(|| Error::Internal("record layout"))?;
+        let layout = Layout::read(&b).ok_or(Error::Internal("record layout"))?;
         if layout.len != b.len() {
             return Err(Error::Internal("record size"));
         }

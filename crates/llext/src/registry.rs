@@ -565,7 +565,7 @@ impl<M: Memory> Registry<M> {
     /// [`Registry::unload`] by name.
     pub fn unload_name(&self, name: &str) -> Result<Unloaded> {
         let mut inner = self.inner.lock();
-        let id = inner.find(name).ok_or_else(|| Error::NotLoaded {
+        let id = inner.find(name).ok_or(Error::NotLoaded {
             name: String::from(name),
         })?;
         inner.unload(id)
@@ -629,11 +629,9 @@ impl<M: Memory> Registry<M> {
     /// # }
     /// ```
     pub unsafe fn call(&self, symbol: &str, args: &[i64]) -> Result<i64> {
-        let addr = self
-            .find_symbol(symbol)
-            .ok_or_else(|| Error::NoSuchSymbol {
-                symbol: String::from(symbol),
-            })?;
+        let addr = self.find_symbol(symbol).ok_or(Error::NoSuchSymbol {
+            symbol: String::from(symbol),
+        })?;
         // SAFETY: forwarded from this function's contract.
         unsafe { call_address(addr, args) }
     }
@@ -817,7 +815,7 @@ impl<M: Memory> Inner<M> {
             .get(id.index as usize)
             .filter(|s| s.generation == id.generation)
             .and_then(|s| s.ext.as_ref())
-            .ok_or_else(|| Error::NotLoaded {
+            .ok_or(Error::NotLoaded {
                 name: alloc::format!("#{}", id.index),
             })
     }
@@ -1018,9 +1016,7 @@ impl<M: Memory> Inner<M> {
     fn unload(&mut self, id: ExtId) -> Result<Unloaded> {
         let ext = self.get(id)?;
         if ext.use_count > 1 {
-            let ext = self
-                .slot_mut(id.index)
-                .ok_or_else(|| Error::Internal("slot"))?;
+            let ext = self.slot_mut(id.index).ok_or(Error::Internal("slot"))?;
             ext.use_count -= 1;
             return Ok(Unloaded::StillInUse(ext.use_count));
         }
@@ -1042,7 +1038,7 @@ impl<M: Memory> Inner<M> {
             unsafe { run_all(ext.linked.view().addrs(Table::Fini)) };
         }
         // Out of its slot, out of the indexes, then freed.
-        let ext = self.remove(id).ok_or_else(|| Error::Internal("slot"))?;
+        let ext = self.remove(id).ok_or(Error::Internal("slot"))?;
         ext.linked.free(&mut self.memory);
         Ok(Unloaded::Freed)
     }

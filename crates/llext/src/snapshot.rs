@@ -106,10 +106,10 @@ impl Out<'_> {
         let end = self
             .pos
             .checked_add(b.len())
-            .ok_or_else(|| Error::Internal("context size"))?;
+            .ok_or(Error::Internal("context size"))?;
         if let Some(buf) = self.buf.as_deref_mut() {
             buf.get_mut(self.pos..end)
-                .ok_or_else(|| Error::Snapshot {
+                .ok_or(Error::Snapshot {
                     reason: "buffer too small for the context (see `context_size`)",
                 })?
                 .copy_from_slice(b);
@@ -408,7 +408,7 @@ impl<'b> Context<'b> {
 
     /// Checks the header, the checksum and every record of `bytes`.
     pub fn from_bytes(bytes: &'b [u8]) -> Result<Context<'b>> {
-        let header = bytes.get(..HEADER).ok_or_else(|| Error::Snapshot {
+        let header = bytes.get(..HEADER).ok_or(Error::Snapshot {
             reason: "shorter than a context header",
         })?;
         if header.get(..8) != Some(&MAGIC[..]) {
@@ -521,7 +521,7 @@ impl<M: Memory> Inner<M> {
         }
         if let Some(names) = names {
             for name in names {
-                let id = self.find(name).ok_or_else(|| Error::NotLoaded {
+                let id = self.find(name).ok_or(Error::NotLoaded {
                     name: String::from(*name),
                 })?;
                 if let Some(e) = self.slot_mut(id.index) {
@@ -631,7 +631,7 @@ impl<M: Memory> Inner<M> {
             for (k, slot) in l.deps().enumerate() {
                 let rank = self
                     .rank(slot)
-                    .ok_or_else(|| Error::Internal("dependency outside the saved closure"))?;
+                    .ok_or(Error::Internal("dependency outside the saved closure"))?;
                 if let Some(dst) = record::dep_offset(&layout, k)
                     .and_then(|o| out.written(at).get_mut(o..o.checked_add(4)?))
                 {
@@ -655,11 +655,11 @@ impl<M: Memory> Inner<M> {
         let total = (out.pos - start + 8) as u64;
         if let Some(buf) = out.buf.as_deref_mut() {
             buf.get_mut(total_at..total_at + 8)
-                .ok_or_else(|| Error::Internal("context header"))?
+                .ok_or(Error::Internal("context header"))?
                 .copy_from_slice(&total.to_le_bytes());
             let sum = checksum(
                 buf.get(start..out.pos)
-                    .ok_or_else(|| Error::Internal("context body"))?,
+                    .ok_or(Error::Internal("context body"))?,
             );
             out.u64(sum)?;
         } else {
@@ -1108,7 +1108,7 @@ fn apply_fixups<A: Relocator>(
                     if A::accumulates(r_type) {
                         // The place holds what the linker added at the old addresses (e.g. the two
                         // halves of an ADD32/SUB32 label difference): add only how far S moved.
-                        let old = saved_symbol(records, ri, &f)?.ok_or_else(|| Error::Snapshot {
+                        let old = saved_symbol(records, ri, &f)?.ok_or(Error::Snapshot {
                             reason: "a relocation that adds to its place (e.g. RISC-V ADD32) refers to a \
                                      built-in symbol, whose address at save time a portable context does not \
                                      hold",
@@ -1223,10 +1223,7 @@ fn collect_his<A: Relocator>(
     his: &mut HiValues,
 ) -> Result<()> {
     his.clear();
-    let v = &records
-        .get(ri)
-        .ok_or_else(|| Error::Internal("record index"))?
-        .view;
+    let v = &records.get(ri).ok_or(Error::Internal("record index"))?.view;
     for f in v.fixups() {
         let f = f.ok_or(Short)?;
         let FixupKind::Relocation(r_type) = f.kind else {
