@@ -360,7 +360,7 @@ pub(crate) fn plan(
         let bss = regions
             .get_mut(RegionKind::Bss.index())
             .ok_or(Error::Internal("region index"))?;
-        let offset = bump(bss, sym.size, align).ok_or(Error::BadSymbol {
+        let offset = bump(bss, sym.size, align).ok_or_else(|| Error::BadSymbol {
             index,
             name: sym.name_lossy(),
             reason: "common symbol too large",

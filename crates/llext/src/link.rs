@@ -478,11 +478,14 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
         if s.is_nobits() || s.size == 0 || p.in_place {
             continue;
         }
-        let src = s.data.get(..s.size as usize).ok_or(Error::BadSection {
-            index,
-            name: s.name_lossy(),
-            reason: "contents lie outside the file",
-        })?;
+        let src = s
+            .data
+            .get(..s.size as usize)
+            .ok_or_else(|| Error::BadSection {
+                index,
+                name: s.name_lossy(),
+                reason: "contents lie outside the file",
+            })?;
         let dst = window(&mut blocks.blocks, section_addr(p), src.len())?;
         dst.copy_from_slice(src);
     }

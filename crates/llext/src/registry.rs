@@ -565,7 +565,7 @@ impl<M: Memory> Registry<M> {
     /// [`Registry::unload`] by name.
     pub fn unload_name(&self, name: &str) -> Result<Unloaded> {
         let mut inner = self.inner.lock();
-        let id = inner.find(name).ok_or(Error::NotLoaded {
+        let id = inner.find(name).ok_or_else(|| Error::NotLoaded {
             name: String::from(name),
         })?;
         inner.unload(id)
@@ -629,9 +629,11 @@ impl<M: Memory> Registry<M> {
     /// # }
     /// ```
     pub unsafe fn call(&self, symbol: &str, args: &[i64]) -> Result<i64> {
-        let addr = self.find_symbol(symbol).ok_or(Error::NoSuchSymbol {
-            symbol: String::from(symbol),
-        })?;
+        let addr = self
+            .find_symbol(symbol)
+            .ok_or_else(|| Error::NoSuchSymbol {
+                symbol: String::from(symbol),
+            })?;
         // SAFETY: forwarded from this function's contract.
         unsafe { call_address(addr, args) }
     }
@@ -815,7 +817,7 @@ impl<M: Memory> Inner<M> {
             .get(id.index as usize)
             .filter(|s| s.generation == id.generation)
             .and_then(|s| s.ext.as_ref())
-            .ok_or(Error::NotLoaded {
+            .ok_or_else(|| Error::NotLoaded {
                 name: alloc::format!("#{}", id.index),
             })
     }

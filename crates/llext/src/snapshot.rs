@@ -521,7 +521,7 @@ impl<M: Memory> Inner<M> {
         }
         if let Some(names) = names {
             for name in names {
-                let id = self.find(name).ok_or(Error::NotLoaded {
+                let id = self.find(name).ok_or_else(|| Error::NotLoaded {
                     name: String::from(*name),
                 })?;
                 if let Some(e) = self.slot_mut(id.index) {
