@@ -1,16 +1,18 @@
-//! Portable contexts of RISC-V (RV64) and AArch64 extensions: every C fixture object is loaded into one
-//! arena, saved portably and restored into another arena whose blocks lie at other distances from each
-//! other, so every reference between blocks (RISC-V `PCREL_HI20`/`GOT_HI20` + `PCREL_LO12_I/S` pairs,
-//! AArch64 `ADRP` + `:lo12:` pairs) must be recomputed, and every reference the linker left out of the fixup
-//! table (PC-relative ones inside one block) must still hold. Each restored block must equal, byte for byte,
-//! what the linker writes when it loads the same object fresh at the very addresses the restore used.
-//! RISC-V objects are also tried with their `.rela.text` entries in reverse order, so that every LO part
-//! comes before its HI part in the fixup table. No C fixture has an AArch64 `ADRP` or every PC-relative
-//! type inside one block, so a small assembly source adds them, and its context must record exactly the
-//! references that change when its blocks move.
+//! Portable contexts of RISC-V (RV64 and RV32), AArch64 and Arm (Thumb, Cortex-M) extensions: every C
+//! fixture object is loaded into one arena, saved portably and restored into another arena whose blocks lie
+//! at other distances from each other, so every reference between blocks (RISC-V `PCREL_HI20`/`GOT_HI20` +
+//! `PCREL_LO12_I/S` pairs, AArch64 `ADRP` + `:lo12:` pairs, Arm `PREL31` unwind entries and `REL32` literals)
+//! must be recomputed, and every reference the linker left out of the fixup table (PC-relative ones inside
+//! one block) must still hold. Each restored block must equal, byte for byte, what the linker writes when it
+//! loads the same object fresh at the very addresses the restore used. RISC-V objects are also tried with
+//! their `.rela.text` entries in reverse order, so that every LO part comes before its HI part in the fixup
+//! table. No C fixture has every PC-relative type (or an AArch64 `ADRP`) inside one block, so small AArch64
+//! and Arm assembly sources add them, and their contexts must record exactly the references that change
+//! when their blocks move; a Thumb-only one is also restored 2 bytes off a multiple of 4, which changes the
+//! Arm references computed from P & ~3.
 //!
-//! RV32 contexts cannot be restored on this 64-bit host (their pointer width differs), so only RV64 is
-//! tried.
+//! RV32 and Arm extensions are 32-bit: a registry for their machine holds them on this 64-bit host, and
+//! their arenas lie below 4 GiB, where their addresses fit.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ptr::NonNull;
@@ -38,7 +40,21 @@ const RESTORE_BASE: u64 = 0x9800_0000;
 const AARCH64_LOAD_BASE: u64 = 0xb000_0000;
 const AARCH64_RESTORE_BASE: u64 = 0xb800_0000;
 
+/// The same for RV32, whose address arithmetic wraps at 2^32, so any 32-bit address reaches its firmware
+/// (0x3040_0000); apart from the other mappings.
+const RISCV32_LOAD_BASE: u64 = 0x7000_0000;
+const RISCV32_RESTORE_BASE: u64 = 0x7800_0000;
+
+/// The same for Cortex-M: below 4 GiB, beyond the ±16 MiB reach of a Thumb `BL` from its firmware
+/// (0x2040_0000), so calls to the firmware go through veneers; apart from the other mappings.
+const CORTEX_M_LOAD_BASE: u64 = 0x6000_0000;
+const CORTEX_M_RESTORE_BASE: u64 = 0x6800_0000;
+
+const R_RISCV_HI20: u32 = 26;
+const R_RISCV_GOT_HI20: u32 = 20;
 const R_RISCV_PCREL_HI20: u32 = 23;
+const R_ARM_REL32: u32 = 3;
+const R_ARM_PREL31: u32 = 42;
 const R_AARCH64_ADR_PREL_PG_HI21: u32 = 275;
 
 const LOAD: LoadOptions = LoadOptions {
@@ -57,13 +73,16 @@ struct Spread<'a> {
     arena: ArenaMemory<'a>,
     gaps: Vec<Block>,
     log: Arc<Mutex<Vec<Logged>>>,
+    /// Bytes added to every gap: 2 puts a block that asks only for halfword alignment at an address 2 off a
+    /// multiple of 4.
+    skew: usize,
 }
 
 // SAFETY: every block comes from the wrapped arena, which upholds the contract; the gap blocks are kept
 // (never handed out) until the provider is dropped.
 unsafe impl Memory for Spread<'_> {
     fn allocate(&mut self, request: &BlockRequest) -> llext::Result<Block> {
-        let gap = 0x340 + 0x1130 * self.gaps.len();
+        let gap = 0x340 + self.skew + 0x1130 * self.gaps.len();
         let gap = self.arena.allocate(&BlockRequest {
             size: gap,
             align: 16,
@@ -160,13 +179,15 @@ fn exports(target: &Target, group: &[(String, Vec<u8>)]) -> ExportTable {
 fn reversed(elf: &[u8], prefix: &str) -> Vec<u8> {
     let mut out = elf.to_vec();
     let file = object::File::parse(elf).expect("fixture parses");
+    // `Elf64_Rela` or `Elf32_Rela`.
+    let entry = if file.is_64() { 24 } else { 12 };
     for s in file.sections() {
         if !s.name().unwrap_or("").starts_with(prefix) {
             continue;
         }
         let (start, len) = s.file_range().expect("relocations lie in the file");
         let (start, len) = (start as usize, len as usize);
-        let entries: Vec<&[u8]> = elf[start..start + len].chunks_exact(24).collect();
+        let entries: Vec<&[u8]> = elf[start..start + len].chunks_exact(entry).collect();
         let flipped: Vec<u8> = entries
             .iter()
             .rev()
@@ -177,10 +198,10 @@ fn reversed(elf: &[u8], prefix: &str) -> Vec<u8> {
     out
 }
 
-/// Relocations of type `r_type` whose symbol lies in another section than their place (for RISC-V
+/// Relocations of the types `r_types` whose symbol lies in another section than their place (for RISC-V
 /// `PCREL_HI20`, for AArch64 `ADR_PREL_PG_HI21`: code reaching data, constants or bss), whose value changes
 /// when blocks move apart.
-fn cross_section(elf: &[u8], r_type: u32) -> usize {
+fn cross_section(elf: &[u8], r_types: &[u32]) -> usize {
     let file = object::File::parse(elf).expect("fixture parses");
     let mut n = 0;
     for s in file.sections() {
@@ -194,7 +215,7 @@ fn cross_section(elf: &[u8], r_type: u32) -> usize {
             else {
                 continue;
             };
-            if found != r_type {
+            if !r_types.contains(&found) {
                 continue;
             }
             let home = file
@@ -232,6 +253,19 @@ fn check_group(
     label: &str,
     group: &[(String, Vec<u8>)],
 ) -> Result<Vec<u8>, String> {
+    check_skewed_group(target, load, restore, label, group, 0).map(|(ctx, _)| ctx)
+}
+
+/// [`check_group`] with `skew` bytes added to every gap in front of a restored block. Returns the saved
+/// context and the restored blocks.
+fn check_skewed_group(
+    target: &Target,
+    load: &Mapping,
+    restore: &Mapping,
+    label: &str,
+    group: &[(String, Vec<u8>)],
+    skew: usize,
+) -> Result<(Vec<u8>, Vec<Logged>), String> {
     let table = exports(target, group);
     let arena = |m: &Mapping| {
         // SAFETY: the mapping is used only through this arena until the registry over it is dropped.
@@ -257,6 +291,7 @@ fn check_group(
             arena: ArenaMemory::new(arena(restore)),
             gaps: Vec::new(),
             log: Arc::clone(&log),
+            skew,
         };
         let r = registry(memory, &table, target);
         let context = Context::from_bytes(&ctx).expect("a valid context");
@@ -314,7 +349,7 @@ fn check_group(
             ));
         }
     }
-    Ok(ctx)
+    Ok((ctx, blocks))
 }
 
 /// How one target's C fixtures are tried.
@@ -327,9 +362,9 @@ struct Run {
     /// Also try each group with its `.rela.text` entries in reverse order (RISC-V: every LO part before its
     /// HI part).
     reversed: bool,
-    /// A relocation type whose references from one section to another show that the fixtures exercise
-    /// blocks moving apart, and its name for the failure message.
-    cross_type: u32,
+    /// Relocation types whose references from one section to another show that the fixtures exercise
+    /// blocks moving apart, and their names for the failure message.
+    cross_types: &'static [u32],
     cross_name: &'static str,
 }
 
@@ -367,7 +402,7 @@ fn every_fixture_restores_like_a_fresh_load(run: &Run) {
             .collect();
         crossing += group
             .iter()
-            .map(|(_, elf)| cross_section(elf, run.cross_type))
+            .map(|(_, elf)| cross_section(elf, run.cross_types))
             .sum::<usize>();
         let flipped: Option<Vec<(String, Vec<u8>)>> = run.reversed.then(|| {
             group
@@ -405,8 +440,22 @@ fn riscv64_portable_restore_matches_a_fresh_load_at_the_new_addresses() {
         load_base: LOAD_BASE,
         restore_base: RESTORE_BASE,
         reversed: true,
-        cross_type: R_RISCV_PCREL_HI20,
+        cross_types: &[R_RISCV_PCREL_HI20],
         cross_name: "PCREL_HI20",
+    });
+}
+
+/// RV32 code (`-mcmodel=medlow`) reaches data mostly through absolute `HI20` + `LO12` pairs, and through
+/// `PCREL_HI20`/`GOT_HI20` pairs when built as PIC.
+#[test]
+fn riscv32_portable_restore_matches_a_fresh_load_at_the_new_addresses() {
+    every_fixture_restores_like_a_fresh_load(&Run {
+        target: "riscv32",
+        load_base: RISCV32_LOAD_BASE,
+        restore_base: RISCV32_RESTORE_BASE,
+        reversed: true,
+        cross_types: &[R_RISCV_PCREL_HI20, R_RISCV_GOT_HI20, R_RISCV_HI20],
+        cross_name: "PCREL_HI20, GOT_HI20 or HI20",
     });
 }
 
@@ -419,8 +468,23 @@ fn aarch64_portable_restore_matches_a_fresh_load_at_the_new_addresses() {
         load_base: AARCH64_LOAD_BASE,
         restore_base: AARCH64_RESTORE_BASE,
         reversed: false,
-        cross_type: R_AARCH64_ADR_PREL_PG_HI21,
+        cross_types: &[R_AARCH64_ADR_PREL_PG_HI21],
         cross_name: "ADR_PREL_PG_HI21",
+    });
+}
+
+/// Thumb code calls functions of its own block (`THM_CALL`, left out of the fixup table) and, through
+/// veneers, the firmware (`THM_CALL`, `THM_JUMP24`); the unwind table (`.ARM.exidx`, constants) reaches the
+/// code through `PREL31`, and PIC literals reach data through `REL32`.
+#[test]
+fn cortex_m_portable_restore_matches_a_fresh_load_at_the_new_addresses() {
+    every_fixture_restores_like_a_fresh_load(&Run {
+        target: "cortex-m",
+        load_base: CORTEX_M_LOAD_BASE,
+        restore_base: CORTEX_M_RESTORE_BASE,
+        reversed: false,
+        cross_types: &[R_ARM_PREL31, R_ARM_REL32],
+        cross_name: "PREL31 or REL32",
     });
 }
 
@@ -711,4 +775,209 @@ fn aarch64_in_block_references_restore_like_a_fresh_load() {
         ("R_AARCH64_PREL64", 1),
     ]);
     assert_eq!(recorded, expected, "PC-relative fixups in the context");
+}
+
+/// Thumb and A32 code, constants and data that reach their own block with every type the Arm backend
+/// calls PC-relative (`is_pc_relative`), and with the types it leaves out: `THM_PC8`, `THM_PC12` and
+/// `THM_ALU_PREL_11_0` (from Pa = P & ~3) and `ABS32`; plus references between blocks and to the firmware
+/// (a call through a veneer). The targets lie in other sections of the same block (`.text.far`,
+/// `.text.arm`, `.rodata.far`), which the assembler cannot resolve. Where it emits no such relocation
+/// (`PC24`, `PLT32` and `REL32_NOI`, which it no longer emits; `CBZ` and literal loads to another section,
+/// which it refuses; `ADR.W`, which it resolves wrongly), `.reloc` puts the relocation on a hand-encoded
+/// instruction or word. The A32 sections make the code block word-aligned, so the Thumb `BL` to A32 code
+/// (a `BLX`) keeps its bits; see [`THUMB_HALFWORD_SOURCE`] for moves by a halfword.
+const ARM_IN_BLOCK_SOURCE: &str = r#"
+	.syntax	unified
+	.thumb
+	.text
+	.globl	inblock_entry
+	.type	inblock_entry, %function
+	.thumb_func
+inblock_entry:
+	bl	inblock_far				@ THM_CALL
+	bl	inblock_arm				@ THM_CALL to A32 code: BLX
+	beq.w	inblock_far				@ THM_JUMP19
+	b.n	inblock_far				@ THM_JUMP11
+	beq.n	inblock_far				@ THM_JUMP8
+	movw	r1, #:lower16:(inblock_far - .)		@ THM_MOVW_PREL_NC
+	movt	r1, #:upper16:(inblock_far - .)		@ THM_MOVT_PREL
+	.reloc	., R_ARM_THM_PC12, inblock_literal	@ ldr.w r2, inblock_literal
+	.inst.w	0xf8df2000
+	.reloc	., R_ARM_THM_ALU_PREL_11_0, inblock_far	@ adr.w r3, inblock_far
+	.inst.w	0xf20f0300
+	.reloc	., R_ARM_THM_PC8, inblock_literal	@ ldr r2, inblock_literal
+	.inst.n	0x4aff
+	bl	fw_twice				@ the firmware, through a veneer
+	b.w	inblock_far				@ THM_JUMP24
+
+	.section .text.far, "ax", %progbits
+	.p2align 2
+inblock_literal:
+	.word	0x11223344
+	.reloc	., R_ARM_THM_JUMP6, inblock_far		@ cbz r0, inblock_far
+	.inst.n	0xb3f0
+	nop
+	.type	inblock_far, %function
+	.thumb_func
+inblock_far:
+	bx	lr
+
+	.section .text.arm, "ax", %progbits
+	.arm
+	.p2align 2
+	.type	inblock_arm, %function
+inblock_arm:
+	bl	inblock_far				@ CALL to Thumb code: BLX
+	b	inblock_arm_back			@ JUMP24
+	movw	r1, #:lower16:(inblock_far - .)		@ MOVW_PREL_NC
+	movt	r1, #:upper16:(inblock_far - .)		@ MOVT_PREL
+	.reloc	., R_ARM_PC24, inblock_far		@ bl inblock_far
+	.inst	0xebfffffe
+	.reloc	., R_ARM_PLT32, inblock_arm_back	@ bl inblock_arm_back
+	.inst	0xebfffffe
+
+	.section .text.arm.back, "ax", %progbits
+	.p2align 2
+inblock_arm_back:
+	bx	lr
+
+	.section .rodata
+	.p2align 2
+inblock_konst:
+	.word	inblock_konst + 4			@ ABS32 in the block
+	.word	inblock_target - .			@ REL32 in the block
+	.reloc	., R_ARM_PREL31, inblock_target		@ PREL31 in the block
+	.word	0
+	.reloc	., R_ARM_REL32_NOI, inblock_target	@ REL32_NOI in the block
+	.word	0
+	.word	inblock_entry - .			@ to the code
+	.word	inblock_counter - .			@ to the data
+
+	.section .rodata.far, "a", %progbits
+inblock_target:
+	.byte	1
+
+	.data
+	.p2align 2
+inblock_counter:
+	.word	inblock_counter				@ ABS32 in the block
+	.word	fw_value
+"#;
+
+/// Thumb code in halfword-aligned sections only, so its block may land 2 off a multiple of 4: a `BL` and a
+/// `B.W` within the block keep their bits, a `THM_PC12` byte load and an `ADR.W` (`THM_ALU_PREL_11_0`),
+/// computed from Pa = P & ~3, do not.
+const THUMB_HALFWORD_SOURCE: &str = r#"
+	.syntax	unified
+	.thumb
+	.text
+	.p2align 1
+	.globl	half_entry
+	.type	half_entry, %function
+	.thumb_func
+half_entry:
+	bl	half_far				@ THM_CALL
+	b.w	half_far				@ THM_JUMP24
+	.reloc	., R_ARM_THM_PC12, half_byte		@ ldrb.w r2, half_byte
+	.inst.w	0xf89f2000
+	.reloc	., R_ARM_THM_ALU_PREL_11_0, half_far	@ adr.w r3, half_far
+	.inst.w	0xf20f0300
+	bx	lr
+
+	.section .text.far, "ax", %progbits
+	.p2align 1
+half_byte:
+	.byte	7
+	.byte	0
+	.type	half_far, %function
+	.thumb_func
+half_far:
+	bx	lr
+"#;
+
+/// How many fixups of each Arm relocation type that `is_pc_relative` may classify, or that it leaves out
+/// for their Pa, record `ctx` holds.
+fn arm_pc_relative_fixups(target: &Target, ctx: &[u8]) -> BTreeMap<&'static str, usize> {
+    let name = |t: u32| llext::arch::relocation_name(target.machine, t).unwrap_or("?");
+    let mut recorded = BTreeMap::new();
+    for t in fixup_types(ctx, 0) {
+        // REL32, THM_CALL, THM_PC8, PLT32, CALL, JUMP24, THM_JUMP24, PREL31, MOVW/MOVT_PREL,
+        // THM_MOVW/MOVT_PREL, THM_JUMP19, THM_JUMP6, THM_ALU_PREL_11_0, THM_PC12, REL32_NOI, THM_JUMP11,
+        // THM_JUMP8.
+        if matches!(t, 1 | 3 | 10 | 11 | 27..=30 | 42 | 45 | 46 | 49..=54 | 56 | 102 | 103) {
+            *recorded.entry(name(t)).or_insert(0) += 1;
+        }
+    }
+    recorded
+}
+
+/// References inside one block restore as a fresh load links them: the PC-relative ones, left out of the
+/// fixup table, keep their bits; the Pa-relative and absolute ones, recorded, are recomputed.
+#[test]
+fn cortex_m_in_block_references_restore_like_a_fresh_load() {
+    let target = target("cortex-m");
+    let Some(elf) = assemble(target, &["-march=armv7-a"], "inblock", ARM_IN_BLOCK_SOURCE) else {
+        return;
+    };
+    let load = Mapping::at(CORTEX_M_LOAD_BASE + 0x0100_0000, 1 << 20);
+    let restore = Mapping::at(CORTEX_M_LOAD_BASE + 0x0110_0000, 1 << 20);
+    let group = [("inblock".to_owned(), elf)];
+    let ctx =
+        check_group(target, &load, &restore, "inblock", &group).unwrap_or_else(|e| panic!("{e}"));
+
+    // Of the PC-relative references only the call through the veneer and the two REL32s that leave their
+    // block are recorded, and every Pa-relative one.
+    let expected = BTreeMap::from([
+        ("R_ARM_REL32", 2),
+        ("R_ARM_THM_ALU_PREL_11_0", 1),
+        ("R_ARM_THM_CALL", 1),
+        ("R_ARM_THM_PC12", 1),
+        ("R_ARM_THM_PC8", 1),
+    ]);
+    assert_eq!(
+        arm_pc_relative_fixups(target, &ctx),
+        expected,
+        "PC-relative fixups in the context"
+    );
+}
+
+/// A halfword-aligned Thumb block restored 2 off its load address modulo 4: the `BL` and `B.W` left out of
+/// the fixup table still match a fresh load, and the recorded Pa-relative references are recomputed.
+#[test]
+fn cortex_m_halfword_moves_restore_like_a_fresh_load() {
+    let target = target("cortex-m");
+    let Some(elf) = assemble(target, &["-march=armv7-a"], "half", THUMB_HALFWORD_SOURCE) else {
+        return;
+    };
+    let load = Mapping::at(CORTEX_M_LOAD_BASE + 0x0120_0000, 1 << 20);
+    let restore = Mapping::at(CORTEX_M_LOAD_BASE + 0x0130_0000, 1 << 20);
+    let group = [("half".to_owned(), elf)];
+    let (ctx, blocks) = check_skewed_group(target, &load, &restore, "half", &group, 2)
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The code block, halfword-aligned, was saved at a multiple of 4 and restored 2 off one.
+    // A block entry: address, size, alignment, token (8 bytes each), permission (index in
+    // `Permission::ALL`, code first), hash.
+    let (first, count) = context::entry(&ctx, 0, Table::Blocks, 0);
+    let at = (0..count)
+        .map(|i| first + i * context::ENTRY[Table::Blocks as usize])
+        .find(|&at| ctx[at + 32] == 0)
+        .expect("a saved code block");
+    let word = |at: usize| u64::from_le_bytes(ctx[at..at + 8].try_into().unwrap());
+    let (saved, align) = (word(at), word(at + 16));
+    let restored = blocks
+        .iter()
+        .find(|&&(_, _, permission)| permission == Permission::ReadExecute)
+        .expect("a restored code block")
+        .0;
+    assert_eq!(
+        (align, saved % 4, restored % 4),
+        (2, 0, 2),
+        "code block alignment, saved and restored address modulo 4"
+    );
+    let expected = BTreeMap::from([("R_ARM_THM_ALU_PREL_11_0", 1), ("R_ARM_THM_PC12", 1)]);
+    assert_eq!(
+        arm_pc_relative_fixups(target, &ctx),
+        expected,
+        "PC-relative fixups in the context"
+    );
 }

@@ -163,6 +163,46 @@ impl Relocator for Arm {
         r_type == NONE
     }
 
+    /// The AAELF32 relocation codes table gives these as ((S + A) | T) - P or S + A - P, and `apply`
+    /// computes them from that difference and T alone. T is bit 0 of a Thumb function's value: it says which
+    /// state the symbol is in, not where it lies, so it moves with the symbol. A call out of reach goes
+    /// through a veneer, which only symbols outside the extension get (and the linker records anything
+    /// that uses one).
+    ///
+    /// A Thumb `BL` to A32 code becomes `BLX`, whose offset is taken from Pa = P & ~3 (`thumb_branch`), so
+    /// its bits hold only while the block moves by multiples of 4. They do: AAELF32 (section alignment) asks every
+    /// section holding A32 code to be word-aligned, a block is aligned as its most aligned section, and the
+    /// `BLX` target lies in the caller's block (otherwise the reference is recorded anyway). An object that
+    /// breaks the rule gets A32 code at a halfword address whenever its block lands on one, which no fixup
+    /// can repair. A32 branches that become `BLX` take their H bit from the offset, not from P.
+    ///
+    /// Left out: the Pa types (`THM_PC8`, `THM_PC12`, `THM_ALU_PREL_11_0`), since Thumb-only sections
+    /// need only halfword alignment, so a block may move by 2 and carry or drop bit 1 of P; `BASE_PREL`,
+    /// `GOT_PREL`, `GOT_BREL`, `GOTOFF32` and `BASE_ABS`, relative to the GOT; `TARGET1` (absolute here)
+    /// and the other absolute types.
+    fn is_pc_relative(r_type: u32) -> bool {
+        matches!(
+            r_type,
+            REL32
+                | REL32_NOI
+                | PREL31
+                | PC24
+                | PLT32
+                | CALL
+                | JUMP24
+                | THM_CALL
+                | THM_JUMP24
+                | THM_JUMP19
+                | THM_JUMP11
+                | THM_JUMP8
+                | THM_JUMP6
+                | MOVW_PREL_NC
+                | MOVT_PREL
+                | THM_MOVW_PREL_NC
+                | THM_MOVT_PREL
+        )
+    }
+
     fn write_stub(stub: &mut [u8], _at: u64, target: u64) -> Result<(), Problem> {
         let target = u32::try_from(target).map_err(|_| Problem::Overflow {
             value: target as i64,
@@ -783,6 +823,109 @@ mod tests {
         i.a = -8;
         Arm::apply(&i, &mut place).unwrap();
         assert_eq!(read32(&place).unwrap(), 0x2000 - 8 - 0x1000);
+    }
+
+    /// What `is_pc_relative` promises the linker: moving place and target together leaves the patched bits
+    /// as they were, by any even distance for Thumb places and by multiples of 4 for A32 places and for a
+    /// Thumb `BL` that reaches A32 code (both live in word-aligned sections). The Pa types and absolute
+    /// types break that promise.
+    #[test]
+    fn pc_relative_types_keep_their_bits_when_place_and_target_move_together() {
+        // The instruction patched for each type, and whether the target is Thumb code (T = 1).
+        let template = |r_type: u32| -> ([u8; 4], bool) {
+            let a32 = |w: u32| w.to_le_bytes();
+            match r_type {
+                REL32 | REL32_NOI | PREL31 => ([0; 4], true),
+                PC24 | PLT32 | CALL => (a32(0xeb00_0000), false), // bl
+                JUMP24 => (a32(0xea00_0000), false),              // b
+                MOVW_PREL_NC => (a32(0xe300_0000), true),         // movw r0, #0
+                MOVT_PREL => (a32(0xe340_0000), true),            // movt r0, #0
+                THM_CALL => (thumb32(0xf000, 0xd000), true),      // bl
+                THM_JUMP24 => (thumb32(0xf000, 0x9000), true),    // b.w
+                THM_JUMP19 => (thumb32(0xf000, 0x8000), true),    // beq.w
+                THM_JUMP11 => (thumb32(0xe000, 0), true),         // b.n (second halfword unused)
+                THM_JUMP8 => (thumb32(0xd000, 0), true),          // beq.n
+                THM_JUMP6 => (thumb32(0xb100, 0), true),          // cbz r0
+                THM_MOVW_PREL_NC => (thumb32(0xf240, 0x0000), true),
+                THM_MOVT_PREL => (thumb32(0xf2c0, 0x0000), true),
+                _ => panic!("no test instruction for {:?}", Arm::name(r_type)),
+            }
+        };
+        let apply = |r_type: u32, mut place: [u8; 4], s: u64, p: u64| {
+            Arm::apply(&inputs(r_type, s, 0, p), &mut place).map(|()| place)
+        };
+        let p = 0x2000_0ff0u64;
+        let types = || (0..256).filter(|&t| Arm::is_pc_relative(t));
+        assert_eq!(types().count(), 17);
+        for r_type in types() {
+            let (place, thumb_target) = template(r_type);
+            let thumb_place = matches!(
+                r_type,
+                THM_CALL
+                    | THM_JUMP24
+                    | THM_JUMP19
+                    | THM_JUMP11
+                    | THM_JUMP8
+                    | THM_JUMP6
+                    | THM_MOVW_PREL_NC
+                    | THM_MOVT_PREL
+            );
+            // A Thumb `BL` to A32 code and an A32 `BL` to Thumb code are tried too: both become `BLX`.
+            let targets: &[bool] = if matches!(r_type, THM_CALL | CALL) {
+                &[true, false]
+            } else {
+                &[thumb_target]
+            };
+            for &thumb in targets {
+                // CBZ reaches only forward.
+                let distances: &[i64] = if r_type == THM_JUMP6 {
+                    &[0x4, 0x7c]
+                } else {
+                    &[0x7c, -0x7c]
+                };
+                let shifts: &[u64] = if thumb_place && thumb {
+                    &[0x2, 0x4, 0x10, 0x340, 0x1230, 0x10_0000]
+                } else {
+                    &[0x4, 0x10, 0x340, 0x1230, 0x10_0000]
+                };
+                for &distance in distances {
+                    let s = p.wrapping_add_signed(distance) | u64::from(thumb);
+                    let here = apply(r_type, place, s, p).unwrap();
+                    for &shift in shifts {
+                        assert_eq!(
+                            apply(r_type, place, s + shift, p + shift).unwrap(),
+                            here,
+                            "{:?} (Thumb target: {thumb}) changed when moved by {shift:#x}",
+                            Arm::name(r_type)
+                        );
+                    }
+                }
+            }
+        }
+        // A Thumb `BL` to A32 code moved by 2 would reach A32 code at a halfword address, which a fresh
+        // link refuses: its `BLX` offset is taken from Pa.
+        let bl = thumb32(0xf000, 0xd000);
+        assert!(apply(THM_CALL, bl, p + 0x7c, p).is_ok());
+        assert!(apply(THM_CALL, bl, p + 0x7e, p + 2).is_err());
+        // So do the Pa types, whose targets may lie at any halfword (or byte, for ADR.W)...
+        let ldr_w = thumb32(0xf8df, 0x0000); // ldr.w r0, [pc, #0]
+        assert!(!Arm::is_pc_relative(THM_PC12));
+        assert_ne!(
+            apply(THM_PC12, ldr_w, p + 0x7e, p + 2),
+            apply(THM_PC12, ldr_w, p + 0x80, p + 4)
+        );
+        let adr_w = thumb32(0xf20f, 0x0000); // addw r0, pc, #0
+        assert!(!Arm::is_pc_relative(THM_ALU_PREL_11_0));
+        assert_ne!(
+            apply(THM_ALU_PREL_11_0, adr_w, p + 0x7e, p + 2),
+            apply(THM_ALU_PREL_11_0, adr_w, p + 0x80, p + 4)
+        );
+        // ... and the absolute ones.
+        assert!(!Arm::is_pc_relative(ABS32));
+        assert_ne!(
+            apply(ABS32, [0; 4], p + 0x7c, p),
+            apply(ABS32, [0; 4], p + 0x80, p + 4)
+        );
     }
 
     #[test]
