@@ -114,6 +114,30 @@ fn main() {
             counts[0] += 1;
             counts[1] += 1;
             let _ = std::fs::remove_file(&object);
+            // Its contexts, saved by a registry for its own machine (and pointer width), so that
+            // snapshot_restore replays every backend's fixups.
+            llext_fuzz::with_arenas(|arena, _| {
+                let (registry, _) = llext_fuzz::registry(arena, llext_fuzz::machine_of(&bytes));
+                if registry.load_with("cross", &bytes, &NO_RUN).is_err() {
+                    return;
+                }
+                for (kind, portable) in [("portable", true), ("inplace", false)] {
+                    let options = SaveOptions {
+                        portable,
+                        content_hashes: true,
+                        ..SaveOptions::default()
+                    };
+                    let ctx = registry.save(&options).expect("save");
+                    let mut seed = vec![1u8];
+                    seed.extend_from_slice(&ctx);
+                    write(
+                        &out.join("snapshot_restore"),
+                        &format!("cross-{triple}-{kind}.ctx"),
+                        &seed,
+                    );
+                    counts[2] += 1;
+                }
+            });
         }
     }
     let _ = std::fs::remove_file(&source);

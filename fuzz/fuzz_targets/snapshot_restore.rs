@@ -1,11 +1,12 @@
-//! Decodes any bytes as a saved context and restores it into an arena-backed registry (nothing is run).
+//! Decodes any bytes as a saved context and restores it into an arena-backed registry for the context's
+//! machine (so every backend replays hostile fixups; nothing is run).
 //!
 //! The first input byte selects how: bit 0 reseals the rest (length field and checksum recomputed, so
 //! mutations reach the record checks instead of stopping at the checksum), bit 1 skips content checks.
 #![no_main]
 
 use llext::{Context, RestoreOptions, SaveOptions};
-use llext_fuzz::{check_registry, expect_typed, registry, reseal, with_arenas};
+use llext_fuzz::{backend_machine, check_registry, expect_typed, registry, reseal, with_arenas};
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
@@ -21,7 +22,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     };
     assert_eq!(context.names().count(), context.len());
     with_arenas(|arena, _| {
-        let (r, live) = registry(arena, 62);
+        let (r, live) = registry(arena, backend_machine(context.machine()));
         let options = RestoreOptions {
             verify_content: mode & 2 == 0,
         };

@@ -121,8 +121,13 @@ pub fn machine_of(elf: &[u8]) -> u16 {
         (_, Some(&[a, b])) => u16::from_le_bytes([a, b]),
         _ => 62,
     };
-    match m {
-        40 | 62 | 183 | 243 => m,
+    backend_machine(m)
+}
+
+/// `machine` if a relocation backend exists for it, else x86_64.
+pub fn backend_machine(machine: u16) -> u16 {
+    match machine {
+        40 | 62 | 183 | 243 => machine,
         _ => 62,
     }
 }

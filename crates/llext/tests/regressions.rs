@@ -253,3 +253,45 @@ fn fuzz_snapshot_region_alignment_not_a_power_of_two_is_refused() {
         Ok(_) => panic!("accepted"),
     }
 }
+
+/// fuzz/snapshot_restore, once registries restore contexts of their own pointer width (so Arm contexts
+/// reach the Arm backend on a host): a damaged Arm context whose fixup addend did not fit 32 bits overflowed
+/// `(S + A) | T` in the backend (`attempt to add with overflow`). Arm addends are 32-bit; a larger one is
+/// now a typed error, and the restore leaves nothing behind. `arm-thumb-cross.o` is the fuzz seeds' cross
+/// source built by `clang --target=thumbv7m-none-eabi -O2`.
+#[test]
+fn fuzz_snapshot_restore_arm_addend_beyond_32_bits_is_refused() {
+    let elf = input("arm-thumb-cross.o");
+    let mut first = ExecArena::new(1 << 20);
+    let mut second = ExecArena::new(1 << 20);
+    let mut host = ExecArena::new(4096);
+    let host_log = host.bytes().as_ptr() as *const ();
+    let builtins = || ExportTable::new(&[llext::Export::new("host_log", host_log)]);
+    let table = builtins();
+    let (memory, _) = CountingArena::new(first.bytes());
+    let r = Registry::for_machine(memory, table, 40);
+    r.load_with("cross", &elf, &NO_RUN).unwrap();
+    let clean = r.save(&portable()).unwrap();
+    let (at, fixups) = context::entry(&clean, 0, Table::Fixups, 0);
+    assert!(fixups > 0);
+    let (memory2, live2) = CountingArena::new(second.bytes());
+    let r2 = Registry::for_machine(memory2, builtins(), 40);
+    for f in 0..fixups {
+        let mut ctx = clean.clone();
+        let addend = at + f * context::ENTRY[Table::Fixups as usize] + 27;
+        ctx[addend..addend + 8].copy_from_slice(&i64::MAX.to_le_bytes());
+        reseal(&mut ctx);
+        let context = Context::from_bytes(&ctx).expect("the checks before restore pass");
+        match r2.restore(&context, &RestoreOptions::default()) {
+            // A fixup whose type ignores the addend (a GOT slot, a stub) restores; undo it.
+            Ok(ids) => {
+                for id in ids {
+                    r2.unload(id).unwrap();
+                }
+            }
+            Err(e) => assert!(!matches!(e, Error::Internal(_)), "fixup {f}: {e}"),
+        }
+        assert!(r2.is_empty());
+        assert_eq!(live2.load(std::sync::atomic::Ordering::SeqCst), 0);
+    }
+}

@@ -292,7 +292,11 @@ impl Relocator for Arm {
         let t = if i.func { (i.s & 1) as i64 } else { 0 };
         let s = address(i.s)? - t;
         let p = address(i.p)?;
-        let a = i.a;
+        // Addends are 32-bit on Arm (read from a 32-bit place or an Elf32_Rela): a larger one can only come
+        // from a damaged context, and bounding it keeps every sum below in range.
+        let a = i64::from(
+            i32::try_from(i.a).map_err(|_| overflow(i.a, "addend does not fit 32 bits"))?,
+        );
         // (S + A) | T: the formula of every type that may address code.
         let sa = (s + a) | t;
         let slot = || i.got_slot.ok_or(Problem::Internal).and_then(address);
@@ -926,6 +930,22 @@ mod tests {
             apply(ABS32, [0; 4], p + 0x7c, p),
             apply(ABS32, [0; 4], p + 0x80, p + 4)
         );
+    }
+
+    #[test]
+    fn addends_beyond_32_bits_are_refused() {
+        let mut place = [0u8; 4];
+        for (r_type, a) in [(ABS32, i64::MAX), (REL32, i64::MIN), (GOT_PREL, 1 << 32)] {
+            let i = Inputs {
+                got_slot: Some(0x100),
+                ..inputs(r_type, 0x1000, a, 0x2000)
+            };
+            let r = Arm::apply(&i, &mut place);
+            assert!(
+                matches!(r, Err(Problem::Overflow { .. })),
+                "{r_type}: {r:?}"
+            );
+        }
     }
 
     #[test]
