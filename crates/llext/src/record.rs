@@ -422,8 +422,9 @@ impl Record {
     }
 
     /// Rewrites every address the record holds (regions, exports, globals, constructors, destructors)
-    /// with `map`, for a restore at new addresses. Block entries are set with [`Record::set_block`].
-    pub fn map_addresses(&mut self, map: impl Fn(u64) -> u64) {
+    /// with `map`, for a restore at new addresses; a region's address comes with the permission of the
+    /// block it lies in. Block entries are set with [`Record::set_block`].
+    pub fn map_addresses(&mut self, map: impl Fn(u64, Option<Permission>) -> u64) {
         for (t, field) in [
             (Table::Regions, REGION_ADDR_AT),
             (Table::Exports, SYM_ADDR_AT),
@@ -433,8 +434,15 @@ impl Record {
         ] {
             let size = t.entry_size();
             for e in self.table_mut(t).chunks_exact_mut(size) {
+                let permission = match t {
+                    Table::Regions => e
+                        .first()
+                        .and_then(|&k| region_kind(k))
+                        .map(|(kind, _)| kind.permission()),
+                    _ => None,
+                };
                 if let Some(v) = u64_at(e, field) {
-                    put_u64(e, field, map(v));
+                    put_u64(e, field, map(v, permission));
                 }
             }
         }
@@ -615,7 +623,7 @@ mod tests {
         assert_eq!(v.addrs(Table::Fini).collect::<Vec<_>>(), [0x1004, 0x1008]);
         assert!(!v.has_fixups());
         rec.set_dep(1, 2);
-        rec.map_addresses(|a| a + 0x100);
+        rec.map_addresses(|a, _| a + 0x100);
         rec.set_block(0, 0x2000, 8192);
         let v = rec.view();
         assert_eq!(v.deps().collect::<Vec<_>>(), [4, 2]);

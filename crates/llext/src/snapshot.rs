@@ -274,11 +274,21 @@ fn validate(rec: &Rec<'_>, index: usize, portable: bool) -> Result<()> {
     // Tight loops over the raw tables: this runs for every record of every context restored.
     let blocks = rec.blocks();
     let block_count = blocks.len();
-    for b in blocks {
+    for (i, b) in blocks.iter().enumerate() {
+        // At most one block per permission (the linker makes one per group), so a region's block is
+        // its permission's: restore moves the region with it. Blocks never overlap.
+        let clash = |o: &BlockRec| {
+            o.permission == b.permission
+                || (o.addr < b.addr.saturating_add(b.size)
+                    && b.addr < o.addr.saturating_add(o.size))
+        };
         if b.size == 0
             || !b.align.is_power_of_two()
             || b.addr % b.align != 0
             || b.addr.checked_add(b.size).is_none()
+            || blocks
+                .get(i + 1..)
+                .is_some_and(|rest| rest.iter().any(clash))
         {
             return Err(Short.into());
         }
@@ -979,8 +989,9 @@ fn register<M: Memory>(
         }
     }
     if portable {
-        // Every address the record holds moves with the block that holds it.
-        let mut moved = [(0u64, 0u64, 0u64); 3];
+        // Every address the record holds moves with the block that holds it (a region with the block of
+        // its own permission).
+        let mut moved = [(0u64, 0u64, 0u64, Permission::ReadWrite); 3];
         for (i, ((old, (new, _)), m)) in rec
             .blocks()
             .iter()
@@ -988,10 +999,11 @@ fn register<M: Memory>(
             .zip(moved.iter_mut())
             .enumerate()
         {
-            *m = (old.addr, old.size, new.addr() as u64);
+            *m = (old.addr, old.size, new.addr() as u64, old.permission);
             record.set_block(i, new.addr() as u64, new.token() as u64);
         }
-        record.map_addresses(|addr| translate(&moved, addr));
+        let moved = moved.get(..rec.blocks().len()).unwrap_or(&[]);
+        record.map_addresses(|addr, permission| translate(moved, addr, permission));
     }
     let (use_count, initialised) = (v.use_count(), v.initialised_byte() == 1);
     match inner.insert(Linked { blocks, record }) {
@@ -1010,11 +1022,19 @@ fn register<M: Memory>(
     }
 }
 
-/// Where a saved address is now: moved with the block holding it (a block holding it wins over one that
-/// ends there: blocks may be adjacent); addresses outside every block (absolute symbols) stay.
-fn translate(moved: &[(u64, u64, u64)], addr: u64) -> u64 {
+/// Where a saved address is now: moved with the block holding it — only a block of `permission` if one
+/// is given (a region's) — and a block holding it wins over one that ends there (blocks may be adjacent);
+/// addresses outside every block (absolute symbols) stay.
+fn translate(
+    moved: &[(u64, u64, u64, Permission)],
+    addr: u64,
+    permission: Option<Permission>,
+) -> u64 {
     for inclusive in [false, true] {
-        for &(old, size, new) in moved {
+        for &(old, size, new, p) in moved {
+            if permission.is_some_and(|want| want != p) {
+                continue;
+            }
             if size > 0 && addr >= old && (addr - old < size || (inclusive && addr - old == size)) {
                 return new + (addr - old);
             }

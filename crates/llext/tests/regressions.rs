@@ -295,3 +295,129 @@ fn fuzz_snapshot_restore_arm_addend_beyond_32_bits_is_refused() {
         assert_eq!(live2.load(std::sync::atomic::Ordering::SeqCst), 0);
     }
 }
+
+/// The blocks of record 0 of `ctx`: (entry offset, address, size, permission byte).
+fn blocks_of(ctx: &[u8]) -> Vec<(usize, u64, u64, u8)> {
+    let (_, count) = context::entry(ctx, 0, Table::Blocks, 0);
+    (0..count)
+        .map(|i| {
+            let at = context::entry(ctx, 0, Table::Blocks, i).0;
+            let word = |o: usize| u64::from_le_bytes(ctx[at + o..at + o + 8].try_into().unwrap());
+            (at, word(0), word(8), ctx[at + 32])
+        })
+        .collect()
+}
+
+/// fuzz/snapshot_restore: a portable context whose read-only block had grown one byte into the read-write
+/// block after it restored, and the data region starting where both met moved with the read-only block;
+/// the context saved from the restored registry no longer decoded. Blocks must not overlap (nor share a
+/// permission). Damaged here in an in-place context, where nothing else about it is wrong.
+#[test]
+fn fuzz_snapshot_overlapping_blocks_are_refused() {
+    let (r, _memory) = common::counting_registry();
+    r.load_with(
+        "basic",
+        &llext_fixtures::bytes("basic-gcc-O2-pic.o"),
+        &NO_RUN,
+    )
+    .unwrap();
+    let mut ctx = r.save(&SaveOptions::default()).unwrap();
+    let blocks = blocks_of(&ctx);
+    let (first, second) = (blocks[0], blocks[1]);
+    let (low, high) = if first.1 < second.1 {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    let grown = high.1 - low.1 + 1; // one byte into the next block
+    ctx[low.0 + 8..low.0 + 16].copy_from_slice(&grown.to_le_bytes());
+    reseal(&mut ctx);
+    match Context::from_bytes(&ctx) {
+        Err(Error::Snapshot { .. }) => {}
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("overlapping blocks accepted"),
+    }
+}
+
+/// The other half of the finding above: a region that is empty and lies where its block ends and another
+/// block starts (possible in an arena, where blocks are adjacent) must move with the block of its own
+/// permission, so that what a portable restore produces saves and decodes again.
+#[test]
+fn empty_region_where_blocks_meet_moves_with_its_own_block() {
+    let mut first = vec![0u8; 1 << 20];
+    let mut second = vec![0u8; 1 << 20];
+    let (memory, _) = CountingArena::new(&mut first);
+    let r = Registry::new(memory, ExportTable::new(llext::LIBC_EXPORTS));
+    r.load_with(
+        "basic",
+        &llext_fixtures::bytes("basic-gcc-O2-pic.o"),
+        &NO_RUN,
+    )
+    .unwrap();
+    let mut ctx = r.save(&portable()).unwrap();
+    let blocks = blocks_of(&ctx);
+    // A block followed directly by another, and a region of the first one's permission that holds no
+    // section (stubs or GOT), made empty and moved to the end of its block.
+    let kinds_with_sections: Vec<u8> = {
+        let (_, n) = context::entry(&ctx, 0, Table::Sections, 0);
+        (0..n)
+            .map(|i| ctx[context::entry(&ctx, 0, Table::Sections, i).0 + 8] & 0x7f)
+            .collect()
+    };
+    let (_, regions) = context::entry(&ctx, 0, Table::Regions, 0);
+    let permission_of = |kind: u8| llext::RegionKind::ALL[kind as usize].permission();
+    let perm_byte =
+        |p: llext::Permission| llext::Permission::ALL.iter().position(|&q| q == p).unwrap() as u8;
+    let (region_at, end) = blocks
+        .iter()
+        .filter(|a| blocks.iter().any(|b| a.1 + a.2 == b.1))
+        .find_map(|a| {
+            (0..regions).find_map(|i| {
+                let at = context::entry(&ctx, 0, Table::Regions, i).0;
+                let kind = ctx[at] & 0x7f;
+                (perm_byte(permission_of(kind)) == a.3 && !kinds_with_sections.contains(&kind))
+                    .then_some((at, a.1 + a.2))
+            })
+        })
+        .expect("an arena load of basic has a section-less region in a block another one follows");
+    ctx[region_at + 1..region_at + 9].copy_from_slice(&end.to_le_bytes());
+    ctx[region_at + 9..region_at + 17].copy_from_slice(&0u64.to_le_bytes());
+    reseal(&mut ctx);
+    let context = Context::from_bytes(&ctx).expect("an empty region at its block's end is valid");
+    // Restored blocks lie apart, so the block that followed no longer starts where the region's ends.
+    let r2 = Registry::new(
+        Gapped(llext::ArenaMemory::new(&mut second)),
+        ExportTable::new(llext::LIBC_EXPORTS),
+    );
+    r2.restore(&context, &RestoreOptions::default()).unwrap();
+    let again = r2.save(&SaveOptions::default()).unwrap();
+    Context::from_bytes(&again).expect("the restored registry's context decodes");
+}
+
+/// An arena that leaves 64 unused bytes before every block it hands out.
+struct Gapped<'a>(llext::ArenaMemory<'a>);
+
+// SAFETY: every block comes from the wrapped arena; the gaps are allocated and never handed out.
+unsafe impl llext::Memory for Gapped<'_> {
+    fn allocate(&mut self, request: &llext::BlockRequest) -> llext::Result<llext::Block> {
+        // The gap stays allocated in the arena's books (never freed, never handed out).
+        self.0.allocate(&llext::BlockRequest {
+            size: 64,
+            align: 1,
+            permission: llext::Permission::ReadWrite,
+        })?;
+        self.0.allocate(request)
+    }
+
+    fn finalize(
+        &mut self,
+        block: &llext::Block,
+        permission: llext::Permission,
+    ) -> llext::Result<()> {
+        self.0.finalize(block, permission)
+    }
+
+    fn free(&mut self, block: llext::Block) {
+        self.0.free(block)
+    }
+}
