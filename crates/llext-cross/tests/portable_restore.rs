@@ -555,7 +555,8 @@ fn riscv64_restore_refuses_a_lo_part_without_its_hi_partner() {
 /// `source` assembled by `target`'s GNU compiler driver with `flags`, or `None` when that compiler is missing
 /// and its absence is allowed.
 fn assemble(target: &Target, flags: &[&str], name: &str, source: &str) -> Option<Vec<u8>> {
-    let work = common::WorkDir::new(&format!("portable-{name}"));
+    // One directory per target and name: tests run in parallel, and a directory goes when its test ends.
+    let work = common::WorkDir::new(&format!("portable-{}-{name}", target.name));
     let source_path = work.0.join(format!("{name}.S"));
     let object = work.0.join(format!("{name}.o"));
     std::fs::write(&source_path, source).expect("write the source");
