@@ -1055,10 +1055,21 @@ fn apply_fixups<A: Relocator>(
     builtins: &crate::symbols::ExportTable,
 ) -> Result<()> {
     let ptr = A::POINTER_SIZE;
+    // Extensions whose every block came back at its saved address (a firmware restoring into a cleared
+    // heap of the same layout gets this): their places and targets did not move.
+    let mut still: Vec<bool> = fallible::vec(records.len())?;
+    for (ri, rec) in records.iter().enumerate() {
+        let mut same = true;
+        for (bi, b) in rec.blocks().iter().enumerate() {
+            same &= taken.base(ri, bi)? == b.addr;
+        }
+        still.push(same); // room made above
+    }
     // One table for every extension, emptied between them; it allocates only for extensions with pairs.
     let mut his = HiValues::default();
     for (ri, rec) in records.iter().enumerate() {
         let v = &rec.view;
+        let self_still = still.get(ri).copied().unwrap_or(false);
         // New GOT and stub positions: the same offsets inside the extension's blocks as before.
         let region_new = |kind: RegionKind| -> Result<u64> {
             let Some(r) = v.regions().find(|r| r.kind == kind && !r.in_place) else {
@@ -1082,6 +1093,24 @@ fn apply_fixups<A: Relocator>(
             let f = f.ok_or(Short)?;
             let s = fixup_symbol(records, ri, &f, taken, builtins)?;
             let p = taken.base(ri, f.block as usize)? + u64::from(f.offset);
+            // Neither the place nor the target moved: the copied bytes are already right, and the place
+            // is not touched. (Built-ins may have moved; HI/LO parts take values from a partner.)
+            let target_still = match f.target {
+                Target::Own { .. } | Target::Absolute(_) => true,
+                Target::Extension { dep, .. } => v
+                    .dep(dep as usize)
+                    .and_then(|d| still.get(d as usize))
+                    .copied()
+                    .unwrap_or(false),
+                Target::Builtin { .. } => false,
+            };
+            let alone = match f.kind {
+                FixupKind::Relocation(r_type) => A::pairing(r_type) == Pairing::Alone,
+                FixupKind::GotSlot | FixupKind::Stub => true,
+            };
+            if self_still && target_still && alone {
+                continue;
+            }
             // A paired relocation's partner value, before the place is borrowed from `taken`.
             let hi = match f.kind {
                 FixupKind::Relocation(r_type) if A::pairing(r_type) != Pairing::Alone => {

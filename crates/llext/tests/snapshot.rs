@@ -600,3 +600,66 @@ fn random_dependency_graphs_round_trip() {
 fn value(graph: &[Vec<usize>], i: usize) -> i64 {
     1000 * i as i64 + graph[i].iter().map(|&d| value(graph, d)).sum::<i64>()
 }
+
+/// A portable restore whose blocks come back at their saved addresses (a firmware restoring into a cleared
+/// heap of the same layout) does not touch the places whose target did not move either. Shown with a
+/// damaged addend on such a fixup: applying it would change the bytes, and they stay as saved.
+#[test]
+fn places_that_did_not_move_are_not_touched() {
+    use llext_fixtures::context::{entry, record_end, Table, ENTRY};
+    let mut arena = vec![0u8; 1 << 20];
+    let base = arena.as_ptr() as u64;
+    let no_run = llext::LoadOptions {
+        bring_up: false,
+        portable: true,
+        ..llext::LoadOptions::default()
+    };
+    let mut ctx = {
+        let r = Registry::new(
+            llext::ArenaMemory::new(&mut arena),
+            ExportTable::new(llext::LIBC_EXPORTS),
+        );
+        let id = r
+            .load_with("basic", &bytes("basic-gcc-O2-pic.o"), &no_run)
+            .unwrap();
+        let ctx = r.save(&portable()).unwrap();
+        r.unload(id).unwrap();
+        ctx
+    };
+    // The saved blocks (address, size) and their bytes, which follow the record.
+    let (_, block_count) = entry(&ctx, 0, Table::Blocks, 0);
+    let blocks: Vec<(u64, usize)> = (0..block_count)
+        .map(|i| {
+            let at = entry(&ctx, 0, Table::Blocks, i).0;
+            let word = |o: usize| u64::from_le_bytes(ctx[at + o..at + o + 8].try_into().unwrap());
+            (word(0), word(8) as usize)
+        })
+        .collect();
+    let saved: Vec<u8> = ctx[record_end(&ctx, 0)..ctx.len() - 8].to_vec();
+    // Damage the addend of a relocation between the extension's own blocks (target tag 0).
+    let (first, fixups) = entry(&ctx, 0, Table::Fixups, 0);
+    let own = (0..fixups)
+        .map(|i| first + i * ENTRY[Table::Fixups as usize])
+        .find(|&at| ctx[at] & 0x7f == 0 && ctx[at + 10] == 0)
+        .expect("basic has a relocation between its own blocks");
+    let addend = i64::from_le_bytes(ctx[own + 27..own + 35].try_into().unwrap());
+    ctx[own + 27..own + 35].copy_from_slice(&(addend + 0x10).to_le_bytes());
+    reseal(&mut ctx);
+
+    let context = Context::from_bytes(&ctx).unwrap();
+    let r = Registry::new(
+        llext::ArenaMemory::new(&mut arena),
+        ExportTable::new(llext::LIBC_EXPORTS),
+    );
+    r.restore(&context, &RestoreOptions::default()).unwrap();
+    drop(r);
+    let mut restored = Vec::new();
+    for &(addr, size) in &blocks {
+        let off = (addr - base) as usize;
+        restored.extend_from_slice(&arena[off..off + size]);
+    }
+    assert_eq!(
+        restored, saved,
+        "the blocks came back at their addresses, untouched"
+    );
+}
