@@ -584,8 +584,9 @@ fn check_state<M: llext::Memory>(
 /// Context save and restore on the device: load `libsum`, `useslib` (which links against it) and `basic`
 /// of one build and call them; save an in-place context, drop the registry's bookkeeping while the arena
 /// keeps every region (a simulated suspend), restore and call again; then save a portable context, unload
-/// everything, restore it into a freshly cleared second arena and call a third time. The calls see the
-/// data as it was saved each time.
+/// everything, restore it into a freshly cleared second arena and call a third time; then save that, clear
+/// the second arena again and restore at the very same addresses (the fixups between unmoved blocks are
+/// skipped) and call a fourth time. The calls see the data as it was saved each time.
 fn suspend_and_resume(
     registry: &Registry<ArenaMemory<'static>>,
     t: &mut Tally,
@@ -661,9 +662,47 @@ fn save_and_restore(
         portable.len()
     );
     check_state(t, &fresh, user, basic, "restored portably", 3);
+
+    // Once more, after a reboot into a heap of the same layout: the blocks come back at their saved
+    // addresses, so only the references to firmware symbols are applied again.
+    let again = fresh
+        .save(&SaveOptions {
+            portable: true,
+            ..SaveOptions::default()
+        })
+        .map_err(|e| alloc::format!("portable save: {e}"))?;
+    let places = |r: &Registry<ArenaMemory<'static>>, ids: &[llext::ExtId]| -> Vec<usize> {
+        ids.iter()
+            .filter_map(|id| r.info(*id).ok())
+            .flat_map(|info| info.regions.into_iter().map(|region| region.addr))
+            .collect()
+    };
+    let before = places(&fresh, &moved);
     for id in moved.iter().rev() {
         fresh
             .unload(*id)
+            .map_err(|e| alloc::format!("unload: {e}"))?;
+    }
+    drop(fresh);
+    // SAFETY: the previous registry over the second arena was dropped just above.
+    let same = unsafe { fresh_registry() };
+    let context = Context::from_bytes(&again).map_err(|e| alloc::format!("context: {e}"))?;
+    let back = same
+        .restore(&context, &RestoreOptions::default())
+        .map_err(|e| alloc::format!("portable restore in place of itself: {e}"))?;
+    let unmoved = places(&same, &back) == before;
+    println!(
+        "     reboot: {} extensions restored at their saved addresses: {unmoved}",
+        back.len()
+    );
+    t.check(
+        &alloc::format!("{user} reboot into the same layout: blocks at their saved addresses"),
+        Ok(isize::from(unmoved)),
+        1,
+    );
+    check_state(t, &same, user, basic, "restored at the same addresses", 4);
+    for id in back.iter().rev() {
+        same.unload(*id)
             .map_err(|e| alloc::format!("unload: {e}"))?;
     }
     Ok(())
