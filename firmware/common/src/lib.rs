@@ -28,8 +28,8 @@ use core::fmt::Write as _;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use llext::{
-    ArenaMemory, Context, Export, ExportTable, ExtId, LoadOptions, Registry, RestoreOptions, SaveOptions,
-    Storage, Unloaded,
+    ArenaMemory, Context, Export, ExportTable, ExtId, LoadOptions, Registry, RestoreOptions,
+    SaveOptions, Storage, Unloaded,
 };
 
 mod fixtures {
