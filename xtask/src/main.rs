@@ -200,6 +200,13 @@ fn ci_steps() -> Result {
         "cargo fmt --all -- --check",
         &mut cargo(&["fmt", "--all", "--", "--check"]),
     )?;
+    // The firmware and fuzz workspaces are excluded from the main one; their sources are checked too.
+    for dir in ["firmware", "fuzz"] {
+        step(
+            &format!("(cd {dir} && cargo fmt --all -- --check)"),
+            cargo(&["fmt", "--all", "--", "--check"]).current_dir(root.join(dir)),
+        )?;
+    }
     step(
         "cargo clippy --workspace --all-targets -- -D warnings",
         &mut cargo(&[
