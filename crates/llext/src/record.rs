@@ -425,8 +425,16 @@ impl Record {
     /// with `map`, for a restore at new addresses; a region's address comes with the permission of the
     /// block it lies in. Block entries are set with [`Record::set_block`].
     pub fn map_addresses(&mut self, map: impl Fn(u64, Option<Permission>) -> u64) {
+        for e in self.table_mut(Table::Regions).chunks_exact_mut(REGION_REC) {
+            let permission = e
+                .first()
+                .and_then(|&k| region_kind(k))
+                .map(|(kind, _)| kind.permission());
+            if let Some(v) = u64_at(e, REGION_ADDR_AT) {
+                put_u64(e, REGION_ADDR_AT, map(v, permission));
+            }
+        }
         for (t, field) in [
-            (Table::Regions, REGION_ADDR_AT),
             (Table::Exports, SYM_ADDR_AT),
             (Table::Globals, SYM_ADDR_AT),
             (Table::Init, 0),
@@ -434,15 +442,8 @@ impl Record {
         ] {
             let size = t.entry_size();
             for e in self.table_mut(t).chunks_exact_mut(size) {
-                let permission = match t {
-                    Table::Regions => e
-                        .first()
-                        .and_then(|&k| region_kind(k))
-                        .map(|(kind, _)| kind.permission()),
-                    _ => None,
-                };
                 if let Some(v) = u64_at(e, field) {
-                    put_u64(e, field, map(v, permission));
+                    put_u64(e, field, map(v, None));
                 }
             }
         }

@@ -1055,21 +1055,13 @@ fn apply_fixups<A: Relocator>(
     builtins: &crate::symbols::ExportTable,
 ) -> Result<()> {
     let ptr = A::POINTER_SIZE;
-    // Extensions whose every block came back at its saved address (a firmware restoring into a cleared
-    // heap of the same layout gets this): their places and targets did not move.
-    let mut still: Vec<bool> = fallible::vec(records.len())?;
-    for (ri, rec) in records.iter().enumerate() {
-        let mut same = true;
-        for (bi, b) in rec.blocks().iter().enumerate() {
-            same &= taken.base(ri, bi)? == b.addr;
-        }
-        still.push(same); // room made above
-    }
     // One table for every extension, emptied between them; it allocates only for extensions with pairs.
     let mut his = HiValues::default();
     for (ri, rec) in records.iter().enumerate() {
         let v = &rec.view;
-        let self_still = still.get(ri).copied().unwrap_or(false);
+        // Every block back at its saved address (a firmware restoring into a cleared heap of the same
+        // layout gets this): the extension's places and its own targets did not move.
+        let self_still = unmoved(records, taken, ri);
         // New GOT and stub positions: the same offsets inside the extension's blocks as before.
         let region_new = |kind: RegionKind| -> Result<u64> {
             let Some(r) = v.regions().find(|r| r.kind == kind && !r.in_place) else {
@@ -1095,21 +1087,21 @@ fn apply_fixups<A: Relocator>(
             let p = taken.base(ri, f.block as usize)? + u64::from(f.offset);
             // Neither the place nor the target moved: the copied bytes are already right, and the place
             // is not touched. (Built-ins may have moved; HI/LO parts take values from a partner.)
-            let target_still = match f.target {
-                Target::Own { .. } | Target::Absolute(_) => true,
-                Target::Extension { dep, .. } => v
-                    .dep(dep as usize)
-                    .and_then(|d| still.get(d as usize))
-                    .copied()
-                    .unwrap_or(false),
-                Target::Builtin { .. } => false,
-            };
-            let alone = match f.kind {
-                FixupKind::Relocation(r_type) => A::pairing(r_type) == Pairing::Alone,
-                FixupKind::GotSlot | FixupKind::Stub => true,
-            };
-            if self_still && target_still && alone {
-                continue;
+            if self_still {
+                let target_still = match f.target {
+                    Target::Own { .. } | Target::Absolute(_) => true,
+                    Target::Extension { dep, .. } => v
+                        .dep(dep as usize)
+                        .is_some_and(|d| unmoved(records, taken, d as usize)),
+                    Target::Builtin { .. } => false,
+                };
+                let alone = match f.kind {
+                    FixupKind::Relocation(r_type) => A::pairing(r_type) == Pairing::Alone,
+                    FixupKind::GotSlot | FixupKind::Stub => true,
+                };
+                if target_still && alone {
+                    continue;
+                }
             }
             // A paired relocation's partner value, before the place is borrowed from `taken`.
             let hi = match f.kind {
@@ -1171,6 +1163,16 @@ fn apply_fixups<A: Relocator>(
         }
     }
     Ok(())
+}
+
+/// True if every block of record `ri` came back at its saved address.
+fn unmoved(records: &[Rec<'_>], taken: &Taken, ri: usize) -> bool {
+    records.get(ri).is_some_and(|rec| {
+        rec.blocks()
+            .iter()
+            .enumerate()
+            .all(|(bi, b)| taken.base(ri, bi).is_ok_and(|new| new == b.addr))
+    })
 }
 
 /// Where one extension's GOT and stubs are at the new addresses.
