@@ -11,11 +11,12 @@ use alloc::vec::Vec;
 pub(crate) struct FreeRanges(Vec<(usize, usize)>);
 
 impl FreeRanges {
-    /// One free range `[0, len)` (none if `len` is 0).
+    /// One free range `[0, len)` (none if `len` is 0, or if the heap has no room for the list: then nothing
+    /// can be taken, and every allocation from it fails as out of memory instead of the program aborting).
     pub fn whole(len: usize) -> Self {
         let mut v = Vec::new();
-        if len > 0 {
-            v.push((0, len));
+        if len > 0 && v.try_reserve_exact(1).is_ok() {
+            v.push((0, len)); // room made above
         }
         FreeRanges(v)
     }
