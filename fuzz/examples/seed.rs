@@ -67,6 +67,30 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) {
     std::fs::write(dir.join(name), bytes).expect("write seed");
 }
 
+/// Writes the portable and the in-place context of everything `registry` holds as `snapshot_restore` seeds
+/// named `{prefix}-{kind}.ctx`, prefixed with the target's mode byte (1: reseal after mutation); returns
+/// how many.
+fn write_contexts<M: llext::Memory>(out: &Path, registry: &Registry<M>, prefix: &str) -> usize {
+    let mut n = 0;
+    for (kind, portable) in [("portable", true), ("inplace", false)] {
+        let options = SaveOptions {
+            portable,
+            content_hashes: true,
+            ..SaveOptions::default()
+        };
+        let ctx = registry.save(&options).expect("save");
+        let mut seed = vec![1u8];
+        seed.extend_from_slice(&ctx);
+        write(
+            &out.join("snapshot_restore"),
+            &format!("{prefix}-{kind}.ctx"),
+            &seed,
+        );
+        n += 1;
+    }
+    n
+}
+
 fn main() {
     let out = std::env::args_os()
         .nth(1)
@@ -118,24 +142,8 @@ fn main() {
             // snapshot_restore replays every backend's fixups.
             llext_fuzz::with_arenas(|arena, _| {
                 let (registry, _) = llext_fuzz::registry(arena, llext_fuzz::machine_of(&bytes));
-                if registry.load_with("cross", &bytes, &NO_RUN).is_err() {
-                    return;
-                }
-                for (kind, portable) in [("portable", true), ("inplace", false)] {
-                    let options = SaveOptions {
-                        portable,
-                        content_hashes: true,
-                        ..SaveOptions::default()
-                    };
-                    let ctx = registry.save(&options).expect("save");
-                    let mut seed = vec![1u8];
-                    seed.extend_from_slice(&ctx);
-                    write(
-                        &out.join("snapshot_restore"),
-                        &format!("cross-{triple}-{kind}.ctx"),
-                        &seed,
-                    );
-                    counts[2] += 1;
+                if registry.load_with("cross", &bytes, &NO_RUN).is_ok() {
+                    counts[2] += write_contexts(out, &registry, &format!("cross-{triple}"));
                 }
             });
         }
@@ -152,21 +160,9 @@ fn main() {
                     .load_with(stem, &variant.bytes(stem), &NO_RUN)
                     .is_ok()
             });
-            if !loaded {
-                continue;
-            }
-            for (kind, portable) in [("portable", true), ("inplace", false)] {
-                let options = SaveOptions {
-                    portable,
-                    content_hashes: true,
-                    ..SaveOptions::default()
-                };
-                let ctx = registry.save(&options).expect("save");
-                let mut seed = vec![1u8];
-                seed.extend_from_slice(&ctx);
-                let name = format!("{}-{variant}-{kind}.ctx", set.join("+"));
-                write(&out.join("snapshot_restore"), &name, &seed);
-                counts[2] += 1;
+            if loaded {
+                counts[2] +=
+                    write_contexts(out, &registry, &format!("{}-{variant}", set.join("+")));
             }
         }
     }

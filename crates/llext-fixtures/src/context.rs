@@ -69,3 +69,33 @@ pub fn record_end(ctx: &[u8], record: usize) -> usize {
     let (at, count) = entry(ctx, record, Table::Fixups, 0);
     at + count * ENTRY[Table::Fixups as usize]
 }
+
+/// One saved block of a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Block {
+    /// Offset of the block's entry in the context.
+    pub entry: usize,
+    /// Address when saved.
+    pub addr: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Index into `llext::Permission::ALL`.
+    pub permission: u8,
+}
+
+/// The blocks of record `record` of `ctx`.
+pub fn blocks(ctx: &[u8], record: usize) -> Vec<Block> {
+    let (_, count) = entry(ctx, record, Table::Blocks, 0);
+    (0..count)
+        .map(|i| {
+            let at = entry(ctx, record, Table::Blocks, i).0;
+            let word = |o: usize| u64::from_le_bytes(ctx[at + o..at + o + 8].try_into().unwrap());
+            Block {
+                entry: at,
+                addr: word(0),
+                size: word(8),
+                permission: ctx[at + 32],
+            }
+        })
+        .collect()
+}

@@ -952,14 +952,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
     drop(syms);
     drop(his);
     drop(plan);
-    let mut saved = [BlockRec {
-        addr: 0,
-        size: 0,
-        align: 1,
-        token: 0,
-        permission: Permission::ReadWrite,
-        hash: 0,
-    }; 3];
+    let mut saved = [BlockRec::EMPTY; 3];
     for ((block, permission), rec) in blocks.blocks.iter().zip(saved.iter_mut()) {
         let align = regions
             .iter()

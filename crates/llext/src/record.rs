@@ -142,6 +142,18 @@ pub(crate) struct BlockRec {
     pub hash: u64,
 }
 
+impl BlockRec {
+    /// A placeholder for fixed arrays of blocks, before the real ones are filled in.
+    pub const EMPTY: BlockRec = BlockRec {
+        addr: 0,
+        size: 0,
+        align: 1,
+        token: 0,
+        permission: Permission::ReadWrite,
+        hash: 0,
+    };
+}
+
 fn block_rec(e: &[u8]) -> Option<BlockRec> {
     Some(BlockRec {
         addr: u64_at(e, 0)?,

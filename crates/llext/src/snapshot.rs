@@ -207,14 +207,7 @@ impl Rec<'_> {
 fn split_record(rest: &[u8], portable: bool) -> Result<(Rec<'_>, usize), Short> {
     let view = record::View::new(rest).ok_or(Short)?;
     let mut len = view.layout.len;
-    let mut blocks = [BlockRec {
-        addr: 0,
-        size: 0,
-        align: 1,
-        token: 0,
-        permission: Permission::ReadWrite,
-        hash: 0,
-    }; 3];
+    let mut blocks = [BlockRec::EMPTY; 3];
     let block_count = view.count(Table::Blocks);
     if block_count > blocks.len() {
         return Err(Short);

@@ -296,18 +296,6 @@ fn fuzz_snapshot_restore_arm_addend_beyond_32_bits_is_refused() {
     }
 }
 
-/// The blocks of record 0 of `ctx`: (entry offset, address, size, permission byte).
-fn blocks_of(ctx: &[u8]) -> Vec<(usize, u64, u64, u8)> {
-    let (_, count) = context::entry(ctx, 0, Table::Blocks, 0);
-    (0..count)
-        .map(|i| {
-            let at = context::entry(ctx, 0, Table::Blocks, i).0;
-            let word = |o: usize| u64::from_le_bytes(ctx[at + o..at + o + 8].try_into().unwrap());
-            (at, word(0), word(8), ctx[at + 32])
-        })
-        .collect()
-}
-
 /// fuzz/snapshot_restore: a portable context whose read-only block had grown one byte into the read-write
 /// block after it restored, and the data region starting where both met moved with the read-only block;
 /// the context saved from the restored registry no longer decoded. Blocks must not overlap (nor share a
@@ -322,15 +310,15 @@ fn fuzz_snapshot_overlapping_blocks_are_refused() {
     )
     .unwrap();
     let mut ctx = r.save(&SaveOptions::default()).unwrap();
-    let blocks = blocks_of(&ctx);
+    let blocks = context::blocks(&ctx, 0);
     let (first, second) = (blocks[0], blocks[1]);
-    let (low, high) = if first.1 < second.1 {
+    let (low, high) = if first.addr < second.addr {
         (first, second)
     } else {
         (second, first)
     };
-    let grown = high.1 - low.1 + 1; // one byte into the next block
-    ctx[low.0 + 8..low.0 + 16].copy_from_slice(&grown.to_le_bytes());
+    let grown = high.addr - low.addr + 1; // one byte into the next block
+    ctx[low.entry + 8..low.entry + 16].copy_from_slice(&grown.to_le_bytes());
     reseal(&mut ctx);
     match Context::from_bytes(&ctx) {
         Err(Error::Snapshot { .. }) => {}
@@ -355,7 +343,7 @@ fn empty_region_where_blocks_meet_moves_with_its_own_block() {
     )
     .unwrap();
     let mut ctx = r.save(&portable()).unwrap();
-    let blocks = blocks_of(&ctx);
+    let blocks = context::blocks(&ctx, 0);
     // A block followed directly by another, and a region of the first one's permission that holds no
     // section (stubs or GOT), made empty and moved to the end of its block.
     let kinds_with_sections: Vec<u8> = {
@@ -370,13 +358,14 @@ fn empty_region_where_blocks_meet_moves_with_its_own_block() {
         |p: llext::Permission| llext::Permission::ALL.iter().position(|&q| q == p).unwrap() as u8;
     let (region_at, end) = blocks
         .iter()
-        .filter(|a| blocks.iter().any(|b| a.1 + a.2 == b.1))
+        .filter(|a| blocks.iter().any(|b| a.addr + a.size == b.addr))
         .find_map(|a| {
             (0..regions).find_map(|i| {
                 let at = context::entry(&ctx, 0, Table::Regions, i).0;
                 let kind = ctx[at] & 0x7f;
-                (perm_byte(permission_of(kind)) == a.3 && !kinds_with_sections.contains(&kind))
-                    .then_some((at, a.1 + a.2))
+                (perm_byte(permission_of(kind)) == a.permission
+                    && !kinds_with_sections.contains(&kind))
+                .then_some((at, a.addr + a.size))
             })
         })
         .expect("an arena load of basic has a section-less region in a block another one follows");

@@ -606,7 +606,7 @@ fn value(graph: &[Vec<usize>], i: usize) -> i64 {
 /// damaged addend on such a fixup: applying it would change the bytes, and they stay as saved.
 #[test]
 fn places_that_did_not_move_are_not_touched() {
-    use llext_fixtures::context::{entry, record_end, Table, ENTRY};
+    use llext_fixtures::context::{blocks, entry, record_end, Table, ENTRY};
     let mut arena = vec![0u8; 1 << 20];
     let base = arena.as_ptr() as u64;
     let no_run = llext::LoadOptions {
@@ -627,14 +627,7 @@ fn places_that_did_not_move_are_not_touched() {
         ctx
     };
     // The saved blocks (address, size) and their bytes, which follow the record.
-    let (_, block_count) = entry(&ctx, 0, Table::Blocks, 0);
-    let blocks: Vec<(u64, usize)> = (0..block_count)
-        .map(|i| {
-            let at = entry(&ctx, 0, Table::Blocks, i).0;
-            let word = |o: usize| u64::from_le_bytes(ctx[at + o..at + o + 8].try_into().unwrap());
-            (word(0), word(8) as usize)
-        })
-        .collect();
+    let blocks = blocks(&ctx, 0);
     let saved: Vec<u8> = ctx[record_end(&ctx, 0)..ctx.len() - 8].to_vec();
     // Damage the addend of a relocation between the extension's own blocks (target tag 0).
     let (first, fixups) = entry(&ctx, 0, Table::Fixups, 0);
@@ -654,9 +647,9 @@ fn places_that_did_not_move_are_not_touched() {
     r.restore(&context, &RestoreOptions::default()).unwrap();
     drop(r);
     let mut restored = Vec::new();
-    for &(addr, size) in &blocks {
-        let off = (addr - base) as usize;
-        restored.extend_from_slice(&arena[off..off + size]);
+    for b in &blocks {
+        let off = (b.addr - base) as usize;
+        restored.extend_from_slice(&arena[off..off + b.size as usize]);
     }
     assert_eq!(
         restored, saved,

@@ -639,17 +639,8 @@ fn save_and_restore(
     );
     check_state(t, registry, user, basic, "restored in place", 2);
 
-    let portable = registry
-        .save(&SaveOptions {
-            portable: true,
-            ..SaveOptions::default()
-        })
-        .map_err(|e| alloc::format!("portable save: {e}"))?;
-    for id in restored.iter().rev() {
-        registry
-            .unload(*id)
-            .map_err(|e| alloc::format!("unload: {e}"))?;
-    }
+    let portable = save_portable(registry)?;
+    unload_all(registry, &restored)?;
     // SAFETY: the only registry over the second arena, dropped at the end of this function.
     let fresh = unsafe { fresh_registry() };
     let context = Context::from_bytes(&portable).map_err(|e| alloc::format!("context: {e}"))?;
@@ -665,24 +656,15 @@ fn save_and_restore(
 
     // Once more, after a reboot into a heap of the same layout: the blocks come back at their saved
     // addresses, so only the references to firmware symbols are applied again.
-    let again = fresh
-        .save(&SaveOptions {
-            portable: true,
-            ..SaveOptions::default()
-        })
-        .map_err(|e| alloc::format!("portable save: {e}"))?;
-    let places = |r: &Registry<ArenaMemory<'static>>, ids: &[llext::ExtId]| -> Vec<usize> {
+    let again = save_portable(&fresh)?;
+    let places = |r: &Registry<ArenaMemory<'static>>, ids: &[ExtId]| -> Vec<usize> {
         ids.iter()
             .filter_map(|id| r.info(*id).ok())
             .flat_map(|info| info.regions.into_iter().map(|region| region.addr))
             .collect()
     };
     let before = places(&fresh, &moved);
-    for id in moved.iter().rev() {
-        fresh
-            .unload(*id)
-            .map_err(|e| alloc::format!("unload: {e}"))?;
-    }
+    unload_all(&fresh, &moved)?;
     drop(fresh);
     // SAFETY: the previous registry over the second arena was dropped just above.
     let same = unsafe { fresh_registry() };
@@ -701,8 +683,24 @@ fn save_and_restore(
         1,
     );
     check_state(t, &same, user, basic, "restored at the same addresses", 4);
-    for id in back.iter().rev() {
-        same.unload(*id)
+    unload_all(&same, &back)
+}
+
+/// A portable context of everything `registry` holds.
+fn save_portable(registry: &Registry<ArenaMemory<'static>>) -> Result<Vec<u8>, String> {
+    registry
+        .save(&SaveOptions {
+            portable: true,
+            ..SaveOptions::default()
+        })
+        .map_err(|e| alloc::format!("portable save: {e}"))
+}
+
+/// Unloads `ids`, last first.
+fn unload_all(registry: &Registry<ArenaMemory<'static>>, ids: &[ExtId]) -> Result<(), String> {
+    for id in ids.iter().rev() {
+        registry
+            .unload(*id)
             .map_err(|e| alloc::format!("unload: {e}"))?;
     }
     Ok(())
