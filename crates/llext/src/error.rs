@@ -163,6 +163,14 @@ pub enum Error {
         /// Names of the extensions that depend on it.
         dependents: Vec<String>,
     },
+    /// The extension's constructors or destructors are running (they run outside the registry's lock, so
+    /// they may call back into it): it cannot be unloaded or saved until they return.
+    Busy {
+        /// The extension.
+        extension: String,
+        /// What is running: `"constructors"` or `"destructors"`.
+        running: &'static str,
+    },
     /// Too many call arguments.
     TooManyArguments {
         /// Number given.
@@ -355,6 +363,10 @@ impl fmt::Display for Error {
             Error::NoSuchSymbol { symbol } => {
                 write!(f, "symbol `{symbol}` not found in any loaded extension")
             }
+            Error::Busy { extension, running } => write!(
+                f,
+                "cannot unload or save `{extension}` while its {running} run"
+            ),
             Error::InUse {
                 extension,
                 dependents,

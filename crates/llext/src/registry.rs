@@ -152,10 +152,22 @@ pub struct ExtensionInfo {
     pub memory: usize,
 }
 
+/// What an extension's own code is doing outside the registry's lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Nothing: it may be unloaded and saved.
+    Ready,
+    /// Its constructors run. It is linked and visible; unloading it or saving it waits for them.
+    Constructing,
+    /// Its destructors run. It is out of the name and export indexes; its memory is freed after them.
+    Destructing,
+}
+
 pub(crate) struct Ext {
     pub use_count: u32,
     pub dependents: u32,
     pub initialised: bool,
+    pub phase: Phase,
     /// Scratch mark for graph walks under the lock (saving a dependency closure without allocating).
     pub mark: bool,
     /// Scratch: the extension's index in the context being saved.
@@ -199,8 +211,13 @@ pub(crate) struct Inner<M> {
 /// The set of loaded extensions.
 ///
 /// Every operation takes one lock for its whole duration, so concurrent loads and unloads never interleave
-/// their checks and updates. Constructors and destructors of extensions run while the lock is held: they must
-/// not call back into the registry.
+/// their checks and updates.
+///
+/// Constructors and destructors of extensions run outside the lock, so they may call back into the registry:
+/// look symbols up, call them, load or unload other extensions. An extension is linked and visible to other
+/// threads before its constructors run; while they (or its destructors) run, unloading it to zero or saving
+/// it is refused with [`Error::Busy`]. Destructors run after the extension has left the name and export
+/// indexes, so nothing new can link against it; its memory is freed once they return.
 ///
 /// ```no_run
 /// # #[cfg(feature = "std")] {
@@ -224,6 +241,28 @@ impl<M: Memory> core::fmt::Debug for Registry<M> {
     }
 }
 
+/// What [`Registry::unload`] does after the steps taken under the lock.
+enum Unloading {
+    /// Nothing more: the use count went down, or the extension is freed.
+    Done(Unloaded),
+    /// Run the destructors, then free the extension.
+    Destruct,
+}
+
+/// Takes `ext` (in `slot`) out of the name and export indexes.
+fn unindex(names: &mut HashTable<u32>, exports: &mut HashTable<(u32, u32)>, slot: u32, ext: &Ext) {
+    let view = ext.linked.view();
+    if let Ok(entry) = names.find_entry(hash_name(view.name_bytes()), |&s| s == slot) {
+        entry.remove();
+    }
+    for (i, e) in view.exports().enumerate() {
+        let h = hash_name(e.map(|e| view.str(e.name)).unwrap_or(&[]));
+        if let Ok(entry) = exports.find_entry(h, |&r| r == (slot, i as u32)) {
+            entry.remove();
+        }
+    }
+}
+
 pub(crate) fn ext_at(slots: &[Slot], slot: u32) -> Option<&Ext> {
     slots.get(slot as usize).and_then(|s| s.ext.as_ref())
 }
@@ -232,6 +271,19 @@ impl Ext {
     /// The extension's name (kept in its record).
     pub fn name(&self) -> &str {
         self.linked.view().name()
+    }
+
+    /// [`Error::Busy`] while its constructors or destructors run.
+    pub(crate) fn check_ready(&self) -> Result<()> {
+        let running = match self.phase {
+            Phase::Ready => return Ok(()),
+            Phase::Constructing => "constructors",
+            Phase::Destructing => "destructors",
+        };
+        Err(Error::Busy {
+            extension: self.name_string(),
+            running,
+        })
     }
 
     fn name_string(&self) -> String {
@@ -533,10 +585,56 @@ impl<M: Memory> Registry<M> {
             }
         };
         inner.pointer_size = Some(width);
-        if options.bring_up {
-            inner.bring_up(id);
+        if !options.bring_up {
+            return Ok(id);
+        }
+        let Some(ext) = inner.slot_mut(id.index) else {
+            return Ok(id);
+        };
+        ext.initialised = true;
+        if ext.linked.view().count(Table::Init) == 0 {
+            return Ok(id);
+        }
+        ext.phase = Phase::Constructing;
+        drop(guard);
+        self.run_hooks(id, Table::Init);
+        if let Some(ext) = self.inner.lock().ext_mut(id) {
+            ext.phase = Phase::Ready;
         }
         Ok(id)
+    }
+
+    /// Runs an extension's constructors or destructors without holding the lock, so that they may call back
+    /// into the registry. A few addresses at a time are copied out under the lock; nothing is allocated.
+    fn run_hooks(&self, id: ExtId, table: Table) {
+        const BATCH: usize = 16;
+        let mut done = 0;
+        loop {
+            let mut batch = [0usize; BATCH];
+            let mut n = 0;
+            {
+                let inner = self.inner.lock();
+                let Some(ext) = inner.ext(id) else {
+                    return;
+                };
+                for (to, addr) in batch
+                    .iter_mut()
+                    .zip(ext.linked.view().addrs(table).skip(done))
+                {
+                    *to = addr;
+                    n += 1;
+                }
+            }
+            // SAFETY: the list holds the relocated entries of the extension's own, sealed, constructor or
+            // destructor sections. Its phase (`Constructing` or `Destructing`) makes `unload` refuse to free
+            // it; `forget_all` may take it out of the registry but keeps its memory, and the registry itself
+            // outlives this call.
+            unsafe { run_all(batch.iter().take(n).copied()) };
+            if n < BATCH {
+                return;
+            }
+            done += n;
+        }
     }
 
     /// Lowers the use count of an extension; when it reaches zero runs its destructors and frees all its
@@ -559,16 +657,36 @@ impl<M: Memory> Registry<M> {
     /// # }
     /// ```
     pub fn unload(&self, id: ExtId) -> Result<Unloaded> {
-        self.inner.lock().unload(id)
+        let step = self.inner.lock().begin_unload(id)?;
+        self.finish_unload(id, step)
     }
 
     /// [`Registry::unload`] by name.
     pub fn unload_name(&self, name: &str) -> Result<Unloaded> {
-        let mut inner = self.inner.lock();
-        let id = inner.find(name).ok_or_else(|| Error::NotLoaded {
-            name: String::from(name),
+        let (id, step) = {
+            let mut inner = self.inner.lock();
+            let id = inner.find(name).ok_or_else(|| Error::NotLoaded {
+                name: String::from(name),
+            })?;
+            (id, inner.begin_unload(id)?)
+        };
+        self.finish_unload(id, step)
+    }
+
+    /// Runs the destructors of an extension [`Inner::begin_unload`] took out of the indexes, then frees it.
+    fn finish_unload(&self, id: ExtId, step: Unloading) -> Result<Unloaded> {
+        if let Unloading::Done(unloaded) = step {
+            return Ok(unloaded);
+        }
+        self.run_hooks(id, Table::Fini);
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        // Gone only if `forget_all` took it meanwhile: its memory is then the application's.
+        let ext = inner.remove(id).ok_or_else(|| Error::NotLoaded {
+            name: alloc::format!("#{}", id.index),
         })?;
-        inner.unload(id)
+        ext.linked.free(&mut inner.memory);
+        Ok(Unloaded::Freed)
     }
 
     /// The handle of the extension loaded under `name`.
@@ -813,13 +931,24 @@ impl<M: Memory> Inner<M> {
     }
 
     fn get(&self, id: ExtId) -> Result<&Ext> {
+        self.ext(id).ok_or_else(|| Error::NotLoaded {
+            name: alloc::format!("#{}", id.index),
+        })
+    }
+
+    /// The extension `id` names, if still loaded.
+    pub(crate) fn ext(&self, id: ExtId) -> Option<&Ext> {
         self.slots
             .get(id.index as usize)
             .filter(|s| s.generation == id.generation)
             .and_then(|s| s.ext.as_ref())
-            .ok_or_else(|| Error::NotLoaded {
-                name: alloc::format!("#{}", id.index),
-            })
+    }
+
+    fn ext_mut(&mut self, id: ExtId) -> Option<&mut Ext> {
+        self.slots
+            .get_mut(id.index as usize)
+            .filter(|s| s.generation == id.generation)
+            .and_then(|s| s.ext.as_mut())
     }
 
     fn find_symbol(&self, name: &[u8]) -> Option<usize> {
@@ -827,6 +956,7 @@ impl<M: Memory> Inner<M> {
             return Some(addr);
         }
         self.in_load_order()
+            .filter(|(_, e)| e.phase != Phase::Destructing)
             .find_map(|(_, e)| e.linked.view().global(name))
     }
 
@@ -892,6 +1022,7 @@ impl<M: Memory> Inner<M> {
             use_count: 1,
             dependents: 0,
             initialised: false,
+            phase: Phase::Ready,
             mark: false,
             rank: 0,
             prev: self.last,
@@ -960,6 +1091,13 @@ impl<M: Memory> Inner<M> {
         })
     }
 
+    /// Takes the extension in `slot` out of the name and export indexes (it stays in its slot).
+    fn unindex(&mut self, slot: u32) {
+        if let Some(ext) = ext_at(&self.slots, slot) {
+            unindex(&mut self.names, &mut self.exports, slot, ext);
+        }
+    }
+
     /// Takes an extension out of its slot and out of the indexes (no destructors run, nothing is freed).
     pub(crate) fn remove(&mut self, id: ExtId) -> Option<Ext> {
         let slot = self
@@ -977,21 +1115,8 @@ impl<M: Memory> Inner<M> {
             Some(after) => after.prev = ext.prev,
             None => self.last = ext.prev,
         }
-        if let Ok(entry) = self
-            .names
-            .find_entry(hash_name(ext.linked.view().name_bytes()), |&s| {
-                s == id.index
-            })
-        {
-            entry.remove();
-        }
+        unindex(&mut self.names, &mut self.exports, id.index, &ext);
         let view = ext.linked.view();
-        for (i, e) in view.exports().enumerate() {
-            let h = hash_name(e.map(|e| view.str(e.name)).unwrap_or(&[]));
-            if let Ok(entry) = self.exports.find_entry(h, |&r| r == (id.index, i as u32)) {
-                entry.remove();
-            }
-        }
         for dep in view.deps() {
             if let Some(d) = self.slot_mut(dep) {
                 d.dependents = d.dependents.saturating_sub(1);
@@ -1006,22 +1131,17 @@ impl<M: Memory> Inner<M> {
         exporter_hashed(&self.builtins, &self.slots, &self.exports, name, h)
     }
 
-    fn bring_up(&mut self, id: ExtId) {
-        if let Some(ext) = self.slot_mut(id.index) {
-            ext.initialised = true;
-            // SAFETY: the init list holds the relocated entries of the extension's own, now sealed,
-            // .preinit_array/.init_array/.ctors sections.
-            unsafe { run_all(ext.linked.view().addrs(Table::Init)) };
-        }
-    }
-
-    fn unload(&mut self, id: ExtId) -> Result<Unloaded> {
+    /// The unload steps taken under the lock: lowers the use count, or checks that the extension may go.
+    /// With destructors to run, takes it out of the indexes and leaves it `Destructing` for
+    /// [`Registry::finish_unload`]; without, frees it at once.
+    fn begin_unload(&mut self, id: ExtId) -> Result<Unloading> {
         let ext = self.get(id)?;
         if ext.use_count > 1 {
             let ext = self.slot_mut(id.index).ok_or(Error::Internal("slot"))?;
             ext.use_count -= 1;
-            return Ok(Unloaded::StillInUse(ext.use_count));
+            return Ok(Unloading::Done(Unloaded::StillInUse(ext.use_count)));
         }
+        ext.check_ready()?;
         if ext.dependents > 0 {
             let dependents = self
                 .slots
@@ -1035,14 +1155,16 @@ impl<M: Memory> Inner<M> {
                 dependents,
             });
         }
-        if ext.initialised {
-            // SAFETY: the fini list holds the extension's relocated destructors; it is still loaded and sealed.
-            unsafe { run_all(ext.linked.view().addrs(Table::Fini)) };
+        if ext.initialised && ext.linked.view().count(Table::Fini) > 0 {
+            self.unindex(id.index);
+            let ext = self.slot_mut(id.index).ok_or(Error::Internal("slot"))?;
+            ext.phase = Phase::Destructing;
+            return Ok(Unloading::Destruct);
         }
         // Out of its slot, out of the indexes, then freed.
         let ext = self.remove(id).ok_or(Error::Internal("slot"))?;
         ext.linked.free(&mut self.memory);
-        Ok(Unloaded::Freed)
+        Ok(Unloading::Done(Unloaded::Freed))
     }
 
     fn info(&self, id: ExtId) -> Result<ExtensionInfo> {

@@ -25,7 +25,7 @@ use crate::link::{Fixup, FixupKind, Linked, Str, Target, NO_SLOT};
 use crate::memory::{Block, BlockRequest, Memory, Permission};
 use crate::pairs::HiValues;
 use crate::record::{self, BlockRec, Record, Table};
-use crate::registry::{ext_at, ExtId, Inner, Registry};
+use crate::registry::{ext_at, ExtId, Inner, Phase, Registry};
 
 const MAGIC: &[u8; 8] = b"LLEXTCTX";
 /// The format version this build writes and reads.
@@ -519,7 +519,8 @@ impl<M: Memory> Inner<M> {
         let all = names.is_none();
         for s in self.slots.iter_mut() {
             if let Some(e) = s.ext.as_mut() {
-                e.mark = all;
+                // One whose destructors run is already on its way out: not saved.
+                e.mark = all && e.phase != Phase::Destructing;
             }
         }
         if let Some(names) = names {
@@ -549,12 +550,14 @@ impl<M: Memory> Inner<M> {
                 at = prev;
             }
         }
-        Ok(self
-            .slots
-            .iter()
-            .filter_map(|s| s.ext.as_ref())
-            .filter(|e| e.mark)
-            .count())
+        let mut count = 0;
+        for e in self.slots.iter().filter_map(|s| s.ext.as_ref()) {
+            if e.mark {
+                e.check_ready()?;
+                count += 1;
+            }
+        }
+        Ok(count)
     }
 
     /// Context index of a marked slot: its rank by load order among the marked ones (set by
