@@ -149,6 +149,10 @@ struct RestoreFigures {
     in_place: u64,
     portable: u64,
     memcpy: u64,
+    /// Sizes of the in-place and the portable context, and of the extensions' memory.
+    in_place_bytes: usize,
+    portable_bytes: usize,
+    memory_bytes: usize,
 }
 
 fn bench_restore(iterations: usize) -> Result<(), Failure> {
@@ -159,6 +163,9 @@ fn bench_restore(iterations: usize) -> Result<(), Failure> {
         println!("{prefix}restore_inplace_ns: {}", f.in_place);
         println!("{prefix}restore_portable_ns: {}", f.portable);
         println!("{prefix}memcpy_ns: {}", f.memcpy);
+        println!("{prefix}context_inplace_bytes: {}", f.in_place_bytes);
+        println!("{prefix}context_portable_bytes: {}", f.portable_bytes);
+        println!("{prefix}memory_bytes: {}", f.memory_bytes);
     }
     println!("extensions: {}", llext_fixtures::CHAIN3.len());
     println!("set50_extensions: {}", llext_fixtures::SET50.len());
@@ -257,5 +264,8 @@ fn restore_set(set: &[(&str, &[u8])], iterations: usize) -> Result<RestoreFigure
         in_place: median(&mut in_place),
         portable: median(&mut portable),
         memcpy: median(&mut memcpy),
+        in_place_bytes: in_place_bytes.len(),
+        portable_bytes: portable_bytes.len(),
+        memory_bytes: memory,
     })
 }

@@ -309,6 +309,9 @@ fn bench_prints_every_median_as_an_integer() {
             "restore_inplace_ns",
             "restore_portable_ns",
             "memcpy_ns",
+            "context_inplace_bytes",
+            "context_portable_bytes",
+            "memory_bytes",
         ] {
             let key = format!("{prefix}{key}: ");
             let line = r.lines().find_map(|l| l.strip_prefix(key.as_str()));

@@ -516,17 +516,15 @@ fn riscv64_restore_refuses_a_lo_part_without_its_hi_partner() {
         .expect("save");
 
     // The record's fixup table.
-    let (mut at, count) = context::entry(&ctx, 0, Table::Fixups, 0);
+    let mut fixups = context::fixups(&ctx, 0);
     let mut removed = 0;
-    for _ in 0..count {
-        let relocation = ctx[at] & 0x7f == 0;
-        let r_type = &mut ctx[at + 1..at + 5];
-        if relocation && r_type == R_RISCV_PCREL_HI20.to_le_bytes() {
-            r_type.copy_from_slice(&0u32.to_le_bytes());
+    for f in &mut fixups {
+        if f.kind == 0 && f.r_type == R_RISCV_PCREL_HI20 {
+            f.r_type = 0;
             removed += 1;
         }
-        at += context::ENTRY[Table::Fixups as usize];
     }
+    context::set_fixups(&mut ctx, 0, &fixups);
     // The blocks' bytes and the checksum follow the record: a changed record layout shows here.
     assert_eq!(
         context::record_end(&ctx, 0),
@@ -732,16 +730,11 @@ inblock_counter:
 
 /// The relocation types of record `record`'s fixups in the portable context `ctx`.
 fn fixup_types(ctx: &[u8], record: usize) -> Vec<u32> {
-    let (mut at, count) = context::entry(ctx, record, Table::Fixups, 0);
-    let mut types = Vec::new();
-    for _ in 0..count {
-        // The kind byte's low seven bits are 0 for a relocation, whose type follows.
-        if ctx[at] & 0x7f == 0 {
-            types.push(u32::from_le_bytes(ctx[at + 1..at + 5].try_into().unwrap()));
-        }
-        at += context::ENTRY[Table::Fixups as usize];
-    }
-    types
+    context::fixups(ctx, record)
+        .iter()
+        .filter(|f| f.kind == 0)
+        .map(|f| f.r_type)
+        .collect()
 }
 
 /// References inside one block restore as a fresh load links them: the PC-relative ones, left out of the

@@ -1,4 +1,4 @@
-//! Where things lie in a saved llext context (format 2, see `crates/llext/src/record.rs`), for tests that
+//! Where things lie in a saved llext context (format 3, see `crates/llext/src/record.rs`), for tests that
 //! damage one field of a real context on purpose: a 40-byte header, then per extension a record — a
 //! 52-byte header whose eleven `u32` table counts start at byte 8, then the tables — followed, in portable
 //! contexts, by the record's block bytes; a 64-bit checksum ends the context.
@@ -31,7 +31,8 @@ pub enum Table {
 }
 
 /// Bytes of one entry of each table, in table order.
-pub const ENTRY: [usize; 11] = [1, 4, 1, 41, 25, 25, 16, 16, 8, 8, 51];
+/// The fixup table's entries are its bytes: fixups are varint-packed ([`fixups`] reads them).
+pub const ENTRY: [usize; 11] = [1, 4, 1, 41, 25, 25, 16, 16, 8, 8, 1];
 
 fn u32_at(ctx: &[u8], at: usize) -> usize {
     u32::from_le_bytes(ctx[at..at + 4].try_into().unwrap()) as usize
@@ -98,4 +99,237 @@ pub fn blocks(ctx: &[u8], record: usize) -> Vec<Block> {
             }
         })
         .collect()
+}
+
+/// Where a fixup's target lies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A block of the same extension, at an offset.
+    Own {
+        /// Block index.
+        block: u8,
+        /// Offset in the block.
+        offset: u64,
+    },
+    /// A built-in symbol, named by a range of the record's strings.
+    Builtin {
+        /// Start in the strings.
+        start: u32,
+        /// Length.
+        len: u32,
+    },
+    /// A block of a dependency.
+    Extension {
+        /// Index in the record's dependencies.
+        dep: u32,
+        /// Block index.
+        block: u8,
+        /// Offset in the block.
+        offset: u32,
+    },
+    /// A fixed value.
+    Absolute(u64),
+}
+
+/// One fixup as a context encodes it: read here independently of the library (the format is documented
+/// at `Fixup::encode_into` in `crates/llext/src/link.rs`), so tests can damage one field of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fixup {
+    /// 0: a relocation, 1: a GOT slot, 2: a call stub.
+    pub kind: u8,
+    /// The relocation type (relocations only).
+    pub r_type: u32,
+    /// The target is a function.
+    pub func: bool,
+    /// The block holding the place.
+    pub block: u8,
+    /// The place's offset in it.
+    pub offset: u32,
+    /// What the place refers to.
+    pub target: Target,
+    /// The addend.
+    pub addend: i64,
+    /// The symbol's size.
+    pub size: u64,
+    /// GOT slot and stub indexes (`u32::MAX`: none).
+    pub got_slot: u32,
+    /// See `got_slot`.
+    pub stub: u32,
+}
+
+fn varint(ctx: &[u8], at: &mut usize) -> u64 {
+    let mut v = 0u64;
+    let mut shift = 0;
+    loop {
+        let byte = ctx[*at];
+        *at += 1;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return v;
+        }
+        shift += 7;
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// The fixups of record `record` of the portable context `ctx`.
+pub fn fixups(ctx: &[u8], record: usize) -> Vec<Fixup> {
+    let (mut at, len) = entry(ctx, record, Table::Fixups, 0);
+    let end = at + len;
+    let mut out = Vec::new();
+    while at < end {
+        let head = ctx[at];
+        let block = ctx[at + 1];
+        at += 2;
+        let kind = head & 3;
+        let r_type = if kind == 0 {
+            varint(ctx, &mut at) as u32
+        } else {
+            0
+        };
+        let offset = varint(ctx, &mut at) as u32;
+        let target = match (head >> 2) & 3 {
+            0 => {
+                let block = ctx[at];
+                at += 1;
+                Target::Own {
+                    block,
+                    offset: varint(ctx, &mut at),
+                }
+            }
+            1 => Target::Builtin {
+                start: varint(ctx, &mut at) as u32,
+                len: varint(ctx, &mut at) as u32,
+            },
+            2 => {
+                let dep = varint(ctx, &mut at) as u32;
+                let block = ctx[at];
+                at += 1;
+                Target::Extension {
+                    dep,
+                    block,
+                    offset: varint(ctx, &mut at) as u32,
+                }
+            }
+            _ => Target::Absolute(varint(ctx, &mut at)),
+        };
+        let addend = if head & 0x20 != 0 {
+            let z = varint(ctx, &mut at);
+            ((z >> 1) as i64) ^ -((z & 1) as i64)
+        } else {
+            0
+        };
+        let size = if head & 0x40 != 0 {
+            varint(ctx, &mut at)
+        } else {
+            0
+        };
+        let (got_slot, stub) = if head & 0x80 != 0 {
+            let g = (varint(ctx, &mut at) as u32).wrapping_sub(1);
+            (g, (varint(ctx, &mut at) as u32).wrapping_sub(1))
+        } else {
+            (u32::MAX, u32::MAX)
+        };
+        out.push(Fixup {
+            kind,
+            r_type,
+            func: head & 0x10 != 0,
+            block,
+            offset,
+            target,
+            addend,
+            size,
+            got_slot,
+            stub,
+        });
+    }
+    assert_eq!(
+        at, end,
+        "the fixup table of record {record} ends inside a fixup"
+    );
+    out
+}
+
+/// Replaces the fixup table of record `record` of `ctx` with `fixups`, encoded as the library does, and
+/// updates the table's length and the context's total length. The checksum is left for the caller.
+pub fn set_fixups(ctx: &mut Vec<u8>, record: usize, fixups: &[Fixup]) {
+    let mut table = Vec::new();
+    for f in fixups {
+        let tag = match f.target {
+            Target::Own { .. } => 0,
+            Target::Builtin { .. } => 1,
+            Target::Extension { .. } => 2,
+            Target::Absolute(_) => 3,
+        };
+        let slots = f.got_slot != u32::MAX || f.stub != u32::MAX;
+        table.push(
+            f.kind
+                | tag << 2
+                | u8::from(f.func) << 4
+                | u8::from(f.addend != 0) << 5
+                | u8::from(f.size != 0) << 6
+                | u8::from(slots) << 7,
+        );
+        table.push(f.block);
+        if f.kind == 0 {
+            put_varint(&mut table, u64::from(f.r_type));
+        }
+        put_varint(&mut table, u64::from(f.offset));
+        match f.target {
+            Target::Own { block, offset } => {
+                table.push(block);
+                put_varint(&mut table, offset);
+            }
+            Target::Builtin { start, len } => {
+                put_varint(&mut table, u64::from(start));
+                put_varint(&mut table, u64::from(len));
+            }
+            Target::Extension { dep, block, offset } => {
+                put_varint(&mut table, u64::from(dep));
+                table.push(block);
+                put_varint(&mut table, u64::from(offset));
+            }
+            Target::Absolute(v) => put_varint(&mut table, v),
+        }
+        if f.addend != 0 {
+            put_varint(&mut table, ((f.addend << 1) ^ (f.addend >> 63)) as u64);
+        }
+        if f.size != 0 {
+            put_varint(&mut table, f.size);
+        }
+        if slots {
+            put_varint(&mut table, u64::from(f.got_slot.wrapping_add(1)));
+            put_varint(&mut table, u64::from(f.stub.wrapping_add(1)));
+        }
+    }
+    let (at, len) = entry(ctx, record, Table::Fixups, 0);
+    ctx.splice(at..at + len, table.iter().copied());
+    // The table's length is the record header's last count.
+    let mut record_at = 40;
+    for r in 0..record {
+        record_at = record_end(ctx, r);
+        if ctx[10] & 1 != 0 {
+            record_at += blocks(ctx, r)
+                .iter()
+                .map(|b| b.size as usize)
+                .sum::<usize>();
+        }
+    }
+    let count_at = record_at + 8 + 4 * Table::Fixups as usize;
+    assert_eq!(
+        u32_at(ctx, count_at),
+        len,
+        "record {record}: fixup count where expected"
+    );
+    ctx[count_at..count_at + 4].copy_from_slice(&(table.len() as u32).to_le_bytes());
+    let total = u64::from_le_bytes(ctx[32..40].try_into().unwrap()) as usize;
+    let total = total + table.len() - len;
+    ctx[32..40].copy_from_slice(&(total as u64).to_le_bytes());
 }

@@ -117,90 +117,224 @@ pub(crate) struct Fixup {
     pub func: bool,
 }
 
-/// Bytes of one encoded fixup: kind (bit 7: function target), relocation type, block, offset, target tag,
-/// two target words, addend, size, GOT slot, stub (little-endian).
-pub(crate) const FIXUP_REC: usize = 1 + 4 + 1 + 4 + 1 + 8 + 8 + 8 + 8 + 4 + 4;
+/// Most bytes one encoded fixup takes (two bytes, then at most nine varints).
+pub(crate) const MAX_FIXUP_BYTES: usize = 2 + 5 + 5 + 1 + 10 + 10 + 10 + 10 + 5 + 5;
+
+/// Bits of an encoded fixup's first byte.
+const KIND_MASK: u8 = 0b11;
+const TAG_SHIFT: u8 = 2;
+const FUNC: u8 = 0x10;
+const HAS_ADDEND: u8 = 0x20;
+const HAS_SIZE: u8 = 0x40;
+const HAS_SLOTS: u8 = 0x80;
+
+/// Appends `v` as an unsigned LEB128 varint.
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Takes an unsigned LEB128 varint off the front of `b`; `None` if it is cut short or exceeds 64 bits.
+#[inline(always)]
+fn take_varint(b: &mut &[u8]) -> Option<u64> {
+    // Most fields fit one byte.
+    match b.split_first() {
+        Some((&byte, rest)) if byte < 0x80 => {
+            *b = rest;
+            Some(u64::from(byte))
+        }
+        _ => take_long_varint(b),
+    }
+}
+
+/// [`take_varint`] for varints of more than one byte.
+#[cold]
+fn take_long_varint(b: &mut &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    let mut shift = 0;
+    loop {
+        let (&byte, rest) = b.split_first()?;
+        *b = rest;
+        let bits = u64::from(byte & 0x7f);
+        if shift == 63 && bits > 1 {
+            return None;
+        }
+        v |= bits << shift;
+        if byte & 0x80 == 0 {
+            return Some(v);
+        }
+        shift += 7;
+        if shift > 63 {
+            return None;
+        }
+    }
+}
+
+#[inline(always)]
+fn take_u32(b: &mut &[u8]) -> Option<u32> {
+    u32::try_from(take_varint(b)?).ok()
+}
+
+#[inline(always)]
+fn take_byte(b: &mut &[u8]) -> Option<u8> {
+    let (&byte, rest) = b.split_first()?;
+    *b = rest;
+    Some(byte)
+}
 
 impl Fixup {
-    /// Appends the encoded fixup. The encoding refers to nothing outside the extension but its dependency
-    /// list, so a table can be saved and restored as it is.
+    /// Appends the encoded fixup (at most [`MAX_FIXUP_BYTES`]). The encoding refers to nothing outside the
+    /// extension but its dependency list, so a table can be saved and restored as it is.
+    ///
+    /// One byte holds the kind (bits 0–1: relocation, GOT slot, stub), the target tag (bits 2–3: own block,
+    /// built-in, other extension, absolute), a function-target flag (bit 4) and which optional fields
+    /// follow (bit 5: addend, bit 6: symbol size, bit 7: GOT slot and stub); a second byte the place's
+    /// block. Then LEB128 varints: the relocation type (relocations only), the place's offset, the target
+    /// (own: block byte and offset; built-in: name start and length; extension: dependency index, block
+    /// byte, offset; absolute: the value), the addend (zigzag), the size, and the GOT slot and stub plus one
+    /// (0 for none).
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         let (kind, r_type) = match self.kind {
-            FixupKind::Relocation(t) => (0u8, t),
-            FixupKind::GotSlot => (1, 0),
-            FixupKind::Stub => (2, 0),
+            FixupKind::Relocation(t) => (0u8, Some(t)),
+            FixupKind::GotSlot => (1, None),
+            FixupKind::Stub => (2, None),
         };
-        let (tag, t1, t2) = match self.target {
-            Target::Own { block, offset } => (0u8, u64::from(block), offset),
-            Target::Builtin { name } => (1, u64::from(name.start), u64::from(name.len)),
-            Target::Extension { dep, block, offset } => (
-                2,
-                u64::from(dep),
-                (u64::from(block) << 32) | u64::from(offset),
-            ),
-            Target::Absolute(v) => (3, v, 0),
+        let tag = match self.target {
+            Target::Own { .. } => 0u8,
+            Target::Builtin { .. } => 1,
+            Target::Extension { .. } => 2,
+            Target::Absolute(_) => 3,
         };
-        out.push(kind | if self.func { 0x80 } else { 0 });
-        out.extend_from_slice(&r_type.to_le_bytes());
+        let slots = self.got_slot != NO_SLOT || self.stub != NO_SLOT;
+        let flag = |on: bool, bit: u8| if on { bit } else { 0 };
+        out.push(
+            kind | tag << TAG_SHIFT
+                | flag(self.func, FUNC)
+                | flag(self.addend != 0, HAS_ADDEND)
+                | flag(self.size != 0, HAS_SIZE)
+                | flag(slots, HAS_SLOTS),
+        );
         out.push(self.block);
-        out.extend_from_slice(&self.offset.to_le_bytes());
-        out.push(tag);
-        out.extend_from_slice(&t1.to_le_bytes());
-        out.extend_from_slice(&t2.to_le_bytes());
-        out.extend_from_slice(&self.addend.to_le_bytes());
-        out.extend_from_slice(&self.size.to_le_bytes());
-        out.extend_from_slice(&self.got_slot.to_le_bytes());
-        out.extend_from_slice(&self.stub.to_le_bytes());
+        if let Some(t) = r_type {
+            put_varint(out, u64::from(t));
+        }
+        put_varint(out, u64::from(self.offset));
+        match self.target {
+            Target::Own { block, offset } => {
+                out.push(block);
+                put_varint(out, offset);
+            }
+            Target::Builtin { name } => {
+                put_varint(out, u64::from(name.start));
+                put_varint(out, u64::from(name.len));
+            }
+            Target::Extension { dep, block, offset } => {
+                put_varint(out, u64::from(dep));
+                out.push(block);
+                put_varint(out, u64::from(offset));
+            }
+            Target::Absolute(v) => put_varint(out, v),
+        }
+        if self.addend != 0 {
+            put_varint(out, ((self.addend << 1) ^ (self.addend >> 63)) as u64);
+        }
+        if self.size != 0 {
+            put_varint(out, self.size);
+        }
+        if slots {
+            put_varint(out, u64::from(self.got_slot.wrapping_add(1)));
+            put_varint(out, u64::from(self.stub.wrapping_add(1)));
+        }
     }
 
-    /// Decodes one fixup of `FIXUP_REC` bytes; `None` if the bytes are not a valid encoding.
-    pub fn decode(b: &[u8]) -> Option<Fixup> {
-        let b: &[u8; FIXUP_REC] = b.try_into().ok()?;
-        let u32_at = |at: usize| -> Option<u32> {
-            Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
-        };
-        let u64_at = |at: usize| -> Option<u64> {
-            Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
-        };
-        let kind_byte = b[0];
-        let r_type = u32_at(1)?;
-        let (t1, t2) = (u64_at(11)?, u64_at(19)?);
-        let kind = match kind_byte & 0x7f {
-            0 => FixupKind::Relocation(r_type),
+    /// Decodes the fixup at the front of `b` and advances past it; `None` if the bytes are not a valid
+    /// encoding.
+    #[inline]
+    pub fn decode_from(b: &mut &[u8]) -> Option<Fixup> {
+        let head = take_byte(b)?;
+        let block = take_byte(b)?;
+        let kind = match head & KIND_MASK {
+            0 => FixupKind::Relocation(take_u32(b)?),
             1 => FixupKind::GotSlot,
             2 => FixupKind::Stub,
             _ => return None,
         };
-        let target = match b[10] {
+        let offset = take_u32(b)?;
+        let target = match (head >> TAG_SHIFT) & 0b11 {
             0 => Target::Own {
-                block: u8::try_from(t1).ok()?,
-                offset: t2,
+                block: take_byte(b)?,
+                offset: take_varint(b)?,
             },
             1 => Target::Builtin {
                 name: Str {
-                    start: u32::try_from(t1).ok()?,
-                    len: u32::try_from(t2).ok()?,
+                    start: take_u32(b)?,
+                    len: take_u32(b)?,
                 },
             },
             2 => Target::Extension {
-                dep: u32::try_from(t1).ok()?,
-                block: u8::try_from(t2 >> 32).ok()?,
-                offset: t2 as u32,
+                dep: take_u32(b)?,
+                block: take_byte(b)?,
+                offset: take_u32(b)?,
             },
-            3 => Target::Absolute(t1),
-            _ => return None,
+            _ => Target::Absolute(take_varint(b)?),
+        };
+        let addend = if head & HAS_ADDEND != 0 {
+            let z = take_varint(b)?;
+            ((z >> 1) as i64) ^ -((z & 1) as i64)
+        } else {
+            0
+        };
+        let size = if head & HAS_SIZE != 0 {
+            take_varint(b)?
+        } else {
+            0
+        };
+        let (got_slot, stub) = if head & HAS_SLOTS != 0 {
+            (take_u32(b)?.wrapping_sub(1), take_u32(b)?.wrapping_sub(1))
+        } else {
+            (NO_SLOT, NO_SLOT)
         };
         Some(Fixup {
             kind,
-            block: b[5],
-            offset: u32_at(6)?,
+            block,
+            offset,
             target,
-            addend: u64_at(27)? as i64,
-            size: u64_at(35)?,
-            got_slot: u32_at(43)?,
-            stub: u32_at(47)?,
-            func: kind_byte & 0x80 != 0,
+            addend,
+            size,
+            got_slot,
+            stub,
+            func: head & FUNC != 0,
         })
+    }
+}
+
+/// The fixups of an encoded table, in order; after one that does not decode, a single `None` ends it.
+#[derive(Debug, Clone)]
+pub(crate) struct Fixups<'b> {
+    rest: &'b [u8],
+}
+
+impl<'b> Fixups<'b> {
+    pub fn new(table: &'b [u8]) -> Self {
+        Fixups { rest: table }
+    }
+}
+
+impl Iterator for Fixups<'_> {
+    type Item = Option<Fixup>;
+
+    fn next(&mut self) -> Option<Option<Fixup>> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let fixup = Fixup::decode_from(&mut self.rest);
+        if fixup.is_none() {
+            self.rest = &[];
+        }
+        Some(fixup)
     }
 }
 
@@ -529,7 +663,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
     if req.record_fixups {
         let count =
             obj.relocs.iter().map(|t| t.len()).sum::<usize>() + (got_slots + stub_slots) as usize;
-        let bytes = count.saturating_mul(FIXUP_REC);
+        let bytes = count.saturating_mul(MAX_FIXUP_BYTES);
         fixups
             .try_reserve_exact(bytes)
             .map_err(|_| Error::OutOfMemory {
@@ -1312,4 +1446,108 @@ fn c_string(blocks: &mut [(Block, Permission)], addr: u64) -> Option<&[u8]> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    fn samples() -> Vec<Fixup> {
+        let base = Fixup {
+            kind: FixupKind::Relocation(2),
+            block: 0,
+            offset: 0x10,
+            target: Target::Own {
+                block: 1,
+                offset: 0x20,
+            },
+            addend: -4,
+            size: 0,
+            got_slot: NO_SLOT,
+            stub: NO_SLOT,
+            func: true,
+        };
+        let targets = [
+            Target::Own {
+                block: 2,
+                offset: u64::MAX,
+            },
+            Target::Builtin {
+                name: Str {
+                    start: u32::MAX,
+                    len: 7,
+                },
+            },
+            Target::Extension {
+                dep: 300,
+                block: 255,
+                offset: u32::MAX,
+            },
+            Target::Absolute(0),
+            Target::Absolute(u64::MAX),
+        ];
+        let mut out = vec![base];
+        for (i, target) in targets.into_iter().enumerate() {
+            out.push(Fixup {
+                kind: [
+                    FixupKind::Relocation(u32::MAX),
+                    FixupKind::GotSlot,
+                    FixupKind::Stub,
+                ][i % 3],
+                block: i as u8,
+                offset: [0, 127, 128, u32::MAX, 1 << 21][i],
+                target,
+                addend: [0, i64::MIN, i64::MAX, -1, 1][i],
+                size: [0, 1, u64::MAX, 64, 0][i],
+                got_slot: [NO_SLOT, 0, 5, NO_SLOT, u32::MAX - 1][i],
+                stub: [0, NO_SLOT, 9, NO_SLOT, 1][i],
+                func: i % 2 == 0,
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn fixups_round_trip_at_the_extremes_of_every_field() {
+        let mut table = Vec::new();
+        for f in samples() {
+            let before = table.len();
+            f.encode_into(&mut table);
+            assert!(table.len() - before <= MAX_FIXUP_BYTES, "{f:?}");
+        }
+        let decoded: Vec<Option<Fixup>> = Fixups::new(&table).collect();
+        let expected: Vec<Option<Fixup>> = samples().into_iter().map(Some).collect();
+        assert_eq!(decoded, expected);
+    }
+
+    #[test]
+    fn a_typical_fixup_takes_a_few_bytes() {
+        let mut table = Vec::new();
+        samples()[0].encode_into(&mut table);
+        // Two bytes, then type, offset, target block, target offset and addend, one byte each.
+        assert_eq!(table.len(), 7);
+    }
+
+    #[test]
+    fn cut_or_overlong_fixups_do_not_decode() {
+        for f in samples() {
+            let mut one = Vec::new();
+            f.encode_into(&mut one);
+            for cut in 0..one.len() {
+                let mut rest = &one[..cut];
+                assert_eq!(Fixup::decode_from(&mut rest), None, "{f:?} cut at {cut}");
+            }
+        }
+        // A varint of eleven bytes, or of ten whose last carries bits past 64.
+        let mut rest: &[u8] = &[0xff; 11];
+        assert_eq!(take_varint(&mut rest), None);
+        let mut rest: &[u8] = &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02];
+        assert_eq!(take_varint(&mut rest), None);
+        let mut rest: &[u8] = &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
+        assert_eq!(take_varint(&mut rest), Some(u64::MAX));
+        // Kind 3 does not exist; after a bad fixup the table ends.
+        let table = [3u8, 0, 0, 0, 0, 0];
+        assert_eq!(Fixups::new(&table).collect::<Vec<_>>(), vec![None]);
+    }
 }

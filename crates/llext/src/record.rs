@@ -19,7 +19,7 @@
 //! | globals  | name (`Str`), address (u64), sorted by name                            |
 //! | init     | u64 constructor address, in execution order                            |
 //! | fini     | u64 destructor address, in execution order                             |
-//! | fixups   | `FIXUP_REC` bytes each (see [`Fixup`])                                 |
+//! | fixups   | one byte of the encoded fixups (see [`Fixup::encode_into`](crate::link::Fixup::encode_into)) |
 //!
 //! The registry's copy keeps the use count and initialised flag of the header stale (the live values are
 //! in the registry); saving writes the current ones.
@@ -29,7 +29,7 @@ use alloc::vec::Vec;
 use crate::error::{Error, Result};
 use crate::fallible;
 use crate::layout::RegionKind;
-use crate::link::{Fixup, RegionRec, SectionRec, Str, SymRec, FIXUP_REC};
+use crate::link::{Fixups, RegionRec, SectionRec, Str, SymRec};
 use crate::memory::Permission;
 
 /// The tables of a record, in their order.
@@ -83,14 +83,13 @@ const REGION_ADDR_AT: usize = 1;
 impl Table {
     fn entry_size(self) -> usize {
         match self {
-            Table::Name | Table::Strings => 1,
+            Table::Name | Table::Strings | Table::Fixups => 1,
             Table::Deps => 4,
             Table::Blocks => BLOCK_REC,
             Table::Regions => REGION_REC,
             Table::Sections => SECTION_REC,
             Table::Exports | Table::Globals => SYM_REC,
             Table::Init | Table::Fini => 8,
-            Table::Fixups => FIXUP_REC,
         }
     }
 }
@@ -365,8 +364,8 @@ impl<'b> View<'b> {
         self.entries(t).map(|c| u64_at(c, 0).unwrap_or(0) as usize)
     }
 
-    pub fn fixups(&self) -> impl ExactSizeIterator<Item = Option<Fixup>> + 'b {
-        self.entries(Table::Fixups).map(Fixup::decode)
+    pub fn fixups(&self) -> Fixups<'b> {
+        Fixups::new(self.table(Table::Fixups))
     }
 }
 
@@ -509,7 +508,7 @@ impl Parts<'_> {
             self.globals.len(),
             self.init.len(),
             self.fini.len(),
-            fixups.len() / FIXUP_REC,
+            fixups.len(),
         ];
         let mut len = HEADER;
         for (count, table) in counts.iter().zip(ALL_TABLES) {
@@ -558,11 +557,7 @@ impl Parts<'_> {
         for &a in self.init.iter().chain(self.fini) {
             b.extend_from_slice(&(a as u64).to_le_bytes());
         }
-        b.extend_from_slice(
-            fixups
-                .get(..fixups.len() / FIXUP_REC * FIXUP_REC)
-                .unwrap_or(&[]),
-        );
+        b.extend_from_slice(fixups);
         let layout = Layout::read(&b).ok_or(Error::Internal("record layout"))?;
         if layout.len != b.len() {
             return Err(Error::Internal("record size"));

@@ -1,14 +1,14 @@
 //! Context save and restore: bring loaded extensions back after a suspend without parsing, symbol lookup or
 //! relocation (in place), or at new addresses in a new process (portable).
 //!
-//! # Format (version 2, little-endian)
+//! # Format (version 3, little-endian)
 //! A 40-byte header — magic `LLEXTCTX`, version, flags (portable, content hashes), `e_machine`, pointer
 //! size, a fingerprint of the built-in export table, the extension count and the total length — then one
 //! record per extension in load order, then a 64-bit checksum of everything before it. A record is the
 //! very encoding the registry keeps for a loaded extension (see the `record` module: name, use count,
 //! dependencies, strings, blocks with address, size, alignment, provider token, permission and content
 //! hash, regions, section map, exports, global symbols, constructor/destructor addresses and the fixup
-//! table), so saving copies it and an in-place restore copies it back. Records refer to each other by
+//! table, LEB128-packed: a few bytes per fixup), so saving copies it and an in-place restore copies it back. Records refer to each other by
 //! index (a dependency always has a smaller index), never by pointer. Portable contexts follow each record
 //! with its blocks' bytes. Bit 7 of a region's or section's kind byte marks it as used in place from the
 //! extension's storage ([`Storage::InPlace`](crate::Storage::InPlace)): such a region lies in no block, and
@@ -29,7 +29,7 @@ use crate::registry::{ext_at, ExtId, Inner, Phase, Registry};
 
 const MAGIC: &[u8; 8] = b"LLEXTCTX";
 /// The format version this build writes and reads.
-pub const CONTEXT_VERSION: u16 = 2;
+pub const CONTEXT_VERSION: u16 = 3;
 const HEADER: usize = 40;
 const FLAG_PORTABLE: u16 = 1;
 const FLAG_HASHES: u16 = 2;
@@ -266,7 +266,6 @@ fn validate(rec: &Rec<'_>, index: usize, portable: bool) -> Result<()> {
     }
     // Tight loops over the raw tables: this runs for every record of every context restored.
     let blocks = rec.blocks();
-    let block_count = blocks.len();
     for (i, b) in blocks.iter().enumerate() {
         // At most one block per permission (the linker makes one per group), so a region's block is
         // its permission's: restore moves the region with it. Blocks never overlap.
@@ -286,7 +285,6 @@ fn validate(rec: &Rec<'_>, index: usize, portable: bool) -> Result<()> {
             return Err(Short.into());
         }
     }
-    let block_size = |i: usize| blocks.get(i).map_or(0, |b| b.size);
     // Regions lie inside the block of their permission, sections inside their region (a missing region
     // holds only empty sections), so every address derived from them stays in range. In-place regions lie
     // in the extension's storage, outside every block; portable contexts have none.
@@ -343,39 +341,42 @@ fn validate(rec: &Rec<'_>, index: usize, portable: bool) -> Result<()> {
             return Err(Short.into());
         }
     }
-    // The fixup table is only ever applied by a portable restore, which validates it here first; an
-    // in-place context carries it through untouched (a later portable save copies it, and restoring that
-    // context checks it), so in-place restores skip the walk.
-    if !portable {
-        return Ok(());
+    // The fixup table is only ever applied by a portable restore, which checks each fixup as it decodes
+    // it ([`check_fixup`]): one pass over the table instead of two.
+    Ok(())
+}
+
+/// Checks one fixup of `rec` against its record: its place inside a block, its target inside a block, the
+/// strings or the dependency list. A portable restore calls it for every fixup before using it, also for
+/// those it then skips, so a restored registry never holds a fixup a later restore would refuse.
+fn check_fixup(rec: &Rec<'_>, f: &Fixup) -> Result<()> {
+    let v = &rec.view;
+    let blocks = rec.blocks();
+    let block_size = |i: usize| blocks.get(i).map_or(0, |b| b.size);
+    if u64::from(f.offset) >= block_size(f.block as usize) {
+        return Err(Short.into());
     }
-    let dep_count = v.count(Table::Deps);
-    for f in v.fixups() {
-        let f = f.ok_or(Short)?;
-        if u64::from(f.offset) >= block_size(f.block as usize) {
-            return Err(Short.into());
+    match f.target {
+        Target::Own { block, offset } => {
+            if block as usize >= blocks.len() || offset > block_size(block as usize) {
+                return Err(Short.into());
+            }
         }
-        match f.target {
-            Target::Own { block, offset } => {
-                if block as usize >= block_count || offset > block_size(block as usize) {
-                    return Err(Short.into());
-                }
+        Target::Builtin { name } => {
+            let strings = v.count(Table::Strings) as u64;
+            if u64::from(name.start) + u64::from(name.len) > strings {
+                return Err(Short.into());
             }
-            Target::Builtin { name } => {
-                if !str_in(name) {
-                    return Err(Short.into());
-                }
-            }
-            Target::Extension { dep, block, .. } => {
-                if dep as usize >= dep_count || block as usize >= Permission::ALL.len() {
-                    return Err(Error::SnapshotDependency {
-                        extension: String::from(name),
-                        index: dep,
-                    });
-                }
-            }
-            Target::Absolute(_) => {}
         }
+        Target::Extension { dep, block, .. } => {
+            if dep as usize >= v.count(Table::Deps) || block as usize >= Permission::ALL.len() {
+                return Err(Error::SnapshotDependency {
+                    extension: String::from_utf8_lossy(v.name_bytes()).into_owned(),
+                    index: dep,
+                });
+            }
+        }
+        Target::Absolute(_) => {}
     }
     Ok(())
 }
@@ -409,7 +410,8 @@ impl<'b> Context<'b> {
         checksum(body)
     }
 
-    /// Checks the header, the checksum and every record of `bytes`.
+    /// Checks the header, the checksum and every record of `bytes` (a portable context's fixups are checked as
+    /// [`Registry::restore`] applies them).
     pub fn from_bytes(bytes: &'b [u8]) -> Result<Context<'b>> {
         let header = bytes.get(..HEADER).ok_or(Error::Snapshot {
             reason: "shorter than a context header",
@@ -1079,6 +1081,7 @@ fn apply_fixups<A: Relocator>(
         let mut paired = false;
         for f in v.fixups() {
             let f = f.ok_or(Short)?;
+            check_fixup(rec, &f)?;
             let s = fixup_symbol(records, ri, &f, taken, builtins)?;
             let p = taken.base(ri, f.block as usize)? + u64::from(f.offset);
             // Neither the place nor the target moved: the copied bytes are already right, and the place

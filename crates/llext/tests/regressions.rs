@@ -209,14 +209,17 @@ fn mutation_riscv64_place_at_2_63_is_outside_its_section() {
 #[test]
 fn fuzz_snapshot_extension_target_outside_its_block_is_refused() {
     let mut ctx = pair_context();
-    // The first fixup of `usemath` that targets `libmath` (target tag 2 at byte 10; its offset is the low
-    // half of the second target word, at byte 19) now points far past libmath's block.
-    let (_, count) = context::entry(&ctx, 1, Table::Fixups, 0);
-    let at = (0..count)
-        .map(|i| context::entry(&ctx, 1, Table::Fixups, i).0)
-        .find(|&at| ctx[at + 10] == 2)
+    // The first fixup of `usemath` that targets `libmath` now points far past libmath's block.
+    let mut fixups = context::fixups(&ctx, 1);
+    let into_libmath = fixups
+        .iter_mut()
+        .find_map(|f| match &mut f.target {
+            context::Target::Extension { offset, .. } => Some(offset),
+            _ => None,
+        })
         .expect("usemath has a fixup into libmath");
-    ctx[at + 19..at + 23].copy_from_slice(&0xffff_0000u32.to_le_bytes());
+    *into_libmath = 0xffff_0000;
+    context::set_fixups(&mut ctx, 1, &fixups);
     reseal(&mut ctx);
     let (r, memory) = common::counting_registry();
     let refused = match Context::from_bytes(&ctx) {
@@ -272,14 +275,15 @@ fn fuzz_snapshot_restore_arm_addend_beyond_32_bits_is_refused() {
     let r = Registry::for_machine(memory, table, 40);
     r.load_with("cross", &elf, &NO_RUN).unwrap();
     let clean = r.save(&portable()).unwrap();
-    let (at, fixups) = context::entry(&clean, 0, Table::Fixups, 0);
-    assert!(fixups > 0);
+    let fixups = context::fixups(&clean, 0);
+    assert!(!fixups.is_empty());
     let (memory2, live2) = CountingArena::new(second.bytes());
     let r2 = Registry::for_machine(memory2, builtins(), 40);
-    for f in 0..fixups {
+    for f in 0..fixups.len() {
         let mut ctx = clean.clone();
-        let addend = at + f * context::ENTRY[Table::Fixups as usize] + 27;
-        ctx[addend..addend + 8].copy_from_slice(&i64::MAX.to_le_bytes());
+        let mut damaged = fixups.clone();
+        damaged[f].addend = i64::MAX;
+        context::set_fixups(&mut ctx, 0, &damaged);
         reseal(&mut ctx);
         let context = Context::from_bytes(&ctx).expect("the checks before restore pass");
         match r2.restore(&context, &RestoreOptions::default()) {

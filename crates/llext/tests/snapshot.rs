@@ -606,7 +606,7 @@ fn value(graph: &[Vec<usize>], i: usize) -> i64 {
 /// damaged addend on such a fixup: applying it would change the bytes, and they stay as saved.
 #[test]
 fn places_that_did_not_move_are_not_touched() {
-    use llext_fixtures::context::{blocks, entry, record_end, Table, ENTRY};
+    use llext_fixtures::context::{self, blocks, record_end};
     let mut arena = vec![0u8; 1 << 20];
     let base = arena.as_ptr() as u64;
     let no_run = llext::LoadOptions {
@@ -630,13 +630,13 @@ fn places_that_did_not_move_are_not_touched() {
     let blocks = blocks(&ctx, 0);
     let saved: Vec<u8> = ctx[record_end(&ctx, 0)..ctx.len() - 8].to_vec();
     // Damage the addend of a relocation between the extension's own blocks (target tag 0).
-    let (first, fixups) = entry(&ctx, 0, Table::Fixups, 0);
-    let own = (0..fixups)
-        .map(|i| first + i * ENTRY[Table::Fixups as usize])
-        .find(|&at| ctx[at] & 0x7f == 0 && ctx[at + 10] == 0)
+    let mut fixups = context::fixups(&ctx, 0);
+    let own = fixups
+        .iter_mut()
+        .find(|f| f.kind == 0 && matches!(f.target, context::Target::Own { .. }))
         .expect("basic has a relocation between its own blocks");
-    let addend = i64::from_le_bytes(ctx[own + 27..own + 35].try_into().unwrap());
-    ctx[own + 27..own + 35].copy_from_slice(&(addend + 0x10).to_le_bytes());
+    own.addend += 0x10;
+    context::set_fixups(&mut ctx, 0, &fixups);
     reseal(&mut ctx);
 
     let context = Context::from_bytes(&ctx).unwrap();
