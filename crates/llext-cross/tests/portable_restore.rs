@@ -25,7 +25,7 @@ use llext::{
 use object::{Object, ObjectSection, ObjectSymbol, RelocationFlags, RelocationTarget};
 
 use llext_cross::{objects, Fixture, Target, ASM_STEM};
-use llext_fixtures::context::{self, Table};
+use llext_fixtures::context;
 
 mod common;
 use common::{export_address, target, Mapping, ARENA};
@@ -949,15 +949,12 @@ fn cortex_m_halfword_moves_restore_like_a_fresh_load() {
     let (ctx, blocks) = check_skewed_group(target, &load, &restore, "half", &group, 2)
         .unwrap_or_else(|e| panic!("{e}"));
     // The code block, halfword-aligned, was saved at a multiple of 4 and restored 2 off one.
-    // A block entry: address, size, alignment, token (8 bytes each), permission (index in
-    // `Permission::ALL`, code first), hash.
-    let (first, count) = context::entry(&ctx, 0, Table::Blocks, 0);
-    let at = (0..count)
-        .map(|i| first + i * context::ENTRY[Table::Blocks as usize])
-        .find(|&at| ctx[at + 32] == 0)
+    // The saved code block (permission index 0 in `Permission::ALL`).
+    let code = context::blocks(&ctx, 0)
+        .into_iter()
+        .find(|b| b.permission == 0)
         .expect("a saved code block");
-    let word = |at: usize| u64::from_le_bytes(ctx[at..at + 8].try_into().unwrap());
-    let (saved, align) = (word(at), word(at + 16));
+    let (saved, align) = (code.addr, code.align);
     let restored = blocks
         .iter()
         .find(|&&(_, _, permission)| permission == Permission::ReadExecute)

@@ -12,11 +12,12 @@ pub enum Table {
     Deps,
     /// Names of sections and symbols.
     Strings,
-    /// Blocks: address, size, alignment, token, permission, hash.
+    /// Blocks: address (u64), size (u32), log2 of the alignment (u8), token (u64), permission (u8), hash
+    /// (u64).
     Blocks,
-    /// Regions: kind, address, size, alignment.
+    /// Regions: kind (u8), address (u64), size (u32), log2 of the alignment (u8).
     Regions,
-    /// Sections: name, kind, offset, size.
+    /// Sections: name (two u32), kind (u8), offset, size (u32 each).
     Sections,
     /// Exported symbols.
     Exports,
@@ -32,7 +33,24 @@ pub enum Table {
 
 /// Bytes of one entry of each table, in table order.
 /// The fixup table's entries are its bytes: fixups are varint-packed ([`fixups`] reads them).
-pub const ENTRY: [usize; 11] = [1, 4, 1, 41, 25, 25, 16, 16, 8, 8, 1];
+pub const ENTRY: [usize; 11] = [1, 4, 1, 30, 14, 17, 16, 16, 8, 8, 1];
+
+/// Offset of a block entry's size (u32).
+pub const BLOCK_SIZE: usize = 8;
+/// Offset of a block entry's alignment, as its log2 (u8).
+pub const BLOCK_ALIGN: usize = 12;
+/// Offset of a block entry's permission (u8: an index into `llext::Permission::ALL`).
+pub const BLOCK_PERMISSION: usize = 21;
+/// Offset of a region entry's address (u64).
+pub const REGION_ADDR: usize = 1;
+/// Offset of a region entry's size (u32).
+pub const REGION_SIZE: usize = 9;
+/// Offset of a region entry's alignment, as its log2 (u8).
+pub const REGION_ALIGN: usize = 13;
+/// Offset of a section entry's kind (u8).
+pub const SECTION_KIND: usize = 8;
+/// Offset of a section entry's offset in its region (u32).
+pub const SECTION_OFFSET: usize = 9;
 
 fn u32_at(ctx: &[u8], at: usize) -> usize {
     u32::from_le_bytes(ctx[at..at + 4].try_into().unwrap()) as usize
@@ -56,8 +74,8 @@ pub fn entry(ctx: &[u8], record: usize, table: Table, entry: usize) -> (usize, u
         if portable {
             let blocks = Table::Blocks as usize;
             for b in 0..u32_at(ctx, pos + 8 + 4 * blocks) {
-                let size_at = offsets[blocks] + b * ENTRY[blocks] + 8;
-                at += u64::from_le_bytes(ctx[size_at..size_at + 8].try_into().unwrap()) as usize;
+                let size_at = offsets[blocks] + b * ENTRY[blocks] + BLOCK_SIZE;
+                at += u32_at(ctx, size_at);
             }
         }
         pos = at;
@@ -80,6 +98,8 @@ pub struct Block {
     pub addr: u64,
     /// Size in bytes.
     pub size: u64,
+    /// Alignment.
+    pub align: u64,
     /// Index into `llext::Permission::ALL`.
     pub permission: u8,
 }
@@ -90,12 +110,12 @@ pub fn blocks(ctx: &[u8], record: usize) -> Vec<Block> {
     (0..count)
         .map(|i| {
             let at = entry(ctx, record, Table::Blocks, i).0;
-            let word = |o: usize| u64::from_le_bytes(ctx[at + o..at + o + 8].try_into().unwrap());
             Block {
                 entry: at,
-                addr: word(0),
-                size: word(8),
-                permission: ctx[at + 32],
+                addr: u64::from_le_bytes(ctx[at..at + 8].try_into().unwrap()),
+                size: u32_at(ctx, at + BLOCK_SIZE) as u64,
+                align: 1 << ctx[at + BLOCK_ALIGN],
+                permission: ctx[at + BLOCK_PERMISSION],
             }
         })
         .collect()

@@ -12,9 +12,9 @@
 //! | name     | one byte of the extension's UTF-8 name                                 |
 //! | deps     | u32: the extension it depends on (a registry slot; a record index in contexts) |
 //! | strings  | one byte of the names below (`Str` ranges point into it)                |
-//! | blocks   | address, size, alignment, provider token (u64 each), permission (u8), content hash (u64) |
-//! | regions  | kind (u8, bit 7: in place), address, size, alignment (u64 each)         |
-//! | sections | name (`Str`: two u32), kind (u8), offset, size (u64 each)               |
+//! | blocks   | address (u64), size (u32), log2 of the alignment (u8), provider token (u64), permission (u8), content hash (u64) |
+//! | regions  | kind (u8, bit 7: in place), address (u64), size (u32), log2 of the alignment (u8) |
+//! | sections | name (`Str`: two u32), kind (u8), offset, size (u32 each)               |
 //! | exports  | name (`Str`), address (u64)                                            |
 //! | globals  | name (`Str`), address (u64), sorted by name                            |
 //! | init     | u64 constructor address, in execution order                            |
@@ -64,21 +64,32 @@ const ALL_TABLES: [Table; TABLES] = [
 ];
 
 /// Bytes of one saved block.
-pub(crate) const BLOCK_REC: usize = 8 + 8 + 8 + 8 + 1 + 8;
+pub(crate) const BLOCK_REC: usize = 8 + 4 + 1 + 8 + 1 + 8;
 /// Bytes of one region.
-pub(crate) const REGION_REC: usize = 1 + 8 + 8 + 8;
+pub(crate) const REGION_REC: usize = 1 + 8 + 4 + 1;
 /// Bytes of one section.
-pub(crate) const SECTION_REC: usize = 4 + 4 + 1 + 8 + 8;
+pub(crate) const SECTION_REC: usize = 4 + 4 + 1 + 4 + 4;
 /// Bytes of one symbol.
 pub(crate) const SYM_REC: usize = 4 + 4 + 8;
 /// Bytes of a record's header.
 pub(crate) const HEADER: usize = 8 + 4 * TABLES;
 
-/// Offset of the content hash in a block entry, of the address in a symbol entry.
-const BLOCK_HASH_AT: usize = 33;
-const BLOCK_TOKEN_AT: usize = 24;
+/// Offsets of the fields of a block entry.
+const BLOCK_SIZE_AT: usize = 8;
+const BLOCK_ALIGN_AT: usize = 12;
+const BLOCK_TOKEN_AT: usize = 13;
+const BLOCK_PERMISSION_AT: usize = 21;
+const BLOCK_HASH_AT: usize = 22;
+/// Offsets of the fields of a region entry (its kind byte comes first).
+pub(crate) const REGION_ADDR_AT: usize = 1;
+pub(crate) const REGION_SIZE_AT: usize = 9;
+pub(crate) const REGION_ALIGN_AT: usize = 13;
+/// Offsets of the fields of a section entry (its name comes first).
+pub(crate) const SECTION_KIND_AT: usize = 8;
+pub(crate) const SECTION_OFFSET_AT: usize = 9;
+pub(crate) const SECTION_SIZE_AT: usize = 13;
+/// Offset of the address in a symbol entry.
 const SYM_ADDR_AT: usize = 8;
-const REGION_ADDR_AT: usize = 1;
 
 impl Table {
     fn entry_size(self) -> usize {
@@ -112,13 +123,37 @@ pub(crate) fn perm_index(p: Permission) -> u8 {
     Permission::ALL.iter().position(|&q| q == p).unwrap_or(0) as u8
 }
 
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+pub(crate) fn u32_at(b: &[u8], at: usize) -> Option<u32> {
     let mut w = [0u8; 4];
     w.copy_from_slice(b.get(at..at.checked_add(4)?)?);
     Some(u32::from_le_bytes(w))
 }
 
-fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+/// The alignment whose log2 is `byte`; `None` from 64 up.
+pub(crate) fn align_from_log2(byte: u8) -> Option<u64> {
+    1u64.checked_shl(u32::from(byte))
+}
+
+/// The log2 of an alignment (a power of two).
+fn log2_of(align: u64) -> Result<u8> {
+    if !align.is_power_of_two() {
+        return Err(Error::Internal("alignment not a power of two"));
+    }
+    Ok(align.trailing_zeros() as u8)
+}
+
+/// A size or offset as the 32-bit field a record keeps it in.
+fn field32(v: u64, what: &'static str) -> Result<[u8; 4]> {
+    u32::try_from(v)
+        .map(u32::to_le_bytes)
+        .map_err(|_| Error::Limit {
+            what,
+            limit: u64::from(u32::MAX),
+            value: v,
+        })
+}
+
+pub(crate) fn u64_at(b: &[u8], at: usize) -> Option<u64> {
     let mut w = [0u8; 8];
     w.copy_from_slice(b.get(at..at.checked_add(8)?)?);
     Some(u64::from_le_bytes(w))
@@ -156,10 +191,10 @@ impl BlockRec {
 fn block_rec(e: &[u8]) -> Option<BlockRec> {
     Some(BlockRec {
         addr: u64_at(e, 0)?,
-        size: u64_at(e, 8)?,
-        align: u64_at(e, 16)?,
+        size: u64::from(u32_at(e, BLOCK_SIZE_AT)?),
+        align: align_from_log2(*e.get(BLOCK_ALIGN_AT)?)?,
         token: u64_at(e, BLOCK_TOKEN_AT)?,
-        permission: *Permission::ALL.get(*e.get(32)? as usize)?,
+        permission: *Permission::ALL.get(*e.get(BLOCK_PERMISSION_AT)? as usize)?,
         hash: u64_at(e, BLOCK_HASH_AT)?,
     })
 }
@@ -303,8 +338,8 @@ impl<'b> View<'b> {
             Some(RegionRec {
                 kind,
                 addr: u64_at(e, REGION_ADDR_AT)? as usize,
-                size: u64_at(e, 9)? as usize,
-                align: u64_at(e, 17)? as usize,
+                size: u32_at(e, REGION_SIZE_AT)? as usize,
+                align: usize::try_from(align_from_log2(*e.get(REGION_ALIGN_AT)?)?).ok()?,
                 in_place,
             })
         })
@@ -312,15 +347,15 @@ impl<'b> View<'b> {
 
     pub fn sections(&self) -> impl Iterator<Item = SectionRec> + 'b {
         self.entries(Table::Sections).filter_map(|e| {
-            let (kind, in_place) = region_kind(*e.get(8)?)?;
+            let (kind, in_place) = region_kind(*e.get(SECTION_KIND_AT)?)?;
             Some(SectionRec {
                 name: Str {
                     start: u32_at(e, 0)?,
                     len: u32_at(e, 4)?,
                 },
                 kind,
-                offset: u64_at(e, 9)? as usize,
-                size: u64_at(e, 17)? as usize,
+                offset: u32_at(e, SECTION_OFFSET_AT)? as usize,
+                size: u32_at(e, SECTION_SIZE_AT)? as usize,
                 in_place,
             })
         })
@@ -529,25 +564,27 @@ impl Parts<'_> {
             b.extend_from_slice(&d.to_le_bytes());
         }
         b.extend_from_slice(self.strings);
+        const BLOCK_BYTES: &str = "bytes in one block (a record keeps 32 bits)";
         for k in self.blocks {
-            for v in [k.addr, k.size, k.align, k.token] {
-                b.extend_from_slice(&v.to_le_bytes());
-            }
+            b.extend_from_slice(&k.addr.to_le_bytes());
+            b.extend_from_slice(&field32(k.size, BLOCK_BYTES)?);
+            b.push(log2_of(k.align)?);
+            b.extend_from_slice(&k.token.to_le_bytes());
             b.push(perm_index(k.permission));
             b.extend_from_slice(&k.hash.to_le_bytes());
         }
         for r in self.regions {
             b.push(kind_byte(r.kind, r.in_place));
-            for v in [r.addr, r.size, r.align] {
-                b.extend_from_slice(&(v as u64).to_le_bytes());
-            }
+            b.extend_from_slice(&(r.addr as u64).to_le_bytes());
+            b.extend_from_slice(&field32(r.size as u64, BLOCK_BYTES)?);
+            b.push(log2_of(r.align as u64)?);
         }
         for s in self.sections {
             b.extend_from_slice(&s.name.start.to_le_bytes());
             b.extend_from_slice(&s.name.len.to_le_bytes());
             b.push(kind_byte(s.kind, s.in_place));
-            b.extend_from_slice(&(s.offset as u64).to_le_bytes());
-            b.extend_from_slice(&(s.size as u64).to_le_bytes());
+            b.extend_from_slice(&field32(s.offset as u64, BLOCK_BYTES)?);
+            b.extend_from_slice(&field32(s.size as u64, BLOCK_BYTES)?);
         }
         for s in self.exports.iter().chain(self.globals) {
             b.extend_from_slice(&s.name.start.to_le_bytes());

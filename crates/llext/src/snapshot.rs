@@ -291,8 +291,10 @@ fn validate(rec: &Rec<'_>, index: usize, portable: bool) -> Result<()> {
     let mut region_sizes = [[0u64; 2]; RegionKind::ALL.len()];
     for e in v.table(Table::Regions).chunks_exact(record::REGION_REC) {
         let (kind, in_place) = record::region_kind(le8(e, 0)).ok_or(Short)?;
-        let (addr, size, align) = (le64(e, 1), le64(e, 9), le64(e, 17));
-        if !align.is_power_of_two() || addr.checked_add(size).is_none() {
+        let addr = le64(e, record::REGION_ADDR_AT);
+        let size = u64::from(le32(e, record::REGION_SIZE_AT));
+        let align = record::align_from_log2(le8(e, record::REGION_ALIGN_AT)).ok_or(Short)?;
+        if addr.checked_add(size).is_none() {
             return Err(Short.into());
         }
         let inside = if in_place {
@@ -325,13 +327,14 @@ fn validate(rec: &Rec<'_>, index: usize, portable: bool) -> Result<()> {
         })
     };
     for e in v.table(Table::Sections).chunks_exact(record::SECTION_REC) {
-        let (kind, in_place) = record::region_kind(le8(e, 8)).ok_or(Short)?;
+        let (kind, in_place) = record::region_kind(le8(e, record::SECTION_KIND_AT)).ok_or(Short)?;
         let region = region_sizes
             .get(kind.index())
             .and_then(|r| r.get(usize::from(in_place)))
             .copied()
             .unwrap_or(0);
-        let (offset, size) = (le64(e, 9), le64(e, 17));
+        let offset = u64::from(le32(e, record::SECTION_OFFSET_AT));
+        let size = u64::from(le32(e, record::SECTION_SIZE_AT));
         if !str_ok(e) || offset.checked_add(size).is_none_or(|end| end > region) {
             return Err(Short.into());
         }

@@ -139,7 +139,8 @@ fn fuzz_snapshot_section_offset_overflow_is_refused() {
     let mut ctx = pair_context();
     let (at, count) = context::entry(&ctx, 0, Table::Sections, 0);
     assert!(count > 0);
-    ctx[at + 9..at + 17].copy_from_slice(&0xffff_ffff_ff00_0000u64.to_le_bytes());
+    let offset = at + context::SECTION_OFFSET;
+    ctx[offset..offset + 4].copy_from_slice(&0xff00_0000u32.to_le_bytes());
     reseal(&mut ctx);
     match Context::from_bytes(&ctx) {
         Err(Error::Snapshot { .. }) => {}
@@ -242,18 +243,22 @@ fn fuzz_snapshot_extension_target_outside_its_block_is_refused() {
 
 /// fuzz/snapshot_restore: a context whose region alignment was 2^63 + 8 restored, and the context saved
 /// from the restored registry no longer decoded (its block alignment, derived from the regions, was not a
-/// power of two). Region alignments must be powers of two no stricter than their block's.
+/// power of two). Alignments are now kept as their log2, so every one is a power of two; what is left to
+/// refuse is a log2 of 64 or more, and a region aligned more strictly than its block.
 #[test]
-fn fuzz_snapshot_region_alignment_not_a_power_of_two_is_refused() {
-    let mut ctx = pair_context();
-    let (at, count) = context::entry(&ctx, 0, Table::Regions, 0);
+fn fuzz_snapshot_region_alignment_out_of_range_is_refused() {
+    let clean = pair_context();
+    let (at, count) = context::entry(&clean, 0, Table::Regions, 0);
     assert!(count > 0);
-    ctx[at + 17..at + 25].copy_from_slice(&((1u64 << 63) + 8).to_le_bytes());
-    reseal(&mut ctx);
-    match Context::from_bytes(&ctx) {
-        Err(Error::Snapshot { .. }) => {}
-        Err(e) => panic!("{e}"),
-        Ok(_) => panic!("accepted"),
+    for log2 in [64u8, 200, 63, 40] {
+        let mut ctx = clean.clone();
+        ctx[at + context::REGION_ALIGN] = log2;
+        reseal(&mut ctx);
+        match Context::from_bytes(&ctx) {
+            Err(Error::Snapshot { .. }) => {}
+            Err(e) => panic!("log2 {log2}: {e}"),
+            Ok(_) => panic!("log2 {log2}: accepted"),
+        }
     }
 }
 
@@ -322,7 +327,8 @@ fn fuzz_snapshot_overlapping_blocks_are_refused() {
         (second, first)
     };
     let grown = high.addr - low.addr + 1; // one byte into the next block
-    ctx[low.entry + 8..low.entry + 16].copy_from_slice(&grown.to_le_bytes());
+    let size = low.entry + context::BLOCK_SIZE;
+    ctx[size..size + 4].copy_from_slice(&(grown as u32).to_le_bytes());
     reseal(&mut ctx);
     match Context::from_bytes(&ctx) {
         Err(Error::Snapshot { .. }) => {}
@@ -353,7 +359,9 @@ fn empty_region_where_blocks_meet_moves_with_its_own_block() {
     let kinds_with_sections: Vec<u8> = {
         let (_, n) = context::entry(&ctx, 0, Table::Sections, 0);
         (0..n)
-            .map(|i| ctx[context::entry(&ctx, 0, Table::Sections, i).0 + 8] & 0x7f)
+            .map(|i| {
+                ctx[context::entry(&ctx, 0, Table::Sections, i).0 + context::SECTION_KIND] & 0x7f
+            })
             .collect()
     };
     let (_, regions) = context::entry(&ctx, 0, Table::Regions, 0);
@@ -373,8 +381,12 @@ fn empty_region_where_blocks_meet_moves_with_its_own_block() {
             })
         })
         .expect("an arena load of basic has a section-less region in a block another one follows");
-    ctx[region_at + 1..region_at + 9].copy_from_slice(&end.to_le_bytes());
-    ctx[region_at + 9..region_at + 17].copy_from_slice(&0u64.to_le_bytes());
+    let (addr, size) = (
+        region_at + context::REGION_ADDR,
+        region_at + context::REGION_SIZE,
+    );
+    ctx[addr..addr + 8].copy_from_slice(&end.to_le_bytes());
+    ctx[size..size + 4].copy_from_slice(&0u32.to_le_bytes());
     reseal(&mut ctx);
     let context = Context::from_bytes(&ctx).expect("an empty region at its block's end is valid");
     // Restored blocks lie apart, so the block that followed no longer starts where the region's ends.
