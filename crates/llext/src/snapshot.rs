@@ -741,6 +741,10 @@ impl<M: Memory> Registry<M> {
     }
 
     /// Saves a context into a new vector.
+    ///
+    /// Like [`Registry::save_into`] and [`Registry::context_size`], it is refused with [`Error::Busy`] while
+    /// an extension it would save runs its constructors (they run outside the registry's lock); an
+    /// extension whose destructors run is already on its way out and is left out.
     pub fn save(&self, options: &SaveOptions<'_>) -> Result<Vec<u8>> {
         let mut inner = self.inner.lock();
         let mut measure = Out { buf: None, pos: 0 };

@@ -21,6 +21,11 @@ const ITERATIONS: usize = 400;
 /// A thread not done by then is deadlocked (the whole test takes about a second).
 const DEADLINE: Duration = Duration::from_secs(120);
 
+/// What the `reenter` fixture's constructor and destructor call: nothing to do here.
+extern "C" fn host_reenter(_phase: *const std::ffi::c_char) -> i64 {
+    1
+}
+
 fn call(r: &Registry<Counting>, symbol: &str, args: &[i64]) -> i64 {
     // SAFETY: `lm_mul` is `long lm_mul(long, long)` in libmath, which no thread unloads (the main thread
     // holds one use until the end).
@@ -40,6 +45,7 @@ fn worker(r: &Registry<Counting>, t: usize, seed: u64) -> Outcome {
     let basic = bytes("basic-gcc-O2-pic.o");
     let usemath = bytes("usemath-gcc-O2-pic.o");
     let libmath = bytes("libmath-gcc-O2-pic.o");
+    let reenter = bytes("reenter-gcc-O2-pic.o");
     let no_run = LoadOptions {
         bring_up: false,
         ..LoadOptions::default()
@@ -53,7 +59,7 @@ fn worker(r: &Registry<Counting>, t: usize, seed: u64) -> Outcome {
             ("usemath", &usemath)
         };
         let name = format!("{stem}-{t}-{k}");
-        let op = match rng.below(10) {
+        let op = match rng.below(11) {
             0..=2 => {
                 r.load_with(&name, object, &no_run)
                     .unwrap_or_else(|e| panic!("load {name}: {e}"));
@@ -145,9 +151,26 @@ fn worker(r: &Registry<Counting>, t: usize, seed: u64) -> Outcome {
                 assert_eq!(r.info(ids[0]).unwrap().use_count, uses);
                 "save, unload and restore"
             }
+            9 => {
+                // An extension whose constructors and destructors run outside the lock (they call
+                // `host_reenter`), while other threads save: they see it busy or not at all.
+                let name = format!("reenter-{t}");
+                let id = r
+                    .load(&name, &reenter)
+                    .unwrap_or_else(|e| panic!("load {name}: {e}"));
+                assert_eq!(r.unload(id), Ok(llext::Unloaded::Freed));
+                "constructors and destructors"
+            }
             _ => {
-                // A whole-registry context: consistent whatever the other threads are doing.
-                let ctx = r.save(&SaveOptions::default()).unwrap();
+                // A whole-registry context: consistent whatever the other threads are doing. Refused
+                // only while another thread's extension runs its constructors; then tried again.
+                let ctx = loop {
+                    match r.save(&SaveOptions::default()) {
+                        Ok(ctx) => break ctx,
+                        Err(Error::Busy { .. }) => std::thread::yield_now(),
+                        Err(e) => panic!("save: {e}"),
+                    }
+                };
                 let context = Context::from_bytes(&ctx).unwrap();
                 assert!(context.names().any(|n| n == "libmath"));
                 "save everything"
@@ -165,10 +188,12 @@ fn worker(r: &Registry<Counting>, t: usize, seed: u64) -> Outcome {
 fn threads_load_call_unload_save_and_restore_at_once() {
     let start = Instant::now();
     let memory = Counting::default();
-    let r = Arc::new(Registry::new(
-        memory.clone(),
-        ExportTable::new(llext::LIBC_EXPORTS),
+    let mut builtins = llext::LIBC_EXPORTS.to_vec();
+    builtins.push(llext::Export::new(
+        "host_reenter",
+        host_reenter as *const (),
     ));
+    let r = Arc::new(Registry::new(memory.clone(), ExportTable::new(&builtins)));
     r.load("libmath", &bytes("libmath-gcc-O2-pic.o")).unwrap();
     let (done, finished) = mpsc::channel();
     for t in 0..THREADS {
