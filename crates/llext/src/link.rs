@@ -1361,13 +1361,15 @@ fn fixup_target<R: Resolver>(
                 .iter()
                 .position(|&d| d == slot)
                 .ok_or(Error::Internal("dependency not recorded"))?;
-            let (block, offset) = resolver
-                .locate(slot, state.addr)
-                .ok_or(Error::Internal("export outside its extension"))?;
-            Target::Extension {
-                dep: u32::try_from(dep).map_err(|_| Error::Internal("dependency count"))?,
-                block,
-                offset,
+            match resolver.locate(slot, state.addr) {
+                Some((block, offset)) => Target::Extension {
+                    dep: u32::try_from(dep).map_err(|_| Error::Internal("dependency count"))?,
+                    block,
+                    offset,
+                },
+                // Kept in place in the exporter's storage ([`Storage::InPlace`]), which no restore moves
+                // (and which keeps the exporter itself out of portable contexts).
+                None => Target::Absolute(state.addr),
             }
         }
         (SymbolPlace::Undefined, None) if index != 0 && sym.name != b"_GLOBAL_OFFSET_TABLE_" => {

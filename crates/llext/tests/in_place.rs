@@ -312,3 +312,55 @@ fn code_goes_in_place_only_where_the_provider_runs_it() {
         assert_eq!(symbol.addr, leaf.addr | 1);
     }
 }
+
+/// An extension loaded in place exports a constant that stays in its storage; another extension, loaded
+/// with fixups recorded, links against it. (Recording that fixup failed with
+/// `Internal("export outside its extension")`: the target lies in no block of the exporter. It is now a
+/// fixed address, as the exporter's storage never moves.)
+#[test]
+fn linking_against_an_export_kept_in_place() {
+    const EXPORTER: &str = r#"
+struct llext_symbol { const char *name; const void *addr; };
+const long ip_table[3] = { 10, 20, 30 };
+static const struct llext_symbol __llext_sym_ip_table
+    __attribute__((section(".exported_sym"), used)) = { "ip_table", &ip_table };
+"#;
+    const USER: &str = r#"
+extern const long ip_table[3];
+long ip_use(long i) { return ip_table[i % 3]; }
+"#;
+    let r = registry();
+    let exporter = leak(common::compile_c(EXPORTER, &["-mcmodel=large", "-fno-pic"]));
+    r.load_static("exporter", exporter, &IN_PLACE).unwrap();
+    let table = r.find_symbol("ip_table").unwrap();
+    assert!(
+        range(exporter).contains(&table),
+        "ip_table stays in the input"
+    );
+    let user = common::compile_c(USER, &["-mcmodel=large", "-fno-pic"]);
+    r.load("user", &user).unwrap();
+    // SAFETY: `ip_use` is `long ip_use(long)`.
+    assert_eq!(unsafe { r.call("ip_use", &[2]) }.unwrap(), 30);
+    // A portable context of the user takes its dependency along, which is kept in place: refused.
+    let portable = SaveOptions {
+        names: Some(&["user"]),
+        portable: true,
+        content_hashes: false,
+    };
+    assert!(matches!(r.save(&portable), Err(Error::InPlace { .. })));
+    // In place, both come back and still work.
+    let ctx = r.save(&SaveOptions::default()).unwrap();
+    assert_eq!(r.forget_all(), 2);
+    let ids = r
+        .restore(
+            &Context::from_bytes(&ctx).unwrap(),
+            &RestoreOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(ids.len(), 2);
+    // SAFETY: as above.
+    assert_eq!(unsafe { r.call("ip_use", &[1]) }.unwrap(), 20);
+    for id in ids.into_iter().rev() {
+        assert_eq!(r.unload(id).unwrap(), Unloaded::Freed);
+    }
+}
