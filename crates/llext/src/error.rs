@@ -171,6 +171,12 @@ pub enum Error {
         /// What is running: `"constructors"` or `"destructors"`.
         running: &'static str,
     },
+    /// A call into extensions of a registry made for another machine ([`Registry::for_machine`]
+    /// (crate::Registry::for_machine)), whose code cannot run in this program.
+    ForeignCode {
+        /// `e_machine` of the registry's extensions.
+        machine: u16,
+    },
     /// Too many call arguments.
     TooManyArguments {
         /// Number given.
@@ -282,6 +288,12 @@ impl fmt::Display for Error {
                 "built for machine {} ({found}), but this loader runs {} ({expected})",
                 crate::arch::machine_name(*found),
                 crate::arch::machine_name(*expected)
+            ),
+            Error::ForeignCode { machine } => write!(
+                f,
+                "cannot run code built for machine {} ({machine}) in this program: a registry for another \
+                 machine links, saves and restores its extensions but never runs them",
+                crate::arch::machine_name(*machine)
             ),
             Error::WrongClass { expected, found } => write!(
                 f,

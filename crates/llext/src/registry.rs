@@ -196,6 +196,9 @@ pub(crate) struct Inner<M> {
     /// machine, fixed by the machine for Arm, AArch64 and x86-64, and for another machine's RISC-V (one
     /// `e_machine`, two classes) by the first extension loaded or restored.
     pub pointer_size: Option<u8>,
+    /// The extensions' code can run here: the registry is for the machine the program runs on. A registry
+    /// for another machine links, saves and restores, but never runs constructors, destructors or calls.
+    pub runs_code: bool,
     pub slots: Vec<Slot>,
     /// Slot index by extension name.
     pub names: HashTable<u32>,
@@ -444,6 +447,11 @@ impl<M: Memory> Registry<M> {
     /// All its extensions have one pointer width: the running program's for its own machine, 32 bits for
     /// Arm, 64 for AArch64 and x86-64; for another machine's RISC-V, the class of the first object loaded
     /// (or context restored). Objects of another class are refused with [`Error::WrongClass`].
+    ///
+    /// A registry for another machine than the one the program runs on never runs extension code: loads
+    /// link without running constructors (whatever [`LoadOptions::bring_up`] says), unloads run no
+    /// destructors (not even those of restored extensions initialised elsewhere), and
+    /// [`Registry::call`] is refused with [`Error::ForeignCode`].
     pub fn for_machine(memory: M, builtins: ExportTable, machine: u16) -> Self {
         let pointer_size = if arch::native_machine() == Some(machine) {
             Some(core::mem::size_of::<usize>() as u8)
@@ -457,6 +465,7 @@ impl<M: Memory> Registry<M> {
                 limits: Limits::default(),
                 machine,
                 pointer_size,
+                runs_code: arch::native_machine() == Some(machine),
                 slots: Vec::new(),
                 names: HashTable::new(),
                 exports: HashTable::new(),
@@ -585,7 +594,7 @@ impl<M: Memory> Registry<M> {
             }
         };
         inner.pointer_size = Some(width);
-        if !options.bring_up {
+        if !options.bring_up || !inner.runs_code {
             return Ok(id);
         }
         let Some(ext) = inner.slot_mut(id.index) else {
@@ -747,11 +756,18 @@ impl<M: Memory> Registry<M> {
     /// # }
     /// ```
     pub unsafe fn call(&self, symbol: &str, args: &[i64]) -> Result<i64> {
-        let addr = self
-            .find_symbol(symbol)
-            .ok_or_else(|| Error::NoSuchSymbol {
-                symbol: String::from(symbol),
-            })?;
+        let addr = {
+            let inner = self.inner.lock();
+            if !inner.runs_code {
+                return Err(Error::ForeignCode {
+                    machine: inner.machine,
+                });
+            }
+            inner.find_symbol(symbol.as_bytes())
+        }
+        .ok_or_else(|| Error::NoSuchSymbol {
+            symbol: String::from(symbol),
+        })?;
         // SAFETY: forwarded from this function's contract.
         unsafe { call_address(addr, args) }
     }
@@ -1155,7 +1171,7 @@ impl<M: Memory> Inner<M> {
                 dependents,
             });
         }
-        if ext.initialised && ext.linked.view().count(Table::Fini) > 0 {
+        if self.runs_code && ext.initialised && ext.linked.view().count(Table::Fini) > 0 {
             self.unindex(id.index);
             let ext = self.slot_mut(id.index).ok_or(Error::Internal("slot"))?;
             ext.phase = Phase::Destructing;

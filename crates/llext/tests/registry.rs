@@ -242,3 +242,46 @@ fn arena_exhaustion_is_an_error() {
     ));
     assert!(r.is_empty());
 }
+
+/// A registry for another machine never runs its extensions' code: an Arm object with a constructor and a
+/// destructor loads with the default options (which run constructors on a native registry), a call is
+/// refused, and unload runs no destructors — also after an in-place restore of a context that says the
+/// extension was initialised, as one saved on the device would. Before, the host ran the Thumb code and
+/// crashed.
+#[test]
+fn a_registry_for_another_machine_never_runs_extension_code() {
+    const SOURCE: &str = r#"
+static volatile long state;
+__attribute__((constructor)) static void up(void) { state = state + 1; }
+__attribute__((destructor)) static void down(void) { state = state + 2; }
+long get_state(void) { return state; }
+"#;
+    let elf = common::compile_for("thumbv7m-none-eabi", SOURCE, &["-O2"]);
+    let mut arena = common::ExecArena::new(1 << 20);
+    let r = Registry::for_machine(
+        ArenaMemory::new(arena.bytes()),
+        ExportTable::default(),
+        40, // EM_ARM
+    );
+    let id = r.load("foreign", &elf).unwrap();
+    let info = r.info(id).unwrap();
+    assert!(info.init_count > 0 && info.fini_count > 0, "{info:?}");
+    // SAFETY: refused before anything runs.
+    let refused = unsafe { r.call("get_state", &[]) };
+    assert_eq!(refused, Err(Error::ForeignCode { machine: 40 }));
+    assert!(refused.unwrap_err().to_string().contains("never runs them"));
+
+    let mut ctx = r.save(&llext::SaveOptions::default()).unwrap();
+    // The first record follows the 40-byte context header: use count (u32), then the initialised flag.
+    assert_eq!(ctx[40 + 4], 0, "constructors did not run");
+    ctx[40 + 4] = 1;
+    let n = ctx.len() - 8;
+    let sum = llext::Context::checksum(&ctx[..n]);
+    ctx[n..].copy_from_slice(&sum.to_le_bytes());
+    assert_eq!(r.forget_all(), 1);
+    let context = llext::Context::from_bytes(&ctx).unwrap();
+    let ids = r
+        .restore(&context, &llext::RestoreOptions::default())
+        .unwrap();
+    assert_eq!(r.unload(ids[0]).unwrap(), Unloaded::Freed);
+}
