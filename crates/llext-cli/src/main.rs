@@ -1,6 +1,7 @@
 //! The `llext` command: a thin layer over the `llext` library.
 
 mod bench;
+mod check;
 mod demo;
 mod inspect;
 mod shell;
@@ -16,7 +17,9 @@ usage: llext <command> [args]
 
 commands:
   inspect FILE [--json]                    ELF type, machine, sections and regions, symbols, relocations
-  check FILE...                            load and link without running anything; report every problem
+  check [--exports FILE] FILE...           load and link without running anything; report every problem.
+                                           Objects for another machine are linked for it, against the
+                                           firmware's exports (an ELF image, or `NAME [ADDRESS]` lines)
   run [--call SYM] [--arg INT]... FILE...  load in order, run constructors, call SYM, print `returned: N`
   shell                                    read commands from stdin (type `help`)
   snapshot save --out SNAP FILE...         load FILE... as `run` does, save a portable context to SNAP
@@ -57,7 +60,7 @@ pub(crate) fn parse_int(text: &str) -> Result<i64, Failure> {
 }
 
 /// A name for `path` not yet used in `registry`: the file stem, or `stem-2`, `stem-3`...
-pub(crate) fn unique_name(registry: &Registry0, path: &str) -> String {
+pub(crate) fn unique_name<M: llext::Memory>(registry: &Registry<M>, path: &str) -> String {
     let stem = llext::default_name(std::path::Path::new(path));
     if registry.get(&stem).is_none() {
         return stem;
@@ -182,55 +185,8 @@ fn run(args: &[String]) -> Result<(), Failure> {
     call_then_teardown(&registry, loaded, parsed.call, &parsed.args, outcome)
 }
 
-fn check(args: &[String]) -> Result<(), Failure> {
-    if args.is_empty() {
-        return Err(Failure("check needs at least one FILE".into()));
-    }
-    let registry = host_registry();
-    let options = llext::LoadOptions {
-        bring_up: false,
-        ..llext::LoadOptions::default()
-    };
-    let mut loaded = Vec::new();
-    let mut failed = 0;
-    for file in args {
-        let result = read_file(file).and_then(|bytes| {
-            registry
-                .load_with(&unique_name(&registry, file), &bytes, &options)
-                .map_err(|e| Failure(render_problems(file, &e)))
-        });
-        match result {
-            Ok(id) => {
-                let info = registry.info(id)?;
-                println!(
-                    "ok: {file}: {} bytes in {} regions, {} exported symbols, {} dependencies",
-                    info.memory,
-                    info.regions.len(),
-                    info.symbols.iter().filter(|s| s.exported).count(),
-                    info.dependencies.len()
-                );
-                loaded.push(id);
-            }
-            Err(Failure(text)) => {
-                failed += 1;
-                eprint!("{text}");
-            }
-        }
-    }
-    for id in loaded.into_iter().rev() {
-        registry.unload(id)?;
-    }
-    if failed > 0 {
-        return Err(Failure(format!(
-            "{failed} of {} files would not load",
-            args.len()
-        )));
-    }
-    Ok(())
-}
-
 /// One `error: FILE: problem` line per problem.
-fn render_problems(file: &str, e: &llext::Error) -> String {
+pub(crate) fn render_problems(file: &str, e: &llext::Error) -> String {
     e.problems()
         .iter()
         .map(|p| format!("error: {file}: {p}\n"))
@@ -246,7 +202,7 @@ fn main() -> ExitCode {
     let rest = args.get(1..).unwrap_or(&[]);
     let result = match command.as_str() {
         "inspect" => inspect::inspect(rest),
-        "check" => check(rest),
+        "check" => check::check(rest),
         "run" => run(rest),
         "shell" => shell::shell(rest),
         "snapshot" => snapshot::snapshot(rest),

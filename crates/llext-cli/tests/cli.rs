@@ -441,3 +441,105 @@ fn legacy_constructor_lists_run_in_order() {
         );
     }
 }
+
+/// Builds `source` with clang for `triple` in the test's scratch directory: an object (`-c`), or with
+/// `link` a bare executable (lld, no C library, entry `_start`). Returns its path.
+fn clang_build(triple: &str, name: &str, source: &str, link: bool) -> String {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("check-{triple}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join(format!("{name}.c"));
+    std::fs::write(&src, source).unwrap();
+    let out = dir.join(if link {
+        format!("{name}.elf")
+    } else {
+        format!("{name}.o")
+    });
+    let mut cmd = Command::new("clang");
+    cmd.arg(format!("--target={triple}")).arg("-O2");
+    if link {
+        cmd.args(["-nostdlib", "-fuse-ld=lld", "-Wl,-e,_start"]);
+    } else {
+        cmd.arg("-c");
+    }
+    let status = cmd
+        .arg("-o")
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("clang runs (install it with `cargo xtask deps`)");
+    assert!(status.success(), "clang --target={triple} {name}.c");
+    out.display().to_string()
+}
+
+#[test]
+fn check_links_objects_for_another_machine_against_the_firmware_exports() {
+    const EXTENSION: &str = "long fw_add(long a, long b);\nextern long fw_counter;\n\
+                             long ext_main(long x) { fw_counter++; return fw_add(x, 1); }\n";
+    const FIRMWARE: &str = "long fw_counter;\nlong fw_add(long a, long b) { return a + b; }\n\
+                            void _start(void) {}\n";
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    for triple in [
+        "thumbv7m-none-eabi",
+        "riscv32-unknown-elf",
+        "riscv64-unknown-elf",
+        "aarch64-none-elf",
+    ] {
+        let object = clang_build(triple, "ext", EXTENSION, false);
+
+        // No exports given: every symbol the firmware must provide is a problem, all reported at once.
+        let out = llext(&["check", &object]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{triple}: {err}");
+        for symbol in ["fw_add", "fw_counter"] {
+            assert!(
+                err.contains(&format!("undefined symbol `{symbol}`")),
+                "{triple}: {err}"
+            );
+        }
+
+        // A text list: a name alone, a name with an address, a comment.
+        let list = dir.join(format!("exports-{triple}.txt"));
+        std::fs::write(&list, "fw_add\nfw_counter 0x20000100  # data\n").unwrap();
+        let out = llext(&["check", "--exports", list.to_str().unwrap(), &object]);
+        assert!(out.status.success(), "{triple}: {}", text(&out.stderr));
+        assert!(text(&out.stdout).starts_with("ok: "), "{triple}");
+
+        // The firmware's ELF image, and `nm` output of it.
+        let firmware = clang_build(triple, "firmware", FIRMWARE, true);
+        let out = llext(&["check", "--exports", &firmware, &object]);
+        assert!(out.status.success(), "{triple}: {}", text(&out.stderr));
+        let nm = Command::new("nm").arg(&firmware).output().unwrap();
+        let listing = dir.join(format!("nm-{triple}.txt"));
+        std::fs::write(&listing, &nm.stdout).unwrap();
+        let out = llext(&["check", "--exports", listing.to_str().unwrap(), &object]);
+        assert!(out.status.success(), "{triple}: {}", text(&out.stderr));
+    }
+
+    // A bad line names the file and line; a missing file and a missing value are errors too.
+    let bad = dir.join("exports-bad.txt");
+    std::fs::write(&bad, "fw_add\nfw_counter 0xzz\n").unwrap();
+    let object = clang_build("thumbv7m-none-eabi", "ext", EXTENSION, false);
+    for (args, expected) in [
+        (
+            vec!["check", "--exports", bad.to_str().unwrap(), &object],
+            ":2: bad address `0xzz`",
+        ),
+        (
+            vec!["check", "--exports", "/nonexistent/exports", &object],
+            "/nonexistent/exports",
+        ),
+        (vec!["check", "--exports"], "--exports needs a file name"),
+        (
+            vec!["check", "--bogus", &object],
+            "unknown option `--bogus`",
+        ),
+    ] {
+        let out = llext(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(
+            err.starts_with("error: ") && err.contains(expected),
+            "{args:?}: {err}"
+        );
+    }
+}
