@@ -115,7 +115,11 @@ fn read_exports(path: &str, machine: u16, free: u64) -> Result<Vec<Export>, Fail
     let thumb = u64::from(machine == EM_ARM);
     let mut next = free;
     let mut table = Vec::with_capacity(listed.len());
+    let mut seen = std::collections::HashSet::new();
     for (name, addr) in listed {
+        if !seen.insert(name.clone()) {
+            return Err(Failure(format!("{path}: `{name}` is listed twice")));
+        }
         let addr = addr.unwrap_or_else(|| {
             next += 16;
             next - 16 + thumb

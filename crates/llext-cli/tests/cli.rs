@@ -518,6 +518,8 @@ fn check_links_objects_for_another_machine_against_the_firmware_exports() {
     // A bad line names the file and line; a missing file and a missing value are errors too.
     let bad = dir.join("exports-bad.txt");
     std::fs::write(&bad, "fw_add\nfw_counter 0xzz\n").unwrap();
+    let dup = dir.join("exports-twice.txt");
+    std::fs::write(&dup, "fw_add\nfw_counter\nfw_add 0x100\n").unwrap();
     let object = clang_build("thumbv7m-none-eabi", "ext", EXTENSION, false);
     for (args, expected) in [
         (
@@ -527,6 +529,10 @@ fn check_links_objects_for_another_machine_against_the_firmware_exports() {
         (
             vec!["check", "--exports", "/nonexistent/exports", &object],
             "/nonexistent/exports",
+        ),
+        (
+            vec!["check", "--exports", dup.to_str().unwrap(), &object],
+            "`fw_add` is listed twice",
         ),
         (vec!["check", "--exports"], "--exports needs a file name"),
         (
