@@ -171,8 +171,8 @@ pub enum Error {
         /// What is running: `"constructors"` or `"destructors"`.
         running: &'static str,
     },
-    /// A call into extensions of a registry made for another machine ([`Registry::for_machine`]
-    /// (crate::Registry::for_machine)), whose code cannot run in this program.
+    /// A call into extensions of a registry made for another machine
+    /// ([`Registry::for_machine`](crate::Registry::for_machine)), whose code cannot run in this program.
     ForeignCode {
         /// `e_machine` of the registry's extensions.
         machine: u16,
