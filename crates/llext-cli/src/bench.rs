@@ -221,7 +221,7 @@ fn restore_set(set: &[(&str, &[u8])], iterations: usize) -> Result<RestoreFigure
 
     let mut in_place = Vec::with_capacity(iterations);
     for round in 0..warm_up + iterations {
-        registry.forget_all();
+        registry.forget_all()?;
         let start = Instant::now();
         let context = Context::from_bytes(black_box(&in_place_bytes))?;
         registry.restore(&context, &RestoreOptions::default())?;

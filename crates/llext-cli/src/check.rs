@@ -19,11 +19,12 @@ pub(crate) fn check(args: &[String]) -> Result<(), Failure> {
     while let Some(a) = it.next() {
         match a.as_str() {
             "--exports" => {
-                exports = Some(
-                    it.next()
-                        .ok_or(Failure("--exports needs a file name".into()))?
-                        .as_str(),
-                )
+                let file = it
+                    .next()
+                    .ok_or(Failure("--exports needs a file name".into()))?;
+                if exports.replace(file.as_str()).is_some() {
+                    return Err(Failure("--exports is given twice".into()));
+                }
             }
             s if s.starts_with("--") => return Err(Failure(format!("unknown option `{s}`"))),
             _ => files.push(a.as_str()),
@@ -34,14 +35,19 @@ pub(crate) fn check(args: &[String]) -> Result<(), Failure> {
     };
     let native = llext::arch::native_machine();
     // The first file's machine; if it does not even parse, its load below reports why.
-    let machine = llext::inspect::inspect(&read_file(first)?)
-        .map(|r| r.machine)
-        .unwrap_or(native.unwrap_or(0));
+    let (machine, bits) = llext::inspect::inspect(&read_file(first)?)
+        .map(|r| (r.machine, r.class_bits))
+        .unwrap_or((native.unwrap_or(0), 64));
     if exports.is_none() && Some(machine) == native {
         let registry = Registry::new(HostMemory::new(), ExportTable::new(llext::LIBC_EXPORTS));
         return check_files(&registry, &files);
     }
     let mut arena = ScratchArena::new(ARENA_BYTES)?;
+    if bits == 32 && arena.end() > 1 << 32 {
+        return Err(Failure(
+            "cannot map a scratch arena below 4 GiB for 32-bit objects on this host".into(),
+        ));
+    }
     // Names listed without an address are placed just past the arena, within reach of its code.
     let past_arena = arena.end();
     let table = match exports {
@@ -176,7 +182,10 @@ fn elf_exports(path: &str, bytes: &[u8]) -> Result<Vec<(String, Option<u64>)>, F
 
 fn text_exports(path: &str, bytes: &[u8]) -> Result<Vec<(String, Option<u64>)>, Failure> {
     let text = std::str::from_utf8(bytes).map_err(|_| Failure(format!("{path}: not text")))?;
-    let mut out = Vec::new();
+    // Named or global entries, then `nm`'s local ones (lower-case type) where no other has the name:
+    // several files of a firmware may each have a local of one name.
+    let mut named = Vec::new();
+    let mut local = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let bad = |what: &str| Failure(format!("{path}:{}: {what}", n + 1));
         let words: Vec<&str> = line
@@ -188,20 +197,31 @@ fn text_exports(path: &str, bytes: &[u8]) -> Result<Vec<(String, Option<u64>)>, 
         let is_type = |w: &str| w.len() == 1 && w.chars().all(|c| c.is_ascii_alphabetic());
         let address = |w: &str| -> Result<u64, Failure> {
             // Hexadecimal, with or without `0x` (nm prints it bare).
-            let hex = w.strip_prefix("0x").or_else(|| w.strip_prefix("0X"));
-            match hex {
-                Some(digits) => u64::from_str_radix(digits, 16).map_err(|e| e.to_string()),
-                None => u64::from_str_radix(w, 16).map_err(|e| e.to_string()),
-            }
-            .map_err(|e| bad(&format!("bad address `{w}`: {e}")))
+            let digits = w
+                .strip_prefix("0x")
+                .or_else(|| w.strip_prefix("0X"))
+                .unwrap_or(w);
+            u64::from_str_radix(digits, 16).map_err(|e| bad(&format!("bad address `{w}`: {e}")))
         };
+        // Arm mapping symbols (`$t`, `$d`) and assembler-local labels name no function or object.
+        let wanted = |name: &str| !name.starts_with('$') && !name.starts_with(".L");
         match words.as_slice() {
             [] => {}
-            [name] => out.push(((*name).to_owned(), None)),
-            // nm's undefined symbols: not the firmware's to give.
-            [t, _] if is_type(t) => {}
-            [name, addr] => out.push(((*name).to_owned(), Some(address(addr)?))),
-            [addr, t, name] if is_type(t) => out.push(((*name).to_owned(), Some(address(addr)?))),
+            [name] => named.push(((*name).to_owned(), None)),
+            // nm's undefined symbols (`U`, weak `w`/`v`, no address): not the firmware's to give.
+            ["U" | "w" | "v", _] => {}
+            [name, addr] => named.push(((*name).to_owned(), Some(address(addr)?))),
+            [addr, t, name] if is_type(t) => {
+                if !wanted(name) {
+                    continue;
+                }
+                let entry = ((*name).to_owned(), Some(address(addr)?));
+                if t.chars().all(|c| c.is_ascii_lowercase()) {
+                    local.push(entry);
+                } else {
+                    named.push(entry);
+                }
+            }
             _ => {
                 return Err(bad(
                     "expected `NAME`, `NAME ADDRESS` or `ADDRESS TYPE NAME`",
@@ -209,11 +229,18 @@ fn text_exports(path: &str, bytes: &[u8]) -> Result<Vec<(String, Option<u64>)>, 
             }
         }
     }
-    Ok(out)
+    let mut seen: std::collections::HashSet<String> =
+        named.iter().map(|(name, _)| name.clone()).collect();
+    for entry in local {
+        if seen.insert(entry.0.clone()) {
+            named.push(entry);
+        }
+    }
+    Ok(named)
 }
 
-/// Zeroed read-write memory for linking objects of another machine; nothing in it runs. Below 2 GiB on
-/// x86-64 hosts, so that 32-bit targets' addresses fit.
+/// Zeroed read-write memory for linking objects of another machine; nothing in it runs. Low in the address
+/// space, so that 32-bit targets' addresses fit (checked by the caller).
 struct ScratchArena {
     ptr: *mut u8,
     len: usize,
@@ -221,14 +248,16 @@ struct ScratchArena {
 
 impl ScratchArena {
     fn new(len: usize) -> Result<Self, Failure> {
-        #[cfg(target_arch = "x86_64")]
-        let low = libc::MAP_32BIT;
-        #[cfg(not(target_arch = "x86_64"))]
-        let low = 0;
-        // SAFETY: a fresh anonymous private mapping; no existing memory is touched.
+        // x86-64 Linux maps below 2 GiB on request; elsewhere a low address is only a hint.
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        let (low, hint) = (libc::MAP_32BIT, 0usize);
+        #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+        let (low, hint) = (0, 0x1000_0000usize);
+        // SAFETY: a fresh anonymous private mapping (the address is a hint, not MAP_FIXED); no existing
+        // memory is touched.
         let ptr = unsafe {
             libc::mmap(
-                std::ptr::null_mut(),
+                hint as *mut libc::c_void,
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | low,

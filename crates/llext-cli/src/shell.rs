@@ -158,7 +158,7 @@ fn execute(registry: &Registry0, line: &str) -> Result<Flow, Failure> {
         }
         Command::Suspend => {
             let bytes = registry.save(&llext::SaveOptions::default())?;
-            let forgotten = registry.forget_all();
+            let forgotten = registry.forget_all()?;
             let context = llext::Context::from_bytes(&bytes)?;
             let restored = registry.restore(&context, &llext::RestoreOptions::default())?;
             debug_assert_eq!(forgotten, restored.len());

@@ -515,6 +515,52 @@ fn check_links_objects_for_another_machine_against_the_firmware_exports() {
         assert!(out.status.success(), "{triple}: {}", text(&out.stderr));
     }
 
+    // `nm` of a firmware built from two files, each with a local `helper` and Arm mapping symbols (`$t`),
+    // and a one-letter name with an address.
+    let two = dir.join("check-two-files");
+    std::fs::create_dir_all(&two).unwrap();
+    let sources = [
+        ("a.c", "static long helper(long x) { return x + 1; }\nlong fw_add(long a, long b) { return helper(a) + b - 1; }\nvoid _start(void) {}\n"),
+        ("b.c", "static long helper(long x) { return x * 2; }\nlong fw_counter;\nlong fw_twice(long x) { return helper(x); }\n"),
+    ];
+    for (name, text) in sources {
+        std::fs::write(two.join(name), text).unwrap();
+    }
+    let image = two.join("firmware.elf");
+    let status = Command::new("clang")
+        .args([
+            "--target=thumbv7m-none-eabi",
+            "-O0",
+            "-nostdlib",
+            "-fuse-ld=lld",
+            "-Wl,-e,_start",
+            "-o",
+        ])
+        .arg(&image)
+        .arg(two.join("a.c"))
+        .arg(two.join("b.c"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let nm = Command::new("nm").arg(&image).output().unwrap();
+    let listing = text(&nm.stdout);
+    assert!(listing.matches(" helper\n").count() == 2, "{listing}");
+    let listing_file = two.join("nm.txt");
+    std::fs::write(&listing_file, format!("{listing}x 0x20000000\n")).unwrap();
+    let uses_x = clang_build(
+        "thumbv7m-none-eabi",
+        "uses-x",
+        "extern long x;\nlong fw_add(long, long);\nlong f(void) { return fw_add(x, 1); }\n",
+        false,
+    );
+    let out = llext(&[
+        "check",
+        "--exports",
+        listing_file.to_str().unwrap(),
+        &uses_x,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
     // A bad line names the file and line; a missing file and a missing value are errors too.
     let bad = dir.join("exports-bad.txt");
     std::fs::write(&bad, "fw_add\nfw_counter 0xzz\n").unwrap();
@@ -535,6 +581,10 @@ fn check_links_objects_for_another_machine_against_the_firmware_exports() {
             "`fw_add` is listed twice",
         ),
         (vec!["check", "--exports"], "--exports needs a file name"),
+        (
+            vec!["check", "--exports", "a", "--exports", "b", &object],
+            "--exports is given twice",
+        ),
         (
             vec!["check", "--bogus", &object],
             "unknown option `--bogus`",

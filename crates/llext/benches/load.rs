@@ -90,7 +90,7 @@ fn restore_chain(c: &mut Criterion) {
         .expect("save");
     c.bench_function("chain3 restore in place (with forget_all)", |b| {
         b.iter(|| {
-            registry.forget_all();
+            registry.forget_all().expect("nothing busy");
             let context = Context::from_bytes(black_box(&in_place)).expect("context");
             registry
                 .restore(&context, &RestoreOptions::default())

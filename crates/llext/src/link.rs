@@ -117,8 +117,10 @@ pub(crate) struct Fixup {
     pub func: bool,
 }
 
-/// Most bytes one encoded fixup takes (two bytes, then at most nine varints).
-pub(crate) const MAX_FIXUP_BYTES: usize = 2 + 5 + 5 + 1 + 10 + 10 + 10 + 10 + 5 + 5;
+/// Most bytes one encoded fixup takes: two bytes; the type and the place's offset (u32 varints, 5 each);
+/// the target (at most a block byte and a u64 varint: 11); the addend and the size (u64 varints, 10
+/// each); the GOT slot and the stub (5 each).
+pub(crate) const MAX_FIXUP_BYTES: usize = 2 + 5 + 5 + 11 + 10 + 10 + 5 + 5;
 
 /// Bits of an encoded fixup's first byte.
 const KIND_MASK: u8 = 0b11;
@@ -1521,6 +1523,28 @@ mod tests {
         let decoded: Vec<Option<Fixup>> = Fixups::new(&table).collect();
         let expected: Vec<Option<Fixup>> = samples().into_iter().map(Some).collect();
         assert_eq!(decoded, expected);
+    }
+
+    #[test]
+    fn the_longest_fixup_takes_max_fixup_bytes() {
+        let longest = Fixup {
+            kind: FixupKind::Relocation(u32::MAX),
+            block: 255,
+            offset: u32::MAX,
+            target: Target::Own {
+                block: 255,
+                offset: u64::MAX,
+            },
+            addend: i64::MIN,
+            size: u64::MAX,
+            got_slot: u32::MAX - 1,
+            stub: u32::MAX - 1,
+            func: true,
+        };
+        let mut table = Vec::new();
+        longest.encode_into(&mut table);
+        assert_eq!(table.len(), MAX_FIXUP_BYTES);
+        assert_eq!(Fixup::decode_from(&mut &table[..]), Some(longest));
     }
 
     #[test]

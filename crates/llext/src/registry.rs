@@ -157,9 +157,11 @@ pub struct ExtensionInfo {
 pub(crate) enum Phase {
     /// Nothing: it may be unloaded and saved.
     Ready,
-    /// Its constructors run. It is linked and visible; unloading it or saving it waits for them.
+    /// Its constructors run. It is linked and visible; unloading it to zero, saving it and `forget_all`
+    /// are refused until they return.
     Constructing,
-    /// Its destructors run. It is out of the name and export indexes; its memory is freed after them.
+    /// Its destructors run. It is out of the name and export indexes (saves leave it out; `forget_all` is
+    /// refused); its memory is freed after them.
     Destructing,
 }
 
@@ -218,9 +220,10 @@ pub(crate) struct Inner<M> {
 ///
 /// Constructors and destructors of extensions run outside the lock, so they may call back into the registry:
 /// look symbols up, call them, load or unload other extensions. An extension is linked and visible to other
-/// threads before its constructors run; while they (or its destructors) run, unloading it to zero or saving
-/// it is refused with [`Error::Busy`]. Destructors run after the extension has left the name and export
-/// indexes, so nothing new can link against it; its memory is freed once they return.
+/// threads before its constructors run; while they run, unloading it to zero, saving it and
+/// [`Registry::forget_all`] are refused with [`Error::Busy`]. Destructors run after the extension has left
+/// the name and export indexes, so nothing new can link against it, saves leave it out, and `forget_all`
+/// is refused; its memory is freed once they return.
 ///
 /// ```no_run
 /// # #[cfg(feature = "std")] {
@@ -635,9 +638,9 @@ impl<M: Memory> Registry<M> {
                 }
             }
             // SAFETY: the list holds the relocated entries of the extension's own, sealed, constructor or
-            // destructor sections. Its phase (`Constructing` or `Destructing`) makes `unload` refuse to free
-            // it; `forget_all` may take it out of the registry but keeps its memory, and the registry itself
-            // outlives this call.
+            // destructor sections. While its phase is `Constructing` or `Destructing`, `unload` refuses to
+            // free it and `forget_all` refuses to disown anything (so neither it nor what it depends on goes
+            // away); the registry itself outlives this call.
             unsafe { run_all(batch.iter().take(n).copied()) };
             if n < BATCH {
                 return;
@@ -690,10 +693,10 @@ impl<M: Memory> Registry<M> {
         self.run_hooks(id, Table::Fini);
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
-        // Gone only if `forget_all` took it meanwhile: its memory is then the application's.
-        let ext = inner.remove(id).ok_or_else(|| Error::NotLoaded {
-            name: alloc::format!("#{}", id.index),
-        })?;
+        // Still in its slot: `unload` and `forget_all` refuse to touch a `Destructing` extension.
+        let ext = inner
+            .remove(id)
+            .ok_or(Error::Internal("a destructing extension left its slot"))?;
         ext.linked.free(&mut inner.memory);
         Ok(Unloaded::Freed)
     }
@@ -806,6 +809,8 @@ impl<M: Memory> Registry<M> {
         let inner = self.inner.lock();
         inner
             .in_load_order()
+            // One whose destructors run is on its way out (and no longer found by name).
+            .filter(|(_, ext)| ext.phase != Phase::Destructing)
             .filter_map(|(slot, _)| {
                 let generation = inner.slots.get(slot as usize)?.generation;
                 inner

@@ -350,8 +350,10 @@ fn validate(rec: &Rec<'_>, index: usize, portable: bool) -> Result<()> {
 }
 
 /// Checks one fixup of `rec` against its record: its place inside a block, its target inside a block, the
-/// strings or the dependency list. A portable restore calls it for every fixup before using it, also for
-/// those it then skips, so a restored registry never holds a fixup a later restore would refuse.
+/// strings or the dependency list. A portable restore calls it for every fixup before using it — in the
+/// apply pass, also for those it then skips, and when it gathers HI parts — so a portably restored
+/// registry never holds a fixup a later restore would refuse. (An in-place restore carries the table
+/// without reading it; a portable restore of a context saved from it checks it then.)
 fn check_fixup(rec: &Rec<'_>, f: &Fixup) -> Result<()> {
     let v = &rec.view;
     let blocks = rec.blocks();
@@ -762,9 +764,16 @@ impl<M: Memory> Registry<M> {
     /// Drops the registry's bookkeeping of every extension while keeping their memory as it is (each
     /// block is handed back with [`Memory::disown`]); destructors do not run. Use it after saving an
     /// in-place context, before the suspend. Returns how many extensions were forgotten.
-    pub fn forget_all(&self) -> usize {
+    ///
+    /// Refused with [`Error::Busy`], changing nothing, while any extension runs its constructors or
+    /// destructors: their code (or code they call in the extensions they depend on) may still run, and a
+    /// provider may reuse disowned memory at once.
+    pub fn forget_all(&self) -> Result<usize> {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
+        for ext in inner.slots.iter().filter_map(|s| s.ext.as_ref()) {
+            ext.check_ready()?;
+        }
         let mut n = 0;
         for slot in inner.slots.iter_mut() {
             if let Some(ext) = slot.ext.take() {
@@ -780,7 +789,7 @@ impl<M: Memory> Registry<M> {
         inner.free_from = 0;
         inner.first = crate::registry::NO_EXT;
         inner.last = crate::registry::NO_EXT;
-        n
+        Ok(n)
     }
 
     /// Restores a saved context: no ELF parsing, no symbol lookup (but rebinding built-ins by name in
@@ -1219,7 +1228,10 @@ fn fixup_symbol(
         return Err(Error::Internal("record index"));
     };
     Ok(match f.target {
-        Target::Own { block, offset } => taken.base(ri, block as usize)? + offset,
+        Target::Own { block, offset } => taken
+            .base(ri, block as usize)?
+            .checked_add(offset)
+            .ok_or(Short)?,
         Target::Builtin { name } => match builtins.get_bytes(v.str(name)) {
             Some(addr) => addr as u64,
             None => {
@@ -1280,9 +1292,11 @@ fn collect_his<A: Relocator>(
     his: &mut HiValues,
 ) -> Result<()> {
     his.clear();
-    let v = &records.get(ri).ok_or(Error::Internal("record index"))?.view;
-    for f in v.fixups() {
+    let rec = records.get(ri).ok_or(Error::Internal("record index"))?;
+    for f in rec.view.fixups() {
         let f = f.ok_or(Short)?;
+        // This walk runs ahead of the apply pass: every fixup it uses is checked here first.
+        check_fixup(rec, &f)?;
         let FixupKind::Relocation(r_type) = f.kind else {
             continue;
         };

@@ -458,7 +458,7 @@ fn operations() -> Vec<Operation> {
                         ..SaveOptions::default()
                     })
                     .unwrap();
-                r.forget_all();
+                r.forget_all().unwrap();
                 ctx
             },
             run: |r, b| {

@@ -110,6 +110,11 @@ fn check_while_constructing(r: &Reg) {
             other.map(|b| b.len())
         )),
     }
+    // Forgetting everything would hand back the memory this constructor runs in.
+    match r.forget_all() {
+        Err(Error::Busy { .. }) => {}
+        other => problem(format!("forget_all during a constructor: {other:?}")),
+    }
     // A second load of the same name raises the use count, as anywhere else.
     match r.load("reenter", &bytes("reenter-gcc-O2-pic.o")) {
         Ok(id) => match r.unload(id) {
@@ -129,6 +134,17 @@ fn check_while_destructing(r: &Reg) {
     match r.unload_name("reenter") {
         Err(Error::NotLoaded { .. }) => {}
         other => problem(format!("unload from its own destructor: {other:?}")),
+    }
+    if r.extensions().iter().any(|e| e.name == "reenter") {
+        problem("an extension whose destructors run is still listed".into());
+    }
+    // Forgetting everything would hand back the memory this destructor runs in.
+    match r.forget_all() {
+        Err(Error::Busy {
+            running: "destructors",
+            ..
+        }) => {}
+        other => problem(format!("forget_all during a destructor: {other:?}")),
     }
     // Saving now saves everything else, without it.
     match r.save(&SaveOptions::default()) {
@@ -236,6 +252,7 @@ fn another_thread_sees_a_busy_extension_while_its_constructors_run() {
         r.context_size(&SaveOptions::default()),
         Err(Error::Busy { .. })
     ));
+    assert!(matches!(r.forget_all(), Err(Error::Busy { .. })));
     // Other extensions load and unload meanwhile.
     let other = r.load("other", &bytes("basic-gcc-O2-pic.o")).unwrap();
     assert_eq!(r.unload(other).unwrap(), Unloaded::Freed);

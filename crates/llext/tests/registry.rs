@@ -278,7 +278,7 @@ long get_state(void) { return state; }
     let n = ctx.len() - 8;
     let sum = llext::Context::checksum(&ctx[..n]);
     ctx[n..].copy_from_slice(&sum.to_le_bytes());
-    assert_eq!(r.forget_all(), 1);
+    assert_eq!(r.forget_all(), Ok(1));
     let context = llext::Context::from_bytes(&ctx).unwrap();
     let ids = r
         .restore(&context, &llext::RestoreOptions::default())

@@ -426,3 +426,54 @@ unsafe impl llext::Memory for Gapped<'_> {
         self.0.free(block)
     }
 }
+
+/// Review of the single-pass fixup checks: a portable RISC-V restore gathers every HI part of an extension
+/// before the apply pass reaches it, and used HI fixups not yet checked. A HI part whose target offset was
+/// `u64::MAX` overflowed (`attempt to add with overflow` computing its target). Every fixup that walk uses
+/// is now checked first; the restore is refused and leaves nothing behind.
+#[test]
+fn unchecked_hi_part_ahead_of_the_apply_pass_is_refused() {
+    const SOURCE: &str = r#"
+long table[4];
+long counter;
+void host_log(long v);
+long use_both(long i) { counter += i; host_log(counter); return table[i & 3]; }
+"#;
+    let elf = common::compile_for("riscv64-unknown-elf", SOURCE, &["-O2", "-mcmodel=medany"]);
+    let mut first = ExecArena::new(1 << 20);
+    let mut second = ExecArena::new(1 << 20);
+    let mut host = ExecArena::new(4096);
+    let host_log = host.bytes().as_ptr() as *const ();
+    let builtins = || ExportTable::new(&[llext::Export::new("host_log", host_log)]);
+    let (memory, _) = CountingArena::new(first.bytes());
+    let r = Registry::for_machine(memory, builtins(), 243);
+    r.load_with("pairs", &elf, &NO_RUN).unwrap();
+    let clean = r.save(&portable()).unwrap();
+    const R_RISCV_PCREL_HI20: u32 = 23;
+    let fixups = context::fixups(&clean, 0);
+    let last_hi = fixups
+        .iter()
+        .rposition(|f| {
+            f.kind == 0
+                && f.r_type == R_RISCV_PCREL_HI20
+                && matches!(f.target, context::Target::Own { .. })
+        })
+        .expect("a PCREL_HI20 into the extension's own blocks");
+    let mut damaged = fixups.clone();
+    damaged[last_hi].target = context::Target::Own {
+        block: 0,
+        offset: u64::MAX,
+    };
+    let mut ctx = clean.clone();
+    context::set_fixups(&mut ctx, 0, &damaged);
+    reseal(&mut ctx);
+    let context = Context::from_bytes(&ctx).expect("fixups are checked by the restore");
+    let (memory2, live2) = CountingArena::new(second.bytes());
+    let r2 = Registry::for_machine(memory2, builtins(), 243);
+    match r2.restore(&context, &RestoreOptions::default()) {
+        Err(Error::Snapshot { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(r2.is_empty());
+    assert_eq!(live2.load(std::sync::atomic::Ordering::SeqCst), 0);
+}

@@ -43,7 +43,7 @@ fn in_place_round_trip_keeps_state_use_counts_and_links() {
     let before = r.extensions();
     let ctx = r.save(&in_place()).unwrap();
     let live = memory.live();
-    assert_eq!(r.forget_all(), 2);
+    assert_eq!(r.forget_all(), Ok(2));
     assert!(r.is_empty());
     assert_eq!(
         memory.live(),
@@ -333,7 +333,7 @@ fn in_place_restore_takes_only_memory_given_up_and_only_once() {
     assert!(r2.is_empty());
     assert_eq!(call(&r, "use_math", &[5]), 15);
 
-    r.forget_all();
+    r.forget_all().unwrap();
     r2.restore(&c, &RestoreOptions::default()).unwrap();
     let r3 = registry();
     match r3.restore(&c, &RestoreOptions::default()) {
@@ -370,7 +370,7 @@ fn a_refusal_after_some_extensions_were_registered_unwinds_them() {
 
     // In place (both extensions' memory retained): the first record is taken over, the second refused;
     // the first goes back untouched.
-    r.forget_all();
+    r.forget_all().unwrap();
     r.load("usemath", &bytes("basic-gcc-O2-pic.o")).unwrap();
     let (before, live) = (r.extensions(), memory.live());
     match r.restore(
@@ -397,7 +397,7 @@ fn changed_retained_memory_is_refused() {
         .unwrap();
     // The data changes after saving (as if memory were lost or overwritten during the suspend).
     call(&r, "use_math", &[1]);
-    r.forget_all();
+    r.forget_all().unwrap();
     let live = memory.live();
     assert_eq!(live, 0);
     match r.restore(
@@ -573,7 +573,7 @@ fn random_dependency_graphs_round_trip() {
             fresh
         } else {
             // In place: tear the whole registry's bookkeeping down, then restore.
-            r.forget_all();
+            r.forget_all().unwrap();
             r.restore(&c, &RestoreOptions::default())
                 .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
             r

@@ -627,7 +627,9 @@ fn save_and_restore(
     let saved = registry
         .save(&SaveOptions::default())
         .map_err(|e| alloc::format!("save: {e}"))?;
-    let forgotten = registry.forget_all();
+    let forgotten = registry
+        .forget_all()
+        .map_err(|e| alloc::format!("forget: {e}"))?;
     let context = Context::from_bytes(&saved).map_err(|e| alloc::format!("context: {e}"))?;
     let restored = registry
         .restore(&context, &RestoreOptions::default())
