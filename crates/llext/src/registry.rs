@@ -486,7 +486,8 @@ impl<M: Memory> Registry<M> {
 
     /// Loads, links and brings up an extension from ELF bytes, under `name`.
     ///
-    /// If `name` is already loaded, its use count is raised and the existing handle returned.
+    /// If `name` is already loaded, its use count is raised and the existing handle returned — at once, even
+    /// while another thread still runs that extension's constructors.
     ///
     /// ```no_run
     /// # #[cfg(feature = "std")] {
