@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::fallible;
 use crate::layout::{self, LayoutOptions, Placement, Plan, RegionKind};
 use crate::limits::Limits;
-use crate::memory::{Block, BlockRequest, Memory, Permission};
+use crate::memory::{BlockList, BlockRequest, Memory, Permission};
 use crate::record::{BlockRec, Parts, Record, View};
 use crate::symbols::hash_name;
 
@@ -343,7 +343,7 @@ impl Iterator for Fixups<'_> {
 /// Everything the registry keeps about one linked extension: its blocks and its encoded record.
 #[derive(Debug)]
 pub(crate) struct Linked {
-    pub blocks: Vec<(Block, Permission)>,
+    pub blocks: BlockList,
     pub record: Record,
 }
 
@@ -366,12 +366,12 @@ impl Linked {
 /// Frees blocks on every early return.
 struct Blocks<'m, M: Memory> {
     memory: &'m mut M,
-    blocks: Vec<(Block, Permission)>,
+    blocks: BlockList,
 }
 
 impl<M: Memory> Drop for Blocks<'_, M> {
     fn drop(&mut self) {
-        for (block, _) in self.blocks.drain(..) {
+        for (block, _) in self.blocks.take_all() {
             self.memory.free(block);
         }
     }
@@ -585,7 +585,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
     };
     let mut blocks = Blocks {
         memory,
-        blocks: fallible::vec(3)?,
+        blocks: BlockList::default(),
     };
     // Plan and allocate; then, if some in-place section is out of reach of a reference from where the
     // copied sections landed, copy it too and start over (each round copies more, so this ends).
@@ -598,7 +598,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
         if !copy_out_of_reach::<A>(obj, &plan, &block_addr, &syms, &mut in_place) {
             break (plan, block_addr);
         }
-        for (block, _) in blocks.blocks.drain(..) {
+        for (block, _) in blocks.blocks.take_all() {
             blocks.memory.free(block);
         }
     };
@@ -1080,7 +1080,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
     fini.reverse();
 
     // Seal: final protections, code made visible to instruction fetch.
-    for (block, permission) in &blocks.blocks {
+    for (block, permission) in blocks.blocks.iter() {
         blocks.memory.finalize(block, *permission)?;
     }
     // The record: one allocation holding everything the registry keeps (and a context saves). The link
@@ -1154,7 +1154,10 @@ fn allocate<M: Memory>(plan: &Plan, blocks: &mut Blocks<'_, M>) -> Result<[u64; 
         if let Some(a) = block_addr.get_mut(i) {
             *a = block.addr() as u64;
         }
-        blocks.blocks.push((block, *permission));
+        if let Err((block, _)) = blocks.blocks.push((block, *permission)) {
+            blocks.memory.free(block);
+            return Err(Error::Internal("more blocks than permissions"));
+        }
     }
     Ok(block_addr)
 }
@@ -1318,7 +1321,7 @@ fn in_place_c_string<'data>(obj: &Object<'data>, plan: &Plan, addr: u64) -> Opti
 /// A block that contains `addr` wins over one that merely ends there: blocks may be adjacent (an arena hands
 /// them out back to back), and an address at the start of one block must move with that block. Only an
 /// address one past the end of every block (a symbol marking a section's end) belongs to the block it ends.
-pub(crate) fn block_offset(blocks: &[(Block, Permission)], addr: u64) -> Option<(u8, u32)> {
+pub(crate) fn block_offset(blocks: &BlockList, addr: u64) -> Option<(u8, u32)> {
     let at = |inclusive: bool| {
         blocks.iter().enumerate().find_map(|(i, (b, _))| {
             let start = b.addr() as u64;
@@ -1341,7 +1344,7 @@ fn fixup_target<R: Resolver>(
     state: &SymState,
     deps: &[u32],
     resolver: &R,
-    blocks: &[(Block, Permission)],
+    blocks: &BlockList,
     strings: &mut Vec<u8>,
 ) -> Result<Target> {
     let Some(sym) = obj.symbols.get(index) else {
@@ -1411,7 +1414,7 @@ fn describe<A: Relocator>(
 }
 
 /// The bytes [addr, addr+len) of whichever block holds them.
-fn window(blocks: &mut [(Block, Permission)], addr: u64, len: usize) -> Result<&mut [u8]> {
+fn window(blocks: &mut BlockList, addr: u64, len: usize) -> Result<&mut [u8]> {
     for (block, _) in blocks.iter_mut() {
         let start = block.addr() as u64;
         let end = start + block.size() as u64;
@@ -1427,7 +1430,7 @@ fn window(blocks: &mut [(Block, Permission)], addr: u64, len: usize) -> Result<&
     Err(Error::Internal("address outside the extension's blocks"))
 }
 
-fn read_word(blocks: &mut [(Block, Permission)], addr: u64, ptr: usize) -> Result<u64> {
+fn read_word(blocks: &mut BlockList, addr: u64, ptr: usize) -> Result<u64> {
     let bytes = window(blocks, addr, ptr)?;
     let mut w = [0u8; 8];
     w.get_mut(..ptr)
@@ -1437,7 +1440,7 @@ fn read_word(blocks: &mut [(Block, Permission)], addr: u64, ptr: usize) -> Resul
 }
 
 /// A NUL-terminated string at `addr`, if it lies wholly inside one block.
-fn c_string(blocks: &mut [(Block, Permission)], addr: u64) -> Option<&[u8]> {
+fn c_string(blocks: &mut BlockList, addr: u64) -> Option<&[u8]> {
     for (block, _) in blocks.iter_mut() {
         let start = block.addr() as u64;
         let end = start + block.size() as u64;

@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::fallible;
 use crate::layout::RegionKind;
 use crate::link::{Fixup, FixupKind, Linked, Str, Target, NO_SLOT};
-use crate::memory::{Block, BlockRequest, Memory, Permission};
+use crate::memory::{BlockList, BlockRequest, Memory, Permission};
 use crate::pairs::HiValues;
 use crate::record::{self, BlockRec, Record, Table};
 use crate::registry::{ext_at, ExtId, Inner, Phase, Registry};
@@ -684,7 +684,7 @@ impl<M: Memory> Inner<M> {
 
 /// The blocks a restore took, per record, until they belong to restored extensions.
 struct Taken {
-    blocks: Vec<Vec<(Block, Permission)>>,
+    blocks: Vec<BlockList>,
 }
 
 impl Taken {
@@ -830,7 +830,7 @@ impl<M: Memory> Registry<M> {
         };
         for _ in &records {
             // Empty lists hold nothing to give back if a later one cannot be made.
-            taken.blocks.push(fallible::vec(Permission::ALL.len())?);
+            taken.blocks.push(BlockList::default());
         }
         // Room in the registry's tables (all or nothing), so inserting below never allocates; any later
         // failure shrinks them back.
@@ -851,12 +851,9 @@ impl<M: Memory> Registry<M> {
                 failed = Some(Error::Internal("block list"));
                 break;
             };
-            match register(inner, rec, core::mem::take(list), &ids, context.portable) {
+            match register(inner, rec, list, &ids, context.portable) {
                 Ok(id) => ids.push(id), // room for every record was made above
-                Err((e, blocks)) => {
-                    if let Some(list) = taken.blocks.get_mut(i) {
-                        *list = blocks;
-                    }
+                Err(e) => {
                     failed = Some(e);
                     break;
                 }
@@ -898,7 +895,10 @@ fn take_memory<M: Memory>(
                     usize::try_from(b.token).map_err(|_| Short)?,
                     b.permission,
                 )?;
-                list.push((block, b.permission));
+                if let Err((block, _)) = list.push((block, b.permission)) {
+                    inner.memory.disown(block);
+                    return Err(Short.into());
+                }
                 if context.hashes && options.verify_content {
                     // SAFETY: the adopted block holds a sealed extension; nothing writes it meanwhile.
                     let bytes = list.last().map(|(block, _)| unsafe { block.bytes() });
@@ -936,7 +936,10 @@ fn take_memory<M: Memory>(
                 // Each block joins `taken` as soon as it exists, so any early return gives it back. Blocks
                 // are kept in the record's order: fixups and the record name them by index.
                 let at = list.len();
-                list.push((block, b.permission));
+                if let Err((block, _)) = list.push((block, b.permission)) {
+                    inner.memory.free(block);
+                    return Err(Short.into());
+                }
                 let Some((block, _)) = list.get_mut(at) else {
                     return Err(Error::Internal("block list"));
                 };
@@ -958,48 +961,39 @@ fn take_memory<M: Memory>(
 }
 
 /// Registers one restored extension: duplicate checks, its record (the one allocation), registry entry.
-/// On failure the blocks come back with the error.
+/// The blocks move from `blocks` into the registry only on success.
 fn register<M: Memory>(
     inner: &mut Inner<M>,
     rec: &Rec<'_>,
-    blocks: Vec<(Block, Permission)>,
+    blocks: &mut BlockList,
     ids: &[ExtId],
     portable: bool,
-) -> core::result::Result<ExtId, (Error, Vec<(Block, Permission)>)> {
+) -> Result<ExtId> {
     let v = &rec.view;
     if inner.find_bytes(v.name_bytes()).is_some() {
-        return Err((
-            Error::AlreadyLoaded {
-                name: String::from(v.name()),
-            },
-            blocks,
-        ));
+        return Err(Error::AlreadyLoaded {
+            name: String::from(v.name()),
+        });
     }
     for e in v.exports() {
         let Some(e) = e else {
-            return Err((Short.into(), blocks));
+            return Err(Short.into());
         };
         let symbol = v.str(e.name);
         if let Some(owner) = inner.exporter_hashed(symbol, crate::symbols::hash_name(symbol)) {
-            return Err((
-                Error::DuplicateExport {
-                    extension: String::from(v.name()),
-                    symbol: String::from_utf8_lossy(symbol).into_owned(),
-                    owner,
-                },
-                blocks,
-            ));
+            return Err(Error::DuplicateExport {
+                extension: String::from(v.name()),
+                symbol: String::from_utf8_lossy(symbol).into_owned(),
+                owner,
+            });
         }
     }
-    let mut record = match Record::copy_of(v) {
-        Ok(r) => r,
-        Err(e) => return Err((e, blocks)),
-    };
+    let mut record = Record::copy_of(v)?;
     // Dependencies: context indexes become the slots the earlier records got.
     for (i, d) in v.deps().enumerate() {
         match ids.get(d as usize) {
             Some(id) => record.set_dep(i, id.index),
-            None => return Err((Error::Internal("dependency order"), blocks)),
+            None => return Err(Error::Internal("dependency order")),
         }
     }
     if portable {
@@ -1009,7 +1003,7 @@ fn register<M: Memory>(
         for (i, ((old, (new, _)), m)) in rec
             .blocks()
             .iter()
-            .zip(&blocks)
+            .zip(blocks.iter())
             .zip(moved.iter_mut())
             .enumerate()
         {
@@ -1020,7 +1014,11 @@ fn register<M: Memory>(
         record.map_addresses(|addr, permission| translate(moved, addr, permission));
     }
     let (use_count, initialised) = (v.use_count(), v.initialised_byte() == 1);
-    match inner.insert(Linked { blocks, record }) {
+    let linked = Linked {
+        blocks: core::mem::take(blocks),
+        record,
+    };
+    match inner.insert(linked) {
         Ok(id) => {
             if let Some(ext) = inner
                 .slots
@@ -1032,7 +1030,10 @@ fn register<M: Memory>(
             }
             Ok(id)
         }
-        Err((e, linked)) => Err((e, linked.blocks)),
+        Err((e, linked)) => {
+            *blocks = linked.blocks;
+            Err(e)
+        }
     }
 }
 
