@@ -356,8 +356,8 @@ impl Linked {
         self.blocks.iter().map(|(b, _)| b.size()).sum()
     }
 
-    pub fn free<M: Memory>(self, memory: &mut M) {
-        for (block, permission) in self.blocks {
+    pub fn free<M: Memory>(mut self, memory: &mut M) {
+        for (block, permission) in self.blocks.take_all() {
             memory.free_finalized(block, permission);
         }
     }

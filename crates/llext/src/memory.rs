@@ -334,7 +334,7 @@ pub(crate) type Placed = (Block, Permission);
 impl BlockList {
     /// Appends a block, or gives it back if the list is full (one block per permission: the linker makes
     /// no more, and contexts with more are refused), so that the caller can return it to its provider.
-    pub fn push(&mut self, block: (Block, Permission)) -> Result<(), (Block, Permission)> {
+    pub fn push(&mut self, block: Placed) -> Result<(), Placed> {
         match self.items.iter_mut().find(|i| i.is_none()) {
             Some(free) => {
                 *free = Some(block);
@@ -348,28 +348,28 @@ impl BlockList {
         self.items.iter().take_while(|i| i.is_some()).count()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &(Block, Permission)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = &Placed> + '_ {
         self.items.iter().map_while(Option::as_ref)
     }
 
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut (Block, Permission)> + '_ {
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Placed> + '_ {
         self.items.iter_mut().map_while(Option::as_mut)
     }
 
-    pub fn get(&self, i: usize) -> Option<&(Block, Permission)> {
+    pub fn get(&self, i: usize) -> Option<&Placed> {
         self.items.get(i).and_then(Option::as_ref)
     }
 
-    pub fn get_mut(&mut self, i: usize) -> Option<&mut (Block, Permission)> {
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut Placed> {
         self.items.get_mut(i).and_then(Option::as_mut)
     }
 
-    pub fn last(&self) -> Option<&(Block, Permission)> {
+    pub fn last(&self) -> Option<&Placed> {
         self.iter().last()
     }
 
     /// Sorts the blocks by `key`.
-    pub fn sort_by_key<K: Ord>(&mut self, mut key: impl FnMut(&(Block, Permission)) -> K) {
+    pub fn sort_by_key<K: Ord>(&mut self, mut key: impl FnMut(&Placed) -> K) {
         let n = self.len();
         if let Some(items) = self.items.get_mut(..n) {
             items.sort_by_key(|i| i.as_ref().map(&mut key));
@@ -377,35 +377,9 @@ impl BlockList {
     }
 
     /// Takes every block out, leaving the list empty.
-    pub fn take_all(&mut self) -> impl Iterator<Item = (Block, Permission)> {
+    pub fn take_all(&mut self) -> impl Iterator<Item = Placed> {
         core::mem::take(&mut self.items)
             .into_iter()
             .map_while(|i| i)
-    }
-}
-
-impl IntoIterator for BlockList {
-    type Item = (Block, Permission);
-    type IntoIter = core::iter::MapWhile<
-        core::array::IntoIter<Option<Placed>, 3>,
-        fn(Option<Placed>) -> Option<Placed>,
-    >;
-
-    fn into_iter(self) -> Self::IntoIter {
-        let keep: fn(Option<Placed>) -> Option<Placed> = |i| i;
-        self.items.into_iter().map_while(keep)
-    }
-}
-
-impl<'a> IntoIterator for &'a BlockList {
-    type Item = &'a (Block, Permission);
-    type IntoIter = core::iter::MapWhile<
-        core::slice::Iter<'a, Option<Placed>>,
-        fn(&'a Option<Placed>) -> Option<&'a Placed>,
-    >;
-
-    fn into_iter(self) -> Self::IntoIter {
-        let keep: fn(&'a Option<Placed>) -> Option<&'a Placed> = Option::as_ref;
-        self.items.iter().map_while(keep)
     }
 }

@@ -198,9 +198,6 @@ pub(crate) struct Inner<M> {
     /// machine, fixed by the machine for Arm, AArch64 and x86-64, and for another machine's RISC-V (one
     /// `e_machine`, two classes) by the first extension loaded or restored.
     pub pointer_size: Option<u8>,
-    /// The extensions' code can run here: the registry is for the machine the program runs on. A registry
-    /// for another machine links, saves and restores, but never runs constructors, destructors or calls.
-    pub runs_code: bool,
     pub slots: Vec<Slot>,
     /// Slot index by extension name.
     pub names: HashTable<u32>,
@@ -468,7 +465,6 @@ impl<M: Memory> Registry<M> {
                 limits: Limits::default(),
                 machine,
                 pointer_size,
-                runs_code: arch::native_machine() == Some(machine),
                 slots: Vec::new(),
                 names: HashTable::new(),
                 exports: HashTable::new(),
@@ -598,7 +594,7 @@ impl<M: Memory> Registry<M> {
             }
         };
         inner.pointer_size = Some(width);
-        if !options.bring_up || !inner.runs_code {
+        if !options.bring_up || !inner.runs_code() {
             return Ok(id);
         }
         let Some(ext) = inner.slot_mut(id.index) else {
@@ -762,7 +758,7 @@ impl<M: Memory> Registry<M> {
     pub unsafe fn call(&self, symbol: &str, args: &[i64]) -> Result<i64> {
         let addr = {
             let inner = self.inner.lock();
-            if !inner.runs_code {
+            if !inner.runs_code() {
                 return Err(Error::ForeignCode {
                     machine: inner.machine,
                 });
@@ -956,6 +952,12 @@ impl<M: Memory> Inner<M> {
         self.ext(id).ok_or_else(|| Error::NotLoaded {
             name: alloc::format!("#{}", id.index),
         })
+    }
+
+    /// The extensions' code can run here: the registry is for the machine the program runs on. A registry
+    /// for another machine links, saves and restores, but never runs constructors, destructors or calls.
+    fn runs_code(&self) -> bool {
+        arch::native_machine() == Some(self.machine)
     }
 
     /// The extension `id` names, if still loaded.
@@ -1177,7 +1179,7 @@ impl<M: Memory> Inner<M> {
                 dependents,
             });
         }
-        if self.runs_code && ext.initialised && ext.linked.view().count(Table::Fini) > 0 {
+        if self.runs_code() && ext.initialised && ext.linked.view().count(Table::Fini) > 0 {
             self.unindex(id.index);
             let ext = self.slot_mut(id.index).ok_or(Error::Internal("slot"))?;
             ext.phase = Phase::Destructing;

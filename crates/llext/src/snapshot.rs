@@ -659,7 +659,7 @@ impl<M: Memory> Inner<M> {
                 }
             }
             if opts.portable {
-                for (block, _) in &ext.linked.blocks {
+                for (block, _) in ext.linked.blocks.iter() {
                     // SAFETY: as above.
                     out.bytes(unsafe { block.bytes() })?;
                 }
@@ -690,8 +690,8 @@ struct Taken {
 impl Taken {
     /// Gives every block back: adopted ones are disowned (their memory stays as it was), allocated ones freed.
     fn release<M: Memory>(self, memory: &mut M, adopted: bool) {
-        for list in self.blocks {
-            for (block, _) in list {
+        for mut list in self.blocks {
+            for (block, _) in list.take_all() {
                 if adopted {
                     memory.disown(block);
                 } else {
@@ -776,9 +776,9 @@ impl<M: Memory> Registry<M> {
         }
         let mut n = 0;
         for slot in inner.slots.iter_mut() {
-            if let Some(ext) = slot.ext.take() {
+            if let Some(mut ext) = slot.ext.take() {
                 slot.generation = slot.generation.wrapping_add(1);
-                for (block, _) in ext.linked.blocks {
+                for (block, _) in ext.linked.blocks.take_all() {
                     inner.memory.disown(block);
                 }
                 n += 1;
@@ -956,7 +956,11 @@ fn take_memory<M: Memory>(
     let machine = context.machine;
     with_backend!(machine, context.pointer_size == 8, A => apply_fixups::<A>(records, taken, &inner.builtins)?,
         _ => return Err(Error::Unsupported { what: "machine: no relocation backend in this build", value: u64::from(machine) }));
-    let mut all = taken.blocks.iter().flatten().map(|(b, p)| (b, *p));
+    let mut all = taken
+        .blocks
+        .iter()
+        .flat_map(BlockList::iter)
+        .map(|(b, p)| (b, *p));
     inner.memory.finalize_all(&mut all)
 }
 

@@ -8,7 +8,7 @@ use std::ops::Range;
 
 use llext::{
     BlockRequest, Context, Error, ExportTable, HostMemory, LoadOptions, Memory, Permission,
-    RegionKind, Registry, RestoreOptions, SaveOptions, Storage, Unloaded,
+    RegionKind, Registry, SaveOptions, Storage, Unloaded,
 };
 
 const IN_PLACE: LoadOptions = LoadOptions {
@@ -200,15 +200,7 @@ fn in_place_restore_keeps_in_place_sections() {
     registry.load_static("ip", bytes, &IN_PLACE).unwrap();
     assert_eq!(common::call(&registry, "ip_word", &[3]), 5);
     let before = registry.extensions();
-    let context = registry.save(&SaveOptions::default()).unwrap();
-    assert_eq!(registry.forget_all(), Ok(1));
-    let ids = registry
-        .restore(
-            &Context::from_bytes(&context).unwrap(),
-            &RestoreOptions::default(),
-        )
-        .unwrap();
-    assert_eq!(ids.len(), 1);
+    let (context, _) = common::suspend_in_place(&registry, 1);
     let after = registry.extensions();
     assert_eq!(before[0].sections, after[0].sections);
     assert_eq!(before[0].regions, after[0].regions);
@@ -349,15 +341,7 @@ long ip_use(long i) { return ip_table[i % 3]; }
     };
     assert!(matches!(r.save(&portable), Err(Error::InPlace { .. })));
     // In place, both come back and still work.
-    let ctx = r.save(&SaveOptions::default()).unwrap();
-    assert_eq!(r.forget_all(), Ok(2));
-    let ids = r
-        .restore(
-            &Context::from_bytes(&ctx).unwrap(),
-            &RestoreOptions::default(),
-        )
-        .unwrap();
-    assert_eq!(ids.len(), 2);
+    let (_, ids) = common::suspend_in_place(&r, 2);
     // SAFETY: as above.
     assert_eq!(unsafe { r.call("ip_use", &[1]) }.unwrap(), 20);
     for id in ids.into_iter().rev() {

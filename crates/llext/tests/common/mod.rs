@@ -111,6 +111,24 @@ pub fn counting_registry() -> (Registry<Counting>, Counting) {
     )
 }
 
+/// A simulated suspend: saves an in-place context, forgets the `count` loaded extensions and restores
+/// them from the context. Returns the context and the restored handles.
+pub fn suspend_in_place<M: Memory>(
+    registry: &Registry<M>,
+    count: usize,
+) -> (Vec<u8>, Vec<llext::ExtId>) {
+    let context = registry.save(&llext::SaveOptions::default()).unwrap();
+    assert_eq!(registry.forget_all(), Ok(count));
+    let ids = registry
+        .restore(
+            &llext::Context::from_bytes(&context).unwrap(),
+            &llext::RestoreOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(ids.len(), count);
+    (context, ids)
+}
+
 /// Calls `symbol` with `args`.
 pub fn call<M: Memory>(registry: &Registry<M>, symbol: &str, args: &[i64]) -> i64 {
     // SAFETY: the fixtures' functions are `long f(long...)` C functions, documented in their sources.
