@@ -832,7 +832,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
                 got: got_base,
                 stub: (state.stub != NO_SLOT)
                     .then(|| stub_base + u64::from(state.stub) * A::STUB_SIZE as u64),
-                func: sym.kind == elf::STT_FUNC.0 || sym.place == SymbolPlace::Undefined,
+                func: crate::arch::is_function::<A>(sym, r.r_type),
                 hi: None,
             };
             let inputs = Inputs {

@@ -11,10 +11,8 @@
 
 use alloc::vec::Vec;
 
-use object::elf;
-
 use crate::arch::{Inputs, Pairing, Relocator};
-use crate::elf::{Object, SymbolPlace};
+use crate::elf::Object;
 use crate::error::Result;
 use crate::fallible;
 
@@ -86,7 +84,7 @@ impl HiValues {
                     got_slot: info.got_slot,
                     got,
                     stub: info.stub,
-                    func: sym.kind == elf::STT_FUNC.0 || sym.place == SymbolPlace::Undefined,
+                    func: crate::arch::is_function::<A>(sym, r.r_type),
                     hi: None,
                 };
                 his.add_hi::<A>(&inputs)?;

@@ -109,7 +109,7 @@ pub fn is_data(name: &str) -> bool {
 /// Where the cross-check pretends the `index`th firmware symbol lies. The C fixtures' symbols are 0x100
 /// apart from `exports_base`; the assembly fixtures (`fixtures/relocs-*.S`) name what they need: `near_*`
 /// and `edge_*` just below `load_base` (within 4 KiB of the loaded code), `small_*` at absolute values
-/// below 256. On Arm, functions carry the Thumb bit except `arm_*` ones (A32).
+/// below 256, `odd_*` (data) at odd addresses. On Arm, functions carry the Thumb bit except `arm_*` ones (A32).
 pub fn export_address(target: &Target, name: &str, index: usize) -> u64 {
     let spot = name.strip_prefix("arm_").unwrap_or(name);
     let mut addr = if spot.starts_with("near_") || spot.starts_with("edge_") {
@@ -125,6 +125,9 @@ pub fn export_address(target: &Target, name: &str, index: usize) -> u64 {
         target.exports_base + 0x100 * index as u64
     };
     if target.thumb && !is_data(name) && !name.starts_with("arm_") {
+        addr |= 1;
+    }
+    if spot.starts_with("odd_") {
         addr |= 1;
     }
     addr

@@ -203,6 +203,23 @@ impl Relocator for Arm {
         )
     }
 
+    /// The branch and call types: their target is code, so a symbol outside the object is a function whose
+    /// bit 0 says Thumb. Every other type reads it as data (see [`crate::arch::is_function`]).
+    fn branches(r_type: u32) -> bool {
+        matches!(
+            r_type,
+            PC24 | PLT32
+                | CALL
+                | JUMP24
+                | THM_CALL
+                | THM_JUMP24
+                | THM_JUMP19
+                | THM_JUMP11
+                | THM_JUMP8
+                | THM_JUMP6
+        )
+    }
+
     fn write_stub(stub: &mut [u8], _at: u64, target: u64) -> Result<(), Problem> {
         let target = u32::try_from(target).map_err(|_| Problem::Overflow {
             value: target as i64,

@@ -48,8 +48,8 @@ pub struct Inputs {
     pub got: u64,
     /// The address of this symbol's stub, if one was reserved.
     pub stub: Option<u64>,
-    /// The symbol is a function (`STT_FUNC`) or lies outside the object: its address may carry a mode bit
-    /// (Arm's Thumb bit, which only function symbols have).
+    /// The symbol is code whose address may carry a mode bit (Arm's Thumb bit, which only function symbols
+    /// have): see [`is_function`].
     pub func: bool,
     /// For a type that [`Relocator::pairing`] marks as a LO part: the value its HI partner computed
     /// ([`Relocator::hi_value`]), if the partner was found.
@@ -160,11 +160,32 @@ pub trait Relocator {
         let _ = r_type;
         Pairing::Alone
     }
+    /// True for types that only ever address code: branches and calls. A symbol outside the object
+    /// ([`is_function`]) counts as a function for these alone. The default, `false`, suits machines whose
+    /// addresses carry no mode bit.
+    fn branches(r_type: u32) -> bool {
+        let _ = r_type;
+        false
+    }
     /// For a [`Pairing::Hi`] type: the value its LO partners need (e.g. `S + A - P` of a `PCREL_HI20`).
     fn hi_value(inputs: &Inputs) -> Result<i64, Problem> {
         let _ = inputs;
         Err(Problem::Unsupported)
     }
+}
+
+/// Whether relocation `r_type` against `sym` takes the symbol for a function, whose address may carry a
+/// mode bit ([`Inputs::func`]). A symbol the object defines says so itself (`STT_FUNC`). An undefined one
+/// usually has no type (`STT_NOTYPE`), and the firmware's and other extensions' exports say nothing either:
+/// it counts as a function when a branch refers to it ([`Relocator::branches`]), so calls still switch
+/// state, and as data otherwise. Data at an odd address then keeps its addend whole (`&bytes[1]` of a byte
+/// array at an odd address); a function's address with an even addend comes out the same either way.
+pub(crate) fn is_function<A: Relocator>(sym: &crate::elf::Symbol, r_type: u32) -> bool {
+    use crate::elf::SymbolPlace;
+    sym.kind == ::object::elf::STT_FUNC.0
+        || (sym.place == SymbolPlace::Undefined
+            && sym.kind != ::object::elf::STT_OBJECT.0
+            && A::branches(r_type))
 }
 
 /// A human name for an `e_machine` value.
