@@ -260,12 +260,14 @@ pub(crate) fn plan(
         }
     }
     // Priority first; at equal priority the `.init_array`/`.fini_array` lists before the legacy
-    // `.ctors`/`.dtors` ones (whatever order the compiler emitted the sections in), then file order.
-    array_order.sort_by_key(|&i| {
+    // `.ctors`/`.dtors` ones (whatever order the compiler emitted the sections in), then file order (a
+    // unique key).
+    let key = |i: usize| {
         let name = obj.sections.get(i).map(|s| s.name).unwrap_or(&[]);
         let legacy = name.starts_with(b".ctors") || name.starts_with(b".dtors");
         (priority(name), legacy, i)
-    });
+    };
+    fallible::sort_by(&mut array_order, |&a, &b| key(a) < key(b));
     for &index in &array_order {
         let kind = obj
             .sections

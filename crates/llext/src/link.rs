@@ -1041,13 +1041,14 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             },
         )?;
     }
-    globals.sort_by(|a, b| {
-        let s = |x: Str| {
-            strings
-                .get(x.start as usize..(x.start + x.len) as usize)
-                .unwrap_or(&[])
-        };
-        s(a.name).cmp(s(b.name))
+    // By name (`View::global` searches them), then address: a total order, so the same on every load.
+    let text = |x: Str| {
+        strings
+            .get(x.start as usize..(x.start + x.len) as usize)
+            .unwrap_or(&[])
+    };
+    fallible::sort_by(&mut globals, |a, b| {
+        (text(a.name), a.addr) < (text(b.name), b.addr)
     });
 
     // Constructors in execution order; destructors in reverse order of construction.

@@ -115,10 +115,10 @@ impl HiValues {
     #[inline(always)]
     pub fn sort(&mut self) {
         if self.by_place.len() > 1 {
-            self.by_place.sort_unstable_by_key(|&(place, _)| place);
+            fallible::sort_by(&mut self.by_place, |a, b| a.0 < b.0);
         }
         if self.lo_places.len() > 1 {
-            self.lo_places.sort_unstable();
+            fallible::sort_by(&mut self.lo_places, |a, b| a < b);
         }
     }
 
