@@ -16,7 +16,7 @@ use crate::layout::{self, LayoutOptions, Placement, Plan, RegionKind};
 use crate::limits::Limits;
 use crate::memory::{BlockList, BlockRequest, Memory, Permission};
 use crate::record::{BlockRec, Parts, Record, View};
-use crate::symbols::hash_name;
+use crate::symbols::{hash_name, never_rehashed};
 
 /// At most this many problems are collected for one extension before giving up.
 const MAX_PROBLEMS: usize = 64;
@@ -963,7 +963,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
         // a hostile table of n names costs O(n), not O(n²). Room for every entry is reserved up front, so
         // the table never rehashes and its hasher is never called.
         let mut seen: HashTable<u32> = HashTable::new();
-        seen.try_reserve(count, |_| 0)
+        seen.try_reserve(count, never_rehashed)
             .map_err(|_| Error::OutOfMemory {
                 size: count,
                 align: 1,
@@ -1011,7 +1011,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             };
             let index =
                 u32::try_from(exports.len()).map_err(|_| Error::Internal("export count"))?;
-            seen.insert_unique(h, index, |_| 0);
+            seen.insert_unique(h, index, never_rehashed);
             exports.push(rec);
         }
     }

@@ -310,6 +310,17 @@ fn name_hash(slots: &[Slot], slot: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// The hasher of the name index, for its rehashes. Every rehash of the table goes through this one closure
+/// type, so the table's growing code is built once.
+fn name_hasher(slots: &[Slot]) -> impl Fn(&u32) -> u64 + '_ {
+    move |&s| name_hash(slots, s)
+}
+
+/// The hasher of the export index (see [`name_hasher`]).
+fn export_hasher(slots: &[Slot]) -> impl Fn(&(u32, u32)) -> u64 + '_ {
+    move |&r| hash_name(export_name(slots, r))
+}
+
 pub(crate) struct View<'a> {
     pub builtins: &'a ExportTable,
     pub slots: &'a [Slot],
@@ -892,10 +903,8 @@ fn shrink_tables(
     before: Capacities,
 ) {
     let slots_ref: &[Slot] = slots;
-    names.shrink_to(before.1, |&s: &u32| name_hash(slots_ref, s));
-    exports.shrink_to(before.2, |&r: &(u32, u32)| {
-        hash_name(export_name(slots_ref, r))
-    });
+    names.shrink_to(before.1, name_hasher(slots_ref));
+    exports.shrink_to(before.2, export_hasher(slots_ref));
     // Trailing empty slots a failed operation pushed go too.
     while slots.len() > before.0 && slots.last().is_some_and(|s| s.ext.is_none()) {
         slots.pop();
@@ -915,13 +924,12 @@ pub(crate) fn reserve_tables(
     let before = (slots.capacity(), names.capacity(), exports.capacity());
     fallible::reserve(slots, extensions)?;
     let slots_ref: &[Slot] = slots;
-    let export_hash = |&r: &(u32, u32)| hash_name(export_name(slots_ref, r));
     let grown = names
-        .try_reserve(extensions, |&s| name_hash(slots_ref, s))
+        .try_reserve(extensions, name_hasher(slots_ref))
         .map_err(|_| fallible::oom::<u32>(extensions))
         .and_then(|()| {
             exports
-                .try_reserve(export_count, export_hash)
+                .try_reserve(export_count, export_hasher(slots_ref))
                 .map_err(|_| fallible::oom::<(u32, u32)>(export_count))
         });
     if grown.is_err() {
@@ -1073,14 +1081,14 @@ impl<M: Memory> Inner<M> {
         }
         // The extension is in its slot now, so the tables can rehash any entry, including its own.
         let slots = &self.slots;
-        self.names
-            .insert_unique(own_hash, slot, |&s| name_hash(slots, s));
+        self.names.insert_unique(own_hash, slot, name_hasher(slots));
         for i in 0..export_count {
             let key = (slot, i as u32);
-            self.exports
-                .insert_unique(hash_name(export_name(slots, key)), key, |&r| {
-                    hash_name(export_name(slots, r))
-                });
+            self.exports.insert_unique(
+                hash_name(export_name(slots, key)),
+                key,
+                export_hasher(slots),
+            );
         }
         Ok(id)
     }

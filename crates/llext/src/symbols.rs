@@ -25,6 +25,12 @@ pub(crate) fn hash_name(name: &[u8]) -> u64 {
     h ^ (h >> 29)
 }
 
+/// The hasher for an index made with room for all its entries, which never rehashes, so never calls it.
+/// One function for every such index: the table's growing code is built once for them all.
+pub(crate) fn never_rehashed(_: &u32) -> u64 {
+    0
+}
+
 /// One symbol the embedding program offers to extensions: a name and an address.
 ///
 /// Build tables of them with [`exports!`](crate::exports).
@@ -102,11 +108,8 @@ impl ExportTable {
             if dup {
                 continue;
             }
-            index.insert_unique(h, kept.len() as u32, |&i: &u32| {
-                kept.get(i as usize)
-                    .map(|k: &Export| hash_name(k.name.as_bytes()))
-                    .unwrap_or(0)
-            });
+            // Made with room for every entry: it never grows.
+            index.insert_unique(h, kept.len() as u32, never_rehashed);
             fingerprint = fingerprint.wrapping_add(h.rotate_left(17) ^ h);
             kept.push(*e);
         }
