@@ -129,6 +129,14 @@ fn reserve() -> Result<Pool> {
     Ok(Pool::new(p as usize, page))
 }
 
+/// The zone of pages with `permission`: one zone per permission, in [`Permission::ALL`] order.
+fn zone_index(permission: Permission) -> usize {
+    Permission::ALL
+        .iter()
+        .position(|&p| p == permission)
+        .unwrap_or(0)
+}
+
 impl Pool {
     fn new(base: usize, page: usize) -> Pool {
         let at = |eighths: usize| POOL_SIZE / 8 * eighths;
@@ -146,11 +154,9 @@ impl Pool {
     }
 
     fn zone_mut(&mut self, permission: Permission) -> Result<&mut Zone> {
-        let i = Permission::ALL
-            .iter()
-            .position(|&p| p == permission)
-            .unwrap_or(0);
-        self.zones.get_mut(i).ok_or(Error::Internal("pool zone"))
+        self.zones
+            .get_mut(zone_index(permission))
+            .ok_or(Error::Internal("pool zone"))
     }
 
     /// The zone holding the pages `[off, off + len)` handed out so far, if any.
@@ -384,21 +390,23 @@ unsafe impl Memory for HostMemory {
         addr: usize,
         size: usize,
         token: usize,
-        _permission: Permission,
+        permission: Permission,
     ) -> Result<Block> {
         with_pool(|pool| {
             let off = addr.wrapping_sub(pool.base);
             // A block given up with `disown` and not adopted since: taking it out of the retained set makes
-            // a second adoption of the same pages fail.
+            // a second adoption of the same pages fail. It must lie in the zone of the permission it is
+            // adopted with: its pages have that zone's protection, and `free` will return them there.
             let retained = addr >= pool.base
                 && size <= token
                 && off % pool.page == 0
-                && pool.zone_of(off, token).is_some()
+                && pool.zones.iter().position(|z| z.holds(off, token))
+                    == Some(zone_index(permission))
                 && pool.retained.take_exact(off, token);
             if !retained {
                 return Err(Error::Memory {
-                    what: "adopt retained memory: range is not a block given up with `disown` (or was \
-                           adopted already)",
+                    what: "adopt retained memory: range is not a block of that permission given up with \
+                           `disown` (or was adopted already)",
                     code: 0,
                 });
             }

@@ -262,6 +262,29 @@ fn fuzz_snapshot_region_alignment_out_of_range_is_refused() {
     }
 }
 
+/// Review of the restore path: `validate` checked each section against the *last* region of its kind,
+/// while `Registry::info` placed it in the *first*. A forged record with two regions of one kind (the first
+/// at the top of the address space) restored, and `info` then overflowed computing the section's address
+/// (a panic in debug builds, a wrong address in release). A load makes one region per kind, copied or in
+/// place, so a second one is refused.
+#[test]
+fn two_regions_of_one_kind_are_refused() {
+    let clean = pair_context();
+    let (first, count) = context::entry(&clean, 0, Table::Regions, 0);
+    assert!(count >= 2, "libmath has {count} regions");
+    for other in 1..count {
+        let (at, _) = context::entry(&clean, 0, Table::Regions, other);
+        let mut ctx = clean.clone();
+        ctx.copy_within(first..first + context::ENTRY[Table::Regions as usize], at);
+        reseal(&mut ctx);
+        match Context::from_bytes(&ctx) {
+            Err(Error::Snapshot { .. }) => {}
+            Err(e) => panic!("region {other}: {e}"),
+            Ok(_) => panic!("region {other}: a second copy of region 0 was accepted"),
+        }
+    }
+}
+
 /// fuzz/snapshot_restore, once registries restore contexts of their own pointer width (so Arm contexts
 /// reach the Arm backend on a host): a damaged Arm context whose fixup addend did not fit 32 bits overflowed
 /// `(S + A) | T` in the backend (`attempt to add with overflow`). Arm addends are 32-bit; a larger one is
@@ -476,4 +499,87 @@ long use_both(long i) { counter += i; host_log(counter); return table[i & 3]; }
     }
     assert!(r2.is_empty());
     assert_eq!(live2.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+/// Review of the restore path: `HostMemory::adopt` ignored the permission it adopted a block with. A
+/// forged in-place context that called a code block read-write (its regions and sections turned from
+/// text to data to stay consistent) restored; unloading it then gave the still read-execute pages to the
+/// read-write zone, and the next load crashed writing to them. A block is now adopted only with the
+/// permission of the zone it lies in.
+#[test]
+fn adopting_code_pages_as_data_is_refused() {
+    let r = Registry::new(
+        llext::HostMemory::new(),
+        ExportTable::new(llext::LIBC_EXPORTS),
+    );
+    r.load_with(
+        "weak",
+        &llext_fixtures::bytes("weak-gcc-O2-nopic.o"),
+        &NO_RUN,
+    )
+    .unwrap();
+    let genuine = r.save(&SaveOptions::default()).unwrap();
+    assert_eq!(r.forget_all(), Ok(1));
+    let position =
+        |p: llext::Permission| llext::Permission::ALL.iter().position(|&q| q == p).unwrap() as u8;
+    let kind =
+        |k: llext::RegionKind| llext::RegionKind::ALL.iter().position(|&q| q == k).unwrap() as u8;
+    let blocks = context::blocks(&genuine, 0);
+    assert_eq!(blocks.len(), 1, "the fixture loads into one block");
+    assert_eq!(
+        blocks[0].permission,
+        position(llext::Permission::ReadExecute)
+    );
+
+    let mut forged = genuine.clone();
+    forged[blocks[0].entry + context::BLOCK_PERMISSION] = position(llext::Permission::ReadWrite);
+    // Code becomes data, stubs zero-filled data: the two read-write kinds (the fixture's empty `.data` and
+    // `.bss` sections stay as they are).
+    let as_data = [
+        (llext::RegionKind::Text, llext::RegionKind::Data),
+        (llext::RegionKind::Stubs, llext::RegionKind::Bss),
+        (llext::RegionKind::Data, llext::RegionKind::Data),
+        (llext::RegionKind::Bss, llext::RegionKind::Bss),
+    ]
+    .map(|(from, to)| (kind(from), kind(to)));
+    for (table, kind_at) in [
+        (Table::Regions, 0),
+        (Table::Sections, context::SECTION_KIND),
+    ] {
+        let (_, n) = context::entry(&forged, 0, table, 0);
+        for i in 0..n {
+            let at = context::entry(&forged, 0, table, i).0 + kind_at;
+            let (_, to) = as_data
+                .iter()
+                .find(|(from, _)| *from == forged[at] & 0x7f)
+                .unwrap_or_else(|| {
+                    panic!("kind {} in {table:?}: not in the one block", forged[at])
+                });
+            forged[at] = (forged[at] & 0x80) | to;
+        }
+    }
+    reseal(&mut forged);
+    let context = Context::from_bytes(&forged).expect("the forged record is consistent");
+    match r.restore(&context, &RestoreOptions::default()) {
+        Err(Error::Memory { .. }) => {}
+        Err(e) => panic!("refused for another reason: {e}"),
+        Ok(_) => panic!("code pages adopted as read-write data"),
+    }
+    assert!(r.is_empty());
+    // Nothing was taken: the genuine context still gets the pages back, and a new load works beside them.
+    let ids = r
+        .restore(
+            &Context::from_bytes(&genuine).unwrap(),
+            &RestoreOptions::default(),
+        )
+        .unwrap();
+    let other = r
+        .load_with(
+            "libmath",
+            &llext_fixtures::bytes("libmath-gcc-O2-nopic.o"),
+            &NO_RUN,
+        )
+        .unwrap();
+    assert_eq!(r.unload(other), Ok(llext::Unloaded::Freed));
+    assert_eq!(r.unload(ids[0]), Ok(llext::Unloaded::Freed));
 }
