@@ -238,7 +238,7 @@ pub enum Error {
         /// The name.
         name: String,
     },
-    /// A retained block no longer holds what was saved.
+    /// A retained block, or the bytes of a block a portable context carries, no longer holds what was saved.
     ContentChanged {
         /// The extension.
         extension: String,

@@ -1263,7 +1263,8 @@ impl<M: Memory> Inner<M> {
                     name: text(l.str(s.name)),
                     region: s.kind,
                     offset: s.offset,
-                    addr: region_addr(s.kind, s.in_place) + s.offset,
+                    // Restores check that the offset lies in the region, so this never wraps.
+                    addr: region_addr(s.kind, s.in_place).wrapping_add(s.offset),
                     size: s.size,
                     in_place: s.in_place,
                 })

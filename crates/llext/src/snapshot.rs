@@ -41,7 +41,8 @@ pub struct SaveOptions<'a> {
     pub names: Option<&'a [&'a str]>,
     /// Carry the blocks' bytes and fixups, so the context restores at any address (e.g. in a new process).
     pub portable: bool,
-    /// Record a content hash per block, checked on restore (always on for portable contexts).
+    /// Record a content hash per block, checked on restore (always on for portable contexts): an in-place
+    /// restore checks the retained block, a portable one the bytes the context carries.
     pub content_hashes: bool,
 }
 
@@ -287,8 +288,10 @@ fn validate(rec: &Rec<'_>, index: usize, portable: bool) -> Result<()> {
     }
     // Regions lie inside the block of their permission, sections inside their region (a missing region
     // holds only empty sections), so every address derived from them stays in range. In-place regions lie
-    // in the extension's storage, outside every block; portable contexts have none.
-    let mut region_sizes = [[0u64; 2]; RegionKind::ALL.len()];
+    // in the extension's storage, outside every block; portable contexts have none. A load makes at most
+    // one region of each kind copied and one kept in place, and sections are placed by that pair: a second
+    // one would leave the section's address ambiguous.
+    let mut region_sizes = [[None::<u64>; 2]; RegionKind::ALL.len()];
     for e in v.table(Table::Regions).chunks_exact(record::REGION_REC) {
         let (kind, in_place) = record::region_kind(le8(e, 0)).ok_or(Short)?;
         let addr = le64(e, record::REGION_ADDR_AT);
@@ -310,11 +313,12 @@ fn validate(rec: &Rec<'_>, index: usize, portable: bool) -> Result<()> {
         if !inside {
             return Err(Short.into());
         }
-        if let Some(s) = region_sizes
+        match region_sizes
             .get_mut(kind.index())
             .and_then(|s| s.get_mut(usize::from(in_place)))
         {
-            *s = size;
+            Some(slot @ None) => *slot = Some(size),
+            _ => return Err(Short.into()),
         }
     }
     let strings = v.count(Table::Strings) as u64;
@@ -332,6 +336,7 @@ fn validate(rec: &Rec<'_>, index: usize, portable: bool) -> Result<()> {
             .get(kind.index())
             .and_then(|r| r.get(usize::from(in_place)))
             .copied()
+            .flatten()
             .unwrap_or(0);
         let offset = u64::from(le32(e, record::SECTION_OFFSET_AT));
         let size = u64::from(le32(e, record::SECTION_SIZE_AT));
@@ -918,12 +923,20 @@ fn take_memory<M: Memory>(
     for permission in Permission::ALL {
         for (ri, rec) in records.iter().enumerate() {
             let mut contents = rec.contents;
-            for b in rec.blocks() {
+            for (bi, b) in rec.blocks().iter().enumerate() {
                 let size = usize::try_from(b.size).map_err(|_| Short)?;
                 let (src, rest) = contents.split_at_checked(size).ok_or(Short)?;
                 contents = rest;
                 if b.permission != permission {
                     continue;
+                }
+                // The carried bytes against the hash taken from the block when it was saved (before
+                // anything is allocated for it).
+                if context.hashes && options.verify_content && checksum(src) != b.hash {
+                    return Err(Error::ContentChanged {
+                        extension: String::from(rec.view.name()),
+                        block: bi,
+                    });
                 }
                 let Some(list) = taken.blocks.get_mut(ri) else {
                     return Err(Error::Internal("block list"));

@@ -420,6 +420,30 @@ fn changed_retained_memory_is_refused() {
     assert_eq!(r.len(), 2);
 }
 
+/// A portable context's carried bytes are checked against the hash each block had when saved: a byte
+/// changed behind a recomputed checksum is refused, before anything is allocated.
+#[test]
+fn changed_carried_bytes_are_refused() {
+    let (r, memory) = counting_registry();
+    load_pair(&r);
+    let mut ctx = r.save(&portable()).unwrap();
+    r.unload_name("usemath").unwrap();
+    r.unload_name("libmath").unwrap();
+    // libmath's first block follows its record.
+    let at = llext_fixtures::context::record_end(&ctx, 0);
+    ctx[at] ^= 0x40;
+    reseal(&mut ctx);
+    let context = Context::from_bytes(&ctx).unwrap();
+    match r.restore(&context, &RestoreOptions::default()) {
+        Err(Error::ContentChanged { extension, block }) => {
+            assert_eq!((extension.as_str(), block), ("libmath", 0))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(r.is_empty());
+    assert_eq!(memory.live(), 0);
+}
+
 #[test]
 fn every_single_bit_flip_is_refused() {
     let r = registry();
