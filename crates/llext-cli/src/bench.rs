@@ -16,6 +16,10 @@ use crate::{host_registry, Failure, Registry0};
 /// Repetitions of each measurement when `--iterations` is not given.
 const DEFAULT_ITERATIONS: usize = 1000;
 
+/// The most repetitions `--iterations` takes: every sample is kept (8 bytes each) to take the median, and
+/// at about 10 µs a round this is already more than a day of measuring.
+const MAX_ITERATIONS: usize = 10_000_000;
+
 /// The single object is the bundled fixture whose file size is nearest to this.
 const TARGET_BYTES: u64 = 3 * 1024;
 
@@ -39,10 +43,10 @@ pub(crate) fn bench(args: &[String]) -> Result<(), Failure> {
                     .next()
                     .ok_or(Failure("--iterations needs a count".into()))?;
                 iterations = match text.parse::<usize>() {
-                    Ok(n) if n > 0 => n,
+                    Ok(n) if (1..=MAX_ITERATIONS).contains(&n) => n,
                     _ => {
                         return Err(Failure(format!(
-                            "`{text}` is not a positive iteration count"
+                            "`{text}` is not an iteration count from 1 to {MAX_ITERATIONS}"
                         )))
                     }
                 };

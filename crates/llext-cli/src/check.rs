@@ -34,8 +34,10 @@ pub(crate) fn check(args: &[String]) -> Result<(), Failure> {
         return Err(Failure("check needs at least one FILE".into()));
     };
     let native = llext::arch::native_machine();
-    // The first file's machine; if it does not even parse, its load below reports why.
-    let (machine, bits) = llext::inspect::inspect(&read_file(first)?)
+    // The first file's machine; if it cannot be read or does not even parse, its load below reports why.
+    let (machine, bits) = read_file(first)
+        .ok()
+        .and_then(|bytes| llext::inspect::inspect(&bytes).ok())
         .map(|r| (r.machine, r.class_bits))
         .unwrap_or((native.unwrap_or(0), 64));
     if exports.is_none() && Some(machine) == native {
@@ -71,11 +73,13 @@ fn check_files<M: Memory>(registry: &Registry<M>, files: &[&str]) -> Result<(), 
     let mut loaded = Vec::new();
     let mut failed = 0;
     for &file in files {
-        let result = read_file(file).and_then(|bytes| {
-            registry
-                .load_with(&unique_name(registry, file), &bytes, &options)
-                .map_err(|e| Failure(render_problems(file, &e)))
-        });
+        let result = read_file(file)
+            .map_err(|Failure(text)| Failure(format!("error: {text}\n")))
+            .and_then(|bytes| {
+                registry
+                    .load_with(&unique_name(registry, file), &bytes, &options)
+                    .map_err(|e| Failure(render_problems(file, &e)))
+            });
         match result {
             Ok(id) => {
                 let info = registry.info(id)?;

@@ -76,14 +76,21 @@ pub fn parse_int(text: &str) -> Result<i64, ParseError> {
         .strip_prefix("0x")
         .or_else(|| digits.strip_prefix("0X"))
     {
-        Some(hex) => u64::from_str_radix(hex, 16).ok().map(|v| v as i64),
-        None => digits.parse::<i64>().ok(),
+        // Digits only: `from_str_radix` would take a second sign (`-0x+5`).
+        Some(hex) if !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            u64::from_str_radix(hex, 16).ok().map(|v| {
+                if neg {
+                    (v as i64).wrapping_neg()
+                } else {
+                    v as i64
+                }
+            })
+        }
+        Some(_) => None,
+        // Decimal keeps its sign, so that `i64::MIN` parses and `--5` does not.
+        None => text.parse::<i64>().ok(),
     };
-    match value {
-        Some(v) if neg => Ok(v.wrapping_neg()),
-        Some(v) => Ok(v),
-        None => Err(ParseError(format!("`{text}` is not an integer"))),
-    }
+    value.ok_or_else(|| ParseError(format!("`{text}` is not an integer")))
 }
 
 /// Splits a shell line into its command and arguments, checks the number of arguments and parses
@@ -225,5 +232,12 @@ mod tests {
         assert!(parse_int("-").is_err());
         assert!(parse_int("0x").is_err());
         assert!(parse_int("+5").is_ok());
+        assert_eq!(parse_int("-9223372036854775808"), Ok(i64::MIN));
+        assert_eq!(parse_int("9223372036854775807"), Ok(i64::MAX));
+        assert!(parse_int("9223372036854775808").is_err());
+        assert_eq!(parse_int("-0x10"), Ok(-16));
+        for bad in ["--5", "-+5", "0x+5", "-0x-5", "0x 5", "5 "] {
+            assert!(parse_int(bad).is_err(), "{bad} parsed");
+        }
     }
 }

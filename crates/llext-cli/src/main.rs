@@ -167,12 +167,19 @@ pub(crate) fn call_then_teardown(
     }
     for id in loaded.into_iter().rev() {
         flush_all();
-        if let Err(e) = registry.unload(id) {
+        if let Err(e) = unload_fully(registry, id) {
             outcome = outcome.and(Err(e.into()));
         }
     }
     flush_all();
     outcome
+}
+
+/// Unloads `id` until it is freed and its destructors have run, however high its use count (a restored
+/// context keeps the counts it was saved with).
+pub(crate) fn unload_fully(registry: &Registry0, id: llext::ExtId) -> Result<(), llext::Error> {
+    while let llext::Unloaded::StillInUse(_) = registry.unload(id)? {}
+    Ok(())
 }
 
 fn run(args: &[String]) -> Result<(), Failure> {
@@ -194,7 +201,22 @@ pub(crate) fn render_problems(file: &str, e: &llext::Error) -> String {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    // Arguments that are not UTF-8 (a file name, say) are refused, not a panic as `env::args` would make them.
+    let args: Vec<String> = match std::env::args_os()
+        .skip(1)
+        .map(|a| {
+            a.into_string().map_err(|a| {
+                Failure(format!(
+                    "argument `{}` is not valid UTF-8",
+                    a.to_string_lossy()
+                ))
+            })
+        })
+        .collect()
+    {
+        Ok(args) => args,
+        Err(e) => return report(Err(e)),
+    };
     let Some(command) = args.first() else {
         eprint!("{USAGE}");
         return ExitCode::FAILURE;
@@ -220,6 +242,11 @@ fn main() -> ExitCode {
             "unknown command `{other}` (try `llext help`)"
         ))),
     };
+    report(result)
+}
+
+/// Flushes the output and turns the command's result into its exit status, printing `error: ...` on failure.
+fn report(result: Result<(), Failure>) -> ExitCode {
     flush_all();
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -29,19 +29,29 @@ pub(crate) fn shell(args: &[String]) -> Result<(), Failure> {
     let interactive = unsafe { libc::isatty(0) } == 1;
     let stdin = std::io::stdin();
     let mut failures = 0usize;
-    let mut line = String::new();
+    let mut bytes = Vec::new();
     loop {
         if interactive {
             print!("llext> ");
             let _ = std::io::stdout().flush();
         }
-        line.clear();
-        match stdin.lock().read_line(&mut line) {
+        bytes.clear();
+        // A line that is not UTF-8 fails alone, like any other bad line; a read error ends the session,
+        // still with the orderly teardown below.
+        let outcome = match stdin.lock().read_until(b'\n', &mut bytes) {
             Ok(0) => break,
-            Ok(_) => {}
-            Err(e) => return Err(Failure(format!("reading standard input: {e}"))),
-        }
-        match execute(&registry, line.trim()) {
+            Ok(_) => match std::str::from_utf8(&bytes) {
+                Ok(line) => execute(&registry, line.trim()),
+                Err(_) => Err(Failure("the line is not valid UTF-8".into())),
+            },
+            Err(e) => {
+                failures += 1;
+                crate::flush_all();
+                eprintln!("error: reading standard input: {e}");
+                break;
+            }
+        };
+        match outcome {
             Ok(Flow::Continue) => {}
             Ok(Flow::Quit) => break,
             Err(Failure(message)) => {
@@ -74,7 +84,7 @@ pub(crate) fn teardown(registry: &Registry0) {
         let mut progress = false;
         for info in infos.iter().rev() {
             crate::flush_all();
-            while let Ok(llext::Unloaded::StillInUse(_)) = registry.unload(info.id) {}
+            let _ = crate::unload_fully(registry, info.id);
             progress |= registry.get(&info.name).is_none();
         }
         if !progress {
@@ -158,9 +168,16 @@ fn execute(registry: &Registry0, line: &str) -> Result<Flow, Failure> {
         }
         Command::Suspend => {
             let bytes = registry.save(&llext::SaveOptions::default())?;
-            let forgotten = registry.forget_all()?;
+            // Checked before anything is forgotten: only the restore itself can fail after that point.
             let context = llext::Context::from_bytes(&bytes)?;
-            let restored = registry.restore(&context, &llext::RestoreOptions::default())?;
+            let forgotten = registry.forget_all()?;
+            let restored = registry
+                .restore(&context, &llext::RestoreOptions::default())
+                .map_err(|e| {
+                    Failure(format!(
+                        "{e}; the {forgotten} suspended extensions are gone (their memory stays retained)"
+                    ))
+                })?;
             debug_assert_eq!(forgotten, restored.len());
             println!("restored {} extensions", restored.len());
         }

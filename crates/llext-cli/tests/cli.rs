@@ -13,6 +13,10 @@ fn llext(args: &[&str]) -> Output {
 }
 
 fn shell(script: &str) -> Output {
+    shell_bytes(script.as_bytes())
+}
+
+fn shell_bytes(script: &[u8]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_llext"))
         .arg("shell")
         .stdin(Stdio::piped())
@@ -20,12 +24,7 @@ fn shell(script: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(script).unwrap();
     child.wait_with_output().unwrap()
 }
 
@@ -154,6 +153,33 @@ fn failures_exit_1_with_an_error_line() {
         (vec!["inspect".into()], "FILE"),
         (vec!["check".into(), "Cargo.toml".into()], "not an ELF"),
         (vec!["frobnicate".into()], "frobnicate"),
+        // Counts too large to keep every sample are refused before anything is allocated.
+        (
+            vec![
+                "bench".into(),
+                "--iterations".into(),
+                "18446744073709551615".into(),
+            ],
+            "iteration count",
+        ),
+        (
+            vec![
+                "bench".into(),
+                "restore".into(),
+                "--iterations".into(),
+                "100000000000000".into(),
+            ],
+            "iteration count",
+        ),
+        (
+            vec![
+                "run".into(),
+                "--arg".into(),
+                "--5".into(),
+                fixture("basic-gcc-O2-pic.o"),
+            ],
+            "--5",
+        ),
     ];
     for (args, needle) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -164,6 +190,66 @@ fn failures_exit_1_with_an_error_line() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
+}
+
+/// Review of the command: an argument that is not UTF-8 panicked (`env::args`); an unreadable file among
+/// `check`'s files printed its problem without `error: ` or a newline, and an unreadable first file
+/// stopped the check of the others.
+#[test]
+fn bad_arguments_and_unreadable_files_are_error_lines() {
+    use std::os::unix::ffi::OsStrExt;
+    let out = Command::new(env!("CARGO_BIN_EXE_llext"))
+        .arg("inspect")
+        .arg(std::ffi::OsStr::from_bytes(b"\xff.o"))
+        .output()
+        .unwrap();
+    let e = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    assert!(e.starts_with("error: ") && e.contains("UTF-8"), "{e}");
+
+    let good = fixture("libmath-gcc-O2-pic.o");
+    for files in [
+        [good.as_str(), "/nonexistent.o"],
+        ["/nonexistent.o", good.as_str()],
+    ] {
+        let out = llext(&["check", files[0], files[1]]);
+        let e = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{files:?}: {e}");
+        assert!(
+            text(&out.stdout).starts_with("ok: "),
+            "{files:?}: the good file is checked"
+        );
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(lines.len(), 2, "{files:?}: {e}");
+        assert!(
+            lines[0].starts_with("error: /nonexistent.o: "),
+            "{files:?}: {e}"
+        );
+        assert_eq!(
+            lines[1], "error: 1 of 2 files would not load",
+            "{files:?}: {e}"
+        );
+    }
+}
+
+#[test]
+fn parse_int_takes_the_whole_decimal_range() {
+    let out = llext(&[
+        "run",
+        "--call",
+        "basic_add",
+        "--arg",
+        "-9223372036854775808",
+        "--arg",
+        "1",
+        &fixture("basic-gcc-O2-pic.o"),
+    ]);
+    let s = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        s.lines().any(|l| l == "returned: -9223372036854775807"),
+        "{s}"
+    );
 }
 
 #[test]
@@ -422,6 +508,36 @@ fn shell_suspend_save_and_restore() {
         text(&out.stderr)
     );
     assert_eq!(out.status.code(), Some(1));
+
+    // A line that is not UTF-8 fails alone; the session goes on and tears down as usual.
+    let ctors = fixture("ctors-gcc-O2-pic.o");
+    let mut script = b"\xff\xfe\n".to_vec();
+    script.extend_from_slice(format!("load {ctors}\ncall ctors_state\n").as_bytes());
+    let out = shell_bytes(&script);
+    let (s, e) = (text(&out.stdout), text(&out.stderr));
+    assert!(e.contains("error: the line is not valid UTF-8"), "{e}");
+    assert!(
+        s.contains("returned: 12") && s.contains("ctors: destructor ran"),
+        "{s}"
+    );
+    assert_eq!(out.status.code(), Some(1));
+}
+
+/// Review of the command: `snapshot restore` unloaded each extension once, so one saved with a use count
+/// of 2 was dropped with the registry without its destructors.
+#[test]
+fn snapshot_restore_tears_down_extensions_used_twice() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let snap = dir.join(format!("twice-{}.snap", std::process::id()));
+    let snap = snap.to_str().unwrap();
+    let ctors = fixture("ctors-gcc-O2-pic.o");
+    let out = shell(&format!("load {ctors}\nload {ctors}\nsave {snap}\n"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = llext(&["snapshot", "restore", snap, "--call", "ctors_state"]);
+    let s = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(s.contains("returned: 12"), "{s}");
+    assert_eq!(s.matches("ctors: destructor ran").count(), 1, "{s}");
 }
 
 #[test]
