@@ -213,14 +213,27 @@ pub(crate) fn identify(data: &[u8]) -> Result<Class> {
     })
 }
 
-/// Parses an ELF object of either class.
+/// Parses an ELF object of either class. A build whose relocation backends all take one class (firmware
+/// built without `all-arches`: Arm is 32-bit; x86-64 and AArch64 are 64-bit; RISC-V follows the target)
+/// parses only that one, and refuses the other as a class no backend links.
 pub(crate) fn parse<'data>(data: &'data [u8], limits: &Limits) -> Result<Object<'data>> {
     limits.check("file size", data.len() as u64, limits.max_file_size)?;
     let class = identify(data)?;
-    if class.is_64 {
-        parse_class::<elf::FileHeader64<Endianness>>(data, class, limits)
-    } else {
-        parse_class::<elf::FileHeader32<Endianness>>(data, class, limits)
+    match class.is_64 {
+        #[cfg(any(
+            feature = "all-arches",
+            target_arch = "x86_64",
+            target_arch = "aarch64",
+            target_arch = "riscv64"
+        ))]
+        true => parse_class::<elf::FileHeader64<Endianness>>(data, class, limits),
+        #[cfg(any(feature = "all-arches", target_arch = "arm", target_arch = "riscv32"))]
+        false => parse_class::<elf::FileHeader32<Endianness>>(data, class, limits),
+        #[allow(unreachable_patterns)]
+        _ => Err(Error::Unsupported {
+            what: "ELF class: no relocation backend in this build takes it",
+            value: if class.is_64 { 2 } else { 1 },
+        }),
     }
 }
 

@@ -254,20 +254,13 @@ macro_rules! with_backend {
                 type $backend = $crate::arch::aarch64::Aarch64;
                 $body
             }
-            #[cfg(any(
-                feature = "all-arches",
-                target_arch = "riscv32",
-                target_arch = "riscv64"
-            ))]
+            // A firmware links only objects of its own pointer width, so it gets only that RISC-V backend.
+            #[cfg(any(feature = "all-arches", target_arch = "riscv32"))]
             ($crate::arch::riscv::MACHINE_ID, false) => {
                 type $backend = $crate::arch::riscv::Riscv32;
                 $body
             }
-            #[cfg(any(
-                feature = "all-arches",
-                target_arch = "riscv32",
-                target_arch = "riscv64"
-            ))]
+            #[cfg(any(feature = "all-arches", target_arch = "riscv64"))]
             ($crate::arch::riscv::MACHINE_ID, true) => {
                 type $backend = $crate::arch::riscv::Riscv64;
                 $body
