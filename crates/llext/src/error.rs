@@ -156,6 +156,12 @@ pub enum Error {
         /// The symbol asked for.
         symbol: String,
     },
+    /// The symbol asked for is at address 0: an undefined weak symbol an extension exports, say. There is
+    /// nothing to call.
+    NullSymbol {
+        /// The symbol asked for.
+        symbol: String,
+    },
     /// The extension cannot be unloaded: other loaded extensions depend on it.
     InUse {
         /// The extension asked to unload.
@@ -249,6 +255,14 @@ pub enum Error {
     NotPortable {
         /// The extension.
         extension: String,
+    },
+    /// The extension exports an address outside its own memory (a built-in's or another extension's
+    /// symbol under a name of its own), which a portable context has no way to move: the save is refused.
+    ForeignExport {
+        /// The extension.
+        extension: String,
+        /// The exported name.
+        symbol: String,
     },
     /// In-place storage ([`Storage::InPlace`](crate::Storage::InPlace)) cannot be used as asked: loading
     /// from bytes that may not outlive the extension, or saving an extension with sections in place into a
@@ -375,6 +389,10 @@ impl fmt::Display for Error {
             Error::NoSuchSymbol { symbol } => {
                 write!(f, "symbol `{symbol}` not found in any loaded extension")
             }
+            Error::NullSymbol { symbol } => write!(
+                f,
+                "symbol `{symbol}` is at address 0 (an undefined weak symbol?): nothing to call"
+            ),
             Error::Busy { extension, running } => write!(
                 f,
                 "cannot unload or save `{extension}` while its {running} run"
@@ -429,6 +447,12 @@ impl fmt::Display for Error {
             Error::NotPortable { extension } => write!(
                 f,
                 "extension `{extension}` was loaded without fixup records and cannot be saved portably"
+            ),
+            Error::ForeignExport { extension, symbol } => write!(
+                f,
+                "extension `{extension}` exports `{symbol}` at an address outside its own memory, which a \
+                 portable context cannot move (save it in place, or export a function of its own that \
+                 calls the target)"
             ),
             Error::InPlace { extension, reason } => {
                 write!(f, "extension `{extension}` with in-place storage: {reason}")

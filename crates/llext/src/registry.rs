@@ -779,6 +779,11 @@ impl<M: Memory> Registry<M> {
         .ok_or_else(|| Error::NoSuchSymbol {
             symbol: String::from(symbol),
         })?;
+        if addr == 0 {
+            return Err(Error::NullSymbol {
+                symbol: String::from(symbol),
+            });
+        }
         // SAFETY: forwarded from this function's contract.
         unsafe { call_address(addr, args) }
     }

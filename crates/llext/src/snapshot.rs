@@ -634,6 +634,21 @@ impl<M: Memory> Inner<M> {
                              does not carry (load it with `Storage::Copy` to save it portably)",
                 });
             }
+            // An export outside the extension's blocks (a built-in or another extension's symbol re-exported
+            // under a name of its own) would keep the saving process's address, and so would everything
+            // linked against it. Address 0 (a missing weak symbol) stays valid anywhere.
+            if opts.portable {
+                let foreign = l.exports().flatten().find(|e| {
+                    e.addr != 0
+                        && crate::link::block_offset(&ext.linked.blocks, e.addr as u64).is_none()
+                });
+                if let Some(e) = foreign {
+                    return Err(Error::ForeignExport {
+                        extension: String::from(ext.name()),
+                        symbol: String::from_utf8_lossy(l.str(e.name)).into_owned(),
+                    });
+                }
+            }
             // The record as the registry keeps it, then what changes at save time: use count, initialised
             // flag, dependencies as context indexes, content hashes. The fixup table travels in every
             // context, so an extension restored in place can still be saved portably later.

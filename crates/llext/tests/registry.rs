@@ -285,3 +285,21 @@ long get_state(void) { return state; }
         .unwrap();
     assert_eq!(r.unload(ids[0]).unwrap(), Unloaded::Freed);
 }
+
+/// Review of the load path: calling an exported symbol at address 0 (an extension exporting a weak symbol
+/// nothing defines) was reported as an internal error of llext; it is the typed `NullSymbol`.
+#[test]
+fn calling_a_null_export_is_a_typed_error() {
+    let source = "#include \"llext.h\"\n\
+                  extern long maybe_missing(long) __attribute__((weak));\n\
+                  LLEXT_EXPORT(maybe_missing);\n";
+    let r = registry();
+    r.load("weakexp", &common::compile_c(source, &["-fPIC"]))
+        .unwrap();
+    assert_eq!(r.find_symbol("maybe_missing"), Some(0));
+    // SAFETY: refused before anything is called.
+    match unsafe { r.call("maybe_missing", &[1]) } {
+        Err(Error::NullSymbol { symbol }) => assert_eq!(symbol, "maybe_missing"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -444,6 +444,52 @@ fn changed_carried_bytes_are_refused() {
     assert_eq!(memory.live(), 0);
 }
 
+/// Review of the load path: an extension that re-exports a built-in under a name of its own (`say` for
+/// `puts`) exports an address outside its memory, and a user of it links to that address. A portable
+/// context kept the saving process's address for both, and the restored user crashed calling the old
+/// `puts` in a process where it lay elsewhere. Such a save is now refused; an in-place one still works.
+#[test]
+fn reexported_foreign_addresses_are_not_saved_portably() {
+    let reexp = compile_c(
+        "#include \"llext.h\"\n\
+         extern int puts(const char *);\n\
+         static const struct llext_symbol say_export __attribute__((section(\".exported_sym\"), used)) =\n\
+             { \"say\", (const void *)&puts };\n",
+        &["-fPIC"],
+    );
+    let user = compile_c(
+        "extern int say(const char *);\n\
+         long greet(void) { say(\"hello through a re-export\"); return 7; }\n",
+        &["-fPIC"],
+    );
+    let (r, memory) = counting_registry();
+    r.load("reexp", &reexp).unwrap();
+    r.load("sayuser", &user).unwrap();
+    assert_eq!(call(&r, "greet", &[]), 7);
+    let live = memory.live();
+    for names in [None, Some(&["sayuser"][..])] {
+        match r.save(&SaveOptions {
+            names,
+            ..portable()
+        }) {
+            Err(Error::ForeignExport { extension, symbol }) => {
+                assert_eq!((extension.as_str(), symbol.as_str()), ("reexp", "say"))
+            }
+            other => panic!("{names:?}: {:?}", other.map(|ctx| ctx.len())),
+        }
+    }
+    assert_eq!((r.len(), memory.live()), (2, live));
+    // In place nothing moves, so the address stays right.
+    let ctx = r.save(&in_place()).unwrap();
+    r.forget_all().unwrap();
+    r.restore(
+        &Context::from_bytes(&ctx).unwrap(),
+        &RestoreOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(call(&r, "greet", &[]), 7);
+}
+
 #[test]
 fn every_single_bit_flip_is_refused() {
     let r = registry();
