@@ -257,6 +257,8 @@ fn parse_class<'data, Elf: FileHeader<Endian = Endianness>>(
             align: 1,
         })?;
     let mut symtab_index = None;
+    // Every name is counted as it is read (see `Limits::max_name_bytes`).
+    let mut name_bytes = 0u64;
     for (index, shdr) in table.enumerate() {
         let index = index.0;
         let name = table
@@ -266,6 +268,8 @@ fn parse_class<'data, Elf: FileHeader<Endian = Endianness>>(
                 name: String::new(),
                 reason: detail_reason(detail),
             })?;
+        name_bytes = name_bytes.saturating_add(name.len() as u64);
+        limits.check("name bytes", name_bytes, limits.max_name_bytes)?;
         let sh_type = shdr.sh_type(endian).0;
         let flags: u64 = shdr.sh_flags(endian).0;
         let size: u64 = shdr.sh_size(endian).into();
@@ -323,6 +327,8 @@ fn parse_class<'data, Elf: FileHeader<Endian = Endianness>>(
                     name: String::new(),
                     reason: detail_reason(detail),
                 })?;
+            name_bytes = name_bytes.saturating_add(name.len() as u64);
+            limits.check("name bytes", name_bytes, limits.max_name_bytes)?;
             let shndx = sym.st_shndx(endian);
             let place = if shndx == elf::SHN_UNDEF {
                 SymbolPlace::Undefined

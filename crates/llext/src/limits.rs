@@ -24,6 +24,10 @@ pub struct Limits {
     pub max_memory: u64,
     /// Largest section alignment accepted, in bytes.
     pub max_alignment: u64,
+    /// Largest total length of the section and symbol names, in bytes. Names may share the bytes of their
+    /// string table (each a different suffix of one long string), so without this cap a small file could
+    /// name thousands of long symbols and make the loader copy, hash and sort far more than it holds.
+    pub max_name_bytes: u64,
 }
 
 impl Default for Limits {
@@ -35,6 +39,7 @@ impl Default for Limits {
             max_relocations: 1 << 22,
             max_memory: 256 << 20,
             max_alignment: 1 << 16,
+            max_name_bytes: 16 << 20,
         }
     }
 }
