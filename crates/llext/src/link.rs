@@ -681,6 +681,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
                     &deps,
                     resolver,
                     &blocks.blocks,
+                    home_permission(&plan, obj.symbols.get(index)),
                     &mut strings,
                 )?;
             }
@@ -1337,8 +1338,27 @@ pub(crate) fn block_offset(blocks: &BlockList, addr: u64) -> Option<(u8, u32)> {
     at(false).or_else(|| at(true))
 }
 
+/// The permission of the block a defined symbol belongs to: its section's (or `.bss`'s, for a common
+/// symbol). `None` for other symbols and for sections used in place.
+fn home_permission(plan: &Plan, sym: Option<&crate::elf::Symbol<'_>>) -> Option<Permission> {
+    match sym?.place {
+        SymbolPlace::Section(s) => plan
+            .placements
+            .get(s)
+            .copied()
+            .flatten()
+            .filter(|p| !p.in_place)
+            .map(|p| p.kind.permission()),
+        SymbolPlace::Common => Some(RegionKind::Bss.permission()),
+        _ => None,
+    }
+}
+
 /// How a symbol's address is found again after moving: in this extension, in a built-in, in another
-/// extension, or fixed.
+/// extension, or fixed. A symbol of this extension is placed in the block of its own section when it lies
+/// there, its end included: a label at the very end of one block is also the start of the next one when
+/// the provider put them back to back, and a restore that moves them apart must keep it with its section.
+#[allow(clippy::too_many_arguments)]
 fn fixup_target<R: Resolver>(
     obj: &Object<'_>,
     index: usize,
@@ -1346,6 +1366,7 @@ fn fixup_target<R: Resolver>(
     deps: &[u32],
     resolver: &R,
     blocks: &BlockList,
+    home: Option<Permission>,
     strings: &mut Vec<u8>,
 ) -> Result<Target> {
     let Some(sym) = obj.symbols.get(index) else {
@@ -1381,13 +1402,27 @@ fn fixup_target<R: Resolver>(
         (SymbolPlace::Undefined, None) if index != 0 && sym.name != b"_GLOBAL_OFFSET_TABLE_" => {
             Target::Absolute(0)
         }
-        _ => match block_offset(blocks, state.addr) {
+        _ => match home
+            .and_then(|p| offset_in(blocks, p, state.addr))
+            .or_else(|| block_offset(blocks, state.addr))
+        {
             Some((block, offset)) => Target::Own {
                 block,
                 offset: u64::from(offset),
             },
             None => Target::Absolute(state.addr),
         },
+    })
+}
+
+/// The index of the block of `permission`, and `addr`'s offset in it, if `addr` lies in it or at its end.
+fn offset_in(blocks: &BlockList, permission: Permission, addr: u64) -> Option<(u8, u32)> {
+    blocks.iter().enumerate().find_map(|(i, (b, p))| {
+        let start = b.addr() as u64;
+        let offset = addr.checked_sub(start)?;
+        (*p == permission && offset <= b.size() as u64)
+            .then(|| Some((u8::try_from(i).ok()?, u32::try_from(offset).ok()?)))
+            .flatten()
     })
 }
 

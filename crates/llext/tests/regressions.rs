@@ -583,3 +583,54 @@ fn adopting_code_pages_as_data_is_refused() {
     assert_eq!(r.unload(other), Ok(llext::Unloaded::Freed));
     assert_eq!(r.unload(ids[0]), Ok(llext::Unloaded::Freed));
 }
+
+/// Review of the load path: a fixup target of the extension's own was found by address alone, and an
+/// address at the very end of one block is also the start of the next when the provider put them back to
+/// back. A label at the end of `.text` (padded to 16 bytes, so the arena puts `.rodata` right after it)
+/// was recorded as offset 0 of the read-only block; a portable restore that moved the blocks apart then
+/// moved the label with the wrong block. A symbol is now placed in the block of its own section.
+#[test]
+fn a_label_at_the_end_of_a_block_stays_with_its_section() {
+    let source = "static const char ro_data[16] __attribute__((used)) = \"0123456789abcdef\";\n\
+                  extern const char text_end[];\n\
+                  long span(void) { return (long)(text_end - (const char *)span) + ro_data[0] - '0'; }\n\
+                  __asm__(\".text\\n.p2align 4\\n.globl text_end\\ntext_end:\\n\");\n";
+    let elf = common::compile_c(
+        source,
+        &[
+            "-fno-pic",
+            "-fno-toplevel-reorder",
+            "-fno-asynchronous-unwind-tables",
+        ],
+    );
+    let mut first = ExecArena::new(1 << 20);
+    let mut second = ExecArena::new(1 << 20);
+    let r = Registry::new(
+        llext::ArenaMemory::new(first.bytes()),
+        ExportTable::new(llext::LIBC_EXPORTS),
+    );
+    let id = r.load_with("span", &elf, &NO_RUN).unwrap();
+    let expected = call(&r, "span", &[]);
+    assert!(expected > 0 && expected % 16 == 0, "{expected}");
+    // The point of the test: the label is where the read-only block starts.
+    let end = r.find_symbol("text_end").unwrap();
+    let info = r.info(id).unwrap();
+    assert!(
+        info.regions
+            .iter()
+            .any(|g| g.permission == llext::Permission::ReadOnly && g.addr == end),
+        "`.rodata` does not follow the code back to back: {:?}",
+        info.regions
+    );
+    let ctx = r.save(&portable()).unwrap();
+    let r2 = Registry::new(
+        Gapped(llext::ArenaMemory::new(second.bytes())),
+        ExportTable::new(llext::LIBC_EXPORTS),
+    );
+    r2.restore(
+        &Context::from_bytes(&ctx).unwrap(),
+        &RestoreOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(call(&r2, "span", &[]), expected);
+}
