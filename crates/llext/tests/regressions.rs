@@ -634,3 +634,28 @@ fn a_label_at_the_end_of_a_block_stays_with_its_section() {
     .unwrap();
     assert_eq!(call(&r2, "span", &[]), expected);
 }
+
+/// fuzz/load_link, once portable saves refuse exports outside the extension's memory: a damaged `dbase`
+/// whose `db_calls` export points outside its blocks. The harness took every loaded extension to save
+/// portably; the refusal is the typed `ForeignExport`, and an in-place save of it still works.
+#[test]
+fn fuzz_load_link_export_outside_the_extension_is_not_saved_portably() {
+    let elf = input("fuzz-load-link-foreign-export.o");
+    let mut arena = ExecArena::new(1 << 20);
+    let (memory, live) = CountingArena::new(arena.bytes());
+    let r = Registry::new(memory, ExportTable::new(llext::LIBC_EXPORTS));
+    let id = r.load_with("fuzzed", &elf, &NO_RUN).unwrap();
+    match r.save(&portable()) {
+        Err(Error::ForeignExport { extension, symbol }) => {
+            assert_eq!(
+                (extension.as_str(), symbol.as_str()),
+                ("fuzzed", "db_calls")
+            )
+        }
+        other => panic!("{:?}", other.map(|ctx| ctx.len())),
+    }
+    let ctx = r.save(&SaveOptions::default()).unwrap();
+    Context::from_bytes(&ctx).unwrap();
+    r.unload(id).unwrap();
+    assert_eq!(live.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
