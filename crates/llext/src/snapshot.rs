@@ -634,13 +634,17 @@ impl<M: Memory> Inner<M> {
                              does not carry (load it with `Storage::Copy` to save it portably)",
                 });
             }
-            // An export outside the extension's blocks (a built-in or another extension's symbol re-exported
-            // under a name of its own) would keep the saving process's address, and so would everything
-            // linked against it. Address 0 (a missing weak symbol) stays valid anywhere.
+            // An export outside the extension's blocks that is a built-in's or another extension's address
+            // (re-exported under a name of its own) would keep the saving process's address, and so would
+            // everything linked against it. Constants (absolute symbols, 0 for a missing weak one) stay
+            // right anywhere.
             if opts.portable {
-                let foreign = l.exports().flatten().find(|e| {
-                    e.addr != 0
-                        && crate::link::block_offset(&ext.linked.blocks, e.addr as u64).is_none()
+                let ptr = u64::from(self.pointer_size.unwrap_or(0));
+                let foreign = l.exports().enumerate().find_map(|(i, e)| {
+                    let e = e?;
+                    let outside =
+                        crate::link::block_offset(&ext.linked.blocks, e.addr as u64).is_none();
+                    (outside && bound_by_name(&l, &ext.linked.blocks, i, ptr)).then_some(e)
                 });
                 if let Some(e) = foreign {
                     return Err(Error::ForeignExport {
@@ -671,17 +675,23 @@ impl<M: Memory> Inner<M> {
                     dst.copy_from_slice(&rank.to_le_bytes());
                 }
             }
-            if hashes {
+            if opts.portable {
                 for (i, (block, _)) in ext.linked.blocks.iter().enumerate() {
-                    // SAFETY: finalised blocks stay readable and nothing writes them while the lock is held.
+                    let from = out.pos;
+                    // SAFETY: finalised blocks stay readable; the lock keeps the registry from freeing them.
+                    out.bytes(unsafe { block.bytes() })?;
+                    // The hash of the very bytes the context carries: the extension's own threads may write
+                    // its data meanwhile, and a second read could differ. (Sizing passes write nothing.)
+                    let carried = out.buf.as_deref().and_then(|b| b.get(from..out.pos));
+                    if let Some(hash) = carried.map(checksum) {
+                        record::set_block_hash(out.written(at), &layout, i, hash);
+                    }
+                }
+            } else if hashes {
+                for (i, (block, _)) in ext.linked.blocks.iter().enumerate() {
+                    // SAFETY: as above.
                     let hash = checksum(unsafe { block.bytes() });
                     record::set_block_hash(out.written(at), &layout, i, hash);
-                }
-            }
-            if opts.portable {
-                for (block, _) in ext.linked.blocks.iter() {
-                    // SAFETY: as above.
-                    out.bytes(unsafe { block.bytes() })?;
                 }
             }
         }
@@ -700,6 +710,31 @@ impl<M: Memory> Inner<M> {
         }
         Ok(())
     }
+}
+
+/// Whether export `i`'s address was written into the export table by a fixup bound to a built-in or to
+/// another extension, rather than being a constant.
+fn bound_by_name(l: &record::View<'_>, blocks: &BlockList, i: usize, ptr: u64) -> bool {
+    let Some(table) = l
+        .regions()
+        .find(|r| r.kind == RegionKind::Exports && !r.in_place)
+    else {
+        return false;
+    };
+    // Entries are {name, address}: the address field of entry i.
+    let field = (i as u64)
+        .checked_mul(2)
+        .and_then(|k| k.checked_add(1))
+        .and_then(|k| k.checked_mul(ptr))
+        .and_then(|o| o.checked_add(table.addr as u64));
+    let Some((block, offset)) = field.and_then(|f| crate::link::block_offset(blocks, f)) else {
+        return false;
+    };
+    l.fixups().flatten().any(|f| {
+        f.block == block
+            && f.offset == offset
+            && matches!(f.target, Target::Builtin { .. } | Target::Extension { .. })
+    })
 }
 
 /// The blocks a restore took, per record, until they belong to restored extensions.

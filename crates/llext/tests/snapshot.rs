@@ -490,6 +490,30 @@ fn reexported_foreign_addresses_are_not_saved_portably() {
     assert_eq!(call(&r, "greet", &[]), 7);
 }
 
+/// Review of the refusal above: an export of an absolute symbol also lies outside the extension's memory,
+/// but it is a constant, right in any process. Only exports a fixup binds to a built-in or another
+/// extension are refused; this one saves and restores portably.
+#[test]
+fn absolute_exports_are_saved_portably() {
+    let source = "#include \"llext.h\"\n\
+                  extern const char abs_sym[];\n\
+                  __asm__(\".globl abs_sym\\n.set abs_sym, 0x1234\\n\");\n\
+                  static const struct llext_symbol abs_export\n\
+                      __attribute__((section(\".exported_sym\"), used)) = { \"abs_sym\", abs_sym };\n\
+                  long one(void) { return 1; }\n";
+    let (r, _) = counting_registry();
+    r.load("absx", &compile_c(source, &["-fPIC"])).unwrap();
+    let ctx = r.save(&portable()).unwrap();
+    let (r2, _) = counting_registry();
+    r2.restore(
+        &Context::from_bytes(&ctx).unwrap(),
+        &RestoreOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(r2.find_symbol("abs_sym"), Some(0x1234));
+    assert_eq!(call(&r2, "one", &[]), 1);
+}
+
 #[test]
 fn every_single_bit_flip_is_refused() {
     let r = registry();
