@@ -170,6 +170,9 @@ pub(crate) struct Object<'data> {
     pub sections: Vec<Section<'data>>,
     pub symbols: Vec<Symbol<'data>>,
     pub relocs: Vec<RelocTable<'data>>,
+    /// The total length of the section and symbol names, counted against `Limits::max_name_bytes` (the
+    /// linker goes on counting the names of the export table).
+    pub name_bytes: u64,
 }
 
 impl<'data> Object<'data> {
@@ -215,7 +218,7 @@ pub(crate) fn identify(data: &[u8]) -> Result<Class> {
 
 /// Parses an ELF object of either class. A build whose relocation backends all take one class (firmware
 /// built without `all-arches`: Arm is 32-bit; x86-64 and AArch64 are 64-bit; RISC-V follows the target)
-/// parses only that one, and refuses the other as a class no backend links.
+/// parses only that one, and refuses the other as [`Error::WrongClass`].
 pub(crate) fn parse<'data>(data: &'data [u8], limits: &Limits) -> Result<Object<'data>> {
     limits.check("file size", data.len() as u64, limits.max_file_size)?;
     let class = identify(data)?;
@@ -230,9 +233,9 @@ pub(crate) fn parse<'data>(data: &'data [u8], limits: &Limits) -> Result<Object<
         #[cfg(any(feature = "all-arches", target_arch = "arm", target_arch = "riscv32"))]
         false => parse_class::<elf::FileHeader32<Endianness>>(data, class, limits),
         #[allow(unreachable_patterns)]
-        _ => Err(Error::Unsupported {
-            what: "ELF class: no relocation backend in this build takes it",
-            value: if class.is_64 { 2 } else { 1 },
+        _ => Err(Error::WrongClass {
+            expected: if class.is_64 { 32 } else { 64 },
+            found: if class.is_64 { 64 } else { 32 },
         }),
     }
 }
@@ -432,6 +435,7 @@ fn parse_class<'data, Elf: FileHeader<Endian = Endianness>>(
         sections,
         symbols,
         relocs,
+        name_bytes,
     })
 }
 

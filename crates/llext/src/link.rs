@@ -963,6 +963,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
         // Names seen so far, by hash (as indexes into `exports`): a duplicate is found in constant time, so
         // a hostile table of n names costs O(n), not O(n²). Room for every entry is reserved up front, so
         // the table never rehashes and its hasher is never called.
+        let mut name_bytes = obj.name_bytes;
         let mut seen: HashTable<u32> = HashTable::new();
         seen.try_reserve(count, never_rehashed)
             .map_err(|_| Error::OutOfMemory {
@@ -984,6 +985,10 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             if name.is_empty() {
                 return Err(bad(i, "empty name"));
             }
+            // Entries may name suffixes of one long string, like symbols: counted with the object's names.
+            name_bytes = name_bytes.saturating_add(name.len() as u64);
+            req.limits
+                .check("name bytes", name_bytes, req.limits.max_name_bytes)?;
             let name = fallible::to_vec(name)?;
             if let Some(owner) = resolver.exporter(&name) {
                 return Err(Error::DuplicateExport {

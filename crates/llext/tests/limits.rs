@@ -234,3 +234,21 @@ fn names_sharing_one_long_string_are_capped() {
     let err = refused(Limits::default(), &elf);
     assert_eq!(limit_name(&err), "name bytes", "{err}");
 }
+
+/// Review of the name cap: the export table's names are C strings in the extension's memory, and entries
+/// may name suffixes of one long string too. 300 entries into one 64 KiB string (19 MiB of names) are
+/// counted with the object's own names and refused.
+#[test]
+fn export_names_sharing_one_long_string_are_capped() {
+    let mut table = String::new();
+    for i in 0..300 {
+        table.push_str(&format!(".quad long_name + {}\\n.quad long_name\\n", 1 + i));
+    }
+    let source = format!(
+        "__asm__(\".section .rodata\\nlong_name: .fill 65536, 1, 0x6e\\n.byte 0\\n\
+         .section .exported_sym, \\\"a\\\"\\n{table}.previous\\n\");\n"
+    );
+    let elf = compile_c(&source, &["-fno-pic"]);
+    let err = refused(Limits::default(), &elf);
+    assert_eq!(limit_name(&err), "name bytes", "{err}");
+}
