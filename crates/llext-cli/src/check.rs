@@ -30,15 +30,17 @@ pub(crate) fn check(args: &[String]) -> Result<(), Failure> {
             _ => files.push(a.as_str()),
         }
     }
-    let Some(first) = files.first() else {
+    if files.is_empty() {
         return Err(Failure("check needs at least one FILE".into()));
-    };
+    }
     let native = llext::arch::native_machine();
-    // The first file's machine; if it cannot be read or does not even parse, its load below reports why.
-    let (machine, bits) = read_file(first)
-        .ok()
-        .and_then(|bytes| llext::inspect::inspect(&bytes).ok())
-        .map(|r| (r.machine, r.class_bits))
+    // The machine of the first file that reads and parses (the loads below report why the others do not).
+    let (machine, bits) = files
+        .iter()
+        .find_map(|file| {
+            let report = llext::inspect::inspect(&read_file(file).ok()?).ok()?;
+            Some((report.machine, report.class_bits))
+        })
         .unwrap_or((native.unwrap_or(0), 64));
     if exports.is_none() && Some(machine) == native {
         let registry = Registry::new(HostMemory::new(), ExportTable::new(llext::LIBC_EXPORTS));

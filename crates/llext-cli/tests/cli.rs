@@ -619,6 +619,21 @@ fn check_links_objects_for_another_machine_against_the_firmware_exports() {
         let out = llext(&["check", "--exports", list.to_str().unwrap(), &object]);
         assert!(out.status.success(), "{triple}: {}", text(&out.stderr));
         assert!(text(&out.stdout).starts_with("ok: "), "{triple}");
+        // An unreadable file first: the machine comes from the first file that reads.
+        let out = llext(&[
+            "check",
+            "--exports",
+            list.to_str().unwrap(),
+            "/nonexistent.o",
+            &object,
+        ]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{triple}: {err}");
+        assert!(text(&out.stdout).starts_with("ok: "), "{triple}: {err}");
+        assert!(
+            err.starts_with("error: /nonexistent.o: "),
+            "{triple}: {err}"
+        );
 
         // The firmware's ELF image, and `nm` output of it.
         let firmware = clang_build(triple, "firmware", FIRMWARE, true);

@@ -231,7 +231,9 @@ const EM_RISCV: u16 = 243;
 
 /// The relocation name of `r_type` for `machine`, if known.
 pub fn relocation_name(machine: u16, r_type: u32) -> Option<&'static str> {
-    with_backend!(machine, true, A => A::name(r_type), _ => None)
+    // Either RISC-V backend names the types; a firmware build has only the one of its width.
+    with_backend!(machine, true, A => A::name(r_type),
+        _ => with_backend!(machine, false, A => A::name(r_type), _ => None))
 }
 
 /// Calls `f` with the backend for `machine` and ELF class (`is_64`); RISC-V has one backend per class because
