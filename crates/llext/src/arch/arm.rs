@@ -204,7 +204,7 @@ impl Relocator for Arm {
     }
 
     /// The branch and call types: their target is code, so a symbol outside the object is a function whose
-    /// bit 0 says Thumb. Every other type reads it as data (see [`crate::arch::is_function`]).
+    /// bit 0 says Thumb. Every other type reads its address as data.
     fn branches(r_type: u32) -> bool {
         matches!(
             r_type,

@@ -49,7 +49,8 @@ pub struct Inputs {
     /// The address of this symbol's stub, if one was reserved.
     pub stub: Option<u64>,
     /// The symbol is code whose address may carry a mode bit (Arm's Thumb bit, which only function symbols
-    /// have): see [`is_function`].
+    /// have): an `STT_FUNC` symbol of the object, or a symbol from outside it that a branch refers to
+    /// ([`Relocator::branches`]).
     pub func: bool,
     /// For a type that [`Relocator::pairing`] marks as a LO part: the value its HI partner computed
     /// ([`Relocator::hi_value`]), if the partner was found.
@@ -160,9 +161,9 @@ pub trait Relocator {
         let _ = r_type;
         Pairing::Alone
     }
-    /// True for types that only ever address code: branches and calls. A symbol outside the object
-    /// ([`is_function`]) counts as a function for these alone. The default, `false`, suits machines whose
-    /// addresses carry no mode bit.
+    /// True for types that only ever address code: branches and calls. A symbol outside the object (whose
+    /// type neither the object nor the export tables give) counts as a function for these alone. The
+    /// default, `false`, suits machines whose addresses carry no mode bit.
     fn branches(r_type: u32) -> bool {
         let _ = r_type;
         false
