@@ -460,33 +460,109 @@ unsafe impl Memory for HostMemory {
     }
 }
 
+// The C library's stack-protector and fortified (`_FORTIFY_SOURCE`) entry points, which the `libc` crate
+// does not declare. Only their addresses are taken; llext never calls them.
+extern "C" {
+    fn __stack_chk_fail() -> !;
+}
+#[cfg(target_env = "gnu")]
+extern "C" {
+    fn __printf_chk(flag: libc::c_int, format: *const libc::c_char, ...) -> libc::c_int;
+    fn __sprintf_chk(
+        s: *mut libc::c_char,
+        flag: libc::c_int,
+        len: libc::size_t,
+        format: *const libc::c_char,
+        ...
+    ) -> libc::c_int;
+    fn __snprintf_chk(
+        s: *mut libc::c_char,
+        maxlen: libc::size_t,
+        flag: libc::c_int,
+        len: libc::size_t,
+        format: *const libc::c_char,
+        ...
+    ) -> libc::c_int;
+    fn __memcpy_chk(d: *mut libc::c_void, s: *const libc::c_void, n: usize, len: usize) -> *mut u8;
+    fn __memmove_chk(d: *mut libc::c_void, s: *const libc::c_void, n: usize, len: usize)
+        -> *mut u8;
+    fn __memset_chk(d: *mut libc::c_void, c: libc::c_int, n: usize, len: usize) -> *mut u8;
+    fn __strcpy_chk(d: *mut libc::c_char, s: *const libc::c_char, len: usize) -> *mut u8;
+    fn __stpcpy_chk(d: *mut libc::c_char, s: *const libc::c_char, len: usize) -> *mut u8;
+    fn __strncpy_chk(d: *mut libc::c_char, s: *const libc::c_char, n: usize, len: usize)
+        -> *mut u8;
+    fn __strcat_chk(d: *mut libc::c_char, s: *const libc::c_char, len: usize) -> *mut u8;
+}
+
 /// The C library functions a host offers extensions by default, so ordinary C compiled with `cc -c` runs
-/// unchanged: stdio output, heap, memory and string functions, `abort`.
+/// unchanged: stdio output, heap, memory and string functions (including those compilers substitute, such
+/// as `stpcpy` for `strcpy` followed by `strlen`), conversions, sorting, `abort`, the stack protector's
+/// `__stack_chk_fail`, and on glibc the checked functions `-D_FORTIFY_SOURCE` calls (`__printf_chk`,
+/// `__memcpy_chk`, ...), so objects built with a distribution's hardening defaults load too.
 ///
 /// ```
 /// let table = llext::ExportTable::new(llext::LIBC_EXPORTS);
 /// assert!(table.get("printf").is_some());
+/// assert!(table.get("stpcpy").is_some());
 /// ```
-pub static LIBC_EXPORTS: &[crate::Export] = crate::exports![
-    "puts" => libc::puts,
-    "printf" => libc::printf,
-    "snprintf" => libc::snprintf,
-    "sprintf" => libc::sprintf,
-    "putchar" => libc::putchar,
-    "malloc" => libc::malloc,
-    "calloc" => libc::calloc,
-    "realloc" => libc::realloc,
-    "free" => libc::free,
-    "memcpy" => libc::memcpy,
-    "memmove" => libc::memmove,
-    "memset" => libc::memset,
-    "memcmp" => libc::memcmp,
-    "strlen" => libc::strlen,
-    "strcmp" => libc::strcmp,
-    "strncmp" => libc::strncmp,
-    "strcpy" => libc::strcpy,
-    "strncpy" => libc::strncpy,
-    "abort" => libc::abort,
+pub static LIBC_EXPORTS: &[crate::Export] = &[
+    crate::Export::new("puts", libc::puts as *const ()),
+    crate::Export::new("printf", libc::printf as *const ()),
+    crate::Export::new("snprintf", libc::snprintf as *const ()),
+    crate::Export::new("sprintf", libc::sprintf as *const ()),
+    crate::Export::new("putchar", libc::putchar as *const ()),
+    crate::Export::new("malloc", libc::malloc as *const ()),
+    crate::Export::new("calloc", libc::calloc as *const ()),
+    crate::Export::new("realloc", libc::realloc as *const ()),
+    crate::Export::new("free", libc::free as *const ()),
+    crate::Export::new("memcpy", libc::memcpy as *const ()),
+    crate::Export::new("memmove", libc::memmove as *const ()),
+    crate::Export::new("memset", libc::memset as *const ()),
+    crate::Export::new("memcmp", libc::memcmp as *const ()),
+    crate::Export::new("memchr", libc::memchr as *const ()),
+    crate::Export::new("strlen", libc::strlen as *const ()),
+    crate::Export::new("strnlen", libc::strnlen as *const ()),
+    crate::Export::new("strcmp", libc::strcmp as *const ()),
+    crate::Export::new("strncmp", libc::strncmp as *const ()),
+    crate::Export::new("strcpy", libc::strcpy as *const ()),
+    crate::Export::new("strncpy", libc::strncpy as *const ()),
+    crate::Export::new("stpcpy", libc::stpcpy as *const ()),
+    crate::Export::new("strcat", libc::strcat as *const ()),
+    crate::Export::new("strncat", libc::strncat as *const ()),
+    crate::Export::new("strchr", libc::strchr as *const ()),
+    crate::Export::new("strrchr", libc::strrchr as *const ()),
+    crate::Export::new("strstr", libc::strstr as *const ()),
+    crate::Export::new("strdup", libc::strdup as *const ()),
+    crate::Export::new("strtol", libc::strtol as *const ()),
+    crate::Export::new("strtoul", libc::strtoul as *const ()),
+    crate::Export::new("atoi", libc::atoi as *const ()),
+    crate::Export::new("qsort", libc::qsort as *const ()),
+    crate::Export::new("bsearch", libc::bsearch as *const ()),
+    crate::Export::new("abort", libc::abort as *const ()),
+    crate::Export::new("__stack_chk_fail", __stack_chk_fail as *const ()),
+    // glibc only.
+    #[cfg(target_env = "gnu")]
+    crate::Export::new("mempcpy", libc::mempcpy as *const ()),
+    #[cfg(target_env = "gnu")]
+    crate::Export::new("__printf_chk", __printf_chk as *const ()),
+    #[cfg(target_env = "gnu")]
+    crate::Export::new("__sprintf_chk", __sprintf_chk as *const ()),
+    #[cfg(target_env = "gnu")]
+    crate::Export::new("__snprintf_chk", __snprintf_chk as *const ()),
+    #[cfg(target_env = "gnu")]
+    crate::Export::new("__memcpy_chk", __memcpy_chk as *const ()),
+    #[cfg(target_env = "gnu")]
+    crate::Export::new("__memmove_chk", __memmove_chk as *const ()),
+    #[cfg(target_env = "gnu")]
+    crate::Export::new("__memset_chk", __memset_chk as *const ()),
+    #[cfg(target_env = "gnu")]
+    crate::Export::new("__strcpy_chk", __strcpy_chk as *const ()),
+    #[cfg(target_env = "gnu")]
+    crate::Export::new("__stpcpy_chk", __stpcpy_chk as *const ()),
+    #[cfg(target_env = "gnu")]
+    crate::Export::new("__strncpy_chk", __strncpy_chk as *const ()),
+    #[cfg(target_env = "gnu")]
+    crate::Export::new("__strcat_chk", __strcat_chk as *const ()),
 ];
 
 #[cfg(test)]
