@@ -186,6 +186,12 @@ impl<'data> Object<'data> {
 
 /// Reads the ELF identification bytes: class and byte order.
 pub(crate) fn identify(data: &[u8]) -> Result<Class> {
+    // LLVM bitcode, bare or in its wrapper: what `clang -flto -c` writes.
+    if data.starts_with(b"BC\xc0\xde") || data.starts_with(&[0xde, 0xc0, 0x17, 0x0b]) {
+        return Err(Error::IntermediateCode {
+            format: "LLVM bitcode",
+        });
+    }
     let ident = data.get(..16).ok_or(Error::NotElf)?;
     if ident.get(..4) != Some(&elf::ELFMAG[..]) {
         return Err(Error::NotElf);
@@ -351,6 +357,12 @@ fn parse_class<'data, Elf: FileHeader<Endian = Endianness>>(
                     }
                 }
             };
+            // GCC marks an object that holds only GIMPLE (`-flto` without `-ffat-lto-objects`).
+            if name == b"__gnu_lto_slim" {
+                return Err(Error::IntermediateCode {
+                    format: "GCC's GIMPLE",
+                });
+            }
             symbols.push(Symbol {
                 name,
                 value: sym.st_value(endian).into(),

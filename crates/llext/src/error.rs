@@ -13,6 +13,11 @@ use core::fmt;
 pub enum Error {
     /// The data is not an ELF file at all.
     NotElf,
+    /// The file holds a compiler's intermediate code for link-time optimisation (`-flto`), not machine code.
+    IntermediateCode {
+        /// Which: GCC's GIMPLE (in an ELF object) or LLVM bitcode.
+        format: &'static str,
+    },
     /// The ELF structure is malformed; `what` says which part was being read.
     Malformed {
         /// The part of the file being read.
@@ -295,6 +300,11 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::NotElf => f.write_str("not an ELF file (bad magic or too short)"),
+            Error::IntermediateCode { format } => write!(
+                f,
+                "the file holds {format} for link-time optimisation, not machine code: build it without \
+                 -flto (or, with GCC, add -ffat-lto-objects)"
+            ),
             Error::Malformed { what, detail } => write!(f, "malformed ELF {what}: {detail}"),
             Error::Unsupported { what, value } => write!(f, "unsupported {what} ({value:#x})"),
             Error::WrongMachine { expected, found } => write!(

@@ -285,3 +285,57 @@ fn clang_variants_exist_when_required() {
         assert!(variants().iter().any(|v| v.compiler == "clang"));
     }
 }
+
+/// Objects built the way distributions build C by default: gcc's `-O2` turns `strcpy` then `strlen` into
+/// `stpcpy`, Ubuntu adds `-fstack-protector-strong` (`__stack_chk_fail`) and `-D_FORTIFY_SOURCE=2`
+/// (`__snprintf_chk`, `__strcpy_chk`, ...). The host's C library table offers all of them, so such objects
+/// load and run unchanged.
+#[test]
+fn objects_built_with_hardening_defaults_run() {
+    let source = "#include <stdio.h>\n\
+                  #include <string.h>\n\
+                  static char buf[64];\n\
+                  const char *greeting = \"hello\";\n\
+                  long work(long n) {\n\
+                      char local[32];\n\
+                      snprintf(local, sizeof local, \"%s %ld\", greeting, n);\n\
+                      strcpy(buf, local);\n\
+                      return (long)strlen(buf);\n\
+                  }\n";
+    // `-fhosted` undoes the helper's `-ffreestanding`: these are ordinary hosted builds.
+    for flags in [
+        &["-fhosted", "-O2"][..],
+        &[
+            "-fhosted",
+            "-O2",
+            "-fstack-protector-all",
+            "-D_FORTIFY_SOURCE=2",
+            "-fPIE",
+        ][..],
+        &["-fhosted", "-O2", "-fstack-protector-strong", "-fPIC"][..],
+    ] {
+        let r = registry();
+        let object = common::compile_c(source, flags);
+        r.load("hardened", &object)
+            .unwrap_or_else(|e| panic!("{flags:?}: {e}"));
+        // "hello 12345" is 11 bytes.
+        assert_eq!(call(&r, "work", &[12345]), 11, "{flags:?}");
+    }
+}
+
+/// `-flto` objects hold the compiler's intermediate code, not machine code: a typed error says so (gcc's
+/// slim objects are ELF with only GIMPLE sections, clang's are LLVM bitcode).
+#[test]
+fn link_time_optimisation_objects_are_named_as_such() {
+    let source = "long twice(long x) { return 2 * x; }\n";
+    let gcc = common::compile_c(source, &["-flto"]);
+    let clang = common::compile_for("x86_64-linux-gnu", source, &["-flto"]);
+    for (object, format) in [(gcc, "GCC's GIMPLE"), (clang, "LLVM bitcode")] {
+        let r = registry();
+        match r.load("lto", &object) {
+            Err(llext::Error::IntermediateCode { format: f }) => assert_eq!(f, format),
+            other => panic!("{format}: {other:?}"),
+        }
+        assert!(r.is_empty());
+    }
+}
