@@ -1,6 +1,6 @@
 //! Loads and links any bytes into a static arena (nothing is run: `bring_up: false`). Whatever loads must
-//! be describable, saved portably (or, if it re-exports a built-in's address, in place), decoded and
-//! restored into a second arena; every block must come back.
+//! be describable, saved portably (or, if it exports an address outside its memory that would have to move,
+//! in place), decoded and restored into a second arena; every block must come back.
 #![no_main]
 
 use llext::{Context, Error, LoadOptions, RestoreOptions, SaveOptions};
@@ -35,7 +35,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
                 };
                 let bytes = match r.save(&portable) {
                     Ok(bytes) => bytes,
-                    // A built-in's address re-exported under a new name cannot move; in place it stays right.
+                    // An export outside the blocks that would have to move: in place it stays right.
                     Err(Error::ForeignExport { .. }) => {
                         r.save(&SaveOptions::default()).expect("in-place save");
                         Vec::new()

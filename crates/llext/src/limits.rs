@@ -24,8 +24,8 @@ pub struct Limits {
     pub max_memory: u64,
     /// Largest section alignment accepted, in bytes.
     pub max_alignment: u64,
-    /// Largest total length of the section and symbol names, in bytes. Names may share the bytes of their
-    /// string table (each a different suffix of one long string), so without this cap a small file could
+    /// Largest total length of the section, symbol and export-table names, in bytes. Names may share
+    /// their bytes (each a different suffix of one long string), so without this cap a small file could
     /// name thousands of long symbols and make the loader copy, hash and sort far more than it holds.
     pub max_name_bytes: u64,
 }

@@ -21,7 +21,7 @@ use crate::arch::{with_backend, Inputs, Pairing, Relocator};
 use crate::error::{Error, Result};
 use crate::fallible;
 use crate::layout::RegionKind;
-use crate::link::{Fixup, FixupKind, Linked, Str, Target, NO_SLOT};
+use crate::link::{Fixup, FixupKind, Linked, Str, SymRec, Target, NO_SLOT};
 use crate::memory::{BlockList, BlockRequest, Memory, Permission};
 use crate::pairs::HiValues;
 use crate::record::{self, BlockRec, Record, Table};
@@ -634,19 +634,13 @@ impl<M: Memory> Inner<M> {
                              does not carry (load it with `Storage::Copy` to save it portably)",
                 });
             }
-            // An export outside the extension's blocks that is a built-in's or another extension's address
-            // (re-exported under a name of its own) would keep the saving process's address, and so would
-            // everything linked against it. Constants (absolute symbols, 0 for a missing weak one) stay
-            // right anywhere.
+            // An export outside the extension's blocks whose value was computed from an address that moves (a
+            // built-in's or another extension's symbol re-exported under a name of its own, or its own
+            // memory plus a far addend) would keep the saving process's address, and so would everything
+            // linked against it. Constants (absolute symbols, 0 for a missing weak one) stay right anywhere.
             if opts.portable {
-                let ptr = u64::from(self.pointer_size.unwrap_or(0));
-                let foreign = l.exports().enumerate().find_map(|(i, e)| {
-                    let e = e?;
-                    let outside =
-                        crate::link::block_offset(&ext.linked.blocks, e.addr as u64).is_none();
-                    (outside && bound_by_name(&l, &ext.linked.blocks, i, ptr)).then_some(e)
-                });
-                if let Some(e) = foreign {
+                let ptr = self.pointer_size.ok_or(Error::Internal("pointer width"))?;
+                if let Some(e) = export_that_cannot_move(&l, &ext.linked.blocks, u64::from(ptr)) {
                     return Err(Error::ForeignExport {
                         extension: String::from(ext.name()),
                         symbol: String::from_utf8_lossy(l.str(e.name)).into_owned(),
@@ -712,29 +706,42 @@ impl<M: Memory> Inner<M> {
     }
 }
 
-/// Whether export `i`'s address was written into the export table by a fixup bound to a built-in or to
-/// another extension, rather than being a constant.
-fn bound_by_name(l: &record::View<'_>, blocks: &BlockList, i: usize, ptr: u64) -> bool {
-    let Some(table) = l
+/// The first export whose address lies outside the extension's blocks although a fixup that does not hold
+/// a fixed value wrote its entry in the export table (a portable restore moves only addresses inside the
+/// blocks). A fixup may write up to 8 bytes from its offset: any overlap with an entry's address field
+/// counts, so a misaligned relocation cannot slip by. One pass over the fixups, and only when some export
+/// lies outside; nothing is allocated (`save_into` must not).
+fn export_that_cannot_move(l: &record::View<'_>, blocks: &BlockList, ptr: u64) -> Option<SymRec> {
+    let outside = |e: &SymRec| crate::link::block_offset(blocks, e.addr as u64).is_none();
+    if !l.exports().flatten().any(|e| outside(&e)) || ptr == 0 {
+        return None;
+    }
+    let table = l
         .regions()
-        .find(|r| r.kind == RegionKind::Exports && !r.in_place)
-    else {
-        return false;
-    };
-    // Entries are {name, address}: the address field of entry i.
-    let field = (i as u64)
-        .checked_mul(2)
-        .and_then(|k| k.checked_add(1))
-        .and_then(|k| k.checked_mul(ptr))
-        .and_then(|o| o.checked_add(table.addr as u64));
-    let Some((block, offset)) = field.and_then(|f| crate::link::block_offset(blocks, f)) else {
-        return false;
-    };
-    l.fixups().flatten().any(|f| {
-        f.block == block
-            && f.offset == offset
-            && matches!(f.target, Target::Builtin { .. } | Target::Extension { .. })
-    })
+        .find(|r| r.kind == RegionKind::Exports && !r.in_place)?;
+    let (block, base) = crate::link::block_offset(blocks, table.addr as u64)?;
+    let (base, stride) = (u64::from(base), 2 * ptr);
+    for f in l.fixups().flatten() {
+        if f.block != block || matches!(f.target, Target::Absolute(_)) {
+            continue;
+        }
+        let (start, end) = (u64::from(f.offset), u64::from(f.offset) + 8);
+        if end <= base {
+            continue;
+        }
+        // The entries whose bytes [start, end) may touch: at most two.
+        let first = start.saturating_sub(base) / stride;
+        for k in first..=(end - 1 - base) / stride {
+            let field = base + k * stride + ptr;
+            if start < field + ptr && end > field {
+                let e = usize::try_from(k).ok().and_then(|k| l.export(k));
+                if let Some(e) = e.filter(outside) {
+                    return Some(e);
+                }
+            }
+        }
+    }
+    None
 }
 
 /// The blocks a restore took, per record, until they belong to restored extensions.

@@ -636,10 +636,11 @@ fn a_label_at_the_end_of_a_block_stays_with_its_section() {
 }
 
 /// fuzz/load_link, once portable saves refused every export outside the extension's memory: a damaged
-/// `dbase` whose `db_calls` export points outside its blocks (its symbol's value lies past its section,
-/// so the fixup that writes the export entry holds a fixed address). The harness took every loaded
-/// extension to save portably and was refused. Only exports bound to a built-in or another extension are
-/// refused now; this one is a constant, saved portably and restored as it was.
+/// `dbase` whose `db_calls` symbol lies past the end of its `.bss`, so its address is outside every block
+/// and the link records it as a fixed value (no block to move it with). The harness took every loaded
+/// extension to save portably and was refused. Exports written by fixups that hold fixed values are saved
+/// portably now (the address of a damaged symbol like this one stays as it was, as anything would be
+/// wrong); the others outside the blocks are still refused.
 #[test]
 fn fuzz_load_link_constant_export_outside_the_extension_is_saved_portably() {
     let elf = input("fuzz-load-link-foreign-export.o");

@@ -490,6 +490,26 @@ fn reexported_foreign_addresses_are_not_saved_portably() {
     assert_eq!(call(&r, "greet", &[]), 7);
 }
 
+/// Review of the refusal above: an export of the extension's own memory plus a far addend also lies
+/// outside its blocks, but moves with them; a portable restore, which moves only addresses inside the
+/// blocks, would have kept the old address. Refused like a re-export.
+#[test]
+fn exports_of_own_memory_with_a_far_addend_are_not_saved_portably() {
+    let source = "#include \"llext.h\"\n\
+                  char buf[16];\n\
+                  static const struct llext_symbol far_export\n\
+                      __attribute__((section(\".exported_sym\"), used)) = { \"far\", buf + 0x10000000 };\n";
+    let (r, _) = counting_registry();
+    r.load("far", &compile_c(source, &["-fPIC"])).unwrap();
+    match r.save(&portable()) {
+        Err(Error::ForeignExport { extension, symbol }) => {
+            assert_eq!((extension.as_str(), symbol.as_str()), ("far", "far"))
+        }
+        other => panic!("{:?}", other.map(|ctx| ctx.len())),
+    }
+    r.save(&in_place()).unwrap();
+}
+
 /// Review of the refusal above: an export of an absolute symbol also lies outside the extension's memory,
 /// but it is a constant, right in any process. Only exports a fixup binds to a built-in or another
 /// extension are refused; this one saves and restores portably.
