@@ -460,14 +460,22 @@ unsafe impl Memory for HostMemory {
     }
 }
 
-// The C library's stack-protector and fortified (`_FORTIFY_SOURCE`) entry points, which the `libc` crate
-// does not declare. Only their addresses are taken; llext never calls them.
+// The C library's standard streams, stack-protector and fortified (`_FORTIFY_SOURCE`) entry points, which
+// the `libc` crate does not declare. Only their addresses are taken; llext never reads or calls them.
 extern "C" {
+    static stdout: *mut libc::FILE;
+    static stderr: *mut libc::FILE;
     fn __stack_chk_fail() -> !;
 }
 #[cfg(target_env = "gnu")]
 extern "C" {
     fn __printf_chk(flag: libc::c_int, format: *const libc::c_char, ...) -> libc::c_int;
+    fn __fprintf_chk(
+        stream: *mut libc::FILE,
+        flag: libc::c_int,
+        format: *const libc::c_char,
+        ...
+    ) -> libc::c_int;
     fn __sprintf_chk(
         s: *mut libc::c_char,
         flag: libc::c_int,
@@ -495,7 +503,7 @@ extern "C" {
 }
 
 /// The C library functions a host offers extensions by default, so ordinary C compiled with `cc -c` runs
-/// unchanged: stdio output, heap, memory and string functions (including those compilers substitute, such
+/// unchanged: stdio output (with `stdout` and `stderr`), heap, memory and string functions (including those compilers substitute, such
 /// as `stpcpy` for `strcpy` followed by `strlen`), conversions, sorting, `abort`, the stack protector's
 /// `__stack_chk_fail`, and on glibc the checked functions `-D_FORTIFY_SOURCE` calls (`__printf_chk`,
 /// `__memcpy_chk`, ...), so objects built with a distribution's hardening defaults load too.
@@ -539,12 +547,22 @@ pub static LIBC_EXPORTS: &[crate::Export] = &[
     crate::Export::new("qsort", libc::qsort as *const ()),
     crate::Export::new("bsearch", libc::bsearch as *const ()),
     crate::Export::new("abort", libc::abort as *const ()),
+    crate::Export::new("fprintf", libc::fprintf as *const ()),
+    crate::Export::new("fputs", libc::fputs as *const ()),
+    crate::Export::new("fputc", libc::fputc as *const ()),
+    crate::Export::new("fwrite", libc::fwrite as *const ()),
+    crate::Export::new("fflush", libc::fflush as *const ()),
+    // The streams themselves, as data: `fprintf(stderr, ...)` reads the `stderr` pointer.
+    crate::Export::new("stdout", &raw const stdout as *const ()),
+    crate::Export::new("stderr", &raw const stderr as *const ()),
     crate::Export::new("__stack_chk_fail", __stack_chk_fail as *const ()),
     // glibc only.
     #[cfg(target_env = "gnu")]
     crate::Export::new("mempcpy", libc::mempcpy as *const ()),
     #[cfg(target_env = "gnu")]
     crate::Export::new("__printf_chk", __printf_chk as *const ()),
+    #[cfg(target_env = "gnu")]
+    crate::Export::new("__fprintf_chk", __fprintf_chk as *const ()),
     #[cfg(target_env = "gnu")]
     crate::Export::new("__sprintf_chk", __sprintf_chk as *const ()),
     #[cfg(target_env = "gnu")]

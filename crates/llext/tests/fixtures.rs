@@ -288,8 +288,8 @@ fn clang_variants_exist_when_required() {
 
 /// Objects built the way distributions build C by default: gcc's `-O2` turns `strcpy` then `strlen` into
 /// `stpcpy`, Ubuntu adds `-fstack-protector-strong` (`__stack_chk_fail`) and `-D_FORTIFY_SOURCE=2`
-/// (`__snprintf_chk`, `__strcpy_chk`, ...). The host's C library table offers all of them, so such objects
-/// load and run unchanged.
+/// (`__snprintf_chk`, `__strcpy_chk`, `__fprintf_chk`, ...), and writing to `stderr` reads the C library's
+/// `stderr` pointer. The host's C library table offers all of them, so such objects load and run unchanged.
 #[test]
 fn objects_built_with_hardening_defaults_run() {
     let source = "#include <stdio.h>\n\
@@ -320,6 +320,24 @@ fn objects_built_with_hardening_defaults_run() {
             .unwrap_or_else(|e| panic!("{flags:?}: {e}"));
         // "hello 12345" is 11 bytes.
         assert_eq!(call(&r, "work", &[12345]), 11, "{flags:?}");
+    }
+    // The standard streams are data of the C library: position-independent code reaches them through
+    // its GOT. (Code built for a fixed position reads them PC-relative, which no loader can satisfy from
+    // more than 2 GiB away; that is refused with a hint to use -fPIC.)
+    let streams = "#include <stdio.h>\n\
+                   long report(long n) {\n\
+                       fprintf(stderr, \"report: %ld\\n\", n);\n\
+                       fputs(\"report done\\n\", stdout);\n\
+                       return fflush(stdout) == 0 ? n + 1 : -1;\n\
+                   }\n";
+    for flags in [
+        &["-fhosted", "-O2", "-fPIC"][..],
+        &["-fhosted", "-O2", "-fPIC", "-D_FORTIFY_SOURCE=2"][..],
+    ] {
+        let r = registry();
+        r.load("streams", &common::compile_c(streams, flags))
+            .unwrap_or_else(|e| panic!("{flags:?}: {e}"));
+        assert_eq!(call(&r, "report", &[41]), 42, "{flags:?}");
     }
 }
 
