@@ -32,6 +32,13 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// A file name of this test process in the test target directory (`stem-PID.snap`).
+fn scratch_snapshot(stem: &str) -> String {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let path = dir.join(format!("{stem}-{}.snap", std::process::id()));
+    path.to_str().unwrap().to_owned()
+}
+
 fn fixture(name: &str) -> String {
     path(name).display().to_string()
 }
@@ -417,9 +424,8 @@ fn bench_prints_every_median_as_an_integer() {
 
 #[test]
 fn snapshot_save_and_restore_across_processes() {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let snap = dir.join(format!("cli-{}.snap", std::process::id()));
-    let snap = snap.to_str().unwrap();
+    let snap = scratch_snapshot("cli");
+    let snap = snap.as_str();
     let out = llext(&[
         "snapshot",
         "save",
@@ -480,9 +486,8 @@ fn snapshot_save_and_restore_across_processes() {
 
 #[test]
 fn shell_suspend_save_and_restore() {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let snap = dir.join(format!("shell-{}.snap", std::process::id()));
-    let snap = snap.to_str().unwrap();
+    let snap = scratch_snapshot("shell");
+    let snap = snap.as_str();
     let lib = fixture("libmath-gcc-O2-pic.o");
     let user = fixture("usemath-gcc-O2-pic.o");
     let out = shell(&format!("load {lib} libmath\nload {user} usemath\ncall use_math 2\nsuspend\ncall use_math 2\nsave {snap} usemath\n"));
@@ -527,9 +532,8 @@ fn shell_suspend_save_and_restore() {
 /// of 2 was dropped with the registry without its destructors.
 #[test]
 fn snapshot_restore_tears_down_extensions_used_twice() {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let snap = dir.join(format!("twice-{}.snap", std::process::id()));
-    let snap = snap.to_str().unwrap();
+    let snap = scratch_snapshot("twice");
+    let snap = snap.as_str();
     let ctors = fixture("ctors-gcc-O2-pic.o");
     let out = shell(&format!("load {ctors}\nload {ctors}\nsave {snap}\n"));
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -277,8 +277,7 @@ fn parse_class<'data, Elf: FileHeader<Endian = Endianness>>(
                 name: String::new(),
                 reason: detail_reason(detail),
             })?;
-        name_bytes = name_bytes.saturating_add(name.len() as u64);
-        limits.check("name bytes", name_bytes, limits.max_name_bytes)?;
+        limits.count_name(&mut name_bytes, name)?;
         let sh_type = shdr.sh_type(endian).0;
         let flags: u64 = shdr.sh_flags(endian).0;
         let size: u64 = shdr.sh_size(endian).into();
@@ -336,8 +335,7 @@ fn parse_class<'data, Elf: FileHeader<Endian = Endianness>>(
                     name: String::new(),
                     reason: detail_reason(detail),
                 })?;
-            name_bytes = name_bytes.saturating_add(name.len() as u64);
-            limits.check("name bytes", name_bytes, limits.max_name_bytes)?;
+            limits.count_name(&mut name_bytes, name)?;
             let shndx = sym.st_shndx(endian);
             let place = if shndx == elf::SHN_UNDEF {
                 SymbolPlace::Undefined

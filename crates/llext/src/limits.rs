@@ -45,6 +45,12 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// Adds `name` to the running total of name bytes `total` and checks it against `max_name_bytes`.
+    pub(crate) fn count_name(&self, total: &mut u64, name: &[u8]) -> Result<()> {
+        *total = total.saturating_add(name.len() as u64);
+        self.check("name bytes", *total, self.max_name_bytes)
+    }
+
     pub(crate) fn check(&self, what: &'static str, value: u64, limit: u64) -> Result<()> {
         if value > limit {
             Err(Error::Limit { what, limit, value })

@@ -986,9 +986,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
                 return Err(bad(i, "empty name"));
             }
             // Entries may name suffixes of one long string, like symbols: counted with the object's names.
-            name_bytes = name_bytes.saturating_add(name.len() as u64);
-            req.limits
-                .check("name bytes", name_bytes, req.limits.max_name_bytes)?;
+            req.limits.count_name(&mut name_bytes, name)?;
             let name = fallible::to_vec(name)?;
             if let Some(owner) = resolver.exporter(&name) {
                 return Err(Error::DuplicateExport {
@@ -1329,18 +1327,23 @@ fn in_place_c_string<'data>(obj: &Object<'data>, plan: &Plan, addr: u64) -> Opti
 /// them out back to back), and an address at the start of one block must move with that block. Only an
 /// address one past the end of every block (a symbol marking a section's end) belongs to the block it ends.
 pub(crate) fn block_offset(blocks: &BlockList, addr: u64) -> Option<(u8, u32)> {
-    let at = |inclusive: bool| {
-        blocks.iter().enumerate().find_map(|(i, (b, _))| {
-            let start = b.addr() as u64;
-            let end = start.checked_add(b.size() as u64)?;
-            if addr >= start && (addr < end || (inclusive && addr == end)) {
-                Some((u8::try_from(i).ok()?, u32::try_from(addr - start).ok()?))
-            } else {
-                None
-            }
-        })
+    let at = |end_too: bool| {
+        blocks
+            .iter()
+            .enumerate()
+            .find_map(|(i, (b, _))| place_in(i, b, addr, end_too))
     };
     at(false).or_else(|| at(true))
+}
+
+/// Block `i`'s index and `addr`'s offset in it, if `addr` lies in the block (or at its end, if `end_too`).
+fn place_in(i: usize, block: &crate::memory::Block, addr: u64, end_too: bool) -> Option<(u8, u32)> {
+    let offset = addr.checked_sub(block.addr() as u64)?;
+    let size = block.size() as u64;
+    if offset > size || (offset == size && !end_too) {
+        return None;
+    }
+    Some((u8::try_from(i).ok()?, u32::try_from(offset).ok()?))
 }
 
 /// The permission of the block a defined symbol belongs to: its section's (or `.bss`'s, for a common
@@ -1422,13 +1425,11 @@ fn fixup_target<R: Resolver>(
 
 /// The index of the block of `permission`, and `addr`'s offset in it, if `addr` lies in it or at its end.
 fn offset_in(blocks: &BlockList, permission: Permission, addr: u64) -> Option<(u8, u32)> {
-    blocks.iter().enumerate().find_map(|(i, (b, p))| {
-        let start = b.addr() as u64;
-        let offset = addr.checked_sub(start)?;
-        (*p == permission && offset <= b.size() as u64)
-            .then(|| Some((u8::try_from(i).ok()?, u32::try_from(offset).ok()?)))
-            .flatten()
-    })
+    blocks
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, p))| *p == permission)
+        .find_map(|(i, (b, _))| place_in(i, b, addr, true))
 }
 
 fn describe<A: Relocator>(

@@ -30,6 +30,16 @@ fn reseal(ctx: &mut [u8]) {
     ctx[n..].copy_from_slice(&sum.to_le_bytes());
 }
 
+/// Reseals a deliberately damaged context and checks that decoding refuses it as `Error::Snapshot`.
+fn assert_resealed_refused(mut ctx: Vec<u8>, what: &str) {
+    reseal(&mut ctx);
+    match Context::from_bytes(&ctx) {
+        Err(Error::Snapshot { .. }) => {}
+        Err(e) => panic!("{what}: {e}"),
+        Ok(_) => panic!("{what}: accepted"),
+    }
+}
+
 /// A portable context of `libmath` and `usemath` (which links against it).
 fn pair_context() -> Vec<u8> {
     let (r, _memory) = common::counting_registry();
@@ -141,12 +151,7 @@ fn fuzz_snapshot_section_offset_overflow_is_refused() {
     assert!(count > 0);
     let offset = at + context::SECTION_OFFSET;
     ctx[offset..offset + 4].copy_from_slice(&0xff00_0000u32.to_le_bytes());
-    reseal(&mut ctx);
-    match Context::from_bytes(&ctx) {
-        Err(Error::Snapshot { .. }) => {}
-        Err(e) => panic!("{e}"),
-        Ok(_) => panic!("accepted"),
-    }
+    assert_resealed_refused(ctx, "section offset 0xff000000");
 }
 
 /// Loads a RISC-V (RV64) object into a low arena, with `host_log` as the only built-in.
@@ -253,12 +258,7 @@ fn fuzz_snapshot_region_alignment_out_of_range_is_refused() {
     for log2 in [64u8, 200, 63, 40] {
         let mut ctx = clean.clone();
         ctx[at + context::REGION_ALIGN] = log2;
-        reseal(&mut ctx);
-        match Context::from_bytes(&ctx) {
-            Err(Error::Snapshot { .. }) => {}
-            Err(e) => panic!("log2 {log2}: {e}"),
-            Ok(_) => panic!("log2 {log2}: accepted"),
-        }
+        assert_resealed_refused(ctx, &format!("region alignment log2 {log2}"));
     }
 }
 
@@ -276,12 +276,7 @@ fn two_regions_of_one_kind_are_refused() {
         let (at, _) = context::entry(&clean, 0, Table::Regions, other);
         let mut ctx = clean.clone();
         ctx.copy_within(first..first + context::ENTRY[Table::Regions as usize], at);
-        reseal(&mut ctx);
-        match Context::from_bytes(&ctx) {
-            Err(Error::Snapshot { .. }) => {}
-            Err(e) => panic!("region {other}: {e}"),
-            Ok(_) => panic!("region {other}: a second copy of region 0 was accepted"),
-        }
+        assert_resealed_refused(ctx, &format!("region 0 copied over region {other}"));
     }
 }
 
@@ -352,12 +347,7 @@ fn fuzz_snapshot_overlapping_blocks_are_refused() {
     let grown = high.addr - low.addr + 1; // one byte into the next block
     let size = low.entry + context::BLOCK_SIZE;
     ctx[size..size + 4].copy_from_slice(&(grown as u32).to_le_bytes());
-    reseal(&mut ctx);
-    match Context::from_bytes(&ctx) {
-        Err(Error::Snapshot { .. }) => {}
-        Err(e) => panic!("{e}"),
-        Ok(_) => panic!("overlapping blocks accepted"),
-    }
+    assert_resealed_refused(ctx, "overlapping blocks");
 }
 
 /// The other half of the finding above: a region that is empty and lies where its block ends and another

@@ -181,26 +181,18 @@ impl Relocator for Arm {
     /// `GOT_PREL`, `GOT_BREL`, `GOTOFF32` and `BASE_ABS`, relative to the GOT; `TARGET1` (absolute here)
     /// and the other absolute types.
     fn is_pc_relative(r_type: u32) -> bool {
-        matches!(
-            r_type,
-            REL32
-                | REL32_NOI
-                | PREL31
-                | PC24
-                | PLT32
-                | CALL
-                | JUMP24
-                | THM_CALL
-                | THM_JUMP24
-                | THM_JUMP19
-                | THM_JUMP11
-                | THM_JUMP8
-                | THM_JUMP6
-                | MOVW_PREL_NC
-                | MOVT_PREL
-                | THM_MOVW_PREL_NC
-                | THM_MOVT_PREL
-        )
+        // Every branch and call, and the PC-relative data types.
+        Self::branches(r_type)
+            || matches!(
+                r_type,
+                REL32
+                    | REL32_NOI
+                    | PREL31
+                    | MOVW_PREL_NC
+                    | MOVT_PREL
+                    | THM_MOVW_PREL_NC
+                    | THM_MOVT_PREL
+            )
     }
 
     /// The branch and call types: their target is code, so a symbol outside the object is a function whose
