@@ -1,4 +1,4 @@
-//! Where things lie in a saved llext context (format 3, see `crates/llext/src/record.rs`), for tests that
+//! Where things lie in a saved llext context (format 4, see `crates/llext/src/record.rs`), for tests that
 //! damage one field of a real context on purpose: a 40-byte header, then per extension a record — a
 //! 52-byte header whose eleven `u32` table counts start at byte 8, then the tables — followed, in portable
 //! contexts, by the record's block bytes; a 64-bit checksum ends the context.
@@ -19,9 +19,9 @@ pub enum Table {
     Regions,
     /// Sections: name (two u32), kind (u8), offset, size (u32 each).
     Sections,
-    /// Exported symbols.
+    /// Exported symbols: name (two u32), address (u64), block (u8: 255 for none).
     Exports,
-    /// Other global symbols.
+    /// Global symbols, like exports.
     Globals,
     /// Constructors.
     Init,
@@ -33,7 +33,7 @@ pub enum Table {
 
 /// Bytes of one entry of each table, in table order.
 /// The fixup table's entries are its bytes: fixups are varint-packed ([`fixups`] reads them).
-pub const ENTRY: [usize; 11] = [1, 4, 1, 30, 14, 17, 16, 16, 8, 8, 1];
+pub const ENTRY: [usize; 11] = [1, 4, 1, 30, 14, 17, 17, 17, 8, 8, 1];
 
 /// Offset of a block entry's size (u32).
 pub const BLOCK_SIZE: usize = 8;
@@ -47,6 +47,10 @@ pub const REGION_ADDR: usize = 1;
 pub const REGION_SIZE: usize = 9;
 /// Offset of a region entry's alignment, as its log2 (u8).
 pub const REGION_ALIGN: usize = 13;
+/// Offset of a symbol entry's (exports, globals) address (u64).
+pub const SYM_ADDR: usize = 8;
+/// Offset of a symbol entry's block (u8: an index into the record's blocks, 255 for none).
+pub const SYM_BLOCK: usize = 16;
 /// Offset of a section entry's kind (u8).
 pub const SECTION_KIND: usize = 8;
 /// Offset of a section entry's offset in its region (u32).

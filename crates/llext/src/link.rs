@@ -25,7 +25,8 @@ const MAX_PROBLEMS: usize = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Owner {
     Builtin,
-    Extension(u32),
+    /// An export of the extension in this registry slot, in this block of its ([`NO_BLOCK`] if none).
+    Extension(u32, u8),
 }
 
 /// How the linker looks up names outside the object.
@@ -33,8 +34,9 @@ pub(crate) trait Resolver {
     fn resolve(&self, name: &[u8]) -> Option<(u64, Owner)>;
     /// Who already exports `name`, if anyone (for duplicate-export checks).
     fn exporter(&self, name: &[u8]) -> Option<String>;
-    /// The block of extension `slot` holding `addr`, and the offset in it (for fixup records).
-    fn locate(&self, slot: u32, addr: u64) -> Option<(u8, u32)>;
+    /// `addr`'s offset in block `block` of extension `slot`, if it lies there or at its end (for fixup
+    /// records).
+    fn locate(&self, slot: u32, block: u8, addr: u64) -> Option<u32>;
 }
 
 /// A (start, length) range in an extension's string buffer.
@@ -72,7 +74,14 @@ pub(crate) struct SectionRec {
 pub(crate) struct SymRec {
     pub name: Str,
     pub addr: usize,
+    /// The extension's block the address moves with: its own section's (a label at the very end of one
+    /// block is also the start of the next one when the provider put them back to back). [`NO_BLOCK`]
+    /// for addresses that do not move with the extension: absolute symbols, exports of other code.
+    pub block: u8,
 }
+
+/// [`SymRec::block`] of a symbol outside the extension's blocks.
+pub(crate) const NO_BLOCK: u8 = u8::MAX;
 
 /// Where a recorded relocation's target lives, so that a portable snapshot can recompute it at new addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -558,7 +567,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             Some((addr, owner)) => {
                 state.addr = addr;
                 state.owner = Some(owner);
-                if let Owner::Extension(slot) = owner {
+                if let Owner::Extension(slot, _) = owner {
                     if !deps.contains(&slot) {
                         fallible::push(&mut deps, slot)?;
                     }
@@ -751,6 +760,20 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
         got_base,
     )?;
 
+    // The export table's entries, and for each the block of the symbol a relocation put in its address
+    // field: the block its address moves with ([`SymRec::block`]).
+    let entry = 2 * ptr as u64;
+    let export_table = plan
+        .regions
+        .get(RegionKind::Exports.index())
+        .filter(|r| r.size > 0)
+        .map(|r| (region_addr(RegionKind::Exports), r.size));
+    let mut export_blocks: Vec<u8> = Vec::new();
+    if let Some((_, size)) = export_table {
+        let count = (size / entry) as usize;
+        export_blocks = fallible::vec(count)?;
+        export_blocks.resize(count, NO_BLOCK);
+    }
     // Relocations.
     for table in &obj.relocs {
         let Some(placement) = plan.placements.get(table.target).copied().flatten() else {
@@ -850,6 +873,22 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
                 ))?;
                 continue;
             }
+            if let Some((start, _)) = export_table.filter(|_| !export_blocks.is_empty()) {
+                let field = p.wrapping_sub(start);
+                if field % entry == ptr as u64 {
+                    if let Some(b) = export_blocks.get_mut((field / entry) as usize) {
+                        *b = match sym.place {
+                            SymbolPlace::Section(_) | SymbolPlace::Common => own_place(
+                                &blocks.blocks,
+                                home_permission(&plan, Some(sym)),
+                                state.addr,
+                            )
+                            .map_or(NO_BLOCK, |(b, _)| b),
+                            _ => NO_BLOCK,
+                        };
+                    }
+                }
+            }
             if req.record_fixups {
                 let (block, offset) = block_offset(&blocks.blocks, p)
                     .ok_or(Error::Internal("place outside blocks"))?;
@@ -940,25 +979,19 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
 
     // Exported symbols: {name pointer, address} pairs, pointer-sized fields, as Zephyr lays them out.
     let mut exports: Vec<SymRec> = Vec::new();
-    if let Some(region) = plan
-        .regions
-        .get(RegionKind::Exports.index())
-        .filter(|r| r.size > 0)
-    {
-        let entry = 2 * ptr as u64;
+    if let Some((start, size)) = export_table {
         let bad = |entry: usize, reason| Error::BadExportTable {
             extension: String::from(req.name),
             entry,
             reason,
         };
-        if region.size % entry != 0 {
+        if size % entry != 0 {
             return Err(bad(
                 0,
                 "table size is not a whole number of {name, address} entries",
             ));
         }
-        let start = region_addr(RegionKind::Exports);
-        let count = (region.size / entry) as usize;
+        let count = (size / entry) as usize;
         exports = fallible::vec(count)?;
         // Names seen so far, by hash (as indexes into `exports`): a duplicate is found in constant time, so
         // a hostile table of n names costs O(n), not O(n²). Room for every entry is reserved up front, so
@@ -1009,9 +1042,17 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
                     owner: alloc::format!("the same extension (`{}`)", req.name),
                 });
             }
+            // The block of the symbol the entry was relocated against, if the address lies in it (or at
+            // its end): an addend that leaves it makes an address that moves with nothing.
+            let block = export_blocks
+                .get(i)
+                .and_then(|&b| Some((b, blocks.blocks.get(b as usize)?)))
+                .and_then(|(b, (k, _))| place_in(b as usize, k, addr, true))
+                .map_or(NO_BLOCK, |(b, _)| b);
             let rec = SymRec {
                 name: intern(&name, &mut strings)?,
                 addr: addr as usize,
+                block,
             };
             let index =
                 u32::try_from(exports.len()).map_err(|_| Error::Internal("export count"))?;
@@ -1037,11 +1078,20 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
         if sym.kind == elf::STT_SECTION.0 || sym.kind == elf::STT_FILE.0 {
             continue;
         }
+        let block = match sym.place {
+            SymbolPlace::Absolute => None,
+            _ => own_place(
+                &blocks.blocks,
+                home_permission(&plan, Some(sym)),
+                state.addr,
+            ),
+        };
         fallible::push(
             &mut globals,
             SymRec {
                 name: intern(sym.name, &mut strings)?,
                 addr: state.addr as usize,
+                block: block.map_or(NO_BLOCK, |(b, _)| b),
             },
         )?;
     }
@@ -1337,7 +1387,12 @@ pub(crate) fn block_offset(blocks: &BlockList, addr: u64) -> Option<(u8, u32)> {
 }
 
 /// Block `i`'s index and `addr`'s offset in it, if `addr` lies in the block (or at its end, if `end_too`).
-fn place_in(i: usize, block: &crate::memory::Block, addr: u64, end_too: bool) -> Option<(u8, u32)> {
+pub(crate) fn place_in(
+    i: usize,
+    block: &crate::memory::Block,
+    addr: u64,
+    end_too: bool,
+) -> Option<(u8, u32)> {
     let offset = addr.checked_sub(block.addr() as u64)?;
     let size = block.size() as u64;
     if offset > size || (offset == size && !end_too) {
@@ -1391,13 +1446,13 @@ fn fixup_target<R: Resolver>(
                 name: Str { start, len },
             }
         }
-        (SymbolPlace::Undefined, Some(Owner::Extension(slot))) => {
+        (SymbolPlace::Undefined, Some(Owner::Extension(slot, block))) => {
             let dep = deps
                 .iter()
                 .position(|&d| d == slot)
                 .ok_or(Error::Internal("dependency not recorded"))?;
-            match resolver.locate(slot, state.addr) {
-                Some((block, offset)) => Target::Extension {
+            match resolver.locate(slot, block, state.addr) {
+                Some(offset) => Target::Extension {
                     dep: u32::try_from(dep).map_err(|_| Error::Internal("dependency count"))?,
                     block,
                     offset,
@@ -1410,10 +1465,7 @@ fn fixup_target<R: Resolver>(
         (SymbolPlace::Undefined, None) if index != 0 && sym.name != b"_GLOBAL_OFFSET_TABLE_" => {
             Target::Absolute(0)
         }
-        _ => match home
-            .and_then(|p| offset_in(blocks, p, state.addr))
-            .or_else(|| block_offset(blocks, state.addr))
-        {
+        _ => match own_place(blocks, home, state.addr) {
             Some((block, offset)) => Target::Own {
                 block,
                 offset: u64::from(offset),
@@ -1421,6 +1473,13 @@ fn fixup_target<R: Resolver>(
             None => Target::Absolute(state.addr),
         },
     })
+}
+
+/// The block and offset of an address of the extension's own: in the block of `home` (the permission of
+/// the symbol's section), its end included, else in whichever block holds it.
+fn own_place(blocks: &BlockList, home: Option<Permission>, addr: u64) -> Option<(u8, u32)> {
+    home.and_then(|p| offset_in(blocks, p, addr))
+        .or_else(|| block_offset(blocks, addr))
 }
 
 /// The index of the block of `permission`, and `addr`'s offset in it, if `addr` lies in it or at its end.

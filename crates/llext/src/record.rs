@@ -15,8 +15,8 @@
 //! | blocks   | address (u64), size (u32), log2 of the alignment (u8), provider token (u64), permission (u8), content hash (u64) |
 //! | regions  | kind (u8, bit 7: in place), address (u64), size (u32), log2 of the alignment (u8) |
 //! | sections | name (`Str`: two u32), kind (u8), offset, size (u32 each)               |
-//! | exports  | name (`Str`), address (u64)                                            |
-//! | globals  | name (`Str`), address (u64), sorted by name                            |
+//! | exports  | name (`Str`), address (u64), block (u8: index, or 255 for none)        |
+//! | globals  | name (`Str`), address (u64), block (u8), sorted by name                |
 //! | init     | u64 constructor address, in execution order                            |
 //! | fini     | u64 destructor address, in execution order                             |
 //! | fixups   | one byte of the encoded fixups (see [`Fixup::encode_into`](crate::link::Fixup::encode_into)) |
@@ -29,7 +29,7 @@ use alloc::vec::Vec;
 use crate::error::{Error, Result};
 use crate::fallible;
 use crate::layout::RegionKind;
-use crate::link::{Fixups, RegionRec, SectionRec, Str, SymRec};
+use crate::link::{Fixups, RegionRec, SectionRec, Str, SymRec, NO_BLOCK};
 use crate::memory::Permission;
 
 /// The tables of a record, in their order.
@@ -70,7 +70,7 @@ pub(crate) const REGION_REC: usize = 1 + 8 + 4 + 1;
 /// Bytes of one section.
 pub(crate) const SECTION_REC: usize = 4 + 4 + 1 + 4 + 4;
 /// Bytes of one symbol.
-pub(crate) const SYM_REC: usize = 4 + 4 + 8;
+pub(crate) const SYM_REC: usize = 4 + 4 + 8 + 1;
 /// Bytes of a record's header.
 pub(crate) const HEADER: usize = 8 + 4 * TABLES;
 
@@ -88,8 +88,9 @@ pub(crate) const REGION_ALIGN_AT: usize = 13;
 pub(crate) const SECTION_KIND_AT: usize = 8;
 pub(crate) const SECTION_OFFSET_AT: usize = 9;
 pub(crate) const SECTION_SIZE_AT: usize = 13;
-/// Offset of the address in a symbol entry.
-const SYM_ADDR_AT: usize = 8;
+/// Offsets of the address and the block in a symbol entry.
+pub(crate) const SYM_ADDR_AT: usize = 8;
+pub(crate) const SYM_BLOCK_AT: usize = 16;
 
 impl Table {
     fn entry_size(self) -> usize {
@@ -165,6 +166,18 @@ fn put_u64(b: &mut [u8], at: usize, v: u64) {
     }
 }
 
+/// What a record knows of the block an address moves with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Home {
+    /// Block `i` of the record: the symbol's own section's, even where the address is also the start of
+    /// the next block.
+    Block(u8),
+    /// The block of this permission (a region's).
+    Permission(Permission),
+    /// Whichever block holds the address (constructors and destructors: functions, never at a block's end).
+    Unknown,
+}
+
 /// One saved block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BlockRec {
@@ -206,6 +219,7 @@ fn sym_rec(e: &[u8]) -> Option<SymRec> {
             len: u32_at(e, 4)?,
         },
         addr: u64_at(e, SYM_ADDR_AT)? as usize,
+        block: *e.get(SYM_BLOCK_AT)?,
     })
 }
 
@@ -468,28 +482,31 @@ impl Record {
     }
 
     /// Rewrites every address the record holds (regions, exports, globals, constructors, destructors)
-    /// with `map`, for a restore at new addresses; a region's address comes with the permission of the
-    /// block it lies in. Block entries are set with [`Record::set_block`].
-    pub fn map_addresses(&mut self, map: impl Fn(u64, Option<Permission>) -> u64) {
+    /// with `map`, for a restore at new addresses, telling it what is known of the address's block: a
+    /// region's permission, a symbol's own block. A symbol outside every block keeps its address. Block
+    /// entries are set with [`Record::set_block`].
+    pub fn map_addresses(&mut self, map: impl Fn(u64, Home) -> u64) {
         for e in self.table_mut(Table::Regions).chunks_exact_mut(REGION_REC) {
-            let permission = e
-                .first()
-                .and_then(|&k| region_kind(k))
-                .map(|(kind, _)| kind.permission());
+            let home = match e.first().and_then(|&k| region_kind(k)) {
+                Some((kind, _)) => Home::Permission(kind.permission()),
+                None => Home::Unknown,
+            };
             if let Some(v) = u64_at(e, REGION_ADDR_AT) {
-                put_u64(e, REGION_ADDR_AT, map(v, permission));
+                put_u64(e, REGION_ADDR_AT, map(v, home));
             }
         }
-        for (t, field) in [
-            (Table::Exports, SYM_ADDR_AT),
-            (Table::Globals, SYM_ADDR_AT),
-            (Table::Init, 0),
-            (Table::Fini, 0),
-        ] {
-            let size = t.entry_size();
-            for e in self.table_mut(t).chunks_exact_mut(size) {
-                if let Some(v) = u64_at(e, field) {
-                    put_u64(e, field, map(v, None));
+        for t in [Table::Exports, Table::Globals] {
+            for e in self.table_mut(t).chunks_exact_mut(SYM_REC) {
+                let block = e.get(SYM_BLOCK_AT).copied().unwrap_or(NO_BLOCK);
+                if let (Some(v), true) = (u64_at(e, SYM_ADDR_AT), block != NO_BLOCK) {
+                    put_u64(e, SYM_ADDR_AT, map(v, Home::Block(block)));
+                }
+            }
+        }
+        for t in [Table::Init, Table::Fini] {
+            for e in self.table_mut(t).chunks_exact_mut(8) {
+                if let Some(v) = u64_at(e, 0) {
+                    put_u64(e, 0, map(v, Home::Unknown));
                 }
             }
         }
@@ -590,6 +607,7 @@ impl Parts<'_> {
             b.extend_from_slice(&s.name.start.to_le_bytes());
             b.extend_from_slice(&s.name.len.to_le_bytes());
             b.extend_from_slice(&(s.addr as u64).to_le_bytes());
+            b.push(s.block);
         }
         for &a in self.init.iter().chain(self.fini) {
             b.extend_from_slice(&(a as u64).to_le_bytes());
@@ -609,7 +627,7 @@ mod tests {
 
     #[test]
     fn encode_then_read_back() {
-        let strings = b"textfoobar";
+        let strings = b"textfoobarabs";
         let parts = Parts {
             name: "ext",
             deps: &[4, 7],
@@ -639,15 +657,23 @@ mod tests {
             exports: &[SymRec {
                 name: Str { start: 4, len: 3 },
                 addr: 0x1010,
+                block: 0,
             }],
             globals: &[
                 SymRec {
+                    name: Str { start: 10, len: 3 },
+                    addr: 0x10,
+                    block: NO_BLOCK,
+                },
+                SymRec {
                     name: Str { start: 7, len: 3 },
                     addr: 0x1020,
+                    block: 0,
                 },
                 SymRec {
                     name: Str { start: 4, len: 3 },
                     addr: 0x1010,
+                    block: 0,
                 },
             ],
             init: &[0x1000],
@@ -669,6 +695,11 @@ mod tests {
         assert!(!v.has_fixups());
         rec.set_dep(1, 2);
         rec.map_addresses(|a, _| a + 0x100);
+        assert_eq!(
+            rec.view().global(b"abs"),
+            Some(0x10),
+            "outside every block: stays"
+        );
         rec.set_block(0, 0x2000, 8192);
         let v = rec.view();
         assert_eq!(v.deps().collect::<Vec<_>>(), [4, 2]);

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::fallible;
 use crate::layout::{LayoutOptions, RegionKind};
 use crate::limits::Limits;
-use crate::link::{self, Linked, Owner, Request, Resolver};
+use crate::link::{self, Linked, Owner, Request, Resolver, SymRec};
 use crate::memory::{Memory, Permission};
 use crate::record::Table;
 use crate::symbols::{hash_name, ExportTable};
@@ -328,17 +328,17 @@ pub(crate) struct View<'a> {
 }
 
 impl View<'_> {
-    fn export(&self, name: &[u8]) -> Option<(u32, usize)> {
+    fn export(&self, name: &[u8]) -> Option<(u32, SymRec)> {
         find_export(self.slots, self.exports, name)
     }
 }
 
-/// The slot and address of the extension export `name`.
+/// The slot and entry of the extension export `name`.
 fn find_export(
     slots: &[Slot],
     exports: &HashTable<(u32, u32)>,
     name: &[u8],
-) -> Option<(u32, usize)> {
+) -> Option<(u32, SymRec)> {
     find_export_hashed(slots, exports, name, hash_name(name))
 }
 
@@ -348,10 +348,10 @@ fn find_export_hashed(
     exports: &HashTable<(u32, u32)>,
     name: &[u8],
     h: u64,
-) -> Option<(u32, usize)> {
+) -> Option<(u32, SymRec)> {
     let &(slot, i) = exports.find(h, |&r| export_name(slots, r) == name)?;
-    let addr = ext_at(slots, slot)?.linked.view().export(i as usize)?.addr;
-    Some((slot, addr))
+    let e = ext_at(slots, slot)?.linked.view().export(i as usize)?;
+    Some((slot, e))
 }
 
 impl Resolver for View<'_> {
@@ -360,11 +360,15 @@ impl Resolver for View<'_> {
             return Some((addr as u64, Owner::Builtin));
         }
         self.export(name)
-            .map(|(slot, addr)| (addr as u64, Owner::Extension(slot)))
+            .map(|(slot, e)| (e.addr as u64, Owner::Extension(slot, e.block)))
     }
 
-    fn locate(&self, slot: u32, addr: u64) -> Option<(u8, u32)> {
-        ext_at(self.slots, slot).and_then(|e| link::block_offset(&e.linked.blocks, addr))
+    fn locate(&self, slot: u32, block: u8, addr: u64) -> Option<u32> {
+        let (b, _) = ext_at(self.slots, slot)?
+            .linked
+            .blocks
+            .get(block as usize)?;
+        link::place_in(block as usize, b, addr, true).map(|(_, offset)| offset)
     }
 
     fn exporter(&self, name: &[u8]) -> Option<String> {
@@ -989,7 +993,7 @@ impl<M: Memory> Inner<M> {
     }
 
     fn find_symbol(&self, name: &[u8]) -> Option<usize> {
-        if let Some((_, addr)) = find_export(&self.slots, &self.exports, name) {
+        if let Some((_, SymRec { addr, .. })) = find_export(&self.slots, &self.exports, name) {
             return Some(addr);
         }
         self.in_load_order()

@@ -1,15 +1,16 @@
 //! Context save and restore: bring loaded extensions back after a suspend without parsing, symbol lookup or
 //! relocation (in place), or at new addresses in a new process (portable).
 //!
-//! # Format (version 3, little-endian)
+//! # Format (version 4, little-endian)
 //! A 40-byte header — magic `LLEXTCTX`, version, flags (portable, content hashes), `e_machine`, pointer
 //! size, a fingerprint of the built-in export table, the extension count and the total length — then one
 //! record per extension in load order, then a 64-bit checksum of everything before it. A record is the
 //! very encoding the registry keeps for a loaded extension (see the `record` module: name, use count,
 //! dependencies, strings, blocks with address, size, alignment, provider token, permission and content
-//! hash, regions, section map, exports, global symbols, constructor/destructor addresses and the fixup
-//! table, LEB128-packed: a few bytes per fixup), so saving copies it and an in-place restore copies it back. Records refer to each other by
-//! index (a dependency always has a smaller index), never by pointer. Portable contexts follow each record
+//! hash, regions, section map, exports and global symbols each with the block it moves with,
+//! constructor/destructor addresses and the fixup table, LEB128-packed: a few bytes per fixup), so saving
+//! copies it and an in-place restore copies it back. Records refer to each other by index (a dependency
+//! always has a smaller index), never by pointer. Portable contexts follow each record
 //! with its blocks' bytes. Bit 7 of a region's or section's kind byte marks it as used in place from the
 //! extension's storage ([`Storage::InPlace`](crate::Storage::InPlace)): such a region lies in no block, and
 //! only in-place contexts hold them.
@@ -21,15 +22,15 @@ use crate::arch::{with_backend, Inputs, Pairing, Relocator};
 use crate::error::{Error, Result};
 use crate::fallible;
 use crate::layout::RegionKind;
-use crate::link::{Fixup, FixupKind, Linked, Str, SymRec, Target, NO_SLOT};
+use crate::link::{Fixup, FixupKind, Linked, Str, SymRec, Target, NO_BLOCK, NO_SLOT};
 use crate::memory::{BlockList, BlockRequest, Memory, Permission};
 use crate::pairs::HiValues;
-use crate::record::{self, BlockRec, Record, Table};
+use crate::record::{self, BlockRec, Home, Record, Table};
 use crate::registry::{ext_at, ExtId, Inner, Phase, Registry};
 
 const MAGIC: &[u8; 8] = b"LLEXTCTX";
 /// The format version this build writes and reads.
-pub const CONTEXT_VERSION: u16 = 3;
+pub const CONTEXT_VERSION: u16 = 4;
 const HEADER: usize = 40;
 const FLAG_PORTABLE: u16 = 1;
 const FLAG_HASHES: u16 = 2;
@@ -344,8 +345,18 @@ fn validate(rec: &Rec<'_>, index: usize, portable: bool) -> Result<()> {
             return Err(Short.into());
         }
     }
+    // A symbol's block holds its address (or ends there), so a restore moves it with that block.
+    let sym_ok = |e: &[u8]| {
+        let (addr, block) = (le64(e, record::SYM_ADDR_AT), le8(e, record::SYM_BLOCK_AT));
+        str_ok(e)
+            && (block == NO_BLOCK
+                || blocks.get(usize::from(block)).is_some_and(|b| {
+                    addr.checked_sub(b.addr)
+                        .is_some_and(|offset| offset <= b.size)
+                }))
+    };
     for table in [Table::Exports, Table::Globals] {
-        if !v.table(table).chunks_exact(record::SYM_REC).all(str_ok) {
+        if !v.table(table).chunks_exact(record::SYM_REC).all(sym_ok) {
             return Err(Short.into());
         }
     }
@@ -706,13 +717,13 @@ impl<M: Memory> Inner<M> {
     }
 }
 
-/// The first export whose address lies outside the extension's blocks although a fixup that does not hold
-/// a fixed value wrote its entry in the export table (a portable restore moves only addresses inside the
+/// The first export that moves with none of the extension's blocks although a fixup that does not hold a
+/// fixed value wrote its entry in the export table (a portable restore moves only addresses of the
 /// blocks). A fixup may write up to 8 bytes from its offset: any overlap with an entry's address field
 /// counts, so a misaligned relocation cannot slip by. One pass over the fixups, and only when some export
 /// lies outside; nothing is allocated (`save_into` must not).
 fn export_that_cannot_move(l: &record::View<'_>, blocks: &BlockList, ptr: u64) -> Option<SymRec> {
-    let outside = |e: &SymRec| crate::link::block_offset(blocks, e.addr as u64).is_none();
+    let outside = |e: &SymRec| e.block == NO_BLOCK;
     if !l.exports().flatten().any(|e| outside(&e)) || ptr == 0 {
         return None;
     }
@@ -1085,7 +1096,7 @@ fn register<M: Memory>(
             record.set_block(i, new.addr() as u64, new.token() as u64);
         }
         let moved = moved.get(..rec.blocks().len()).unwrap_or(&[]);
-        record.map_addresses(|addr, permission| translate(moved, addr, permission));
+        record.map_addresses(|addr, home| translate(moved, addr, home));
     }
     let (use_count, initialised) = (v.use_count(), v.initialised_byte() == 1);
     let linked = Linked {
@@ -1111,17 +1122,18 @@ fn register<M: Memory>(
     }
 }
 
-/// Where a saved address is now: moved with the block holding it — only a block of `permission` if one
-/// is given (a region's) — and a block holding it wins over one that ends there (blocks may be adjacent);
-/// addresses outside every block (absolute symbols) stay.
-fn translate(
-    moved: &[(u64, u64, u64, Permission)],
-    addr: u64,
-    permission: Option<Permission>,
-) -> u64 {
+/// Where a saved address is now: moved with the block holding it — only block `i` or a block of the
+/// permission if `home` says so — and a block holding it wins over one that ends there (blocks may be
+/// adjacent); addresses outside every block (absolute symbols) stay.
+fn translate(moved: &[(u64, u64, u64, Permission)], addr: u64, home: Home) -> u64 {
     for inclusive in [false, true] {
-        for &(old, size, new, p) in moved {
-            if permission.is_some_and(|want| want != p) {
+        for (i, &(old, size, new, p)) in moved.iter().enumerate() {
+            let wanted = match home {
+                Home::Block(b) => usize::from(b) == i,
+                Home::Permission(want) => want == p,
+                Home::Unknown => true,
+            };
+            if !wanted {
                 continue;
             }
             if size > 0 && addr >= old && (addr - old < size || (inclusive && addr - old == size)) {

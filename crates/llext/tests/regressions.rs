@@ -625,6 +625,94 @@ fn a_label_at_the_end_of_a_block_stays_with_its_section() {
     assert_eq!(call(&r2, "span", &[]), expected);
 }
 
+/// The two places a label at the very end of a block was still placed by address after stop 11's fix of
+/// the fixups: a portable restore moved the record's globals and exports with the block that starts where
+/// the label's block ends, and an extension linking against such an exported label recorded it in the
+/// exporter's next block. Each symbol record now carries the block of its own section (context format 4).
+#[test]
+fn exported_and_global_labels_at_the_end_of_a_block_stay_with_their_section() {
+    let exporter = "struct llext_symbol { const char *name; const void *addr; };\n\
+                    static const char ro_data[16] __attribute__((used)) = \"0123456789abcdef\";\n\
+                    extern const char text_end[];\n\
+                    long span(void) { return (long)(text_end - (const char *)span) + ro_data[0] - '0'; }\n\
+                    static const struct llext_symbol end_export __attribute__((section(\".exported_sym\"), used)) =\n\
+                        { \"the_end\", text_end };\n\
+                    __asm__(\".text\\n.p2align 4\\n.globl text_end\\ntext_end:\\n\");\n";
+    let user = "extern const char the_end[];\n\
+                long where_end(void) { return (long)the_end; }\n";
+    let flags = [
+        "-fno-pic",
+        "-fno-toplevel-reorder",
+        "-fno-asynchronous-unwind-tables",
+    ];
+    let exporter = common::compile_c(exporter, &flags);
+    let user = common::compile_c(user, &flags);
+    let mut first = ExecArena::new(1 << 20);
+    let mut second = ExecArena::new(1 << 20);
+    let r = Registry::new(
+        llext::ArenaMemory::new(first.bytes()),
+        ExportTable::new(llext::LIBC_EXPORTS),
+    );
+    let id = r.load_with("ends", &exporter, &NO_RUN).unwrap();
+    r.load_with("user", &user, &NO_RUN).unwrap();
+    let span = call(&r, "span", &[]);
+    let end = r.find_symbol("text_end").unwrap();
+    assert_eq!(end, r.find_symbol("span").unwrap() + span as usize);
+    assert_eq!(r.find_symbol("the_end"), Some(end));
+    assert_eq!(call(&r, "where_end", &[]), end as i64);
+    // The point of the test: the label is where the read-only block starts.
+    let info = r.info(id).unwrap();
+    assert!(
+        info.regions
+            .iter()
+            .any(|g| g.permission == llext::Permission::ReadOnly && g.addr == end),
+        "`.rodata` does not follow the code back to back: {:?}",
+        info.regions
+    );
+    let ctx = r.save(&portable()).unwrap();
+    let r2 = Registry::new(
+        Gapped(llext::ArenaMemory::new(second.bytes())),
+        ExportTable::new(llext::LIBC_EXPORTS),
+    );
+    r2.restore(
+        &Context::from_bytes(&ctx).unwrap(),
+        &RestoreOptions::default(),
+    )
+    .unwrap();
+    let end = r2.find_symbol("span").unwrap() + call(&r2, "span", &[]) as usize;
+    assert_eq!(r2.find_symbol("text_end"), Some(end), "global");
+    assert_eq!(r2.find_symbol("the_end"), Some(end), "export");
+    assert_eq!(call(&r2, "where_end", &[]), end as i64, "user's reference");
+}
+
+/// A context's symbol names the block it moves with; a block that does not hold the symbol's address (or
+/// end there), or that the record does not have, is refused before anything is restored.
+#[test]
+fn a_symbol_outside_its_block_is_refused() {
+    let ctx = pair_context();
+    for table in [Table::Exports, Table::Globals] {
+        let (at, n) = context::entry(&ctx, 0, table, 0);
+        assert!(n > 0, "libmath has {table:?}");
+        let (blocks_at, blocks) = context::entry(&ctx, 0, Table::Blocks, 0);
+        let block = ctx[at + context::SYM_BLOCK] as usize;
+        assert!(block < blocks, "{table:?} 0 lies in a block");
+        let size = u32::from_le_bytes(
+            ctx[blocks_at + block * context::ENTRY[Table::Blocks as usize] + context::BLOCK_SIZE..]
+                [..4]
+                .try_into()
+                .unwrap(),
+        );
+        let mut damaged = ctx.clone();
+        damaged[at + context::SYM_BLOCK] = blocks as u8;
+        assert_resealed_refused(damaged, "a block the record does not have");
+        let mut damaged = ctx.clone();
+        let addr = u64::from_le_bytes(ctx[at + context::SYM_ADDR..][..8].try_into().unwrap());
+        damaged[at + context::SYM_ADDR..][..8]
+            .copy_from_slice(&(addr + u64::from(size) + 1).to_le_bytes());
+        assert_resealed_refused(damaged, "an address past its block's end");
+    }
+}
+
 /// fuzz/load_link, once portable saves refused every export outside the extension's memory: a damaged
 /// `dbase` whose `db_calls` symbol lies past the end of its `.bss`, so its address is outside every block
 /// and the link records it as a fixed value (no block to move it with). The harness took every loaded
