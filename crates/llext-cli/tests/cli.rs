@@ -565,15 +565,6 @@ fn legacy_constructor_lists_run_in_order() {
 /// Builds `source` with clang for `triple` in the test's scratch directory: an object (`-c`), or with
 /// `link` a bare executable (lld, no C library, entry `_start`). Returns its path.
 fn clang_build(triple: &str, name: &str, source: &str, link: bool) -> String {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("check-{triple}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let src = dir.join(format!("{name}.c"));
-    std::fs::write(&src, source).unwrap();
-    let out = dir.join(if link {
-        format!("{name}.elf")
-    } else {
-        format!("{name}.o")
-    });
     let mut cmd = Command::new("clang");
     cmd.arg(format!("--target={triple}")).arg("-O2");
     if link {
@@ -581,14 +572,57 @@ fn clang_build(triple: &str, name: &str, source: &str, link: bool) -> String {
     } else {
         cmd.arg("-c");
     }
+    build_c(cmd, &format!("check-{triple}"), name, source, link)
+}
+
+/// Runs `cmd` (a compiler with its flags) on `source`, written to `<scratch>/<dir>/<name>.c`, into
+/// `<name>.o` (or `<name>.elf` if `linked`) there. Returns the output's path.
+fn build_c(mut cmd: Command, dir: &str, name: &str, source: &str, linked: bool) -> String {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join(format!("{name}.c"));
+    std::fs::write(&src, source).unwrap();
+    let out = dir.join(format!("{name}.{}", if linked { "elf" } else { "o" }));
     let status = cmd
         .arg("-o")
         .arg(&out)
         .arg(&src)
         .status()
-        .expect("clang runs (install it with `cargo xtask deps`)");
-    assert!(status.success(), "clang --target={triple} {name}.c");
+        .expect("the C compiler runs (install it with `cargo xtask deps`)");
+    assert!(status.success(), "{cmd:?}");
     out.display().to_string()
+}
+
+/// gcc's default `-fPIE` code reads `stderr` PC-relative, as if it lay within 2 GiB: it reads a copy of
+/// the pointer, which a portable restore in another process (the C library elsewhere under ASLR) must
+/// take again, or the restored code writes to a stale `FILE *`.
+#[test]
+fn fpie_code_writes_to_stderr_also_after_a_restore_in_another_process() {
+    const SOURCE: &str = "#include <stdio.h>\n\
+                          long hello(long n) { fprintf(stderr, \"hello %ld\\n\", n); return n + 1; }\n";
+    let mut gcc = Command::new("gcc");
+    gcc.args(["-c", "-O2", "-fPIE"]);
+    let object = build_c(gcc, "streams", "hello", SOURCE, false);
+    let out = llext(&["run", &object, "--call", "hello", "--arg", "41"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "hello 41\n");
+    assert!(text(&out.stdout).contains("returned: 42"));
+    let snap = scratch_snapshot("streams");
+    let out = llext(&["snapshot", "save", "--out", &snap, &object]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for _ in 0..2 {
+        let out = llext(&[
+            "snapshot", "restore", &snap, "--call", "hello", "--arg", "6",
+        ]);
+        assert!(
+            out.status.success(),
+            "{:?}: {}",
+            out.status,
+            text(&out.stderr)
+        );
+        assert_eq!(text(&out.stderr), "hello 6\n");
+        assert!(text(&out.stdout).contains("returned: 7"));
+    }
 }
 
 #[test]

@@ -461,7 +461,8 @@ unsafe impl Memory for HostMemory {
 }
 
 // The C library's standard streams, stack-protector and fortified (`_FORTIFY_SOURCE`) entry points, which
-// the `libc` crate does not declare. Only their addresses are taken; llext never reads or calls them.
+// the `libc` crate does not declare. Only their addresses are taken; llext never calls them, and reads the
+// two stream pointers only to give code built without `-fPIC` copies of them (`Export::copyable`).
 extern "C" {
     static stdout: *mut libc::FILE;
     static stderr: *mut libc::FILE;
@@ -552,9 +553,14 @@ pub static LIBC_EXPORTS: &[crate::Export] = &[
     crate::Export::new("fputc", libc::fputc as *const ()),
     crate::Export::new("fwrite", libc::fwrite as *const ()),
     crate::Export::new("fflush", libc::fflush as *const ()),
-    // The streams themselves, as data: `fprintf(stderr, ...)` reads the `stderr` pointer.
-    crate::Export::new("stdout", &raw const stdout as *const ()),
-    crate::Export::new("stderr", &raw const stderr as *const ()),
+    // The streams themselves, as data: `fprintf(stderr, ...)` reads the `stderr` pointer. Code built
+    // without `-fPIC` (gcc's default `-fPIE` included) reads them directly, expecting them within 2 GiB:
+    // it gets copies, which is right as the C library never changes these pointers after start-up.
+    // SAFETY: `stdout` and `stderr` are initialised, aligned pointer variables of the C library, readable
+    // for the whole life of the process.
+    unsafe { crate::Export::copyable("stdout", &raw const stdout as *const ()) },
+    // SAFETY: as above.
+    unsafe { crate::Export::copyable("stderr", &raw const stderr as *const ()) },
     crate::Export::new("__stack_chk_fail", __stack_chk_fail as *const ()),
     // glibc only.
     #[cfg(target_env = "gnu")]

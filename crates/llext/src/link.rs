@@ -24,7 +24,8 @@ const MAX_PROBLEMS: usize = 64;
 /// Who provides a resolved symbol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Owner {
-    Builtin,
+    /// A built-in; `copyable` if direct references may read a copy of its value ([`crate::Export::copyable`]).
+    Builtin { copyable: bool },
     /// An export of the extension in this registry slot, in this block of its ([`NO_BLOCK`] if none).
     Extension(u32, u8),
 }
@@ -105,6 +106,8 @@ pub(crate) enum FixupKind {
     GotSlot,
     /// A call stub jumping to the target.
     Stub,
+    /// A GOT slot holding a copy of the value of the target, a copyable built-in.
+    CopySlot,
 }
 
 /// One location whose contents depend on where blocks or built-ins are: the compact table a portable
@@ -200,7 +203,7 @@ impl Fixup {
     /// Appends the encoded fixup (at most [`MAX_FIXUP_BYTES`]). The encoding refers to nothing outside the
     /// extension but its dependency list, so a table can be saved and restored as it is.
     ///
-    /// One byte holds the kind (bits 0–1: relocation, GOT slot, stub), the target tag (bits 2–3: own block,
+    /// One byte holds the kind (bits 0–1: relocation, GOT slot, stub, copy slot), the target tag (bits 2–3: own block,
     /// built-in, other extension, absolute), a function-target flag (bit 4) and which optional fields
     /// follow (bit 5: addend, bit 6: symbol size, bit 7: GOT slot and stub); a second byte the place's
     /// block. Then LEB128 varints: the relocation type (relocations only), the place's offset, the target
@@ -212,6 +215,7 @@ impl Fixup {
             FixupKind::Relocation(t) => (0u8, Some(t)),
             FixupKind::GotSlot => (1, None),
             FixupKind::Stub => (2, None),
+            FixupKind::CopySlot => (3, None),
         };
         let tag = match self.target {
             Target::Own { .. } => 0u8,
@@ -271,7 +275,7 @@ impl Fixup {
             0 => FixupKind::Relocation(take_u32(b)?),
             1 => FixupKind::GotSlot,
             2 => FixupKind::Stub,
-            _ => return None,
+            _ => FixupKind::CopySlot,
         };
         let offset = take_u32(b)?;
         let target = match (head >> TAG_SHIFT) & 0b11 {
@@ -392,6 +396,10 @@ struct SymState {
     addr: u64,
     got: u32,
     stub: u32,
+    /// The GOT slot holding a copy of a copyable built-in's value, for direct references to it.
+    copy: u32,
+    /// Some relocation refers to the symbol directly as data ([`Needs::copy`](crate::arch::Needs::copy)).
+    direct: bool,
     referenced: bool,
     valid: bool,
     /// For undefined symbols: who provides it.
@@ -507,6 +515,8 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             addr: 0,
             got: NO_SLOT,
             stub: NO_SLOT,
+            copy: NO_SLOT,
+            direct: false,
             referenced: false,
             valid: true,
             owner: None,
@@ -535,6 +545,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             };
             state.referenced = true;
             let needs = A::needs(r.r_type);
+            state.direct |= needs.copy;
             if needs.got_slot && state.got == NO_SLOT {
                 state.got = got_slots;
                 got_slots += 1;
@@ -567,6 +578,10 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             Some((addr, owner)) => {
                 state.addr = addr;
                 state.owner = Some(owner);
+                if owner == (Owner::Builtin { copyable: true }) && state.direct {
+                    state.copy = got_slots;
+                    got_slots += 1;
+                }
                 if let Owner::Extension(slot, _) = owner {
                     if !deps.contains(&slot) {
                         fallible::push(&mut deps, slot)?;
@@ -697,11 +712,14 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
         }
     }
     for state in syms.iter() {
-        if req.record_fixups && (state.got != NO_SLOT || state.stub != NO_SLOT) {
+        if req.record_fixups
+            && (state.got != NO_SLOT || state.stub != NO_SLOT || state.copy != NO_SLOT)
+        {
             let target = state.target;
             for (slot, kind, base, size) in [
                 (state.got, FixupKind::GotSlot, got_base, ptr),
                 (state.stub, FixupKind::Stub, stub_base, A::STUB_SIZE),
+                (state.copy, FixupKind::CopySlot, got_base, ptr),
             ] {
                 if slot == NO_SLOT {
                     continue;
@@ -733,6 +751,12 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             let at = stub_base + u64::from(state.stub) * A::STUB_SIZE as u64;
             let dst = window(&mut blocks.blocks, at, A::STUB_SIZE)?;
             A::write_stub(dst, at, state.addr).map_err(|_| Error::Internal("stub does not fit"))?;
+        }
+        if state.copy != NO_SLOT {
+            let at = got_base + u64::from(state.copy) * ptr as u64;
+            let value = builtin_value(state.addr, ptr)?;
+            let dst = window(&mut blocks.blocks, at, ptr)?;
+            dst.copy_from_slice(value.get(..ptr).ok_or(Error::Internal("pointer size"))?);
         }
     }
 
@@ -845,9 +869,12 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
                     }
                 },
             };
+            // A direct data reference to a copyable built-in reads the copy of its value instead.
+            let copy_slot = (state.copy != NO_SLOT && A::needs(r.r_type).copy)
+                .then(|| got_base + u64::from(state.copy) * ptr as u64);
             let inputs = Inputs {
                 r_type: r.r_type,
-                s: state.addr,
+                s: copy_slot.unwrap_or(state.addr),
                 a,
                 p,
                 z: sym.size,
@@ -892,7 +919,18 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             if req.record_fixups {
                 let (block, offset) = block_offset(&blocks.blocks, p)
                     .ok_or(Error::Internal("place outside blocks"))?;
-                let target = state.target;
+                let target = match copy_slot {
+                    Some(at) => {
+                        let (block, offset) =
+                            own_place(&blocks.blocks, Some(RegionKind::Got.permission()), at)
+                                .ok_or(Error::Internal("slot outside blocks"))?;
+                        Target::Own {
+                            block,
+                            offset: u64::from(offset),
+                        }
+                    }
+                    None => state.target,
+                };
                 let local = matches!(target, Target::Own { block: b, .. } if b == block);
                 let via_table = state.got != NO_SLOT || state.stub != NO_SLOT;
                 // Relative references inside one block keep their bits when the block moves. Parts of HI/LO
@@ -1437,7 +1475,7 @@ fn fixup_target<R: Resolver>(
     };
     Ok(match (sym.place, state.owner) {
         (SymbolPlace::Absolute, _) => Target::Absolute(state.addr),
-        (SymbolPlace::Undefined, Some(Owner::Builtin)) => {
+        (SymbolPlace::Undefined, Some(Owner::Builtin { .. })) => {
             let start =
                 u32::try_from(strings.len()).map_err(|_| Error::Internal("string table size"))?;
             let len = u32::try_from(sym.name.len()).map_err(|_| Error::Internal("string size"))?;
@@ -1473,6 +1511,22 @@ fn fixup_target<R: Resolver>(
             None => Target::Absolute(state.addr),
         },
     })
+}
+
+/// The pointer-sized value of the copyable built-in at `addr` ([`crate::Export::copyable`]), as
+/// little-endian bytes.
+pub(crate) fn builtin_value(addr: u64, ptr: usize) -> Result<[u8; 8]> {
+    if ptr != core::mem::size_of::<usize>() {
+        return Err(Error::Unsupported {
+            what: "copying a built-in's value for a target of another pointer size than the host's",
+            value: ptr as u64,
+        });
+    }
+    // SAFETY: only exports made with `Export::copyable` are copied, whose contract is that the address
+    // points to an initialised pointer-sized value that stays readable while the table is used; the read
+    // does not rely on its alignment.
+    let value = unsafe { core::ptr::read_unaligned(addr as usize as *const usize) };
+    Ok((value as u64).to_le_bytes())
 }
 
 /// The block and offset of an address of the extension's own: in the block of `home` (the permission of
@@ -1602,7 +1656,8 @@ mod tests {
                     FixupKind::Relocation(u32::MAX),
                     FixupKind::GotSlot,
                     FixupKind::Stub,
-                ][i % 3],
+                    FixupKind::CopySlot,
+                ][i % 4],
                 block: i as u8,
                 offset: [0, 127, 128, u32::MAX, 1 << 21][i],
                 target,
@@ -1676,8 +1731,8 @@ mod tests {
         assert_eq!(take_varint(&mut rest), None);
         let mut rest: &[u8] = &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
         assert_eq!(take_varint(&mut rest), Some(u64::MAX));
-        // Kind 3 does not exist; after a bad fixup the table ends.
-        let table = [3u8, 0, 0, 0, 0, 0];
+        // A relocation without its type; after a bad fixup the table ends.
+        let table = [0u8, 0];
         assert_eq!(Fixups::new(&table).collect::<Vec<_>>(), vec![None]);
     }
 }

@@ -356,8 +356,9 @@ fn find_export_hashed(
 
 impl Resolver for View<'_> {
     fn resolve(&self, name: &[u8]) -> Option<(u64, Owner)> {
-        if let Some(addr) = self.builtins.get_bytes(name) {
-            return Some((addr as u64, Owner::Builtin));
+        if let Some(e) = self.builtins.entry(name) {
+            let copyable = e.copyable;
+            return Some((e.addr as u64, Owner::Builtin { copyable }));
         }
         self.export(name)
             .map(|(slot, e)| (e.addr as u64, Owner::Extension(slot, e.block)))

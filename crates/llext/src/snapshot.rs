@@ -377,6 +377,10 @@ fn check_fixup(rec: &Rec<'_>, f: &Fixup) -> Result<()> {
     if u64::from(f.offset) >= block_size(f.block as usize) {
         return Err(Short.into());
     }
+    // A copy slot holds a copy of a built-in's value, and only of a built-in's.
+    if f.kind == FixupKind::CopySlot && !matches!(f.target, Target::Builtin { .. }) {
+        return Err(Short.into());
+    }
     match f.target {
         Target::Own { block, offset } => {
             if block as usize >= blocks.len() || offset > block_size(block as usize) {
@@ -1199,7 +1203,7 @@ fn apply_fixups<A: Relocator>(
                 };
                 let alone = match f.kind {
                     FixupKind::Relocation(r_type) => A::pairing(r_type) == Pairing::Alone,
-                    FixupKind::GotSlot | FixupKind::Stub => true,
+                    FixupKind::GotSlot | FixupKind::Stub | FixupKind::CopySlot => true,
                 };
                 if target_still && alone {
                     continue;
@@ -1243,6 +1247,25 @@ fn apply_fixups<A: Relocator>(
                         .copy_from_slice(v.get(..ptr).ok_or(Short)?);
                 }
                 FixupKind::Stub => A::write_stub(place, p, s).map_err(|_| bad())?,
+                FixupKind::CopySlot => {
+                    // Only a built-in the restoring table still offers as copyable is read
+                    // (`check_fixup` made sure the target is a built-in).
+                    let Target::Builtin { name } = f.target else {
+                        return Err(Short.into());
+                    };
+                    let name = v.str(name);
+                    if !builtins.entry(name).is_some_and(|e| e.copyable) {
+                        return Err(Error::Snapshot {
+                            reason: "a direct data reference reads a copy of a built-in that this \
+                                     program's export table does not offer as copyable (`Export::copyable`)",
+                        });
+                    }
+                    let value = crate::link::builtin_value(s, ptr)?;
+                    place
+                        .get_mut(..ptr)
+                        .ok_or(Short)?
+                        .copy_from_slice(value.get(..ptr).ok_or(Short)?);
+                }
                 FixupKind::Relocation(r_type) => {
                     let mut inputs = Inputs {
                         hi,

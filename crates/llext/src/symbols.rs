@@ -40,6 +40,8 @@ pub struct Export {
     pub name: &'static str,
     /// The address the name resolves to.
     pub addr: *const (),
+    /// A pointer-sized variable whose value extensions may copy: see [`Export::copyable`].
+    pub copyable: bool,
 }
 
 // SAFETY: an Export is a name and an address; it never dereferences the address.
@@ -50,7 +52,30 @@ unsafe impl Send for Export {}
 impl Export {
     /// An export of `addr` under `name`.
     pub const fn new(name: &'static str, addr: *const ()) -> Self {
-        Export { name, addr }
+        Export {
+            name,
+            addr,
+            copyable: false,
+        }
+    }
+
+    /// An export of a pointer-sized variable whose value does not change while extensions use it, such as
+    /// C's `stdout`. Code built without `-fPIC` reads external data directly, expecting the variable within
+    /// ±2 GiB of itself (an executable gets a copy of it there from the dynamic linker); such a direct
+    /// reference to this export reads a copy of its value, which the loader puts among the extension's
+    /// GOT slots when it links the extension and again when it restores it from a portable context.
+    /// References through the GOT (`-fPIC` code) and pointer-sized absolute ones still reach the
+    /// variable itself.
+    ///
+    /// # Safety
+    /// `addr` must point to an initialised, pointer-aligned, pointer-sized value that stays readable for
+    /// as long as a table holding this export is used to load or restore extensions.
+    pub const unsafe fn copyable(name: &'static str, addr: *const ()) -> Self {
+        Export {
+            name,
+            addr,
+            copyable: true,
+        }
     }
 }
 
@@ -137,6 +162,15 @@ impl ExportTable {
 
     /// [`ExportTable::get`] for a name whose [`hash_name`] the caller already computed.
     pub(crate) fn get_hashed(&self, name: &[u8], h: u64) -> Option<usize> {
+        self.entry_hashed(name, h).map(|e| e.addr as usize)
+    }
+
+    /// The entry named `name`.
+    pub(crate) fn entry(&self, name: &[u8]) -> Option<&Export> {
+        self.entry_hashed(name, hash_name(name))
+    }
+
+    fn entry_hashed(&self, name: &[u8], h: u64) -> Option<&Export> {
         let entries = &self.entries;
         self.index
             .find(h, |&i| {
@@ -145,7 +179,6 @@ impl ExportTable {
                     .is_some_and(|e| e.name.as_bytes() == name)
             })
             .and_then(|&i| entries.get(i as usize))
-            .map(|e| e.addr as usize)
     }
 
     /// Number of distinct names.

@@ -321,23 +321,56 @@ fn objects_built_with_hardening_defaults_run() {
         // "hello 12345" is 11 bytes.
         assert_eq!(call(&r, "work", &[12345]), 11, "{flags:?}");
     }
-    // The standard streams are data of the C library: position-independent code reaches them through
-    // its GOT. (Code built for a fixed position reads them PC-relative, which no loader can satisfy from
-    // more than 2 GiB away; that is refused with a hint to use -fPIC.)
+    // The standard streams are data of the C library. Position-independent code reaches them through its
+    // GOT. gcc's `-fPIE` (its default here) and `-fno-pic` code, and clang's `-fno-pic` code, read them
+    // PC-relative, which nothing could satisfy from more than 2 GiB away: such code reads copies
+    // (`Export::copyable`), which the loader keeps among the GOT slots.
     let streams = "#include <stdio.h>\n\
                    long report(long n) {\n\
                        fprintf(stderr, \"report: %ld\\n\", n);\n\
                        fputs(\"report done\\n\", stdout);\n\
                        return fflush(stdout) == 0 ? n + 1 : -1;\n\
-                   }\n";
-    for flags in [
-        &["-fhosted", "-O2", "-fPIC"][..],
-        &["-fhosted", "-O2", "-fPIC", "-D_FORTIFY_SOURCE=2"][..],
+                   }\n\
+                   long stream(long address) { return address ? (long)&stderr : (long)stderr; }\n";
+    extern "C" {
+        static stderr: *mut std::ffi::c_void;
+    }
+    // SAFETY: reading the C library's initialised `stderr` pointer.
+    let (value, address) = unsafe { (stderr as i64, &raw const stderr as i64) };
+    for (flags, copied, clang) in [
+        (&["-fhosted", "-O2", "-fPIC"][..], false, false),
+        (
+            &["-fhosted", "-O2", "-fPIC", "-D_FORTIFY_SOURCE=2"][..],
+            false,
+            false,
+        ),
+        (&["-fhosted", "-O2", "-fPIE"][..], true, false),
+        (&["-fhosted", "-O2", "-fno-pic"][..], true, false),
+        (
+            &["-fhosted", "-O2", "-fPIE", "-D_FORTIFY_SOURCE=2"][..],
+            true,
+            false,
+        ),
+        // clang's `-fPIE` goes through the GOT (it does not count on copy relocations); `-fno-pic` does not.
+        (&["-O2", "-fPIE"][..], false, true),
+        (&["-O2", "-fno-pic"][..], true, true),
     ] {
         let r = registry();
-        r.load("streams", &common::compile_c(streams, flags))
+        let object = if clang {
+            common::compile_for("x86_64-linux-gnu", streams, flags)
+        } else {
+            common::compile_c(streams, flags)
+        };
+        r.load("streams", &object)
             .unwrap_or_else(|e| panic!("{flags:?}: {e}"));
         assert_eq!(call(&r, "report", &[41]), 42, "{flags:?}");
+        assert_eq!(call(&r, "stream", &[0]), value, "{flags:?}: the stream");
+        let seen = call(&r, "stream", &[1]);
+        assert_eq!(
+            seen != address,
+            copied,
+            "{flags:?}: a copy, or the variable"
+        );
     }
 }
 

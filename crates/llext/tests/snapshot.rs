@@ -770,3 +770,37 @@ fn places_that_did_not_move_are_not_touched() {
         "the blocks came back at their addresses, untouched"
     );
 }
+
+/// Code built without `-fPIC` reads `stderr` through a copy of its value (`Export::copyable`). A portable
+/// restore takes the copy again from the restoring program, so it refuses a table that offers the name
+/// but not as copyable (its address is all it says); with the copyable export the copy comes back.
+#[test]
+fn copies_of_built_ins_are_taken_again_only_from_copyable_exports() {
+    let object = compile_c(
+        "#include <stdio.h>\nlong err(void) { return (long)stderr; }\n",
+        &["-fhosted", "-O2", "-fPIE"],
+    );
+    let (r, memory) = counting_registry();
+    r.load("err", &object).unwrap();
+    let value = call(&r, "err", &[]);
+    let ctx = r.save(&portable()).unwrap();
+    let context = Context::from_bytes(&ctx).unwrap();
+    let plain: Vec<llext::Export> = llext::LIBC_EXPORTS
+        .iter()
+        .map(|e| llext::Export::new(e.name, e.addr))
+        .collect();
+    let other = Counting::default();
+    let r2 = Registry::new(other.clone(), ExportTable::new(&plain));
+    match r2.restore(&context, &RestoreOptions::default()) {
+        Err(Error::Snapshot { reason }) if reason.contains("copyable") => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(r2.is_empty());
+    assert_eq!(other.live(), 0, "nothing kept");
+    let r3 = Registry::new(other.clone(), ExportTable::new(llext::LIBC_EXPORTS));
+    r3.restore(&context, &RestoreOptions::default()).unwrap();
+    assert_eq!(call(&r3, "err", &[]), value);
+    drop(r3);
+    drop(r);
+    assert_eq!(other.live() + memory.live(), 0);
+}

@@ -137,11 +137,11 @@ impl Relocator for Aarch64 {
         match r_type {
             GOT_LD_PREL19 | ADR_GOT_PAGE | LD64_GOT_LO12_NC | LD64_GOTPAGE_LO15 => Needs {
                 got_slot: true,
-                stub: false,
+                ..Needs::default()
             },
             CALL26 | JUMP26 => Needs {
-                got_slot: false,
                 stub: true,
+                ..Needs::default()
             },
             _ => Needs::default(),
         }

@@ -149,11 +149,11 @@ impl Relocator for Arm {
         match r_type {
             GOT_BREL | GOT_PREL => Needs {
                 got_slot: true,
-                stub: false,
+                ..Needs::default()
             },
             CALL | JUMP24 | PC24 | PLT32 | THM_CALL | THM_JUMP24 => Needs {
-                got_slot: false,
                 stub: true,
+                ..Needs::default()
             },
             _ => Needs::default(),
         }

@@ -27,6 +27,9 @@ pub struct Needs {
     pub got_slot: bool,
     /// A call stub (PLT-like), used when the target is out of the instruction's reach.
     pub stub: bool,
+    /// A direct reference to data, not through the GOT, that reads a copy of a copyable built-in
+    /// ([`Export::copyable`](crate::Export::copyable)) instead of the variable itself.
+    pub copy: bool,
 }
 
 /// Everything a relocation formula may use. Names follow the psABI documents.

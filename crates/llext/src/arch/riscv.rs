@@ -223,13 +223,13 @@ fn needs(r_type: u32) -> Needs {
     match r_type {
         GOT_HI20 | GOT32_PCREL => Needs {
             got_slot: true,
-            stub: false,
+            ..Needs::default()
         },
         // auipc+jalr reaches ±2 GiB, enough for any call on these machines; a JAL (±1 MiB) to another
         // object's function may need the veneer.
         JAL => Needs {
-            got_slot: false,
             stub: true,
+            ..Needs::default()
         },
         _ => Needs::default(),
     }

@@ -97,11 +97,16 @@ impl Relocator for X86_64 {
         match r_type {
             GOT32 | GOTPCREL | GOTPCRELX | REX_GOTPCRELX | GOT64 | GOTPCREL64 | GOTPLT64 => Needs {
                 got_slot: true,
-                stub: false,
+                ..Needs::default()
             },
             PLT32 | PLTOFF64 => Needs {
-                got_slot: false,
                 stub: true,
+                ..Needs::default()
+            },
+            // What `-fPIE` and `-fno-pic` code uses to read external data: `mov sym(%rip)`, `mov sym, %eax`.
+            PC32 | R32 | R32S => Needs {
+                copy: true,
+                ..Needs::default()
             },
             _ => Needs::default(),
         }
