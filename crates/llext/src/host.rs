@@ -460,13 +460,28 @@ unsafe impl Memory for HostMemory {
     }
 }
 
-// The C library's standard streams, stack-protector and fortified (`_FORTIFY_SOURCE`) entry points, which
-// the `libc` crate does not declare. Only their addresses are taken; llext never calls them, and reads the
+// The C library's standard streams, `v...printf` functions, stack-protector and fortified (`_FORTIFY_SOURCE`)
+// entry points and what glibc's headers make of `assert`, `<ctype.h>` and `sscanf`, which the `libc` crate
+// does not declare. Only their addresses are taken; llext never calls them, and reads the
 // two stream pointers only to give code built without `-fPIC` copies of them (`Export::copyable`).
+// The `va_list` arguments of the `v...printf` functions are declared as an opaque pointer: nothing here
+// calls them.
 extern "C" {
     static stdout: *mut libc::FILE;
     static stderr: *mut libc::FILE;
     fn __stack_chk_fail() -> !;
+    fn vprintf(format: *const libc::c_char, ap: *mut libc::c_void) -> libc::c_int;
+    fn vfprintf(
+        stream: *mut libc::FILE,
+        format: *const libc::c_char,
+        ap: *mut libc::c_void,
+    ) -> libc::c_int;
+    fn vsnprintf(
+        s: *mut libc::c_char,
+        n: libc::size_t,
+        format: *const libc::c_char,
+        ap: *mut libc::c_void,
+    ) -> libc::c_int;
 }
 #[cfg(target_env = "gnu")]
 extern "C" {
@@ -501,13 +516,46 @@ extern "C" {
     fn __strncpy_chk(d: *mut libc::c_char, s: *const libc::c_char, n: usize, len: usize)
         -> *mut u8;
     fn __strcat_chk(d: *mut libc::c_char, s: *const libc::c_char, len: usize) -> *mut u8;
+    fn __vsnprintf_chk(
+        s: *mut libc::c_char,
+        maxlen: libc::size_t,
+        flag: libc::c_int,
+        len: libc::size_t,
+        format: *const libc::c_char,
+        ap: *mut libc::c_void,
+    ) -> libc::c_int;
+    fn __vfprintf_chk(
+        stream: *mut libc::FILE,
+        flag: libc::c_int,
+        format: *const libc::c_char,
+        ap: *mut libc::c_void,
+    ) -> libc::c_int;
+    fn __vprintf_chk(
+        flag: libc::c_int,
+        format: *const libc::c_char,
+        ap: *mut libc::c_void,
+    ) -> libc::c_int;
+    // What glibc's headers turn `assert`, `isalpha`/`toupper`/`tolower` and `sscanf` into.
+    fn __assert_fail(
+        assertion: *const libc::c_char,
+        file: *const libc::c_char,
+        line: libc::c_uint,
+        function: *const libc::c_char,
+    ) -> !;
+    fn __ctype_b_loc() -> *mut *const u16;
+    fn __ctype_tolower_loc() -> *mut *const i32;
+    fn __ctype_toupper_loc() -> *mut *const i32;
+    fn __isoc99_sscanf(s: *const libc::c_char, format: *const libc::c_char, ...) -> libc::c_int;
 }
 
 /// The C library functions a host offers extensions by default, so ordinary C compiled with `cc -c` runs
-/// unchanged: stdio output (with `stdout` and `stderr`), heap, memory and string functions (including those compilers substitute, such
-/// as `stpcpy` for `strcpy` followed by `strlen`), conversions, sorting, `abort`, the stack protector's
-/// `__stack_chk_fail`, and on glibc the checked functions `-D_FORTIFY_SOURCE` calls (`__printf_chk`,
-/// `__memcpy_chk`, ...), so objects built with a distribution's hardening defaults load too.
+/// unchanged: stdio output (with `stdout` and `stderr`, copyable: see [`Export::copyable`](crate::Export::copyable)),
+/// `v...printf`, `sscanf`, heap, memory and string functions (including those compilers substitute, such as
+/// `stpcpy` for `strcpy` followed by `strlen`), `<ctype.h>`, conversions, sorting, `getenv`, `rand`, `time`,
+/// `abort`, `errno`, the stack protector's `__stack_chk_fail`, and on glibc what its headers turn `assert`,
+/// `<ctype.h>` and `sscanf` into (`__assert_fail`, `__ctype_b_loc`, `__isoc99_sscanf`, ...) and the checked
+/// functions `-D_FORTIFY_SOURCE` calls (`__printf_chk`, `__vsnprintf_chk`, `__memcpy_chk`, ...), so objects
+/// built with a distribution's hardening defaults load too.
 ///
 /// ```
 /// let table = llext::ExportTable::new(llext::LIBC_EXPORTS);
@@ -553,6 +601,34 @@ pub static LIBC_EXPORTS: &[crate::Export] = &[
     crate::Export::new("fputc", libc::fputc as *const ()),
     crate::Export::new("fwrite", libc::fwrite as *const ()),
     crate::Export::new("fflush", libc::fflush as *const ()),
+    crate::Export::new("vprintf", vprintf as *const ()),
+    crate::Export::new("vfprintf", vfprintf as *const ()),
+    crate::Export::new("vsnprintf", vsnprintf as *const ()),
+    crate::Export::new("sscanf", libc::sscanf as *const ()),
+    crate::Export::new("strtoll", libc::strtoll as *const ()),
+    crate::Export::new("strtoull", libc::strtoull as *const ()),
+    crate::Export::new("strtod", libc::strtod as *const ()),
+    crate::Export::new("atol", libc::atol as *const ()),
+    crate::Export::new("strcasecmp", libc::strcasecmp as *const ()),
+    crate::Export::new("strncasecmp", libc::strncasecmp as *const ()),
+    crate::Export::new("strspn", libc::strspn as *const ()),
+    crate::Export::new("strcspn", libc::strcspn as *const ()),
+    crate::Export::new("strpbrk", libc::strpbrk as *const ()),
+    crate::Export::new("toupper", libc::toupper as *const ()),
+    crate::Export::new("tolower", libc::tolower as *const ()),
+    crate::Export::new("isalpha", libc::isalpha as *const ()),
+    crate::Export::new("isdigit", libc::isdigit as *const ()),
+    crate::Export::new("isalnum", libc::isalnum as *const ()),
+    crate::Export::new("isspace", libc::isspace as *const ()),
+    crate::Export::new("isupper", libc::isupper as *const ()),
+    crate::Export::new("islower", libc::islower as *const ()),
+    crate::Export::new("isxdigit", libc::isxdigit as *const ()),
+    crate::Export::new("getenv", libc::getenv as *const ()),
+    crate::Export::new("rand", libc::rand as *const ()),
+    crate::Export::new("srand", libc::srand as *const ()),
+    crate::Export::new("time", libc::time as *const ()),
+    crate::Export::new("clock_gettime", libc::clock_gettime as *const ()),
+    crate::Export::new("__errno_location", libc::__errno_location as *const ()),
     // The streams themselves, as data: `fprintf(stderr, ...)` reads the `stderr` pointer. Code built
     // without `-fPIC` (gcc's default `-fPIE` included) reads them directly, expecting them within 2 GiB:
     // it gets copies, which is right as the C library never changes these pointers after start-up.
@@ -587,6 +663,22 @@ pub static LIBC_EXPORTS: &[crate::Export] = &[
     crate::Export::new("__strncpy_chk", __strncpy_chk as *const ()),
     #[cfg(target_env = "gnu")]
     crate::Export::new("__strcat_chk", __strcat_chk as *const ()),
+    #[cfg(target_env = "gnu")]
+    crate::Export::new("__vsnprintf_chk", __vsnprintf_chk as *const ()),
+    #[cfg(target_env = "gnu")]
+    crate::Export::new("__vfprintf_chk", __vfprintf_chk as *const ()),
+    #[cfg(target_env = "gnu")]
+    crate::Export::new("__vprintf_chk", __vprintf_chk as *const ()),
+    #[cfg(target_env = "gnu")]
+    crate::Export::new("__assert_fail", __assert_fail as *const ()),
+    #[cfg(target_env = "gnu")]
+    crate::Export::new("__ctype_b_loc", __ctype_b_loc as *const ()),
+    #[cfg(target_env = "gnu")]
+    crate::Export::new("__ctype_tolower_loc", __ctype_tolower_loc as *const ()),
+    #[cfg(target_env = "gnu")]
+    crate::Export::new("__ctype_toupper_loc", __ctype_toupper_loc as *const ()),
+    #[cfg(target_env = "gnu")]
+    crate::Export::new("__isoc99_sscanf", __isoc99_sscanf as *const ()),
 ];
 
 #[cfg(test)]

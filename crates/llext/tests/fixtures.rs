@@ -374,6 +374,57 @@ fn objects_built_with_hardening_defaults_run() {
     }
 }
 
+/// Everyday C: `assert`, `errno`, `<ctype.h>`, `sscanf`, `vsnprintf` behind a logging helper, `strtoll`,
+/// `strcasecmp`, `getenv`, `rand`. glibc's headers turn several into internal entry points
+/// (`__assert_fail`, `__errno_location`, `__ctype_b_loc`, `__isoc99_sscanf`, and `__vsnprintf_chk` with
+/// `_FORTIFY_SOURCE`), which `LIBC_EXPORTS` offers too.
+#[test]
+fn everyday_c_library_calls_run() {
+    let source = "#include <assert.h>\n#include <ctype.h>\n#include <errno.h>\n#include <stdarg.h>\n\
+                  #include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n#include <strings.h>\n\
+                  static char log_buf[64];\n\
+                  static void say(const char *fmt, ...) {\n\
+                      va_list ap; va_start(ap, fmt); vsnprintf(log_buf, sizeof log_buf, fmt, ap); va_end(ap);\n\
+                  }\n\
+                  const char *last_log(void) { return log_buf; }\n\
+                  long parse(const char *text) {\n\
+                      assert(text != NULL);\n\
+                      char word[32]; int n = 0;\n\
+                      if (sscanf(text, \"%31s %d\", word, &n) != 2) return -1;\n\
+                      for (char *p = word; *p; p++) *p = (char)toupper((unsigned char)*p);\n\
+                      if (!isalpha((unsigned char)word[0])) return -2;\n\
+                      errno = 0;\n\
+                      (void)strtoll(\"99999999999999999999\", NULL, 10);\n\
+                      if (errno != ERANGE) return -3;\n\
+                      long total = n + (long)strspn(word, \"ABCDEFGHIJKLMNOPQRSTUVWXYZ\");\n\
+                      if (strcasecmp(word, \"hello\") == 0) total += 1000;\n\
+                      if (getenv(\"PATH\") == NULL) return -4;\n\
+                      srand(1); (void)rand();\n\
+                      say(\"%s=%ld\", word, total);\n\
+                      return total;\n\
+                  }\n";
+    for flags in [
+        &["-fhosted", "-O2"][..],
+        &["-fhosted", "-O2", "-D_FORTIFY_SOURCE=2"][..],
+        &["-fhosted", "-O0"][..],
+    ] {
+        let r = registry();
+        r.load("everyday", &common::compile_c(source, flags))
+            .unwrap_or_else(|e| panic!("{flags:?}: {e}"));
+        let text = c"hello 7";
+        // "HELLO": 5 letters, plus 7, plus 1000 for the case-insensitive match.
+        assert_eq!(
+            call(&r, "parse", &[text.as_ptr() as i64]),
+            1012,
+            "{flags:?}"
+        );
+        let log = call(&r, "last_log", &[]);
+        // SAFETY: `last_log` returns the extension's NUL-terminated static buffer, still loaded.
+        let log = unsafe { std::ffi::CStr::from_ptr(log as *const std::ffi::c_char) };
+        assert_eq!(log.to_str(), Ok("HELLO=1012"), "{flags:?}");
+    }
+}
+
 /// `-flto` objects hold the compiler's intermediate code, not machine code: a typed error says so (gcc's
 /// slim objects are ELF with only GIMPLE sections, clang's are LLVM bitcode).
 #[test]
