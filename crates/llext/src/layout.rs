@@ -195,6 +195,8 @@ pub(crate) struct Plan {
     pub placements: Vec<Option<Placement>>,
     /// (symbol index, offset in the bss region) of each common symbol.
     pub commons: Vec<(usize, u64)>,
+    /// Offset in the bss region of the copies of copyable built-ins ([`crate::Export::copyable`]).
+    pub copies: u64,
     /// Section indexes of the init/fini regions in execution-order key.
     pub array_order: Vec<usize>,
 }
@@ -218,14 +220,22 @@ fn bump(region: &mut RegionPlan, size: u64, align: u64) -> Option<u64> {
     Some(at)
 }
 
-/// Plans the layout; `got_size`/`stub_size` are the loader-generated regions' sizes. `in_place` marks (by
-/// section index) the sections to use where they lie in the input; the linker decides which qualify.
+/// The sizes and alignments of what the loader generates: GOT, stubs, copies of built-ins.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Generated {
+    pub got: (u64, u64),
+    pub stubs: (u64, u64),
+    /// Placed at the end of the bss region, after the common symbols.
+    pub copies: (u64, u64),
+}
+
+/// Plans the layout, with room for what the loader generates. `in_place` marks (by section index) the
+/// sections to use where they lie in the input; the linker decides which qualify.
 pub(crate) fn plan(
     obj: &Object<'_>,
     options: LayoutOptions,
     limits: &Limits,
-    got: (u64, u64),
-    stubs: (u64, u64),
+    generated: Generated,
     in_place: &[bool],
 ) -> Result<Plan> {
     let mut regions = [RegionPlan {
@@ -370,11 +380,27 @@ pub(crate) fn plan(
         fallible::push(&mut commons, (index, offset))?;
     }
 
-    for (kind, (size, align)) in [(RegionKind::Got, got), (RegionKind::Stubs, stubs)] {
+    let mut copies = 0;
+    for (kind, (size, align)) in [
+        (RegionKind::Got, generated.got),
+        (RegionKind::Stubs, generated.stubs),
+        (RegionKind::Bss, generated.copies),
+    ] {
+        if size == 0 {
+            continue;
+        }
         let region = regions
             .get_mut(kind.index())
             .ok_or(Error::Internal("region index"))?;
-        bump(region, size, align).ok_or(Error::Internal("generated region size"))?;
+        // The bss region's size comes from the file: too large a one is the file's fault.
+        let at = bump(region, size, align).ok_or(Error::Limit {
+            what: "extension memory",
+            limit: limits.max_memory,
+            value: u64::MAX,
+        })?;
+        if kind == RegionKind::Bss {
+            copies = at;
+        }
     }
 
     // Regions into blocks.
@@ -413,6 +439,7 @@ pub(crate) fn plan(
         blocks,
         placements,
         commons,
+        copies,
         array_order,
     })
 }

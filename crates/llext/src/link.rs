@@ -83,6 +83,8 @@ pub(crate) struct SymRec {
 
 /// [`SymRec::block`] of a symbol outside the extension's blocks.
 pub(crate) const NO_BLOCK: u8 = u8::MAX;
+/// While linking: an export whose address field a relocation wrote other than whole from its start.
+const TOUCHED: u8 = u8::MAX - 1;
 
 /// Where a recorded relocation's target lives, so that a portable snapshot can recompute it at new addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,7 +108,7 @@ pub(crate) enum FixupKind {
     GotSlot,
     /// A call stub jumping to the target.
     Stub,
-    /// A GOT slot holding a copy of the value of the target, a copyable built-in.
+    /// A slot holding a copy of the value of the target, a copyable built-in (in the extension's bss).
     CopySlot,
 }
 
@@ -396,7 +398,8 @@ struct SymState {
     addr: u64,
     got: u32,
     stub: u32,
-    /// The GOT slot holding a copy of a copyable built-in's value, for direct references to it.
+    /// The slot (in the copies at the end of the bss region) holding a copy of a copyable built-in's
+    /// value, for direct references to it.
     copy: u32,
     /// Some relocation refers to the symbol directly as data ([`Needs::copy`](crate::arch::Needs::copy)).
     direct: bool,
@@ -529,7 +532,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             .and_then(|s| layout::classify(s, req.layout).ok().flatten())
             .is_some()
     };
-    let (mut got_slots, mut stub_slots) = (0u32, 0u32);
+    let (mut got_slots, mut stub_slots, mut copy_slots) = (0u32, 0u32, 0u32);
     for table in &obj.relocs {
         if !loaded(table.target) {
             continue;
@@ -579,8 +582,8 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
                 state.addr = addr;
                 state.owner = Some(owner);
                 if owner == (Owner::Builtin { copyable: true }) && state.direct {
-                    state.copy = got_slots;
-                    got_slots += 1;
+                    state.copy = copy_slots;
+                    copy_slots += 1;
                 }
                 if let Owner::Extension(slot, _) = owner {
                     if !deps.contains(&slot) {
@@ -614,7 +617,12 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
     // Plan and allocate; then, if some in-place section is out of reach of a reference from where the
     // copied sections landed, copy it too and start over (each round copies more, so this ends).
     let (plan, block_addr) = loop {
-        let plan = layout::plan(obj, req.layout, req.limits, got, stubs, &in_place)?;
+        let generated = layout::Generated {
+            got,
+            stubs,
+            copies: (u64::from(copy_slots) * ptr as u64, ptr as u64),
+        };
+        let plan = layout::plan(obj, req.layout, req.limits, generated, &in_place)?;
         let block_addr = allocate(&plan, &mut blocks)?;
         if plan.in_place.iter().all(|r| r.size == 0) {
             break (plan, block_addr);
@@ -680,6 +688,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
 
     // GOT slots and stubs.
     let got_base = region_addr(RegionKind::Got);
+    let copy_base = region_addr(RegionKind::Bss) + plan.copies;
     if let Some(state) = got_symbol.and_then(|i| syms.get_mut(i)) {
         state.addr = got_base;
     }
@@ -687,8 +696,8 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
     let mut strings: Vec<u8> = Vec::new();
     let mut fixups: Vec<u8> = Vec::new();
     if req.record_fixups {
-        let count =
-            obj.relocs.iter().map(|t| t.len()).sum::<usize>() + (got_slots + stub_slots) as usize;
+        let count = obj.relocs.iter().map(|t| t.len()).sum::<usize>()
+            + (got_slots + stub_slots + copy_slots) as usize;
         let bytes = count.saturating_mul(MAX_FIXUP_BYTES);
         fixups
             .try_reserve_exact(bytes)
@@ -719,7 +728,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             for (slot, kind, base, size) in [
                 (state.got, FixupKind::GotSlot, got_base, ptr),
                 (state.stub, FixupKind::Stub, stub_base, A::STUB_SIZE),
-                (state.copy, FixupKind::CopySlot, got_base, ptr),
+                (state.copy, FixupKind::CopySlot, copy_base, ptr),
             ] {
                 if slot == NO_SLOT {
                     continue;
@@ -753,7 +762,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             A::write_stub(dst, at, state.addr).map_err(|_| Error::Internal("stub does not fit"))?;
         }
         if state.copy != NO_SLOT {
-            let at = got_base + u64::from(state.copy) * ptr as u64;
+            let at = copy_base + u64::from(state.copy) * ptr as u64;
             let value = builtin_value(state.addr, ptr)?;
             let dst = window(&mut blocks.blocks, at, ptr)?;
             dst.copy_from_slice(value.get(..ptr).ok_or(Error::Internal("pointer size"))?);
@@ -871,7 +880,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             };
             // A direct data reference to a copyable built-in reads the copy of its value instead.
             let copy_slot = (state.copy != NO_SLOT && A::needs(r.r_type).copy)
-                .then(|| got_base + u64::from(state.copy) * ptr as u64);
+                .then(|| copy_base + u64::from(state.copy) * ptr as u64);
             let inputs = Inputs {
                 r_type: r.r_type,
                 s: copy_slot.unwrap_or(state.addr),
@@ -900,19 +909,32 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
                 ))?;
                 continue;
             }
-            if let Some((start, _)) = export_table.filter(|_| !export_blocks.is_empty()) {
-                let field = p.wrapping_sub(start);
-                if field % entry == ptr as u64 {
-                    if let Some(b) = export_blocks.get_mut((field / entry) as usize) {
-                        *b = match sym.place {
-                            SymbolPlace::Section(_) | SymbolPlace::Common => own_place(
-                                &blocks.blocks,
-                                home_permission(&plan, Some(sym)),
-                                state.addr,
-                            )
-                            .map_or(NO_BLOCK, |(b, _)| b),
-                            _ => NO_BLOCK,
+            if let Some((start, size)) = export_table.filter(|_| !export_blocks.is_empty()) {
+                // The address fields the relocation may write: one written from its start takes the
+                // block of the relocation's symbol (the last such relocation's, as the last one wins);
+                // one written otherwise, in part or from elsewhere, moves with no block.
+                let at = p.wrapping_sub(start);
+                if at < size {
+                    let end = at.saturating_add(A::max_write(r.r_type) as u64);
+                    let last = end.saturating_sub(1).min(size) / entry;
+                    for k in at / entry..=last {
+                        let field = k * entry + ptr as u64;
+                        let Some(b) = export_blocks.get_mut(k as usize) else {
+                            continue;
                         };
+                        if at == field && *b != TOUCHED {
+                            *b = match sym.place {
+                                SymbolPlace::Section(_) | SymbolPlace::Common => own_place(
+                                    &blocks.blocks,
+                                    home_permission(&plan, Some(sym)),
+                                    state.addr,
+                                )
+                                .map_or(NO_BLOCK, |(b, _)| b),
+                                _ => NO_BLOCK,
+                            };
+                        } else if field < end && at < field + ptr as u64 {
+                            *b = TOUCHED;
+                        }
                     }
                 }
             }
@@ -922,7 +944,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
                 let target = match copy_slot {
                     Some(at) => {
                         let (block, offset) =
-                            own_place(&blocks.blocks, Some(RegionKind::Got.permission()), at)
+                            own_place(&blocks.blocks, Some(RegionKind::Bss.permission()), at)
                                 .ok_or(Error::Internal("slot outside blocks"))?;
                         Target::Own {
                             block,
@@ -1495,8 +1517,11 @@ fn fixup_target<R: Resolver>(
                     block,
                     offset,
                 },
-                // Kept in place in the exporter's storage ([`Storage::InPlace`]), which no restore moves
-                // (and which keeps the exporter itself out of portable contexts).
+                // Outside the exporter's blocks: kept in place in its storage ([`Storage::InPlace`]),
+                // which no restore moves, or an export that moves with none of its blocks (a fixed value,
+                // a built-in or far address it re-exports). The exporter is saved with this extension,
+                // and a portable save refuses it in the cases where this address would be stale
+                // ([`Error::ForeignExport`], or in-place storage).
                 None => Target::Absolute(state.addr),
             }
         }

@@ -724,8 +724,10 @@ impl<M: Memory> Inner<M> {
 /// The first export that moves with none of the extension's blocks although a fixup that does not hold a
 /// fixed value wrote its entry in the export table (a portable restore moves only addresses of the
 /// blocks). A fixup may write up to 8 bytes from its offset: any overlap with an entry's address field
-/// counts, so a misaligned relocation cannot slip by. One pass over the fixups, and only when some export
-/// lies outside; nothing is allocated (`save_into` must not).
+/// counts, so a misaligned relocation cannot slip by. (An export with a block had its address field
+/// written whole by the relocation against that block's symbol and by nothing else: the link makes sure.)
+/// One pass over the fixups, and only when some export lies outside; nothing is allocated (`save_into`
+/// must not).
 fn export_that_cannot_move(l: &record::View<'_>, blocks: &BlockList, ptr: u64) -> Option<SymRec> {
     let outside = |e: &SymRec| e.block == NO_BLOCK;
     if !l.exports().flatten().any(|e| outside(&e)) || ptr == 0 {
@@ -1167,6 +1169,14 @@ fn apply_fixups<A: Relocator>(
         // Every block back at its saved address (a firmware restoring into a cleared heap of the same
         // layout gets this): the extension's places and its own targets did not move.
         let self_still = unmoved(records, taken, ri);
+        // The bytes written so far, when some fixups are skipped: a skipped fixup's bytes are right only
+        // until a fixup that is applied writes over them, and then it must be applied again after it (as
+        // the link applied them in this order).
+        let mut written = if self_still {
+            Written::new(rec.blocks())?
+        } else {
+            Written::default()
+        };
         // New GOT and stub positions: the same offsets inside the extension's blocks as before.
         let region_new = |kind: RegionKind| -> Result<u64> {
             let Some(r) = v.regions().find(|r| r.kind == kind && !r.in_place) else {
@@ -1205,9 +1215,14 @@ fn apply_fixups<A: Relocator>(
                     FixupKind::Relocation(r_type) => A::pairing(r_type) == Pairing::Alone,
                     FixupKind::GotSlot | FixupKind::Stub | FixupKind::CopySlot => true,
                 };
-                if target_still && alone {
+                let width = match f.kind {
+                    FixupKind::Stub => A::STUB_SIZE.max(8),
+                    _ => 8,
+                };
+                if target_still && alone && !written.any(f.block, f.offset, width) {
                     continue;
                 }
+                written.mark(f.block, f.offset, width);
             }
             // A paired relocation's partner value, before the place is borrowed from `taken`.
             let hi = match f.kind {
@@ -1254,7 +1269,7 @@ fn apply_fixups<A: Relocator>(
                         return Err(Short.into());
                     };
                     let name = v.str(name);
-                    if !builtins.entry(name).is_some_and(|e| e.copyable) {
+                    if !builtins.entry(name).is_some_and(|e| e.is_copyable()) {
                         return Err(Error::Snapshot {
                             reason: "a direct data reference reads a copy of a built-in that this \
                                      program's export table does not offer as copyable (`Export::copyable`)",
@@ -1288,6 +1303,56 @@ fn apply_fixups<A: Relocator>(
         }
     }
     Ok(())
+}
+
+/// One bit per byte of an extension's blocks: which bytes the fixups applied so far may have written
+/// (each counted as writing 8 bytes, a stub its size: more than it does, never less).
+#[derive(Default)]
+struct Written {
+    bits: Vec<u64>,
+    /// The first bit of each block.
+    starts: [usize; 3],
+}
+
+impl Written {
+    fn new(blocks: &[BlockRec]) -> Result<Written> {
+        let mut starts = [0usize; 3];
+        let mut total = 0usize;
+        for (start, b) in starts.iter_mut().zip(blocks) {
+            *start = total;
+            // Room past the end for a write that starts near it.
+            total = total.saturating_add(b.size as usize).saturating_add(64);
+        }
+        let words = total / 64 + 1;
+        let mut bits = fallible::vec(words)?;
+        bits.resize(words, 0);
+        Ok(Written { bits, starts })
+    }
+
+    /// The bit positions of `[offset, offset + width)` in `block`.
+    fn range(&self, block: u8, offset: u32, width: usize) -> core::ops::Range<usize> {
+        let start = self
+            .starts
+            .get(usize::from(block))
+            .map_or(usize::MAX, |s| s.saturating_add(offset as usize));
+        start..start.saturating_add(width)
+    }
+
+    fn any(&self, block: u8, offset: u32, width: usize) -> bool {
+        self.range(block, offset, width).any(|i| {
+            self.bits
+                .get(i / 64)
+                .is_some_and(|w| w & (1 << (i % 64)) != 0)
+        })
+    }
+
+    fn mark(&mut self, block: u8, offset: u32, width: usize) {
+        for i in self.range(block, offset, width) {
+            if let Some(w) = self.bits.get_mut(i / 64) {
+                *w |= 1 << (i % 64);
+            }
+        }
+    }
 }
 
 /// True if every block of record `ri` came back at its saved address.

@@ -36,20 +36,37 @@ pub(crate) fn never_rehashed(_: &u32) -> u64 {
 /// Build tables of them with [`exports!`](crate::exports).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Export {
-    /// The name extensions refer to.
-    pub name: &'static str,
-    /// The address the name resolves to.
-    pub addr: *const (),
-    /// A pointer-sized variable whose value extensions may copy: see [`Export::copyable`].
-    pub copyable: bool,
+    name: &'static str,
+    addr: *const (),
+    /// Made by the `unsafe` [`Export::copyable`]: the loader may read a pointer-sized value at `addr`.
+    /// The fields are private so that safe code cannot set this flag, or change the address of an
+    /// export that has it.
+    copyable: bool,
 }
 
-// SAFETY: an Export is a name and an address; it never dereferences the address.
+// SAFETY: an Export is a name and an address; sharing it across threads shares no memory behind the
+// address (the only read through it, of a copyable export, is what `Export::copyable`'s contract allows
+// from any thread).
 unsafe impl Sync for Export {}
 // SAFETY: as above.
 unsafe impl Send for Export {}
 
 impl Export {
+    /// The name extensions refer to.
+    pub const fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The address the name resolves to.
+    pub const fn addr(&self) -> *const () {
+        self.addr
+    }
+
+    /// True if made with [`Export::copyable`].
+    pub const fn is_copyable(&self) -> bool {
+        self.copyable
+    }
+
     /// An export of `addr` under `name`.
     pub const fn new(name: &'static str, addr: *const ()) -> Self {
         Export {
@@ -61,15 +78,17 @@ impl Export {
 
     /// An export of a pointer-sized variable whose value does not change while extensions use it, such as
     /// C's `stdout`. Code built without `-fPIC` reads external data directly, expecting the variable within
-    /// ±2 GiB of itself (an executable gets a copy of it there from the dynamic linker); such a direct
-    /// reference to this export reads a copy of its value, which the loader puts among the extension's
-    /// GOT slots when it links the extension and again when it restores it from a portable context.
-    /// References through the GOT (`-fPIC` code) and pointer-sized absolute ones still reach the
-    /// variable itself.
+    /// ±2 GiB of itself (an executable gets a copy of it there from the dynamic linker). On x86-64 such a
+    /// direct reference to this export (`R_X86_64_PC32`, `_32`, `_32S`) reaches a private copy of its
+    /// value instead, in the extension's zero-filled data, which the loader fills when it links the
+    /// extension and again when it restores it from a portable context. References through the GOT
+    /// (`-fPIC` code) and pointer-sized absolute ones still reach the variable itself, so the two kinds
+    /// see different addresses, and an assignment through a direct reference changes only the copy.
+    /// The other backends take no copies (their code reaches data through the GOT or absolute addresses).
     ///
     /// # Safety
-    /// `addr` must point to an initialised, pointer-aligned, pointer-sized value that stays readable for
-    /// as long as a table holding this export is used to load or restore extensions.
+    /// `addr` must point to an initialised pointer-sized value that stays readable for as long as a
+    /// table holding this export is used to load or restore extensions.
     pub const unsafe fn copyable(name: &'static str, addr: *const ()) -> Self {
         Export {
             name,

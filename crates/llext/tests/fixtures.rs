@@ -324,15 +324,18 @@ fn objects_built_with_hardening_defaults_run() {
     // The standard streams are data of the C library. Position-independent code reaches them through its
     // GOT. gcc's `-fPIE` (its default here) and `-fno-pic` code, and clang's `-fno-pic` code, read them
     // PC-relative, which nothing could satisfy from more than 2 GiB away: such code reads copies
-    // (`Export::copyable`), which the loader keeps among the GOT slots.
+    // (`Export::copyable`), which the loader keeps in the extension's data: writable, so an assignment
+    // changes the extension's copy.
     let streams = "#include <stdio.h>\n\
                    long report(long n) {\n\
                        fprintf(stderr, \"report: %ld\\n\", n);\n\
                        fputs(\"report done\\n\", stdout);\n\
                        return fflush(stdout) == 0 ? n + 1 : -1;\n\
                    }\n\
-                   long stream(long address) { return address ? (long)&stderr : (long)stderr; }\n";
+                   long stream(long address) { return address ? (long)&stderr : (long)stderr; }\n\
+                   void redirect(void) { stderr = stdout; }\n";
     extern "C" {
+        static stdout: *mut std::ffi::c_void;
         static stderr: *mut std::ffi::c_void;
     }
     // SAFETY: reading the C library's initialised `stderr` pointer.
@@ -371,6 +374,13 @@ fn objects_built_with_hardening_defaults_run() {
             copied,
             "{flags:?}: a copy, or the variable"
         );
+        if copied {
+            call(&r, "redirect", &[]);
+            // SAFETY: reading the C library's `stdout` and `stderr` pointers.
+            let (out, err) = unsafe { (stdout as i64, stderr as i64) };
+            assert_eq!(call(&r, "stream", &[0]), out, "{flags:?}: the copy changed");
+            assert_eq!(err, value, "{flags:?}: the host's stderr did not");
+        }
     }
 }
 

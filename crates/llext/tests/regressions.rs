@@ -713,6 +713,99 @@ fn a_symbol_outside_its_block_is_refused() {
     }
 }
 
+/// The address field of one export, read from the extension's memory.
+fn export_field<M: llext::Memory>(r: &Registry<M>, name: &str, entry: usize) -> u64 {
+    let info = r.info(r.get(name).unwrap()).unwrap();
+    let table = info
+        .regions
+        .iter()
+        .find(|g| g.kind == llext::RegionKind::Exports)
+        .unwrap();
+    // SAFETY: reading an entry of the loaded extension's export table ({name, address} pairs).
+    unsafe { ((table.addr + 16 * entry + 8) as *const u64).read_unaligned() }
+}
+
+/// Review of the portable restore: when an extension's blocks come back at their saved addresses, the
+/// fixups among them are skipped. With two relocations at one place — a built-in's first, then the
+/// extension's own (the last one wins) — the restore applied the first (the built-in may have moved)
+/// and skipped the second, so the place held the built-in. A skipped fixup is now applied after all
+/// when an applied one wrote over its bytes.
+#[test]
+fn a_skipped_fixup_under_an_applied_one_is_applied_again() {
+    let source = "__asm__(\".section .rodata.str1.1,\\\"aMS\\\",@progbits,1\\nname: .asciz \\\"cell\\\"\\n\
+                  .data\\n.p2align 3\\n.globl own\\nown: .quad 42\\n\
+                  .section .exported_sym,\\\"a\\\"\\n.p2align 3\\nentry: .quad name\\nfield: .quad 0\\n\
+                  .reloc field, R_X86_64_64, puts\\n.reloc field, R_X86_64_64, own\\n\");\n";
+    let object = common::compile_c(source, &["-fPIC"]);
+    let mut arena = ExecArena::new(1 << 20);
+    let ctx = {
+        let r = Registry::new(
+            llext::ArenaMemory::new(arena.bytes()),
+            ExportTable::new(llext::LIBC_EXPORTS),
+        );
+        let id = r.load_with("cell", &object, &NO_RUN).unwrap();
+        let own = r.find_symbol("own").unwrap();
+        assert_eq!(export_field(&r, "cell", 0), own as u64, "the last one wins");
+        assert_eq!(r.find_symbol("cell"), Some(own));
+        let ctx = r.save(&portable()).unwrap();
+        r.unload(id).unwrap();
+        ctx
+    };
+    // The same names, `puts` elsewhere; the same arena, so the blocks come back where they were.
+    let moved: Vec<llext::Export> = llext::LIBC_EXPORTS
+        .iter()
+        .map(|e| match e.name() {
+            "puts" => llext::Export::new("puts", libc::fputs as *const ()),
+            _ => *e,
+        })
+        .collect();
+    let r = Registry::new(
+        llext::ArenaMemory::new(arena.bytes()),
+        ExportTable::new(&moved),
+    );
+    r.restore(
+        &Context::from_bytes(&ctx).unwrap(),
+        &RestoreOptions::default(),
+    )
+    .unwrap();
+    let own = r.find_symbol("own").unwrap();
+    assert_eq!(r.find_symbol("cell"), Some(own));
+    assert_eq!(
+        export_field(&r, "cell", 0),
+        own as u64,
+        "the place after the restore"
+    );
+}
+
+/// Review of the export blocks: an export's address field written whole by one relocation and in part
+/// by another (here its upper half, by a missing weak symbol) took the first one's block. Saved from low
+/// memory and restored high, the record's address moved with that block while the table held what the
+/// two relocations make at the new address. Such an export now moves with no block, so a portable save
+/// refuses it like any other export it cannot move.
+#[test]
+fn an_export_written_in_part_by_another_relocation_is_not_saved_portably() {
+    let source = "__asm__(\".section .rodata.str1.1,\\\"aMS\\\",@progbits,1\\nname: .asciz \\\"half\\\"\\n\
+                  .data\\n.p2align 3\\n.globl own\\nown: .quad 42\\n.weak nothing\\n\
+                  .section .exported_sym,\\\"a\\\"\\n.p2align 3\\nentry: .quad name\\nfield: .quad 0\\n\
+                  .reloc field, R_X86_64_64, own\\n.reloc field+4, R_X86_64_32, nothing\\n\");\n";
+    let object = common::compile_c(source, &["-fPIC"]);
+    let mut low = ExecArena::new(1 << 20);
+    let r = Registry::new(
+        llext::ArenaMemory::new(low.bytes()),
+        ExportTable::new(llext::LIBC_EXPORTS),
+    );
+    r.load_with("half", &object, &NO_RUN).unwrap();
+    assert_eq!(r.find_symbol("half"), r.find_symbol("own"));
+    match r.save(&portable()) {
+        Err(Error::ForeignExport { symbol, .. }) => assert_eq!(symbol, "half"),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        r.save(&SaveOptions::default()).is_ok(),
+        "in place, nothing moves"
+    );
+}
+
 /// fuzz/load_link, once portable saves refused every export outside the extension's memory: a damaged
 /// `dbase` whose `db_calls` symbol lies past the end of its `.bss`, so its address is outside every block
 /// and the link records it as a fixed value (no block to move it with). The harness took every loaded

@@ -787,7 +787,7 @@ fn copies_of_built_ins_are_taken_again_only_from_copyable_exports() {
     let context = Context::from_bytes(&ctx).unwrap();
     let plain: Vec<llext::Export> = llext::LIBC_EXPORTS
         .iter()
-        .map(|e| llext::Export::new(e.name, e.addr))
+        .map(|e| llext::Export::new(e.name(), e.addr()))
         .collect();
     let other = Counting::default();
     let r2 = Registry::new(other.clone(), ExportTable::new(&plain));

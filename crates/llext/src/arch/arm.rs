@@ -180,6 +180,11 @@ impl Relocator for Arm {
     /// need only halfword alignment, so a block may move by 2 and carry or drop bit 1 of P; `BASE_PREL`,
     /// `GOT_PREL`, `GOT_BREL`, `GOTOFF32` and `BASE_ABS`, relative to the GOT; `TARGET1` (absolute here)
     /// and the other absolute types.
+    fn max_write(_r_type: u32) -> usize {
+        // Data fields and instructions: 4 bytes at most (Thumb-2 pairs of halfwords included).
+        4
+    }
+
     fn is_pc_relative(r_type: u32) -> bool {
         // Every branch and call, and the PC-relative data types.
         Self::branches(r_type)

@@ -164,6 +164,13 @@ pub trait Relocator {
         let _ = r_type;
         Pairing::Alone
     }
+    /// At most how many bytes from its place a relocation of this type writes. The default, 8, is the widest
+    /// field of the fixed-width types; backends of 32-bit machines say 4 where that holds, so that a
+    /// pointer-sized write is not taken to spill into the next field.
+    fn max_write(r_type: u32) -> usize {
+        let _ = r_type;
+        8
+    }
     /// True for types that only ever address code: branches and calls. A symbol outside the object (whose
     /// type neither the object nor the export tables give) counts as a function for these alone. The
     /// default, `false`, suits machines whose addresses carry no mode bit.

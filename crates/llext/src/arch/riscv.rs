@@ -137,6 +137,15 @@ macro_rules! riscv_backend {
                 )
             }
 
+            fn max_write(r_type: u32) -> usize {
+                match r_type {
+                    R64 | ADD64 | SUB64 => 8,
+                    // As many bytes as the assembler left for the ULEB128.
+                    SET_ULEB128 | SUB_ULEB128 => usize::MAX,
+                    _ => 4,
+                }
+            }
+
             fn accumulates(r_type: u32) -> bool {
                 // psABI "Relocations" table: ADDn is V + S + A, SUBn and SUB6 are V - S - A.
                 matches!(
