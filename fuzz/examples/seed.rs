@@ -45,6 +45,11 @@ const CROSS: &[(&str, &[&str])] = &[
     ("aarch64-none-elf", &[]),
 ];
 
+/// A host object built like a plain `gcc -c` (`-fPIE`): it reads `stderr` directly, so it gets a copy of
+/// it (`Export::copyable`), and its contexts carry a copy-slot fixup.
+const STREAMS_SOURCE: &str = "#include <stdio.h>\n\
+    long say(long n) { fprintf(stderr, \"%ld\\n\", n); return (long)&stderr; }\n";
+
 const SHELL_LINES: &[&str] = &[
     "load basic.o",
     "load libmath.o math",
@@ -149,6 +154,30 @@ fn main() {
         }
     }
     let _ = std::fs::remove_file(&source);
+
+    let source = out.join("streams.c");
+    let object = out.join("streams-gcc-pie.o");
+    std::fs::write(&source, STREAMS_SOURCE).expect("write streams source");
+    let built = std::process::Command::new("gcc")
+        .args(["-c", "-O2", "-fPIE"])
+        .arg(&source)
+        .arg("-o")
+        .arg(&object)
+        .status()
+        .is_ok_and(|s| s.success());
+    if built {
+        let bytes = std::fs::read(&object).expect("read streams object");
+        write(&out.join("elf_inspect"), "streams-gcc-pie.o", &bytes);
+        write(&out.join("load_link"), "streams-gcc-pie.o", &bytes);
+        counts[0] += 1;
+        counts[1] += 1;
+        let registry = Registry::new(HostMemory::new(), ExportTable::new(llext::LIBC_EXPORTS));
+        if registry.load_with("streams", &bytes, &NO_RUN).is_ok() {
+            counts[2] += write_contexts(out, &registry, "streams-gcc-pie");
+        }
+    }
+    let _ = std::fs::remove_file(&source);
+    let _ = std::fs::remove_file(&object);
 
     // Contexts of real extension sets, portable and in place, prefixed with the target's mode byte
     // (1: reseal after mutation).
