@@ -85,6 +85,7 @@ impl Export {
     /// (`-fPIC` code) and pointer-sized absolute ones still reach the variable itself, so the two kinds
     /// see different addresses, and an assignment through a direct reference changes only the copy.
     /// The other backends take no copies (their code reaches data through the GOT or absolute addresses).
+    /// An in-place restore keeps the copy as it was saved, as it keeps all of the extension's memory.
     ///
     /// # Safety
     /// `addr` must point to an initialised pointer-sized value that stays readable for as long as a
