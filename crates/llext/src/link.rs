@@ -548,7 +548,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             };
             state.referenced = true;
             let needs = A::needs(r.r_type);
-            state.direct |= needs.copy;
+            state.direct |= A::COPIES && needs.copy;
             if needs.got_slot && state.got == NO_SLOT {
                 state.got = got_slots;
                 got_slots += 1;
@@ -581,7 +581,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             Some((addr, owner)) => {
                 state.addr = addr;
                 state.owner = Some(owner);
-                if owner == (Owner::Builtin { copyable: true }) && state.direct {
+                if A::COPIES && state.direct && owner == (Owner::Builtin { copyable: true }) {
                     state.copy = copy_slots;
                     copy_slots += 1;
                 }
@@ -761,7 +761,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             let dst = window(&mut blocks.blocks, at, A::STUB_SIZE)?;
             A::write_stub(dst, at, state.addr).map_err(|_| Error::Internal("stub does not fit"))?;
         }
-        if state.copy != NO_SLOT {
+        if A::COPIES && state.copy != NO_SLOT {
             let at = copy_base + u64::from(state.copy) * ptr as u64;
             let value = builtin_value(state.addr, ptr)?;
             let dst = window(&mut blocks.blocks, at, ptr)?;
@@ -879,7 +879,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
                 },
             };
             // A direct data reference to a copyable built-in reads the copy of its value instead.
-            let copy_slot = (state.copy != NO_SLOT && A::needs(r.r_type).copy)
+            let copy_slot = (A::COPIES && state.copy != NO_SLOT && A::needs(r.r_type).copy)
                 .then(|| copy_base + u64::from(state.copy) * ptr as u64);
             let inputs = Inputs {
                 r_type: r.r_type,

@@ -1262,6 +1262,8 @@ fn apply_fixups<A: Relocator>(
                         .copy_from_slice(v.get(..ptr).ok_or(Short)?);
                 }
                 FixupKind::Stub => A::write_stub(place, p, s).map_err(|_| bad())?,
+                // A machine whose linker takes no copies has no copy slots to restore.
+                FixupKind::CopySlot if !A::COPIES => return Err(Short.into()),
                 FixupKind::CopySlot => {
                     // Only a built-in the restoring table still offers as copyable is read
                     // (`check_fixup` made sure the target is a built-in).

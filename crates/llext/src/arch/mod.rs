@@ -128,6 +128,9 @@ pub trait Relocator {
     const STUB_SIZE: usize;
     /// Alignment of call stubs.
     const STUB_ALIGN: usize;
+    /// True if some type says [`Needs::copy`]: the linker's code for copies of built-ins is compiled only
+    /// for such backends (a firmware for another machine carries none of it).
+    const COPIES: bool = false;
 
     /// The ABI name of a relocation type, e.g. `R_X86_64_PC32`, or `None` if unknown.
     fn name(r_type: u32) -> Option<&'static str>;

@@ -46,6 +46,7 @@ impl Relocator for X86_64 {
     const POINTER_SIZE: usize = 8;
     const STUB_SIZE: usize = 16;
     const STUB_ALIGN: usize = 16;
+    const COPIES: bool = true;
 
     fn name(r_type: u32) -> Option<&'static str> {
         Some(match r_type {
