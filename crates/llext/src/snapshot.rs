@@ -1203,6 +1203,12 @@ fn apply_fixups<A: Relocator>(
             let p = taken.base(ri, f.block as usize)? + u64::from(f.offset);
             // Neither the place nor the target moved: the copied bytes are already right, and the place
             // is not touched. (Built-ins may have moved; HI/LO parts take values from a partner.)
+            // A pointer in writable data, which the extension may have changed since it was loaded.
+            let data_pointer = matches!(f.kind, FixupKind::Relocation(t) if A::writes_pointer(t))
+                && rec
+                    .blocks()
+                    .get(f.block as usize)
+                    .is_some_and(|b| b.permission == Permission::ReadWrite);
             if self_still {
                 let target_still = match f.target {
                     Target::Own { .. } | Target::Absolute(_) => true,
@@ -1219,7 +1225,9 @@ fn apply_fixups<A: Relocator>(
                     FixupKind::Stub => A::STUB_SIZE.max(8),
                     _ => 8,
                 };
-                if target_still && alone && !written.any(f.block, f.offset, width) {
+                // (A changed pointer may now point into a dependency that moved: always looked at.)
+                if target_still && alone && !data_pointer && !written.any(f.block, f.offset, width)
+                {
                     continue;
                 }
                 written.mark(f.block, f.offset, width);
@@ -1242,6 +1250,14 @@ fn apply_fixups<A: Relocator>(
                 }
                 _ => None,
             };
+            // A pointer in writable data that the extension changed since it was loaded keeps what the
+            // extension made of it.
+            let changed = match f.kind {
+                FixupKind::Relocation(r_type) if data_pointer => {
+                    changed_pointer::<A>(records, ri, &f, taken, &slots, r_type)?
+                }
+                _ => None,
+            };
             let block = taken
                 .blocks
                 .get_mut(ri)
@@ -1250,6 +1266,15 @@ fn apply_fixups<A: Relocator>(
             // SAFETY: the block was allocated by this restore and is not finalised yet.
             let bytes = unsafe { block.0.bytes_mut() };
             let place = bytes.get_mut(f.offset as usize..).ok_or(Short)?;
+            if let Some(moved) = changed {
+                if let Some(new) = moved {
+                    place
+                        .get_mut(..ptr)
+                        .ok_or(Short)?
+                        .copy_from_slice(new.to_le_bytes().get(..ptr).ok_or(Short)?);
+                }
+                continue;
+            }
             let bad = || Error::Snapshot {
                 reason: "a fixup does not fit at the new addresses",
             };
@@ -1390,6 +1415,86 @@ impl Slots {
             hi: None,
         }
     }
+}
+
+/// What became of the word a pointer-writing fixup (`Relocator::writes_pointer`) of record `ri` wrote in
+/// writable data, when the extension changed it since it was loaded (the saved word is not what the link
+/// wrote there at the saved addresses): `Some(Some(new))` if it points into a block of the extension or of
+/// one it depends on, which it moves with; `Some(None)` if it stays as saved (NULL, or a pointer elsewhere,
+/// such as to heap memory). `None` if it is unchanged, or if it may still be the built-in the fixup names
+/// (whose address at save time a portable context does not hold): the fixup is applied as usual.
+fn changed_pointer<A: Relocator>(
+    records: &[Rec<'_>],
+    ri: usize,
+    f: &Fixup,
+    taken: &mut Taken,
+    slots: &Slots,
+    r_type: u32,
+) -> Result<Option<Option<u64>>> {
+    let ptr = A::POINTER_SIZE;
+    let rec = records.get(ri).ok_or(Error::Internal("record index"))?;
+    let old_block = rec.blocks().get(f.block as usize).ok_or(Short)?;
+    // The word as saved: the restore copied the saved bytes into the new block.
+    let mut word = [0u8; 8];
+    {
+        let block = taken
+            .blocks
+            .get_mut(ri)
+            .and_then(|l| l.get_mut(f.block as usize))
+            .ok_or(Short)?;
+        // SAFETY: the block was allocated by this restore and is not finalised yet; it is only read here.
+        let bytes = unsafe { block.0.bytes_mut() };
+        let saved = bytes
+            .get(f.offset as usize..)
+            .and_then(|b| b.get(..ptr))
+            .ok_or(Short)?;
+        word.get_mut(..ptr).ok_or(Short)?.copy_from_slice(saved);
+    }
+    // What the link wrote there, at the saved addresses.
+    if let Some(s) = saved_symbol(records, ri, f)? {
+        let p = old_block.addr.wrapping_add(u64::from(f.offset));
+        let mut linked = [0u8; 8];
+        let inputs = slots.inputs::<A>(f, r_type, s, p);
+        let written = linked
+            .get_mut(..ptr)
+            .is_some_and(|field| A::apply(&inputs, field).is_ok());
+        if written && linked == word {
+            return Ok(None);
+        }
+    }
+    let saved = u64::from_le_bytes(word);
+    if let Some(new) = moved_with_blocks(records, ri, taken, saved)? {
+        return Ok(Some(Some(new)));
+    }
+    if saved != 0 && matches!(f.target, Target::Builtin { .. }) {
+        return Ok(None);
+    }
+    Ok(Some(None))
+}
+
+/// Where `addr` is now if it lies in a saved block of record `ri` or of a record it depends on (a block
+/// holding it wins over one that ends there); `None` elsewhere.
+fn moved_with_blocks(
+    records: &[Rec<'_>],
+    ri: usize,
+    taken: &Taken,
+    addr: u64,
+) -> Result<Option<u64>> {
+    let rec = records.get(ri).ok_or(Error::Internal("record index"))?;
+    for inclusive in [false, true] {
+        for index in core::iter::once(ri).chain(rec.view.deps().map(|d| d as usize)) {
+            let Some(r) = records.get(index) else {
+                continue;
+            };
+            for (bi, b) in r.blocks().iter().enumerate() {
+                let offset = addr.wrapping_sub(b.addr);
+                if addr >= b.addr && (offset < b.size || (inclusive && offset == b.size)) {
+                    return Ok(Some(taken.base(index, bi)?.wrapping_add(offset)));
+                }
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Where the target of fixup `f` of record `ri` is now: moved with its block, rebound by name (built-ins),

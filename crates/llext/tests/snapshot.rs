@@ -804,3 +804,73 @@ fn copies_of_built_ins_are_taken_again_only_from_copyable_exports() {
     drop(r);
     assert_eq!(other.live() + memory.live(), 0);
 }
+
+/// Pointers in an extension's data that the linker wrote and the extension changed since: a portable
+/// restore keeps what the extension made of them — a pointer into its own memory (or a dependency's) moves
+/// with the block it now points into, anything else (NULL, a pointer elsewhere) stays — instead of
+/// writing the link-time target again. Unchanged ones are relocated as ever. Checked at new addresses and
+/// at the saved ones (blocks back where they were, fixups skipped).
+#[test]
+fn pointers_the_extension_changed_keep_their_new_targets() {
+    let source = "#include <stdio.h>\n\
+                  static int a = 1, b = 2;\n\
+                  static int *current = &a;\n\
+                  static int *cleared = &a;\n\
+                  static int (*out)(const char *) = puts;\n\
+                  static int quiet(const char *s) { (void)s; return 7; }\n\
+                  void change(void) { current = &b; cleared = 0; out = quiet; }\n\
+                  long value(void) { return *current; }\n\
+                  long is_null(void) { return cleared == 0; }\n\
+                  long say(void) { return out(\"\"); }\n";
+    let object = compile_c(source, &["-fhosted", "-O2", "-fPIC"]);
+    let check = |call_it: &dyn Fn(&str) -> i64, when: &str| {
+        assert_eq!(
+            call_it("value"),
+            2,
+            "{when}: moved with the block it points into"
+        );
+        assert_eq!(call_it("is_null"), 1, "{when}: NULL stays NULL");
+        assert_eq!(
+            call_it("say"),
+            7,
+            "{when}: an own function instead of the built-in"
+        );
+    };
+    // At new addresses: a second registry restores while the first still holds the extension.
+    let r = registry();
+    r.load("ptrs", &object).unwrap();
+    call(&r, "change", &[]);
+    check(&|f| call(&r, f, &[]), "saved");
+    let ctx = r.save(&portable()).unwrap();
+    let elsewhere = registry();
+    elsewhere
+        .restore(
+            &Context::from_bytes(&ctx).unwrap(),
+            &RestoreOptions::default(),
+        )
+        .unwrap();
+    check(&|f| call(&elsewhere, f, &[]), "new addresses");
+    // At the saved addresses: the same arena, emptied first.
+    let mut arena = common::ExecArena::new(1 << 20);
+    let ctx = {
+        let r = Registry::new(
+            llext::ArenaMemory::new(arena.bytes()),
+            ExportTable::new(llext::LIBC_EXPORTS),
+        );
+        let id = r.load("ptrs", &object).unwrap();
+        call(&r, "change", &[]);
+        let ctx = r.save(&portable()).unwrap();
+        r.unload(id).unwrap();
+        ctx
+    };
+    let same = Registry::new(
+        llext::ArenaMemory::new(arena.bytes()),
+        ExportTable::new(llext::LIBC_EXPORTS),
+    );
+    same.restore(
+        &Context::from_bytes(&ctx).unwrap(),
+        &RestoreOptions::default(),
+    )
+    .unwrap();
+    check(&|f| call(&same, f, &[]), "saved addresses");
+}

@@ -158,6 +158,10 @@ impl Relocator for Aarch64 {
     /// while a block moves by whole 4 KiB pages, and blocks are aligned only as their sections ask (an
     /// `ArenaMemory` may put a block that asks for 16 bytes at any multiple of 16). Its `:lo12:` partners
     /// are S + A, absolute.
+    fn writes_pointer(r_type: u32) -> bool {
+        r_type == ABS64
+    }
+
     fn is_pc_relative(r_type: u32) -> bool {
         matches!(
             r_type,

@@ -180,6 +180,10 @@ impl Relocator for Arm {
     /// need only halfword alignment, so a block may move by 2 and carry or drop bit 1 of P; `BASE_PREL`,
     /// `GOT_PREL`, `GOT_BREL`, `GOTOFF32` and `BASE_ABS`, relative to the GOT; `TARGET1` (absolute here)
     /// and the other absolute types.
+    fn writes_pointer(r_type: u32) -> bool {
+        matches!(r_type, ABS32 | TARGET1)
+    }
+
     fn max_write(_r_type: u32) -> usize {
         // Data fields and instructions: 4 bytes at most (Thumb-2 pairs of halfwords included).
         4

@@ -167,6 +167,13 @@ pub trait Relocator {
         let _ = r_type;
         Pairing::Alone
     }
+    /// True for types that write a whole pointer, `S + A` (with the Thumb bit on Arm) and nothing else: an
+    /// address in a data word. A portable restore treats such a word in writable memory as a pointer the
+    /// extension may have changed since it was loaded. The default, `false`, re-applies every type.
+    fn writes_pointer(r_type: u32) -> bool {
+        let _ = r_type;
+        false
+    }
     /// At most how many bytes from its place a relocation of this type writes. The default, 8, is the widest
     /// field of the fixed-width types; backends of 32-bit machines say 4 where that holds, so that a
     /// pointer-sized write is not taken to spill into the next field.

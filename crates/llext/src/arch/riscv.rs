@@ -137,6 +137,10 @@ macro_rules! riscv_backend {
                 )
             }
 
+            fn writes_pointer(r_type: u32) -> bool {
+                r_type == if <$ty as Xlen>::RV64 { R64 } else { R32 }
+            }
+
             fn max_write(r_type: u32) -> usize {
                 match r_type {
                     R64 | ADD64 | SUB64 => 8,

@@ -117,6 +117,10 @@ impl Relocator for X86_64 {
         r_type == NONE
     }
 
+    fn writes_pointer(r_type: u32) -> bool {
+        r_type == R64
+    }
+
     fn is_pc_relative(r_type: u32) -> bool {
         matches!(r_type, PC32 | PC64 | PC16 | PC8 | PLT32)
     }
