@@ -874,6 +874,11 @@ impl<M: Memory> Registry<M> {
     /// Restores a saved context: no ELF parsing, no symbol lookup (but rebinding built-ins by name in
     /// portable contexts), no relocation. All or nothing: on any error the registry and memory are exactly
     /// as before. Restored extensions are not re-initialised; use counts and dependencies are as saved.
+    ///
+    /// A portable restore carries the extensions' memory as it was saved and rewrites only what the link
+    /// wrote: addresses into the extensions move with their blocks, built-ins are rebound by name, and a
+    /// data word the link wrote an address into that the extension has changed since keeps what the
+    /// extension made of it (moved with the block it now points into, or left as it was).
     pub fn restore(&self, context: &Context<'_>, options: &RestoreOptions) -> Result<Vec<ExtId>> {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
