@@ -633,7 +633,8 @@ pub static LIBC_EXPORTS: &[crate::Export] = &[
     // without `-fPIC` (gcc's default `-fPIE` included) reads them directly, expecting them within 2 GiB:
     // it gets copies, which is right as the C library never changes these pointers after start-up.
     // SAFETY: `stdout` and `stderr` are initialised, aligned pointer variables of the C library, readable
-    // for the whole life of the process.
+    // for the whole life of the process; a program that assigns to them while extensions load breaks
+    // this (as it would race with the C library's own readers).
     unsafe { crate::Export::copyable("stdout", &raw const stdout as *const ()) },
     // SAFETY: as above.
     unsafe { crate::Export::copyable("stderr", &raw const stderr as *const ()) },

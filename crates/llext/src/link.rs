@@ -802,6 +802,8 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
         .filter(|r| r.size > 0)
         .map(|r| (region_addr(RegionKind::Exports), r.size));
     let mut export_blocks: Vec<u8> = Vec::new();
+    // Entries from this index on were written by a relocation of no fixed size: no block for them.
+    let mut touched_from = u64::MAX;
     if let Some((_, size)) = export_table {
         let count = (size / entry) as usize;
         export_blocks = fallible::vec(count)?;
@@ -914,10 +916,13 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
                 // block of the relocation's symbol (the last such relocation's, as the last one wins);
                 // one written otherwise, in part or from elsewhere, moves with no block.
                 let at = p.wrapping_sub(start);
-                if at < size {
-                    let end = at.saturating_add(A::max_write(r.r_type) as u64);
-                    let last = end.saturating_sub(1).min(size) / entry;
-                    for k in at / entry..=last {
+                let width = A::max_write(r.r_type) as u64;
+                if at < size && width > 2 * entry {
+                    // A write of no fixed size (a ULEB128): every entry from here on, in one step.
+                    touched_from = touched_from.min(at / entry);
+                } else if at < size {
+                    let end = at + width;
+                    for k in at / entry..=(end - 1) / entry {
                         let field = k * entry + ptr as u64;
                         let Some(b) = export_blocks.get_mut(k as usize) else {
                             continue;
@@ -1106,6 +1111,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             // its end): an addend that leaves it makes an address that moves with nothing.
             let block = export_blocks
                 .get(i)
+                .filter(|_| (i as u64) < touched_from)
                 .and_then(|&b| Some((b, blocks.blocks.get(b as usize)?)))
                 .and_then(|(b, (k, _))| place_in(b as usize, k, addr, true))
                 .map_or(NO_BLOCK, |(b, _)| b);

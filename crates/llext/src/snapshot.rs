@@ -1201,6 +1201,8 @@ fn apply_fixups<A: Relocator>(
             stubs: region_new(RegionKind::Stubs)?,
         };
         let mut paired = false;
+        // The place a field was last written afresh for the differences that follow it (SETn).
+        let mut fresh: Option<(u8, u32)> = None;
         for f in v.fixups() {
             let f = f.ok_or(Short)?;
             check_fixup(rec, &f)?;
@@ -1226,9 +1228,11 @@ fn apply_fixups<A: Relocator>(
                     FixupKind::Relocation(r_type) => A::pairing(r_type) == Pairing::Alone,
                     FixupKind::GotSlot | FixupKind::Stub | FixupKind::CopySlot => true,
                 };
+                // (A ULEB128 padded past 16 bytes counts as 16: only crafted objects have one.)
                 let width = match f.kind {
-                    FixupKind::Stub => A::STUB_SIZE.max(8),
-                    _ => 8,
+                    FixupKind::Stub => A::STUB_SIZE,
+                    FixupKind::Relocation(t) => A::max_write(t).min(16),
+                    FixupKind::GotSlot | FixupKind::CopySlot => A::POINTER_SIZE,
                 };
                 // (A changed pointer may now point into a dependency that moved: always looked at.)
                 if target_still && alone && !data_pointer && !written.any(f.block, f.offset, width)
@@ -1318,9 +1322,13 @@ fn apply_fixups<A: Relocator>(
                         hi,
                         ..slots.inputs::<A>(&f, r_type, s, p)
                     };
-                    if A::accumulates(r_type) {
-                        // The place holds what the linker added at the old addresses (e.g. the two
-                        // halves of an ADD32/SUB32 label difference): add only how far S moved.
+                    if A::starts_difference(r_type) {
+                        fresh = Some((f.block, f.offset));
+                    }
+                    // The place holds what the linker added at the old addresses (e.g. the two halves of
+                    // an ADD32/SUB32 label difference): add only how far S moved — unless a SETn was just
+                    // written afresh at the same place, which this one subtracts from in full.
+                    if A::accumulates(r_type) && fresh != Some((f.block, f.offset)) {
                         let old = saved_symbol(records, ri, &f)?.ok_or(Error::Snapshot {
                             reason: "a relocation that adds to its place (e.g. RISC-V ADD32) refers to a \
                                      built-in symbol, whose address at save time a portable context does not \
@@ -1338,7 +1346,7 @@ fn apply_fixups<A: Relocator>(
 }
 
 /// One bit per byte of an extension's blocks: which bytes the fixups applied so far may have written
-/// (each counted as writing 8 bytes, a stub its size: more than it does, never less).
+/// (each counted with the most its kind writes: [`Relocator::max_write`], a stub's or a slot's size).
 #[derive(Default)]
 struct Written {
     bits: Vec<u64>,
@@ -1424,9 +1432,9 @@ impl Slots {
 
 /// What became of the word a pointer-writing fixup (`Relocator::writes_pointer`) of record `ri` wrote in
 /// writable data, when the extension changed it since it was loaded (the saved word is not what the link
-/// wrote there at the saved addresses): `Some(Some(new))` if it points into a block of the extension or of
-/// one it depends on, which it moves with; `Some(None)` if it stays as saved (NULL, or a pointer elsewhere,
-/// such as to heap memory). `None` if it is unchanged, or if it may still be the built-in the fixup names
+/// wrote there at the saved addresses): `Some(Some(new))` if it points into a block of an extension of the
+/// context, which it moves with; `Some(None)` if it stays as saved (NULL, or a pointer elsewhere, such as
+/// to heap memory). `None` if it is unchanged, or if it may still be the built-in the fixup names
 /// (whose address at save time a portable context does not hold): the fixup is applied as usual.
 fn changed_pointer<A: Relocator>(
     records: &[Rec<'_>],
@@ -1468,7 +1476,7 @@ fn changed_pointer<A: Relocator>(
         }
     }
     let saved = u64::from_le_bytes(word);
-    if let Some(new) = moved_with_blocks(records, ri, taken, saved)? {
+    if let Some(new) = moved_with_blocks(records, ri, f, taken, saved)? {
         return Ok(Some(Some(new)));
     }
     if saved != 0 && matches!(f.target, Target::Builtin { .. }) {
@@ -1477,23 +1485,43 @@ fn changed_pointer<A: Relocator>(
     Ok(Some(None))
 }
 
-/// Where `addr` is now if it lies in a saved block of record `ri` or of a record it depends on (a block
-/// holding it wins over one that ends there); `None` elsewhere.
+/// Where `addr`, a pointer the extension stored in the word of fixup `f` of record `ri`, is now if it lies
+/// in a saved block of the context; `None` elsewhere. An address at the end of one block and the start of
+/// the next is ambiguous: the block of the fixup's own target wins (a pointer walked to the end of the
+/// array it was linked to), then a block holding the address, then one ending there.
 fn moved_with_blocks(
     records: &[Rec<'_>],
     ri: usize,
+    f: &Fixup,
     taken: &Taken,
     addr: u64,
 ) -> Result<Option<u64>> {
     let rec = records.get(ri).ok_or(Error::Internal("record index"))?;
-    for inclusive in [false, true] {
-        for index in core::iter::once(ri).chain(rec.view.deps().map(|d| d as usize)) {
-            let Some(r) = records.get(index) else {
-                continue;
-            };
+    let home = match f.target {
+        Target::Own { block, .. } => Some((ri, block)),
+        Target::Extension { dep, block, .. } => {
+            rec.view.dep(dep as usize).map(|d| (d as usize, block))
+        }
+        _ => None,
+    };
+    let within = |b: &BlockRec, end_too: bool| {
+        let offset = addr.wrapping_sub(b.addr);
+        (addr >= b.addr && (offset < b.size || (end_too && offset == b.size))).then_some(offset)
+    };
+    if let Some((index, block)) = home {
+        let b = records
+            .get(index)
+            .and_then(|r| r.blocks().get(usize::from(block)));
+        if let Some(offset) = b.and_then(|b| within(b, true)) {
+            return Ok(Some(
+                taken.base(index, usize::from(block))?.wrapping_add(offset),
+            ));
+        }
+    }
+    for end_too in [false, true] {
+        for (index, r) in records.iter().enumerate() {
             for (bi, b) in r.blocks().iter().enumerate() {
-                let offset = addr.wrapping_sub(b.addr);
-                if addr >= b.addr && (offset < b.size || (inclusive && offset == b.size)) {
+                if let Some(offset) = within(b, end_too) {
                     return Ok(Some(taken.base(index, bi)?.wrapping_add(offset)));
                 }
             }

@@ -89,7 +89,8 @@ impl Export {
     ///
     /// # Safety
     /// `addr` must point to an initialised pointer-sized value that stays readable for as long as a
-    /// table holding this export is used to load or restore extensions.
+    /// table holding this export is used to load or restore extensions, and that no thread writes while
+    /// a load or a restore may read it (the loader reads it without synchronisation).
     pub const unsafe fn copyable(name: &'static str, addr: *const ()) -> Self {
         Export {
             name,

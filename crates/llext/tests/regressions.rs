@@ -806,6 +806,131 @@ fn an_export_written_in_part_by_another_relocation_is_not_saved_portably() {
     );
 }
 
+/// Review of the changed pointers of a portable restore: a pointer walked to one past the end of the array
+/// it was linked to is also the start of the next block when the provider put the blocks back to back, and
+/// it moved with that block. The block of the pointer's own link-time target now wins.
+#[test]
+fn a_pointer_walked_to_the_end_of_its_array_stays_with_it() {
+    let source = "static const long table[4] = {1, 2, 3, 4};\n\
+                  static long buf[4];\n\
+                  static long *wp = buf;\n\
+                  long fill(void) { long i = 0; while (wp != buf + 4) *wp++ = table[i++]; return i; }\n\
+                  long wp_at_end(void) { return wp == buf + 4; }\n\
+                  static const long *rp = table;\n\
+                  long sum(void) { long s = 0; while (rp != table + 4) s += *rp++; return s; }\n\
+                  long rp_at_end(void) { return rp == table + 4; }\n\
+                  long table_end(void) { return (long)(table + 4); }\n";
+    let object = common::compile_c(source, &["-O2", "-fPIC", "-fno-asynchronous-unwind-tables"]);
+    let mut arena = ExecArena::new(1 << 20);
+    let r = Registry::new(
+        llext::ArenaMemory::new(arena.bytes()),
+        ExportTable::new(llext::LIBC_EXPORTS),
+    );
+    let id = r.load("walk", &object).unwrap();
+    assert_eq!(call(&r, "fill", &[]), 4);
+    assert_eq!(call(&r, "sum", &[]), 10);
+    assert_eq!(call(&r, "rp_at_end", &[]), 1);
+    // The point of the test: the read-write block starts where the table ends.
+    let end = call(&r, "table_end", &[]) as usize;
+    let info = r.info(id).unwrap();
+    assert!(
+        info.regions
+            .iter()
+            .any(|g| g.permission == llext::Permission::ReadWrite && g.addr == end),
+        "the data does not follow the table back to back: {:?}",
+        info.regions
+    );
+    let ctx = r.save(&portable()).unwrap();
+    let elsewhere = common::registry();
+    elsewhere
+        .restore(
+            &Context::from_bytes(&ctx).unwrap(),
+            &RestoreOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(call(&elsewhere, "rp_at_end", &[]), 1);
+    assert_eq!(call(&elsewhere, "wp_at_end", &[]), 1);
+    assert_eq!(call(&elsewhere, "sum", &[]), 0, "nothing left to add");
+}
+
+/// Review of the portable restore on RISC-V: a `SETn`/`SUBn` pair (a label difference, as in every
+/// `DW_CFA_advance_loc` of a kept `.eh_frame`) was replayed as `SETn` at the new addresses followed by
+/// `SUBn` by how far its label moved, which lost the difference. A `SUBn` after a `SETn` written afresh
+/// is now applied in full: only the PC-relative fields of the `.eh_frame` change.
+#[test]
+fn riscv_label_differences_survive_a_portable_restore() {
+    let source = "extern long g(long);\n\
+                  long f(long x) { long a = g(x); long b = g(a + 1); return a * b + g(b); }\n\
+                  long h(long x) { return g(x) + 3; }\n";
+    let object = common::compile_for(
+        "riscv64-unknown-elf",
+        source,
+        &["-O2", "-mrelax", "-fasynchronous-unwind-tables"],
+    );
+    let options = LoadOptions {
+        keep_eh_frame: true,
+        ..LoadOptions::default()
+    };
+    fn eh_frame<M: llext::Memory>(r: &Registry<M>, id: llext::ExtId) -> Vec<u8> {
+        let info = r.info(id).unwrap();
+        let s = info
+            .sections
+            .iter()
+            .find(|s| s.name == ".eh_frame")
+            .unwrap();
+        // SAFETY: the section lies in a live block of the registry.
+        unsafe { std::slice::from_raw_parts(s.addr as *const u8, s.size) }.to_vec()
+    }
+    let mut first = ExecArena::new(1 << 20);
+    let mut second = ExecArena::new(1 << 20);
+    // Within reach of the calls (never called: the code is RISC-V).
+    let g = first.bytes().as_ptr() as usize + (1 << 19);
+    let table = [llext::Export::new("g", g as *const ())];
+    let a = Registry::for_machine(
+        llext::ArenaMemory::new(&mut first.bytes()[4..]),
+        ExportTable::new(&table),
+        243,
+    );
+    let id = a.load_with("eh", &object, &options).unwrap();
+    let before = eh_frame(&a, id);
+    let ctx = a.save(&portable()).unwrap();
+    let b = Registry::for_machine(
+        llext::ArenaMemory::new(&mut second.bytes()[64..]),
+        ExportTable::new(&table),
+        243,
+    );
+    let ids = b
+        .restore(
+            &Context::from_bytes(&ctx).unwrap(),
+            &RestoreOptions::default(),
+        )
+        .unwrap();
+    let after = eh_frame(&b, ids[0]);
+    assert_eq!(before.len(), after.len());
+    // The pc_begin field of each FDE (PC-relative, R_RISCV_32_PCREL) is all that may change.
+    let mut pc_begin = Vec::new();
+    let mut at = 0;
+    while at + 8 <= before.len() {
+        let word = |i: usize| u32::from_le_bytes(before[i..i + 4].try_into().unwrap()) as usize;
+        let (len, id) = (word(at), word(at + 4));
+        if len == 0 {
+            break;
+        }
+        if id != 0 {
+            pc_begin.push(at + 8..at + 12);
+        }
+        at += 4 + len;
+    }
+    assert!(pc_begin.len() >= 2, "one FDE per function");
+    let changed: Vec<usize> = (0..before.len())
+        .filter(|&i| before[i] != after[i] && !pc_begin.iter().any(|r| r.contains(&i)))
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "bytes changed outside pc_begin: {changed:x?}"
+    );
+}
+
 /// fuzz/load_link, once portable saves refused every export outside the extension's memory: a damaged
 /// `dbase` whose `db_calls` symbol lies past the end of its `.bss`, so its address is outside every block
 /// and the link records it as a fixed value (no block to move it with). The harness took every loaded

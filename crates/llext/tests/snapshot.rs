@@ -874,3 +874,35 @@ fn pointers_the_extension_changed_keep_their_new_targets() {
     .unwrap();
     check(&|f| call(&same, f, &[]), "saved addresses");
 }
+
+/// A library keeps a callback that an extension depending on it registered, in a word the linker wrote
+/// (`handler = dflt`). The changed pointer points into another extension of the context, not into the
+/// library or its dependencies: it moves with that extension's block.
+#[test]
+fn a_callback_into_a_dependent_moves_with_it() {
+    let lib = "#include \"llext.h\"\n\
+               static long dflt(void) { return 1; }\n\
+               static long (*handler)(void) = dflt;\n\
+               void set_handler(long (*h)(void)) { handler = h; }\n\
+               long run(void) { return handler(); }\n\
+               LLEXT_EXPORT(set_handler);\n";
+    let user = "extern void set_handler(long (*h)(void));\n\
+                static long mine(void) { return 42; }\n\
+                long install(void) { set_handler(mine); return 0; }\n";
+    let r = registry();
+    r.load("lib", &compile_c(lib, &["-O2", "-fPIC"])).unwrap();
+    r.load("user", &compile_c(user, &["-O2", "-fPIC"])).unwrap();
+    call(&r, "install", &[]);
+    assert_eq!(call(&r, "run", &[]), 42);
+    let ctx = r.save(&portable()).unwrap();
+    let elsewhere = registry();
+    elsewhere
+        .restore(
+            &Context::from_bytes(&ctx).unwrap(),
+            &RestoreOptions::default(),
+        )
+        .unwrap();
+    // Unloading the saved ones first: a stale pointer would now reach freed pages.
+    drop(r);
+    assert_eq!(call(&elsewhere, "run", &[]), 42);
+}

@@ -167,6 +167,13 @@ pub trait Relocator {
         let _ = r_type;
         Pairing::Alone
     }
+    /// True for types that write their field afresh for [`accumulates`](Relocator::accumulates) types at the
+    /// same place to add to or subtract from (RISC-V `SET6` before a `SUB6`: a label difference). A portable
+    /// restore that writes such a field afresh applies those partners in full, not by how far they moved.
+    fn starts_difference(r_type: u32) -> bool {
+        let _ = r_type;
+        false
+    }
     /// True for types that write a whole pointer, `S + A` (with the Thumb bit on Arm) and nothing else: an
     /// address in a data word. A portable restore treats such a word in writable memory as a pointer the
     /// extension may have changed since it was loaded. The default, `false`, re-applies every type.

@@ -141,9 +141,15 @@ macro_rules! riscv_backend {
                 r_type == if <$ty as Xlen>::RV64 { R64 } else { R32 }
             }
 
+            fn starts_difference(r_type: u32) -> bool {
+                // psABI "Relocations" table: SETn is S + A, which the SUBn at the same place then reduces.
+                matches!(r_type, SET6 | SET8 | SET16 | SET32)
+            }
+
             fn max_write(r_type: u32) -> usize {
                 match r_type {
-                    R64 | ADD64 | SUB64 => 8,
+                    // AUIPC and JALR.
+                    R64 | ADD64 | SUB64 | CALL | CALL_PLT => 8,
                     // As many bytes as the assembler left for the ULEB128.
                     SET_ULEB128 | SUB_ULEB128 => usize::MAX,
                     _ => 4,
