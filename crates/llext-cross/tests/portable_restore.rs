@@ -527,7 +527,7 @@ fn riscv64_restore_refuses_a_lo_part_without_its_hi_partner() {
     context::set_fixups(&mut ctx, 0, &fixups);
     // The blocks' bytes and the checksum follow the record: a changed record layout shows here.
     assert_eq!(
-        context::record_end(&ctx, 0),
+        context::blocks_at(&ctx, 0),
         ctx.len() - 8 - memory,
         "the record layout is not the one this test knows (llext_fixtures::context)"
     );

@@ -1,7 +1,8 @@
-//! Where things lie in a saved llext context (format 4, see `crates/llext/src/record.rs`), for tests that
+//! Where things lie in a saved llext context (format 5, see `crates/llext/src/record.rs`), for tests that
 //! damage one field of a real context on purpose: a 40-byte header, then per extension a record — a
 //! 52-byte header whose eleven `u32` table counts start at byte 8, then the tables — followed, in portable
-//! contexts, by the record's block bytes; a 64-bit checksum ends the context.
+//! contexts, by the saved addresses of the built-ins its fixups name and the record's block bytes; a
+//! 64-bit checksum ends the context.
 
 /// The tables of a record, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +77,8 @@ pub fn entry(ctx: &[u8], record: usize, table: Table, entry: usize) -> (usize, u
             return (offsets[t] + entry * ENTRY[t], u32_at(ctx, pos + 8 + 4 * t));
         }
         if portable {
+            // The saved addresses of the built-ins the fixups name: a count, then a u64 each.
+            at += 4 + 8 * u32_at(ctx, at);
             let blocks = Table::Blocks as usize;
             for b in 0..u32_at(ctx, pos + 8 + 4 * blocks) {
                 let size_at = offsets[blocks] + b * ENTRY[blocks] + BLOCK_SIZE;
@@ -87,10 +90,18 @@ pub fn entry(ctx: &[u8], record: usize, table: Table, entry: usize) -> (usize, u
     unreachable!()
 }
 
-/// Where record `record` ends (its block bytes, in a portable context, come next).
+/// Where record `record` ends (in a portable context, the saved addresses of the built-ins its fixups name
+/// come next, then its block bytes).
 pub fn record_end(ctx: &[u8], record: usize) -> usize {
     let (at, count) = entry(ctx, record, Table::Fixups, 0);
     at + count * ENTRY[Table::Fixups as usize]
+}
+
+/// Where the block bytes of record `record` of a portable context start: after the record, a u32 count
+/// and that many u64 built-in addresses.
+pub fn blocks_at(ctx: &[u8], record: usize) -> usize {
+    let end = record_end(ctx, record);
+    end + 4 + 8 * u32_at(ctx, end)
 }
 
 /// One saved block of a record.
@@ -340,10 +351,11 @@ pub fn set_fixups(ctx: &mut Vec<u8>, record: usize, fixups: &[Fixup]) {
     for r in 0..record {
         record_at = record_end(ctx, r);
         if ctx[10] & 1 != 0 {
-            record_at += blocks(ctx, r)
-                .iter()
-                .map(|b| b.size as usize)
-                .sum::<usize>();
+            record_at = blocks_at(ctx, r)
+                + blocks(ctx, r)
+                    .iter()
+                    .map(|b| b.size as usize)
+                    .sum::<usize>();
         }
     }
     let count_at = record_at + 8 + 4 * Table::Fixups as usize;

@@ -1,7 +1,7 @@
 //! Context save and restore: bring loaded extensions back after a suspend without parsing, symbol lookup or
 //! relocation (in place), or at new addresses in a new process (portable).
 //!
-//! # Format (version 4, little-endian)
+//! # Format (version 5, little-endian)
 //! A 40-byte header — magic `LLEXTCTX`, version, flags (portable, content hashes), `e_machine`, pointer
 //! size, a fingerprint of the built-in export table, the extension count and the total length — then one
 //! record per extension in load order, then a 64-bit checksum of everything before it. A record is the
@@ -10,8 +10,9 @@
 //! hash, regions, section map, exports and global symbols each with the block it moves with,
 //! constructor/destructor addresses and the fixup table, LEB128-packed: a few bytes per fixup), so saving
 //! copies it and an in-place restore copies it back. Records refer to each other by index (a dependency
-//! always has a smaller index), never by pointer. Portable contexts follow each record
-//! with its blocks' bytes. Bit 7 of a region's or section's kind byte marks it as used in place from the
+//! always has a smaller index), never by pointer. Portable contexts follow each record with the addresses
+//! the built-ins its fixups name had when saved (a u32 count, then a u64 per such fixup, in fixup order)
+//! and with its blocks' bytes. Bit 7 of a region's or section's kind byte marks it as used in place from the
 //! extension's storage ([`Storage::InPlace`](crate::Storage::InPlace)): such a region lies in no block, and
 //! only in-place contexts hold them.
 
@@ -30,7 +31,7 @@ use crate::registry::{ext_at, ExtId, Inner, Phase, Registry};
 
 const MAGIC: &[u8; 8] = b"LLEXTCTX";
 /// The format version this build writes and reads.
-pub const CONTEXT_VERSION: u16 = 4;
+pub const CONTEXT_VERSION: u16 = 5;
 const HEADER: usize = 40;
 const FLAG_PORTABLE: u16 = 1;
 const FLAG_HASHES: u16 = 2;
@@ -194,6 +195,8 @@ fn le64(e: &[u8], at: usize) -> u64 {
 #[derive(Debug, Clone, Copy)]
 struct Rec<'b> {
     view: record::View<'b>,
+    /// Portable contexts: the address each built-in a fixup names had when saved, in fixup order (u64s).
+    builtin_addrs: &'b [u8],
     contents: &'b [u8],
     blocks: [BlockRec; 3],
     block_count: usize,
@@ -202,6 +205,17 @@ struct Rec<'b> {
 impl Rec<'_> {
     fn blocks(&self) -> &[BlockRec] {
         self.blocks.get(..self.block_count).unwrap_or(&[])
+    }
+
+    /// The saved address of the `n`th built-in a fixup names.
+    fn builtin_addr(&self, n: usize) -> Result<u64, Short> {
+        let at = n.checked_mul(8).ok_or(Short)?;
+        Ok(le64(
+            self.builtin_addrs
+                .get(at..at.checked_add(8).ok_or(Short)?)
+                .ok_or(Short)?,
+            0,
+        ))
     }
 }
 
@@ -220,18 +234,26 @@ fn split_record(rest: &[u8], portable: bool) -> Result<(Rec<'_>, usize), Short> 
         let size = usize::try_from(slot.size).map_err(|_| Short)?;
         total = total.checked_add(size).ok_or(Short)?;
     }
-    let contents = if portable {
-        let contents = rest
-            .get(len..len.checked_add(total).ok_or(Short)?)
+    let (builtin_addrs, contents) = if portable {
+        let count = record::u32_at(rest, len).ok_or(Short)? as usize;
+        let start = len + 4;
+        let end = count
+            .checked_mul(8)
+            .and_then(|n| n.checked_add(start))
             .ok_or(Short)?;
-        len += total;
-        contents
+        let builtin_addrs = rest.get(start..end).ok_or(Short)?;
+        let contents = rest
+            .get(end..end.checked_add(total).ok_or(Short)?)
+            .ok_or(Short)?;
+        len = end + total;
+        (builtin_addrs, contents)
     } else {
-        &[][..]
+        (&[][..], &[][..])
     };
     Ok((
         Rec {
             view,
+            builtin_addrs,
             contents,
             blocks,
             block_count,
@@ -685,6 +707,20 @@ impl<M: Memory> Inner<M> {
                 }
             }
             if opts.portable {
+                // The address of each built-in a fixup names, in fixup order: a restore compares the
+                // words built-ins were linked into with them (an extension may have changed a word).
+                let count_at = out.pos;
+                out.u32(0)?;
+                let mut count = 0u32;
+                for f in l.fixups().flatten() {
+                    if let Target::Builtin { name } = f.target {
+                        out.u64(self.builtins.get_bytes(l.str(name)).unwrap_or(0) as u64)?;
+                        count = count.checked_add(1).ok_or(Error::Internal("fixup count"))?;
+                    }
+                }
+                if let Some(at) = out.written(count_at).get_mut(..4) {
+                    at.copy_from_slice(&count.to_le_bytes());
+                }
                 for (i, (block, _)) in ext.linked.blocks.iter().enumerate() {
                     let from = out.pos;
                     // SAFETY: finalised blocks stay readable; the lock keeps the registry from freeing them.
@@ -876,9 +912,10 @@ impl<M: Memory> Registry<M> {
     /// as before. Restored extensions are not re-initialised; use counts and dependencies are as saved.
     ///
     /// A portable restore carries the extensions' memory as it was saved and rewrites only what the link
-    /// wrote: addresses into the extensions move with their blocks, built-ins are rebound by name, and a
-    /// data word the link wrote an address into that the extension has changed since keeps what the
-    /// extension made of it (moved with the block it now points into, or left as it was).
+    /// wrote: addresses into the extensions move with their blocks and built-ins are rebound by name. A
+    /// pointer-sized data word the link wrote an address into that the extension has changed since keeps
+    /// what the extension made of it: moved with the saved block it now points into, or left as it was
+    /// (NULL, or outside every saved block: in a new process such a pointer is stale).
     pub fn restore(&self, context: &Context<'_>, options: &RestoreOptions) -> Result<Vec<ExtId>> {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
@@ -1169,6 +1206,7 @@ fn apply_fixups<A: Relocator>(
     let ptr = A::POINTER_SIZE;
     // One table for every extension, emptied between them; it allocates only for extensions with pairs.
     let mut his = HiValues::default();
+    let mut saved_blocks = SavedBlocks::default();
     for (ri, rec) in records.iter().enumerate() {
         let v = &rec.view;
         // Every block back at its saved address (a firmware restoring into a cleared heap of the same
@@ -1201,11 +1239,20 @@ fn apply_fixups<A: Relocator>(
             stubs: region_new(RegionKind::Stubs)?,
         };
         let mut paired = false;
-        // The place a field was last written afresh for the differences that follow it (SETn).
-        let mut fresh: Option<(u8, u32)> = None;
+        // The places written afresh for the differences that follow them (SETn), made on first use.
+        let mut fresh = Written::default();
+        let mut builtins_named = 0usize;
         for f in v.fixups() {
             let f = f.ok_or(Short)?;
             check_fixup(rec, &f)?;
+            // The address a built-in the fixup names had when saved (one per such fixup, in order).
+            let saved_builtin = match f.target {
+                Target::Builtin { .. } => {
+                    builtins_named += 1;
+                    rec.builtin_addr(builtins_named - 1)?
+                }
+                _ => 0,
+            };
             let s = fixup_symbol(records, ri, &f, taken, builtins)?;
             let p = taken.base(ri, f.block as usize)? + u64::from(f.offset);
             // Neither the place nor the target moved: the copied bytes are already right, and the place
@@ -1262,9 +1309,16 @@ fn apply_fixups<A: Relocator>(
             // A pointer in writable data that the extension changed since it was loaded keeps what the
             // extension made of it.
             let changed = match f.kind {
-                FixupKind::Relocation(r_type) if data_pointer => {
-                    changed_pointer::<A>(records, ri, &f, taken, &slots, r_type)?
-                }
+                FixupKind::Relocation(r_type) if data_pointer => changed_pointer::<A>(
+                    records,
+                    ri,
+                    &f,
+                    saved_builtin,
+                    taken,
+                    &mut saved_blocks,
+                    &slots,
+                    r_type,
+                )?,
                 _ => None,
             };
             let block = taken
@@ -1323,23 +1377,26 @@ fn apply_fixups<A: Relocator>(
                         ..slots.inputs::<A>(&f, r_type, s, p)
                     };
                     if A::starts_difference(r_type) {
-                        fresh = Some((f.block, f.offset));
+                        if fresh.bits.is_empty() {
+                            fresh = Written::new(rec.blocks())?;
+                        }
+                        fresh.mark(f.block, f.offset, 1);
                     }
                     // The place holds what the linker added at the old addresses (e.g. the two halves of
-                    // an ADD32/SUB32 label difference): add only how far S moved — unless a SETn was just
-                    // written afresh at the same place, which this one subtracts from in full.
-                    if A::accumulates(r_type) && fresh != Some((f.block, f.offset)) {
-                        let old = saved_symbol(records, ri, &f)?.ok_or(Error::Snapshot {
-                            reason: "a relocation that adds to its place (e.g. RISC-V ADD32) refers to a \
-                                     built-in symbol, whose address at save time a portable context does not \
-                                     hold",
-                        })?;
+                    // an ADD32/SUB32 label difference): add only how far S moved — unless a SETn was
+                    // written afresh at the same place before, which this one subtracts from in full.
+                    if A::accumulates(r_type) && !fresh.any(f.block, f.offset, 1) {
+                        let old = saved_symbol(records, ri, &f, saved_builtin)?;
                         inputs.s = 0;
                         inputs.a = s.wrapping_sub(old) as i64;
                     }
                     A::apply(&inputs, place).map_err(|_| bad())?;
                 }
             }
+        }
+        // One saved address per built-in a fixup names, no more.
+        if builtins_named.checked_mul(8) != Some(rec.builtin_addrs.len()) {
+            return Err(Short.into());
         }
     }
     Ok(())
@@ -1436,11 +1493,14 @@ impl Slots {
 /// context, which it moves with; `Some(None)` if it stays as saved (NULL, or a pointer elsewhere, such as
 /// to heap memory). `None` if it is unchanged, or if it may still be the built-in the fixup names
 /// (whose address at save time a portable context does not hold): the fixup is applied as usual.
+#[allow(clippy::too_many_arguments)]
 fn changed_pointer<A: Relocator>(
     records: &[Rec<'_>],
     ri: usize,
     f: &Fixup,
+    saved_builtin: u64,
     taken: &mut Taken,
+    saved_blocks: &mut SavedBlocks,
     slots: &Slots,
     r_type: u32,
 ) -> Result<Option<Option<u64>>> {
@@ -1464,25 +1524,25 @@ fn changed_pointer<A: Relocator>(
         word.get_mut(..ptr).ok_or(Short)?.copy_from_slice(saved);
     }
     // What the link wrote there, at the saved addresses.
-    if let Some(s) = saved_symbol(records, ri, f)? {
-        let p = old_block.addr.wrapping_add(u64::from(f.offset));
-        let mut linked = [0u8; 8];
-        let inputs = slots.inputs::<A>(f, r_type, s, p);
-        let written = linked
-            .get_mut(..ptr)
-            .is_some_and(|field| A::apply(&inputs, field).is_ok());
-        if written && linked == word {
-            return Ok(None);
-        }
-    }
-    let saved = u64::from_le_bytes(word);
-    if let Some(new) = moved_with_blocks(records, ri, f, taken, saved)? {
-        return Ok(Some(Some(new)));
-    }
-    if saved != 0 && matches!(f.target, Target::Builtin { .. }) {
+    let s = saved_symbol(records, ri, f, saved_builtin)?;
+    let p = old_block.addr.wrapping_add(u64::from(f.offset));
+    let mut linked = [0u8; 8];
+    let inputs = slots.inputs::<A>(f, r_type, s, p);
+    let written = linked
+        .get_mut(..ptr)
+        .is_some_and(|field| A::apply(&inputs, field).is_ok());
+    if written && linked == word {
         return Ok(None);
     }
-    Ok(Some(None))
+    let saved = u64::from_le_bytes(word);
+    match moved_with_blocks(records, ri, f, taken, saved_blocks, saved)? {
+        // A 32-bit word cannot hold an address above 4 GiB: refused, as the linker would.
+        Some(new) if ptr < 8 && new > u64::from(u32::MAX) => Err(Error::Snapshot {
+            reason: "a fixup does not fit at the new addresses",
+        }),
+        Some(new) => Ok(Some(Some(new))),
+        None => Ok(Some(None)),
+    }
 }
 
 /// Where `addr`, a pointer the extension stored in the word of fixup `f` of record `ri`, is now if it lies
@@ -1494,6 +1554,7 @@ fn moved_with_blocks(
     ri: usize,
     f: &Fixup,
     taken: &Taken,
+    index: &mut SavedBlocks,
     addr: u64,
 ) -> Result<Option<u64>> {
     let rec = records.get(ri).ok_or(Error::Internal("record index"))?;
@@ -1518,16 +1579,43 @@ fn moved_with_blocks(
             ));
         }
     }
-    for end_too in [false, true] {
-        for (index, r) in records.iter().enumerate() {
-            for (bi, b) in r.blocks().iter().enumerate() {
-                if let Some(offset) = within(b, end_too) {
-                    return Ok(Some(taken.base(index, bi)?.wrapping_add(offset)));
+    match index.find(records, addr)? {
+        Some((r, b, offset)) => Ok(Some(taken.base(r, b)?.wrapping_add(offset))),
+        None => Ok(None),
+    }
+}
+
+/// Every saved block of a context by saved address, made on first use: finding where a changed pointer
+/// points costs O(log n), however many records and changed words a context has.
+#[derive(Default)]
+struct SavedBlocks {
+    /// (saved address, size, record, block), sorted by address.
+    sorted: Option<Vec<(u64, u64, usize, usize)>>,
+}
+
+impl SavedBlocks {
+    /// The record, block and offset of the saved block holding `addr` (the one starting last at or before
+    /// it), or else of the one ending there.
+    fn find(&mut self, records: &[Rec<'_>], addr: u64) -> Result<Option<(usize, usize, u64)>> {
+        if self.sorted.is_none() {
+            let total = records.iter().map(|r| r.blocks().len()).sum();
+            let mut all = fallible::vec(total)?;
+            for (ri, r) in records.iter().enumerate() {
+                for (bi, b) in r.blocks().iter().enumerate() {
+                    all.push((b.addr, b.size, ri, bi));
                 }
             }
+            fallible::sort_by(&mut all, |a, b| a.0 < b.0);
+            self.sorted = Some(all);
         }
+        let sorted = self.sorted.as_deref().unwrap_or(&[]);
+        let at = sorted.partition_point(|b| b.0 <= addr);
+        let Some(&(start, size, r, b)) = at.checked_sub(1).and_then(|i| sorted.get(i)) else {
+            return Ok(None);
+        };
+        let offset = addr - start;
+        Ok((offset <= size).then_some((r, b, offset)))
     }
-    Ok(None)
 }
 
 /// Where the target of fixup `f` of record `ri` is now: moved with its block, rebound by name (built-ins),
@@ -1575,8 +1663,8 @@ fn fixup_symbol(
 }
 
 /// Where the target of fixup `f` of record `ri` was when the context was saved (the saved block addresses
-/// are those its bytes were linked at); `None` for a built-in, whose old address is not saved.
-fn saved_symbol(records: &[Rec<'_>], ri: usize, f: &Fixup) -> Result<Option<u64>> {
+/// are those its bytes were linked at; `saved_builtin` is a built-in's, from the context).
+fn saved_symbol(records: &[Rec<'_>], ri: usize, f: &Fixup, saved_builtin: u64) -> Result<u64> {
     let Some(rec) = records.get(ri) else {
         return Err(Error::Internal("record index"));
     };
@@ -1585,14 +1673,14 @@ fn saved_symbol(records: &[Rec<'_>], ri: usize, f: &Fixup) -> Result<Option<u64>
         Ok(rec.blocks().get(block as usize).ok_or(Short)?.addr)
     };
     Ok(match f.target {
-        Target::Own { block, offset } => Some(block_addr(rec, block)?.wrapping_add(offset)),
+        Target::Own { block, offset } => block_addr(rec, block)?.wrapping_add(offset),
         Target::Extension { dep, block, offset } => {
             let index = v.dep(dep as usize).ok_or(Short)? as usize;
             let d = records.get(index).ok_or(Short)?;
-            Some(block_addr(d, block)?.wrapping_add(u64::from(offset)))
+            block_addr(d, block)?.wrapping_add(u64::from(offset))
         }
-        Target::Absolute(v) => Some(v),
-        Target::Builtin { .. } => None,
+        Target::Absolute(v) => v,
+        Target::Builtin { .. } => saved_builtin,
     })
 }
 

@@ -931,6 +931,95 @@ fn riscv_label_differences_survive_a_portable_restore() {
     );
 }
 
+/// Review of the changed pointers: on a 32-bit target a changed pointer moved above 4 GiB was cut to its
+/// low 32 bits, where the linker and every other fixup refuse an address that does not fit. An RV32
+/// context restored into memory above 4 GiB is now refused whether its pointer changed or not.
+#[test]
+fn a_changed_32_bit_pointer_that_does_not_fit_is_refused() {
+    let object = common::compile_for(
+        "riscv32-unknown-elf",
+        "int a[2] = {1, 2};\nint *p = &a[0];\n",
+        &["-O2"],
+    );
+    let mut low = ExecArena::new(1 << 20);
+    let mut high = vec![0u8; 1 << 20];
+    assert!(
+        high.as_ptr() as u64 > u64::from(u32::MAX),
+        "the heap lies above 4 GiB"
+    );
+    for change in [false, true] {
+        let ctx = {
+            let r = Registry::for_machine(
+                llext::ArenaMemory::new(low.bytes()),
+                ExportTable::default(),
+                243,
+            );
+            let id = r.load("d", &object).unwrap();
+            if change {
+                let p = r.extension_symbol(id, "p").unwrap().unwrap();
+                let a = r.extension_symbol(id, "a").unwrap().unwrap();
+                // SAFETY: `p` is a 4-byte word in the extension's live read-write block: `p = &a[1]`.
+                unsafe { (p as *mut u32).write_unaligned(a as u32 + 4) };
+            }
+            r.save(&portable()).unwrap()
+        };
+        let r = Registry::for_machine(
+            llext::ArenaMemory::new(&mut high),
+            ExportTable::default(),
+            243,
+        );
+        match r.restore(
+            &Context::from_bytes(&ctx).unwrap(),
+            &RestoreOptions::default(),
+        ) {
+            Err(Error::Snapshot { .. }) => {}
+            other => panic!("changed {change}: {other:?}"),
+        }
+        assert!(r.is_empty());
+    }
+}
+
+/// Review of the `SETn`/`SUBn` replay: only the last `SETn` was remembered, so with the pairs interleaved
+/// (`SET6 d`, `SET6 d+1`, `SUB6 d`, `SUB6 d+1`, as `.reloc` can write them) the first `SUB6` was applied by
+/// how far its label moved on top of a field written afresh. Every place written afresh counts now.
+#[test]
+fn interleaved_riscv_label_differences_survive_a_portable_restore() {
+    let source = "__asm__(\".option norvc\\n.text\\n.globl pad\\npad: .skip 12, 0\\n\
+                  l1: addi x0,x0,0\\naddi x0,x0,0\\nl2: addi x0,x0,0\\n\"\n\
+                  \".section .rodata.d,\\\"a\\\"\\n.globl d\\nd: .byte 0, 0\\n\"\n\
+                  \".reloc d, R_RISCV_SET6, l2\\n.reloc d+1, R_RISCV_SET6, l2\\n\"\n\
+                  \".reloc d, R_RISCV_SUB6, l1\\n.reloc d+1, R_RISCV_SUB6, l1\\n\");\n";
+    let object = common::compile_for("riscv64-unknown-elf", source, &[]);
+    let mut first = ExecArena::new(1 << 20);
+    let mut second = ExecArena::new(1 << 20);
+    let a = Registry::for_machine(
+        llext::ArenaMemory::new(&mut first.bytes()[4..]),
+        ExportTable::default(),
+        243,
+    );
+    let id = a.load("d", &object).unwrap();
+    let d = a.extension_symbol(id, "d").unwrap().unwrap();
+    // SAFETY: `d` is two bytes in a live block.
+    let linked = unsafe { std::slice::from_raw_parts(d as *const u8, 2) }.to_vec();
+    assert_eq!(linked, [8, 8], "l2 - l1 = 8");
+    let ctx = a.save(&portable()).unwrap();
+    let b = Registry::for_machine(
+        llext::ArenaMemory::new(&mut second.bytes()[100..]),
+        ExportTable::default(),
+        243,
+    );
+    let ids = b
+        .restore(
+            &Context::from_bytes(&ctx).unwrap(),
+            &RestoreOptions::default(),
+        )
+        .unwrap();
+    let d = b.extension_symbol(ids[0], "d").unwrap().unwrap();
+    // SAFETY: as above, in the restored block.
+    let restored = unsafe { std::slice::from_raw_parts(d as *const u8, 2) }.to_vec();
+    assert_eq!(restored, linked);
+}
+
 /// fuzz/load_link, once portable saves refused every export outside the extension's memory: a damaged
 /// `dbase` whose `db_calls` symbol lies past the end of its `.bss`, so its address is outside every block
 /// and the link records it as a fixed value (no block to move it with). The harness took every loaded

@@ -429,8 +429,8 @@ fn changed_carried_bytes_are_refused() {
     let mut ctx = r.save(&portable()).unwrap();
     r.unload_name("usemath").unwrap();
     r.unload_name("libmath").unwrap();
-    // libmath's first block follows its record.
-    let at = llext_fixtures::context::record_end(&ctx, 0);
+    // libmath's first block follows its record (and its built-ins' addresses).
+    let at = llext_fixtures::context::blocks_at(&ctx, 0);
     ctx[at] ^= 0x40;
     reseal(&mut ctx);
     let context = Context::from_bytes(&ctx).unwrap();
@@ -720,7 +720,7 @@ fn value(graph: &[Vec<usize>], i: usize) -> i64 {
 /// damaged addend on such a fixup: applying it would change the bytes, and they stay as saved.
 #[test]
 fn places_that_did_not_move_are_not_touched() {
-    use llext_fixtures::context::{self, blocks, record_end};
+    use llext_fixtures::context::{self, blocks, blocks_at};
     let mut arena = vec![0u8; 1 << 20];
     let base = arena.as_ptr() as u64;
     let no_run = llext::LoadOptions {
@@ -742,7 +742,7 @@ fn places_that_did_not_move_are_not_touched() {
     };
     // The saved blocks (address, size) and their bytes, which follow the record.
     let blocks = blocks(&ctx, 0);
-    let saved: Vec<u8> = ctx[record_end(&ctx, 0)..ctx.len() - 8].to_vec();
+    let saved: Vec<u8> = ctx[blocks_at(&ctx, 0)..ctx.len() - 8].to_vec();
     // Damage the addend of a relocation between the extension's own blocks (target tag 0).
     let mut fixups = context::fixups(&ctx, 0);
     let own = fixups
@@ -812,13 +812,18 @@ fn copies_of_built_ins_are_taken_again_only_from_copyable_exports() {
 /// at the saved ones (blocks back where they were, fixups skipped).
 #[test]
 fn pointers_the_extension_changed_keep_their_new_targets() {
-    let source = "#include <stdio.h>\n\
+    let source = "#include <stdio.h>\n#include <stdlib.h>\n\
                   static int a = 1, b = 2;\n\
                   static int *current = &a;\n\
                   static int *cleared = &a;\n\
                   static int (*out)(const char *) = puts;\n\
+                  static void *(*alloc)(size_t) = malloc;\n\
+                  static void *(*grow)(void *, size_t) = realloc;\n\
                   static int quiet(const char *s) { (void)s; return 7; }\n\
-                  void change(void) { current = &b; cleared = 0; out = quiet; }\n\
+                  void change(void) { current = &b; cleared = 0; out = quiet; grow = 0;\n\
+                                      alloc = (void *(*)(size_t))calloc; }\n\
+                  long allocator(void) { return (long)alloc; }\n\
+                  long grower(void) { return (long)grow; }\n\
                   long value(void) { return *current; }\n\
                   long is_null(void) { return cleared == 0; }\n\
                   long say(void) { return out(\"\"); }\n";
@@ -834,6 +839,18 @@ fn pointers_the_extension_changed_keep_their_new_targets() {
             call_it("say"),
             7,
             "{when}: an own function instead of the built-in"
+        );
+        assert_eq!(
+            call_it("grower"),
+            0,
+            "{when}: a built-in's word set to NULL"
+        );
+        // A word linked to a built-in but switched to another address outside every block (in this
+        // process, another built-in's) stays: only the built-in's own saved address is rebound.
+        assert_eq!(
+            call_it("allocator"),
+            libc::calloc as *const () as usize as i64,
+            "{when}: switched to another built-in"
         );
     };
     // At new addresses: a second registry restores while the first still holds the extension.
