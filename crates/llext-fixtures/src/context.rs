@@ -1,4 +1,4 @@
-//! Where things lie in a saved llext context (format 5, see `crates/llext/src/record.rs`), for tests that
+//! Where things lie in a saved llext context (format 5, see `crates/llext/src/snapshot.rs` and `record.rs`), for tests that
 //! damage one field of a real context on purpose: a 40-byte header, then per extension a record — a
 //! 52-byte header whose eleven `u32` table counts start at byte 8, then the tables — followed, in portable
 //! contexts, by the saved addresses of the built-ins its fixups name and the record's block bytes; a
@@ -293,7 +293,9 @@ pub fn fixups(ctx: &[u8], record: usize) -> Vec<Fixup> {
 }
 
 /// Replaces the fixup table of record `record` of `ctx` with `fixups`, encoded as the library does, and
-/// updates the table's length and the context's total length. The checksum is left for the caller.
+/// updates the table's length and the context's total length. The checksum is left for the caller, and
+/// so is the table of built-in addresses of a portable context (one per fixup that names a built-in): a
+/// test that changes how many fixups name built-ins gets a context the restore refuses for that alone.
 pub fn set_fixups(ctx: &mut Vec<u8>, record: usize, fixups: &[Fixup]) {
     let mut table = Vec::new();
     for f in fixups {

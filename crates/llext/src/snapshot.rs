@@ -914,8 +914,9 @@ impl<M: Memory> Registry<M> {
     /// A portable restore carries the extensions' memory as it was saved and rewrites only what the link
     /// wrote: addresses into the extensions move with their blocks and built-ins are rebound by name. A
     /// pointer-sized data word the link wrote an address into that the extension has changed since keeps
-    /// what the extension made of it: moved with the saved block it now points into, or left as it was
-    /// (NULL, or outside every saved block: in a new process such a pointer is stale).
+    /// what the extension made of it: moved with the saved block it now points into, rebound by name if
+    /// it holds the saved address of a built-in the context names, or left as it was (NULL, or anything
+    /// else: in a new process such a pointer is stale).
     pub fn restore(&self, context: &Context<'_>, options: &RestoreOptions) -> Result<Vec<ExtId>> {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
@@ -1206,7 +1207,7 @@ fn apply_fixups<A: Relocator>(
     let ptr = A::POINTER_SIZE;
     // One table for every extension, emptied between them; it allocates only for extensions with pairs.
     let mut his = HiValues::default();
-    let mut saved_blocks = SavedBlocks::default();
+    let mut saved = Saved::default();
     for (ri, rec) in records.iter().enumerate() {
         let v = &rec.view;
         // Every block back at its saved address (a firmware restoring into a cleared heap of the same
@@ -1315,7 +1316,8 @@ fn apply_fixups<A: Relocator>(
                     &f,
                     saved_builtin,
                     taken,
-                    &mut saved_blocks,
+                    &mut saved,
+                    builtins,
                     &slots,
                     r_type,
                 )?,
@@ -1490,9 +1492,9 @@ impl Slots {
 /// What became of the word a pointer-writing fixup (`Relocator::writes_pointer`) of record `ri` wrote in
 /// writable data, when the extension changed it since it was loaded (the saved word is not what the link
 /// wrote there at the saved addresses): `Some(Some(new))` if it points into a block of an extension of the
-/// context, which it moves with; `Some(None)` if it stays as saved (NULL, or a pointer elsewhere, such as
-/// to heap memory). `None` if it is unchanged, or if it may still be the built-in the fixup names
-/// (whose address at save time a portable context does not hold): the fixup is applied as usual.
+/// context, which it moves with, or if it holds the saved address of a built-in some fixup of the context
+/// names, which it is rebound to by name; `Some(None)` if it stays as saved (NULL, or a pointer elsewhere,
+/// such as to heap memory). `None` if it is unchanged: the fixup is applied as usual.
 #[allow(clippy::too_many_arguments)]
 fn changed_pointer<A: Relocator>(
     records: &[Rec<'_>],
@@ -1500,7 +1502,8 @@ fn changed_pointer<A: Relocator>(
     f: &Fixup,
     saved_builtin: u64,
     taken: &mut Taken,
-    saved_blocks: &mut SavedBlocks,
+    saved: &mut Saved,
+    builtins: &crate::symbols::ExportTable,
     slots: &Slots,
     r_type: u32,
 ) -> Result<Option<Option<u64>>> {
@@ -1534,14 +1537,65 @@ fn changed_pointer<A: Relocator>(
     if written && linked == word {
         return Ok(None);
     }
-    let saved = u64::from_le_bytes(word);
-    match moved_with_blocks(records, ri, f, taken, saved_blocks, saved)? {
+    let value = u64::from_le_bytes(word);
+    let new = match moved_with_blocks(records, ri, f, taken, &mut saved.blocks, value)? {
+        Some(new) => Some(new),
+        None if value != 0 => saved
+            .builtins
+            .find(records, value)?
+            .and_then(|(r, name)| builtins.get_bytes(records.get(r)?.view.str(name)))
+            .map(|addr| addr as u64),
+        None => None,
+    };
+    match new {
         // A 32-bit word cannot hold an address above 4 GiB: refused, as the linker would.
         Some(new) if ptr < 8 && new > u64::from(u32::MAX) => Err(Error::Snapshot {
             reason: "a fixup does not fit at the new addresses",
         }),
-        Some(new) => Ok(Some(Some(new))),
-        None => Ok(Some(None)),
+        new => Ok(Some(new)),
+    }
+}
+
+/// What a restore looks up by saved address, each index made on first use.
+#[derive(Default)]
+struct Saved {
+    blocks: SavedBlocks,
+    builtins: SavedBuiltins,
+}
+
+/// The saved address of every built-in the context's fixups name, sorted: a word an extension switched to
+/// another built-in is found by its saved address in O(log n).
+#[derive(Default)]
+struct SavedBuiltins {
+    /// (saved address, record, name in the record's strings), sorted by address.
+    sorted: Option<Vec<(u64, usize, Str)>>,
+}
+
+impl SavedBuiltins {
+    /// The record and name of a built-in whose saved address is `addr`.
+    fn find(&mut self, records: &[Rec<'_>], addr: u64) -> Result<Option<(usize, Str)>> {
+        if self.sorted.is_none() {
+            let total = records.iter().map(|r| r.builtin_addrs.len() / 8).sum();
+            let mut all = fallible::vec(total)?;
+            for (ri, r) in records.iter().enumerate() {
+                let mut n = 0;
+                for f in r.view.fixups() {
+                    if let Target::Builtin { name } = f.ok_or(Short)?.target {
+                        let entry = (r.builtin_addr(n)?, ri, name);
+                        fallible::push(&mut all, entry)?;
+                        n += 1;
+                    }
+                }
+            }
+            fallible::sort_by(&mut all, |a, b| a.0 < b.0);
+            self.sorted = Some(all);
+        }
+        let sorted = self.sorted.as_deref().unwrap_or(&[]);
+        let at = sorted.partition_point(|b| b.0 < addr);
+        Ok(sorted
+            .get(at)
+            .filter(|b| b.0 == addr)
+            .map(|&(_, r, name)| (r, name)))
     }
 }
 

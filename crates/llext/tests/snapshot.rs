@@ -845,8 +845,8 @@ fn pointers_the_extension_changed_keep_their_new_targets() {
             0,
             "{when}: a built-in's word set to NULL"
         );
-        // A word linked to a built-in but switched to another address outside every block (in this
-        // process, another built-in's) stays: only the built-in's own saved address is rebound.
+        // A word linked to a built-in and switched to another built-in (named by a fixup: the code takes
+        // its address) is rebound to that one (here in the same process: the same address).
         assert_eq!(
             call_it("allocator"),
             libc::calloc as *const () as usize as i64,
@@ -922,4 +922,44 @@ fn a_callback_into_a_dependent_moves_with_it() {
     // Unloading the saved ones first: a stale pointer would now reach freed pages.
     drop(r);
     assert_eq!(call(&elsewhere, "run", &[]), 42);
+}
+
+/// A data word linked to one built-in and switched by the extension to another: a portable restore
+/// rebinds it to that other built-in by name when the context holds its saved address (some fixup of the
+/// context names it, as taking its address in C does), as in a new process where the built-ins moved.
+#[test]
+fn a_word_switched_to_another_built_in_is_rebound_by_name() {
+    extern "C" fn other_calloc(n: usize, size: usize) -> *mut std::ffi::c_void {
+        // SAFETY: forwards to the C library.
+        unsafe { libc::calloc(n, size) }
+    }
+    let source = "#include <stdlib.h>\n\
+                  static void *(*alloc)(size_t) = malloc;\n\
+                  void change(void) { alloc = (void *(*)(size_t))calloc; }\n\
+                  long allocator(void) { return (long)alloc; }\n";
+    let object = compile_c(source, &["-fhosted", "-O2", "-fPIC"]);
+    let r = registry();
+    r.load("switch", &object).unwrap();
+    call(&r, "change", &[]);
+    assert_eq!(call(&r, "allocator", &[]), libc::calloc as *const () as i64);
+    let ctx = r.save(&portable()).unwrap();
+    // The same names, `calloc` elsewhere (as in a new process).
+    let moved: Vec<llext::Export> = llext::LIBC_EXPORTS
+        .iter()
+        .map(|e| match e.name() {
+            "calloc" => llext::Export::new("calloc", other_calloc as *const ()),
+            _ => *e,
+        })
+        .collect();
+    let elsewhere = Registry::new(HostMemory::new(), ExportTable::new(&moved));
+    elsewhere
+        .restore(
+            &Context::from_bytes(&ctx).unwrap(),
+            &RestoreOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(
+        call(&elsewhere, "allocator", &[]),
+        other_calloc as *const () as i64
+    );
 }
