@@ -1567,12 +1567,14 @@ struct Saved {
 /// another built-in is found by its saved address in O(log n).
 #[derive(Default)]
 struct SavedBuiltins {
-    /// (saved address, record, name in the record's strings), sorted by address.
-    sorted: Option<Vec<(u64, usize, Str)>>,
+    /// (saved address, record, name in the record's strings, shared with a built-in of another name),
+    /// sorted by address.
+    sorted: Option<Vec<(u64, usize, Str, bool)>>,
 }
 
 impl SavedBuiltins {
-    /// The record and name of a built-in whose saved address is `addr`.
+    /// The record and name of the built-in whose saved address is `addr`; `None` if none, or if built-ins
+    /// of different names had that address (aliases, one shared stub): which one the word meant is unknown.
     fn find(&mut self, records: &[Rec<'_>], addr: u64) -> Result<Option<(usize, Str)>> {
         if self.sorted.is_none() {
             let total = records.iter().map(|r| r.builtin_addrs.len() / 8).sum();
@@ -1581,28 +1583,43 @@ impl SavedBuiltins {
                 let mut n = 0;
                 for f in r.view.fixups() {
                     if let Target::Builtin { name } = f.ok_or(Short)?.target {
-                        let entry = (r.builtin_addr(n)?, ri, name);
+                        let entry = (r.builtin_addr(n)?, ri, name, false);
                         fallible::push(&mut all, entry)?;
                         n += 1;
                     }
                 }
             }
             fallible::sort_by(&mut all, |a, b| a.0 < b.0);
+            // Mark every run of one address that holds more than one name, in one pass.
+            let name_of =
+                |e: &(u64, usize, Str, bool)| records.get(e.1).map_or(&[][..], |r| r.view.str(e.2));
+            let mut start = 0;
+            while let Some(&first) = all.get(start) {
+                let run = all.get(start..).unwrap_or(&[]);
+                let end = start + run.iter().take_while(|e| e.0 == first.0).count();
+                let run = all.get(start..end).unwrap_or(&[]);
+                let shared = run.iter().any(|e| name_of(e) != name_of(&first));
+                for e in all.get_mut(start..end).unwrap_or(&mut []) {
+                    e.3 = shared;
+                }
+                start = end;
+            }
             self.sorted = Some(all);
         }
         let sorted = self.sorted.as_deref().unwrap_or(&[]);
         let at = sorted.partition_point(|b| b.0 < addr);
         Ok(sorted
             .get(at)
-            .filter(|b| b.0 == addr)
-            .map(|&(_, r, name)| (r, name)))
+            .filter(|b| b.0 == addr && !b.3)
+            .map(|&(_, r, name, _)| (r, name)))
     }
 }
 
 /// Where `addr`, a pointer the extension stored in the word of fixup `f` of record `ri`, is now if it lies
 /// in a saved block of the context; `None` elsewhere. An address at the end of one block and the start of
 /// the next is ambiguous: the block of the fixup's own target wins (a pointer walked to the end of the
-/// array it was linked to), then a block holding the address, then one ending there.
+/// array it was linked to), then a block holding the address, then one ending there (even if a built-in
+/// happens to lie right there: the block is looked up first).
 fn moved_with_blocks(
     records: &[Rec<'_>],
     ri: usize,

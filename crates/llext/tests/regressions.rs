@@ -1020,6 +1020,54 @@ fn interleaved_riscv_label_differences_survive_a_portable_restore() {
     assert_eq!(restored, linked);
 }
 
+/// Review of the rebinding of switched built-in words: two built-ins that share an address when saved
+/// (aliases, or hooks sharing one default stub) were told apart by whichever came first in an unstable
+/// sort, so a word set to one of them could come back bound to the other. A word holding such a shared
+/// address now stays as saved: which built-in it meant is unknown.
+#[test]
+fn a_word_holding_an_address_two_built_ins_shared_is_left_as_saved() {
+    fn table(entries: &[(&'static str, usize)]) -> ExportTable {
+        let v: Vec<llext::Export> = entries
+            .iter()
+            .map(|&(n, a)| llext::Export::new(n, a as *const ()))
+            .collect();
+        ExportTable::new(Box::leak(v.into_boxed_slice()))
+    }
+    for refs in [
+        "long ref_a(void) { return (long)hook_a; }\nlong ref_b(void) { return (long)hook_b; }\n",
+        "long ref_b(void) { return (long)hook_b; }\nlong ref_a(void) { return (long)hook_a; }\n",
+    ] {
+        let source = format!(
+            "extern void hook_a(void), hook_b(void), init_fn(void);\n\
+             static void (*h)(void) = init_fn;\n{refs}\
+             long set(long v) {{ h = (void (*)(void))v; return 0; }}\n\
+             long get(void) {{ return (long)h; }}\n"
+        );
+        let object = common::compile_c(&source, &["-O2", "-fPIC"]);
+        for pick in ["ref_a", "ref_b"] {
+            let r = Registry::new(
+                llext::HostMemory::new(),
+                table(&[("hook_a", 0x1000), ("hook_b", 0x1000), ("init_fn", 0x3000)]),
+            );
+            r.load_with("x", &object, &NO_RUN).unwrap();
+            let hook = call(&r, pick, &[]);
+            call(&r, "set", &[hook]);
+            let ctx = r.save(&portable()).unwrap();
+            let apart = Registry::new(
+                llext::HostMemory::new(),
+                table(&[("hook_a", 0x5000), ("hook_b", 0x6000), ("init_fn", 0x7000)]),
+            );
+            apart
+                .restore(
+                    &Context::from_bytes(&ctx).unwrap(),
+                    &RestoreOptions::default(),
+                )
+                .unwrap();
+            assert_eq!(call(&apart, "get", &[]), 0x1000, "{pick}, {refs}");
+        }
+    }
+}
+
 /// fuzz/load_link, once portable saves refused every export outside the extension's memory: a damaged
 /// `dbase` whose `db_calls` symbol lies past the end of its `.bss`, so its address is outside every block
 /// and the link records it as a fixed value (no block to move it with). The harness took every loaded
