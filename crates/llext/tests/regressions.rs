@@ -1031,7 +1031,7 @@ fn a_word_holding_an_address_two_built_ins_shared_is_left_as_saved() {
             .iter()
             .map(|&(n, a)| llext::Export::new(n, a as *const ()))
             .collect();
-        ExportTable::new(Box::leak(v.into_boxed_slice()))
+        ExportTable::new(&v)
     }
     for refs in [
         "long ref_a(void) { return (long)hook_a; }\nlong ref_b(void) { return (long)hook_b; }\n",
