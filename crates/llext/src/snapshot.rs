@@ -803,6 +803,18 @@ struct Taken {
 }
 
 impl Taken {
+    /// The bytes of block `block` of record `rec`, from `offset` on.
+    fn bytes_from(&mut self, rec: usize, block: u8, offset: u32) -> Result<&mut [u8], Short> {
+        let (block, _) = self
+            .blocks
+            .get_mut(rec)
+            .and_then(|l| l.get_mut(usize::from(block)))
+            .ok_or(Short)?;
+        // SAFETY: the blocks a restore took are its own and not finalised until every fixup is applied.
+        let bytes = unsafe { block.bytes_mut() };
+        bytes.get_mut(offset as usize..).ok_or(Short)
+    }
+
     /// Gives every block back: adopted ones are disowned (their memory stays as it was), allocated ones freed.
     fn release<M: Memory>(self, memory: &mut M, adopted: bool) {
         for mut list in self.blocks {
@@ -1323,14 +1335,7 @@ fn apply_fixups<A: Relocator>(
                 )?,
                 _ => None,
             };
-            let block = taken
-                .blocks
-                .get_mut(ri)
-                .and_then(|l| l.get_mut(f.block as usize))
-                .ok_or(Short)?;
-            // SAFETY: the block was allocated by this restore and is not finalised yet.
-            let bytes = unsafe { block.0.bytes_mut() };
-            let place = bytes.get_mut(f.offset as usize..).ok_or(Short)?;
+            let place = taken.bytes_from(ri, f.block, f.offset)?;
             if let Some(moved) = changed {
                 if let Some(new) = moved {
                     place
@@ -1512,20 +1517,10 @@ fn changed_pointer<A: Relocator>(
     let old_block = rec.blocks().get(f.block as usize).ok_or(Short)?;
     // The word as saved: the restore copied the saved bytes into the new block.
     let mut word = [0u8; 8];
-    {
-        let block = taken
-            .blocks
-            .get_mut(ri)
-            .and_then(|l| l.get_mut(f.block as usize))
-            .ok_or(Short)?;
-        // SAFETY: the block was allocated by this restore and is not finalised yet; it is only read here.
-        let bytes = unsafe { block.0.bytes_mut() };
-        let saved = bytes
-            .get(f.offset as usize..)
-            .and_then(|b| b.get(..ptr))
-            .ok_or(Short)?;
-        word.get_mut(..ptr).ok_or(Short)?.copy_from_slice(saved);
-    }
+    let place = taken.bytes_from(ri, f.block, f.offset)?;
+    word.get_mut(..ptr)
+        .ok_or(Short)?
+        .copy_from_slice(place.get(..ptr).ok_or(Short)?);
     // What the link wrote there, at the saved addresses.
     let s = saved_symbol(records, ri, f, saved_builtin)?;
     let p = old_block.addr.wrapping_add(u64::from(f.offset));
