@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{call, CountingArena, ExecArena};
+use common::{call, restore_all, CountingArena, ExecArena};
 use llext::{Context, Error, ExportTable, LoadOptions, Registry, RestoreOptions, SaveOptions};
 use llext_fixtures::context::{self, Table};
 
@@ -38,6 +38,22 @@ fn assert_resealed_refused(mut ctx: Vec<u8>, what: &str) {
         Err(e) => panic!("{what}: {e}"),
         Ok(_) => panic!("{what}: accepted"),
     }
+}
+
+/// The point of the tests on adjacent blocks: a region of `permission` starts exactly at `addr`, where
+/// the block before it ends.
+fn assert_region_starts_at(
+    info: &llext::ExtensionInfo,
+    permission: llext::Permission,
+    addr: usize,
+) {
+    assert!(
+        info.regions
+            .iter()
+            .any(|g| g.permission == permission && g.addr == addr),
+        "no {permission:?} region starts at {addr:#x}, so the blocks are not back to back: {:?}",
+        info.regions
+    );
 }
 
 /// A portable context of `libmath` and `usemath` (which links against it).
@@ -605,23 +621,13 @@ fn a_label_at_the_end_of_a_block_stays_with_its_section() {
     // The point of the test: the label is where the read-only block starts.
     let end = r.find_symbol("text_end").unwrap();
     let info = r.info(id).unwrap();
-    assert!(
-        info.regions
-            .iter()
-            .any(|g| g.permission == llext::Permission::ReadOnly && g.addr == end),
-        "`.rodata` does not follow the code back to back: {:?}",
-        info.regions
-    );
+    assert_region_starts_at(&info, llext::Permission::ReadOnly, end);
     let ctx = r.save(&portable()).unwrap();
     let r2 = Registry::new(
         Gapped(llext::ArenaMemory::new(second.bytes())),
         ExportTable::new(llext::LIBC_EXPORTS),
     );
-    r2.restore(
-        &Context::from_bytes(&ctx).unwrap(),
-        &RestoreOptions::default(),
-    )
-    .unwrap();
+    restore_all(&r2, &ctx);
     assert_eq!(call(&r2, "span", &[]), expected);
 }
 
@@ -662,23 +668,13 @@ fn exported_and_global_labels_at_the_end_of_a_block_stay_with_their_section() {
     assert_eq!(call(&r, "where_end", &[]), end as i64);
     // The point of the test: the label is where the read-only block starts.
     let info = r.info(id).unwrap();
-    assert!(
-        info.regions
-            .iter()
-            .any(|g| g.permission == llext::Permission::ReadOnly && g.addr == end),
-        "`.rodata` does not follow the code back to back: {:?}",
-        info.regions
-    );
+    assert_region_starts_at(&info, llext::Permission::ReadOnly, end);
     let ctx = r.save(&portable()).unwrap();
     let r2 = Registry::new(
         Gapped(llext::ArenaMemory::new(second.bytes())),
         ExportTable::new(llext::LIBC_EXPORTS),
     );
-    r2.restore(
-        &Context::from_bytes(&ctx).unwrap(),
-        &RestoreOptions::default(),
-    )
-    .unwrap();
+    restore_all(&r2, &ctx);
     let end = r2.find_symbol("span").unwrap() + call(&r2, "span", &[]) as usize;
     assert_eq!(r2.find_symbol("text_end"), Some(end), "global");
     assert_eq!(r2.find_symbol("the_end"), Some(end), "export");
@@ -763,11 +759,7 @@ fn a_skipped_fixup_under_an_applied_one_is_applied_again() {
         llext::ArenaMemory::new(arena.bytes()),
         ExportTable::new(&moved),
     );
-    r.restore(
-        &Context::from_bytes(&ctx).unwrap(),
-        &RestoreOptions::default(),
-    )
-    .unwrap();
+    restore_all(&r, &ctx);
     let own = r.find_symbol("own").unwrap();
     assert_eq!(r.find_symbol("cell"), Some(own));
     assert_eq!(
@@ -833,21 +825,10 @@ fn a_pointer_walked_to_the_end_of_its_array_stays_with_it() {
     // The point of the test: the read-write block starts where the table ends.
     let end = call(&r, "table_end", &[]) as usize;
     let info = r.info(id).unwrap();
-    assert!(
-        info.regions
-            .iter()
-            .any(|g| g.permission == llext::Permission::ReadWrite && g.addr == end),
-        "the data does not follow the table back to back: {:?}",
-        info.regions
-    );
+    assert_region_starts_at(&info, llext::Permission::ReadWrite, end);
     let ctx = r.save(&portable()).unwrap();
     let elsewhere = common::registry();
-    elsewhere
-        .restore(
-            &Context::from_bytes(&ctx).unwrap(),
-            &RestoreOptions::default(),
-        )
-        .unwrap();
+    restore_all(&elsewhere, &ctx);
     assert_eq!(call(&elsewhere, "rp_at_end", &[]), 1);
     assert_eq!(call(&elsewhere, "wp_at_end", &[]), 1);
     assert_eq!(call(&elsewhere, "sum", &[]), 0, "nothing left to add");
@@ -899,12 +880,7 @@ fn riscv_label_differences_survive_a_portable_restore() {
         ExportTable::new(&table),
         243,
     );
-    let ids = b
-        .restore(
-            &Context::from_bytes(&ctx).unwrap(),
-            &RestoreOptions::default(),
-        )
-        .unwrap();
+    let ids = restore_all(&b, &ctx);
     let after = eh_frame(&b, ids[0]);
     assert_eq!(before.len(), after.len());
     // The pc_begin field of each FDE (PC-relative, R_RISCV_32_PCREL) is all that may change.
@@ -1008,12 +984,7 @@ fn interleaved_riscv_label_differences_survive_a_portable_restore() {
         ExportTable::default(),
         243,
     );
-    let ids = b
-        .restore(
-            &Context::from_bytes(&ctx).unwrap(),
-            &RestoreOptions::default(),
-        )
-        .unwrap();
+    let ids = restore_all(&b, &ctx);
     let d = b.extension_symbol(ids[0], "d").unwrap().unwrap();
     // SAFETY: as above, in the restored block.
     let restored = unsafe { std::slice::from_raw_parts(d as *const u8, 2) }.to_vec();
@@ -1057,12 +1028,7 @@ fn a_word_holding_an_address_two_built_ins_shared_is_left_as_saved() {
                 llext::HostMemory::new(),
                 table(&[("hook_a", 0x5000), ("hook_b", 0x6000), ("init_fn", 0x7000)]),
             );
-            apart
-                .restore(
-                    &Context::from_bytes(&ctx).unwrap(),
-                    &RestoreOptions::default(),
-                )
-                .unwrap();
+            restore_all(&apart, &ctx);
             assert_eq!(call(&apart, "get", &[]), 0x1000, "{pick}, {refs}");
         }
     }
@@ -1086,12 +1052,7 @@ fn fuzz_load_link_constant_export_outside_the_extension_is_saved_portably() {
     let ctx = r.save(&portable()).unwrap();
     let (memory2, live2) = CountingArena::new(second.bytes());
     let r2 = Registry::new(memory2, ExportTable::new(llext::LIBC_EXPORTS));
-    let ids = r2
-        .restore(
-            &Context::from_bytes(&ctx).unwrap(),
-            &RestoreOptions::default(),
-        )
-        .unwrap();
+    let ids = restore_all(&r2, &ctx);
     assert_eq!(r2.find_symbol("db_calls"), Some(addr));
     r2.unload(ids[0]).unwrap();
     r.unload(id).unwrap();

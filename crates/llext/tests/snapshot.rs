@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{call, compile_c, counting_registry, registry, Counting, Rng};
+use common::{call, compile_c, counting_registry, registry, restore_all, Counting, Rng};
 use llext::{Context, Error, ExportTable, HostMemory, Registry, RestoreOptions, SaveOptions};
 use llext_fixtures::bytes;
 use llext_fixtures::graph_node_source as graph_node;
@@ -50,12 +50,7 @@ fn in_place_round_trip_keeps_state_use_counts_and_links() {
         0,
         "forgetting hands every block back to its owner"
     );
-    let ids = r
-        .restore(
-            &Context::from_bytes(&ctx).unwrap(),
-            &RestoreOptions::default(),
-        )
-        .unwrap();
+    let ids = restore_all(&r, &ctx);
     assert_eq!(ids.len(), 2);
     assert_eq!(
         memory.live(),
@@ -106,12 +101,7 @@ fn portable_restore_moves_the_extensions_and_keeps_them_working() {
     // A second registry restores the same context while the first still holds its memory, so every block
     // must move.
     let r2 = registry();
-    let ids = r2
-        .restore(
-            &Context::from_bytes(&ctx).unwrap(),
-            &RestoreOptions::default(),
-        )
-        .unwrap();
+    let ids = restore_all(&r2, &ctx);
     assert_eq!(ids.len(), 3);
     let old = r.info(r.get("libmath").unwrap()).unwrap();
     let new = r2.info(r2.get("libmath").unwrap()).unwrap();
@@ -482,11 +472,7 @@ fn reexported_foreign_addresses_are_not_saved_portably() {
     // In place nothing moves, so the address stays right.
     let ctx = r.save(&in_place()).unwrap();
     r.forget_all().unwrap();
-    r.restore(
-        &Context::from_bytes(&ctx).unwrap(),
-        &RestoreOptions::default(),
-    )
-    .unwrap();
+    restore_all(&r, &ctx);
     assert_eq!(call(&r, "greet", &[]), 7);
 }
 
@@ -525,11 +511,7 @@ fn absolute_exports_are_saved_portably() {
     r.load("absx", &compile_c(source, &["-fPIC"])).unwrap();
     let ctx = r.save(&portable()).unwrap();
     let (r2, _) = counting_registry();
-    r2.restore(
-        &Context::from_bytes(&ctx).unwrap(),
-        &RestoreOptions::default(),
-    )
-    .unwrap();
+    restore_all(&r2, &ctx);
     assert_eq!(r2.find_symbol("abs_sym"), Some(0x1234));
     assert_eq!(call(&r2, "one", &[]), 1);
 }
@@ -604,11 +586,7 @@ fn extensions_with_many_dependencies() {
         let ctx = r.save(&options).unwrap();
         let r2 = registry();
         if options.portable {
-            r2.restore(
-                &Context::from_bytes(&ctx).unwrap(),
-                &RestoreOptions::default(),
-            )
-            .unwrap();
+            restore_all(&r2, &ctx);
             assert_eq!(call(&r2, &format!("node_{n}"), &[]), want);
             assert_eq!(
                 r2.info(r2.get("top").unwrap()).unwrap().dependencies.len(),
@@ -860,12 +838,7 @@ fn pointers_the_extension_changed_keep_their_new_targets() {
     check(&|f| call(&r, f, &[]), "saved");
     let ctx = r.save(&portable()).unwrap();
     let elsewhere = registry();
-    elsewhere
-        .restore(
-            &Context::from_bytes(&ctx).unwrap(),
-            &RestoreOptions::default(),
-        )
-        .unwrap();
+    restore_all(&elsewhere, &ctx);
     check(&|f| call(&elsewhere, f, &[]), "new addresses");
     // At the saved addresses: the same arena, emptied first.
     let mut arena = common::ExecArena::new(1 << 20);
@@ -884,11 +857,7 @@ fn pointers_the_extension_changed_keep_their_new_targets() {
         llext::ArenaMemory::new(arena.bytes()),
         ExportTable::new(llext::LIBC_EXPORTS),
     );
-    same.restore(
-        &Context::from_bytes(&ctx).unwrap(),
-        &RestoreOptions::default(),
-    )
-    .unwrap();
+    restore_all(&same, &ctx);
     check(&|f| call(&same, f, &[]), "saved addresses");
 }
 
@@ -913,12 +882,7 @@ fn a_callback_into_a_dependent_moves_with_it() {
     assert_eq!(call(&r, "run", &[]), 42);
     let ctx = r.save(&portable()).unwrap();
     let elsewhere = registry();
-    elsewhere
-        .restore(
-            &Context::from_bytes(&ctx).unwrap(),
-            &RestoreOptions::default(),
-        )
-        .unwrap();
+    restore_all(&elsewhere, &ctx);
     // Unloading the saved ones first: a stale pointer would now reach freed pages.
     drop(r);
     assert_eq!(call(&elsewhere, "run", &[]), 42);
@@ -952,12 +916,7 @@ fn a_word_switched_to_another_built_in_is_rebound_by_name() {
         })
         .collect();
     let elsewhere = Registry::new(HostMemory::new(), ExportTable::new(&moved));
-    elsewhere
-        .restore(
-            &Context::from_bytes(&ctx).unwrap(),
-            &RestoreOptions::default(),
-        )
-        .unwrap();
+    restore_all(&elsewhere, &ctx);
     assert_eq!(
         call(&elsewhere, "allocator", &[]),
         other_calloc as *const () as i64

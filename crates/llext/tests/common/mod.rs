@@ -256,3 +256,12 @@ impl Rng {
         self.next() % n
     }
 }
+
+/// Restores a context with default options into `r`, which must accept it.
+pub fn restore_all<M: Memory>(r: &Registry<M>, ctx: &[u8]) -> Vec<llext::ExtId> {
+    r.restore(
+        &llext::Context::from_bytes(ctx).unwrap(),
+        &llext::RestoreOptions::default(),
+    )
+    .unwrap()
+}
