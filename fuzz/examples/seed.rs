@@ -3,6 +3,7 @@
 //! Run by `cargo xtask fuzz`; the seeds are regenerated every run, not committed.
 
 use std::path::Path;
+use std::process::Command;
 
 use llext::{ExportTable, HostMemory, LoadOptions, Registry, SaveOptions};
 
@@ -67,6 +68,32 @@ const SHELL_LINES: &[&str] = &[
     "   ",
 ];
 
+/// Compiles `source` with `compiler` (a command with its flags) into `name`, writes the object as an
+/// `elf_inspect` and a `load_link` seed and returns its bytes; `None` if the compiler is missing or fails.
+fn object_seed(
+    out: &Path,
+    mut compiler: Command,
+    source: &Path,
+    name: &str,
+    counts: &mut [usize; 4],
+) -> Option<Vec<u8>> {
+    let object = out.join(name);
+    let built = compiler
+        .arg(source)
+        .arg("-o")
+        .arg(&object)
+        .status()
+        .is_ok_and(|s| s.success());
+    let bytes = built.then(|| std::fs::read(&object).expect("read seed object"));
+    let _ = std::fs::remove_file(&object);
+    let bytes = bytes?;
+    write(&out.join("elf_inspect"), name, &bytes);
+    write(&out.join("load_link"), name, &bytes);
+    counts[0] += 1;
+    counts[1] += 1;
+    Some(bytes)
+}
+
 fn write(dir: &Path, name: &str, bytes: &[u8]) {
     std::fs::create_dir_all(dir).expect("create seed directory");
     std::fs::write(dir.join(name), bytes).expect("write seed");
@@ -125,24 +152,13 @@ fn main() {
     std::fs::create_dir_all(out).expect("seed directory");
     std::fs::write(&source, CROSS_SOURCE).expect("write cross source");
     for (triple, flags) in CROSS {
-        let object = out.join(format!("cross-{triple}.o"));
-        let built = std::process::Command::new("clang")
+        let mut clang = Command::new("clang");
+        clang
             .arg(format!("--target={triple}"))
             .args(["-c", "-O2", "-ffreestanding", "-fno-common"])
-            .args(*flags)
-            .arg(&source)
-            .arg("-o")
-            .arg(&object)
-            .status()
-            .is_ok_and(|s| s.success());
-        if built {
-            let bytes = std::fs::read(&object).expect("read cross object");
-            let name = format!("cross-{triple}.o");
-            write(&out.join("elf_inspect"), &name, &bytes);
-            write(&out.join("load_link"), &name, &bytes);
-            counts[0] += 1;
-            counts[1] += 1;
-            let _ = std::fs::remove_file(&object);
+            .args(*flags);
+        let name = format!("cross-{triple}.o");
+        if let Some(bytes) = object_seed(out, clang, &source, &name, &mut counts) {
             // Its contexts, saved by a registry for its own machine (and pointer width), so that
             // snapshot_restore replays every backend's fixups.
             llext_fuzz::with_arenas(|arena, _| {
@@ -156,28 +172,16 @@ fn main() {
     let _ = std::fs::remove_file(&source);
 
     let source = out.join("streams.c");
-    let object = out.join("streams-gcc-pie.o");
     std::fs::write(&source, STREAMS_SOURCE).expect("write streams source");
-    let built = std::process::Command::new("gcc")
-        .args(["-c", "-O2", "-fPIE"])
-        .arg(&source)
-        .arg("-o")
-        .arg(&object)
-        .status()
-        .is_ok_and(|s| s.success());
-    if built {
-        let bytes = std::fs::read(&object).expect("read streams object");
-        write(&out.join("elf_inspect"), "streams-gcc-pie.o", &bytes);
-        write(&out.join("load_link"), "streams-gcc-pie.o", &bytes);
-        counts[0] += 1;
-        counts[1] += 1;
+    let mut gcc = Command::new("gcc");
+    gcc.args(["-c", "-O2", "-fPIE"]);
+    if let Some(bytes) = object_seed(out, gcc, &source, "streams-gcc-pie.o", &mut counts) {
         let registry = Registry::new(HostMemory::new(), ExportTable::new(llext::LIBC_EXPORTS));
         if registry.load_with("streams", &bytes, &NO_RUN).is_ok() {
             counts[2] += write_contexts(out, &registry, "streams-gcc-pie");
         }
     }
     let _ = std::fs::remove_file(&source);
-    let _ = std::fs::remove_file(&object);
 
     // Contexts of real extension sets, portable and in place, prefixed with the target's mode byte
     // (1: reseal after mutation).
