@@ -4,12 +4,24 @@
 //! cargo run -p llext --example hello -- FILE.o FUNCTION [INT...]
 //! ```
 //!
-//! `FUNCTION` must be a C function (or a Rust `extern "C" fn`) of the object, or of the host's C library
-//! functions it may call, taking up to six integer or pointer arguments and returning an integer.
+//! `FUNCTION` must be a C function (or a Rust `extern "C" fn`) the object defines, taking up to six
+//! integer or pointer arguments and returning an integer: `long FUNCTION(long, ...)`.
+
+use std::process::ExitCode;
 
 use llext::{ExportTable, HostMemory, Registry};
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> ExitCode {
+    match hello() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn hello() -> Result<(), Box<dyn std::error::Error>> {
     let usage = "usage: hello FILE.o FUNCTION [INT...]";
     let mut args = std::env::args().skip(1);
     let path = args.next().ok_or(usage)?;

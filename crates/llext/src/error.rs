@@ -167,6 +167,18 @@ pub enum Error {
         /// The symbol asked for.
         symbol: String,
     },
+    /// This build of llext has no relocation backend for the machine (see
+    /// [`arch::linked_machines`](crate::arch::linked_machines)).
+    NoBackend {
+        /// The `e_machine` asked for.
+        machine: u16,
+    },
+    /// The symbol asked for lies in an extension's data (a block without execute permission): calling it
+    /// would crash.
+    NotCode {
+        /// The symbol asked for.
+        symbol: String,
+    },
     /// The extension cannot be unloaded: other loaded extensions depend on it.
     InUse {
         /// The extension asked to unload.
@@ -394,11 +406,43 @@ impl fmt::Display for Error {
             Error::Limit { what, limit, value } => {
                 write!(f, "{what} is {value}, over the limit of {limit}")
             }
-            Error::BadName { name } => write!(f, "invalid extension name `{name}`"),
+            Error::BadName { name } => {
+                // A name refused for its length can be long: show its start only.
+                let shown: String = name.chars().take(40).collect();
+                let more = if shown.len() < name.len() { "…" } else { "" };
+                write!(
+                    f,
+                    "invalid extension name `{}{more}` ({} bytes): a name is 1 to 255 bytes, without NUL",
+                    shown.escape_debug(),
+                    name.len()
+                )
+            }
             Error::NotLoaded { name } => write!(f, "no extension `{name}` is loaded"),
             Error::NoSuchSymbol { symbol } => {
                 write!(f, "symbol `{symbol}` not found in any loaded extension")
             }
+            Error::NoBackend { machine } => {
+                write!(
+                    f,
+                    "no relocation backend for machine {} ({machine}) in this build; it links",
+                    crate::arch::machine_name(*machine)
+                )?;
+                let mut none = true;
+                for (i, m) in crate::arch::linked_machines().enumerate() {
+                    let sep = if i == 0 { " " } else { ", " };
+                    write!(f, "{sep}{}", crate::arch::machine_name(m))?;
+                    none = false;
+                }
+                if none {
+                    f.write_str(" none")?;
+                }
+                Ok(())
+            }
+            Error::NotCode { symbol } => write!(
+                f,
+                "symbol `{symbol}` is data (in an extension block without execute permission), not a \
+                 function: nothing to call"
+            ),
             Error::NullSymbol { symbol } => write!(
                 f,
                 "symbol `{symbol}` is at address 0 (an undefined weak symbol?): nothing to call"

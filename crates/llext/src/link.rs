@@ -430,7 +430,7 @@ struct Problems {
 
 impl Problems {
     fn push(&mut self, e: Error) -> Result<()> {
-        self.list.push(e);
+        fallible::push(&mut self.list, e)?;
         if self.list.len() >= MAX_PROBLEMS {
             return Err(Error::Limit {
                 what: "link problems",
@@ -1058,6 +1058,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
         }
         let count = (size / entry) as usize;
         exports = fallible::vec(count)?;
+        let mut clashes = Problems { list: Vec::new() };
         // Names seen so far, by hash (as indexes into `exports`): a duplicate is found in constant time, so
         // a hostile table of n names costs O(n), not O(n²). Room for every entry is reserved up front, so
         // the table never rehashes and its hasher is never called.
@@ -1086,12 +1087,15 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             // Entries may name suffixes of one long string, like symbols: counted with the object's names.
             req.limits.count_name(&mut name_bytes, name)?;
             let name = fallible::to_vec(name)?;
+            // Every clash is reported (the entry is left out, and the load fails after the table).
+            let clash = |owner| Error::DuplicateExport {
+                extension: String::from(req.name),
+                symbol: String::from_utf8_lossy(&name).into_owned(),
+                owner,
+            };
             if let Some(owner) = resolver.exporter(&name) {
-                return Err(Error::DuplicateExport {
-                    extension: String::from(req.name),
-                    symbol: String::from_utf8_lossy(&name).into_owned(),
-                    owner,
-                });
+                clashes.push(clash(owner))?;
+                continue;
             }
             let h = hash_name(&name);
             let earlier = seen.find(h, |&k| {
@@ -1101,11 +1105,8 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
                 })
             });
             if earlier.is_some() {
-                return Err(Error::DuplicateExport {
-                    extension: String::from(req.name),
-                    symbol: String::from_utf8_lossy(&name).into_owned(),
-                    owner: alloc::format!("the same extension (`{}`)", req.name),
-                });
+                clashes.push(clash(alloc::format!("the same extension (`{}`)", req.name)))?;
+                continue;
             }
             // The block of the symbol the entry was relocated against, if the address lies in it (or at
             // its end): an addend that leaves it makes an address that moves with nothing.
@@ -1125,6 +1126,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             seen.insert_unique(h, index, never_rehashed);
             exports.push(rec);
         }
+        clashes.check(req.name)?;
     }
 
     let global_count = obj

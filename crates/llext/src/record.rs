@@ -393,8 +393,13 @@ impl<'b> View<'b> {
         self.entries(Table::Globals).map(sym_rec)
     }
 
-    /// The address of the global symbol `name` (binary search: the table is sorted by name).
+    /// The address of the global symbol `name`.
     pub fn global(&self, name: &[u8]) -> Option<usize> {
+        self.global_rec(name).map(|g| g.addr)
+    }
+
+    /// The global symbol `name` (binary search: the table is sorted by name).
+    pub fn global_rec(&self, name: &[u8]) -> Option<SymRec> {
         let table = self.layout.table(self.bytes, Table::Globals);
         let (mut lo, mut hi) = (0usize, table.len() / SYM_REC);
         while lo < hi {
@@ -403,7 +408,7 @@ impl<'b> View<'b> {
             match self.str(g.name).cmp(name) {
                 core::cmp::Ordering::Less => lo = mid + 1,
                 core::cmp::Ordering::Greater => hi = mid,
-                core::cmp::Ordering::Equal => return Some(g.addr),
+                core::cmp::Ordering::Equal => return Some(g),
             }
         }
         None

@@ -596,7 +596,7 @@ impl<M: Memory> Registry<M> {
             exports: &inner.exports,
         };
         let linked = with_backend!(inner.machine, object.class.is_64, A => link::link::<A, M, View<'_>>(&object, &request, &view, &mut inner.memory),
-            _ => Err(Error::Unsupported { what: "machine: no relocation backend in this build", value: u64::from(inner.machine) }))?;
+            _ => Err(Error::NoBackend { machine: inner.machine }))?;
         // Everything `insert` needs is allocated first; if that fails, the blocks go back and nothing changed.
         if let Err(e) = inner.reserve_for(1, linked.view().count(Table::Exports)) {
             linked.free(&mut inner.memory);
@@ -772,18 +772,23 @@ impl<M: Memory> Registry<M> {
     /// # }
     /// ```
     pub unsafe fn call(&self, symbol: &str, args: &[i64]) -> Result<i64> {
-        let addr = {
+        let (SymRec { addr, .. }, permission) = {
             let inner = self.inner.lock();
             if !inner.runs_code() {
                 return Err(Error::ForeignCode {
                     machine: inner.machine,
                 });
             }
-            inner.find_symbol(symbol.as_bytes())
+            inner.find_symbol_rec(symbol.as_bytes())
         }
         .ok_or_else(|| Error::NoSuchSymbol {
             symbol: String::from(symbol),
         })?;
+        if permission.is_some_and(|p| p != Permission::ReadExecute) {
+            return Err(Error::NotCode {
+                symbol: String::from(symbol),
+            });
+        }
         if addr == 0 {
             return Err(Error::NullSymbol {
                 symbol: String::from(symbol),
@@ -994,12 +999,27 @@ impl<M: Memory> Inner<M> {
     }
 
     fn find_symbol(&self, name: &[u8]) -> Option<usize> {
-        if let Some((_, SymRec { addr, .. })) = find_export(&self.slots, &self.exports, name) {
-            return Some(addr);
-        }
-        self.in_load_order()
-            .filter(|(_, e)| e.phase != Phase::Destructing)
-            .find_map(|(_, e)| e.linked.view().global(name))
+        self.find_symbol_rec(name).map(|(s, _)| s.addr)
+    }
+
+    /// [`Inner::find_symbol`], with the permission of the extension block the symbol lies in (`None` for
+    /// an address outside the extension's blocks: another extension's or a built-in's, say).
+    fn find_symbol_rec(&self, name: &[u8]) -> Option<(SymRec, Option<Permission>)> {
+        let (slot, sym) = find_export(&self.slots, &self.exports, name).or_else(|| {
+            self.in_load_order()
+                .filter(|(_, e)| e.phase != Phase::Destructing)
+                .find_map(|(slot, e)| Some((slot, e.linked.view().global_rec(name)?)))
+        })?;
+        let permission = ext_at(&self.slots, slot)
+            .and_then(|e| {
+                e.linked
+                    .view()
+                    .blocks()
+                    .nth(usize::from(sym.block))
+                    .flatten()
+            })
+            .map(|b| b.permission);
+        Some((sym, permission))
     }
 
     /// Makes room for `extensions` more extensions with `exports` exports in all, so that as many

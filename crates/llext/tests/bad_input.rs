@@ -325,6 +325,24 @@ fn bad_names_are_refused() {
             Err(Error::BadName { .. })
         ));
     }
+    // The message says why, and shows only the start of a long name (user review: a 5,000-byte name was
+    // echoed whole, with no reason given).
+    let message = r
+        .load(&"n".repeat(5000), &fixture())
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        message,
+        format!(
+            "invalid extension name `{}…` (5000 bytes): a name is 1 to 255 bytes, without NUL",
+            "n".repeat(40)
+        )
+    );
+    let message = r.load("a\0b", &fixture()).unwrap_err().to_string();
+    assert!(
+        message.starts_with("invalid extension name `a\\0b` (3 bytes)"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -363,5 +381,30 @@ fn limits_are_enforced() {
             ..
         })
     ));
+    assert!(r.is_empty());
+}
+
+/// User review: `llext check` on an i386 object said "unsupported machine: no relocation backend in this
+/// build (0x3)" while `run` named both machines. A registry for a machine without a backend now says which
+/// machine it is and which ones the build links.
+#[test]
+fn a_machine_without_a_backend_is_named() {
+    let mut elf = fixture();
+    put_u16(&mut elf, 18, 3); // e_machine: EM_386
+    let mut arena = vec![0u8; 1 << 16];
+    let r = Registry::for_machine(
+        llext::ArenaMemory::new(&mut arena),
+        ExportTable::default(),
+        3,
+    );
+    let e = r.load("i386", &elf).unwrap_err();
+    assert!(matches!(e, Error::NoBackend { machine: 3 }), "{e:?}");
+    let text = e.to_string();
+    assert!(
+        text.starts_with(
+            "no relocation backend for machine i386 (3) in this build; it links x86_64"
+        ),
+        "{text}"
+    );
     assert!(r.is_empty());
 }

@@ -228,6 +228,22 @@ pub fn machine_name(machine: u16) -> &'static str {
     }
 }
 
+/// The machines this build has a relocation backend for (its own, or all with the `all-arches` feature).
+pub fn linked_machines() -> impl Iterator<Item = u16> {
+    let all = cfg!(feature = "all-arches");
+    [
+        (EM_X86_64, all || cfg!(target_arch = "x86_64")),
+        (EM_ARM, all || cfg!(target_arch = "arm")),
+        (EM_AARCH64, all || cfg!(target_arch = "aarch64")),
+        (
+            EM_RISCV,
+            all || cfg!(any(target_arch = "riscv32", target_arch = "riscv64")),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(machine, linked)| linked.then_some(machine))
+}
+
 /// The `e_machine` this build runs natively, if a backend exists for it.
 pub const fn native_machine() -> Option<u16> {
     if cfg!(target_arch = "x86_64") {
