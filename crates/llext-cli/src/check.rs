@@ -7,7 +7,7 @@
 
 use llext::{ArenaMemory, Export, ExportTable, HostMemory, Memory, Registry};
 
-use crate::{read_file, render_problems, unique_name, Failure};
+use crate::{context_hint, count, read_file, render_problems, unique_name, Failure};
 
 /// Bytes of the scratch arena foreign objects are linked into.
 const ARENA_BYTES: usize = 16 << 20;
@@ -80,17 +80,23 @@ fn check_files<M: Memory>(registry: &Registry<M>, files: &[&str]) -> Result<(), 
             .and_then(|bytes| {
                 registry
                     .load_with(&unique_name(registry, file), &bytes, &options)
-                    .map_err(|e| Failure(render_problems(file, &e)))
+                    .map_err(|e| match context_hint(&bytes) {
+                        Some(hint) => Failure(format!("error: {file}: {hint}\n")),
+                        None => Failure(render_problems(file, &e)),
+                    })
             });
         match result {
             Ok(id) => {
                 let info = registry.info(id)?;
                 println!(
-                    "ok: {file}: {} bytes in {} regions, {} exported symbols, {} dependencies",
-                    info.memory,
-                    info.regions.len(),
-                    info.symbols.iter().filter(|s| s.exported).count(),
-                    info.dependencies.len()
+                    "ok: {file}: {} in {}, {}, {}",
+                    count(info.memory, "byte"),
+                    count(info.regions.len(), "region"),
+                    count(
+                        info.symbols.iter().filter(|s| s.exported).count(),
+                        "exported symbol"
+                    ),
+                    count(info.dependencies.len(), "dependency")
                 );
                 loaded.push(id);
             }

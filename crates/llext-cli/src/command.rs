@@ -65,8 +65,9 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-/// Parses an integer argument: decimal, or hexadecimal with `0x`, optionally negative. Hexadecimal values
-/// above `i64::MAX` wrap (`0xffffffffffffffff` is -1), as addresses and masks are often written.
+/// Parses an integer argument: decimal (leading zeros are still decimal) or hexadecimal with `0x`,
+/// optionally negative. Values above `i64::MAX`, up to `u64::MAX`, wrap as a C `unsigned long` passed as
+/// `long` would (`0xffffffffffffffff` and `18446744073709551615` are -1).
 pub fn parse_int(text: &str) -> Result<i64, ParseError> {
     let (neg, digits) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
@@ -87,22 +88,51 @@ pub fn parse_int(text: &str) -> Result<i64, ParseError> {
             })
         }
         Some(_) => None,
-        // Decimal keeps its sign, so that `i64::MIN` parses and `--5` does not.
-        None => text.parse::<i64>().ok(),
+        // Decimal keeps its sign, so that `i64::MIN` parses and `--5` does not; unsigned values wrap.
+        None => text
+            .parse::<i64>()
+            .ok()
+            .or_else(|| text.parse::<u64>().ok().map(|v| v as i64)),
     };
     value.ok_or_else(|| ParseError(format!("`{text}` is not an integer")))
+}
+
+/// Splits a line into words at white space. A word in double quotes may hold spaces (`load "my file.o"`);
+/// it ends at its closing quote, which must end the line or come before white space.
+fn words(line: &str) -> Result<Vec<&str>, ParseError> {
+    let mut words = Vec::new();
+    let mut rest = line.trim_start();
+    while !rest.is_empty() {
+        let (word, after) = match rest.strip_prefix('"') {
+            Some(quoted) => {
+                let (word, after) = quoted
+                    .split_once('"')
+                    .ok_or_else(|| ParseError("a quote is not closed".into()))?;
+                if after.starts_with(|c: char| !c.is_whitespace()) {
+                    return Err(ParseError(format!(
+                        "`\"{word}\"{after}`: a closing quote must end the word"
+                    )));
+                }
+                (word, after)
+            }
+            None => rest.split_at(rest.find(char::is_whitespace).unwrap_or(rest.len())),
+        };
+        words.push(word);
+        rest = after.trim_start();
+    }
+    Ok(words)
 }
 
 /// Splits a shell line into its command and arguments, checks the number of arguments and parses
 /// integers. Nothing is read, loaded or called.
 pub fn parse_line(line: &str) -> Result<Command<'_>, ParseError> {
-    let words: Vec<&str> = line.split_whitespace().collect();
+    if line.trim_start().starts_with('#') {
+        return Ok(Command::Nothing);
+    }
+    let words = words(line)?;
     let Some((&command, args)) = words.split_first() else {
         return Ok(Command::Nothing);
     };
-    if command.starts_with('#') {
-        return Ok(Command::Nothing);
-    }
     let arity = |min: usize, max: usize, usage: &str| {
         if args.len() < min || args.len() > max {
             Err(ParseError(format!("usage: {usage}")))
@@ -218,6 +248,30 @@ mod tests {
             })
         );
         assert_eq!(parse_line("list extra").unwrap_err().0, "usage: list");
+        // User review: a path with spaces could not be loaded from the shell.
+        assert_eq!(
+            parse_line("load  \"my dir/a b.o\"   \"x y\" "),
+            Ok(Command::Load {
+                file: "my dir/a b.o",
+                name: Some("x y")
+            })
+        );
+        assert_eq!(
+            parse_line("load \"\""),
+            Ok(Command::Load {
+                file: "",
+                name: None
+            })
+        );
+        assert_eq!(
+            parse_line("load \"a.o").unwrap_err().0,
+            "a quote is not closed"
+        );
+        assert_eq!(
+            parse_line("load \"a\"b").unwrap_err().0,
+            "`\"a\"b`: a closing quote must end the word"
+        );
+        assert_eq!(parse_line("  # \"unclosed"), Ok(Command::Nothing));
         assert_eq!(
             parse_line("frobnicate").unwrap_err().0,
             "unknown command `frobnicate` (try `help`)"
@@ -234,7 +288,11 @@ mod tests {
         assert!(parse_int("+5").is_ok());
         assert_eq!(parse_int("-9223372036854775808"), Ok(i64::MIN));
         assert_eq!(parse_int("9223372036854775807"), Ok(i64::MAX));
-        assert!(parse_int("9223372036854775808").is_err());
+        assert_eq!(parse_int("9223372036854775808"), Ok(i64::MIN));
+        assert_eq!(parse_int("18446744073709551615"), Ok(-1));
+        assert!(parse_int("18446744073709551616").is_err());
+        assert!(parse_int("-9223372036854775809").is_err());
+        assert_eq!(parse_int("010"), Ok(10));
         assert_eq!(parse_int("-0x10"), Ok(-16));
         for bad in ["--5", "-+5", "0x+5", "-0x-5", "0x 5", "5 "] {
             assert!(parse_int(bad).is_err(), "{bad} parsed");

@@ -19,6 +19,11 @@ pub(crate) fn inspect(args: &[String]) -> Result<(), Failure> {
     }
     let file = file.ok_or(Failure("inspect needs a FILE".into()))?;
     let bytes = read_file(file)?;
+    // A saved context (`llext snapshot save`, the shell's `save`) is described, not refused as a bad ELF.
+    if let Ok(context) = llext::Context::from_bytes(&bytes) {
+        print!("{}", context_description(file, &context, bytes.len(), json));
+        return Ok(());
+    }
     let report = llext::inspect::inspect(&bytes).map_err(|e| Failure(format!("{file}: {e}")))?;
     if json {
         println!("{}", to_json(file, &report));
@@ -26,6 +31,42 @@ pub(crate) fn inspect(args: &[String]) -> Result<(), Failure> {
         print!("{}", to_text(file, &report));
     }
     Ok(())
+}
+
+/// What a saved context holds: its kind, machine and extensions in load order.
+fn context_description(file: &str, c: &llext::Context<'_>, len: usize, json: bool) -> String {
+    let machine = llext::arch::machine_name(c.machine());
+    let names: Vec<&str> = c.names().collect();
+    if json {
+        let quoted: Vec<String> = names.iter().map(|n| quote(n)).collect();
+        return format!(
+            "{{\"file\":{},\"type\":\"context\",\"portable\":{},\"machine\":{},\"machine_name\":{},\
+             \"bytes\":{len},\"extensions\":[{}]}}\n",
+            quote(file),
+            c.is_portable(),
+            c.machine(),
+            quote(machine),
+            quoted.join(",")
+        );
+    }
+    let kind = if c.is_portable() {
+        "portable (carries the extensions' memory; restores at new addresses)"
+    } else {
+        "in place (names retained memory; restores only where it was saved)"
+    };
+    let mut out = format!(
+        "file: {file}\ntype: saved context, {kind}, machine {machine} ({}), {len} bytes\n\
+         extensions, in load order: {}\n",
+        c.machine(),
+        names.len()
+    );
+    for name in names {
+        let _ = writeln!(out, "  {name}");
+    }
+    if c.is_portable() {
+        let _ = writeln!(out, "restore with: llext snapshot restore {file}");
+    }
+    out
 }
 
 fn type_name(e_type: u16) -> &'static str {

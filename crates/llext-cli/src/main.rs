@@ -19,7 +19,8 @@ commands:
   inspect FILE [--json]                    ELF type, machine, sections and regions, symbols, relocations
   check [--exports FILE] FILE...           load and link without running anything; report every problem.
                                            Objects for another machine are linked for it, against the
-                                           firmware's exports (an ELF image, or `NAME [ADDRESS]` lines)
+                                           firmware's exports (an ELF image, or `NAME [ADDRESS]` lines),
+                                           which replace the C library's for any object
   run [--call SYM] [--arg INT]... FILE...  load in order, run constructors, call SYM, print `returned: N`
   shell                                    read commands from stdin (type `help`)
   snapshot save --out SNAP FILE...         load FILE... as `run` does, save a portable context to SNAP
@@ -29,7 +30,51 @@ commands:
   bench [load|restore] [--iterations N]    median times: load+link+seal and unload; or full load vs in-place
                                            and portable restore vs memcpy (3-extension chain, 50-extension set)
   help                                     this text
+
+SYM is called as a C function `long SYM(long, ...)` with up to six INT arguments: decimal or 0x hex,
+-2^63 to 2^64-1 (above 2^63-1 they wrap, as a C `unsigned long` would); the result is a signed `long`.
+`llext COMMAND --help` shows one command. `--` ends the options: every later word is a FILE.
 ";
+
+/// The lines of [`USAGE`] that describe `command`, or `None` for an unknown command.
+fn command_usage(command: &str) -> Option<String> {
+    let mut lines = String::new();
+    let mut inside = false;
+    for line in USAGE.lines().skip_while(|l| *l != "commands:").skip(1) {
+        let Some(rest) = line.strip_prefix("  ") else {
+            break;
+        };
+        if !rest.starts_with(' ') {
+            inside = rest.split_whitespace().next() == Some(command);
+        }
+        if inside {
+            lines.push_str(line);
+            lines.push('\n');
+        }
+    }
+    if lines.is_empty() {
+        return None;
+    }
+    let notes = USAGE.rsplit("\n\n").next().unwrap_or_default();
+    let extra = match command {
+        "run" | "snapshot" => notes,
+        "shell" => shell::HELP,
+        _ => "",
+    };
+    Some(format!(
+        "usage:\n{lines}{}{extra}",
+        if extra.is_empty() { "" } else { "\n" }
+    ))
+}
+
+/// `n word`, with the word's plural unless `n` is 1 (`1 extension`, `3 extensions`).
+pub(crate) fn count(n: usize, word: &str) -> String {
+    match (n, word.strip_suffix('y')) {
+        (1, _) => format!("1 {word}"),
+        (_, Some(stem)) => format!("{n} {stem}ies"),
+        _ => format!("{n} {word}s"),
+    }
+}
 
 /// A command-line failure: printed as `error: ...`, exit status 1.
 pub(crate) struct Failure(pub String);
@@ -54,7 +99,8 @@ pub(crate) fn flush_all() {
     unsafe { libc::fflush(std::ptr::null_mut()) };
 }
 
-/// Parses an integer argument: decimal, or hexadecimal with `0x`, optionally negative.
+/// Parses an integer argument: decimal or hexadecimal with `0x`, optionally negative; values above
+/// `i64::MAX` wrap.
 pub(crate) fn parse_int(text: &str) -> Result<i64, Failure> {
     Ok(llext_cli::parse_int(text)?)
 }
@@ -73,6 +119,26 @@ pub(crate) fn unique_name<M: llext::Memory>(registry: &Registry<M>, path: &str) 
 
 pub(crate) fn read_file(path: &str) -> Result<Vec<u8>, Failure> {
     std::fs::read(path).map_err(|e| Failure(format!("{path}: {e}")))
+}
+
+/// A hint for a file that is a saved context, not an ELF object: what it holds and how to restore it.
+pub(crate) fn context_hint(bytes: &[u8]) -> Option<String> {
+    let context = llext::Context::from_bytes(bytes).ok()?;
+    let names: Vec<&str> = context.names().collect();
+    Some(format!(
+        "it is a saved context of {} ({}), not an ELF object: restore it with `llext snapshot restore` or \
+         the shell's `restore`",
+        count(names.len(), "extension"),
+        names.join(", ")
+    ))
+}
+
+/// `FILE: problem` for a file that would not load, with [`context_hint`] when it applies.
+pub(crate) fn load_failure(file: &str, bytes: &[u8], e: &llext::Error) -> Failure {
+    match context_hint(bytes) {
+        Some(hint) => Failure(format!("{file}: {hint}")),
+        None => Failure(format!("{file}: {e}")),
+    }
 }
 
 /// Calls `symbol` in the loaded extensions and prints `returned: N`.
@@ -114,9 +180,10 @@ pub(crate) fn parse_run_args(args: &[String], accept_out: bool) -> Result<RunArg
                 .ok_or(Failure(format!("{a} needs {what}")))
         };
         match a.as_str() {
-            "--call" => parsed.call = Some(value("a symbol name")?),
+            "--call" => parsed.call = once(a, parsed.call, value("a symbol name")?)?,
             "--arg" => parsed.args.push(parse_int(value("an integer")?)?),
-            "--out" if accept_out => parsed.out = Some(value("a file name")?),
+            "--out" if accept_out => parsed.out = once(a, parsed.out, value("a file name")?)?,
+            "--" => parsed.files.extend(it.by_ref().map(String::as_str)),
             s if s.starts_with("--") => return Err(Failure(format!("unknown option `{s}`"))),
             _ => parsed.files.push(a),
         }
@@ -127,7 +194,23 @@ pub(crate) fn parse_run_args(args: &[String], accept_out: bool) -> Result<RunArg
             llext::MAX_CALL_ARGS
         )));
     }
+    // Arguments for nothing would be dropped without a word (`snapshot save` refuses both itself).
+    if !accept_out && parsed.call.is_none() && !parsed.args.is_empty() {
+        return Err(Failure("--arg needs --call SYM".into()));
+    }
     Ok(parsed)
+}
+
+/// The value of an option that may be given once.
+fn once<'a>(
+    option: &str,
+    earlier: Option<&'a str>,
+    value: &'a str,
+) -> Result<Option<&'a str>, Failure> {
+    match earlier {
+        Some(_) => Err(Failure(format!("{option} is given twice"))),
+        None => Ok(Some(value)),
+    }
 }
 
 /// Loads `files` in order, running constructors; stops at the first failure.
@@ -144,7 +227,7 @@ pub(crate) fn load_files(
         flush_all();
         match registry.load(&unique_name(registry, file), &bytes) {
             Ok(id) => loaded.push(id),
-            Err(e) => return (loaded, Err(Failure(format!("{file}: {e}")))),
+            Err(e) => return (loaded, Err(load_failure(file, &bytes, &e))),
         }
         flush_all();
     }
@@ -222,6 +305,16 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     };
     let rest = args.get(1..).unwrap_or(&[]);
+    let wants_help = rest
+        .iter()
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--help" || a == "-h");
+    if wants_help {
+        if let Some(usage) = command_usage(command) {
+            print!("{usage}");
+            return report(Ok(()));
+        }
+    }
     let result = match command.as_str() {
         "inspect" => inspect::inspect(rest),
         "check" => check::check(rest),

@@ -6,18 +6,19 @@ use llext_cli::{parse_line, Command};
 
 use crate::{call_and_print, host_registry, read_file, Failure, Registry0};
 
-const HELP: &str = "\
+pub(crate) const HELP: &str = "\
 commands:
   load FILE [NAME]    load, link and bring up an extension (name: file stem)
   unload NAME         unload (refused while other extensions depend on it)
   list                loaded extensions: use count, dependencies, region sizes
   symbols NAME        exported and global symbols of an extension
-  call SYM [INT...]   call a function with up to 6 integer arguments, print `returned: N`
+  call SYM [INT...]   call `long SYM(long, ...)` with up to 6 arguments, print `returned: N`
   suspend             save the in-place context, drop all bookkeeping (memory kept), restore it
   save FILE [NAME...] save a portable context of everything, or of NAME... and their dependencies
   restore FILE        restore a portable context saved by `save` or `llext snapshot save`
   help                this text
   quit                leave (also end of input)
+A word in double quotes may hold spaces: load \"my file.o\".
 ";
 
 pub(crate) fn shell(args: &[String]) -> Result<(), Failure> {
@@ -110,11 +111,15 @@ fn execute(registry: &Registry0, line: &str) -> Result<Flow, Failure> {
                 .map(|i| i.use_count);
             let id = registry
                 .load(&name, &bytes)
-                .map_err(|e| Failure(format!("{file}: {e}")))?;
+                .map_err(|e| crate::load_failure(file, &bytes, &e))?;
             crate::flush_all();
             let info = registry.info(id)?;
             match before {
-                Some(_) => println!("{} already loaded, use count {}", info.name, info.use_count),
+                // As in Zephyr, loading a name again only counts one more user: the file is not read.
+                Some(_) => println!(
+                    "{} already loaded, use count {} (to load {file} beside it: load FILE NAME)",
+                    info.name, info.use_count
+                ),
                 None => println!("loaded {} ({} bytes)", info.name, info.memory),
             }
         }
@@ -179,16 +184,16 @@ fn execute(registry: &Registry0, line: &str) -> Result<Flow, Failure> {
                     ))
                 })?;
             debug_assert_eq!(forgotten, restored.len());
-            println!("restored {} extensions", restored.len());
+            println!("restored {}", crate::count(restored.len(), "extension"));
         }
         Command::Save { file, names } => {
             let names = Some(&names[..]).filter(|n| !n.is_empty());
             let n = crate::snapshot::save_to(registry, file, names)?;
-            println!("saved {n} extensions to {file}");
+            println!("saved {} to {file}", crate::count(n, "extension"));
         }
         Command::Restore { file } => {
             let ids = crate::snapshot::restore_from(registry, file)?;
-            println!("restored {} extensions", ids.len());
+            println!("restored {}", crate::count(ids.len(), "extension"));
         }
         Command::Help => print!("{HELP}"),
         Command::Quit => return Ok(Flow::Quit),

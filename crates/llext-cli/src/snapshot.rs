@@ -57,7 +57,7 @@ fn save(args: &[String]) -> Result<(), Failure> {
     let (loaded, outcome) = load_files(&registry, &parsed.files);
     let outcome = outcome.and_then(|()| {
         let n = save_to(&registry, out, None)?;
-        println!("saved {n} extensions to {out}");
+        println!("saved {} to {out}", crate::count(n, "extension"));
         Ok(())
     });
     call_then_teardown(&registry, loaded, None, &[], outcome)

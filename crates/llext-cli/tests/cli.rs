@@ -768,3 +768,133 @@ fn check_links_objects_for_another_machine_against_the_firmware_exports() {
         );
     }
 }
+
+/// A user's review of the command: calling a data symbol died of SIGSEGV; `--help` after a command, a
+/// repeated `--call`, `--arg` without `--call` and `--` were refused or ignored without a word; a context
+/// file given to `run` or `inspect` was "not an ELF file"; the shell could not load a path with spaces.
+#[test]
+fn user_review_of_the_command() {
+    const SOURCE: &str = "long counter = 5;\nlong bump(long by) { return counter += by; }\n";
+    let mut gcc = Command::new("gcc");
+    gcc.args(["-c", "-O2"]);
+    let object = build_c(gcc, "user review", "data", SOURCE, false);
+
+    let out = llext(&["run", "--call", "counter", &object]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).starts_with("error: symbol `counter` is data"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    for (command, shows) in [
+        (&["run", "--help"][..], "run [--call SYM]"),
+        (&["snapshot", "-h"][..], "snapshot restore SNAP"),
+        (&["shell", "--help"][..], "suspend"),
+        (&["check", "x.o", "--help"][..], "check [--exports FILE]"),
+    ] {
+        let out = llext(command);
+        assert!(out.status.success(), "{command:?}: {}", text(&out.stderr));
+        let s = text(&out.stdout);
+        assert!(
+            s.starts_with("usage:\n") && s.contains(shows),
+            "{command:?}: {s}"
+        );
+    }
+    let out = llext(&["run", "--help"]);
+    assert!(
+        !text(&out.stdout).contains("inspect FILE"),
+        "only `run` is described"
+    );
+
+    for (args, error) in [
+        (
+            &["run", "--arg", "5", object.as_str()][..],
+            "--arg needs --call SYM",
+        ),
+        (
+            &["run", "--call", "a", "--call", "b", object.as_str()][..],
+            "--call is given twice",
+        ),
+        (
+            &[
+                "snapshot",
+                "save",
+                "--out",
+                "a",
+                "--out",
+                "b",
+                object.as_str(),
+            ][..],
+            "--out is given twice",
+        ),
+    ] {
+        let out = llext(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert_eq!(text(&out.stderr), format!("error: {error}\n"), "{args:?}");
+    }
+    let out = llext(&[
+        "run",
+        "--call",
+        "bump",
+        "--arg",
+        "18446744073709551615",
+        "--",
+        &object,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("returned: 4"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let snap = scratch_snapshot("user-review");
+    let out = llext(&["snapshot", "save", "--out", &snap, &object]);
+    assert_eq!(text(&out.stdout), format!("saved 1 extension to {snap}\n"));
+    let out = llext(&["run", &snap]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr)
+            .contains("it is a saved context of 1 extension (data), not an ELF object"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = llext(&["inspect", &snap]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("type: saved context, portable") && s.contains("\n  data\n"),
+        "{s}"
+    );
+    let out = llext(&["inspect", "--json", &snap]);
+    assert!(text(&out.stdout).contains("\"type\":\"context\",\"portable\":true"));
+
+    let out = shell(&format!(
+        "load \"{object}\"\nload \"{object}\"\ncall bump 2\nsave \"{snap}\"\nunload data\nunload data\n\
+         restore \"{snap}\"\ncall bump 1\n"
+    ));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    for line in [
+        "data already loaded, use count 2 (to load",
+        "returned: 7",
+        "saved 1 extension to",
+        "restored 1 extension\n",
+        "returned: 8",
+    ] {
+        assert!(s.contains(line), "{line}: {s}");
+    }
+    std::fs::remove_file(&snap).unwrap();
+}
+
+/// User review: `llext check` on two objects exporting the same four names reported only the first clash.
+#[test]
+fn check_reports_every_clashing_export() {
+    let lib = fixture("libmath-gcc-O2-pic.o");
+    let out = llext(&["check", &lib, &lib]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = text(&out.stderr);
+    let clashes = e.lines().filter(|l| l.contains("already exports")).count();
+    assert_eq!(clashes, 3, "{e}");
+}
