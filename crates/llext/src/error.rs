@@ -116,7 +116,12 @@ pub enum Error {
         /// What is wrong.
         reason: &'static str,
     },
-    /// Several problems found while linking one extension (every one is listed).
+    /// The last entry of an [`Error::Link`] list that stopped at its cap: there were more problems.
+    TooManyProblems {
+        /// How many problems the list holds before this entry.
+        listed: usize,
+    },
+    /// Several problems found while linking one extension (every one is listed, up to a cap).
     Link {
         /// The extension being loaded.
         extension: String,
@@ -167,11 +172,13 @@ pub enum Error {
         /// The symbol asked for.
         symbol: String,
     },
-    /// This build of llext has no relocation backend for the machine (see
-    /// [`arch::linked_machines`](crate::arch::linked_machines)).
+    /// This build of llext has no relocation backend for the machine and pointer width (see
+    /// [`arch::linked_backends`](crate::arch::linked_backends)).
     NoBackend {
         /// The `e_machine` asked for.
         machine: u16,
+        /// The pointer width asked for, in bits.
+        bits: u8,
     },
     /// The symbol asked for lies in an extension's data (a block without execute permission): calling it
     /// would crash.
@@ -384,15 +391,21 @@ impl fmt::Display for Error {
                 f,
                 "extension `{extension}`: .exported_sym entry {entry}: {reason}"
             ),
+            Error::TooManyProblems { listed } => {
+                write!(f, "more problems: the load stopped after the first {listed}")
+            }
             Error::Link {
                 extension,
                 problems,
             } => {
+                let n = problems
+                    .iter()
+                    .filter(|p| !matches!(p, Error::TooManyProblems { .. }))
+                    .count();
                 write!(
                     f,
-                    "cannot link extension `{extension}`: {} problem{}",
-                    problems.len(),
-                    if problems.len() == 1 { "" } else { "s" }
+                    "cannot link extension `{extension}`: {n} problem{}",
+                    if n == 1 { "" } else { "s" }
                 )?;
                 for p in problems {
                     write!(f, "; {p}")?;
@@ -421,16 +434,16 @@ impl fmt::Display for Error {
             Error::NoSuchSymbol { symbol } => {
                 write!(f, "symbol `{symbol}` not found in any loaded extension")
             }
-            Error::NoBackend { machine } => {
+            Error::NoBackend { machine, bits } => {
                 write!(
                     f,
-                    "no relocation backend for machine {} ({machine}) in this build; it links",
+                    "no relocation backend for {bits}-bit {} ({machine}) objects in this build; it links",
                     crate::arch::machine_name(*machine)
                 )?;
                 let mut none = true;
-                for (i, m) in crate::arch::linked_machines().enumerate() {
-                    let sep = if i == 0 { " " } else { ", " };
-                    write!(f, "{sep}{}", crate::arch::machine_name(m))?;
+                for (i, name) in crate::arch::linked_backends().enumerate() {
+                    f.write_str(if i == 0 { " " } else { ", " })?;
+                    f.write_str(name)?;
                     none = false;
                 }
                 if none {

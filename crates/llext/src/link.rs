@@ -424,31 +424,42 @@ pub(crate) struct Request<'a> {
 }
 
 /// Problems found while linking, up to a cap.
-struct Problems {
+struct Problems<'a> {
+    extension: &'a str,
     list: Vec<Error>,
 }
 
-impl Problems {
-    fn push(&mut self, e: Error) -> Result<()> {
-        fallible::push(&mut self.list, e)?;
-        if self.list.len() >= MAX_PROBLEMS {
-            return Err(Error::Limit {
-                what: "link problems",
-                limit: MAX_PROBLEMS as u64,
-                value: self.list.len() as u64,
-            });
+impl<'a> Problems<'a> {
+    fn new(extension: &'a str) -> Self {
+        Problems {
+            extension,
+            list: Vec::new(),
         }
-        Ok(())
+    }
+
+    /// Notes one more problem. Past [`MAX_PROBLEMS`] the load stops with those found so far, closed by
+    /// [`Error::TooManyProblems`].
+    fn push(&mut self, e: Error) -> Result<()> {
+        if self.list.len() >= MAX_PROBLEMS {
+            fallible::push(
+                &mut self.list,
+                Error::TooManyProblems {
+                    listed: MAX_PROBLEMS,
+                },
+            )?;
+            return self.check();
+        }
+        fallible::push(&mut self.list, e)
     }
 
     /// Fails with the problems found so far, if any.
-    fn check(&mut self, extension: &str) -> Result<()> {
+    fn check(&mut self) -> Result<()> {
         let mut list = core::mem::take(&mut self.list);
         match list.len() {
             0 => Ok(()),
             1 => Err(list.pop().unwrap_or(Error::Internal("problem list"))),
             _ => Err(Error::Link {
-                extension: String::from(extension),
+                extension: String::from(self.extension),
                 problems: list,
             }),
         }
@@ -503,7 +514,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
 ) -> Result<Linked> {
     check_header::<A>(obj)?;
     let ptr = A::POINTER_SIZE;
-    let mut problems = Problems { list: Vec::new() };
+    let mut problems = Problems::new(req.name);
 
     // Pass 1: which symbols are used by relocations in loaded sections, and which need GOT slots or stubs.
     let mut syms: Vec<SymState> = Vec::new();
@@ -598,7 +609,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             })?,
         }
     }
-    problems.check(req.name)?;
+    problems.check()?;
 
     let got = (u64::from(got_slots) * ptr as u64, ptr as u64);
     let stubs = (
@@ -982,7 +993,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             }
         }
     }
-    problems.check(req.name)?;
+    problems.check()?;
 
     // Bookkeeping: names, sections, regions, exports, globals, init/fini.
     let intern = |bytes: &[u8], strings: &mut Vec<u8>| -> Result<Str> {
@@ -1058,7 +1069,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
         }
         let count = (size / entry) as usize;
         exports = fallible::vec(count)?;
-        let mut clashes = Problems { list: Vec::new() };
+        let mut clashes = Problems::new(req.name);
         // Names seen so far, by hash (as indexes into `exports`): a duplicate is found in constant time, so
         // a hostile table of n names costs O(n), not O(n²). Room for every entry is reserved up front, so
         // the table never rehashes and its hasher is never called.
@@ -1126,7 +1137,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             seen.insert_unique(h, index, never_rehashed);
             exports.push(rec);
         }
-        clashes.check(req.name)?;
+        clashes.check()?;
     }
 
     let global_count = obj

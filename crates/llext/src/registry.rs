@@ -596,7 +596,7 @@ impl<M: Memory> Registry<M> {
             exports: &inner.exports,
         };
         let linked = with_backend!(inner.machine, object.class.is_64, A => link::link::<A, M, View<'_>>(&object, &request, &view, &mut inner.memory),
-            _ => Err(Error::NoBackend { machine: inner.machine }))?;
+            _ => Err(Error::NoBackend { machine: inner.machine, bits: if object.class.is_64 { 64 } else { 32 } }))?;
         // Everything `insert` needs is allocated first; if that fails, the blocks go back and nothing changed.
         if let Err(e) = inner.reserve_for(1, linked.view().count(Table::Exports)) {
             linked.free(&mut inner.memory);
@@ -1002,23 +1002,29 @@ impl<M: Memory> Inner<M> {
         self.find_symbol_rec(name).map(|(s, _)| s.addr)
     }
 
-    /// [`Inner::find_symbol`], with the permission of the extension block the symbol lies in (`None` for
-    /// an address outside the extension's blocks: another extension's or a built-in's, say).
+    /// [`Inner::find_symbol`], with the permission of the extension memory the symbol lies in: its own
+    /// block's, or else (an export of another extension's symbol, a section used in place) that of any
+    /// loaded extension's region holding the address. `None` for an address outside every extension: a
+    /// built-in's, say.
     fn find_symbol_rec(&self, name: &[u8]) -> Option<(SymRec, Option<Permission>)> {
         let (slot, sym) = find_export(&self.slots, &self.exports, name).or_else(|| {
             self.in_load_order()
                 .filter(|(_, e)| e.phase != Phase::Destructing)
                 .find_map(|(slot, e)| Some((slot, e.linked.view().global_rec(name)?)))
         })?;
-        let permission = ext_at(&self.slots, slot)
-            .and_then(|e| {
-                e.linked
-                    .view()
-                    .blocks()
-                    .nth(usize::from(sym.block))
-                    .flatten()
+        let own = ext_at(&self.slots, slot).and_then(|e| {
+            let block = e.linked.view().blocks().nth(usize::from(sym.block));
+            block.flatten().map(|b| b.permission)
+        });
+        // Rare (no block of its own): a walk over every extension's few regions.
+        let permission = own.or_else(|| {
+            self.in_load_order().find_map(|(_, e)| {
+                let mut regions = e.linked.view().regions();
+                let holder =
+                    regions.find(|r| sym.addr.checked_sub(r.addr).is_some_and(|o| o < r.size));
+                holder.map(|r| r.kind.permission())
             })
-            .map(|b| b.permission);
+        });
         Some((sym, permission))
     }
 

@@ -1097,7 +1097,7 @@ fn take_memory<M: Memory>(
     }
     let machine = context.machine;
     with_backend!(machine, context.pointer_size == 8, A => apply_fixups::<A>(records, taken, &inner.builtins)?,
-        _ => return Err(Error::NoBackend { machine }));
+        _ => return Err(Error::NoBackend { machine, bits: context.pointer_size.saturating_mul(8) }));
     let mut all = taken
         .blocks
         .iter()

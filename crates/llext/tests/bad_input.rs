@@ -398,11 +398,20 @@ fn a_machine_without_a_backend_is_named() {
         3,
     );
     let e = r.load("i386", &elf).unwrap_err();
-    assert!(matches!(e, Error::NoBackend { machine: 3 }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            Error::NoBackend {
+                machine: 3,
+                bits: 64
+            }
+        ),
+        "{e:?}"
+    );
     let text = e.to_string();
     assert!(
         text.starts_with(
-            "no relocation backend for machine i386 (3) in this build; it links x86_64"
+            "no relocation backend for 64-bit i386 (3) objects in this build; it links x86_64"
         ),
         "{text}"
     );

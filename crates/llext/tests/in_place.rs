@@ -348,3 +348,27 @@ long ip_use(long i) { return ip_table[i % 3]; }
         assert_eq!(r.unload(id).unwrap(), Unloaded::Freed);
     }
 }
+
+/// Review: a constant used in place lies in no block of the extension's, and `call` on it jumped into it
+/// (SIGSEGV). The region holding it says it is data.
+#[test]
+fn calling_a_constant_used_in_place_is_refused() {
+    let source = "const long limit = 9;\nlong ip_limit(void) { return limit; }\n";
+    let bytes = leak(common::compile_c(source, &["-mcmodel=large", "-fno-pic"]));
+    let registry = registry();
+    let id = registry.load_static("limit", bytes, &IN_PLACE).unwrap();
+    let info = registry.info(id).unwrap();
+    assert!(
+        info.sections
+            .iter()
+            .any(|s| s.in_place && s.name.starts_with(".rodata")),
+        "{:#?}",
+        info.sections
+    );
+    // SAFETY: `limit` is refused before anything is called; `ip_limit` is `long ip_limit(void)`.
+    match unsafe { registry.call("limit", &[]) } {
+        Err(llext::Error::NotCode { symbol }) => assert_eq!(symbol, "limit"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(unsafe { registry.call("ip_limit", &[]) }.unwrap(), 9);
+}

@@ -252,3 +252,50 @@ fn export_names_sharing_one_long_string_are_capped() {
     let err = refused(Limits::default(), &elf);
     assert_eq!(limit_name(&err), "name bytes", "{err}");
 }
+
+/// Review: past the cap on listed link problems, the load reported only "link problems is 64, over the
+/// limit of 64" and dropped every problem found. It now keeps the first 64, closed by a note that there
+/// were more — for clashing exports and for undefined symbols alike.
+#[test]
+fn past_the_problem_cap_the_first_problems_are_kept() {
+    let mut exports = String::from("#include <llext.h>\n");
+    let mut calls = String::from("long all(void) { return 0");
+    for i in 0..70 {
+        exports += &format!("long f{i}(void) {{ return {i}; }}\nLLEXT_EXPORT(f{i});\n");
+        calls += &format!(" + g{i}()");
+    }
+    calls = (0..70)
+        .map(|i| format!("long g{i}(void);\n"))
+        .collect::<String>()
+        + &calls
+        + "; }\n";
+    let (r, memory) = counting_registry();
+    r.load_with("first", &compile_c(&exports, &["-fPIC"]), &NO_RUN)
+        .unwrap();
+    let live = memory.live();
+    for (name, source) in [("second", &exports), ("calls", &calls)] {
+        let e = r
+            .load_with(name, &compile_c(source, &["-fPIC"]), &NO_RUN)
+            .unwrap_err();
+        let problems = e.problems();
+        assert_eq!(problems.len(), 65, "{name}: {e}");
+        for p in &problems[..64] {
+            assert!(
+                matches!(p, Error::DuplicateExport { .. } | Error::Undefined { .. }),
+                "{name}: {p:?}"
+            );
+        }
+        assert!(matches!(
+            problems[64],
+            Error::TooManyProblems { listed: 64 }
+        ));
+        let text = e.to_string();
+        assert!(text.contains(": 64 problems; "), "{text}");
+        assert!(
+            text.ends_with("; more problems: the load stopped after the first 64"),
+            "{text}"
+        );
+        assert_eq!(r.len(), 1);
+        assert_eq!(memory.live(), live);
+    }
+}

@@ -326,6 +326,19 @@ fn calling_data_is_a_typed_error() {
         unsafe { r.call("bump", &[1]) }.unwrap()
     };
     assert_eq!(refused(&r), 6);
+    // Review: an export of another extension's data has no block of its own extension; the region that
+    // holds it says it is data.
+    let alias = "#include \"llext.h\"\n\
+                 extern long counter;\n\
+                 static const struct llext_symbol e __attribute__((section(\".exported_sym\"), used)) =\n\
+                     { \"counter_alias\", &counter };\n";
+    r.load("alias", &common::compile_c(alias, &[])).unwrap();
+    // SAFETY: refused before anything is called.
+    match unsafe { r.call("counter_alias", &[]) } {
+        Err(Error::NotCode { symbol }) => assert_eq!(symbol, "counter_alias"),
+        other => panic!("{other:?}"),
+    }
+    r.unload_name("alias").unwrap();
     let context = r
         .save(&llext::SaveOptions {
             portable: true,

@@ -228,20 +228,19 @@ pub fn machine_name(machine: u16) -> &'static str {
     }
 }
 
-/// The machines this build has a relocation backend for (its own, or all with the `all-arches` feature).
-pub fn linked_machines() -> impl Iterator<Item = u16> {
+/// The relocation backends of this build, by name: its own machine's, or all with the `all-arches`
+/// feature. RISC-V has one per pointer width.
+pub fn linked_backends() -> impl Iterator<Item = &'static str> {
     let all = cfg!(feature = "all-arches");
     [
-        (EM_X86_64, all || cfg!(target_arch = "x86_64")),
-        (EM_ARM, all || cfg!(target_arch = "arm")),
-        (EM_AARCH64, all || cfg!(target_arch = "aarch64")),
-        (
-            EM_RISCV,
-            all || cfg!(any(target_arch = "riscv32", target_arch = "riscv64")),
-        ),
+        ("x86_64", all || cfg!(target_arch = "x86_64")),
+        ("ARM", all || cfg!(target_arch = "arm")),
+        ("AArch64", all || cfg!(target_arch = "aarch64")),
+        ("32-bit RISC-V", all || cfg!(target_arch = "riscv32")),
+        ("64-bit RISC-V", all || cfg!(target_arch = "riscv64")),
     ]
     .into_iter()
-    .filter_map(|(machine, linked)| linked.then_some(machine))
+    .filter_map(|(name, linked)| linked.then_some(name))
 }
 
 /// The `e_machine` this build runs natively, if a backend exists for it.
