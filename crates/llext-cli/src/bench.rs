@@ -31,25 +31,31 @@ const VARIANT: Variant = Variant {
 };
 
 pub(crate) fn bench(args: &[String]) -> Result<(), Failure> {
-    let mut iterations = DEFAULT_ITERATIONS;
-    let mut restore = false;
+    let mut iterations = None;
+    let mut mode = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "load" => restore = false,
-            "restore" => restore = true,
+            "load" | "restore" => {
+                if mode.replace(a.as_str()).is_some() {
+                    return Err(Failure("bench measures `load` or `restore`, not both".into()));
+                }
+            }
             "--iterations" => {
                 let text = it
                     .next()
                     .ok_or(Failure("--iterations needs a count".into()))?;
-                iterations = match text.parse::<usize>() {
+                if iterations.is_some() {
+                    return Err(Failure("--iterations is given twice".into()));
+                }
+                iterations = Some(match text.parse::<usize>() {
                     Ok(n) if (1..=MAX_ITERATIONS).contains(&n) => n,
                     _ => {
                         return Err(Failure(format!(
                             "`{text}` is not an iteration count from 1 to {MAX_ITERATIONS}"
                         )))
                     }
-                };
+                });
             }
             other => {
                 return Err(Failure(format!(
@@ -59,7 +65,8 @@ pub(crate) fn bench(args: &[String]) -> Result<(), Failure> {
         }
     }
 
-    if restore {
+    let iterations = iterations.unwrap_or(DEFAULT_ITERATIONS);
+    if mode == Some("restore") {
         return bench_restore(iterations);
     }
     let registry = host_registry();

@@ -26,6 +26,7 @@ pub(crate) fn check(args: &[String]) -> Result<(), Failure> {
                     return Err(Failure("--exports is given twice".into()));
                 }
             }
+            "--" => files.extend(it.by_ref().map(String::as_str)),
             s if s.starts_with("--") => return Err(Failure(format!("unknown option `{s}`"))),
             _ => files.push(a.as_str()),
         }

@@ -78,13 +78,12 @@ pub fn parse_int(text: &str) -> Result<i64, ParseError> {
         .or_else(|| digits.strip_prefix("0X"))
     {
         // Digits only: `from_str_radix` would take a second sign (`-0x+5`).
+        // Negative values stop at -2^63, as in decimal.
         Some(hex) if !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            u64::from_str_radix(hex, 16).ok().map(|v| {
-                if neg {
-                    (v as i64).wrapping_neg()
-                } else {
-                    v as i64
-                }
+            u64::from_str_radix(hex, 16).ok().and_then(|v| match neg {
+                true if v <= 1 << 63 => Some((v as i64).wrapping_neg()),
+                true => None,
+                false => Some(v as i64),
             })
         }
         Some(_) => None,
@@ -109,8 +108,9 @@ fn words(line: &str) -> Result<Vec<&str>, ParseError> {
                     .split_once('"')
                     .ok_or_else(|| ParseError("a quote is not closed".into()))?;
                 if after.starts_with(|c: char| !c.is_whitespace()) {
+                    let glued = after.split(char::is_whitespace).next().unwrap_or_default();
                     return Err(ParseError(format!(
-                        "`\"{word}\"{after}`: a closing quote must end the word"
+                        "`\"{word}\"{glued}`: a closing quote must end the word"
                     )));
                 }
                 (word, after)
@@ -268,7 +268,7 @@ mod tests {
             "a quote is not closed"
         );
         assert_eq!(
-            parse_line("load \"a\"b").unwrap_err().0,
+            parse_line("load \"a\"b c").unwrap_err().0,
             "`\"a\"b`: a closing quote must end the word"
         );
         assert_eq!(parse_line("  # \"unclosed"), Ok(Command::Nothing));
@@ -293,6 +293,8 @@ mod tests {
         assert!(parse_int("18446744073709551616").is_err());
         assert!(parse_int("-9223372036854775809").is_err());
         assert_eq!(parse_int("010"), Ok(10));
+        assert!(parse_int("-0x8000000000000001").is_err());
+        assert!(parse_int("-0xffffffffffffffff").is_err());
         assert_eq!(parse_int("-0x10"), Ok(-16));
         for bad in ["--5", "-+5", "0x+5", "-0x-5", "0x 5", "5 "] {
             assert!(parse_int(bad).is_err(), "{bad} parsed");

@@ -9,10 +9,14 @@ use crate::{read_file, Failure};
 pub(crate) fn inspect(args: &[String]) -> Result<(), Failure> {
     let mut json = false;
     let mut file = None;
+    let mut options = true;
     for a in args {
         match a.as_str() {
-            "--json" => json = true,
-            s if s.starts_with("--") => return Err(Failure(format!("unknown option `{s}`"))),
+            "--" if options => options = false,
+            "--json" if options => json = true,
+            s if options && s.starts_with("--") => {
+                return Err(Failure(format!("unknown option `{s}`")))
+            }
             _ if file.is_some() => return Err(Failure("inspect takes one FILE".into())),
             _ => file = Some(a),
         }

@@ -67,6 +67,22 @@ fn command_usage(command: &str) -> Option<String> {
     ))
 }
 
+/// Whether `args` ask for help: `--help` or `-h` before `--`, and not as the value of an option.
+fn wants_help(args: &[String]) -> bool {
+    const TAKE_VALUES: [&str; 5] = ["--call", "--arg", "--out", "--exports", "--iterations"];
+    let mut it = args.iter().take_while(|a| *a != "--");
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--help" | "-h" => return true,
+            option if TAKE_VALUES.contains(&option) => {
+                it.next();
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
 /// `n word`, with the word's plural unless `n` is 1 (`1 extension`, `3 extensions`).
 pub(crate) fn count(n: usize, word: &str) -> String {
     match (n, word.strip_suffix('y')) {
@@ -125,11 +141,18 @@ pub(crate) fn read_file(path: &str) -> Result<Vec<u8>, Failure> {
 pub(crate) fn context_hint(bytes: &[u8]) -> Option<String> {
     let context = llext::Context::from_bytes(bytes).ok()?;
     let names: Vec<&str> = context.names().collect();
+    let listed = match names.len() {
+        0 => String::new(),
+        _ => format!(" ({})", names.join(", ")),
+    };
+    let how = if context.is_portable() {
+        "restore it with `llext snapshot restore` or the shell's `restore`"
+    } else {
+        "an in-place context, only the process that saved it can restore it"
+    };
     Some(format!(
-        "it is a saved context of {} ({}), not an ELF object: restore it with `llext snapshot restore` or \
-         the shell's `restore`",
+        "it is a saved context of {}{listed}, not an ELF object: {how}",
         count(names.len(), "extension"),
-        names.join(", ")
     ))
 }
 
@@ -305,11 +328,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     };
     let rest = args.get(1..).unwrap_or(&[]);
-    let wants_help = rest
-        .iter()
-        .take_while(|a| *a != "--")
-        .any(|a| a == "--help" || a == "-h");
-    if wants_help {
+    if command != "help" && wants_help(rest) {
         if let Some(usage) = command_usage(command) {
             print!("{usage}");
             return report(Ok(()));

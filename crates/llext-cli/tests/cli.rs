@@ -848,6 +848,33 @@ fn user_review_of_the_command() {
         "{}",
         text(&out.stdout)
     );
+    // Review of the first fixes: `--` for check and inspect too; `-h` as an option's value is that
+    // value; one bench mode and one count.
+    for args in [
+        &["check", "--", &object][..],
+        &["inspect", "--", &object][..],
+    ] {
+        let out = llext(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    }
+    let out = llext(&["run", "--call", "-h", &object]);
+    assert_eq!(
+        text(&out.stderr),
+        "error: symbol `-h` not found in any loaded extension\n"
+    );
+    for (args, error) in [
+        (
+            &["bench", "load", "restore"][..],
+            "bench measures `load` or `restore`, not both",
+        ),
+        (
+            &["bench", "--iterations", "1", "--iterations", "2"][..],
+            "--iterations is given twice",
+        ),
+    ] {
+        let out = llext(args);
+        assert_eq!(text(&out.stderr), format!("error: {error}\n"), "{args:?}");
+    }
 
     let snap = scratch_snapshot("user-review");
     let out = llext(&["snapshot", "save", "--out", &snap, &object]);
