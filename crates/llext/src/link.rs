@@ -466,6 +466,29 @@ impl<'a> Problems<'a> {
     }
 }
 
+/// Refuses, before any symbol is resolved, objects that need what no extension gets: thread-local storage
+/// (which `-fPIC` code would otherwise report only as an undefined `__tls_get_addr`), or an executable
+/// stack, which a `.note.GNU-stack` section marked executable asks for (GCC makes one for a nested
+/// function whose address is taken: its trampoline is written to the stack and run there).
+fn check_sections(obj: &Object<'_>) -> Result<()> {
+    for (index, s) in obj.sections.iter().enumerate() {
+        let reason = if s.is_alloc() && s.flags & elf::SHF_TLS.0 != 0 {
+            "thread-local storage is not supported in extensions"
+        } else if s.name == b".note.GNU-stack" && s.flags & elf::SHF_EXECINSTR.0 != 0 {
+            "the object needs an executable stack (a GCC nested function whose address is taken runs \
+             a trampoline on the stack), and extensions run on non-executable stacks"
+        } else {
+            continue;
+        };
+        return Err(Error::BadSection {
+            index,
+            name: s.name_lossy(),
+            reason,
+        });
+    }
+    Ok(())
+}
+
 /// Checks the header fields that decide whether this backend can load the object at all.
 pub(crate) fn check_header<A: Relocator>(obj: &Object<'_>) -> Result<()> {
     check_type(obj)?;
@@ -513,6 +536,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
     memory: &mut M,
 ) -> Result<Linked> {
     check_header::<A>(obj)?;
+    check_sections(obj)?;
     let ptr = A::POINTER_SIZE;
     let mut problems = Problems::new(req.name);
 

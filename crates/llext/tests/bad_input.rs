@@ -417,3 +417,32 @@ fn a_machine_without_a_backend_is_named() {
     );
     assert!(r.is_empty());
 }
+
+/// A user's trial of ordinary C: thread-local variables were refused as such without `-fPIC`, but with it
+/// only as an undefined `__tls_get_addr`; and a GCC nested function whose address is taken loaded fine,
+/// then died of SIGSEGV running its trampoline on the non-executable stack. Both are refused up front.
+#[test]
+fn objects_needing_tls_or_an_executable_stack_are_refused_up_front() {
+    const TLS: &str = "static __thread long count;\nlong tls_bump(void) { return ++count; }\n";
+    const NESTED: &str = "typedef unsigned long size_t;\n\
+        void qsort(void *, size_t, size_t, int (*)(const void *, const void *));\n\
+        long nested(long n) {\n\
+            int cmp(const void *a, const void *b) { return (*(const int *)a - *(const int *)b) * (int)n; }\n\
+            int v[3] = { 3, 1, 2 };\n\
+            qsort(v, 3, sizeof v[0], cmp);\n\
+            return v[0];\n\
+        }\n";
+    let (r, memory) = counting_registry();
+    for (source, flags, reason) in [
+        (TLS, &["-fPIC"][..], "thread-local storage"),
+        (TLS, &["-fno-pic"][..], "thread-local storage"),
+        (NESTED, &["-O2"][..], "executable stack"),
+    ] {
+        match r.load("refused", &common::compile_c(source, flags)) {
+            Err(Error::BadSection { reason: r, .. }) => assert!(r.contains(reason), "{r}"),
+            other => panic!("{flags:?} {reason}: {other:?}"),
+        }
+        assert!(r.is_empty());
+        assert_eq!(memory.live(), 0);
+    }
+}
