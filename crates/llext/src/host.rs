@@ -483,6 +483,106 @@ extern "C" {
         ap: *mut libc::c_void,
     ) -> libc::c_int;
 }
+// More of what ordinary C calls, which the `libc` crate does not declare: only their addresses are taken,
+// so the signatures are left out. `<math.h>` (gcc also merges `sin` and `cos` of one angle into `sincos`),
+// `setjmp` (a macro for `_setjmp` in glibc), and the compiler-runtime helpers gcc and clang call for
+// `__builtin_popcount`, 128-bit division and complex products, which Rust programs link too (its
+// `compiler_builtins`, or libgcc).
+extern "C" {
+    static stdin: *mut libc::FILE;
+    fn getc();
+    fn putc();
+    fn strsep();
+    fn strtold();
+    fn clock();
+    fn vsprintf();
+    fn bcmp();
+    fn sqrt();
+    fn cbrt();
+    fn hypot();
+    fn sin();
+    fn cos();
+    fn tan();
+    fn sincos();
+    fn asin();
+    fn acos();
+    fn atan();
+    fn atan2();
+    fn sinh();
+    fn cosh();
+    fn tanh();
+    fn exp();
+    fn exp2();
+    fn expm1();
+    fn log();
+    fn log2();
+    fn log10();
+    fn log1p();
+    fn pow();
+    fn floor();
+    fn ceil();
+    fn round();
+    fn trunc();
+    fn rint();
+    fn lround();
+    fn fmod();
+    fn fabs();
+    fn fmin();
+    fn fmax();
+    fn copysign();
+    fn ldexp();
+    fn frexp();
+    fn modf();
+    fn sqrtf();
+    fn sinf();
+    fn cosf();
+    fn tanf();
+    fn sincosf();
+    fn atan2f();
+    fn expf();
+    fn logf();
+    fn log10f();
+    fn powf();
+    fn floorf();
+    fn ceilf();
+    fn roundf();
+    fn truncf();
+    fn fmodf();
+    fn fabsf();
+    fn hypotf();
+    fn fminf();
+    fn fmaxf();
+    fn creal();
+    fn cimag();
+    fn cabs();
+    fn carg();
+    fn setjmp();
+    fn _setjmp();
+    fn longjmp();
+    fn _longjmp();
+    fn __popcountdi2();
+    fn __divti3();
+    fn __udivti3();
+    fn __modti3();
+    fn __umodti3();
+    fn __muldc3();
+    fn __divdc3();
+    fn __mulsc3();
+    fn __divsc3();
+}
+#[cfg(target_env = "gnu")]
+extern "C" {
+    fn __sigsetjmp();
+    fn siglongjmp();
+    fn __longjmp_chk();
+    fn __isoc99_scanf();
+    fn __isoc99_fscanf();
+    fn __vsprintf_chk();
+    fn __strncat_chk();
+    fn __stpncpy_chk();
+    fn __fgets_chk();
+    fn __fread_chk();
+}
 #[cfg(target_env = "gnu")]
 extern "C" {
     fn __printf_chk(flag: libc::c_int, format: *const libc::c_char, ...) -> libc::c_int;
@@ -549,13 +649,20 @@ extern "C" {
 }
 
 /// The C library functions a host offers extensions by default, so ordinary C compiled with `cc -c` runs
-/// unchanged: stdio output (with `stdout` and `stderr`, copyable: see [`Export::copyable`](crate::Export::copyable)),
-/// `v...printf`, `sscanf`, heap, memory and string functions (including those compilers substitute, such as
-/// `stpcpy` for `strcpy` followed by `strlen`), `<ctype.h>`, conversions, sorting, `getenv`, `rand`, `time`,
-/// `abort`, `errno`, the stack protector's `__stack_chk_fail`, and on glibc what its headers turn `assert`,
-/// `<ctype.h>` and `sscanf` into (`__assert_fail`, `__ctype_b_loc`, `__isoc99_sscanf`, ...) and the checked
-/// functions `-D_FORTIFY_SOURCE` calls (`__printf_chk`, `__vsnprintf_chk`, `__memcpy_chk`, ...), so objects
-/// built with a distribution's hardening defaults load too.
+/// unchanged: stdio output and input, files (`fopen`, `fgets`, ...; `stdin`, `stdout` and `stderr` are
+/// copyable: see [`Export::copyable`](crate::Export::copyable)), `v...printf`, `sscanf`, heap, memory and
+/// string functions (including those compilers substitute, such as `stpcpy` for `strcpy` followed by
+/// `strlen`, or clang's `bcmp`), `strtok_r`, `strndup`, `strerror`, `<ctype.h>`, conversions, sorting,
+/// `getenv`, `rand`, `time`, `clock`, `usleep`, `setjmp`/`longjmp`, `<math.h>` (with gcc's `sincos`) and
+/// `<complex.h>`'s `creal`..., the compiler-runtime helpers of `__builtin_popcount`, 128-bit division and
+/// complex products (`__popcountdi2`, `__udivti3`, `__muldc3`, ...), `abort`, `errno`, the stack
+/// protector's `__stack_chk_fail`, and on glibc what its headers turn `assert`, `<ctype.h>`, `scanf` and
+/// `setjmp` into (`__assert_fail`, `__ctype_b_loc`, `__isoc99_sscanf`, `__sigsetjmp`, ...) and the checked
+/// functions `-D_FORTIFY_SOURCE` calls (`__printf_chk`, `__vsnprintf_chk`, `__memcpy_chk`, `__strncat_chk`,
+/// ...), so objects built with a distribution's hardening defaults load too.
+///
+/// Left out on purpose: `exit` and `atexit` (an extension does not end its host, nor leave a function to
+/// run after it may have been unloaded).
 ///
 /// ```
 /// let table = llext::ExportTable::new(llext::LIBC_EXPORTS);
@@ -639,6 +746,117 @@ pub static LIBC_EXPORTS: &[crate::Export] = &[
     // SAFETY: as above.
     unsafe { crate::Export::copyable("stderr", &raw const stderr as *const ()) },
     crate::Export::new("__stack_chk_fail", __stack_chk_fail as *const ()),
+    // SAFETY: as for `stdout` above.
+    unsafe { crate::Export::copyable("stdin", &raw const stdin as *const ()) },
+    // Input and files.
+    crate::Export::new("fopen", libc::fopen as *const ()),
+    crate::Export::new("fclose", libc::fclose as *const ()),
+    crate::Export::new("fgets", libc::fgets as *const ()),
+    crate::Export::new("fread", libc::fread as *const ()),
+    crate::Export::new("fseek", libc::fseek as *const ()),
+    crate::Export::new("ftell", libc::ftell as *const ()),
+    crate::Export::new("feof", libc::feof as *const ()),
+    crate::Export::new("ferror", libc::ferror as *const ()),
+    crate::Export::new("fgetc", libc::fgetc as *const ()),
+    crate::Export::new("getc", getc as *const ()),
+    crate::Export::new("getchar", libc::getchar as *const ()),
+    crate::Export::new("ungetc", libc::ungetc as *const ()),
+    crate::Export::new("putc", putc as *const ()),
+    crate::Export::new("scanf", libc::scanf as *const ()),
+    crate::Export::new("fscanf", libc::fscanf as *const ()),
+    crate::Export::new("perror", libc::perror as *const ()),
+    // Strings and conversions.
+    crate::Export::new("vsprintf", vsprintf as *const ()),
+    crate::Export::new("stpncpy", libc::stpncpy as *const ()),
+    crate::Export::new("bcmp", bcmp as *const ()),
+    crate::Export::new("memrchr", libc::memrchr as *const ()),
+    crate::Export::new("strtok", libc::strtok as *const ()),
+    crate::Export::new("strtok_r", libc::strtok_r as *const ()),
+    crate::Export::new("strsep", strsep as *const ()),
+    crate::Export::new("strndup", libc::strndup as *const ()),
+    crate::Export::new("strerror", libc::strerror as *const ()),
+    crate::Export::new("atof", libc::atof as *const ()),
+    crate::Export::new("strtof", libc::strtof as *const ()),
+    crate::Export::new("strtold", strtold as *const ()),
+    // Time.
+    crate::Export::new("clock", clock as *const ()),
+    crate::Export::new("usleep", libc::usleep as *const ()),
+    crate::Export::new("nanosleep", libc::nanosleep as *const ()),
+    // Non-local jumps (only within the extension's own calls: a jump out of it would skip llext).
+    crate::Export::new("setjmp", setjmp as *const ()),
+    crate::Export::new("_setjmp", _setjmp as *const ()),
+    crate::Export::new("longjmp", longjmp as *const ()),
+    crate::Export::new("_longjmp", _longjmp as *const ()),
+    // <math.h>.
+    crate::Export::new("sqrt", sqrt as *const ()),
+    crate::Export::new("cbrt", cbrt as *const ()),
+    crate::Export::new("hypot", hypot as *const ()),
+    crate::Export::new("sin", sin as *const ()),
+    crate::Export::new("cos", cos as *const ()),
+    crate::Export::new("tan", tan as *const ()),
+    crate::Export::new("sincos", sincos as *const ()),
+    crate::Export::new("asin", asin as *const ()),
+    crate::Export::new("acos", acos as *const ()),
+    crate::Export::new("atan", atan as *const ()),
+    crate::Export::new("atan2", atan2 as *const ()),
+    crate::Export::new("sinh", sinh as *const ()),
+    crate::Export::new("cosh", cosh as *const ()),
+    crate::Export::new("tanh", tanh as *const ()),
+    crate::Export::new("exp", exp as *const ()),
+    crate::Export::new("exp2", exp2 as *const ()),
+    crate::Export::new("expm1", expm1 as *const ()),
+    crate::Export::new("log", log as *const ()),
+    crate::Export::new("log2", log2 as *const ()),
+    crate::Export::new("log10", log10 as *const ()),
+    crate::Export::new("log1p", log1p as *const ()),
+    crate::Export::new("pow", pow as *const ()),
+    crate::Export::new("floor", floor as *const ()),
+    crate::Export::new("ceil", ceil as *const ()),
+    crate::Export::new("round", round as *const ()),
+    crate::Export::new("trunc", trunc as *const ()),
+    crate::Export::new("rint", rint as *const ()),
+    crate::Export::new("lround", lround as *const ()),
+    crate::Export::new("fmod", fmod as *const ()),
+    crate::Export::new("fabs", fabs as *const ()),
+    crate::Export::new("fmin", fmin as *const ()),
+    crate::Export::new("fmax", fmax as *const ()),
+    crate::Export::new("copysign", copysign as *const ()),
+    crate::Export::new("ldexp", ldexp as *const ()),
+    crate::Export::new("frexp", frexp as *const ()),
+    crate::Export::new("modf", modf as *const ()),
+    crate::Export::new("sqrtf", sqrtf as *const ()),
+    crate::Export::new("sinf", sinf as *const ()),
+    crate::Export::new("cosf", cosf as *const ()),
+    crate::Export::new("tanf", tanf as *const ()),
+    crate::Export::new("sincosf", sincosf as *const ()),
+    crate::Export::new("atan2f", atan2f as *const ()),
+    crate::Export::new("expf", expf as *const ()),
+    crate::Export::new("logf", logf as *const ()),
+    crate::Export::new("log10f", log10f as *const ()),
+    crate::Export::new("powf", powf as *const ()),
+    crate::Export::new("floorf", floorf as *const ()),
+    crate::Export::new("ceilf", ceilf as *const ()),
+    crate::Export::new("roundf", roundf as *const ()),
+    crate::Export::new("truncf", truncf as *const ()),
+    crate::Export::new("fmodf", fmodf as *const ()),
+    crate::Export::new("fabsf", fabsf as *const ()),
+    crate::Export::new("hypotf", hypotf as *const ()),
+    crate::Export::new("fminf", fminf as *const ()),
+    crate::Export::new("fmaxf", fmaxf as *const ()),
+    crate::Export::new("creal", creal as *const ()),
+    crate::Export::new("cimag", cimag as *const ()),
+    crate::Export::new("cabs", cabs as *const ()),
+    crate::Export::new("carg", carg as *const ()),
+    // Compiler-runtime helpers.
+    crate::Export::new("__popcountdi2", __popcountdi2 as *const ()),
+    crate::Export::new("__divti3", __divti3 as *const ()),
+    crate::Export::new("__udivti3", __udivti3 as *const ()),
+    crate::Export::new("__modti3", __modti3 as *const ()),
+    crate::Export::new("__umodti3", __umodti3 as *const ()),
+    crate::Export::new("__muldc3", __muldc3 as *const ()),
+    crate::Export::new("__divdc3", __divdc3 as *const ()),
+    crate::Export::new("__mulsc3", __mulsc3 as *const ()),
+    crate::Export::new("__divsc3", __divsc3 as *const ()),
     // glibc only.
     #[cfg(target_env = "gnu")]
     crate::Export::new("mempcpy", libc::mempcpy as *const ()),
@@ -680,6 +898,26 @@ pub static LIBC_EXPORTS: &[crate::Export] = &[
     crate::Export::new("__ctype_toupper_loc", __ctype_toupper_loc as *const ()),
     #[cfg(target_env = "gnu")]
     crate::Export::new("__isoc99_sscanf", __isoc99_sscanf as *const ()),
+    #[cfg(target_env = "gnu")]
+    crate::Export::new("__isoc99_scanf", __isoc99_scanf as *const ()),
+    #[cfg(target_env = "gnu")]
+    crate::Export::new("__isoc99_fscanf", __isoc99_fscanf as *const ()),
+    #[cfg(target_env = "gnu")]
+    crate::Export::new("__sigsetjmp", __sigsetjmp as *const ()),
+    #[cfg(target_env = "gnu")]
+    crate::Export::new("siglongjmp", siglongjmp as *const ()),
+    #[cfg(target_env = "gnu")]
+    crate::Export::new("__longjmp_chk", __longjmp_chk as *const ()),
+    #[cfg(target_env = "gnu")]
+    crate::Export::new("__vsprintf_chk", __vsprintf_chk as *const ()),
+    #[cfg(target_env = "gnu")]
+    crate::Export::new("__strncat_chk", __strncat_chk as *const ()),
+    #[cfg(target_env = "gnu")]
+    crate::Export::new("__stpncpy_chk", __stpncpy_chk as *const ()),
+    #[cfg(target_env = "gnu")]
+    crate::Export::new("__fgets_chk", __fgets_chk as *const ()),
+    #[cfg(target_env = "gnu")]
+    crate::Export::new("__fread_chk", __fread_chk as *const ()),
 ];
 
 #[cfg(test)]

@@ -435,6 +435,106 @@ fn everyday_c_library_calls_run() {
     }
 }
 
+/// A user's trial of ordinary C found these refused as undefined: `<math.h>` (and gcc's `sincos`), `setjmp`,
+/// `strtok_r`, `strndup`, `strerror`, reading files, what `_FORTIFY_SOURCE` makes of `vsprintf` and
+/// `strncat`, clang's `bcmp` for `memcmp(...) == 0`, and the compiler-runtime helpers of
+/// `__builtin_popcount`, 128-bit division and complex products. Each now runs, at every optimisation
+/// level, with gcc and clang.
+#[test]
+fn more_everyday_c_runs() {
+    let source = r#"
+        #include <complex.h>
+        #include <math.h>
+        #include <setjmp.h>
+        #include <stdarg.h>
+        #include <stdio.h>
+        #include <stdlib.h>
+        #include <string.h>
+        static jmp_buf where;
+        static void bail(int code) { longjmp(where, code); }
+        /* 30 + 2 = 32: the sum of hypot(3, 4) * 6 and a jump back with 2. */
+        long maths(long angle_deg) {
+            double a = angle_deg * 3.14159265358979323846 / 180.0;
+            double s = sin(a), c = cos(a);                         /* gcc -O2: sincos */
+            long v = lround(hypot(3.0, 4.0) * 6.0 * (s * s + c * c)) + lround(floor(pow(2.0, 0.5)) - 1.0);
+            int code = setjmp(where);
+            if (code == 0) bail(2);
+            return v + code + (long)sqrt(0.0);
+        }
+        /* Words of "a,b;;c" split at , and ; : 3, plus strlen(strndup("hello", 3)) = 3, plus a message. */
+        long words(void) {
+            char text[] = "a,b;;c", *save = NULL; long n = 0;
+            for (char *w = strtok_r(text, ",;", &save); w; w = strtok_r(NULL, ",;", &save)) n++;
+            char *d = strndup("hello", 3); n += (long)strlen(d); free(d);
+            return n + (strerror(2) != NULL && strerror(2)[0] != 0);
+        }
+        static char out[64];
+        static void logf_(const char *fmt, ...) { va_list ap; va_start(ap, fmt); vsprintf(out, fmt, ap); va_end(ap); }
+        /* Reads the first line of the file at path, reports its length through vsprintf and strncat. */
+        long first_line(const char *path) {
+            FILE *f = fopen(path, "r");
+            if (!f) return -1;
+            char line[32];
+            if (!fgets(line, sizeof line, f)) { fclose(f); return -2; }
+            fclose(f);
+            logf_("%zu:", strlen(line));
+            strncat(out, line, 4);
+            const char *volatile expected = "7:abcd"; /* 7: "abcdef" and its newline */
+            return memcmp(out, expected, strlen(expected)) == 0 ? (long)strlen(out) : -3; /* clang: bcmp */
+        }
+        /* popcount(0xff) = 8, (2^100 / 3) % 1000 via 128-bit division, (1+2i)(3+4i) = -5+10i (5), and
+           back: (-5+10i) / (1+2i) = 3+4i (7). */
+        long runtime(long x) {
+            unsigned __int128 big = (unsigned __int128)1 << 100;
+            long p = __builtin_popcountl((unsigned long)x);
+            long q = (long)((big / (unsigned __int128)(x - 252)) % 1000);
+            volatile double one = 1.0;
+            double complex a = one + 2.0 * I, b = 3.0 * one + 4.0 * one * I;
+            double complex z = a * b, w = z / a;
+            return p * 1000000 + q * 100 + lround(creal(z) + cimag(z)) + lround(creal(w) + cimag(w));
+        }
+    "#;
+    let path = std::env::temp_dir().join(format!("llext-line-{}.txt", std::process::id()));
+    std::fs::write(
+        &path,
+        "abcdef
+second
+",
+    )
+    .unwrap();
+    let path_c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // (2^100 / 3) % 1000, computed here.
+    let q = ((1u128 << 100) / 3 % 1000) as i64;
+    let gcc = |flags: &[&str]| common::compile_c(source, flags);
+    let clang = |flags: &[&str]| common::compile_for("x86_64-linux-gnu", source, flags);
+    for (what, object) in [
+        ("gcc -O0", gcc(&["-fhosted", "-O0"])),
+        ("gcc -O2", gcc(&["-fhosted", "-O2"])),
+        (
+            "gcc -O2 fortify",
+            gcc(&["-fhosted", "-O2", "-D_FORTIFY_SOURCE=2"]),
+        ),
+        ("clang -O2", clang(&["-fhosted", "-O2"])),
+    ] {
+        let r = registry();
+        r.load("more", &object)
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(call(&r, "maths", &[30]), 32, "{what}");
+        assert_eq!(call(&r, "words", &[]), 7, "{what}");
+        assert_eq!(
+            call(&r, "first_line", &[path_c.as_ptr() as i64]),
+            6,
+            "{what}"
+        );
+        assert_eq!(
+            call(&r, "runtime", &[255]),
+            8_000_000 + q * 100 + 12,
+            "{what}"
+        );
+    }
+    std::fs::remove_file(&path).unwrap();
+}
+
 /// `-flto` objects hold the compiler's intermediate code, not machine code: a typed error says so (gcc's
 /// slim objects are ELF with only GIMPLE sections, clang's are LLVM bitcode).
 #[test]
