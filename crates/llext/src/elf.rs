@@ -62,6 +62,8 @@ pub(crate) struct Symbol<'data> {
     pub size: u64,
     pub bind: u8,
     pub kind: u8,
+    /// `STV_DEFAULT`, `STV_HIDDEN`...
+    pub visibility: u8,
     pub place: SymbolPlace,
 }
 
@@ -367,6 +369,7 @@ fn parse_class<'data, Elf: FileHeader<Endian = Endianness>>(
                 size: sym.st_size(endian).into(),
                 bind: sym.st_bind().0,
                 kind: sym.st_type().0,
+                visibility: sym.st_visibility().0,
                 place,
             });
         }

@@ -466,6 +466,24 @@ impl<'a> Problems<'a> {
     }
 }
 
+/// Turns each weak definition of default visibility whose name the registry already defines (a built-in
+/// or an export of a loaded extension) into a reference to that definition, as a static link lets a strong
+/// definition win over a weak one (and as `dlopen` would interpose it). The weak body stays in the
+/// extension, unused.
+pub(crate) fn yield_weak_definitions<R: Resolver>(obj: &mut Object<'_>, resolver: &R) {
+    for sym in obj.symbols.iter_mut().skip(1) {
+        let defined = matches!(sym.place, SymbolPlace::Section(_) | SymbolPlace::Common);
+        if defined
+            && sym.is_weak()
+            && sym.visibility == elf::STV_DEFAULT.0
+            && !sym.name.is_empty()
+            && resolver.resolve(sym.name).is_some()
+        {
+            sym.place = SymbolPlace::Undefined;
+        }
+    }
+}
+
 /// Refuses, before any symbol is resolved, objects that need what no extension gets: thread-local storage
 /// (which `-fPIC` code would otherwise report only as an undefined `__tls_get_addr`), or an executable
 /// stack, which a `.note.GNU-stack` section marked executable asks for (GCC makes one for a nested
