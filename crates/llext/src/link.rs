@@ -466,22 +466,68 @@ impl<'a> Problems<'a> {
     }
 }
 
-/// Turns each weak definition of default visibility whose name the registry already defines (a built-in
-/// or an export of a loaded extension) into a reference to that definition, as a static link lets a strong
-/// definition win over a weak one (and as `dlopen` would interpose it). The weak body stays in the
-/// extension, unused.
-pub(crate) fn yield_weak_definitions<R: Resolver>(obj: &mut Object<'_>, resolver: &R) {
-    for sym in obj.symbols.iter_mut().skip(1) {
-        let defined = matches!(sym.place, SymbolPlace::Section(_) | SymbolPlace::Common);
-        if defined
-            && sym.is_weak()
-            && sym.visibility == elf::STV_DEFAULT.0
-            && !sym.name.is_empty()
-            && resolver.resolve(sym.name).is_some()
-        {
-            sym.place = SymbolPlace::Undefined;
+/// Symbols a static link would define before resolving the rest, made definitions of the object:
+///
+/// - `__start_X` and `__stop_X`, for a section `X` whose name is a C identifier, are the start and the
+///   end of that section (the idiom of tables gathered with `__attribute__((section("X")))`), when the
+///   object refers to them and has exactly one loaded section of that name.
+/// - A weak definition of default visibility whose name the registry already defines (a built-in or an
+///   export of a loaded extension) becomes a reference to that definition, as a static link lets a
+///   strong definition win over a weak one (and as `dlopen` would interpose it). The weak body stays in
+///   the extension, unused.
+pub(crate) fn prepare_symbols<R: Resolver>(obj: &mut Object<'_>, resolver: &R) -> Result<()> {
+    let Object {
+        symbols, sections, ..
+    } = obj;
+    for (index, sym) in symbols.iter_mut().enumerate().skip(1) {
+        match sym.place {
+            SymbolPlace::Undefined => {
+                let (at_end, section) = match (
+                    sym.name.strip_prefix(b"__start_"),
+                    sym.name.strip_prefix(b"__stop_"),
+                ) {
+                    (Some(name), _) => (false, name),
+                    (_, Some(name)) => (true, name),
+                    _ => continue,
+                };
+                let identifier = section.first().is_some_and(|c| !c.is_ascii_digit())
+                    && section
+                        .iter()
+                        .all(|&c| c.is_ascii_alphanumeric() || c == b'_');
+                if !identifier {
+                    continue;
+                }
+                let mut named = sections
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.is_alloc() && s.name == section);
+                let Some((found, s)) = named.next() else {
+                    continue;
+                };
+                if named.next().is_some() {
+                    return Err(Error::BadSymbol {
+                        index,
+                        name: sym.name_lossy(),
+                        reason: "several sections have the name it bounds, so its start or end is \
+                                 ambiguous (combine them with `ld -r`)",
+                    });
+                }
+                sym.place = SymbolPlace::Section(found);
+                sym.value = if at_end { s.size } else { 0 };
+            }
+            SymbolPlace::Section(_) | SymbolPlace::Common => {
+                if sym.is_weak()
+                    && sym.visibility == elf::STV_DEFAULT.0
+                    && !sym.name.is_empty()
+                    && resolver.resolve(sym.name).is_some()
+                {
+                    sym.place = SymbolPlace::Undefined;
+                }
+            }
+            SymbolPlace::Absolute => {}
         }
     }
+    Ok(())
 }
 
 /// Refuses, before any symbol is resolved, objects that need what no extension gets: thread-local storage

@@ -551,3 +551,64 @@ fn link_time_optimisation_objects_are_named_as_such() {
         assert!(r.is_empty());
     }
 }
+
+/// A user's trial: a table gathered with `__attribute__((section("handlers")))` and walked from
+/// `__start_handlers` to `__stop_handlers` (a common plugin idiom, which a static link supports) was
+/// refused as two undefined symbols. They are the bounds of the object's section now, with any code
+/// model and compiler, and after a portable restore at new addresses.
+#[test]
+fn section_bounds_of_gathered_tables_are_defined() {
+    let source = r#"
+        struct handler { const char *name; long (*fn)(long); };
+        static long twice(long x) { return 2 * x; }
+        static long negate(long x) { return -x; }
+        static long square(long x) { return x * x; }
+        static const struct handler h1 __attribute__((section("handlers"), used)) = { "twice", twice };
+        static const struct handler h2 __attribute__((section("handlers"), used)) = { "negate", negate };
+        static const struct handler h3 __attribute__((section("handlers"), used)) = { "square", square };
+        extern const struct handler __start_handlers[], __stop_handlers[];
+        long run_all(long x) {
+            long sum = 0;
+            for (const struct handler *h = __start_handlers; h < __stop_handlers; h++) sum += h->fn(x);
+            return sum;
+        }
+        long handler_count(void) { return __stop_handlers - __start_handlers; }
+    "#;
+    for (what, object) in [
+        ("gcc", common::compile_c(source, &[])),
+        ("gcc -fPIC", common::compile_c(source, &["-fPIC"])),
+        ("gcc -fno-pic", common::compile_c(source, &["-fno-pic"])),
+        (
+            "clang -O2",
+            common::compile_for("x86_64-linux-gnu", source, &[]),
+        ),
+    ] {
+        let r = registry();
+        r.load("handlers", &object)
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(call(&r, "handler_count", &[]), 3, "{what}");
+        // 2*5 - 5 + 25.
+        assert_eq!(call(&r, "run_all", &[5]), 30, "{what}");
+        let context = r
+            .save(&llext::SaveOptions {
+                portable: true,
+                ..llext::SaveOptions::default()
+            })
+            .unwrap();
+        let other = registry();
+        common::restore_all(&other, &context);
+        assert_eq!(call(&other, "run_all", &[4]), 8 - 4 + 16, "{what}");
+    }
+    // Two sections of that name (`unique` in the assembler) leave the bounds ambiguous: refused.
+    let two = "__asm__(\".section handlers,\\\"a\\\",@progbits,unique,1\\n.quad 1\\n\
+               .section handlers,\\\"a\\\",@progbits,unique,2\\n.quad 2\\n.text\\n\");\n\
+               extern const long __start_handlers[];\n\
+               long first(void) { return __start_handlers[0]; }\n";
+    match registry().load("two", &common::compile_c(two, &[])) {
+        Err(llext::Error::BadSymbol { name, reason, .. }) => {
+            assert_eq!(name, "__start_handlers");
+            assert!(reason.contains("ambiguous"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
