@@ -466,42 +466,49 @@ impl<'a> Problems<'a> {
     }
 }
 
-/// Symbols a static link would define before resolving the rest, made definitions of the object:
+/// Checks the sections ([`check_sections`]), then makes definitions of the object out of what a static
+/// link would define before resolving the rest:
 ///
 /// - `__start_X` and `__stop_X`, for a section `X` whose name is a C identifier, are the start and the
 ///   end of that section (the idiom of tables gathered with `__attribute__((section("X")))`), when the
 ///   object refers to them and has exactly one loaded section of that name.
-/// - A weak definition of default visibility whose name the registry already defines (a built-in or an
-///   export of a loaded extension) becomes a reference to that definition, as a static link lets a
-///   strong definition win over a weak one (and as `dlopen` would interpose it). The weak body stays in
-///   the extension, unused.
+/// - A weak definition of default visibility whose name a loaded extension exports becomes a reference
+///   to that export, as a static link lets a strong definition in another object win over a weak one (and
+///   as `dlopen` would interpose it); the weak body stays in the extension, unused. Built-ins do not take
+///   over weak definitions: like the members of a static C library, they only provide what is undefined.
 pub(crate) fn prepare_symbols<R: Resolver>(obj: &mut Object<'_>, resolver: &R) -> Result<()> {
+    check_sections(obj)?;
+    let bounds = obj
+        .symbols
+        .iter()
+        .any(|s| s.place == SymbolPlace::Undefined && section_bound(s.name).is_some());
+    // Loaded sections by name, only when some symbol asks for a bound: one sort, then a search each.
+    let mut by_name: Vec<(&[u8], usize)> = Vec::new();
+    if bounds {
+        by_name = fallible::vec(obj.sections.len())?;
+        for (index, s) in obj.sections.iter().enumerate() {
+            if s.is_alloc() && section_bound_name(s.name) {
+                by_name.push((s.name, index));
+            }
+        }
+        by_name.sort_unstable();
+    }
     let Object {
         symbols, sections, ..
     } = obj;
     for (index, sym) in symbols.iter_mut().enumerate().skip(1) {
         match sym.place {
             SymbolPlace::Undefined => {
-                let (at_end, section) = match (
-                    sym.name.strip_prefix(b"__start_"),
-                    sym.name.strip_prefix(b"__stop_"),
-                ) {
-                    (Some(name), _) => (false, name),
-                    (_, Some(name)) => (true, name),
-                    _ => continue,
-                };
-                let identifier = section.first().is_some_and(|c| !c.is_ascii_digit())
-                    && section
-                        .iter()
-                        .all(|&c| c.is_ascii_alphanumeric() || c == b'_');
-                if !identifier {
+                let Some((section, at_end)) = section_bound(sym.name) else {
                     continue;
-                }
-                let mut named = sections
+                };
+                let first = by_name.partition_point(|(name, _)| *name < section);
+                let mut named = by_name
+                    .get(first..)
+                    .unwrap_or_default()
                     .iter()
-                    .enumerate()
-                    .filter(|(_, s)| s.is_alloc() && s.name == section);
-                let Some((found, s)) = named.next() else {
+                    .take_while(|(name, _)| *name == section);
+                let Some(&(_, found)) = named.next() else {
                     continue;
                 };
                 if named.next().is_some() {
@@ -513,13 +520,17 @@ pub(crate) fn prepare_symbols<R: Resolver>(obj: &mut Object<'_>, resolver: &R) -
                     });
                 }
                 sym.place = SymbolPlace::Section(found);
-                sym.value = if at_end { s.size } else { 0 };
+                sym.value = if at_end {
+                    sections.get(found).map_or(0, |s| s.size)
+                } else {
+                    0
+                };
             }
             SymbolPlace::Section(_) | SymbolPlace::Common => {
                 if sym.is_weak()
                     && sym.visibility == elf::STV_DEFAULT.0
                     && !sym.name.is_empty()
-                    && resolver.resolve(sym.name).is_some()
+                    && matches!(resolver.resolve(sym.name), Some((_, Owner::Extension(..))))
                 {
                     sym.place = SymbolPlace::Undefined;
                 }
@@ -530,7 +541,22 @@ pub(crate) fn prepare_symbols<R: Resolver>(obj: &mut Object<'_>, resolver: &R) -
     Ok(())
 }
 
-/// Refuses, before any symbol is resolved, objects that need what no extension gets: thread-local storage
+/// The section a `__start_X` or `__stop_X` symbol bounds, and whether it is its end.
+fn section_bound(name: &[u8]) -> Option<(&[u8], bool)> {
+    let (section, at_end) = match name.strip_prefix(b"__start_") {
+        Some(section) => (section, false),
+        None => (name.strip_prefix(b"__stop_")?, true),
+    };
+    section_bound_name(section).then_some((section, at_end))
+}
+
+/// Whether a section name can have bound symbols: a C identifier.
+fn section_bound_name(name: &[u8]) -> bool {
+    name.first().is_some_and(|c| !c.is_ascii_digit())
+        && name.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
+/// Refuses (from [`prepare_symbols`], before any symbol is looked up) objects that need what no extension gets: thread-local storage
 /// (which `-fPIC` code would otherwise report only as an undefined `__tls_get_addr`), or an executable
 /// stack, which a `.note.GNU-stack` section marked executable asks for (GCC makes one for a nested
 /// function whose address is taken: its trampoline is written to the stack and run there).
@@ -539,8 +565,10 @@ fn check_sections(obj: &Object<'_>) -> Result<()> {
         let reason = if s.is_alloc() && s.flags & elf::SHF_TLS.0 != 0 {
             "thread-local storage is not supported in extensions"
         } else if s.name == b".note.GNU-stack" && s.flags & elf::SHF_EXECINSTR.0 != 0 {
-            "the object needs an executable stack (a GCC nested function whose address is taken runs \
-             a trampoline on the stack), and extensions run on non-executable stacks"
+            "the object asks for an executable stack, and extensions run on non-executable stacks (a \
+             GCC nested function whose address is taken runs a trampoline there; `ld -r` also asks for \
+             one when an input has no .note.GNU-stack: if nothing runs code on the stack, relink with \
+             `ld -r -z noexecstack`)"
         } else {
             continue;
         };
@@ -600,7 +628,6 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
     memory: &mut M,
 ) -> Result<Linked> {
     check_header::<A>(obj)?;
-    check_sections(obj)?;
     let ptr = A::POINTER_SIZE;
     let mut problems = Problems::new(req.name);
 

@@ -436,7 +436,7 @@ fn objects_needing_tls_or_an_executable_stack_are_refused_up_front() {
     for (source, flags, reason) in [
         (TLS, &["-fPIC"][..], "thread-local storage"),
         (TLS, &["-fno-pic"][..], "thread-local storage"),
-        (NESTED, &["-O2"][..], "executable stack"),
+        (NESTED, &["-O2"][..], "relink with `ld -r -z noexecstack`"),
     ] {
         match r.load("refused", &common::compile_c(source, flags)) {
             Err(Error::BadSection { reason: r, .. }) => assert!(r.contains(reason), "{r}"),

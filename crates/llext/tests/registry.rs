@@ -370,52 +370,64 @@ fn calling_a_null_export_is_a_typed_error() {
 
 /// A user's trial: extension B's weak definitions were used even though extension A, loaded first, exports
 /// strong ones of the same names; a static link (and `dlopen`) would use A's. A weak definition of default
-/// visibility now gives way to a definition the registry has — an export or a built-in — and B depends
-/// on A; a hidden weak definition, or one nothing else defines, is still used. Also after a restore.
+/// visibility now gives way to an export of a loaded extension, and B depends on A. Hidden ones, those
+/// nothing else defines, and those a built-in of the same name has (a static C library provides only
+/// what is undefined: review found `long clock` data rebound to libc's `clock` code) are used as
+/// defined. Also after a restore.
 #[test]
-fn weak_definitions_give_way_to_existing_ones() {
+fn weak_definitions_give_way_to_exports_of_loaded_extensions() {
     let strong = "#include \"llext.h\"\n\
                   long tunable(long x) { return x * 1000; }\n\
                   long weak_data = 7;\n\
+                  long hidden_hook(void) { return 8; }\n\
                   LLEXT_EXPORT(tunable);\n\
-                  LLEXT_EXPORT(weak_data);\n";
+                  LLEXT_EXPORT(weak_data);\n\
+                  LLEXT_EXPORT(hidden_hook);\n";
     let weak = "typedef unsigned long size_t;\n\
                 __attribute__((weak)) long tunable(long x) { return x * 7; }\n\
                 __attribute__((weak)) long weak_data = 42;\n\
                 __attribute__((weak)) size_t strlen(const char *s) { (void)s; return 99; }\n\
-                __attribute__((weak, visibility(\"hidden\"))) long private_hook(void) { return 5; }\n\
+                __attribute__((weak)) long clock = 5;\n\
+                __attribute__((weak, visibility(\"hidden\"))) long hidden_hook(void) { return 5; }\n\
                 __attribute__((weak)) long only_here(void) { return 3; }\n\
                 long weak_main(long x) {\n\
-                    return tunable(x) + weak_data + (long)strlen(\"abcd\") * 100000 + private_hook() * 10\n\
-                        + only_here();\n\
+                    return tunable(x) + weak_data + (long)strlen(\"abcd\") * 100000 + hidden_hook() * 10\n\
+                        + only_here() + ++clock * 1000000;\n\
                 }\n";
-    let r = registry();
-    let a = r.load("strong", &common::compile_c(strong, &[])).unwrap();
-    let b = r
-        .load("weak", &common::compile_c(weak, &["-fno-builtin"]))
-        .unwrap();
-    // 3000 + 7 + 4 * 100000 + 50 + 3.
-    let expected = 3000 + 7 + 400_000 + 50 + 3;
-    // SAFETY: `weak_main` is `long weak_main(long)`.
-    assert_eq!(unsafe { r.call("weak_main", &[3]) }.unwrap(), expected);
-    assert_eq!(r.info(b).unwrap().dependencies, ["strong"]);
-    assert!(matches!(r.unload(a), Err(Error::InUse { .. })));
-    let context = r
-        .save(&llext::SaveOptions {
-            portable: true,
-            ..llext::SaveOptions::default()
-        })
-        .unwrap();
-    let other = registry();
-    common::restore_all(&other, &context);
-    assert_eq!(unsafe { other.call("weak_main", &[3]) }.unwrap(), expected);
-    // Alone, B's weak definitions are its own.
-    let alone = registry();
-    alone
-        .load("weak", &common::compile_c(weak, &["-fno-builtin"]))
-        .unwrap();
-    assert_eq!(
-        unsafe { alone.call("weak_main", &[3]) }.unwrap(),
-        21 + 42 + 400_000 + 50 + 3
-    );
+    for flags in [&["-fno-builtin"][..], &["-fno-builtin", "-fPIC"][..]] {
+        let r = registry();
+        let a = r.load("strong", &common::compile_c(strong, &[])).unwrap();
+        let b = r.load("weak", &common::compile_c(weak, flags)).unwrap();
+        // A's tunable and weak_data, B's strlen (99), hidden_hook (5), only_here and clock (5, then 6).
+        let expected = |clock: i64| 3000 + 7 + 9_900_000 + 50 + 3 + clock * 1_000_000;
+        // SAFETY: `weak_main` is `long weak_main(long)`.
+        assert_eq!(
+            unsafe { r.call("weak_main", &[3]) }.unwrap(),
+            expected(6),
+            "{flags:?}"
+        );
+        assert_eq!(r.info(b).unwrap().dependencies, ["strong"]);
+        assert!(matches!(r.unload(a), Err(Error::InUse { .. })));
+        let context = r
+            .save(&llext::SaveOptions {
+                portable: true,
+                ..llext::SaveOptions::default()
+            })
+            .unwrap();
+        let other = registry();
+        common::restore_all(&other, &context);
+        assert_eq!(
+            unsafe { other.call("weak_main", &[3]) }.unwrap(),
+            expected(7),
+            "{flags:?}"
+        );
+        // Alone, B's weak definitions are its own.
+        let alone = registry();
+        alone.load("weak", &common::compile_c(weak, flags)).unwrap();
+        assert_eq!(
+            unsafe { alone.call("weak_main", &[3]) }.unwrap(),
+            21 + 42 + 9_900_000 + 50 + 3 + 6_000_000,
+            "{flags:?}"
+        );
+    }
 }
