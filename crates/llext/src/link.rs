@@ -476,7 +476,11 @@ impl<'a> Problems<'a> {
 ///   to that export, as a static link lets a strong definition in another object win over a weak one (and
 ///   as `dlopen` would interpose it); the weak body stays in the extension, unused. Built-ins do not take
 ///   over weak definitions: like the members of a static C library, they only provide what is undefined.
-pub(crate) fn prepare_symbols<R: Resolver>(obj: &mut Object<'_>, resolver: &R) -> Result<()> {
+pub(crate) fn prepare_symbols<R: Resolver>(
+    obj: &mut Object<'_>,
+    resolver: &R,
+    layout: LayoutOptions,
+) -> Result<()> {
     check_sections(obj)?;
     let bounds = obj
         .symbols
@@ -487,11 +491,12 @@ pub(crate) fn prepare_symbols<R: Resolver>(obj: &mut Object<'_>, resolver: &R) -
     if bounds {
         by_name = fallible::vec(obj.sections.len())?;
         for (index, s) in obj.sections.iter().enumerate() {
-            if s.is_alloc() && section_bound_name(s.name) {
+            let loaded = || layout::classify(s, layout).ok().flatten().is_some();
+            if section_bound_name(s.name) && loaded() {
                 by_name.push((s.name, index));
             }
         }
-        by_name.sort_unstable();
+        fallible::sort_by(&mut by_name, |a, b| a < b);
     }
     let Object {
         symbols, sections, ..

@@ -595,7 +595,7 @@ impl<M: Memory> Registry<M> {
             slots: &inner.slots,
             exports: &inner.exports,
         };
-        link::prepare_symbols(&mut object, &view)?;
+        link::prepare_symbols(&mut object, &view, request.layout)?;
         let linked = with_backend!(inner.machine, object.class.is_64, A => link::link::<A, M, View<'_>>(&object, &request, &view, &mut inner.memory),
             _ => Err(Error::NoBackend { machine: inner.machine, bits: if object.class.is_64 { 64 } else { 32 } }))?;
         // Everything `insert` needs is allocated first; if that fails, the blocks go back and nothing changed.

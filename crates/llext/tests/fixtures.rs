@@ -601,6 +601,16 @@ fn section_bounds_of_gathered_tables_are_defined() {
         common::restore_all(&other, &context);
         assert_eq!(call(&other, "run_all", &[4]), 8 - 4 + 16, "{what}");
     }
+    // Review: only a loaded section is bounded; an allocated note of the same name is not loaded (it was
+    // taken, then refused as ambiguous or as not loaded).
+    let beside_a_note = "__asm__(\".section notey,\\\"a\\\",@note\\n.long 0,0,0\\n\
+                         .section notey,\\\"a\\\",@progbits,unique,3\\n.quad 7\\n.text\\n\");\n\
+                         extern const long __start_notey[], __stop_notey[];\n\
+                         long count_notey(void) { return (__stop_notey - __start_notey) * 100 + __start_notey[0]; }\n";
+    let r = registry();
+    r.load("notey", &common::compile_c(beside_a_note, &[]))
+        .unwrap();
+    assert_eq!(call(&r, "count_notey", &[]), 107);
     // Two sections of that name (`unique` in the assembler) leave the bounds ambiguous: refused.
     let two = "__asm__(\".section handlers,\\\"a\\\",@progbits,unique,1\\n.quad 1\\n\
                .section handlers,\\\"a\\\",@progbits,unique,2\\n.quad 2\\n.text\\n\");\n\
