@@ -2,7 +2,7 @@
 
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::fmt;
+use core::fmt::{self, Write as _};
 
 /// Everything that can go wrong while reading, loading, linking, running or unloading an extension.
 ///
@@ -420,13 +420,18 @@ impl fmt::Display for Error {
                 write!(f, "{what} is {value}, over the limit of {limit}")
             }
             Error::BadName { name } => {
-                // A name refused for its length can be long: show its start only.
-                let shown: String = name.chars().take(40).collect();
-                let more = if shown.len() < name.len() { "…" } else { "" };
+                // A name refused for its length can be long: show its start only, control characters as
+                // `?` (without `escape_debug`, whose Unicode tables would cost a firmware kilobytes).
+                f.write_str("invalid extension name `")?;
+                let mut shown = 0;
+                for c in name.chars().take(40) {
+                    f.write_char(if c.is_control() { '?' } else { c })?;
+                    shown += c.len_utf8();
+                }
+                let more = if shown < name.len() { "…" } else { "" };
                 write!(
                     f,
-                    "invalid extension name `{}{more}` ({} bytes): a name is 1 to 255 bytes, without NUL",
-                    shown.escape_debug(),
+                    "{more}` ({} bytes): a name is 1 to 255 bytes, without NUL",
                     name.len()
                 )
             }
