@@ -54,6 +54,9 @@ const STREAMS_SOURCE: &str = "#include <stdio.h>\n\
 const SHELL_LINES: &[&str] = &[
     "load basic.o",
     "load libmath.o math",
+    "load \"my dir/a b.o\" \"x y\"",
+    // Found by fuzzing: a quoted word that holds the spaces the oracle split at.
+    "call \" *f\" ",
     "unload math",
     "list",
     "symbols basic",

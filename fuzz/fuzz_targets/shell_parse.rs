@@ -7,8 +7,24 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let Ok(line) = std::str::from_utf8(data) else {
         return;
     };
+    // Without quotes a line's words are its white-space-separated parts; a word in double quotes may hold
+    // spaces, and is then a part of the line between two quotes.
+    let quoted = line.contains('"');
     let words: Vec<&str> = line.split_whitespace().collect();
-    match parse_line(line) {
+    let parsed = parse_line(line);
+    if quoted {
+        match parsed {
+            Ok(Command::Call { symbol, .. }) => assert!(line.contains(symbol)),
+            Ok(Command::Load { file, name }) => {
+                assert!(line.contains(file));
+                assert!(name.is_none_or(|n| line.contains(n)));
+            }
+            Ok(_) => {}
+            Err(e) => assert!(!e.0.is_empty()),
+        }
+        return;
+    }
+    match parsed {
         Ok(Command::Call { symbol, args }) => {
             assert_eq!(Some(&symbol), words.get(1));
             assert_eq!(args.len(), words.len() - 2);
