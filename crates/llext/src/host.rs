@@ -552,6 +552,40 @@ extern "C" {
     fn hypotf();
     fn fminf();
     fn fmaxf();
+    fn fma();
+    fn fmaf();
+    fn asinh();
+    fn acosh();
+    fn atanh();
+    fn erf();
+    fn erfc();
+    fn tgamma();
+    fn lgamma();
+    fn remainder();
+    fn fdim();
+    fn nearbyint();
+    fn asinhf();
+    fn acoshf();
+    fn atanhf();
+    fn erff();
+    fn erfcf();
+    fn tgammaf();
+    fn lgammaf();
+    fn remainderf();
+    fn fdimf();
+    fn cbrtf();
+    fn exp2f();
+    fn expm1f();
+    fn log2f();
+    fn log1pf();
+    fn asinf();
+    fn acosf();
+    fn atanf();
+    fn sinhf();
+    fn coshf();
+    fn tanhf();
+    fn rintf();
+    fn nearbyintf();
     fn creal();
     fn cimag();
     fn cabs();
@@ -561,6 +595,14 @@ extern "C" {
     fn longjmp();
     fn _longjmp();
     fn __popcountdi2();
+    fn __floattidf();
+    fn __floatuntidf();
+    fn __fixdfti();
+    fn __fixunsdfti();
+    fn __floattisf();
+    fn __floatuntisf();
+    fn __fixsfti();
+    fn __fixunssfti();
     fn __divti3();
     fn __udivti3();
     fn __modti3();
@@ -655,7 +697,7 @@ extern "C" {
 /// `strlen`, or clang's `bcmp`), `strtok_r`, `strndup`, `strerror`, `<ctype.h>`, conversions, sorting,
 /// `getenv`, `rand`, `time`, `clock`, `usleep`, `setjmp`/`longjmp`, `<math.h>` (with gcc's `sincos`) and
 /// `<complex.h>`'s `creal`..., the compiler-runtime helpers of `__builtin_popcount`, 128-bit division and
-/// complex products (`__popcountdi2`, `__udivti3`, `__muldc3`, ...), `abort`, `errno`, the stack
+/// conversions and complex products (`__popcountdi2`, `__udivti3`, `__floattidf`, `__muldc3`, ...), `abort`, `errno`, the stack
 /// protector's `__stack_chk_fail`, and on glibc what its headers turn `assert`, `<ctype.h>`, `scanf` and
 /// `setjmp` into (`__assert_fail`, `__ctype_b_loc`, `__isoc99_sscanf`, `__sigsetjmp`, ...) and the checked
 /// functions `-D_FORTIFY_SOURCE` calls (`__printf_chk`, `__vsnprintf_chk`, `__memcpy_chk`, `__strncat_chk`,
@@ -843,6 +885,40 @@ pub static LIBC_EXPORTS: &[crate::Export] = &[
     crate::Export::new("hypotf", hypotf as *const ()),
     crate::Export::new("fminf", fminf as *const ()),
     crate::Export::new("fmaxf", fmaxf as *const ()),
+    crate::Export::new("fma", fma as *const ()),
+    crate::Export::new("fmaf", fmaf as *const ()),
+    crate::Export::new("asinh", asinh as *const ()),
+    crate::Export::new("acosh", acosh as *const ()),
+    crate::Export::new("atanh", atanh as *const ()),
+    crate::Export::new("erf", erf as *const ()),
+    crate::Export::new("erfc", erfc as *const ()),
+    crate::Export::new("tgamma", tgamma as *const ()),
+    crate::Export::new("lgamma", lgamma as *const ()),
+    crate::Export::new("remainder", remainder as *const ()),
+    crate::Export::new("fdim", fdim as *const ()),
+    crate::Export::new("nearbyint", nearbyint as *const ()),
+    crate::Export::new("asinhf", asinhf as *const ()),
+    crate::Export::new("acoshf", acoshf as *const ()),
+    crate::Export::new("atanhf", atanhf as *const ()),
+    crate::Export::new("erff", erff as *const ()),
+    crate::Export::new("erfcf", erfcf as *const ()),
+    crate::Export::new("tgammaf", tgammaf as *const ()),
+    crate::Export::new("lgammaf", lgammaf as *const ()),
+    crate::Export::new("remainderf", remainderf as *const ()),
+    crate::Export::new("fdimf", fdimf as *const ()),
+    crate::Export::new("cbrtf", cbrtf as *const ()),
+    crate::Export::new("exp2f", exp2f as *const ()),
+    crate::Export::new("expm1f", expm1f as *const ()),
+    crate::Export::new("log2f", log2f as *const ()),
+    crate::Export::new("log1pf", log1pf as *const ()),
+    crate::Export::new("asinf", asinf as *const ()),
+    crate::Export::new("acosf", acosf as *const ()),
+    crate::Export::new("atanf", atanf as *const ()),
+    crate::Export::new("sinhf", sinhf as *const ()),
+    crate::Export::new("coshf", coshf as *const ()),
+    crate::Export::new("tanhf", tanhf as *const ()),
+    crate::Export::new("rintf", rintf as *const ()),
+    crate::Export::new("nearbyintf", nearbyintf as *const ()),
     crate::Export::new("creal", creal as *const ()),
     crate::Export::new("cimag", cimag as *const ()),
     crate::Export::new("cabs", cabs as *const ()),
@@ -853,6 +929,14 @@ pub static LIBC_EXPORTS: &[crate::Export] = &[
     crate::Export::new("__udivti3", __udivti3 as *const ()),
     crate::Export::new("__modti3", __modti3 as *const ()),
     crate::Export::new("__umodti3", __umodti3 as *const ()),
+    crate::Export::new("__floattidf", __floattidf as *const ()),
+    crate::Export::new("__floatuntidf", __floatuntidf as *const ()),
+    crate::Export::new("__fixdfti", __fixdfti as *const ()),
+    crate::Export::new("__fixunsdfti", __fixunsdfti as *const ()),
+    crate::Export::new("__floattisf", __floattisf as *const ()),
+    crate::Export::new("__floatuntisf", __floatuntisf as *const ()),
+    crate::Export::new("__fixsfti", __fixsfti as *const ()),
+    crate::Export::new("__fixunssfti", __fixunssfti as *const ()),
     crate::Export::new("__muldc3", __muldc3 as *const ()),
     crate::Export::new("__divdc3", __divdc3 as *const ()),
     crate::Export::new("__mulsc3", __mulsc3 as *const ()),

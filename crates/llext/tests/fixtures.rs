@@ -495,6 +495,15 @@ fn more_everyday_c_runs() {
             double complex z = a * b, w = z / a;
             return p * 1000000 + q * 100 + lround(creal(z) + cimag(z)) + lround(creal(w) + cimag(w));
         }
+        /* A Rust user's trial: 128-bit integers to and from floating point, fma, erf, tgamma.
+           x 2^70 and back: x (5), fma(3, 3, 1) = 10, erf(0) + tgamma(4) = 6. */
+        long conversions(long x) {
+            volatile __int128 big = (__int128)x << 70;
+            double d = (double)big;
+            unsigned __int128 back = (unsigned __int128)(d / 2.0);
+            volatile double three = 3.0, zero = 0.0;
+            return (long)(back >> 69) + lround(fma(three, three, 1.0)) + lround(erf(zero) + tgamma(three + 1.0));
+        }
     "#;
     let path = std::env::temp_dir().join(format!("llext-line-{}.txt", std::process::id()));
     std::fs::write(
@@ -533,6 +542,7 @@ second
             8_000_000 + q * 100 + 12,
             "{what}"
         );
+        assert_eq!(call(&r, "conversions", &[5]), 21, "{what}");
     }
     std::fs::remove_file(&path).unwrap();
 }
