@@ -925,3 +925,47 @@ fn check_reports_every_clashing_export() {
     let clashes = e.lines().filter(|l| l.contains("already exports")).count();
     assert_eq!(clashes, 3, "{e}");
 }
+
+/// A Rust user's trial: at opt-level 0 even a plain loop reaches `core`'s panic functions, which no host
+/// can offer; `check` said only "undefined symbol `_RNv...panic_nounwind_fmt`". It now says what that
+/// is and what to do, and the same object built at opt-level 2 loads and runs.
+#[test]
+fn rust_core_symbols_come_with_a_hint() {
+    const SOURCE: &str = "#![no_std]\n\
+        #[no_mangle]\n\
+        pub extern \"C\" fn count(n: i64) -> i64 {\n\
+            let mut s = 0i64;\n\
+            for i in 0..n { s = s.wrapping_add(i); }\n\
+            s\n\
+        }\n";
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("rust-core");
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("count.rs");
+    std::fs::write(&src, SOURCE).unwrap();
+    let build = |level: &str| {
+        let out = dir.join(format!("count-{level}.o"));
+        let status = Command::new("rustc")
+            .args(["--crate-type", "lib", "--emit", "obj", "--edition", "2021"])
+            .args(["-C", "panic=abort", "-C", &format!("opt-level={level}")])
+            .arg(&src)
+            .arg("-o")
+            .arg(&out)
+            .status()
+            .expect("rustc runs");
+        assert!(status.success());
+        out.display().to_string()
+    };
+    let out = llext(&["check", &build("0")]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = text(&out.stderr);
+    assert!(
+        e.contains("core")
+            && e.contains(
+                "(Rust's `core`, which no host can offer: build the extension with opt-level 1"
+            ),
+        "{e}"
+    );
+    let out = llext(&["run", "--call", "count", "--arg", "10", &build("2")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("returned: 45"));
+}

@@ -315,6 +315,12 @@ impl Error {
     }
 }
 
+/// A symbol of Rust's `core` library, by its mangled name (v0 `_R...4core...` or legacy `_ZN4core...`):
+/// its name carries the hash of the toolchain's `core`, so a host cannot export it for extensions.
+fn rust_core_symbol(name: &str) -> bool {
+    name.starts_with("_ZN4core") || (name.starts_with("_R") && name.contains("_4core"))
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -373,7 +379,14 @@ impl fmt::Display for Error {
                 "relocation {kind} at {section}+{offset:#x} against `{symbol}`: {reason} (value {value:#x})"
             ),
             Error::Undefined { extension, symbol } => {
-                write!(f, "undefined symbol `{symbol}` in extension `{extension}`")
+                write!(f, "undefined symbol `{symbol}` in extension `{extension}`")?;
+                if rust_core_symbol(symbol) {
+                    f.write_str(
+                        " (Rust's `core`, which no host can offer: build the extension with opt-level 1 \
+                         or more, and without paths that can panic or format)",
+                    )?;
+                }
+                Ok(())
             }
             Error::DuplicateExport {
                 extension,
