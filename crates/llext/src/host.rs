@@ -697,8 +697,8 @@ extern "C" {
 /// `strlen`, or clang's `bcmp`), `strtok_r`, `strndup`, `strerror`, `<ctype.h>`, conversions, sorting,
 /// `getenv`, `rand`, `time`, `clock`, `usleep`, `setjmp`/`longjmp`, `<math.h>` (with gcc's `sincos`) and
 /// `<complex.h>`'s `creal`..., the compiler-runtime helpers of `__builtin_popcount`, 128-bit division and
-/// conversions and complex products (`__popcountdi2`, `__udivti3`, `__floattidf`, `__muldc3`, ...), `abort`, `errno`, the stack
-/// protector's `__stack_chk_fail`, and on glibc what its headers turn `assert`, `<ctype.h>`, `scanf` and
+/// conversions and complex products (`__popcountdi2`, `__udivti3`, `__floattidf`, `__muldc3`, ...),
+/// `abort`, `errno`, the stack protector's `__stack_chk_fail`, and on glibc what its headers turn `assert`, `<ctype.h>`, `scanf` and
 /// `setjmp` into (`__assert_fail`, `__ctype_b_loc`, `__isoc99_sscanf`, `__sigsetjmp`, ...) and the checked
 /// functions `-D_FORTIFY_SOURCE` calls (`__printf_chk`, `__vsnprintf_chk`, `__memcpy_chk`, `__strncat_chk`,
 /// ...), so objects built with a distribution's hardening defaults load too.

@@ -561,10 +561,11 @@ fn section_bound_name(name: &[u8]) -> bool {
         && name.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_')
 }
 
-/// Refuses (from [`prepare_symbols`], before any symbol is looked up) objects that need what no extension gets: thread-local storage
-/// (which `-fPIC` code would otherwise report only as an undefined `__tls_get_addr`), or an executable
-/// stack, which a `.note.GNU-stack` section marked executable asks for (GCC makes one for a nested
-/// function whose address is taken: its trampoline is written to the stack and run there).
+/// Refuses (from [`prepare_symbols`], before any symbol is looked up) objects that need what no extension
+/// gets: thread-local storage (which `-fPIC` code would otherwise report only as an undefined
+/// `__tls_get_addr`), or an executable stack, which a `.note.GNU-stack` section marked executable asks for
+/// (GCC makes one for a nested function whose address is taken: its trampoline is written to the stack
+/// and run there).
 fn check_sections(obj: &Object<'_>) -> Result<()> {
     for (index, s) in obj.sections.iter().enumerate() {
         let reason = if s.is_alloc() && s.flags & elf::SHF_TLS.0 != 0 {

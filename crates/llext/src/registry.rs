@@ -780,7 +780,9 @@ impl<M: Memory> Registry<M> {
                     machine: inner.machine,
                 });
             }
-            inner.find_symbol_rec(symbol.as_bytes())
+            inner
+                .find_symbol_in(symbol.as_bytes())
+                .map(|(slot, sym)| (sym, inner.symbol_permission(slot, &sym)))
         }
         .ok_or_else(|| Error::NoSuchSymbol {
             symbol: String::from(symbol),
@@ -1000,33 +1002,36 @@ impl<M: Memory> Inner<M> {
     }
 
     fn find_symbol(&self, name: &[u8]) -> Option<usize> {
-        self.find_symbol_rec(name).map(|(s, _)| s.addr)
+        self.find_symbol_in(name).map(|(_, s)| s.addr)
     }
 
-    /// [`Inner::find_symbol`], with the permission of the extension memory the symbol lies in: its own
-    /// block's, or else (an export of another extension's symbol, a section used in place) that of any
-    /// loaded extension's region holding the address. `None` for an address outside every extension: a
-    /// built-in's, say.
-    fn find_symbol_rec(&self, name: &[u8]) -> Option<(SymRec, Option<Permission>)> {
-        let (slot, sym) = find_export(&self.slots, &self.exports, name).or_else(|| {
+    /// The symbol `name` and the slot of the extension that has it: exported first, then the other
+    /// global symbols of each extension in load order.
+    fn find_symbol_in(&self, name: &[u8]) -> Option<(u32, SymRec)> {
+        find_export(&self.slots, &self.exports, name).or_else(|| {
             self.in_load_order()
                 .filter(|(_, e)| e.phase != Phase::Destructing)
                 .find_map(|(slot, e)| Some((slot, e.linked.view().global_rec(name)?)))
-        })?;
+        })
+    }
+
+    /// The permission of the extension memory `sym` of extension `slot` lies in: its own block's, or else
+    /// (an export of another extension's symbol, a section used in place) that of any loaded extension's
+    /// region holding the address. `None` for an address outside every extension: a built-in's, say.
+    fn symbol_permission(&self, slot: u32, sym: &SymRec) -> Option<Permission> {
         let own = ext_at(&self.slots, slot).and_then(|e| {
             let block = e.linked.view().blocks().nth(usize::from(sym.block));
             block.flatten().map(|b| b.permission)
         });
         // Rare (no block of its own): a walk over every extension's few regions.
-        let permission = own.or_else(|| {
+        own.or_else(|| {
             self.in_load_order().find_map(|(_, e)| {
                 let mut regions = e.linked.view().regions();
                 let holder =
                     regions.find(|r| sym.addr.checked_sub(r.addr).is_some_and(|o| o < r.size));
                 holder.map(|r| r.kind.permission())
             })
-        });
-        Some((sym, permission))
+        })
     }
 
     /// Makes room for `extensions` more extensions with `exports` exports in all, so that as many
