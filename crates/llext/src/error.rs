@@ -315,10 +315,13 @@ impl Error {
     }
 }
 
-/// A symbol of Rust's `core` library, by its mangled name (v0 `_R...4core...` or legacy `_ZN4core...`):
-/// its name carries the hash of the toolchain's `core`, so a host cannot export it for extensions.
+/// A symbol of Rust's `core` library, by its mangled name (v0 `_R...Cs<hash>_4core...` or legacy
+/// `_ZN4core...`): its name carries the hash of the toolchain's `core`, so a host cannot export it for
+/// extensions. (A plain window search: `str::contains` would bring a string searcher into firmware.)
 fn rust_core_symbol(name: &str) -> bool {
-    name.starts_with("_ZN4core") || (name.starts_with("_R") && name.contains("_4core"))
+    let name = name.as_bytes();
+    name.starts_with(b"_ZN4core")
+        || (name.starts_with(b"_R") && name.windows(6).any(|w| w == b"_4core"))
 }
 
 impl fmt::Display for Error {
