@@ -678,6 +678,11 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
                 })?;
                 continue;
             };
+            // A type that patches nothing only marks a dependency (Arm's `.ARM.exidx` names the unwinder's
+            // personality routine so), which an extension never needs resolved.
+            if A::is_none(r.r_type) {
+                continue;
+            }
             state.referenced = true;
             let needs = A::needs(r.r_type);
             state.direct |= A::COPIES && needs.copy;

@@ -251,6 +251,31 @@ fn arena_exhaustion_is_an_error() {
     assert!(r.is_empty());
 }
 
+/// An embedded user's trial: Arm objects built with `-funwind-tables` (or `-fexceptions`) were refused,
+/// because `.ARM.exidx` names `__aeabi_unwind_cpp_pr0` through an `R_ARM_NONE` relocation, which only
+/// marks a dependency for a static link. Relocations that patch nothing no longer need their symbol.
+#[test]
+fn relocations_that_patch_nothing_need_no_symbol() {
+    let elf = common::compile_for(
+        "thumbv7m-none-eabi",
+        "long thrice(long x) { return 3 * x; }\n",
+        &["-O2", "-funwind-tables"],
+    );
+    let mut arena = common::ExecArena::new(1 << 20);
+    let r = Registry::for_machine(
+        ArenaMemory::new(arena.bytes()),
+        ExportTable::default(),
+        40, // EM_ARM
+    );
+    let id = r.load("unwind", &elf).unwrap();
+    assert!(r
+        .info(id)
+        .unwrap()
+        .sections
+        .iter()
+        .any(|s| s.name == ".ARM.exidx"));
+}
+
 /// A registry for another machine never runs its extensions' code: an Arm object with a constructor and a
 /// destructor loads with the default options (which run constructors on a native registry), a call is
 /// refused, and unload runs no destructors — also after an in-place restore of a context that says the
