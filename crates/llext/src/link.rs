@@ -482,31 +482,22 @@ pub(crate) fn prepare_symbols<R: Resolver>(
     layout: LayoutOptions,
 ) -> Result<()> {
     check_sections(obj)?;
-    let bounds = obj
-        .symbols
-        .iter()
-        .any(|s| s.place == SymbolPlace::Undefined && section_bound(s.name).is_some());
-    // Loaded sections by name, only when some symbol asks for a bound: one sort, then a search each.
-    let mut by_name: Vec<(&[u8], usize)> = Vec::new();
-    if bounds {
-        by_name = fallible::vec(obj.sections.len())?;
-        for (index, s) in obj.sections.iter().enumerate() {
-            let loaded = || layout::classify(s, layout).ok().flatten().is_some();
-            if section_bound_name(s.name) && loaded() {
-                by_name.push((s.name, index));
-            }
-        }
-        fallible::sort_by(&mut by_name, |a, b| a < b);
-    }
     let Object {
         symbols, sections, ..
     } = obj;
+    // Loaded sections by name, built at the first symbol that asks for a bound: one sort, then a search
+    // for each.
+    let mut by_name: Option<Vec<(&[u8], usize)>> = None;
     for (index, sym) in symbols.iter_mut().enumerate().skip(1) {
         match sym.place {
             SymbolPlace::Undefined => {
                 let Some((section, at_end)) = section_bound(sym.name) else {
                     continue;
                 };
+                if by_name.is_none() {
+                    by_name = Some(loaded_by_name(sections, layout)?);
+                }
+                let by_name = by_name.as_deref().unwrap_or_default();
                 let first = by_name.partition_point(|(name, _)| *name < section);
                 let mut named = by_name
                     .get(first..)
@@ -544,6 +535,22 @@ pub(crate) fn prepare_symbols<R: Resolver>(
         }
     }
     Ok(())
+}
+
+/// The sections layout loads whose names can have bounds, with their indexes, sorted by name.
+fn loaded_by_name<'s>(
+    sections: &[crate::elf::Section<'s>],
+    layout: LayoutOptions,
+) -> Result<Vec<(&'s [u8], usize)>> {
+    let mut by_name = fallible::vec(sections.len())?;
+    for (index, s) in sections.iter().enumerate() {
+        let loaded = || layout::classify(s, layout).ok().flatten().is_some();
+        if section_bound_name(s.name) && loaded() {
+            by_name.push((s.name, index));
+        }
+    }
+    fallible::sort_by(&mut by_name, |a, b| a < b);
+    Ok(by_name)
 }
 
 /// The section a `__start_X` or `__stop_X` symbol bounds, and whether it is its end.

@@ -601,14 +601,7 @@ fn section_bounds_of_gathered_tables_are_defined() {
         assert_eq!(call(&r, "handler_count", &[]), 3, "{what}");
         // 2*5 - 5 + 25.
         assert_eq!(call(&r, "run_all", &[5]), 30, "{what}");
-        let context = r
-            .save(&llext::SaveOptions {
-                portable: true,
-                ..llext::SaveOptions::default()
-            })
-            .unwrap();
-        let other = registry();
-        common::restore_all(&other, &context);
+        let other = common::restored_elsewhere(&r);
         assert_eq!(call(&other, "run_all", &[4]), 8 - 4 + 16, "{what}");
     }
     // Review: only a loaded section is bounded; an allocated note of the same name is not loaded (it was

@@ -364,14 +364,7 @@ fn calling_data_is_a_typed_error() {
         other => panic!("{other:?}"),
     }
     r.unload_name("alias").unwrap();
-    let context = r
-        .save(&llext::SaveOptions {
-            portable: true,
-            ..llext::SaveOptions::default()
-        })
-        .unwrap();
-    let other = registry();
-    common::restore_all(&other, &context);
+    let other = common::restored_elsewhere(&r);
     assert_eq!(refused(&other), 7);
 }
 
@@ -433,14 +426,7 @@ fn weak_definitions_give_way_to_exports_of_loaded_extensions() {
         );
         assert_eq!(r.info(b).unwrap().dependencies, ["strong"]);
         assert!(matches!(r.unload(a), Err(Error::InUse { .. })));
-        let context = r
-            .save(&llext::SaveOptions {
-                portable: true,
-                ..llext::SaveOptions::default()
-            })
-            .unwrap();
-        let other = registry();
-        common::restore_all(&other, &context);
+        let other = common::restored_elsewhere(&r);
         assert_eq!(
             unsafe { other.call("weak_main", &[3]) }.unwrap(),
             expected(7),

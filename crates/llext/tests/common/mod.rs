@@ -265,3 +265,14 @@ pub fn restore_all<M: Memory>(r: &Registry<M>, ctx: &[u8]) -> Vec<llext::ExtId> 
     )
     .unwrap()
 }
+
+/// Saves everything `r` holds portably and restores it into a fresh host registry, which it returns.
+pub fn restored_elsewhere<M: Memory>(r: &Registry<M>) -> Registry<HostMemory> {
+    let options = llext::SaveOptions {
+        portable: true,
+        ..llext::SaveOptions::default()
+    };
+    let other = registry();
+    restore_all(&other, &r.save(&options).unwrap());
+    other
+}
