@@ -156,7 +156,10 @@ fn exports(target: &Target, group: &[(String, Vec<u8>)]) -> ExportTable {
             if name.is_empty() || name == "_GLOBAL_OFFSET_TABLE_" {
                 continue;
             }
-            if s.is_undefined() {
+            if s.is_undefined() && s.is_weak() {
+                // An undefined weak reference: the firmware does not have it, and it is 0.
+                continue;
+            } else if s.is_undefined() {
                 undefined.insert(name);
             } else if s.is_global() {
                 defined.insert(name);
@@ -650,6 +653,49 @@ fn riscv64_uleb128_pairs_restore_like_a_fresh_load() {
         if let Err(e) = check_group(target, &load, &restore, label, &group) {
             panic!("{e}");
         }
+    }
+}
+
+/// Code that checks for an undefined weak function before calling it: the address 0 comes from a
+/// `PCREL_HI20` + `PCREL_LO12_I` pair and the call is a `CALL_PLT`.
+const WEAK_SOURCE: &str = r#"
+	.weak	maybe
+	.text
+	.globl	call_maybe
+call_maybe:
+1:	auipc	a5, %pcrel_hi(maybe)
+	addi	a5, a5, %pcrel_lo(1b)
+	beqz	a5, 2f
+	tail	maybe
+2:	li	a0, -5
+	ret
+"#;
+
+/// An extension referring to an undefined weak symbol, saved where 0 is beyond an `auipc`'s reach (its
+/// `auipc` linked as a `lui`) and restored where it is within it, and the other way round: each restore is
+/// what a fresh load links at the new addresses, `auipc` or `lui` as the place needs.
+#[test]
+fn riscv64_undefined_weak_references_restore_in_and_out_of_auipc_reach() {
+    let target = target("riscv64");
+    let flags = ["-march=rv64gc", "-mabi=lp64d"];
+    let Some(elf) = assemble(target, &flags, "weak", WEAK_SOURCE) else {
+        return;
+    };
+    let far = Mapping::at(LOAD_BASE + 0x1820_0000, 1 << 20);
+    let near = Mapping::at(0x4800_0000, 1 << 20);
+    let group = [("weak".to_owned(), elf)];
+    for (label, load, restore, opcode) in [
+        ("far to near", &far, &near, 0x17), // auipc
+        ("near to far", &near, &far, 0x37), // lui
+    ] {
+        let (_, blocks) = check_skewed_group(target, load, restore, label, &group, 0)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let code = blocks
+            .iter()
+            .find(|b| b.2 == Permission::ReadExecute)
+            .expect("a code block");
+        let first = u32::from_le_bytes(restore.bytes(code.0 as u64, 4).try_into().unwrap());
+        assert_eq!(first & 0x7f, opcode, "{label}: {first:#010x}");
     }
 }
 

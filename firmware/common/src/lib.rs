@@ -414,6 +414,7 @@ fn single_case(stem: &str) -> Option<(&'static str, [isize; 4], isize)> {
         "wide" => Some(("wide_main", [5, 6, 3, 2], wide_expected(5, 6, 3, 2))),
         "ctor" => Some(("ctor_main", [0; 4], 12)),
         "leaf" => Some(("leaf_main", [6, 5, 9, 4], 42)),
+        "weak" => Some(("weak_main", [5, 7, 12, 10], 145)),
         "rsext" => Some(("rs_main", [10, 3, 0, 0], rs_expected(10, 3))),
         _ => None,
     }

@@ -237,6 +237,8 @@ pub struct Reloc {
     pub defined: Option<(String, u64)>,
     /// RELA addend; `None` for REL (the addend is in the place).
     pub addend: Option<i64>,
+    /// The symbol is an undefined weak reference: the firmware does not have it, and it is 0.
+    pub weak_undefined: bool,
 }
 
 impl Reloc {
@@ -245,7 +247,7 @@ impl Reloc {
     pub fn s(&self, addrs: &BTreeMap<String, u64>, exports: &[(String, u64)]) -> u64 {
         match &self.defined {
             Some((section, value)) => addrs[section] + value,
-            None if self.symbol.is_empty() => 0,
+            None if self.symbol.is_empty() || self.weak_undefined => 0,
             None => {
                 exports
                     .iter()
@@ -279,6 +281,9 @@ pub fn relocations(elf: &[u8]) -> Vec<Reloc> {
                 RelocationTarget::Symbol(i) => file.symbol_by_index(i).ok(),
                 _ => None,
             };
+            let weak_undefined = symbol
+                .as_ref()
+                .is_some_and(|s| s.is_undefined() && s.is_weak());
             let defined = symbol.as_ref().and_then(|s| {
                 let section = file.section_by_index(s.section_index()?).ok()?;
                 Some((section.name().ok()?.to_owned(), s.address()))
@@ -292,6 +297,7 @@ pub fn relocations(elf: &[u8]) -> Vec<Reloc> {
                     .unwrap_or_default(),
                 defined,
                 addend: (!rel.has_implicit_addend()).then(|| rel.addend()),
+                weak_undefined,
             });
         }
     }

@@ -46,6 +46,8 @@ const LDST8_ABS_LO12_NC: u32 = 278;
 const TSTBR14: u32 = 279;
 const CONDBR19: u32 = 280;
 const JUMP26: u32 = 282;
+/// The A64 `NOP`.
+const NOP: u32 = 0xd503_201f;
 const CALL26: u32 = 283;
 const LDST16_ABS_LO12_NC: u32 = 284;
 const LDST32_ABS_LO12_NC: u32 = 285;
@@ -301,6 +303,11 @@ impl Relocator for Aarch64 {
             JUMP26 | CALL26 => {
                 // AAELF64 5.7.8 control flow: JUMP26 and CALL26 are S + A - P, ±128 MiB, else a veneer.
                 let w = read32(place)?;
+                if i.s == 0 && (w & 0x7c00_0000 == 0x1400_0000 || w == NOP) {
+                    // A branch to address 0, an undefined weak function that the caller checks for,
+                    // becomes a NOP as GNU ld links it (and the NOP links again on a restore).
+                    return field::write(place, NOP.to_le_bytes());
+                }
                 if w & 0x7c00_0000 != 0x1400_0000 {
                     return Err(invalid(w, "JUMP26/CALL26 does not patch B or BL"));
                 }
@@ -520,6 +527,24 @@ mod tests {
     }
 
     #[test]
+    fn calls_to_address_zero_become_nops() {
+        // An undefined weak function is 0: a BL or B to it is a NOP, as GNU ld links it, whatever
+        // veneer was reserved, and the NOP links the same way again (a restore elsewhere).
+        for insn in [0x9400_0000u32, 0x1400_0000] {
+            let mut b = insn.to_le_bytes();
+            let mut i = inputs(CALL26, 0, 0, 0x4000_0000);
+            i.stub = Some(0x4000_0100);
+            Aarch64::apply(&i, &mut b).unwrap();
+            assert_eq!(word(&b), NOP);
+            Aarch64::apply(&inputs(JUMP26, 0, 0, 0x5000_0000), &mut b).unwrap();
+            assert_eq!(word(&b), NOP);
+        }
+        // Anything else at the place is still refused.
+        let mut b = 0xd65f_03c0u32.to_le_bytes(); // ret
+        assert!(Aarch64::apply(&inputs(CALL26, 0, 0, 0x4000_0000), &mut b).is_err());
+    }
+
+    #[test]
     fn call26_range_edges_and_veneer() {
         let bl = 0x9400_0000u32.to_le_bytes();
         let p = 0x4000_0000u64;
@@ -681,7 +706,7 @@ mod tests {
         assert!(Aarch64::apply(&inputs(TSTBR14, 0x1000 + 0x8000, 0, 0x1000), &mut tbz).is_err());
         let mut nop = 0xd503_201fu32.to_le_bytes();
         assert!(matches!(
-            Aarch64::apply(&inputs(CALL26, 0, 0, 0), &mut nop),
+            Aarch64::apply(&inputs(CALL26, 0x100, 0, 0), &mut nop),
             Err(Problem::Invalid { .. })
         ));
     }

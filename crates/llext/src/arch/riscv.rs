@@ -266,14 +266,33 @@ fn pairing(r_type: u32) -> Pairing {
 fn hi_value(i: &Inputs, rv64: bool) -> Result<i64, Problem> {
     let c = Calc::new(i, rv64)?;
     match i.r_type {
-        // psABI "Relocations" table: PCREL_HI20 is S + A - P.
-        PCREL_HI20 => Ok(c.narrow(c.s.wrapping_add(c.a).wrapping_sub(c.p))),
+        // psABI "Relocations" table: PCREL_HI20 is S + A - P; or S + A where the `auipc` becomes a `lui`.
+        PCREL_HI20 => Ok(pcrel_hi(&c).0),
         // psABI "Relocations" table: GOT_HI20 is G + GOT + A - P (the slot's address).
         GOT_HI20 => Ok(c.narrow(c.slot()?.wrapping_add(c.a).wrapping_sub(c.p))),
         // psABI "Relocations" table: SET_ULEB128 is S + A; its SUB_ULEB128 partner subtracts.
         SET_ULEB128 => Ok(c.s.wrapping_add(c.a)),
         _ => Err(Problem::Unsupported),
     }
+}
+
+/// The value of a `PCREL_HI20` and whether it is absolute: S + A - P, or, on RV64, S + A when that is out
+/// of the `auipc`'s ±2 GiB reach but within a `lui`'s (the lowest or highest 2 GiB), the `auipc` then
+/// becoming a `lui` and its LO12 partners adding the low bits of the address itself. GNU ld links such
+/// references the same way: it is how code at 0x8000_0000 reads the address 0 of an undefined weak symbol.
+fn pcrel_hi(c: &Calc) -> (i64, bool) {
+    let relative = c.narrow(c.s.wrapping_add(c.a).wrapping_sub(c.p));
+    let absolute = c.s.wrapping_add(c.a);
+    if c.rv64 && !in_hi20_reach(relative) && in_hi20_reach(absolute) {
+        (absolute, true)
+    } else {
+        (relative, false)
+    }
+}
+
+/// `v` is the sum of a sign-extended 32-bit `lui`/`auipc` immediate and a sign-extended 12-bit one.
+fn in_hi20_reach(v: i64) -> bool {
+    field::fits_signed(v.wrapping_add(0x800), 32)
 }
 
 /// `auipc t1, 0; l[wd] t1, k(t1); jr t1; [nop]; .word/.dword target`: reaches any address.
@@ -395,17 +414,46 @@ fn apply(i: &Inputs, place: &mut [u8], rv64: bool) -> Result<(), Problem> {
         }
         CALL | CALL_PLT => {
             // psABI "Relocations" table: CALL and CALL_PLT are S + A - P over auipc+jalr.
-            let v = c.narrow(s.wrapping_add(a).wrapping_sub(p));
-            check_opcode(place, OPCODE_AUIPC, "CALL does not patch auipc")?;
-            let jalr = place.get(4..).ok_or(Problem::OutsideSection)?;
+            let auipc = read32(place)?;
+            if auipc & 0x7f != OPCODE_AUIPC {
+                return Err(invalid(auipc, "CALL does not patch auipc"));
+            }
+            let jalr = place.get_mut(4..).ok_or(Problem::OutsideSection)?;
             check_opcode(jalr, OPCODE_JALR, "CALL's second instruction is not jalr")?;
+            let absolute = s.wrapping_add(a);
+            if field::fits_signed(absolute, 12) {
+                // A target within 2 KiB of address 0 (an undefined weak function is 0, whose call its
+                // caller skips) is reached from register zero, wherever the code is, as GNU ld does:
+                // `auipc rd, 0; jalr ..., S + A(zero)`.
+                patch32(jalr, 0x000f_ffff & !(0x1f << 15), 0)?;
+                lo12_i(jalr, absolute)?;
+                return hi20(place, 0, None);
+            }
+            // The base register is the auipc's destination again if an earlier link (this code restored
+            // elsewhere) made it register zero.
+            if read32(jalr)? & (0x1f << 15) == 0 {
+                patch32(jalr, !(0x1f << 15), ((auipc >> 7) & 0x1f) << 15)?;
+            }
+            let v = c.narrow(absolute.wrapping_sub(p));
             hi20(place, v, rv64.then_some(PCREL_ADVICE))?;
             let jalr = place.get_mut(4..).ok_or(Problem::OutsideSection)?;
             lo12_i(jalr, v)
         }
-        GOT_HI20 | PCREL_HI20 => {
-            check_opcode(place, OPCODE_AUIPC, "PC-relative HI20 does not patch auipc")?;
+        GOT_HI20 => {
+            check_opcode(place, OPCODE_AUIPC, "GOT_HI20 does not patch auipc")?;
             let v = hi_value(i, rv64)?;
+            hi20(place, v, rv64.then_some(PCREL_ADVICE))
+        }
+        PCREL_HI20 => {
+            // The place holds the object's auipc, or the lui an earlier link made of it (this code is
+            // restored elsewhere): either becomes what the value needs.
+            let w = read32(place)?;
+            if w & 0x7f != OPCODE_AUIPC && w & 0x7f != OPCODE_LUI {
+                return Err(invalid(w, "PCREL_HI20 does not patch auipc"));
+            }
+            let (v, absolute) = pcrel_hi(&c);
+            let opcode = if absolute { OPCODE_LUI } else { OPCODE_AUIPC };
+            patch32(place, !0x7f, opcode)?;
             hi20(place, v, rv64.then_some(PCREL_ADVICE))
         }
         PCREL_LO12_I | PCREL_LO12_S => {
@@ -563,7 +611,7 @@ fn j_imm(u: u32) -> u32 {
 /// The upper 20 bits of `v`, rounded so that adding the sign-extended low 12 bits gives `v` back.
 /// `reason` is `None` on RV32, where everything wraps modulo 2^32.
 fn hi20(place: &mut [u8], v: i64, reason: Option<&'static str>) -> Result<(), Problem> {
-    if let Some(reason) = reason.filter(|_| !field::fits_signed(v.wrapping_add(0x800), 32)) {
+    if let Some(reason) = reason.filter(|_| !in_hi20_reach(v)) {
         return Err(overflow(v, reason));
     }
     let hi = ((v.wrapping_add(0x800) >> 12) as u32) & 0xfffff;
@@ -701,6 +749,49 @@ mod tests {
             (0x1000 + u_imm(word(&buf)) + i_imm(word(&buf[4..]))) as u32,
             0xffff_f000
         );
+    }
+
+    #[test]
+    fn undefined_weak_references_reach_address_zero_from_anywhere() {
+        // auipc ra, 0 ; jalr ra, 0(ra), and auipc a0, 0 ; addi a0, a0, 0 (`lla a0, f`).
+        let call: [u8; 8] = [0x97, 0, 0, 0, 0xe7, 0x80, 0, 0];
+        let lla = 0x0000_0517u32.to_le_bytes();
+        let addi = 0x0005_0513u32.to_le_bytes();
+        let far = 0x8000_4000u64;
+        for rv64 in [true, false] {
+            let apply = |i: &Inputs, place: &mut [u8]| apply(i, place, rv64);
+            let mut buf = call;
+            apply(&inputs(CALL_PLT, 0, 0, far), &mut buf).unwrap();
+            assert_eq!(word(&buf), 0x0000_0097, "auipc ra, 0");
+            assert_eq!(word(&buf[4..]), 0x0000_00e7, "jalr ra, 0(zero)");
+            // Re-applied where the target is in PC-relative reach (a restore elsewhere), the base
+            // register is the auipc's destination again.
+            apply(&inputs(CALL_PLT, 0x1000, 0, 0x2000), &mut buf).unwrap();
+            assert_eq!(word(&buf[4..]) >> 15 & 0x1f, 1, "jalr ra, ...(ra)");
+            assert_eq!(0x2000 + u_imm(word(&buf)) + i_imm(word(&buf[4..])), 0x1000);
+        }
+        // RV64: the auipc out of reach of 0 becomes a lui, and its LO12 partner adds the absolute value.
+        let i = inputs(PCREL_HI20, 0, 8, far);
+        let hi = hi_value(&i, true).unwrap();
+        assert_eq!(hi, 8);
+        let mut buf = lla;
+        Riscv64::apply(&i, &mut buf).unwrap();
+        assert_eq!(word(&buf), 0x0000_0537, "lui a0, 0");
+        let mut lo = addi;
+        let mut pair = inputs(PCREL_LO12_I, far, 0, far + 4);
+        pair.hi = Some(hi);
+        Riscv64::apply(&pair, &mut lo).unwrap();
+        assert_eq!(u_imm(word(&buf)) + i_imm(word(&lo)), 8);
+        // Applied again within reach, the lui is an auipc again; RV32 wraps, so it never needs the lui.
+        Riscv64::apply(&inputs(PCREL_HI20, 0, 8, 0x1000), &mut buf).unwrap();
+        assert_eq!(word(&buf) & 0x7f, OPCODE_AUIPC);
+        let mut buf = lla;
+        Riscv32::apply(&inputs(PCREL_HI20, 0, 8, far), &mut buf).unwrap();
+        assert_eq!(word(&buf) & 0x7f, OPCODE_AUIPC);
+        // An address out of the reach of both stays an error.
+        let mut buf = lla;
+        let r = Riscv64::apply(&inputs(PCREL_HI20, 0x1_8000_0000, 0, far), &mut buf);
+        assert!(matches!(r, Err(Problem::Overflow { reason, .. }) if reason == PCREL_ADVICE));
     }
 
     #[test]
