@@ -196,7 +196,9 @@ pub const COMMON_FLAGS: &[&str] = &[
 pub const OPTS: &[&str] = &["O0", "Os", "O2"];
 
 /// The fixture sources in `firmware/fixtures/`, without `.c`.
-pub const STEMS: &[&str] = &["basic", "wide", "libsum", "useslib", "ctor", "leaf", "weak"];
+pub const STEMS: &[&str] = &[
+    "basic", "wide", "libsum", "useslib", "ctor", "leaf", "weak", "numeric",
+];
 
 /// Compiler flags of an object flavour.
 pub fn flavour_flags(flavour: &str) -> &'static [&'static str] {

@@ -268,80 +268,201 @@ fn exports() -> Vec<Export> {
         Export::new("fw_twice", fw_twice as *const ()),
         Export::new("fw_value", core::ptr::addr_of!(fw_value) as *const ()),
     ];
-    list.extend_from_slice(&runtime_helpers());
+    list.extend(runtime_helpers());
     list
 }
 
-/// The compiler-runtime helpers the target's C compilers call, from Rust's compiler_builtins.
-#[cfg(target_arch = "arm")]
-fn runtime_helpers() -> [Export; 16] {
-    extern "C" {
-        fn __aeabi_uldivmod();
-        fn __aeabi_ldivmod();
-        fn __aeabi_uidiv();
-        fn __aeabi_idiv();
-        fn __aeabi_uidivmod();
-        fn __aeabi_idivmod();
-        fn __aeabi_llsl();
-        fn __aeabi_llsr();
-        fn __aeabi_lasr();
-        fn __aeabi_lmul();
-        fn __aeabi_memcpy();
-        fn __aeabi_memcpy4();
-        fn __aeabi_memcpy8();
-        fn __aeabi_memset();
-        fn __aeabi_memclr();
-        fn __aeabi_memclr4();
-    }
-    [
-        Export::new("__aeabi_uldivmod", __aeabi_uldivmod as *const ()),
-        Export::new("__aeabi_ldivmod", __aeabi_ldivmod as *const ()),
-        Export::new("__aeabi_uidiv", __aeabi_uidiv as *const ()),
-        Export::new("__aeabi_idiv", __aeabi_idiv as *const ()),
-        Export::new("__aeabi_uidivmod", __aeabi_uidivmod as *const ()),
-        Export::new("__aeabi_idivmod", __aeabi_idivmod as *const ()),
-        Export::new("__aeabi_llsl", __aeabi_llsl as *const ()),
-        Export::new("__aeabi_llsr", __aeabi_llsr as *const ()),
-        Export::new("__aeabi_lasr", __aeabi_lasr as *const ()),
-        Export::new("__aeabi_lmul", __aeabi_lmul as *const ()),
-        Export::new("__aeabi_memcpy", __aeabi_memcpy as *const ()),
-        Export::new("__aeabi_memcpy4", __aeabi_memcpy4 as *const ()),
-        Export::new("__aeabi_memcpy8", __aeabi_memcpy8 as *const ()),
-        Export::new("__aeabi_memset", __aeabi_memset as *const ()),
-        Export::new("__aeabi_memclr", __aeabi_memclr as *const ()),
-        Export::new("__aeabi_memclr4", __aeabi_memclr4 as *const ()),
-    ]
+/// Declares compiler-runtime helpers (from Rust's compiler_builtins, or [`bits`]) and lists them as
+/// exports under their own names.
+macro_rules! helpers {
+    ($($name:ident),* $(,)?) => {{
+        extern "C" {
+            $(fn $name();)*
+        }
+        [$(Export::new(stringify!($name), $name as *const ())),*]
+    }};
 }
 
-/// The compiler-runtime helpers the target's C compilers call, from Rust's compiler_builtins.
-#[cfg(target_arch = "riscv32")]
-fn runtime_helpers() -> [Export; 8] {
-    extern "C" {
-        fn __udivdi3();
-        fn __divdi3();
-        fn __umoddi3();
-        fn __moddi3();
-        fn __lshrdi3();
-        fn __ashldi3();
-        fn __ashrdi3();
-        fn __muldi3();
+/// The compiler-runtime helpers the target's C compilers call (the fixture `numeric.c` calls most of
+/// them): integer division and shifts, soft-float arithmetic where the FPU lacks it, and bit operations.
+fn runtime_helpers() -> Vec<Export> {
+    let mut list = Vec::new();
+    // Bit operations: gcc calls these where the instruction set has no instruction for them.
+    list.extend_from_slice(&helpers!(
+        __popcountsi2,
+        __popcountdi2,
+        __paritysi2,
+        __paritydi2,
+        __clzsi2,
+        __clzdi2,
+        __ctzsi2,
+        __ctzdi2,
+        __bswapsi2,
+        __bswapdi2,
+    ));
+    #[cfg(target_arch = "arm")]
+    {
+        // Run-time ABI for the Arm architecture: integer division and shifts, memory, and (the FPU of a
+        // Cortex-M4 does single precision only) double arithmetic, comparisons and conversions; the
+        // single-precision ones too, for objects built with -mfloat-abi=soft or softfp.
+        list.extend_from_slice(&helpers!(
+            __aeabi_uldivmod,
+            __aeabi_ldivmod,
+            __aeabi_uidiv,
+            __aeabi_idiv,
+            __aeabi_uidivmod,
+            __aeabi_idivmod,
+            __aeabi_llsl,
+            __aeabi_llsr,
+            __aeabi_lasr,
+            __aeabi_lmul,
+            __aeabi_memcpy,
+            __aeabi_memcpy4,
+            __aeabi_memcpy8,
+            __aeabi_memmove,
+            __aeabi_memmove4,
+            __aeabi_memmove8,
+            __aeabi_memset,
+            __aeabi_memset4,
+            __aeabi_memset8,
+            __aeabi_memclr,
+            __aeabi_memclr4,
+            __aeabi_memclr8,
+        ));
+        list.extend_from_slice(&helpers!(
+            __aeabi_dadd,
+            __aeabi_dsub,
+            __aeabi_dmul,
+            __aeabi_ddiv,
+            __aeabi_dcmpeq,
+            __aeabi_dcmplt,
+            __aeabi_dcmple,
+            __aeabi_dcmpge,
+            __aeabi_dcmpgt,
+            __aeabi_dcmpun,
+            __aeabi_d2iz,
+            __aeabi_d2uiz,
+            __aeabi_d2lz,
+            __aeabi_d2ulz,
+            __aeabi_i2d,
+            __aeabi_ui2d,
+            __aeabi_l2d,
+            __aeabi_ul2d,
+            __aeabi_f2d,
+            __aeabi_d2f,
+            __aeabi_fadd,
+            __aeabi_fsub,
+            __aeabi_fmul,
+            __aeabi_fdiv,
+            __aeabi_fcmpeq,
+            __aeabi_fcmplt,
+            __aeabi_fcmple,
+            __aeabi_fcmpge,
+            __aeabi_fcmpgt,
+            __aeabi_fcmpun,
+            __aeabi_f2iz,
+            __aeabi_f2uiz,
+            __aeabi_f2lz,
+            __aeabi_f2ulz,
+            __aeabi_i2f,
+            __aeabi_ui2f,
+            __aeabi_l2f,
+            __aeabi_ul2f,
+        ));
     }
-    [
-        Export::new("__udivdi3", __udivdi3 as *const ()),
-        Export::new("__divdi3", __divdi3 as *const ()),
-        Export::new("__umoddi3", __umoddi3 as *const ()),
-        Export::new("__moddi3", __moddi3 as *const ()),
-        Export::new("__lshrdi3", __lshrdi3 as *const ()),
-        Export::new("__ashldi3", __ashldi3 as *const ()),
-        Export::new("__ashrdi3", __ashrdi3 as *const ()),
-        Export::new("__muldi3", __muldi3 as *const ()),
-    ]
+    #[cfg(target_arch = "riscv32")]
+    {
+        // libgcc's names: 64-bit integer division and shifts, and (rv32imac has no FPU) every float and
+        // double operation.
+        list.extend_from_slice(&helpers!(
+            __udivdi3, __divdi3, __umoddi3, __moddi3, __lshrdi3, __ashldi3, __ashrdi3, __muldi3,
+        ));
+        list.extend_from_slice(&helpers!(
+            __adddf3,
+            __subdf3,
+            __muldf3,
+            __divdf3,
+            __eqdf2,
+            __nedf2,
+            __ltdf2,
+            __ledf2,
+            __gtdf2,
+            __gedf2,
+            __unorddf2,
+            __fixdfsi,
+            __fixunsdfsi,
+            __fixdfdi,
+            __fixunsdfdi,
+            __floatsidf,
+            __floatunsidf,
+            __floatdidf,
+            __floatundidf,
+            __extendsfdf2,
+            __truncdfsf2,
+            __addsf3,
+            __subsf3,
+            __mulsf3,
+            __divsf3,
+            __eqsf2,
+            __nesf2,
+            __ltsf2,
+            __lesf2,
+            __gtsf2,
+            __gesf2,
+            __unordsf2,
+            __fixsfsi,
+            __fixunssfsi,
+            __fixsfdi,
+            __fixunssfdi,
+            __floatsisf,
+            __floatunsisf,
+            __floatdisf,
+            __floatundisf,
+        ));
+    }
+    #[cfg(any(target_arch = "riscv64", target_arch = "aarch64"))]
+    {
+        // 128-bit integer arithmetic (`__int128`); the FPU does the rest.
+        list.extend_from_slice(&helpers!(
+            __udivti3, __divti3, __umodti3, __modti3, __multi3
+        ));
+    }
+    list
 }
 
-/// The 64-bit targets' C compilers call no helpers for the fixtures' integer arithmetic.
-#[cfg(any(target_arch = "riscv64", target_arch = "aarch64"))]
-fn runtime_helpers() -> [Export; 0] {
-    []
+/// Bit operations C compilers call that Rust's compiler_builtins lacks: population count and parity,
+/// computed without the intrinsics (which could lower to a call of the very function being defined).
+mod bits {
+    fn popcount64(mut x: u64) -> i32 {
+        x -= (x >> 1) & 0x5555_5555_5555_5555;
+        x = (x & 0x3333_3333_3333_3333) + ((x >> 2) & 0x3333_3333_3333_3333);
+        x = (x + (x >> 4)) & 0x0f0f_0f0f_0f0f_0f0f;
+        (x.wrapping_mul(0x0101_0101_0101_0101) >> 56) as i32
+    }
+
+    /// `int __popcountsi2(unsigned int)`.
+    #[no_mangle]
+    pub extern "C" fn __popcountsi2(x: u32) -> i32 {
+        popcount64(u64::from(x))
+    }
+
+    /// `int __popcountdi2(unsigned long long)`.
+    #[no_mangle]
+    pub extern "C" fn __popcountdi2(x: u64) -> i32 {
+        popcount64(x)
+    }
+
+    /// `int __paritysi2(unsigned int)`.
+    #[no_mangle]
+    pub extern "C" fn __paritysi2(x: u32) -> i32 {
+        popcount64(u64::from(x)) & 1
+    }
+
+    /// `int __paritydi2(unsigned long long)`.
+    #[no_mangle]
+    pub extern "C" fn __paritydi2(x: u64) -> i32 {
+        popcount64(x) & 1
+    }
 }
 
 /// An extension function as the tests call it: four `long` arguments, one `long` result.
@@ -415,6 +536,7 @@ fn single_case(stem: &str) -> Option<(&'static str, [isize; 4], isize)> {
         "ctor" => Some(("ctor_main", [0; 4], 12)),
         "leaf" => Some(("leaf_main", [6, 5, 9, 4], 42)),
         "weak" => Some(("weak_main", [5, 7, 12, 10], 145)),
+        "numeric" => Some(("numeric_main", [3, 7, -2, 1000], 4242)),
         "rsext" => Some(("rs_main", [10, 3, 0, 0], rs_expected(10, 3))),
         _ => None,
     }
