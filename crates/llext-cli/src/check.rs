@@ -3,7 +3,9 @@
 //! Objects for the machine the command runs on are checked against the C library functions it offers, as
 //! `run` would load them. Objects for another machine (the first file decides) — or any, with
 //! `--exports FILE` — are checked by a registry for that machine over a scratch arena, against the symbols
-//! the firmware exports: read from its ELF image, or from a text list. Nothing is ever run.
+//! the firmware exports: read from its ELF image, or from a text list. The arena lies where `--at` says, or
+//! just past the RAM of the firmware's ELF image, so that every reach (a branch, a PC-relative or an absolute
+//! address) is checked as on the device. Nothing is ever run.
 
 use llext::{ArenaMemory, Export, ExportTable, HostMemory, Memory, Registry};
 
@@ -14,6 +16,7 @@ const ARENA_BYTES: usize = 16 << 20;
 
 pub(crate) fn check(args: &[String]) -> Result<(), Failure> {
     let mut exports = None;
+    let mut at = None;
     let mut files = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -24,6 +27,12 @@ pub(crate) fn check(args: &[String]) -> Result<(), Failure> {
                     .ok_or(Failure("--exports needs a file name".into()))?;
                 if exports.replace(file.as_str()).is_some() {
                     return Err(Failure("--exports is given twice".into()));
+                }
+            }
+            "--at" => {
+                let text = it.next().ok_or(Failure("--at needs an address".into()))?;
+                if at.replace(parse_address(text)?).is_some() {
+                    return Err(Failure("--at is given twice".into()));
                 }
             }
             "--" => files.extend(it.by_ref().map(String::as_str)),
@@ -43,11 +52,20 @@ pub(crate) fn check(args: &[String]) -> Result<(), Failure> {
             Some((report.machine, report.class_bits))
         })
         .unwrap_or((native.unwrap_or(0), 64));
-    if exports.is_none() && Some(machine) == native {
+    if exports.is_none() && at.is_none() && Some(machine) == native {
         let registry = Registry::new(HostMemory::new(), ExportTable::new(llext::LIBC_EXPORTS));
         return check_files(&registry, &files);
     }
-    let mut arena = ScratchArena::new(ARENA_BYTES)?;
+    let listed = exports.map(read_export_list).transpose()?;
+    // Where the extensions go: as given, else just past the firmware image's RAM (where its heap or
+    // arena would be), so that every reach is what it is on the device; else anywhere low.
+    let at = at.or_else(|| {
+        listed
+            .as_ref()
+            .and_then(|l| l.ram_end)
+            .map(|end| end.max(MIN_ADDRESS).next_multiple_of(ALIGN))
+    });
+    let mut arena = ScratchArena::new(ARENA_BYTES, at)?;
     if bits == 32 && arena.end() > 1 << 32 {
         return Err(Failure(
             "cannot map a scratch arena below 4 GiB for 32-bit objects on this host".into(),
@@ -55,9 +73,9 @@ pub(crate) fn check(args: &[String]) -> Result<(), Failure> {
     }
     // Names listed without an address are placed just past the arena, within reach of its code.
     let past_arena = arena.end();
-    let table = match exports {
-        Some(path) => read_exports(path, machine, past_arena)?,
-        None => Vec::new(),
+    let table = match (exports, listed) {
+        (Some(path), Some(listed)) => address_exports(path, listed.entries, machine, past_arena)?,
+        _ => Vec::new(),
     };
     let registry = Registry::for_machine(
         ArenaMemory::new(arena.bytes()),
@@ -65,6 +83,30 @@ pub(crate) fn check(args: &[String]) -> Result<(), Failure> {
         machine,
     );
     check_files(&registry, &files)
+}
+
+/// The lowest address `--at` defaults to (Linux refuses mappings below `vm.mmap_min_addr`, 64 KiB by
+/// default), and the alignment of the arena's address.
+const MIN_ADDRESS: u64 = 0x1_0000;
+const ALIGN: u64 = 0x1_0000;
+
+/// `--at`'s address: hexadecimal with `0x` or decimal, page-aligned, not 0.
+fn parse_address(text: &str) -> Result<u64, Failure> {
+    let value = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => text.parse(),
+    }
+    .map_err(|_| {
+        Failure(format!(
+            "--at `{text}`: expected an address (`0x` hexadecimal or decimal)"
+        ))
+    })?;
+    if value == 0 || value % 4096 != 0 {
+        return Err(Failure(format!(
+            "--at {value:#x}: the address must be a non-zero multiple of 4096"
+        )));
+    }
+    Ok(value)
 }
 
 /// Loads each file (constructors off), prints `ok: ...` or its problems, then unloads them all.
@@ -119,17 +161,36 @@ fn check_files<M: Memory>(registry: &Registry<M>, files: &[&str]) -> Result<(), 
     Ok(())
 }
 
+/// What `--exports` lists: names with their addresses if known, and for an ELF image where its RAM ends.
+struct ExportList {
+    entries: Vec<(String, Option<u64>)>,
+    /// The end of the image's highest writable segment.
+    ram_end: Option<u64>,
+}
+
 /// The firmware's exports: the defined symbols of an ELF image, or a text list with one symbol per
 /// line — `NAME`, `NAME ADDRESS`, or `nm` output (`ADDRESS TYPE NAME`; undefined symbols are skipped),
 /// addresses in hexadecimal.
-/// Names without an address get distinct ones from `free` on (odd on Arm: Thumb functions).
-fn read_exports(path: &str, machine: u16, free: u64) -> Result<Vec<Export>, Failure> {
+fn read_export_list(path: &str) -> Result<ExportList, Failure> {
     let bytes = read_file(path)?;
-    let listed = if bytes.starts_with(b"\x7fELF") {
-        elf_exports(path, &bytes)?
+    if bytes.starts_with(b"\x7fELF") {
+        elf_exports(path, &bytes)
     } else {
-        text_exports(path, &bytes)?
-    };
+        Ok(ExportList {
+            entries: text_exports(path, &bytes)?,
+            ram_end: None,
+        })
+    }
+}
+
+/// The export table of `listed`. Names without an address get distinct ones from `free` on (odd on Arm:
+/// Thumb functions).
+fn address_exports(
+    path: &str,
+    listed: Vec<(String, Option<u64>)>,
+    machine: u16,
+    free: u64,
+) -> Result<Vec<Export>, Failure> {
     const EM_ARM: u16 = 40;
     let thumb = u64::from(machine == EM_ARM);
     let mut next = free;
@@ -159,9 +220,16 @@ fn keep(name: String) -> &'static str {
     name
 }
 
-fn elf_exports(path: &str, bytes: &[u8]) -> Result<Vec<(String, Option<u64>)>, Failure> {
-    use object::{Object, ObjectSymbol, SymbolKind};
+fn elf_exports(path: &str, bytes: &[u8]) -> Result<ExportList, Failure> {
+    use object::{Object, ObjectSegment, ObjectSymbol, SegmentFlags, SymbolKind};
     let file = object::File::parse(bytes).map_err(|e| Failure(format!("{path}: {e}")))?;
+    let ram_end = file
+        .segments()
+        .filter(|s| {
+            matches!(s.flags(), SegmentFlags::Elf { p_flags, .. } if p_flags.contains(object::elf::PF_W))
+        })
+        .filter_map(|s| s.address().checked_add(s.size()))
+        .max();
     // Global symbols first; then local functions and objects, since a firmware's export table may offer
     // functions its image keeps local (the C library's `memset` in a Rust firmware). A superset, then:
     // the image does not say which symbols its export table holds.
@@ -190,7 +258,10 @@ fn elf_exports(path: &str, bytes: &[u8]) -> Result<Vec<(String, Option<u64>)>, F
     if out.is_empty() {
         return Err(Failure(format!("{path}: no defined symbols")));
     }
-    Ok(out)
+    Ok(ExportList {
+        entries: out,
+        ram_end,
+    })
 }
 
 fn text_exports(path: &str, bytes: &[u8]) -> Result<Vec<(String, Option<u64>)>, Failure> {
@@ -260,34 +331,53 @@ struct ScratchArena {
 }
 
 impl ScratchArena {
-    fn new(len: usize) -> Result<Self, Failure> {
+    /// `len` bytes at `at`, or low in the address space.
+    fn new(len: usize, at: Option<u64>) -> Result<Self, Failure> {
         // x86-64 Linux maps below 2 GiB on request; elsewhere a low address is only a hint.
         #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
         let (low, hint) = (libc::MAP_32BIT, 0usize);
         #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
         let (low, hint) = (0, 0x1000_0000usize);
-        // SAFETY: a fresh anonymous private mapping (the address is a hint, not MAP_FIXED); no existing
-        // memory is touched.
+        // At a given address: never over an existing mapping (where the kernel does not know
+        // MAP_FIXED_NOREPLACE it is a hint, and the address is checked below).
+        let (flags, hint) = match at {
+            Some(at) => (
+                libc::MAP_FIXED_NOREPLACE,
+                usize::try_from(at).map_err(|_| Failure(format!("--at {at:#x}: out of range")))?,
+            ),
+            None => (low, hint),
+        };
+        // SAFETY: a fresh anonymous private mapping, never replacing an existing one; no existing memory is
+        // touched.
         let ptr = unsafe {
             libc::mmap(
                 hint as *mut libc::c_void,
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | low,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | flags,
                 -1,
                 0,
             )
         };
         if ptr == libc::MAP_FAILED {
+            let at = at.map_or(String::new(), |at| {
+                format!(" at {at:#x} (give another with --at)")
+            });
             return Err(Failure(format!(
-                "cannot map a {len}-byte scratch arena: {}",
+                "cannot map a {len}-byte scratch arena{at}: {}",
                 std::io::Error::last_os_error()
             )));
         }
-        Ok(ScratchArena {
+        let arena = ScratchArena {
             ptr: ptr.cast(),
             len,
-        })
+        };
+        match at {
+            Some(at) if arena.ptr as u64 != at => Err(Failure(format!(
+                "cannot map a {len}-byte scratch arena at {at:#x}: the address is in use (give another with --at)"
+            ))),
+            _ => Ok(arena),
+        }
     }
 
     fn end(&self) -> u64 {

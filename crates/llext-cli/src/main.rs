@@ -17,10 +17,12 @@ usage: llext <command> [args]
 
 commands:
   inspect FILE [--json]                    ELF type, machine, sections and regions, symbols, relocations
-  check [--exports FILE] FILE...           load and link without running anything; report every problem.
+  check [--exports FILE] [--at ADDR] FILE...
+                                           load and link without running anything; report every problem.
                                            Objects for another machine are linked for it, against the
                                            firmware's exports (an ELF image, or `NAME [ADDRESS]` lines),
-                                           which replace the C library's for any object
+                                           which replace the C library's for any object; at ADDR, or past
+                                           the RAM of the firmware's ELF image, as on the device
   run [--call SYM] [--arg INT]... FILE...  load in order, run constructors, call SYM, print `returned: N`
   shell                                    read commands from stdin (type `help`)
   snapshot save --out SNAP FILE...         load FILE... as `run` does, save a portable context to SNAP
@@ -69,7 +71,14 @@ fn command_usage(command: &str) -> Option<String> {
 
 /// Whether `args` ask for help: `--help` or `-h` before `--`, and not as the value of an option.
 fn wants_help(args: &[String]) -> bool {
-    const TAKE_VALUES: [&str; 5] = ["--call", "--arg", "--out", "--exports", "--iterations"];
+    const TAKE_VALUES: [&str; 6] = [
+        "--call",
+        "--arg",
+        "--out",
+        "--exports",
+        "--at",
+        "--iterations",
+    ];
     let mut it = args.iter().take_while(|a| *a != "--");
     while let Some(a) = it.next() {
         match a.as_str() {

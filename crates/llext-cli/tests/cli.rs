@@ -769,6 +769,92 @@ fn check_links_objects_for_another_machine_against_the_firmware_exports() {
     }
 }
 
+/// `check` links where the extensions go on the device: past the RAM of the firmware's ELF image, or at
+/// `--at`. An embedded user's trial found `riscv64` code built with gcc's default `-mcmodel=medlow` checked
+/// "ok" in a scratch arena below 2 GiB, then refused on the device, whose RAM starts at 0x8000_0000.
+#[test]
+fn check_links_at_the_firmware_ram_address() {
+    const EXTENSION: &str = "long fw_add(long a, long b);\nstatic long total;\n\
+                             long ext_main(long x) { total += x; return fw_add(total, 1); }\n";
+    const FIRMWARE: &str = "long fw_counter;\nlong fw_add(long a, long b) { return a + b; }\n\
+                            void _start(void) {}\n";
+    let triple = "riscv64-unknown-elf";
+    let build = |name: &str, model: &str| {
+        let mut cmd = Command::new("clang");
+        cmd.args([
+            &format!("--target={triple}"),
+            "-O2",
+            "-c",
+            "-fno-pic",
+            model,
+        ]);
+        build_c(cmd, "check-at", name, EXTENSION, false)
+    };
+    let medlow = build("medlow", "-mcmodel=medlow");
+    let medany = build("medany", "-mcmodel=medany");
+    let mut cmd = Command::new("clang");
+    cmd.args([
+        &format!("--target={triple}"),
+        "-O2",
+        "-nostdlib",
+        "-fuse-ld=lld",
+        "-Wl,-e,_start",
+        "-Wl,-Ttext=0x80000000",
+    ]);
+    let firmware = build_c(cmd, "check-at", "firmware", FIRMWARE, true);
+
+    let out = llext(&["check", "--exports", &firmware, &medlow]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("R_RISCV_HI20") && err.contains("-mcmodel=medany"),
+        "{err}"
+    );
+    let out = llext(&["check", "--exports", &firmware, &medany]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Elsewhere, as `--at` says: below 2 GiB the same medlow code links.
+    let out = llext(&[
+        "check",
+        "--exports",
+        &firmware,
+        "--at",
+        "0x10000000",
+        &medlow,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = llext(&[
+        "check",
+        "--at",
+        "0x80000000",
+        "--exports",
+        &firmware,
+        &medlow,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+
+    for (args, expected) in [
+        (vec!["check", "--at"], "--at needs an address"),
+        (vec!["check", "--at", "0x1001", &medlow], "multiple of 4096"),
+        (vec!["check", "--at", "0", &medlow], "multiple of 4096"),
+        (
+            vec!["check", "--at", "lots", &medlow],
+            "expected an address",
+        ),
+        (
+            vec!["check", "--at", "0x10000000", "--at", "0x20000000", &medlow],
+            "--at is given twice",
+        ),
+    ] {
+        let out = llext(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(
+            err.starts_with("error: ") && err.contains(expected),
+            "{args:?}: {err}"
+        );
+    }
+}
+
 /// A user's review of the command: calling a data symbol died of SIGSEGV; `--help` after a command, a
 /// repeated `--call`, `--arg` without `--call` and `--` were refused or ignored without a word; a context
 /// file given to `run` or `inspect` was "not an ELF file"; the shell could not load a path with spaces.
