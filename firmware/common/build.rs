@@ -129,6 +129,20 @@ fn main() {
             }
         }
     }
+    // `leaf.c` built for another floating-point calling convention, which the firmware must refuse.
+    if !target.other_float_abi.is_empty() {
+        let obj_name = "floatabi-gcc-O2-nopic";
+        let obj = dir.join(format!("{obj_name}.o"));
+        run(Command::new(target.gcc.command)
+            .args(target.gcc.flags)
+            .args(targets::COMMON_FLAGS)
+            .args(["-O2", "-fno-pic"])
+            .args(target.other_float_abi)
+            .arg(fixtures.join("leaf.c"))
+            .arg("-o")
+            .arg(&obj));
+        embed(obj_name, &obj, &mut statics, &mut list);
+    }
     if let Some(rsext) = env::var_os("LLEXT_FW_RSEXT").filter(|v| !v.is_empty()) {
         let path = Path::new(&rsext);
         println!("cargo:rerun-if-changed={}", path.display());

@@ -7,6 +7,7 @@
 //! just past the RAM of the firmware's ELF image, so that every reach (a branch, a PC-relative or an absolute
 //! address) is checked as on the device. Nothing is ever run.
 
+use llext::arch::FloatAbi;
 use llext::{ArenaMemory, Export, ExportTable, HostMemory, Memory, Registry};
 
 use crate::{context_hint, count, read_file, render_problems, unique_name, Failure};
@@ -73,6 +74,7 @@ pub(crate) fn check(args: &[String]) -> Result<(), Failure> {
     }
     // Names listed without an address are placed just past the arena, within reach of its code.
     let past_arena = arena.end();
+    let float_abi = listed.as_ref().and_then(|l| l.float_abi);
     let table = match (exports, listed) {
         (Some(path), Some(listed)) => address_exports(path, listed.entries, machine, past_arena)?,
         _ => Vec::new(),
@@ -82,6 +84,12 @@ pub(crate) fn check(args: &[String]) -> Result<(), Failure> {
         ExportTable::new(&table),
         machine,
     );
+    // Objects must pass floats as the firmware's code does.
+    if let Some((image_machine, abi)) = float_abi {
+        if image_machine == machine {
+            registry.set_float_abi(Some(abi));
+        }
+    }
     check_files(&registry, &files)
 }
 
@@ -166,6 +174,8 @@ struct ExportList {
     entries: Vec<(String, Option<u64>)>,
     /// The end of the image's highest writable segment.
     ram_end: Option<u64>,
+    /// The image's machine and floating-point calling convention, if its `e_flags` say.
+    float_abi: Option<(u16, FloatAbi)>,
 }
 
 /// The firmware's exports: the defined symbols of an ELF image, or a text list with one symbol per
@@ -179,6 +189,7 @@ fn read_export_list(path: &str) -> Result<ExportList, Failure> {
         Ok(ExportList {
             entries: text_exports(path, &bytes)?,
             ram_end: None,
+            float_abi: None,
         })
     }
 }
@@ -261,7 +272,34 @@ fn elf_exports(path: &str, bytes: &[u8]) -> Result<ExportList, Failure> {
     Ok(ExportList {
         entries: out,
         ram_end,
+        float_abi: image_float_abi(bytes),
     })
+}
+
+/// The machine and floating-point calling convention of an ELF image, from its header.
+fn image_float_abi(bytes: &[u8]) -> Option<(u16, FloatAbi)> {
+    use object::read::elf::{ElfFile32, ElfFile64, FileHeader};
+    use object::{Endianness, FileKind};
+    let (machine, flags) = match FileKind::parse(bytes).ok()? {
+        FileKind::Elf32 => {
+            let file = ElfFile32::<Endianness>::parse(bytes).ok()?;
+            let header = file.elf_header();
+            (
+                header.e_machine(file.endian()),
+                header.e_flags(file.endian()),
+            )
+        }
+        FileKind::Elf64 => {
+            let file = ElfFile64::<Endianness>::parse(bytes).ok()?;
+            let header = file.elf_header();
+            (
+                header.e_machine(file.endian()),
+                header.e_flags(file.endian()),
+            )
+        }
+        _ => return None,
+    };
+    Some((machine.0, FloatAbi::from_flags(machine.0, flags.0)?))
 }
 
 fn text_exports(path: &str, bytes: &[u8]) -> Result<Vec<(String, Option<u64>)>, Failure> {

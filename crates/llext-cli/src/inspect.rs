@@ -95,6 +95,9 @@ fn to_text(file: &str, r: &Report) -> String {
         r.machine_name,
         r.machine
     );
+    if let Some(abi) = r.float_abi {
+        let _ = writeln!(out, "float ABI: {abi}");
+    }
     let _ = writeln!(out, "sections:");
     let _ = writeln!(
         out,
@@ -213,7 +216,7 @@ fn to_json(file: &str, r: &Report) -> String {
         })
         .collect();
     format!(
-        "{{\"file\":{},\"type\":{},\"type_name\":{},\"class\":{},\"little_endian\":{},\"machine\":{},\"machine_name\":{},\"sections\":[{}],\"exported\":{},\"defined\":{},\"undefined\":[{}],\"relocations\":[{}]}}",
+        "{{\"file\":{},\"type\":{},\"type_name\":{},\"class\":{},\"little_endian\":{},\"machine\":{},\"machine_name\":{},\"float_abi\":{},\"sections\":[{}],\"exported\":{},\"defined\":{},\"undefined\":[{}],\"relocations\":[{}]}}",
         quote(file),
         r.e_type,
         quote(type_name(r.e_type)),
@@ -221,6 +224,8 @@ fn to_json(file: &str, r: &Report) -> String {
         r.little_endian,
         r.machine,
         quote(r.machine_name),
+        r.float_abi
+            .map_or_else(|| "null".to_string(), |abi| quote(&abi.to_string())),
         sections.join(","),
         strings(&mut r.exported.iter().cloned()),
         strings(&mut r.defined.iter().cloned()),

@@ -855,6 +855,41 @@ fn check_links_at_the_firmware_ram_address() {
     }
 }
 
+/// `check` against a firmware image refuses objects that pass floats by another convention than the
+/// firmware's code (its `e_flags`), as the firmware itself would.
+#[test]
+fn check_compares_the_float_abi_with_the_firmware_image() {
+    const EXTENSION: &str =
+        "float fw_scale(float x);\nfloat ext_main(float x) { return fw_scale(x); }\n";
+    const FIRMWARE: &str = "float fw_scale(float x) { return x; }\nvoid _start(void) {}\n";
+    let firmware = clang_build("thumbv7em-none-eabihf", "firmware", FIRMWARE, true);
+    let hard = clang_build("thumbv7em-none-eabihf", "hard", EXTENSION, false);
+    let soft = clang_build("thumbv7m-none-eabi", "soft", EXTENSION, false);
+    let out = llext(&["check", "--exports", &firmware, &hard]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = llext(&["check", "--exports", &firmware, &soft]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("soft-float calling convention") && err.contains("-mfloat-abi=hard"),
+        "{err}"
+    );
+    // `inspect` shows each object's.
+    for (object, abi) in [(&hard, "hard-float (VFP)"), (&soft, "soft-float")] {
+        let out = llext(&["inspect", object]);
+        assert!(
+            text(&out.stdout).contains(&format!("\nfloat ABI: {abi}\n")),
+            "{}",
+            text(&out.stdout)
+        );
+    }
+    // A text list says nothing of the convention.
+    let list = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("exports-float.txt");
+    std::fs::write(&list, "fw_scale\n").unwrap();
+    let out = llext(&["check", "--exports", list.to_str().unwrap(), &soft]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
 /// A user's review of the command: calling a data symbol died of SIGSEGV; `--help` after a command, a
 /// repeated `--call`, `--arg` without `--call` and `--` were refused or ignored without a word; a context
 /// file given to `run` or `inspect` was "not an ELF file"; the shell could not load a path with spaces.

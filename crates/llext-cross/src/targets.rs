@@ -26,6 +26,9 @@ pub struct Target {
     pub thumb: bool,
     /// The assembly fixture of the host cross-check only (not embedded in the firmware).
     pub asm: Asm,
+    /// GNU cross compiler flags (after `gcc.flags`) for another floating-point calling convention than the
+    /// firmware's: the firmware must refuse `leaf.c` built with them. Empty where objects do not say theirs.
+    pub other_float_abi: &'static [&'static str],
 }
 
 /// An assembly fixture in `crates/llext-cross/fixtures/`, assembled with clang and with the GNU cross
@@ -83,6 +86,7 @@ pub const TARGETS: &[Target] = &[
             clang: &["--target=armv7a-none-eabi"],
             gcc: &["-march=armv7-a"],
         },
+        other_float_abi: &["-mfloat-abi=soft"],
     },
     Target {
         name: "riscv32",
@@ -116,6 +120,7 @@ pub const TARGETS: &[Target] = &[
             ],
             gcc: &["-march=rv32imac", "-mabi=ilp32"],
         },
+        other_float_abi: &["-march=rv32imafc", "-mabi=ilp32f"],
     },
     Target {
         name: "riscv64",
@@ -150,6 +155,7 @@ pub const TARGETS: &[Target] = &[
             ],
             gcc: &["-march=rv64gc", "-mabi=lp64d"],
         },
+        other_float_abi: &["-mabi=lp64"],
     },
     Target {
         name: "aarch64",
@@ -179,6 +185,7 @@ pub const TARGETS: &[Target] = &[
             clang: &["--target=aarch64-none-elf"],
             gcc: &[],
         },
+        other_float_abi: &[],
     },
 ];
 

@@ -47,6 +47,16 @@ pub enum Error {
         /// Bits of the object's (or context's) pointers.
         found: u8,
     },
+    /// The object passes floating-point values by another convention than the registry's code: e.g. a
+    /// `-mfloat-abi=soft` object for a hard-float firmware. GNU `ld` refuses to link the two as well.
+    FloatAbi {
+        /// `e_machine` of the object.
+        machine: u16,
+        /// The registry's convention ([`Registry::set_float_abi`](crate::Registry::set_float_abi)).
+        expected: crate::arch::FloatAbi,
+        /// The object's, from its `e_flags`.
+        found: crate::arch::FloatAbi,
+    },
     /// A section header is unusable.
     BadSection {
         /// Section index.
@@ -350,6 +360,16 @@ impl fmt::Display for Error {
             Error::WrongClass { expected, found } => write!(
                 f,
                 "built for {found}-bit code, but this registry holds {expected}-bit extensions"
+            ),
+            Error::FloatAbi {
+                machine,
+                expected,
+                found,
+            } => write!(
+                f,
+                "built for the {found} calling convention, but this registry's code uses the {expected} one: \
+                 rebuild it with {}",
+                expected.flag(*machine)
             ),
             Error::BadSection {
                 index,

@@ -51,6 +51,8 @@ pub struct Report {
     pub machine: u16,
     /// Human machine name.
     pub machine_name: &'static str,
+    /// How the code passes floating-point values, where the file says (Arm, RISC-V).
+    pub float_abi: Option<arch::FloatAbi>,
     /// Every section.
     pub sections: Vec<SectionReport>,
     /// Names listed in `.exported_sym`.
@@ -118,6 +120,7 @@ pub fn inspect(bytes: &[u8]) -> Result<Report> {
         e_type: obj.e_type,
         machine: obj.machine,
         machine_name: arch::machine_name(obj.machine),
+        float_abi: arch::FloatAbi::of_object(&obj),
         sections,
         exported: exported_names(&obj),
         defined,

@@ -198,6 +198,8 @@ pub(crate) struct Inner<M> {
     /// machine, fixed by the machine for Arm, AArch64 and x86-64, and for another machine's RISC-V (one
     /// `e_machine`, two classes) by the first extension loaded or restored.
     pub pointer_size: Option<u8>,
+    /// The floating-point calling convention objects must follow, if known.
+    pub float_abi: Option<arch::FloatAbi>,
     pub slots: Vec<Slot>,
     /// Slot index by extension name.
     pub names: HashTable<u32>,
@@ -468,11 +470,20 @@ impl<M: Memory> Registry<M> {
     /// link without running constructors (whatever [`LoadOptions::bring_up`] says), unloads run no
     /// destructors (not even those of restored extensions initialised elsewhere), and
     /// [`Registry::call`] is refused with [`Error::ForeignCode`].
+    ///
+    /// For its own machine a registry refuses objects built for another floating-point calling convention
+    /// ([`Error::FloatAbi`]); for another machine it knows none until [`Registry::set_float_abi`] says.
     pub fn for_machine(memory: M, builtins: ExportTable, machine: u16) -> Self {
-        let pointer_size = if arch::native_machine() == Some(machine) {
+        let native = arch::native_machine() == Some(machine);
+        let pointer_size = if native {
             Some(core::mem::size_of::<usize>() as u8)
         } else {
             arch::pointer_size(machine)
+        };
+        let float_abi = if native {
+            arch::FloatAbi::native()
+        } else {
+            None
         };
         Registry {
             inner: Lock::new(Inner {
@@ -481,6 +492,7 @@ impl<M: Memory> Registry<M> {
                 limits: Limits::default(),
                 machine,
                 pointer_size,
+                float_abi,
                 slots: Vec::new(),
                 names: HashTable::new(),
                 exports: HashTable::new(),
@@ -494,6 +506,15 @@ impl<M: Memory> Registry<M> {
     /// Replaces the input limits.
     pub fn set_limits(&self, limits: Limits) {
         self.inner.lock().limits = limits;
+    }
+
+    /// Sets the floating-point calling convention objects must follow (Arm and RISC-V objects say theirs
+    /// in `e_flags`), or `None` to accept any. A registry for its own machine starts with the program's
+    /// own ([`FloatAbi::native`](arch::FloatAbi::native)); one for another machine with `None`, which a
+    /// host checking a firmware's extensions sets from the firmware image's `e_flags`
+    /// ([`FloatAbi::from_flags`](arch::FloatAbi::from_flags)).
+    pub fn set_float_abi(&self, abi: Option<arch::FloatAbi>) {
+        self.inner.lock().float_abi = abi;
     }
 
     /// Loads, links and brings up an extension from ELF bytes, under `name`.
@@ -581,6 +602,16 @@ impl<M: Memory> Registry<M> {
         }
         let width = if object.class.is_64 { 8 } else { 4 };
         inner.check_width(width)?;
+        if let (Some(expected), Some(found)) = (inner.float_abi, arch::FloatAbi::of_object(&object))
+        {
+            if expected != found {
+                return Err(Error::FloatAbi {
+                    machine: object.machine,
+                    expected,
+                    found,
+                });
+            }
+        }
         let request = Request {
             name,
             limits: &inner.limits,

@@ -442,3 +442,93 @@ fn weak_definitions_give_way_to_exports_of_loaded_extensions() {
         );
     }
 }
+
+/// An object built for another floating-point calling convention than the registry's code is refused,
+/// as GNU `ld` refuses to link the two: an embedded user's trial loaded `-mfloat-abi=soft` objects into a
+/// hard-float Cortex-M firmware without a word, where a `float` argument goes unseen.
+#[test]
+fn objects_of_another_float_abi_are_refused() {
+    use llext::arch::FloatAbi;
+    const SOURCE: &str = "float pick(float a, float b, int first) { return first ? a : b; }\n";
+    let cases: [(&str, &[&str], u16, FloatAbi); 6] = [
+        ("thumbv7m-none-eabi", &[], 40, FloatAbi::Soft),
+        (
+            "thumbv7em-none-eabihf",
+            &["-mfloat-abi=hard"],
+            40,
+            FloatAbi::Vfp,
+        ),
+        (
+            "riscv32-unknown-elf",
+            &["-march=rv32imac", "-mabi=ilp32"],
+            243,
+            FloatAbi::Soft,
+        ),
+        (
+            "riscv32-unknown-elf",
+            &["-march=rv32imafc", "-mabi=ilp32f"],
+            243,
+            FloatAbi::Single,
+        ),
+        (
+            "riscv64-unknown-elf",
+            &["-march=rv64gc", "-mabi=lp64d"],
+            243,
+            FloatAbi::Double,
+        ),
+        (
+            "riscv64-unknown-elf",
+            &["-march=rv64imac", "-mabi=lp64"],
+            243,
+            FloatAbi::Soft,
+        ),
+    ];
+    let mut arena = common::ExecArena::new(1 << 20);
+    for (triple, flags, machine, abi) in cases {
+        let elf = common::compile_for(triple, SOURCE, flags);
+        // The registry's own convention from the object's `e_flags`: it loads.
+        {
+            let r = Registry::for_machine(
+                ArenaMemory::new(arena.bytes()),
+                ExportTable::default(),
+                machine,
+            );
+            r.set_float_abi(Some(abi));
+            r.load("same", &elf)
+                .unwrap_or_else(|e| panic!("{triple} {flags:?}: {e}"));
+        }
+        // Any other: refused, nothing loaded; with none set, anything loads.
+        let others = [
+            FloatAbi::Soft,
+            FloatAbi::Vfp,
+            FloatAbi::Single,
+            FloatAbi::Double,
+        ];
+        for other in others.into_iter().filter(|o| *o != abi) {
+            let r = Registry::for_machine(
+                ArenaMemory::new(arena.bytes()),
+                ExportTable::default(),
+                machine,
+            );
+            r.set_float_abi(Some(other));
+            let e = r.load("other", &elf).unwrap_err();
+            assert_eq!(
+                e,
+                Error::FloatAbi {
+                    machine,
+                    expected: other,
+                    found: abi
+                },
+                "{triple} {flags:?}"
+            );
+            assert!(e.to_string().contains(other.flag(machine)), "{e}");
+            assert!(r.is_empty());
+            r.set_float_abi(None);
+            r.load("any", &elf).unwrap();
+        }
+    }
+    // A registry for another machine knows no convention until told.
+    let elf = common::compile_for("thumbv7m-none-eabi", SOURCE, &[]);
+    let r = Registry::for_machine(ArenaMemory::new(arena.bytes()), ExportTable::default(), 40);
+    r.load("foreign", &elf).unwrap();
+}

@@ -873,6 +873,21 @@ fn tests(target: &str) -> usize {
                     (_, got) => got.map(|(v, _)| v),
                 };
                 t.check(&case, got, want);
+            } else if stem == "floatabi" {
+                // Built for another floating-point calling convention: refused, nothing loaded.
+                let got = match load(&registry, name, elf, mode) {
+                    Err(llext::Error::FloatAbi { .. }) => Ok(0),
+                    Err(e) => Err(alloc::format!("refused for another reason: {e}")),
+                    Ok(id) => {
+                        let _ = registry.unload(id);
+                        Err("loaded".into())
+                    }
+                };
+                t.check(
+                    &alloc::format!("{name}{how}: refused for its float ABI"),
+                    got,
+                    0,
+                );
             } else if stem == "useslib" {
                 let lib_name = alloc::format!("libsum{build}");
                 let got = match fixture(&lib_name) {

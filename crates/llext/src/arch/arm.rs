@@ -672,6 +672,67 @@ fn write_thumb32(place: &mut [u8], hw1: u16, hw2: u16) -> Result<(), Problem> {
     field::write(place, [a, b, c, d])
 }
 
+/// The floating-point calling convention an Arm object's build attributes give (`.ARM.attributes`,
+/// `Tag_ABI_VFP_args` of the file): relocatable objects say it there, not in `e_flags`. `None` if the
+/// object has no such section, says "toolchain-specific" or "compatible with both" (no floats pass), or
+/// the section cannot be read (the convention is advisory: the link does not depend on it).
+pub(crate) fn attributes_float_abi(object: &crate::elf::Object<'_>) -> Option<super::FloatAbi> {
+    use object::elf::{FileHeader32, Tag_File, SHT_ARM_ATTRIBUTES};
+    use object::read::elf::AttributesSection;
+    // Addenda to the ABI for the Arm architecture, "Build attributes": Tag_ABI_VFP_args is 28.
+    const TAG_ABI_VFP_ARGS: u64 = 28;
+    let section = object
+        .sections
+        .iter()
+        .find(|s| s.sh_type == SHT_ARM_ATTRIBUTES.0)?;
+    let attributes =
+        AttributesSection::<FileHeader32<object::Endianness>>::new(object.endian, section.data)
+            .ok()?;
+    let mut subsections = attributes.subsections().ok()?;
+    while let Some(subsection) = subsections.next().ok()? {
+        if subsection.vendor() != b"aeabi" {
+            continue;
+        }
+        let mut subsubsections = subsection.subsubsections();
+        while let Some(sub) = subsubsections.next().ok()? {
+            if sub.tag() != Tag_File {
+                continue;
+            }
+            let mut reader = sub.attributes();
+            // Without the tag the file uses the base standard (its default, 0).
+            let mut vfp_args = 0;
+            while let Some(tag) = reader.read_tag().ok()? {
+                // "Build attributes": tags 4, 5 and 67 take a string, 32 a number and a string, 65 a
+                // string; the other tags below 32 a number; from 32 on, odd tags a string, even a number.
+                match tag {
+                    4 | 5 | 65 | 67 => {
+                        reader.read_string().ok()?;
+                    }
+                    32 => {
+                        reader.read_integer().ok()?;
+                        reader.read_string().ok()?;
+                    }
+                    t if t >= 32 && t % 2 == 1 => {
+                        reader.read_string().ok()?;
+                    }
+                    t => {
+                        let value = reader.read_integer().ok()?;
+                        if t == TAG_ABI_VFP_ARGS {
+                            vfp_args = value;
+                        }
+                    }
+                }
+            }
+            return match vfp_args {
+                0 => Some(super::FloatAbi::Soft),
+                1 => Some(super::FloatAbi::Vfp),
+                _ => None,
+            };
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -258,6 +258,109 @@ pub const fn native_machine() -> Option<u16> {
     }
 }
 
+/// How floating-point arguments and results pass between functions, as an object's `e_flags` say (Arm and
+/// RISC-V): code built for one convention passes `float`s where code built for another does not look, so
+/// GNU `ld` refuses to link the two, and so does a registry that knows its own ([`Registry::set_float_abi`](crate::Registry::set_float_abi)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FloatAbi {
+    /// In integer registers: Arm's base procedure call standard (`-mfloat-abi=soft` or `softfp`), RISC-V
+    /// `ilp32`/`lp64`.
+    Soft,
+    /// Arm's VFP variant (`-mfloat-abi=hard`, the `eabihf` targets).
+    Vfp,
+    /// RISC-V single precision in FP registers (`ilp32f`, `lp64f`).
+    Single,
+    /// RISC-V double precision in FP registers (`ilp32d`, `lp64d`).
+    Double,
+    /// RISC-V quad precision in FP registers (`ilp32q`, `lp64q`).
+    Quad,
+}
+
+impl FloatAbi {
+    /// The convention an object of `machine` with these `e_flags` follows, if its flags say (Arm EABI
+    /// version 5 objects with one of the float-ABI flags, every RISC-V object).
+    pub fn from_flags(machine: u16, e_flags: u32) -> Option<FloatAbi> {
+        // AAELF32 "ELF header": EF_ARM_ABI_FLOAT_SOFT 0x200 and EF_ARM_ABI_FLOAT_HARD 0x400, meaningful
+        // from EABI version 5 (the top byte).
+        const EF_ARM_ABI_FLOAT_SOFT: u32 = 0x200;
+        const EF_ARM_ABI_FLOAT_HARD: u32 = 0x400;
+        // RISC-V psABI "ELF Object Files", "File Header": EF_RISCV_FLOAT_ABI is bits 1-2.
+        const EF_RISCV_FLOAT_ABI: u32 = 0x6;
+        match machine {
+            EM_ARM if e_flags >> 24 >= 5 => {
+                match e_flags & (EF_ARM_ABI_FLOAT_SOFT | EF_ARM_ABI_FLOAT_HARD) {
+                    EF_ARM_ABI_FLOAT_SOFT => Some(FloatAbi::Soft),
+                    EF_ARM_ABI_FLOAT_HARD => Some(FloatAbi::Vfp),
+                    _ => None,
+                }
+            }
+            EM_RISCV => Some(match e_flags & EF_RISCV_FLOAT_ABI {
+                0 => FloatAbi::Soft,
+                2 => FloatAbi::Single,
+                4 => FloatAbi::Double,
+                _ => FloatAbi::Quad,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The convention an object follows: its `e_flags`, or on Arm its build attributes.
+    pub(crate) fn of_object(object: &crate::elf::Object<'_>) -> Option<FloatAbi> {
+        let flagged = FloatAbi::from_flags(object.machine, object.e_flags);
+        #[cfg(any(feature = "all-arches", target_arch = "arm"))]
+        if flagged.is_none() && object.machine == EM_ARM {
+            return arm::attributes_float_abi(object);
+        }
+        flagged
+    }
+
+    /// The convention this build's own code follows, on Arm and RISC-V.
+    pub const fn native() -> Option<FloatAbi> {
+        if cfg!(target_arch = "arm") {
+            if cfg!(target_abi = "eabihf") {
+                Some(FloatAbi::Vfp)
+            } else {
+                Some(FloatAbi::Soft)
+            }
+        } else if cfg!(any(target_arch = "riscv32", target_arch = "riscv64")) {
+            // Rust's RISC-V targets pass floats in the widest FP registers they have.
+            if cfg!(target_feature = "d") {
+                Some(FloatAbi::Double)
+            } else if cfg!(target_feature = "f") {
+                Some(FloatAbi::Single)
+            } else {
+                Some(FloatAbi::Soft)
+            }
+        } else {
+            None
+        }
+    }
+
+    /// The compiler flag that selects this convention on `machine`.
+    pub fn flag(self, machine: u16) -> &'static str {
+        match (machine, self) {
+            (EM_ARM, FloatAbi::Vfp) => "-mfloat-abi=hard",
+            (EM_ARM, _) => "-mfloat-abi=soft (or softfp)",
+            (_, FloatAbi::Soft) => "-mabi=ilp32 / -mabi=lp64",
+            (_, FloatAbi::Single) => "-mabi=ilp32f / -mabi=lp64f",
+            (_, FloatAbi::Double) => "-mabi=ilp32d / -mabi=lp64d",
+            (_, _) => "-mabi=ilp32q / -mabi=lp64q",
+        }
+    }
+}
+
+impl core::fmt::Display for FloatAbi {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            FloatAbi::Soft => "soft-float",
+            FloatAbi::Vfp => "hard-float (VFP)",
+            FloatAbi::Single => "single-float",
+            FloatAbi::Double => "double-float",
+            FloatAbi::Quad => "quad-float",
+        })
+    }
+}
+
 /// The pointer width (bytes) of `machine`'s code, where the machine alone decides it (RISC-V has two).
 pub(crate) const fn pointer_size(machine: u16) -> Option<u8> {
     match machine {
@@ -332,5 +435,36 @@ pub(crate) mod field {
         let min = -(1i64 << (bits - 1));
         let max = (1i64 << (bits - 1)) - 1;
         (min..=max).contains(&v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn float_abi_from_e_flags() {
+        // Arm: EABI version 5 with the soft or hard flag; older or unflagged objects say nothing.
+        assert_eq!(
+            FloatAbi::from_flags(EM_ARM, 0x0500_0200),
+            Some(FloatAbi::Soft)
+        );
+        assert_eq!(
+            FloatAbi::from_flags(EM_ARM, 0x0500_0400),
+            Some(FloatAbi::Vfp)
+        );
+        assert_eq!(FloatAbi::from_flags(EM_ARM, 0x0500_0000), None);
+        assert_eq!(FloatAbi::from_flags(EM_ARM, 0x0400_0400), None);
+        assert_eq!(FloatAbi::from_flags(EM_ARM, 0x0500_0600), None);
+        // RISC-V: bits 1-2, next to RVC (bit 0) and RVE (bit 3).
+        assert_eq!(FloatAbi::from_flags(EM_RISCV, 0x1), Some(FloatAbi::Soft));
+        assert_eq!(FloatAbi::from_flags(EM_RISCV, 0x3), Some(FloatAbi::Single));
+        assert_eq!(FloatAbi::from_flags(EM_RISCV, 0x5), Some(FloatAbi::Double));
+        assert_eq!(FloatAbi::from_flags(EM_RISCV, 0x7), Some(FloatAbi::Quad));
+        // Other machines have no such flags.
+        assert_eq!(FloatAbi::from_flags(EM_X86_64, 0x5), None);
+        assert_eq!(FloatAbi::from_flags(EM_AARCH64, 0x400), None);
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(FloatAbi::native(), None, "x86-64 hosts pass floats one way");
     }
 }
