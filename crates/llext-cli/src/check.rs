@@ -60,17 +60,29 @@ pub(crate) fn check(args: &[String]) -> Result<(), Failure> {
     let listed = exports.map(read_export_list).transpose()?;
     // Where the extensions go: as given, else just past the firmware image's RAM (where its heap or
     // arena would be), so that every reach is what it is on the device; else anywhere low.
-    let at = at.or_else(|| {
-        listed
-            .as_ref()
-            .and_then(|l| l.ram_end)
-            .map(|end| end.max(MIN_ADDRESS).next_multiple_of(ALIGN))
-    });
+    let at = match (at, listed.as_ref().and_then(|l| l.ram_end)) {
+        (Some(at), _) => Some(at),
+        (None, Some(end)) => Some(
+            end.max(MIN_ADDRESS)
+                .checked_next_multiple_of(ALIGN)
+                .ok_or_else(|| {
+                    Failure(format!(
+                        "the firmware image's RAM ends at {end:#x}, too high for a scratch arena past it: \
+                         give its address with --at"
+                    ))
+                })?,
+        ),
+        (None, None) => None,
+    };
     let mut arena = ScratchArena::new(ARENA_BYTES, at)?;
     if bits == 32 && arena.end() > 1 << 32 {
-        return Err(Failure(
-            "cannot map a scratch arena below 4 GiB for 32-bit objects on this host".into(),
-        ));
+        return Err(Failure(match at {
+            Some(at) => format!(
+                "the scratch arena at {at:#x} ends above 4 GiB, out of reach of 32-bit objects: give \
+                 another address with --at"
+            ),
+            None => "cannot map a scratch arena below 4 GiB for 32-bit objects on this host".into(),
+        }));
     }
     // Names listed without an address are placed just past the arena, within reach of its code.
     let past_arena = arena.end();
@@ -79,11 +91,13 @@ pub(crate) fn check(args: &[String]) -> Result<(), Failure> {
         (Some(path), Some(listed)) => address_exports(path, listed.entries, machine, past_arena)?,
         _ => Vec::new(),
     };
-    let registry = Registry::for_machine(
-        ArenaMemory::new(arena.bytes()),
-        ExportTable::new(&table),
-        machine,
-    );
+    // Without `--exports`, objects of this machine link against the C library as everywhere else.
+    let builtins = if exports.is_none() && Some(machine) == native {
+        ExportTable::new(llext::LIBC_EXPORTS)
+    } else {
+        ExportTable::new(&table)
+    };
+    let registry = Registry::for_machine(ArenaMemory::new(arena.bytes()), builtins, machine);
     // Objects must pass floats as the firmware's code does.
     if let Some((image_machine, abi)) = float_abi {
         if image_machine == machine {

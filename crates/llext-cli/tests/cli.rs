@@ -832,6 +832,48 @@ fn check_links_at_the_firmware_ram_address() {
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
 
+    // A native object at a given address links against the C library as without `--at`.
+    let mut gcc = Command::new("gcc");
+    gcc.args(["-c", "-O2", "-fPIC"]);
+    let native = build_c(
+        gcc,
+        "check-at",
+        "native",
+        "#include <string.h>\nlong n(const char *s) { return strlen(s); }\n",
+        false,
+    );
+    let out = llext(&["check", "--at", "0x10000000", &native]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // An image whose writable segment ends within 64 KiB of the top of the address space (damaged
+    // program headers): an error, not an overflow. Review found a panic in debug builds and an attempt at
+    // address 0 in release builds. The ELF64 little-endian program headers are patched in place.
+    let mut elf = std::fs::read(&firmware).unwrap();
+    let u64_at = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+    let phoff = u64_at(&elf, 0x20) as usize;
+    let entsize = u16::from_le_bytes([elf[0x36], elf[0x37]]) as usize;
+    let count = u16::from_le_bytes([elf[0x38], elf[0x39]]) as usize;
+    let mut patched = 0;
+    for k in 0..count {
+        let o = phoff + k * entsize;
+        // PT_LOAD with PF_W: p_vaddr and p_paddr.
+        if elf[o] == 1 && elf[o + 4] & 2 != 0 {
+            elf[o + 16..o + 24].copy_from_slice(&0xffff_ffff_ffff_f000u64.to_le_bytes());
+            elf[o + 24..o + 32].copy_from_slice(&0xffff_ffff_ffff_f000u64.to_le_bytes());
+            patched += 1;
+        }
+    }
+    assert!(patched > 0, "the firmware has a writable segment");
+    let high = firmware.replace("firmware.elf", "firmware-high.elf");
+    std::fs::write(&high, elf).unwrap();
+    let out = llext(&["check", "--exports", &high, &medany]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("error: ") && err.contains("give its address with --at"),
+        "{err}"
+    );
+
     for (args, expected) in [
         (vec!["check", "--at"], "--at needs an address"),
         (vec!["check", "--at", "0x1001", &medlow], "multiple of 4096"),

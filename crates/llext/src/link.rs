@@ -392,6 +392,18 @@ impl<M: Memory> Drop for Blocks<'_, M> {
     }
 }
 
+/// The symbol is absent ([`Inputs::absent`]): an undefined symbol nothing provides (weak, else the link
+/// failed) or an absolute symbol at 0. These are the symbols whose fixups target `Target::Absolute(0)`, so a
+/// portable restore decides the same.
+fn is_absent(sym: &crate::elf::Symbol<'_>, state: &SymState) -> bool {
+    state.addr == 0
+        && match sym.place {
+            SymbolPlace::Absolute => true,
+            SymbolPlace::Undefined => state.owner.is_none(),
+            _ => false,
+        }
+}
+
 /// Per-symbol link state: one vector for the whole object, no allocation per symbol.
 #[derive(Debug, Clone, Copy)]
 struct SymState {
@@ -1040,6 +1052,8 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
                     .then(|| stub_base + u64::from(state.stub) * A::STUB_SIZE as u64),
                 func: crate::arch::is_function::<A>(sym, r.r_type),
                 hi: None,
+                absent: is_absent(sym, state),
+                relink: false,
             };
             let inputs = Inputs {
                 hi: his.partner::<A>(&inputs),
@@ -1555,6 +1569,8 @@ fn copy_out_of_reach<A: Relocator>(
                     .then(|| stubs + u64::from(state.stub) * A::STUB_SIZE as u64),
                 func: sym.kind == elf::STT_FUNC.0,
                 hi: None,
+                absent: false,
+                relink: false,
             };
             if A::apply(&inputs, place).is_err() {
                 if let Some(keep) = in_place.get_mut(home) {

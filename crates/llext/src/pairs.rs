@@ -86,6 +86,9 @@ impl HiValues {
                     stub: info.stub,
                     func: crate::arch::is_function::<A>(sym, r.r_type),
                     hi: None,
+                    // No HI value depends on these.
+                    absent: false,
+                    relink: false,
                 };
                 his.add_hi::<A>(&inputs)?;
             }

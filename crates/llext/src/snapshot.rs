@@ -1490,6 +1490,8 @@ impl Slots {
             stub: (f.stub != NO_SLOT).then(|| self.stubs + u64::from(f.stub) * A::STUB_SIZE as u64),
             func: f.func,
             hi: None,
+            absent: f.target == Target::Absolute(0),
+            relink: true,
         }
     }
 }

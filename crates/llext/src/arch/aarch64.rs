@@ -303,8 +303,8 @@ impl Relocator for Aarch64 {
             JUMP26 | CALL26 => {
                 // AAELF64 5.7.8 control flow: JUMP26 and CALL26 are S + A - P, ±128 MiB, else a veneer.
                 let w = read32(place)?;
-                if i.s == 0 && (w & 0x7c00_0000 == 0x1400_0000 || w == NOP) {
-                    // A branch to address 0, an undefined weak function that the caller checks for,
+                if i.absent && (w & 0x7c00_0000 == 0x1400_0000 || (i.relink && w == NOP)) {
+                    // A branch to an absent (undefined weak) function, which the caller checks for,
                     // becomes a NOP as GNU ld links it (and the NOP links again on a restore).
                     return field::write(place, NOP.to_le_bytes());
                 }
@@ -530,18 +530,32 @@ mod tests {
     fn calls_to_address_zero_become_nops() {
         // An undefined weak function is 0: a BL or B to it is a NOP, as GNU ld links it, whatever
         // veneer was reserved, and the NOP links the same way again (a restore elsewhere).
+        let absent = |r_type, p| Inputs {
+            absent: true,
+            ..inputs(r_type, 0, 0, p)
+        };
         for insn in [0x9400_0000u32, 0x1400_0000] {
             let mut b = insn.to_le_bytes();
-            let mut i = inputs(CALL26, 0, 0, 0x4000_0000);
+            let mut i = absent(CALL26, 0x4000_0000);
             i.stub = Some(0x4000_0100);
             Aarch64::apply(&i, &mut b).unwrap();
             assert_eq!(word(&b), NOP);
-            Aarch64::apply(&inputs(JUMP26, 0, 0, 0x5000_0000), &mut b).unwrap();
+            let again = Inputs {
+                relink: true,
+                ..absent(JUMP26, 0x5000_0000)
+            };
+            Aarch64::apply(&again, &mut b).unwrap();
             assert_eq!(word(&b), NOP);
+            // In an object a NOP is no branch.
+            assert!(Aarch64::apply(&absent(JUMP26, 0x5000_0000), &mut b).is_err());
         }
         // Anything else at the place is still refused.
         let mut b = 0xd65f_03c0u32.to_le_bytes(); // ret
-        assert!(Aarch64::apply(&inputs(CALL26, 0, 0, 0x4000_0000), &mut b).is_err());
+        assert!(Aarch64::apply(&absent(CALL26, 0x4000_0000), &mut b).is_err());
+        // A function that is there, even at address 0, is branched to.
+        let mut b = 0x9400_0000u32.to_le_bytes();
+        Aarch64::apply(&inputs(CALL26, 0, 0, 0x100), &mut b).unwrap();
+        assert_eq!(word(&b), 0x97ff_ffc0, "bl 0");
     }
 
     #[test]

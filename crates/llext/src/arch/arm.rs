@@ -480,9 +480,9 @@ impl Relocator for Arm {
 fn arm_branch(i: &Inputs, s: i64, t: i64, p: i64, place: &mut [u8]) -> Result<(), Problem> {
     let w = read32(place)?;
     let cond = w >> 28;
-    if i.s == 0 {
-        // A branch to address 0, an undefined weak function that the caller checks for, becomes a NOP
-        // (of the same condition) as GNU ld links it: there is nothing to call and no veneer is needed.
+    if i.absent {
+        // A branch to an absent (undefined weak) function, which the caller checks for, becomes a NOP (of
+        // the same condition) as GNU ld links it: there is nothing to call and no veneer is needed.
         let cond = if cond == 0xf { 0xe } else { cond };
         return write32(place, i64::from((cond << 28) | 0x0320_f000));
     }
@@ -531,8 +531,8 @@ fn thumb_branch(i: &Inputs, s: i64, t: i64, p: i64, place: &mut [u8]) -> Result<
             reason: "THM_CALL/THM_JUMP24 does not patch a 32-bit Thumb branch",
         });
     }
-    if i.s == 0 {
-        // A branch to address 0, an undefined weak function that the caller checks for, becomes NOP.W as
+    if i.absent {
+        // A branch to an absent (undefined weak) function, which the caller checks for, becomes NOP.W as
         // GNU ld links it (a NOP.W passes the check above, so the same place links again on a restore).
         return write_thumb32(place, 0xf3af, 0x8000);
     }
@@ -783,23 +783,39 @@ mod tests {
     fn branches_to_address_zero_become_nops() {
         // An undefined weak function is 0: a Thumb BL or B.W to it is NOP.W, an A32 BL a NOP of the same
         // condition (BLX: always), as GNU ld links them, whatever veneer was reserved.
+        let absent = |r_type, p| Inputs {
+            absent: true,
+            ..inputs(r_type, 0, 0, p)
+        };
         for (r_type, hw1, hw2) in [(THM_CALL, 0xf7ff, 0xfffe), (THM_JUMP24, 0xf7ff, 0xbffe)] {
             let mut place = thumb32(hw1, hw2);
-            let mut i = inputs(r_type, 0, 0, 0x2000_0000);
+            let mut i = absent(r_type, 0x2000_0000);
             i.stub = Some(0x2000_0400);
             relocate(i, &mut place).unwrap();
             assert_eq!(place, thumb32(0xf3af, 0x8000));
             // The NOP.W links the same way again (a restore elsewhere).
-            relocate(inputs(r_type, 0, 0, 0x3000_0000), &mut place).unwrap();
+            let again = Inputs {
+                relink: true,
+                ..absent(r_type, 0x3000_0000)
+            };
+            relocate(again, &mut place).unwrap();
             assert_eq!(place, thumb32(0xf3af, 0x8000));
         }
+        // A function that is there, even at address 0, is branched to.
+        let mut place = thumb32(0xf7ff, 0xfffe);
+        let mut i = inputs(THM_CALL, 1, 0, 0x2000_0000);
+        i.stub = Some(0x2000_0400);
+        i.func = true;
+        relocate(i, &mut place).unwrap();
+        let (h1, h2) = (read16(&place).unwrap(), read16_at(&place, 2).unwrap());
+        assert_eq!(0x2000_0000 + 4 + thumb_bl_offset(h1, h2), 0x2000_0400);
         for (insn, nop) in [
             (0xebfe_fffeu32, 0xe320_f000u32), // bl .
             (0x1bfe_fffe, 0x1320_f000),       // blne .
             (0xfafe_fffe, 0xe320_f000),       // blx .
         ] {
             let mut place = insn.to_le_bytes();
-            relocate(inputs(CALL, 0, 0, 0x2000_0000), &mut place).unwrap();
+            relocate(absent(CALL, 0x2000_0000), &mut place).unwrap();
             assert_eq!(u32::from_le_bytes(place), nop, "{insn:#x}");
         }
     }

@@ -58,6 +58,14 @@ pub struct Inputs {
     /// For a type that [`Relocator::pairing`] marks as a LO part: the value its HI partner computed
     /// ([`Relocator::hi_value`]), if the partner was found.
     pub hi: Option<i64>,
+    /// The symbol is absent: an undefined weak symbol nothing provides (or an absolute symbol at 0), whose
+    /// address is 0 and which no code is at. A branch or call to it becomes what GNU `ld` makes of it (a NOP
+    /// on Arm and AArch64, a jump from register zero on RISC-V), not a jump to address 0 through a veneer.
+    pub absent: bool,
+    /// The place holds what an earlier link wrote there (a portable restore links again at new addresses),
+    /// not the object's bytes: backends then accept the forms they themselves write (a RISC-V `lui` where
+    /// the object has an `auipc`, a NOP where it has a branch), which an object itself must not have.
+    pub relink: bool,
 }
 
 #[cfg(test)]
@@ -75,6 +83,8 @@ impl Inputs {
             stub: None,
             func: false,
             hi: None,
+            absent: false,
+            relink: false,
         }
     }
 }

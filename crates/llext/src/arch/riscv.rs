@@ -414,27 +414,24 @@ fn apply(i: &Inputs, place: &mut [u8], rv64: bool) -> Result<(), Problem> {
         }
         CALL | CALL_PLT => {
             // psABI "Relocations" table: CALL and CALL_PLT are S + A - P over auipc+jalr.
-            let auipc = read32(place)?;
-            if auipc & 0x7f != OPCODE_AUIPC {
-                return Err(invalid(auipc, "CALL does not patch auipc"));
-            }
+            check_opcode(place, OPCODE_AUIPC, "CALL does not patch auipc")?;
             let jalr = place.get_mut(4..).ok_or(Problem::OutsideSection)?;
             check_opcode(jalr, OPCODE_JALR, "CALL's second instruction is not jalr")?;
-            let absolute = s.wrapping_add(a);
-            if field::fits_signed(absolute, 12) {
-                // A target within 2 KiB of address 0 (an undefined weak function is 0, whose call its
-                // caller skips) is reached from register zero, wherever the code is, as GNU ld does:
-                // `auipc rd, 0; jalr ..., S + A(zero)`.
+            if i.absent {
+                // An absent (undefined weak) function is 0, which its caller checks before calling: the
+                // call jumps from register zero wherever the code is, as GNU ld links it:
+                // `auipc rd, 0; jalr ..., A(zero)`.
+                if !field::fits_signed(a, 12) {
+                    return Err(overflow(
+                        a,
+                        "call to an absent weak function with an addend beyond ±2 KiB",
+                    ));
+                }
                 patch32(jalr, 0x000f_ffff & !(0x1f << 15), 0)?;
-                lo12_i(jalr, absolute)?;
+                lo12_i(jalr, a)?;
                 return hi20(place, 0, None);
             }
-            // The base register is the auipc's destination again if an earlier link (this code restored
-            // elsewhere) made it register zero.
-            if read32(jalr)? & (0x1f << 15) == 0 {
-                patch32(jalr, !(0x1f << 15), ((auipc >> 7) & 0x1f) << 15)?;
-            }
-            let v = c.narrow(absolute.wrapping_sub(p));
+            let v = c.narrow(s.wrapping_add(a).wrapping_sub(p));
             hi20(place, v, rv64.then_some(PCREL_ADVICE))?;
             let jalr = place.get_mut(4..).ok_or(Problem::OutsideSection)?;
             lo12_i(jalr, v)
@@ -445,10 +442,10 @@ fn apply(i: &Inputs, place: &mut [u8], rv64: bool) -> Result<(), Problem> {
             hi20(place, v, rv64.then_some(PCREL_ADVICE))
         }
         PCREL_HI20 => {
-            // The place holds the object's auipc, or the lui an earlier link made of it (this code is
-            // restored elsewhere): either becomes what the value needs.
+            // The place holds the object's auipc, or on a restore the lui an earlier link may have made
+            // of it: either becomes what the value needs.
             let w = read32(place)?;
-            if w & 0x7f != OPCODE_AUIPC && w & 0x7f != OPCODE_LUI {
+            if w & 0x7f != OPCODE_AUIPC && !(i.relink && w & 0x7f == OPCODE_LUI) {
                 return Err(invalid(w, "PCREL_HI20 does not patch auipc"));
             }
             let (v, absolute) = pcrel_hi(&c);
@@ -758,17 +755,28 @@ mod tests {
         let lla = 0x0000_0517u32.to_le_bytes();
         let addi = 0x0005_0513u32.to_le_bytes();
         let far = 0x8000_4000u64;
+        let absent = |r_type, p| Inputs {
+            absent: true,
+            ..inputs(r_type, 0, 0, p)
+        };
         for rv64 in [true, false] {
             let apply = |i: &Inputs, place: &mut [u8]| apply(i, place, rv64);
             let mut buf = call;
-            apply(&inputs(CALL_PLT, 0, 0, far), &mut buf).unwrap();
+            apply(&absent(CALL_PLT, far), &mut buf).unwrap();
             assert_eq!(word(&buf), 0x0000_0097, "auipc ra, 0");
             assert_eq!(word(&buf[4..]), 0x0000_00e7, "jalr ra, 0(zero)");
-            // Re-applied where the target is in PC-relative reach (a restore elsewhere), the base
-            // register is the auipc's destination again.
-            apply(&inputs(CALL_PLT, 0x1000, 0, 0x2000), &mut buf).unwrap();
+            // Linked again elsewhere (a restore), the same.
+            let relinked = Inputs {
+                relink: true,
+                ..absent(CALL_PLT, 0x1000)
+            };
+            apply(&relinked, &mut buf).unwrap();
+            assert_eq!((word(&buf), word(&buf[4..])), (0x97, 0xe7));
+            // A function that is there, even at a low address, is called PC-relative.
+            let mut buf = call;
+            apply(&inputs(CALL_PLT, 0x100, 0, 0x2000), &mut buf).unwrap();
             assert_eq!(word(&buf[4..]) >> 15 & 0x1f, 1, "jalr ra, ...(ra)");
-            assert_eq!(0x2000 + u_imm(word(&buf)) + i_imm(word(&buf[4..])), 0x1000);
+            assert_eq!(0x2000 + u_imm(word(&buf)) + i_imm(word(&buf[4..])), 0x100);
         }
         // RV64: the auipc out of reach of 0 becomes a lui, and its LO12 partner adds the absolute value.
         let i = inputs(PCREL_HI20, 0, 8, far);
@@ -782,9 +790,18 @@ mod tests {
         pair.hi = Some(hi);
         Riscv64::apply(&pair, &mut lo).unwrap();
         assert_eq!(u_imm(word(&buf)) + i_imm(word(&lo)), 8);
-        // Applied again within reach, the lui is an auipc again; RV32 wraps, so it never needs the lui.
-        Riscv64::apply(&inputs(PCREL_HI20, 0, 8, 0x1000), &mut buf).unwrap();
+        // A lui at the place is what an earlier link wrote only on a restore: linked again within reach,
+        // it is an auipc again; in an object it is refused.
+        let again = Inputs {
+            relink: true,
+            ..inputs(PCREL_HI20, 0, 8, 0x1000)
+        };
+        Riscv64::apply(&again, &mut buf).unwrap();
         assert_eq!(word(&buf) & 0x7f, OPCODE_AUIPC);
+        let mut lui = 0x0000_0537u32.to_le_bytes();
+        let r = Riscv64::apply(&inputs(PCREL_HI20, 0, 8, far), &mut lui);
+        assert!(matches!(r, Err(Problem::Invalid { .. })), "{r:?}");
+        // RV32 wraps, so it never needs the lui.
         let mut buf = lla;
         Riscv32::apply(&inputs(PCREL_HI20, 0, 8, far), &mut buf).unwrap();
         assert_eq!(word(&buf) & 0x7f, OPCODE_AUIPC);
