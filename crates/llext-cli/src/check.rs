@@ -46,13 +46,11 @@ pub(crate) fn check(args: &[String]) -> Result<(), Failure> {
     }
     let native = llext::arch::native_machine();
     // The machine of the first file that reads and parses (the loads below report why the others do not).
-    let (machine, bits) = files
-        .iter()
-        .find_map(|file| {
-            let report = llext::inspect::inspect(&read_file(file).ok()?).ok()?;
-            Some((report.machine, report.class_bits))
-        })
-        .unwrap_or((native.unwrap_or(0), 64));
+    let first = files.iter().find_map(|file| {
+        let report = llext::inspect::inspect(&read_file(file).ok()?).ok()?;
+        Some((report.machine, report.class_bits))
+    });
+    let (machine, bits) = first.unwrap_or((native.unwrap_or(0), 64));
     if exports.is_none() && at.is_none() && Some(machine) == native {
         let registry = Registry::new(HostMemory::new(), ExportTable::new(llext::LIBC_EXPORTS));
         return check_files(&registry, &files);
@@ -86,7 +84,19 @@ pub(crate) fn check(args: &[String]) -> Result<(), Failure> {
     }
     // Names listed without an address are placed just past the arena, within reach of its code.
     let past_arena = arena.end();
-    let float_abi = listed.as_ref().and_then(|l| l.float_abi);
+    let image = listed.as_ref().and_then(|l| l.image);
+    if let (Some(image), Some(_)) = (image, first) {
+        if (image.machine, image.bits) != (machine, bits) {
+            return Err(Failure(format!(
+                "{}: the firmware image is {}-bit {}, the objects {}-bit {}",
+                exports.unwrap_or_default(),
+                image.bits,
+                llext::arch::machine_name(image.machine),
+                bits,
+                llext::arch::machine_name(machine)
+            )));
+        }
+    }
     let table = match (exports, listed) {
         (Some(path), Some(listed)) => address_exports(path, listed.entries, machine, past_arena)?,
         _ => Vec::new(),
@@ -98,11 +108,10 @@ pub(crate) fn check(args: &[String]) -> Result<(), Failure> {
         ExportTable::new(&table)
     };
     let registry = Registry::for_machine(ArenaMemory::new(arena.bytes()), builtins, machine);
-    // Objects must pass floats as the firmware's code does.
-    if let Some((image_machine, abi)) = float_abi {
-        if image_machine == machine {
-            registry.set_float_abi(Some(abi));
-        }
+    // Objects must pass floats as the firmware's code does, as far as its image says; a text list says
+    // nothing, so any convention is accepted then.
+    if exports.is_some() {
+        registry.set_float_abi(image.and_then(|i| i.float_abi));
     }
     check_files(&registry, &files)
 }
@@ -188,8 +197,17 @@ struct ExportList {
     entries: Vec<(String, Option<u64>)>,
     /// The end of the image's highest writable segment.
     ram_end: Option<u64>,
-    /// The image's machine and floating-point calling convention, if its `e_flags` say.
-    float_abi: Option<(u16, FloatAbi)>,
+    /// For an ELF image: its machine, class and floating-point calling convention.
+    image: Option<ImageHeader>,
+}
+
+/// What a firmware image's header says about the code it runs.
+#[derive(Clone, Copy)]
+struct ImageHeader {
+    machine: u16,
+    bits: u8,
+    /// From its `e_flags`, if they say.
+    float_abi: Option<FloatAbi>,
 }
 
 /// The firmware's exports: the defined symbols of an ELF image, or a text list with one symbol per
@@ -203,7 +221,7 @@ fn read_export_list(path: &str) -> Result<ExportList, Failure> {
         Ok(ExportList {
             entries: text_exports(path, &bytes)?,
             ram_end: None,
-            float_abi: None,
+            image: None,
         })
     }
 }
@@ -286,21 +304,22 @@ fn elf_exports(path: &str, bytes: &[u8]) -> Result<ExportList, Failure> {
     Ok(ExportList {
         entries: out,
         ram_end,
-        float_abi: image_float_abi(bytes),
+        image: image_header(bytes),
     })
 }
 
-/// The machine and floating-point calling convention of an ELF image, from its header.
-fn image_float_abi(bytes: &[u8]) -> Option<(u16, FloatAbi)> {
+/// The machine, class and floating-point calling convention of an ELF image, from its header.
+fn image_header(bytes: &[u8]) -> Option<ImageHeader> {
     use object::read::elf::{ElfFile32, ElfFile64, FileHeader};
     use object::{Endianness, FileKind};
-    let (machine, flags) = match FileKind::parse(bytes).ok()? {
+    let (machine, flags, bits) = match FileKind::parse(bytes).ok()? {
         FileKind::Elf32 => {
             let file = ElfFile32::<Endianness>::parse(bytes).ok()?;
             let header = file.elf_header();
             (
                 header.e_machine(file.endian()),
                 header.e_flags(file.endian()),
+                32,
             )
         }
         FileKind::Elf64 => {
@@ -309,11 +328,16 @@ fn image_float_abi(bytes: &[u8]) -> Option<(u16, FloatAbi)> {
             (
                 header.e_machine(file.endian()),
                 header.e_flags(file.endian()),
+                64,
             )
         }
         _ => return None,
     };
-    Some((machine.0, FloatAbi::from_flags(machine.0, flags.0)?))
+    Some(ImageHeader {
+        machine: machine.0,
+        bits,
+        float_abi: FloatAbi::from_flags(machine.0, flags.0),
+    })
 }
 
 fn text_exports(path: &str, bytes: &[u8]) -> Result<Vec<(String, Option<u64>)>, Failure> {

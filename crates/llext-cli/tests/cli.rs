@@ -925,6 +925,15 @@ fn check_compares_the_float_abi_with_the_firmware_image() {
             text(&out.stdout)
         );
     }
+    // An image for another machine or width is named as such.
+    let riscv = clang_build("riscv32-unknown-elf", "firmware", FIRMWARE, true);
+    let out = llext(&["check", "--exports", &riscv, &hard]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the firmware image is 32-bit RISC-V, the objects 32-bit ARM"),
+        "{err}"
+    );
     // A text list says nothing of the convention.
     let list = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("exports-float.txt");
     std::fs::write(&list, "fw_scale\n").unwrap();

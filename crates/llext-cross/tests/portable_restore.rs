@@ -1018,3 +1018,55 @@ fn cortex_m_halfword_moves_restore_like_a_fresh_load() {
         "PC-relative fixups in the context"
     );
 }
+
+/// Extension A re-exports an undefined weak function it does not have (`LLEXT_EXPORT(hook)`: the entry's
+/// address is 0), and B calls it after checking it, as C code does. B's `hook` is absent at load as on a
+/// restore, whose fixup says `Target::Absolute(0)`. A review found the two disagreeing: riscv64 code at
+/// 0x9000_0000 then could not reach 0 PC-relative and the load failed, and AArch64 branched through a
+/// veneer to 0 on load but wrote a NOP on restore.
+const REEXPORTER: &str = r#"
+#include "llext.h"
+extern void hook(void) __attribute__((weak));
+LLEXT_EXPORT(hook);
+int reexporter_entry(void) { return 0; }
+"#;
+const HOOK_CALLER: &str = r#"
+extern void hook(void) __attribute__((weak));
+int call_hook(void) { if (hook) { hook(); return 1; } return 0; }
+"#;
+
+fn weak_reexport(target_name: &str, flags: &[&str], base: u64) {
+    let target = target(target_name);
+    let include = concat!(env!("CARGO_MANIFEST_DIR"), "/../../include");
+    let mut all = vec!["-x", "c", "-O2", "-fno-pic", "-I", include];
+    all.extend_from_slice(flags);
+    let Some(a) = assemble(target, &all, "reexp", REEXPORTER) else {
+        return;
+    };
+    let Some(b) = assemble(target, &all, "hookcall", HOOK_CALLER) else {
+        return;
+    };
+    let load = Mapping::at(base, 1 << 20);
+    let restore = Mapping::at(base + 0x10_0000, 1 << 20);
+    let group = [("reexp".to_owned(), a), ("hookcall".to_owned(), b)];
+    check_group(target, &load, &restore, "weak re-export", &group)
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn riscv64_reexported_absent_weak_function_loads_and_restores() {
+    weak_reexport(
+        "riscv64",
+        &["-march=rv64gc", "-mabi=lp64d", "-mcmodel=medany"],
+        LOAD_BASE + 0x1840_0000,
+    );
+}
+
+#[test]
+fn aarch64_reexported_absent_weak_function_restores_like_a_fresh_load() {
+    weak_reexport(
+        "aarch64",
+        &["-mno-outline-atomics"],
+        AARCH64_LOAD_BASE + 0x1060_0000,
+    );
+}

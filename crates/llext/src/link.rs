@@ -397,9 +397,11 @@ impl<M: Memory> Drop for Blocks<'_, M> {
 /// portable restore decides the same.
 fn is_absent(sym: &crate::elf::Symbol<'_>, state: &SymState) -> bool {
     state.addr == 0
-        && match sym.place {
-            SymbolPlace::Absolute => true,
-            SymbolPlace::Undefined => state.owner.is_none(),
+        && match (sym.place, state.owner) {
+            (SymbolPlace::Absolute, _) => true,
+            // Nothing provides it, or another extension exports 0 outside its blocks (a weak symbol it
+            // lacks itself, or an absolute 0): `fixup_target` records `Target::Absolute(0)` for both.
+            (SymbolPlace::Undefined, None | Some(Owner::Extension(_, NO_BLOCK))) => true,
             _ => false,
         }
 }

@@ -532,3 +532,42 @@ fn objects_of_another_float_abi_are_refused() {
     let r = Registry::for_machine(ArenaMemory::new(arena.bytes()), ExportTable::default(), 40);
     r.load("foreign", &elf).unwrap();
 }
+
+/// Hand-written assembly built for a hard-float target carries `.ARM.attributes` without
+/// `Tag_ABI_VFP_args` (and without `Tag_ABI_FP_number_model`: it uses no floating point). GNU `ld` links it
+/// with hard-float objects (`ld -r hard.o asm.o` succeeds); the registry must not refuse it as soft-float.
+#[test]
+fn hard_float_assembly_without_vfp_args_is_not_refused() {
+    use llext::arch::FloatAbi;
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("review-float-asm");
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("add.S");
+    std::fs::write(
+        &src,
+        ".syntax unified\n.thumb\n.text\n.globl asm_add\n.type asm_add, %function\nasm_add:\n\tadds r0, r0, r1\n\tbx lr\n",
+    )
+    .unwrap();
+    let obj = dir.join("add.o");
+    let out = std::process::Command::new("clang")
+        .args([
+            "--target=thumbv7em-none-eabihf",
+            "-mcpu=cortex-m4",
+            "-mfloat-abi=hard",
+            "-c",
+        ])
+        .arg(&src)
+        .arg("-o")
+        .arg(&obj)
+        .output()
+        .expect("clang");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let elf = std::fs::read(&obj).unwrap();
+    let mut arena = common::ExecArena::new(1 << 20);
+    let r = Registry::for_machine(ArenaMemory::new(arena.bytes()), ExportTable::default(), 40);
+    r.set_float_abi(Some(FloatAbi::Vfp));
+    r.load("asm", &elf).unwrap_or_else(|e| panic!("{e}"));
+}

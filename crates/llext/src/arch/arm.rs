@@ -681,6 +681,7 @@ pub(crate) fn attributes_float_abi(object: &crate::elf::Object<'_>) -> Option<su
     use object::read::elf::AttributesSection;
     // Addenda to the ABI for the Arm architecture, "Build attributes": Tag_ABI_VFP_args is 28.
     const TAG_ABI_VFP_ARGS: u64 = 28;
+    const TAG_ABI_FP_NUMBER_MODEL: u64 = 23;
     let section = object
         .sections
         .iter()
@@ -701,6 +702,9 @@ pub(crate) fn attributes_float_abi(object: &crate::elf::Object<'_>) -> Option<su
             let mut reader = sub.attributes();
             // Without the tag the file uses the base standard (its default, 0).
             let mut vfp_args = 0;
+            // Without floating point (Tag_ABI_FP_number_model 0, e.g. assembly) the convention does not
+            // matter: GNU ld ignores Tag_ABI_VFP_args then.
+            let mut fp_model = 0;
             while let Some(tag) = reader.read_tag().ok()? {
                 // "Build attributes": tags 4, 5 and 67 take a string, 32 a number and a string, 65 a
                 // string; the other tags below 32 a number; from 32 on, odd tags a string, even a number.
@@ -719,11 +723,14 @@ pub(crate) fn attributes_float_abi(object: &crate::elf::Object<'_>) -> Option<su
                         let value = reader.read_integer().ok()?;
                         if t == TAG_ABI_VFP_ARGS {
                             vfp_args = value;
+                        } else if t == TAG_ABI_FP_NUMBER_MODEL {
+                            fp_model = value;
                         }
                     }
                 }
             }
             return match vfp_args {
+                _ if fp_model == 0 => None,
                 0 => Some(super::FloatAbi::Soft),
                 1 => Some(super::FloatAbi::Vfp),
                 _ => None,

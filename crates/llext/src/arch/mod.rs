@@ -324,7 +324,8 @@ impl FloatAbi {
         flagged
     }
 
-    /// The convention this build's own code follows, on Arm and RISC-V.
+    /// The convention this build's own code follows, on Arm and on RISC-V targets whose name says it
+    /// (`riscv64gc`, `riscv32imafc`, `riscv32imac`, ...; `None` for a custom target).
     pub const fn native() -> Option<FloatAbi> {
         if cfg!(target_arch = "arm") {
             if cfg!(target_abi = "eabihf") {
@@ -332,15 +333,14 @@ impl FloatAbi {
             } else {
                 Some(FloatAbi::Soft)
             }
-        } else if cfg!(any(target_arch = "riscv32", target_arch = "riscv64")) {
-            // Rust's RISC-V targets pass floats in the widest FP registers they have.
-            if cfg!(target_feature = "d") {
-                Some(FloatAbi::Double)
-            } else if cfg!(target_feature = "f") {
-                Some(FloatAbi::Single)
-            } else {
-                Some(FloatAbi::Soft)
-            }
+        } else if cfg!(llext_riscv_float_abi = "double") {
+            // Rust's RISC-V targets pass floats in the widest FP registers their name gives them (the
+            // build script reads it: `target_feature = "d"` is not a stable cfg).
+            Some(FloatAbi::Double)
+        } else if cfg!(llext_riscv_float_abi = "single") {
+            Some(FloatAbi::Single)
+        } else if cfg!(llext_riscv_float_abi = "soft") {
+            Some(FloatAbi::Soft)
         } else {
             None
         }

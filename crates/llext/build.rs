@@ -1,0 +1,24 @@
+//! Tells the crate which floating-point calling convention a RISC-V target's code follows.
+//!
+//! Rust does not say it in a stable `cfg` (`target_feature = "d"` is unstable on RISC-V, so stable
+//! compilers leave it out), so it comes from the target's name: the `gc` targets pass floats in double
+//! registers (`lp64d`, `ilp32d`), the `imaf` ones in single registers (`ilp32f`), the others in integer
+//! registers. A custom target gets none: its firmware states its own (`Registry::set_float_abi`).
+
+fn main() {
+    println!("cargo::rerun-if-changed=build.rs");
+    println!("cargo::rustc-check-cfg=cfg(llext_riscv_float_abi, values(\"soft\", \"single\", \"double\"))");
+    let target = std::env::var("TARGET").unwrap_or_default();
+    let arch = target.split('-').next().unwrap_or("");
+    let abi = match arch
+        .strip_prefix("riscv32")
+        .or_else(|| arch.strip_prefix("riscv64"))
+    {
+        None => return,
+        Some(ext) if ext.starts_with('g') || ext.contains('d') => "double",
+        Some(ext) if ext.contains('f') => "single",
+        Some(ext) if ext.starts_with('i') || ext.starts_with('e') => "soft",
+        Some(_) => return,
+    };
+    println!("cargo::rustc-cfg=llext_riscv_float_abi=\"{abi}\"");
+}
