@@ -86,6 +86,8 @@ pub(crate) enum Entries<'data> {
     Rela32(&'data [elf::Rela32<Endianness>]),
     Rel64(&'data [elf::Rel64<Endianness>]),
     Rela64(&'data [elf::Rela64<Endianness>]),
+    /// Decoded and rewritten (RISC-V alignment padding trimmed: see `align.rs`).
+    Decoded(&'data [Reloc]),
 }
 
 /// One decoded relocation.
@@ -113,6 +115,7 @@ impl RelocTable<'_> {
             Entries::Rela32(e) => e.len(),
             Entries::Rel64(e) => e.len(),
             Entries::Rela64(e) => e.len(),
+            Entries::Decoded(e) => e.len(),
         }
     }
 
@@ -154,6 +157,7 @@ impl RelocTable<'_> {
                     addend: Some(r.r_addend(endian)),
                 }
             }
+            Entries::Decoded(e) => *e.get(i)?,
         })
     }
 

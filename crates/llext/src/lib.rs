@@ -33,6 +33,12 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+#[cfg(any(
+    feature = "all-arches",
+    target_arch = "riscv32",
+    target_arch = "riscv64"
+))]
+mod align;
 pub mod arch;
 mod elf;
 mod error;

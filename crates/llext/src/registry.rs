@@ -592,6 +592,13 @@ impl<M: Memory> Registry<M> {
             }
             return Ok(id);
         }
+        // Declared before the object, which may borrow from it.
+        #[cfg(any(
+            feature = "all-arches",
+            target_arch = "riscv32",
+            target_arch = "riscv64"
+        ))]
+        let mut relaxed = crate::align::Relaxed::default();
         let mut object = elf::parse(elf, &inner.limits)?;
         link::check_type(&object)?;
         if object.machine != inner.machine {
@@ -611,6 +618,14 @@ impl<M: Memory> Registry<M> {
                     found,
                 });
             }
+        }
+        #[cfg(any(
+            feature = "all-arches",
+            target_arch = "riscv32",
+            target_arch = "riscv64"
+        ))]
+        if object.machine == crate::arch::riscv::MACHINE_ID {
+            object = crate::align::relax(object, &mut relaxed, &inner.limits)?;
         }
         let request = Request {
             name,

@@ -537,6 +537,7 @@ fn single_case(stem: &str) -> Option<(&'static str, [isize; 4], isize)> {
         "leaf" => Some(("leaf_main", [6, 5, 9, 4], 42)),
         "weak" => Some(("weak_main", [5, 7, 12, 10], 145)),
         "numeric" => Some(("numeric_main", [3, 7, -2, 1000], 4242)),
+        "aligned" => Some(("aligned_main", [7, 5, 4, 6], 50)),
         "rsext" => Some(("rs_main", [10, 3, 0, 0], rs_expected(10, 3))),
         _ => None,
     }

@@ -7,9 +7,9 @@
 //! RV64 sign-extends it, so absolute `HI20` addresses must lie in the lowest or highest 2 GiB (use
 //! `-mcmodel=medany` for code loaded elsewhere) and PC-relative ones within ±2 GiB.
 //!
-//! Linker relaxation is not done: `R_RISCV_RELAX` is accepted and ignored, and `R_RISCV_ALIGN` keeps the
-//! assembler's padding NOPs, which are valid code (the following code is then aligned only as much as
-//! the padding happens to give; nothing depends on more).
+//! Linker relaxation is not done, but for what correctness needs: `R_RISCV_RELAX` is accepted and ignored,
+//! and the padding at each `R_RISCV_ALIGN` is trimmed before layout (`align.rs`), as a linker must, so that
+//! aligned code lands aligned; the relocation itself then patches nothing.
 
 use super::{field, Inputs, Needs, Pairing, Problem, Relocator};
 
@@ -111,7 +111,7 @@ macro_rules! riscv_backend {
             }
 
             fn is_none(r_type: u32) -> bool {
-                // Without linker relaxation, `RELAX` and `ALIGN` patch nothing either: the linker skips
+                // `RELAX` and `ALIGN` (whose padding `align.rs` trimmed) patch nothing either: the linker skips
                 // them and portable contexts do not record them.
                 matches!(r_type, NONE | RELAX | ALIGN)
             }

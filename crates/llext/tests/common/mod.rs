@@ -169,6 +169,13 @@ pub fn compile_for(triple: &str, source: &str, flags: &[&str]) -> Vec<u8> {
     compile_with("clang", source, &all)
 }
 
+/// Compiles C `source` with Debian's RISC-V GNU cross compiler (`riscv64-unknown-elf-gcc`, either width by
+/// `-march`/`-mabi`), whose assembler leaves alignment to the linker. Cached like [`compile_c`].
+#[allow(dead_code)]
+pub fn compile_riscv_gcc(source: &str, flags: &[&str]) -> Vec<u8> {
+    compile_with("riscv64-unknown-elf-gcc", source, flags)
+}
+
 fn compile_with(compiler: &str, source: &str, flags: &[&str]) -> Vec<u8> {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -184,7 +191,10 @@ fn compile_with(compiler: &str, source: &str, flags: &[&str]) -> Vec<u8> {
     }
     let src = dir.join(format!("{key}.c"));
     std::fs::write(&src, source).unwrap();
-    let tmp = dir.join(format!("{key}.{}.o", std::process::id()));
+    // Unique per process and thread: tests running at once may compile the same source.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!("{key}.{}.{n}.o", std::process::id()));
     let out = std::process::Command::new(compiler)
         .args(["-c", "-O2", "-ffreestanding", "-fno-common"])
         .args(flags)
