@@ -204,7 +204,7 @@ pub const OPTS: &[&str] = &["O0", "Os", "O2"];
 
 /// The fixture sources in `firmware/fixtures/`, without `.c`.
 pub const STEMS: &[&str] = &[
-    "basic", "wide", "libsum", "useslib", "ctor", "leaf", "weak", "numeric", "aligned",
+    "basic", "wide", "libsum", "useslib", "ctor", "leaf", "weak", "numeric", "aligned", "logging",
 ];
 
 /// Compiler flags of an object flavour.

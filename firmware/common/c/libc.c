@@ -294,6 +294,21 @@ int printf(const char *fmt, ...)
 	return n;
 }
 
+/* The lowest set bit, from 1 (0 if none): gcc calls it for __builtin_ffs on some targets. */
+int ffs(int i)
+{
+	unsigned v = (unsigned)i;
+	int n = 1;
+
+	if (!v)
+		return 0;
+	while (!(v & 1)) {
+		v >>= 1;
+		n++;
+	}
+	return n;
+}
+
 /* The firmware's own exports. */
 long fw_value = 1000;
 

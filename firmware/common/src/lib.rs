@@ -246,6 +246,8 @@ fn exports() -> Vec<Export> {
         fn strcmp(a: *const u8, b: *const u8) -> i32;
         fn strncmp(a: *const u8, b: *const u8, n: usize) -> i32;
         fn strcpy(d: *mut u8, s: *const u8) -> *mut u8;
+        fn vprintf(fmt: *const u8, ap: *mut u8) -> i32;
+        fn ffs(i: i32) -> i32;
         fn fw_twice(x: isize) -> isize;
         static fw_value: isize;
     }
@@ -265,6 +267,8 @@ fn exports() -> Vec<Export> {
         Export::new("strcmp", strcmp as *const ()),
         Export::new("strncmp", strncmp as *const ()),
         Export::new("strcpy", strcpy as *const ()),
+        Export::new("vprintf", vprintf as *const ()),
+        Export::new("ffs", ffs as *const ()),
         Export::new("fw_twice", fw_twice as *const ()),
         Export::new("fw_value", core::ptr::addr_of!(fw_value) as *const ()),
     ];
@@ -299,6 +303,8 @@ fn runtime_helpers() -> Vec<Export> {
         __ctzdi2,
         __bswapsi2,
         __bswapdi2,
+        __ffssi2,
+        __ffsdi2,
     ));
     #[cfg(target_arch = "arm")]
     {
@@ -431,7 +437,8 @@ fn runtime_helpers() -> Vec<Export> {
 }
 
 /// Bit operations C compilers call that Rust's compiler_builtins lacks: population count and parity,
-/// computed without the intrinsics (which could lower to a call of the very function being defined).
+/// computed without the intrinsics (which could lower to a call of the very function being defined), and
+/// find-first-set (from `trailing_zeros`, which lowers to an instruction or to `__ctz*`).
 mod bits {
     fn popcount64(mut x: u64) -> i32 {
         x -= (x >> 1) & 0x5555_5555_5555_5555;
@@ -462,6 +469,26 @@ mod bits {
     #[no_mangle]
     pub extern "C" fn __paritydi2(x: u64) -> i32 {
         popcount64(x) & 1
+    }
+
+    /// `int __ffssi2(int)`: the lowest set bit, from 1 (0 if none).
+    #[no_mangle]
+    pub extern "C" fn __ffssi2(x: i32) -> i32 {
+        if x == 0 {
+            0
+        } else {
+            x.trailing_zeros() as i32 + 1
+        }
+    }
+
+    /// `int __ffsdi2(long long)`: the lowest set bit, from 1 (0 if none).
+    #[no_mangle]
+    pub extern "C" fn __ffsdi2(x: i64) -> i32 {
+        if x == 0 {
+            0
+        } else {
+            x.trailing_zeros() as i32 + 1
+        }
     }
 }
 
@@ -538,6 +565,7 @@ fn single_case(stem: &str) -> Option<(&'static str, [isize; 4], isize)> {
         "weak" => Some(("weak_main", [5, 7, 12, 10], 145)),
         "numeric" => Some(("numeric_main", [3, 7, -2, 1000], 4242)),
         "aligned" => Some(("aligned_main", [7, 5, 4, 6], 50)),
+        "logging" => Some(("logging_main", [1000, 1000, 1000, 0], 440413)),
         "rsext" => Some(("rs_main", [10, 3, 0, 0], rs_expected(10, 3))),
         _ => None,
     }
