@@ -169,7 +169,13 @@ pub const TARGETS: &[Target] = &[
         gcc: Tool {
             command: "aarch64-linux-gnu-gcc",
             package: "gcc-aarch64-linux-gnu",
-            flags: &["-mstrict-align", "-mgeneral-regs-only"],
+            // The Linux-targeted gcc calls libgcc's outline atomics (`__aarch64_ldadd8_relax`, ...)
+            // otherwise, which a firmware does not have.
+            flags: &[
+                "-mstrict-align",
+                "-mgeneral-regs-only",
+                "-mno-outline-atomics",
+            ],
         },
         ld: Tool {
             command: "aarch64-linux-gnu-ld",
@@ -205,6 +211,7 @@ pub const OPTS: &[&str] = &["O0", "Os", "O2"];
 /// The fixture sources in `firmware/fixtures/`, without `.c`.
 pub const STEMS: &[&str] = &[
     "basic", "wide", "libsum", "useslib", "ctor", "leaf", "weak", "numeric", "aligned", "logging",
+    "atomic64",
 ];
 
 /// Compiler flags of an object flavour.

@@ -306,6 +306,25 @@ fn runtime_helpers() -> Vec<Export> {
         __ffssi2,
         __ffsdi2,
     ));
+    #[cfg(any(target_arch = "arm", target_arch = "riscv32"))]
+    list.extend_from_slice(&helpers!(
+        __atomic_load_8,
+        __atomic_store_8,
+        __atomic_exchange_8,
+        __atomic_compare_exchange_8,
+        __atomic_fetch_add_8,
+        __atomic_add_fetch_8,
+        __atomic_fetch_sub_8,
+        __atomic_sub_fetch_8,
+        __atomic_fetch_and_8,
+        __atomic_and_fetch_8,
+        __atomic_fetch_or_8,
+        __atomic_or_fetch_8,
+        __atomic_fetch_xor_8,
+        __atomic_xor_fetch_8,
+        __atomic_fetch_nand_8,
+        __atomic_nand_fetch_8,
+    ));
     #[cfg(target_arch = "arm")]
     {
         // Run-time ABI for the Arm architecture: integer division and shifts, memory, and (the FPU of a
@@ -434,6 +453,148 @@ fn runtime_helpers() -> Vec<Export> {
         ));
     }
     list
+}
+
+/// libatomic's 64-bit atomics, which C compilers call on the 32-bit targets (neither Cortex-M nor rv32imac
+/// has 64-bit atomic instructions): each operation runs with interrupts masked, which makes it atomic on
+/// this single-core firmware. The memory order arguments need nothing more here.
+#[cfg(any(target_arch = "arm", target_arch = "riscv32"))]
+mod atomic64 {
+    /// Runs `f` with interrupts masked, restoring the mask as it was.
+    fn critical<R>(f: impl FnOnce() -> R) -> R {
+        #[cfg(target_arch = "arm")]
+        {
+            let primask: u32;
+            // SAFETY: reads PRIMASK and masks interrupts; the mask is restored below.
+            unsafe { core::arch::asm!("mrs {}, PRIMASK", "cpsid i", out(reg) primask) };
+            let r = f();
+            // SAFETY: restores the PRIMASK read above.
+            unsafe { core::arch::asm!("msr PRIMASK, {}", in(reg) primask) };
+            r
+        }
+        #[cfg(target_arch = "riscv32")]
+        {
+            let mstatus: usize;
+            // SAFETY: clears mstatus.MIE (the firmware runs in machine mode) and reads the old value; it is
+            // restored below.
+            unsafe { core::arch::asm!("csrrci {}, mstatus, 8", out(reg) mstatus) };
+            let r = f();
+            // SAFETY: sets MIE back if it was set.
+            unsafe { core::arch::asm!("csrs mstatus, {}", in(reg) mstatus & 8) };
+            r
+        }
+    }
+
+    /// `uint64_t __atomic_load_8(const volatile void *, int)`.
+    ///
+    /// # Safety
+    /// `ptr` is valid and 8-byte aligned, as the C caller's object is.
+    #[no_mangle]
+    pub unsafe extern "C" fn __atomic_load_8(ptr: *const u64, _order: i32) -> u64 {
+        // SAFETY: the caller's contract.
+        critical(|| unsafe { ptr.read_volatile() })
+    }
+
+    /// `void __atomic_store_8(volatile void *, uint64_t, int)`.
+    ///
+    /// # Safety
+    /// As [`__atomic_load_8`].
+    #[no_mangle]
+    pub unsafe extern "C" fn __atomic_store_8(ptr: *mut u64, value: u64, _order: i32) {
+        // SAFETY: the caller's contract.
+        critical(|| unsafe { ptr.write_volatile(value) })
+    }
+
+    /// `uint64_t __atomic_exchange_8(volatile void *, uint64_t, int)`.
+    ///
+    /// # Safety
+    /// As [`__atomic_load_8`].
+    #[no_mangle]
+    pub unsafe extern "C" fn __atomic_exchange_8(ptr: *mut u64, value: u64, _order: i32) -> u64 {
+        critical(|| {
+            // SAFETY: the caller's contract.
+            unsafe {
+                let old = ptr.read_volatile();
+                ptr.write_volatile(value);
+                old
+            }
+        })
+    }
+
+    /// `bool __atomic_compare_exchange_8(volatile void *, void *expected, uint64_t, int, int)`: stores
+    /// `desired` if the value is `*expected`, else writes the value to `*expected`.
+    ///
+    /// # Safety
+    /// As [`__atomic_load_8`], and `expected` is valid too.
+    #[no_mangle]
+    pub unsafe extern "C" fn __atomic_compare_exchange_8(
+        ptr: *mut u64,
+        expected: *mut u64,
+        desired: u64,
+        _success: i32,
+        _failure: i32,
+    ) -> bool {
+        critical(|| {
+            // SAFETY: the caller's contract.
+            unsafe {
+                let now = ptr.read_volatile();
+                if now == expected.read() {
+                    ptr.write_volatile(desired);
+                    true
+                } else {
+                    expected.write(now);
+                    false
+                }
+            }
+        })
+    }
+
+    /// Read-modify-write operations: `$fetch` returns the old value, `$then` the new one.
+    macro_rules! rmw {
+        ($($fetch:ident, $then:ident: |$old:ident, $value:ident| $new:expr;)*) => {$(
+            /// libatomic's read-modify-write returning the old value.
+            ///
+            /// # Safety
+            /// As [`__atomic_load_8`].
+            #[no_mangle]
+            pub unsafe extern "C" fn $fetch(ptr: *mut u64, $value: u64, _order: i32) -> u64 {
+                critical(|| {
+                    // SAFETY: the caller's contract.
+                    unsafe {
+                        let $old = ptr.read_volatile();
+                        ptr.write_volatile($new);
+                        $old
+                    }
+                })
+            }
+
+            /// libatomic's read-modify-write returning the new value.
+            ///
+            /// # Safety
+            /// As [`__atomic_load_8`].
+            #[no_mangle]
+            pub unsafe extern "C" fn $then(ptr: *mut u64, $value: u64, _order: i32) -> u64 {
+                critical(|| {
+                    // SAFETY: the caller's contract.
+                    unsafe {
+                        let $old = ptr.read_volatile();
+                        let new = $new;
+                        ptr.write_volatile(new);
+                        new
+                    }
+                })
+            }
+        )*};
+    }
+
+    rmw! {
+        __atomic_fetch_add_8, __atomic_add_fetch_8: |old, value| old.wrapping_add(value);
+        __atomic_fetch_sub_8, __atomic_sub_fetch_8: |old, value| old.wrapping_sub(value);
+        __atomic_fetch_and_8, __atomic_and_fetch_8: |old, value| old & value;
+        __atomic_fetch_or_8, __atomic_or_fetch_8: |old, value| old | value;
+        __atomic_fetch_xor_8, __atomic_xor_fetch_8: |old, value| old ^ value;
+        __atomic_fetch_nand_8, __atomic_nand_fetch_8: |old, value| !(old & value);
+    }
 }
 
 /// Bit operations C compilers call that Rust's compiler_builtins lacks: population count and parity,
@@ -566,6 +727,7 @@ fn single_case(stem: &str) -> Option<(&'static str, [isize; 4], isize)> {
         "numeric" => Some(("numeric_main", [3, 7, -2, 1000], 4242)),
         "aligned" => Some(("aligned_main", [7, 5, 4, 6], 50)),
         "logging" => Some(("logging_main", [1000, 1000, 1000, 0], 440413)),
+        "atomic64" => Some(("atomic64_main", [3, 5, 7, 11], 1101409)),
         "rsext" => Some(("rs_main", [10, 3, 0, 0], rs_expected(10, 3))),
         _ => None,
     }
