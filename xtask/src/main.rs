@@ -8,6 +8,10 @@ use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 mod footprint;
+/// The firmware targets' cross compilers and flags, as `llext-cross` and the firmware's build script use them.
+#[path = "../../crates/llext-cross/src/targets.rs"]
+#[allow(dead_code)]
+mod llext_cross_targets;
 mod qemu;
 mod reliability;
 
@@ -41,6 +45,9 @@ tasks:
   qemu-run --target TARGET [--call SYM] [--arg INT]... FILE...
           load extension files on the emulated target, call SYM, print
           `returned: N`
+  qemu-run --target TARGET --exports
+          print the firmware's export table as `NAME ADDRESS` lines, for
+          `llext check --exports FILE --at ADDR` on the host
   footprint
           flash and RAM the loader adds to the Cortex-M firmware, and the
           heap and memory each fixture extension takes (`key: value` lines)

@@ -300,6 +300,14 @@ pub fn qemu(names: &[String]) -> Result {
             }
         };
         lines.push(line);
+        println!(
+            "==> {}: llext check against the firmware's export table",
+            t.name
+        );
+        if let Err(Failure(message)) = check_exports(&root, t, &image) {
+            ok = false;
+            lines.push(format!("{}: export table check failed: {message}", t.name));
+        }
     }
     for line in &lines {
         println!("{line}");
@@ -311,16 +319,111 @@ pub fn qemu(names: &[String]) -> Result {
     }
 }
 
+/// The firmware's export table (`exports` on its command line) makes `llext check` on the host link as the
+/// firmware does: an object using the firmware's C library checks `ok`, one calling a function the image
+/// defines but does not export (`fw_write`, its console hook) is refused — which the image itself, a superset,
+/// would let through.
+fn check_exports(root: &Path, t: &Target, image: &Path) -> Result {
+    let cross = cross_target(t)?;
+    let (code, output) = run_qemu(t, image, &[String::from("exports")], false)?;
+    if code != Some(0) {
+        return Err(Failure(format!("`exports` exited with {code:?}")));
+    }
+    let at = output
+        .lines()
+        .find_map(|l| l.split_once("--at ")?.1.split_whitespace().next())
+        .ok_or_else(|| Failure(String::from("no --at address in the export table")))?
+        .to_string();
+    let dir = root.join("target").join("xtask-exports").join(t.name);
+    std::fs::create_dir_all(&dir).map_err(|e| Failure(format!("{}: {e}", dir.display())))?;
+    let list = dir.join("exports.txt");
+    std::fs::write(&list, &output).map_err(|e| Failure(format!("{}: {e}", list.display())))?;
+    let hidden = dir.join("hidden.c");
+    std::fs::write(
+        &hidden,
+        "void fw_write(const char *bytes, unsigned long len);
+         void hello(void) { fw_write(\"hi\\n\", 3); }
+",
+    )
+    .map_err(|e| Failure(format!("{}: {e}", hidden.display())))?;
+    let mut objects = Vec::new();
+    for source in [root.join("firmware/fixtures/logging.c"), hidden] {
+        let object = dir.join(
+            source
+                .file_stem()
+                .map(|s| format!("{}.o", s.to_string_lossy()))
+                .unwrap_or_default(),
+        );
+        let status = Command::new(cross.gcc.command)
+            .args(cross.gcc.flags)
+            .args(crate::llext_cross_targets::COMMON_FLAGS)
+            .args(["-O2", "-fno-pic"])
+            .arg(&source)
+            .arg("-o")
+            .arg(&object)
+            .status()
+            .map_err(|e| Failure(format!("{}: {e}", cross.gcc.command)))?;
+        if !status.success() {
+            return Err(Failure(format!(
+                "{} failed on {}",
+                cross.gcc.command,
+                source.display()
+            )));
+        }
+        objects.push(object);
+    }
+    let check = |object: &Path| -> Result<std::process::Output> {
+        Command::new(env!("CARGO"))
+            .current_dir(root)
+            .args(["run", "-q", "-p", "llext-cli", "--", "check", "--exports"])
+            .arg(&list)
+            .args(["--at", &at])
+            .arg(object)
+            .output()
+            .map_err(|e| Failure(format!("llext check: {e}")))
+    };
+    let logging = check(&objects[0])?;
+    if !logging.status.success() {
+        return Err(Failure(format!(
+            "logging.c: {}",
+            String::from_utf8_lossy(&logging.stderr).trim()
+        )));
+    }
+    let hidden = check(&objects[1])?;
+    let err = String::from_utf8_lossy(&hidden.stderr);
+    if hidden.status.success() || !err.contains("undefined symbol `fw_write`") {
+        return Err(Failure(format!(
+            "an unexported firmware function was not refused: {}",
+            err.trim()
+        )));
+    }
+    println!(
+        "ok: logging.c links, the unexported `fw_write` is refused ({})",
+        list.display()
+    );
+    Ok(())
+}
+
+/// The cross-compilation facts of `t` (compilers and their flags), shared with `llext-cross`.
+fn cross_target(t: &Target) -> Result<&'static crate::llext_cross_targets::Target> {
+    crate::llext_cross_targets::TARGETS
+        .iter()
+        .find(|c| c.name == t.name)
+        .ok_or_else(|| Failure(format!("{}: not in llext-cross's target table", t.name)))
+}
+
 /// `cargo xtask qemu-run --target TARGET [--call SYM] [--arg INT]... FILE...`: exits with the firmware's
 /// status (0 after `returned: N`, 1 after `error: ...`).
 pub fn qemu_run(args: &[String]) -> Result {
     let mut target_name = None;
     let mut forwarded = vec![String::from("run")];
     let mut files = 0;
+    let mut exports = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--target" => target_name = it.next().cloned(),
+            "--exports" => exports = true,
             "--call" | "--arg" => {
                 let value = it
                     .next()
@@ -337,7 +440,14 @@ pub fn qemu_run(args: &[String]) -> Result {
         }
     }
     let name = target_name.ok_or_else(|| Failure(String::from("--target TARGET is required")))?;
-    if files == 0 {
+    if exports {
+        if files > 0 || forwarded.len() > 1 {
+            return Err(Failure(String::from(
+                "--exports takes no files, --call or --arg",
+            )));
+        }
+        forwarded = vec![String::from("exports")];
+    } else if files == 0 {
         return Err(Failure(String::from("no extension files given")));
     }
     let t = target(&name)?;

@@ -1288,14 +1288,32 @@ fn status(result: Result<(), String>) -> usize {
     }
 }
 
+/// `exports`: the export table as `NAME ADDRESS` lines, and where extensions go, so that
+/// `llext check --exports FILE --at ADDR` on a host links them exactly as this firmware does (its ELF image
+/// lists every symbol it defines, more than it exports).
+fn print_exports() -> usize {
+    let arena = core::ptr::addr_of!(ARENA) as usize;
+    println!("# The test firmware's export table. Check extensions against it on a host with");
+    println!(
+        "# llext check --exports THIS_FILE --at {:#x} FILE...",
+        arena & !0xfff
+    );
+    for e in exports() {
+        println!("{} {:#x}", e.name(), e.addr() as usize);
+    }
+    0
+}
+
 /// The firmware's main: tests; `qemu-run` when the semihosting command line has `run`; the footprint
-/// report when it has `footprint`.
+/// report when it has `footprint`, the export table when it has `exports`.
 pub fn start(target: &str) -> ! {
     boot();
     let line = command_line();
+    let has = |word: &str| line.split_whitespace().any(|w| w == word);
     let code = match run_words(&line) {
         Some(words) => status(run_files(&words)),
-        None if line.split_whitespace().any(|w| w == "footprint") => footprint(target),
+        None if has("footprint") => footprint(target),
+        None if has("exports") => print_exports(),
         None => tests(target),
     };
     exit(code)
