@@ -11,10 +11,9 @@
 //! This loader does no other relaxation, and places every section at a multiple of its alignment, which the
 //! assembler made at least that of its most aligned directive (and this module raises to it otherwise): so
 //! which bytes go depends on the section alone, and is decided here, right after parsing, before anything
-//! is laid out. Each section with such padding gets compacted contents; symbol values and sizes, the
-//! offsets of relocations in it and the addends of relocations that point into it shift by the bytes
-//! deleted before them, as GNU `ld` shifts them. Label differences are relocations (`ADD32`/`SUB32`, ...)
-//! because of relaxation, so they follow.
+//! is laid out. Each section with such padding gets compacted contents; symbol values and sizes and the
+//! offsets of relocations in it shift by the bytes deleted before them, as GNU `ld` shifts them. Label
+//! differences are relocations (`ADD32`/`SUB32`, ...) because of relaxation, so they follow.
 
 use alloc::vec::Vec;
 
@@ -37,41 +36,55 @@ pub(crate) struct Relaxed {
 }
 
 /// The byte ranges deleted from one section, in old offsets, sorted and disjoint, each with the start of
-/// its padding (the kept part runs from there to the cut).
+/// its padding (the kept part runs from there to the cut) and the bytes deleted before it.
 #[derive(Debug)]
 struct Cuts {
     section: usize,
     ranges: Vec<(u64, u64)>,
     padding: Vec<u64>,
+    before: Vec<u64>,
 }
 
 impl Cuts {
+    /// The first cut that does not end at or before `x`.
+    fn after(&self, x: u64) -> usize {
+        self.ranges.partition_point(|&(_, end)| end <= x)
+    }
+
     /// Where old offset `x` of the section lies after the cuts (an offset inside a cut goes to its start).
     fn map(&self, x: u64) -> u64 {
-        let mut gone = 0;
-        for &(start, end) in &self.ranges {
-            if x >= end {
-                gone += end - start;
-            } else if x > start {
-                gone += x - start;
-            } else {
-                break;
-            }
+        let i = self.after(x);
+        let mut gone = self
+            .before
+            .get(i)
+            .copied()
+            .unwrap_or_else(|| self.deleted());
+        if let Some(&(start, _)) = self.ranges.get(i) {
+            gone += x.saturating_sub(start);
         }
         x - gone
     }
 
     fn inside(&self, x: u64) -> bool {
-        self.ranges.iter().any(|&(start, end)| x > start && x < end)
+        self.ranges
+            .get(self.after(x))
+            .is_some_and(|&(start, end)| x > start && x < end)
     }
 
     fn deleted(&self) -> u64 {
-        self.ranges.iter().map(|(s, e)| e - s).sum()
+        match (self.ranges.last(), self.before.last()) {
+            (Some((start, end)), Some(before)) => before + (end - start),
+            _ => 0,
+        }
     }
 }
 
 /// Trims the padding of every `R_RISCV_ALIGN` of `obj` (a RISC-V object), keeping the rewritten parts in
-/// `storage`. Does nothing, and allocates nothing, for an object without such padding to trim.
+/// `storage`. Does nothing, and allocates nothing, for an object without such padding to trim. Linear in
+/// the number of relocations and symbols, up to a logarithmic factor.
+///
+/// Like GNU `ld` (and lld), it moves symbols and the places relocations patch, not relocation addends:
+/// assemblers that allow relaxation refer to code by labels, not by a section and an offset.
 pub(crate) fn relax<'a>(
     mut obj: Object<'a>,
     storage: &'a mut Relaxed,
@@ -86,101 +99,92 @@ pub(crate) fn relax<'a>(
             value,
             reason,
         };
-    // The cuts of each section, from its ALIGN relocations in offset order.
-    let mut all: Vec<Cuts> = Vec::new();
+    // Every ALIGN with padding, of every table (a section may have more than one), by section and offset.
+    let mut aligns: Vec<(usize, u64, u64)> = Vec::new();
     for table in &obj.relocs {
-        let mut aligns: Vec<(u64, u64)> = Vec::new();
         for r in table.iter(obj.endian).filter(|r| r.r_type == ALIGN) {
             let pad = r.addend.unwrap_or(0);
             let pad = u64::try_from(pad)
                 .map_err(|_| bad(&obj, table.target, r.offset, pad, "negative padding"))?;
             if pad > 0 {
-                fallible::push(&mut aligns, (r.offset, pad))?;
+                fallible::push(&mut aligns, (table.target, r.offset, pad))?;
             }
         }
-        if aligns.is_empty() {
-            continue;
-        }
-        fallible::sort_by(&mut aligns, |a, b| a.0 < b.0);
-        let Some(section) = obj.sections.get(table.target) else {
+    }
+    if aligns.is_empty() {
+        return Ok(obj);
+    }
+    fallible::sort_by(&mut aligns, |a, b| (a.0, a.1) < (b.0, b.1));
+
+    // The cuts of each section, in offset order.
+    let mut all: Vec<Cuts> = Vec::new();
+    let mut rest = &aligns[..];
+    while let Some(&(section_index, _, _)) = rest.first() {
+        let n = rest.partition_point(|a| a.0 == section_index);
+        let (these, others) = rest.split_at(n);
+        rest = others;
+        let Some(section) = obj.sections.get(section_index) else {
             continue;
         };
         let size = section.size;
         let mut align = section.align;
-        let mut ranges: Vec<(u64, u64)> = Vec::new();
-        let mut padding: Vec<u64> = Vec::new();
+        let mut cuts = Cuts {
+            section: section_index,
+            ranges: Vec::new(),
+            padding: Vec::new(),
+            before: Vec::new(),
+        };
         let mut gone = 0u64;
         let mut prev_end = 0u64;
-        for (offset, pad) in aligns {
+        for &(_, offset, pad) in these {
+            let fail = |reason| bad(&obj, section_index, offset, pad as i64, reason);
             let end = offset
                 .checked_add(pad)
                 .filter(|&e| e <= size && (section.data.len() as u64) >= e)
-                .ok_or_else(|| {
-                    bad(
-                        &obj,
-                        table.target,
-                        offset,
-                        pad as i64,
-                        "padding runs past its section",
-                    )
-                })?;
+                .ok_or_else(|| fail("padding runs past its section"))?;
             if offset < prev_end {
-                return Err(bad(
-                    &obj,
-                    table.target,
-                    offset,
-                    pad as i64,
-                    "padding overlaps the previous one",
-                ));
+                return Err(fail("padding overlaps the previous one"));
             }
             prev_end = end;
             // The alignment: the padding rounded up to the next power of two.
             let boundary = (pad + 1).next_power_of_two();
             if boundary > limits.max_alignment {
-                return Err(bad(
-                    &obj,
-                    table.target,
-                    offset,
-                    pad as i64,
-                    "alignment is larger than the loader accepts",
-                ));
+                return Err(fail("alignment is larger than the loader accepts"));
             }
             align = align.max(boundary);
             let at = offset - gone;
             let need = (boundary - at % boundary) % boundary;
             if need > pad || need % 2 != 0 {
-                return Err(bad(
-                    &obj,
-                    table.target,
-                    offset,
-                    pad as i64,
-                    "too little padding for its alignment",
-                ));
+                return Err(fail("too little padding for its alignment"));
             }
             if need < pad {
-                fallible::push(&mut ranges, (offset + need, end))?;
-                fallible::push(&mut padding, offset)?;
+                fallible::push(&mut cuts.ranges, (offset + need, end))?;
+                fallible::push(&mut cuts.padding, offset)?;
+                fallible::push(&mut cuts.before, gone)?;
                 gone += pad - need;
             }
         }
-        if let Some(s) = obj.sections.get_mut(table.target) {
+        if let Some(s) = obj.sections.get_mut(section_index) {
             s.align = align;
         }
-        if !ranges.is_empty() {
-            fallible::push(
-                &mut all,
-                Cuts {
-                    section: table.target,
-                    ranges,
-                    padding,
-                },
-            )?;
+        if !cuts.ranges.is_empty() {
+            fallible::push(&mut all, cuts)?;
         }
     }
     if all.is_empty() {
         return Ok(obj);
     }
-    let cuts_of = |section: usize| all.iter().find(|c| c.section == section);
+    // The cuts of a section, by section index.
+    let mut index: Vec<Option<u32>> = fallible::vec(obj.sections.len())?;
+    index.resize(obj.sections.len(), None);
+    for (k, cuts) in all.iter().enumerate() {
+        if let Some(slot) = index.get_mut(cuts.section) {
+            *slot = u32::try_from(k).ok();
+        }
+    }
+    let cuts_of = |section: usize| -> Option<&Cuts> {
+        all.get(index.get(section).copied().flatten()? as usize)
+    };
 
     // Compacted contents: what is kept of each padding is NOPs again (it may end inside a NOP).
     let total: u64 = all
@@ -223,7 +227,7 @@ pub(crate) fn relax<'a>(
         )?;
     }
 
-    // Relocations, decoded: offsets in a trimmed section and addends pointing into one shift.
+    // Relocations, decoded, with their places in a trimmed section moved.
     let count: usize = obj.relocs.iter().map(|t| t.len()).sum();
     fallible::reserve(&mut storage.relocs, count)?;
     let mut tables: Vec<(usize, usize)> = Vec::new();
@@ -232,7 +236,7 @@ pub(crate) fn relax<'a>(
         let here = cuts_of(table.target);
         for mut r in table.iter(obj.endian) {
             if let Some(cuts) = here {
-                if cuts.inside(r.offset) && r.r_type != ALIGN {
+                if r.r_type != ALIGN && cuts.inside(r.offset) {
                     return Err(bad(
                         &obj,
                         table.target,
@@ -242,17 +246,6 @@ pub(crate) fn relax<'a>(
                     ));
                 }
                 r.offset = cuts.map(r.offset);
-            }
-            if let (Some(a), Some(sym)) = (r.addend, obj.symbols.get(r.symbol as usize)) {
-                if let SymbolPlace::Section(s) = sym.place {
-                    if let Some(cuts) = cuts_of(s) {
-                        let target = sym.value.wrapping_add(a as u64);
-                        if (target as i64) >= 0 && (sym.value as i64) >= 0 {
-                            let moved = cuts.map(target) as i64 - cuts.map(sym.value) as i64;
-                            r.addend = Some(moved);
-                        }
-                    }
-                }
             }
             fallible::push(&mut storage.relocs, r)?;
         }
