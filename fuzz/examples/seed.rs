@@ -46,6 +46,34 @@ const CROSS: &[(&str, &[&str])] = &[
     ("aarch64-none-elf", &[]),
 ];
 
+/// Code that asks for alignment, and a float argument.
+const ALIGNED_SOURCE: &str = r#"
+__attribute__((noinline)) static long triple(long x) { return x * 3; }
+__attribute__((noinline, aligned(4))) void vector(void) { }
+__attribute__((noinline, aligned(64))) long line(long c, long d) { return c * d + triple(c); }
+float half(float x) { return x * 0.5f; }
+long entry(long a) { return line(a, a) + (long)half((float)a); }
+"#;
+
+/// GNU cross compilers, their flags and a name for the seed.
+const GNU_CROSS: &[(&str, &[&str], &str)] = &[
+    (
+        "riscv64-unknown-elf-gcc",
+        &["-march=rv32imac", "-mabi=ilp32"],
+        "rv32-aligned",
+    ),
+    (
+        "riscv64-unknown-elf-gcc",
+        &["-march=rv64gc", "-mabi=lp64d", "-mcmodel=medany"],
+        "rv64-aligned",
+    ),
+    (
+        "arm-none-eabi-gcc",
+        &["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard"],
+        "thumb-hard",
+    ),
+];
+
 /// A host object built like a plain `gcc -c` (`-fPIE`): it reads `stderr` directly, so it gets a copy of
 /// it (`Export::copyable`), and its contexts carry a copy-slot fixup.
 const STREAMS_SOURCE: &str = "#include <stdio.h>\n\
@@ -168,6 +196,25 @@ fn main() {
                 let (registry, _) = llext_fuzz::registry(arena, llext_fuzz::machine_of(&bytes));
                 if registry.load_with("cross", &bytes, &NO_RUN).is_ok() {
                     counts[2] += write_contexts(out, &registry, &format!("cross-{triple}"));
+                }
+            });
+        }
+    }
+    let _ = std::fs::remove_file(&source);
+
+    // GNU cross objects: RISC-V with aligned code, whose R_RISCV_ALIGN padding the loader trims, and Arm
+    // with the build attributes that give its float ABI. Skipped where the compilers are missing.
+    let source = out.join("aligned.c");
+    std::fs::write(&source, ALIGNED_SOURCE).expect("write aligned source");
+    for (compiler, flags, label) in GNU_CROSS {
+        let mut gcc = Command::new(compiler);
+        gcc.args(["-c", "-O2", "-ffreestanding"]).args(*flags);
+        let name = format!("gnu-{label}.o");
+        if let Some(bytes) = object_seed(out, gcc, &source, &name, &mut counts) {
+            llext_fuzz::with_arenas(|arena, _| {
+                let (registry, _) = llext_fuzz::registry(arena, llext_fuzz::machine_of(&bytes));
+                if registry.load_with("aligned", &bytes, &NO_RUN).is_ok() {
+                    counts[2] += write_contexts(out, &registry, &format!("gnu-{label}"));
                 }
             });
         }
