@@ -525,7 +525,10 @@ fn arm_branch(i: &Inputs, s: i64, t: i64, p: i64, place: &mut [u8]) -> Result<()
 /// Thumb-2 `BL`/`BLX`/`B.W`: ±16 MiB, BL to an A32 function becomes BLX, out of reach goes through the veneer.
 fn thumb_branch(i: &Inputs, s: i64, t: i64, p: i64, place: &mut [u8]) -> Result<(), Problem> {
     let (hw1, hw2) = (read16(place)?, read16_at(place, 2)?);
-    if hw1 & 0xf800 != 0xf000 || hw2 & 0x8000 == 0 {
+    // BL (hw2 11x1), BLX (11x0) or B.W (10x1); on a restore, the NOP.W an earlier link made of one.
+    let branch = hw1 & 0xf800 == 0xf000 && matches!(hw2 & 0xd000, 0xd000 | 0xc000 | 0x9000);
+    let nop = (hw1, hw2) == (0xf3af, 0x8000) && i.relink;
+    if !branch && !nop {
         return Err(Problem::Invalid {
             value: i64::from(hw1),
             reason: "THM_CALL/THM_JUMP24 does not patch a 32-bit Thumb branch",
@@ -533,8 +536,14 @@ fn thumb_branch(i: &Inputs, s: i64, t: i64, p: i64, place: &mut [u8]) -> Result<
     }
     if i.absent {
         // A branch to an absent (undefined weak) function, which the caller checks for, becomes NOP.W as
-        // GNU ld links it (a NOP.W passes the check above, so the same place links again on a restore).
+        // GNU ld links it.
         return write_thumb32(place, 0xf3af, 0x8000);
+    }
+    if nop {
+        return Err(Problem::Invalid {
+            value: i64::from(hw1),
+            reason: "a NOP.W for an absent function, whose symbol is now present",
+        });
     }
     let call = i.r_type == THM_CALL;
     let was_blx = call && hw2 & 0x1000 == 0;
@@ -807,6 +816,15 @@ mod tests {
             };
             relocate(again, &mut place).unwrap();
             assert_eq!(place, thumb32(0xf3af, 0x8000));
+        }
+        // In an object, a NOP.W (or any other instruction than BL, BLX and B.W) is no branch.
+        for (hw1, hw2) in [(0xf3af, 0x8000), (0xf000, 0x8000), (0xf7ff, 0xaffe)] {
+            let mut place = thumb32(hw1, hw2);
+            let r = relocate(absent(THM_CALL, 0x2000_0000), &mut place);
+            assert!(
+                matches!(r, Err(Problem::Invalid { .. })),
+                "{hw1:#x} {hw2:#x}"
+            );
         }
         // A function that is there, even at address 0, is branched to.
         let mut place = thumb32(0xf7ff, 0xfffe);
