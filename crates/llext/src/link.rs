@@ -24,8 +24,9 @@ const MAX_PROBLEMS: usize = 64;
 /// Who provides a resolved symbol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Owner {
-    /// A built-in; `copyable` if direct references may read a copy of its value ([`crate::Export::copyable`]).
-    Builtin { copyable: bool },
+    /// A built-in; `copyable` if direct references may read a copy of its value ([`crate::Export::copyable`]),
+    /// `function` if they may reach a stub for it instead ([`crate::Export::function`]).
+    Builtin { copyable: bool, function: bool },
     /// An export of the extension in this registry slot, in this block of its ([`NO_BLOCK`] if none).
     Extension(u32, u8),
 }
@@ -739,9 +740,19 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             Some((addr, owner)) => {
                 state.addr = addr;
                 state.owner = Some(owner);
-                if A::COPIES && state.direct && owner == (Owner::Builtin { copyable: true }) {
-                    state.copy = copy_slots;
-                    copy_slots += 1;
+                if A::COPIES && state.direct {
+                    match owner {
+                        Owner::Builtin { copyable: true, .. } => {
+                            state.copy = copy_slots;
+                            copy_slots += 1;
+                        }
+                        // Direct references to a function reach a stub for it (see `canonical`).
+                        Owner::Builtin { function: true, .. } if state.stub == NO_SLOT => {
+                            state.stub = stub_slots;
+                            stub_slots += 1;
+                        }
+                        _ => {}
+                    }
                 }
                 if let Owner::Extension(slot, _) = owner {
                     if !deps.contains(&slot) {
@@ -1038,12 +1049,18 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
                     }
                 },
             };
-            // A direct data reference to a copyable built-in reads the copy of its value instead.
-            let copy_slot = (A::COPIES && state.copy != NO_SLOT && A::needs(r.r_type).copy)
+            // A direct data reference to a copyable built-in reads the copy of its value instead, and one to
+            // a built-in function reaches its stub, which lies within reach ([`crate::Export::function`]).
+            let direct = A::COPIES && A::needs(r.r_type).copy;
+            let copy_slot = (direct && state.copy != NO_SLOT)
                 .then(|| copy_base + u64::from(state.copy) * ptr as u64);
+            let canonical = (direct
+                && state.stub != NO_SLOT
+                && matches!(state.owner, Some(Owner::Builtin { function: true, .. })))
+            .then(|| stub_base + u64::from(state.stub) * A::STUB_SIZE as u64);
             let inputs = Inputs {
                 r_type: r.r_type,
-                s: copy_slot.unwrap_or(state.addr),
+                s: copy_slot.or(canonical).unwrap_or(state.addr),
                 a,
                 p,
                 z: sym.size,
@@ -1106,8 +1123,8 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             if req.record_fixups {
                 let (block, offset) = block_offset(&blocks.blocks, p)
                     .ok_or(Error::Internal("place outside blocks"))?;
-                let target = match copy_slot {
-                    Some(at) => {
+                let target = match (copy_slot, canonical) {
+                    (Some(at), _) => {
                         let (block, offset) =
                             own_place(&blocks.blocks, Some(RegionKind::Bss.permission()), at)
                                 .ok_or(Error::Internal("slot outside blocks"))?;
@@ -1116,7 +1133,16 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
                             offset: u64::from(offset),
                         }
                     }
-                    None => state.target,
+                    (None, Some(at)) => {
+                        let (block, offset) =
+                            own_place(&blocks.blocks, Some(RegionKind::Text.permission()), at)
+                                .ok_or(Error::Internal("stub outside blocks"))?;
+                        Target::Own {
+                            block,
+                            offset: u64::from(offset),
+                        }
+                    }
+                    (None, None) => state.target,
                 };
                 let local = matches!(target, Target::Own { block: b, .. } if b == block);
                 let via_table = state.got != NO_SLOT || state.stub != NO_SLOT;

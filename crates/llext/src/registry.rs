@@ -359,8 +359,11 @@ fn find_export_hashed(
 impl Resolver for View<'_> {
     fn resolve(&self, name: &[u8]) -> Option<(u64, Owner)> {
         if let Some(e) = self.builtins.entry(name) {
-            let copyable = e.is_copyable();
-            return Some((e.addr() as u64, Owner::Builtin { copyable }));
+            let owner = Owner::Builtin {
+                copyable: e.is_copyable(),
+                function: e.is_function(),
+            };
+            return Some((e.addr() as u64, owner));
         }
         self.export(name)
             .map(|(slot, e)| (e.addr as u64, Owner::Extension(slot, e.block)))

@@ -42,6 +42,8 @@ pub struct Export {
     /// The fields are private so that safe code cannot set this flag, or change the address of an
     /// export that has it.
     copyable: bool,
+    /// Made by [`Export::function`]: `addr` is code.
+    function: bool,
 }
 
 // SAFETY: an Export is a name and an address; sharing it across threads shares no memory behind the
@@ -67,12 +69,33 @@ impl Export {
         self.copyable
     }
 
+    /// True if made with [`Export::function`].
+    pub const fn is_function(&self) -> bool {
+        self.function
+    }
+
     /// An export of `addr` under `name`.
     pub const fn new(name: &'static str, addr: *const ()) -> Self {
         Export {
             name,
             addr,
             copyable: false,
+            function: false,
+        }
+    }
+
+    /// An export of the function at `addr` under `name`. It is [`Export::new`], and more: code built
+    /// without `-fPIC` takes a function's address as a 32-bit value (`mov $strlen, %edi`, x86-64
+    /// `R_X86_64_32`), which a host's C library, far above 4 GiB, does not fit; such direct references to
+    /// a function export reach the extension's call stub for it instead, low with the extension, as an
+    /// executable's references reach its PLT. The address an extension sees then differs from the one the
+    /// host (or `-fPIC` code, through its GOT) sees, but calls through either arrive at the function.
+    pub const fn function(name: &'static str, addr: *const ()) -> Self {
+        Export {
+            name,
+            addr,
+            copyable: false,
+            function: true,
         }
     }
 
@@ -96,6 +119,7 @@ impl Export {
             name,
             addr,
             copyable: true,
+            function: false,
         }
     }
 }

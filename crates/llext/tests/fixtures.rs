@@ -627,3 +627,43 @@ fn section_bounds_of_gathered_tables_are_defined() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Code built without `-fPIC` takes the address of a C library function as a 32-bit value
+/// (`mov $strlen, %edi`, `R_X86_64_32`, or a pointer table's `R_X86_64_64`), which the host's C library,
+/// far above 4 GiB, does not fit. A user's C trial found such objects refused ("absolute address does not fit
+/// 32 bits"); the C library's exports are functions (`Export::function`), so direct references reach the
+/// extension's call stub for them, as an executable's reach its PLT — also after a portable restore into
+/// another registry. Within the extension the address is one: `f == strlen` holds.
+#[test]
+fn non_pic_code_takes_the_address_of_c_library_functions() {
+    let source = r#"
+        #include <stdlib.h>
+        #include <string.h>
+        typedef size_t (*lenfn)(const char *);
+        __attribute__((noinline)) static long apply(lenfn f, const char *s) { return (long)f(s); }
+        static int by_value(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
+        /* strlen("hello") through a pointer (5), the pointer compared with a direct one (10), qsort with the
+           extension's comparator and bsearch through the C library's own pointer to it (100 * index 2). */
+        long addresses(long x) {
+            volatile lenfn f = strlen;
+            int v[] = {9, 3, 7, 1};
+            qsort(v, 4, sizeof v[0], by_value);
+            int key = 7;
+            int *at = bsearch(&key, v, 4, sizeof v[0], by_value);
+            return apply(strlen, "hello") + (f == strlen) * 10 + (at ? (at - v) * 100 : -1000) + x;
+        }
+    "#;
+    for flags in [&["-fno-pic", "-O0"][..], &["-fno-pic", "-O2"]] {
+        let object = common::compile_c(source, flags);
+        let r = registry();
+        r.load("addresses", &object)
+            .unwrap_or_else(|e| panic!("{flags:?}: {e}"));
+        assert_eq!(call(&r, "addresses", &[1000]), 1215, "{flags:?}");
+        let other = common::restored_elsewhere(&r);
+        assert_eq!(
+            call(&other, "addresses", &[2000]),
+            2215,
+            "{flags:?} restored"
+        );
+    }
+}
