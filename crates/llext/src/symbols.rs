@@ -124,8 +124,9 @@ impl Export {
     }
 }
 
-/// Declares a static slice of [`Export`]s: `name` exports the item `name` in scope, `"name" => path` exports
-/// `path` under another name.
+/// Declares a static slice of [`Export`]s of functions ([`Export::function`]): `name` exports the function
+/// `name` in scope, `"name" => path` exports `path` under another name. Export data with [`Export::new`] or
+/// [`Export::copyable`].
 ///
 /// ```
 /// extern "C" fn answer() -> i64 { 42 }
@@ -143,10 +144,10 @@ macro_rules! exports {
 macro_rules! __exports_inner {
     ([$($done:expr,)*]) => { &[$($done,)*] };
     ([$($done:expr,)*] $name:literal => $path:path $(, $($rest:tt)*)?) => {
-        $crate::__exports_inner!([$($done,)* $crate::Export::new($name, $path as *const ()),] $($($rest)*)?)
+        $crate::__exports_inner!([$($done,)* $crate::Export::function($name, $path as *const ()),] $($($rest)*)?)
     };
     ([$($done:expr,)*] $name:ident $(, $($rest:tt)*)?) => {
-        $crate::__exports_inner!([$($done,)* $crate::Export::new(stringify!($name), $name as *const ()),] $($($rest)*)?)
+        $crate::__exports_inner!([$($done,)* $crate::Export::function(stringify!($name), $name as *const ()),] $($($rest)*)?)
     };
 }
 
