@@ -1049,13 +1049,18 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
                     }
                 },
             };
-            // A direct data reference to a copyable built-in reads the copy of its value instead, and one to
-            // a built-in function reaches its stub, which lies within reach ([`crate::Export::function`]).
-            let direct = A::COPIES && A::needs(r.r_type).copy;
-            let copy_slot = (direct && state.copy != NO_SLOT)
+            // A direct data reference to a copyable built-in reads the copy of its value instead. A built-in
+            // function that such references take the address of is reached at its stub, which lies within
+            // their reach, by every reference that is not a call or through the GOT, so that the
+            // extension sees one address for it ([`crate::Export::function`]).
+            let needs = A::needs(r.r_type);
+            let copy_slot = (A::COPIES && needs.copy && state.copy != NO_SLOT)
                 .then(|| copy_base + u64::from(state.copy) * ptr as u64);
-            let canonical = (direct
+            let canonical = (A::COPIES
+                && state.direct
                 && state.stub != NO_SLOT
+                && !needs.got_slot
+                && !needs.stub
                 && matches!(state.owner, Some(Owner::Builtin { function: true, .. })))
             .then(|| stub_base + u64::from(state.stub) * A::STUB_SIZE as u64);
             let inputs = Inputs {

@@ -642,10 +642,13 @@ fn non_pic_code_takes_the_address_of_c_library_functions() {
         typedef size_t (*lenfn)(const char *);
         __attribute__((noinline)) static long apply(lenfn f, const char *s) { return (long)f(s); }
         static int by_value(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
-        /* strlen("hello") through a pointer (5), the pointer compared with a direct one (10), qsort with the
-           extension's comparator and bsearch through the C library's own pointer to it (100 * index 2). */
+        static lenfn table[] = { strlen };
+        /* strlen("hello") through a pointer (5), the pointer compared with a direct one and with a table's
+           (10), qsort with the extension's comparator and bsearch through the C library's own pointer to it
+           (100 * index 2). */
         long addresses(long x) {
             volatile lenfn f = strlen;
+            if (table[0] != f) return -1;
             int v[] = {9, 3, 7, 1};
             qsort(v, 4, sizeof v[0], by_value);
             int key = 7;
