@@ -85,6 +85,7 @@ pub(crate) fn check(args: &[String]) -> Result<(), Failure> {
     // Names listed without an address are placed just past the arena, within reach of its code.
     let past_arena = arena.end();
     let image = listed.as_ref().and_then(|l| l.image);
+    let float_abi = listed.as_ref().and_then(|l| l.float_abi);
     if let (Some(image), Some(_)) = (image, first) {
         if (image.machine, image.bits) != (machine, bits) {
             return Err(Failure(format!(
@@ -98,7 +99,9 @@ pub(crate) fn check(args: &[String]) -> Result<(), Failure> {
         }
     }
     let table = match (exports, listed) {
-        (Some(path), Some(listed)) => address_exports(path, listed.entries, machine, past_arena)?,
+        (Some(path), Some(listed)) => {
+            address_exports(path, listed.entries, machine, bits, past_arena)?
+        }
         _ => Vec::new(),
     };
     // Without `--exports`, objects of this machine link against the C library as everywhere else.
@@ -108,10 +111,10 @@ pub(crate) fn check(args: &[String]) -> Result<(), Failure> {
         ExportTable::new(&table)
     };
     let registry = Registry::for_machine(ArenaMemory::new(arena.bytes()), builtins, machine);
-    // Objects must pass floats as the firmware's code does, as far as its image says; a text list says
-    // nothing, so any convention is accepted then.
+    // Objects must pass floats as the firmware's code does, as far as its image or a list's
+    // `# float-abi: KEY` line says; otherwise any convention is accepted.
     if exports.is_some() {
-        registry.set_float_abi(image.and_then(|i| i.float_abi));
+        registry.set_float_abi(image.and_then(|i| i.float_abi).or(float_abi));
     }
     check_files(&registry, &files)
 }
@@ -199,6 +202,8 @@ struct ExportList {
     ram_end: Option<u64>,
     /// For an ELF image: its machine, class and floating-point calling convention.
     image: Option<ImageHeader>,
+    /// For a text list: the convention a `# float-abi: KEY` line names.
+    float_abi: Option<FloatAbi>,
 }
 
 /// What a firmware image's header says about the code it runs.
@@ -218,10 +223,12 @@ fn read_export_list(path: &str) -> Result<ExportList, Failure> {
     if bytes.starts_with(b"\x7fELF") {
         elf_exports(path, &bytes)
     } else {
+        let (entries, float_abi) = text_exports(path, &bytes)?;
         Ok(ExportList {
-            entries: text_exports(path, &bytes)?,
+            entries,
             ram_end: None,
             image: None,
+            float_abi,
         })
     }
 }
@@ -232,6 +239,7 @@ fn address_exports(
     path: &str,
     listed: Vec<(String, Option<u64>)>,
     machine: u16,
+    bits: u8,
     free: u64,
 ) -> Result<Vec<Export>, Failure> {
     const EM_ARM: u16 = 40;
@@ -247,6 +255,11 @@ fn address_exports(
             next += 16;
             next - 16 + thumb
         });
+        if bits == 32 && addr > u64::from(u32::MAX) {
+            return Err(Failure(format!(
+                "{path}: `{name}`: address {addr:#x} does not fit the 32-bit objects"
+            )));
+        }
         let addr = usize::try_from(addr)
             .map_err(|_| Failure(format!("{path}: `{name}`: address {addr:#x} out of range")))?;
         table.push(Export::new(keep(name), addr as *const ()));
@@ -275,9 +288,10 @@ fn elf_exports(path: &str, bytes: &[u8]) -> Result<ExportList, Failure> {
         .max();
     // Global symbols first; then local functions and objects, since a firmware's export table may offer
     // functions its image keeps local (the C library's `memset` in a Rust firmware). A superset, then:
-    // the image does not say which symbols its export table holds.
-    let mut seen = std::collections::HashSet::new();
+    // the image does not say which symbols its export table holds. Name -> (a local, its address).
+    let mut seen = std::collections::HashMap::new();
     let mut out = Vec::new();
+    let mut ambiguous = std::collections::HashSet::new();
     for local in [false, true] {
         for s in file.symbols() {
             let wanted = match s.kind() {
@@ -293,11 +307,21 @@ fn elf_exports(path: &str, bytes: &[u8]) -> Result<ExportList, Failure> {
             if name.is_empty() || name.starts_with('$') || name.starts_with(".L") {
                 continue;
             }
-            if seen.insert(name) {
-                out.push((name.to_owned(), Some(s.address())));
+            match seen.get(name) {
+                None => {
+                    seen.insert(name, (local, s.address()));
+                    out.push((name.to_owned(), Some(s.address())));
+                }
+                // Two locals of one name at two addresses (two files' `static` helpers): which one an
+                // object means cannot be told, so neither is offered.
+                Some(&(true, addr)) if addr != s.address() => {
+                    ambiguous.insert(name);
+                }
+                Some(_) => {}
             }
         }
     }
+    out.retain(|(name, _)| !ambiguous.contains(name.as_str()));
     if out.is_empty() {
         return Err(Failure(format!("{path}: no defined symbols")));
     }
@@ -305,6 +329,7 @@ fn elf_exports(path: &str, bytes: &[u8]) -> Result<ExportList, Failure> {
         entries: out,
         ram_end,
         image: image_header(bytes),
+        float_abi: None,
     })
 }
 
@@ -340,14 +365,28 @@ fn image_header(bytes: &[u8]) -> Option<ImageHeader> {
     })
 }
 
-fn text_exports(path: &str, bytes: &[u8]) -> Result<Vec<(String, Option<u64>)>, Failure> {
+/// A text list's entries, and the floating-point calling convention its `# float-abi: KEY` line names (the
+/// test firmware's `exports` output has one).
+type TextList = (Vec<(String, Option<u64>)>, Option<FloatAbi>);
+
+fn text_exports(path: &str, bytes: &[u8]) -> Result<TextList, Failure> {
     let text = std::str::from_utf8(bytes).map_err(|_| Failure(format!("{path}: not text")))?;
+    let mut float_abi = None;
     // Named or global entries, then `nm`'s local ones (lower-case type) where no other has the name:
     // several files of a firmware may each have a local of one name.
     let mut named = Vec::new();
     let mut local = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let bad = |what: &str| Failure(format!("{path}:{}: {what}", n + 1));
+        if let Some(key) = line.trim().strip_prefix("# float-abi:") {
+            let key = key.trim();
+            float_abi = Some(FloatAbi::from_key(key).ok_or_else(|| {
+                bad(&format!(
+                    "unknown float ABI `{key}` (soft, vfp, single, double or quad)"
+                ))
+            })?);
+            continue;
+        }
         let words: Vec<&str> = line
             .split('#')
             .next()
@@ -396,7 +435,7 @@ fn text_exports(path: &str, bytes: &[u8]) -> Result<Vec<(String, Option<u64>)>, 
             named.push(entry);
         }
     }
-    Ok(named)
+    Ok((named, float_abi))
 }
 
 /// Zeroed read-write memory for linking objects of another machine; nothing in it runs. Low in the address
@@ -436,12 +475,18 @@ impl ScratchArena {
             )
         };
         if ptr == libc::MAP_FAILED {
+            let error = std::io::Error::last_os_error();
             let at = at.map_or(String::new(), |at| {
                 format!(" at {at:#x} (give another with --at)")
             });
+            // MAP_FIXED_NOREPLACE fails with EEXIST where this program already has a mapping.
+            let why = if error.raw_os_error() == Some(libc::EEXIST) {
+                String::from("this program already uses that address range")
+            } else {
+                error.to_string()
+            };
             return Err(Failure(format!(
-                "cannot map a {len}-byte scratch arena{at}: {}",
-                std::io::Error::last_os_error()
+                "cannot map a {len}-byte scratch arena{at}: {why}"
             )));
         }
         let arena = ScratchArena {

@@ -729,6 +729,29 @@ fn check_links_objects_for_another_machine_against_the_firmware_exports() {
         &uses_x,
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // The image offers its locals too (a Rust firmware keeps its C library's functions local), but not a
+    // name two of them share: which one an object means cannot be told. A user's trial found an object
+    // calling `helper` checked `ok`.
+    let uses_helper = clang_build(
+        "thumbv7m-none-eabi",
+        "uses-helper",
+        "long helper(long);\nlong g(long v) { return helper(v); }\n",
+        false,
+    );
+    let image_path = image.to_str().unwrap();
+    let out = llext(&["check", "--exports", image_path, &uses_helper]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("undefined symbol `helper`"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = llext(&["check", "--exports", image_path, &uses_x]);
+    assert!(
+        text(&out.stderr).contains("undefined symbol `x`") && !text(&out.stderr).contains("fw_add"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // A bad line names the file and line; a missing file and a missing value are errors too.
     let bad = dir.join("exports-bad.txt");
@@ -934,11 +957,41 @@ fn check_compares_the_float_abi_with_the_firmware_image() {
         err.contains("the firmware image is 32-bit RISC-V, the objects 32-bit ARM"),
         "{err}"
     );
-    // A text list says nothing of the convention.
-    let list = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("exports-float.txt");
+    // A text list says nothing of the convention, unless a `# float-abi: KEY` line does (the test
+    // firmware's `exports` output has one).
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let list = dir.join("exports-float.txt");
     std::fs::write(&list, "fw_scale\n").unwrap();
     let out = llext(&["check", "--exports", list.to_str().unwrap(), &soft]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = dir.join("exports-float-vfp.txt");
+    std::fs::write(&said, "# float-abi: vfp\nfw_scale\n").unwrap();
+    let out = llext(&["check", "--exports", said.to_str().unwrap(), &soft]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("-mfloat-abi=hard"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = llext(&["check", "--exports", said.to_str().unwrap(), &hard]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let wrong = dir.join("exports-float-bad.txt");
+    std::fs::write(&wrong, "# float-abi: hard\nfw_scale\n").unwrap();
+    let out = llext(&["check", "--exports", wrong.to_str().unwrap(), &hard]);
+    assert!(
+        text(&out.stderr).contains(":1: unknown float ABI `hard`"),
+        "{}",
+        text(&out.stderr)
+    );
+    // An address a 32-bit object cannot hold is refused with the list.
+    let far = dir.join("exports-far.txt");
+    std::fs::write(&far, "fw_scale 0x100000001\n").unwrap();
+    let out = llext(&["check", "--exports", far.to_str().unwrap(), &hard]);
+    assert!(
+        text(&out.stderr).contains("address 0x100000001 does not fit the 32-bit objects"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 /// A user's review of the command: calling a data symbol died of SIGSEGV; `--help` after a command, a

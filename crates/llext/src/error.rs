@@ -367,8 +367,8 @@ impl fmt::Display for Error {
                 found,
             } => write!(
                 f,
-                "built for the {found} calling convention, but this registry's code uses the {expected} one: \
-                 rebuild it with {}",
+                "built for the {found} calling convention, but the code it would link with (the program's, \
+                 or the firmware's) uses the {expected} one: rebuild it with {}",
                 expected.flag(*machine)
             ),
             Error::BadSection {

@@ -889,7 +889,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             }
         }
     }
-    for state in syms.iter() {
+    for (index, state) in syms.iter().enumerate() {
         if req.record_fixups
             && (state.got != NO_SLOT || state.stub != NO_SLOT || state.copy != NO_SLOT)
         {
@@ -928,7 +928,15 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
         if state.stub != NO_SLOT {
             let at = stub_base + u64::from(state.stub) * A::STUB_SIZE as u64;
             let dst = window(&mut blocks.blocks, at, A::STUB_SIZE)?;
-            A::write_stub(dst, at, state.addr).map_err(|_| Error::Internal("stub does not fit"))?;
+            A::write_stub(dst, at, state.addr).map_err(|_| Error::BadSymbol {
+                index,
+                name: obj
+                    .symbols
+                    .get(index)
+                    .map(|s| s.name_lossy())
+                    .unwrap_or_default(),
+                reason: "its address is out of reach of this machine's call stubs (above 4 GiB for 32-bit code)",
+            })?;
         }
         if A::COPIES && state.copy != NO_SLOT {
             let at = copy_base + u64::from(state.copy) * ptr as u64;

@@ -571,3 +571,24 @@ fn hard_float_assembly_without_vfp_args_is_not_refused() {
     r.set_float_abi(Some(FloatAbi::Vfp));
     r.load("asm", &elf).unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// A call from 32-bit code to a built-in above 4 GiB needs a veneer that cannot hold its address: a typed
+/// error naming the symbol, not an internal one (a user's trial of `llext check` found "internal error in
+/// llext (please report): stub does not fit" for a Thumb object and an export list with such an address).
+#[test]
+fn a_32_bit_call_to_a_builtin_above_4_gib_is_a_typed_error() {
+    const SOURCE: &str = "long far_away(long);\nlong near(long x) { return far_away(x) + 1; }\n";
+    let elf = common::compile_for("thumbv7m-none-eabi", SOURCE, &["-O2"]);
+    static FAR: &[llext::Export] = &[llext::Export::function(
+        "far_away",
+        0x1_0000_0001usize as *const (),
+    )];
+    let mut arena = common::ExecArena::new(1 << 20);
+    let r = Registry::for_machine(ArenaMemory::new(arena.bytes()), ExportTable::new(FAR), 40);
+    let e = r.load("near", &elf).unwrap_err();
+    assert!(
+        matches!(&e, Error::BadSymbol { name, reason, .. } if name == "far_away" && reason.contains("call stubs")),
+        "{e}"
+    );
+    assert!(r.is_empty());
+}

@@ -1298,6 +1298,9 @@ fn print_exports() -> usize {
         "# llext check --exports THIS_FILE --at {:#x} FILE...",
         arena & !0xfff
     );
+    if let Some(abi) = llext::arch::FloatAbi::native() {
+        println!("# float-abi: {}", abi.key());
+    }
     for e in exports() {
         println!("{} {:#x}", e.name(), e.addr() as usize);
     }

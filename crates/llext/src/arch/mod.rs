@@ -346,6 +346,30 @@ impl FloatAbi {
         }
     }
 
+    /// A short name for lists and command lines: `soft`, `vfp`, `single`, `double` or `quad`.
+    pub const fn key(self) -> &'static str {
+        match self {
+            FloatAbi::Soft => "soft",
+            FloatAbi::Vfp => "vfp",
+            FloatAbi::Single => "single",
+            FloatAbi::Double => "double",
+            FloatAbi::Quad => "quad",
+        }
+    }
+
+    /// The convention named `key` ([`FloatAbi::key`]).
+    pub fn from_key(key: &str) -> Option<FloatAbi> {
+        [
+            FloatAbi::Soft,
+            FloatAbi::Vfp,
+            FloatAbi::Single,
+            FloatAbi::Double,
+            FloatAbi::Quad,
+        ]
+        .into_iter()
+        .find(|a| a.key() == key)
+    }
+
     /// The compiler flag that selects this convention on `machine`.
     pub fn flag(self, machine: u16) -> &'static str {
         match (machine, self) {
