@@ -87,6 +87,11 @@ pub(crate) enum Entries<'data> {
     Rel64(&'data [elf::Rel64<Endianness>]),
     Rela64(&'data [elf::Rela64<Endianness>]),
     /// Decoded and rewritten (RISC-V alignment padding trimmed: see `align.rs`).
+    #[cfg(any(
+        feature = "all-arches",
+        target_arch = "riscv32",
+        target_arch = "riscv64"
+    ))]
     Decoded(&'data [Reloc]),
 }
 
@@ -115,6 +120,11 @@ impl RelocTable<'_> {
             Entries::Rela32(e) => e.len(),
             Entries::Rel64(e) => e.len(),
             Entries::Rela64(e) => e.len(),
+            #[cfg(any(
+                feature = "all-arches",
+                target_arch = "riscv32",
+                target_arch = "riscv64"
+            ))]
             Entries::Decoded(e) => e.len(),
         }
     }
@@ -157,6 +167,11 @@ impl RelocTable<'_> {
                     addend: Some(r.r_addend(endian)),
                 }
             }
+            #[cfg(any(
+                feature = "all-arches",
+                target_arch = "riscv32",
+                target_arch = "riscv64"
+            ))]
             Entries::Decoded(e) => *e.get(i)?,
         })
     }
