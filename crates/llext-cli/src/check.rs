@@ -114,7 +114,7 @@ pub(crate) fn check(args: &[String]) -> Result<(), Failure> {
     // Objects must pass floats as the firmware's code does, as far as its image or a list's
     // `# float-abi: KEY` line says; otherwise any convention is accepted.
     if exports.is_some() {
-        registry.set_float_abi(image.and_then(|i| i.float_abi).or(float_abi));
+        registry.set_float_abi(float_abi);
     }
     check_files(&registry, &files)
 }
@@ -200,9 +200,10 @@ struct ExportList {
     entries: Vec<(String, Option<u64>)>,
     /// The end of the image's highest writable segment.
     ram_end: Option<u64>,
-    /// For an ELF image: its machine, class and floating-point calling convention.
+    /// For an ELF image: its machine and class.
     image: Option<ImageHeader>,
-    /// For a text list: the convention a `# float-abi: KEY` line names.
+    /// The firmware's floating-point calling convention: an image's header, or a text list's
+    /// `# float-abi: KEY` line.
     float_abi: Option<FloatAbi>,
 }
 
@@ -322,14 +323,15 @@ fn elf_exports(path: &str, bytes: &[u8]) -> Result<ExportList, Failure> {
         }
     }
     out.retain(|(name, _)| !ambiguous.contains(name.as_str()));
+    let image = image_header(bytes);
     if out.is_empty() {
         return Err(Failure(format!("{path}: no defined symbols")));
     }
     Ok(ExportList {
         entries: out,
         ram_end,
-        image: image_header(bytes),
-        float_abi: None,
+        image,
+        float_abi: image.and_then(|i| i.float_abi),
     })
 }
 
