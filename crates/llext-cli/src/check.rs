@@ -86,6 +86,25 @@ pub(crate) fn check(args: &[String]) -> Result<(), Failure> {
     let past_arena = arena.end();
     let image = listed.as_ref().and_then(|l| l.image);
     let float_abi = listed.as_ref().and_then(|l| l.float_abi);
+    // A list's convention must be one of the objects' machine (`vfp` is Arm's; `single`, `double` and
+    // `quad` are RISC-V's), or every object would be refused with advice for the wrong machine.
+    if let Some(abi) = float_abi {
+        const EM_ARM: u16 = 40;
+        const EM_RISCV: u16 = 243;
+        let fits = match machine {
+            EM_ARM => matches!(abi, FloatAbi::Soft | FloatAbi::Vfp),
+            EM_RISCV => abi != FloatAbi::Vfp,
+            _ => true,
+        };
+        if !fits {
+            return Err(Failure(format!(
+                "{}: `# float-abi: {}` names no {} calling convention",
+                exports.unwrap_or_default(),
+                abi.key(),
+                llext::arch::machine_name(machine)
+            )));
+        }
+    }
     if let (Some(image), Some(_)) = (image, first) {
         if (image.machine, image.bits) != (machine, bits) {
             return Err(Failure(format!(
@@ -432,8 +451,17 @@ fn text_exports(path: &str, bytes: &[u8]) -> Result<TextList, Failure> {
     }
     let mut seen: std::collections::HashSet<String> =
         named.iter().map(|(name, _)| name.clone()).collect();
+    // Two locals of one name at two addresses (two files' `static` helpers): which one an object means
+    // cannot be told, so neither is offered (as for an ELF image).
+    let mut first = std::collections::HashMap::new();
+    let mut ambiguous = std::collections::HashSet::new();
+    for (name, addr) in &local {
+        if *first.entry(name.as_str()).or_insert(*addr) != *addr {
+            ambiguous.insert(name.clone());
+        }
+    }
     for entry in local {
-        if seen.insert(entry.0.clone()) {
+        if !ambiguous.contains(&entry.0) && seen.insert(entry.0.clone()) {
             named.push(entry);
         }
     }

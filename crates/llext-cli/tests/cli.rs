@@ -1194,3 +1194,42 @@ fn rust_core_symbols_come_with_a_hint() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("returned: 45"));
 }
+
+/// `nm` output lists two files' `static helper` (lower-case `t`) at two addresses; as with the ELF
+/// image, neither is offered (a review found them offered). A `# float-abi:` key of another machine is refused as such.
+#[test]
+fn check_refuses_ambiguous_nm_locals_and_a_float_abi_of_another_machine() {
+    let uses_helper = clang_build(
+        "thumbv7m-none-eabi",
+        "review-uses-helper",
+        "long helper(long);\nlong g(long v) { return helper(v); }\n",
+        false,
+    );
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let nm = dir.join("review-nm-locals.txt");
+    std::fs::write(
+        &nm,
+        "00001001 t helper\n00002001 t helper\n00003001 T main\n",
+    )
+    .unwrap();
+    let out = llext(&["check", "--exports", nm.to_str().unwrap(), &uses_helper]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("undefined symbol `helper`"),
+        "{}",
+        text(&out.stderr)
+    );
+    // One local at one address (listed twice, say) is offered.
+    std::fs::write(&nm, "00001001 t helper\n00001001 t helper\n").unwrap();
+    let out = llext(&["check", "--exports", nm.to_str().unwrap(), &uses_helper]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // `double` is a RISC-V convention: for Arm objects the list is wrong, not every object.
+    let list = dir.join("review-float-riscv-key.txt");
+    std::fs::write(&list, "# float-abi: double\nhelper\n").unwrap();
+    let out = llext(&["check", "--exports", list.to_str().unwrap(), &uses_helper]);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("float-abi") && !err.contains("rebuild"),
+        "{err}"
+    );
+}

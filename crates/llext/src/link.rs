@@ -889,11 +889,27 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             }
         }
     }
+    // The stub at which a built-in function that direct references take the address of is reached
+    // ([`crate::Export::function`]): by those references, by pointer tables and by the object's GOT slot
+    // for it, so that the extension sees one address for it (as an executable's GOT holds the PLT entry
+    // that is its canonical address).
+    let canonical_stub = |state: &SymState| {
+        (A::COPIES
+            && state.direct
+            && state.stub != NO_SLOT
+            && matches!(state.owner, Some(Owner::Builtin { function: true, .. })))
+        .then(|| stub_base + u64::from(state.stub) * A::STUB_SIZE as u64)
+    };
     for (index, state) in syms.iter().enumerate() {
+        let canonical = canonical_stub(state);
         if req.record_fixups
             && (state.got != NO_SLOT || state.stub != NO_SLOT || state.copy != NO_SLOT)
         {
-            let target = state.target;
+            // A GOT slot holding the canonical stub moves with it.
+            let got_target = match canonical {
+                Some(at) => own_target(&blocks.blocks, RegionKind::Text, at)?,
+                None => state.target,
+            };
             for (slot, kind, base, size) in [
                 (state.got, FixupKind::GotSlot, got_base, ptr),
                 (state.stub, FixupKind::Stub, stub_base, A::STUB_SIZE),
@@ -909,7 +925,11 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
                     kind,
                     block,
                     offset,
-                    target,
+                    target: if kind == FixupKind::GotSlot {
+                        got_target
+                    } else {
+                        state.target
+                    },
                     addend: 0,
                     size: 0,
                     got_slot: NO_SLOT,
@@ -921,7 +941,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
         }
         if state.got != NO_SLOT {
             let at = got_base + u64::from(state.got) * ptr as u64;
-            let bytes = state.addr.to_le_bytes();
+            let bytes = canonical.unwrap_or(state.addr).to_le_bytes();
             let dst = window(&mut blocks.blocks, at, ptr)?;
             dst.copy_from_slice(bytes.get(..ptr).ok_or(Error::Internal("pointer size"))?);
         }
@@ -1064,13 +1084,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             let needs = A::needs(r.r_type);
             let copy_slot = (A::COPIES && needs.copy && state.copy != NO_SLOT)
                 .then(|| copy_base + u64::from(state.copy) * ptr as u64);
-            let canonical = (A::COPIES
-                && state.direct
-                && state.stub != NO_SLOT
-                && !needs.got_slot
-                && !needs.stub
-                && matches!(state.owner, Some(Owner::Builtin { function: true, .. })))
-            .then(|| stub_base + u64::from(state.stub) * A::STUB_SIZE as u64);
+            let canonical = canonical_stub(state).filter(|_| !needs.got_slot && !needs.stub);
             let inputs = Inputs {
                 r_type: r.r_type,
                 s: copy_slot.or(canonical).unwrap_or(state.addr),
@@ -1137,24 +1151,8 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
                 let (block, offset) = block_offset(&blocks.blocks, p)
                     .ok_or(Error::Internal("place outside blocks"))?;
                 let target = match (copy_slot, canonical) {
-                    (Some(at), _) => {
-                        let (block, offset) =
-                            own_place(&blocks.blocks, Some(RegionKind::Bss.permission()), at)
-                                .ok_or(Error::Internal("slot outside blocks"))?;
-                        Target::Own {
-                            block,
-                            offset: u64::from(offset),
-                        }
-                    }
-                    (None, Some(at)) => {
-                        let (block, offset) =
-                            own_place(&blocks.blocks, Some(RegionKind::Text.permission()), at)
-                                .ok_or(Error::Internal("stub outside blocks"))?;
-                        Target::Own {
-                            block,
-                            offset: u64::from(offset),
-                        }
-                    }
+                    (Some(at), _) => own_target(&blocks.blocks, RegionKind::Bss, at)?,
+                    (None, Some(at)) => own_target(&blocks.blocks, RegionKind::Text, at)?,
                     (None, None) => state.target,
                 };
                 let local = matches!(target, Target::Own { block: b, .. } if b == block);
@@ -1761,6 +1759,16 @@ pub(crate) fn builtin_value(addr: u64, ptr: usize) -> Result<[u8; 8]> {
     // does not rely on its alignment.
     let value = unsafe { core::ptr::read_unaligned(addr as usize as *const usize) };
     Ok((value as u64).to_le_bytes())
+}
+
+/// The fixup target of `addr`, a slot or stub the linker made in the extension's `kind` block.
+fn own_target(blocks: &BlockList, kind: RegionKind, addr: u64) -> Result<Target> {
+    let (block, offset) = own_place(blocks, Some(kind.permission()), addr)
+        .ok_or(Error::Internal("slot or stub outside blocks"))?;
+    Ok(Target::Own {
+        block,
+        offset: u64::from(offset),
+    })
 }
 
 /// The block and offset of an address of the extension's own: in the block of `home` (the permission of

@@ -88,8 +88,9 @@ impl Export {
     /// without `-fPIC` takes a function's address as a 32-bit value (`mov $strlen, %edi`, x86-64
     /// `R_X86_64_32`), which a host's C library, far above 4 GiB, does not fit; such direct references to
     /// a function export reach the extension's call stub for it instead, low with the extension, as an
-    /// executable's references reach its PLT. The address an extension sees then differs from the one the
-    /// host (or `-fPIC` code, through its GOT) sees, but calls through either arrive at the function.
+    /// executable's references reach its PLT (the object's GOT slot for the function, if it has one,
+    /// holds the stub too). The address such an extension sees then differs from the one the host and
+    /// other extensions see, but calls through either arrive at the function.
     pub const fn function(name: &'static str, addr: *const ()) -> Self {
         Export {
             name,
