@@ -52,6 +52,8 @@ pub enum Error {
     FloatAbi {
         /// `e_machine` of the object.
         machine: u16,
+        /// 32 or 64: the object's class.
+        bits: u8,
         /// The registry's convention ([`Registry::set_float_abi`](crate::Registry::set_float_abi)).
         expected: crate::arch::FloatAbi,
         /// The object's, from its `e_flags`.
@@ -363,13 +365,14 @@ impl fmt::Display for Error {
             ),
             Error::FloatAbi {
                 machine,
+                bits,
                 expected,
                 found,
             } => write!(
                 f,
                 "built for the {found} calling convention, but the code it would link with (the program's, \
                  or the firmware's) uses the {expected} one: rebuild it with {}",
-                expected.flag(*machine)
+                expected.flag(*machine, *bits)
             ),
             Error::BadSection {
                 index,

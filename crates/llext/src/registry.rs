@@ -617,6 +617,7 @@ impl<M: Memory> Registry<M> {
             if expected != found {
                 return Err(Error::FloatAbi {
                     machine: object.machine,
+                    bits: if object.class.is_64 { 64 } else { 32 },
                     expected,
                     found,
                 });

@@ -370,15 +370,20 @@ impl FloatAbi {
         .find(|a| a.key() == key)
     }
 
-    /// The compiler flag that selects this convention on `machine`.
-    pub fn flag(self, machine: u16) -> &'static str {
+    /// The compiler flag that selects this convention on `machine` for `bits`-bit code.
+    pub fn flag(self, machine: u16, bits: u8) -> &'static str {
+        let rv64 = bits == 64;
         match (machine, self) {
             (EM_ARM, FloatAbi::Vfp) => "-mfloat-abi=hard",
             (EM_ARM, _) => "-mfloat-abi=soft (or softfp)",
-            (_, FloatAbi::Soft) => "-mabi=ilp32 / -mabi=lp64",
-            (_, FloatAbi::Single) => "-mabi=ilp32f / -mabi=lp64f",
-            (_, FloatAbi::Double) => "-mabi=ilp32d / -mabi=lp64d",
-            (_, _) => "-mabi=ilp32q / -mabi=lp64q",
+            (_, FloatAbi::Soft) if rv64 => "-mabi=lp64",
+            (_, FloatAbi::Soft) => "-mabi=ilp32",
+            (_, FloatAbi::Single) if rv64 => "-mabi=lp64f",
+            (_, FloatAbi::Single) => "-mabi=ilp32f",
+            (_, FloatAbi::Double) if rv64 => "-mabi=lp64d",
+            (_, FloatAbi::Double) => "-mabi=ilp32d",
+            (_, _) if rv64 => "-mabi=lp64q",
+            (_, _) => "-mabi=ilp32q",
         }
     }
 }
