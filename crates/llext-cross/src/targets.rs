@@ -107,7 +107,7 @@ pub const TARGETS: &[Target] = &[
             package: "binutils-riscv64-unknown-elf",
             flags: &["-m", "elf32lriscv", "--no-relax"],
         },
-        flavours: &["nopic", "pic", "norelax"],
+        flavours: &["nopic", "pic", "norelax", "saverestore"],
         load_base: 0x3000_0000,
         exports_base: 0x3040_0000,
         thumb: false,
@@ -142,7 +142,7 @@ pub const TARGETS: &[Target] = &[
             package: "binutils-riscv64-unknown-elf",
             flags: &["-m", "elf64lriscv", "--no-relax"],
         },
-        flavours: &["nopic", "pic", "norelax"],
+        flavours: &["nopic", "pic", "norelax", "saverestore"],
         load_base: 0x8000_0000,
         exports_base: 0x8040_0000,
         thumb: false,
@@ -219,6 +219,9 @@ pub fn flavour_flags(flavour: &str) -> &'static [&'static str] {
     match flavour {
         "pic" => &["-fPIC"],
         "norelax" => &["-fno-pic", "-mno-relax"],
+        // RISC-V's size option: prologues and epilogues call the firmware's `__riscv_save_N` and
+        // `__riscv_restore_N` (gcc; clang takes the flag and inlines them).
+        "saverestore" => &["-fno-pic", "-msave-restore"],
         _ => &["-fno-pic"],
     }
 }

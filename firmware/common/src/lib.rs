@@ -445,6 +445,38 @@ fn runtime_helpers() -> Vec<Export> {
             __floatundisf,
         ));
     }
+    #[cfg(any(target_arch = "riscv32", target_arch = "riscv64"))]
+    {
+        // `-msave-restore`'s millicode (the RISC-V firmware's start-up assembly).
+        list.extend_from_slice(&helpers!(
+            __riscv_save_0,
+            __riscv_save_1,
+            __riscv_save_2,
+            __riscv_save_3,
+            __riscv_save_4,
+            __riscv_save_5,
+            __riscv_save_6,
+            __riscv_save_7,
+            __riscv_save_8,
+            __riscv_save_9,
+            __riscv_save_10,
+            __riscv_save_11,
+            __riscv_save_12,
+            __riscv_restore_0,
+            __riscv_restore_1,
+            __riscv_restore_2,
+            __riscv_restore_3,
+            __riscv_restore_4,
+            __riscv_restore_5,
+            __riscv_restore_6,
+            __riscv_restore_7,
+            __riscv_restore_8,
+            __riscv_restore_9,
+            __riscv_restore_10,
+            __riscv_restore_11,
+            __riscv_restore_12,
+        ));
+    }
     #[cfg(any(target_arch = "riscv64", target_arch = "aarch64"))]
     {
         // 128-bit integer arithmetic (`__int128`); the FPU does the rest.
