@@ -1,4 +1,5 @@
-//! Tells the crate which floating-point calling convention a RISC-V target's code follows.
+//! Tells the crate which floating-point calling convention a RISC-V target's code follows, and whether an
+//! Arm target is a Cortex-M (M-profile: Thumb code only).
 //!
 //! Rust does not say it in a stable `cfg` (`target_feature = "d"` is unstable on RISC-V, so stable
 //! compilers leave it out), so it comes from the target's name: the `gc` targets pass floats in double
@@ -8,7 +9,15 @@
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rustc-check-cfg=cfg(llext_riscv_float_abi, values(\"soft\", \"single\", \"double\"))");
+    println!("cargo::rustc-check-cfg=cfg(llext_arm_mclass)");
     let target = std::env::var("TARGET").unwrap_or_default();
+    // Cortex-M cores run Thumb code only.
+    if ["thumbv6m", "thumbv7m", "thumbv7em", "thumbv8m"]
+        .iter()
+        .any(|m| target.starts_with(m))
+    {
+        println!("cargo::rustc-cfg=llext_arm_mclass");
+    }
     let arch = target.split('-').next().unwrap_or("");
     let abi = match arch
         .strip_prefix("riscv32")

@@ -143,6 +143,20 @@ fn main() {
             .arg(&obj));
         embed(obj_name, &obj, &mut statics, &mut list);
     }
+    // On the Cortex-M: `leaf.c` as A32 code (for a Cortex-A, with the firmware's float ABI), which the
+    // firmware must refuse.
+    if name == "cortex-m" {
+        let obj_name = "armstate-gcc-O2-nopic";
+        let obj = dir.join(format!("{obj_name}.o"));
+        run(Command::new(target.gcc.command)
+            .args(["-mcpu=cortex-a7", "-marm", "-mfloat-abi=hard"])
+            .args(targets::COMMON_FLAGS)
+            .args(["-O2", "-fno-pic"])
+            .arg(fixtures.join("leaf.c"))
+            .arg("-o")
+            .arg(&obj));
+        embed(obj_name, &obj, &mut statics, &mut list);
+    }
     if let Some(rsext) = env::var_os("LLEXT_FW_RSEXT").filter(|v| !v.is_empty()) {
         let path = Path::new(&rsext);
         println!("cargo:rerun-if-changed={}", path.display());

@@ -86,6 +86,7 @@ pub(crate) fn check(args: &[String]) -> Result<(), Failure> {
     let past_arena = arena.end();
     let image = listed.as_ref().and_then(|l| l.image);
     let float_abi = listed.as_ref().and_then(|l| l.float_abi);
+    let thumb_only = listed.as_ref().is_some_and(|l| l.thumb_only);
     // A list's convention must be one of the objects' machine (`vfp` is Arm's; `single`, `double` and
     // `quad` are RISC-V's), or every object would be refused with advice for the wrong machine.
     if let Some(abi) = float_abi {
@@ -134,6 +135,7 @@ pub(crate) fn check(args: &[String]) -> Result<(), Failure> {
     // `# float-abi: KEY` line says; otherwise any convention is accepted.
     if exports.is_some() {
         registry.set_float_abi(float_abi);
+        registry.set_thumb_only(thumb_only);
     }
     check_files(&registry, &files)
 }
@@ -224,6 +226,9 @@ struct ExportList {
     /// The firmware's floating-point calling convention: an image's header, or a text list's
     /// `# float-abi: KEY` line.
     float_abi: Option<FloatAbi>,
+    /// The firmware runs Thumb code only (a Cortex-M): an image's Arm profile `M`, or a text list's
+    /// `# thumb-only` line.
+    thumb_only: bool,
 }
 
 /// What a firmware image's header says about the code it runs.
@@ -243,12 +248,13 @@ fn read_export_list(path: &str) -> Result<ExportList, Failure> {
     if bytes.starts_with(b"\x7fELF") {
         elf_exports(path, &bytes)
     } else {
-        let (entries, float_abi) = text_exports(path, &bytes)?;
+        let (entries, float_abi, thumb_only) = text_exports(path, &bytes)?;
         Ok(ExportList {
             entries,
             ram_end: None,
             image: None,
             float_abi,
+            thumb_only,
         })
     }
 }
@@ -351,6 +357,7 @@ fn elf_exports(path: &str, bytes: &[u8]) -> Result<ExportList, Failure> {
         ram_end,
         image,
         float_abi: image.and_then(|i| i.float_abi),
+        thumb_only: llext::arch::arm_profile(bytes) == Some('M'),
     })
 }
 
@@ -386,19 +393,25 @@ fn image_header(bytes: &[u8]) -> Option<ImageHeader> {
     })
 }
 
-/// A text list's entries, and the floating-point calling convention its `# float-abi: KEY` line names (the
-/// test firmware's `exports` output has one).
-type TextList = (Vec<(String, Option<u64>)>, Option<FloatAbi>);
+/// A text list's entries, the floating-point calling convention its `# float-abi: KEY` line names, and
+/// whether a `# thumb-only` line says the firmware runs Thumb code only (the test firmware's `exports` output
+/// has them).
+type TextList = (Vec<(String, Option<u64>)>, Option<FloatAbi>, bool);
 
 fn text_exports(path: &str, bytes: &[u8]) -> Result<TextList, Failure> {
     let text = std::str::from_utf8(bytes).map_err(|_| Failure(format!("{path}: not text")))?;
     let mut float_abi = None;
+    let mut thumb_only = false;
     // Named or global entries, then `nm`'s local ones (lower-case type) where no other has the name:
     // several files of a firmware may each have a local of one name.
     let mut named = Vec::new();
     let mut local = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let bad = |what: &str| Failure(format!("{path}:{}: {what}", n + 1));
+        if line.trim() == "# thumb-only" {
+            thumb_only = true;
+            continue;
+        }
         if let Some(key) = line.trim().strip_prefix("# float-abi:") {
             let key = key.trim();
             float_abi = Some(FloatAbi::from_key(key).ok_or_else(|| {
@@ -465,7 +478,7 @@ fn text_exports(path: &str, bytes: &[u8]) -> Result<TextList, Failure> {
             named.push(entry);
         }
     }
-    Ok((named, float_abi))
+    Ok((named, float_abi, thumb_only))
 }
 
 /// Zeroed read-write memory for linking objects of another machine; nothing in it runs. Low in the address

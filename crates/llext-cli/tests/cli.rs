@@ -939,6 +939,23 @@ fn check_compares_the_float_abi_with_the_firmware_image() {
         err.contains("soft-float calling convention") && err.contains("-mfloat-abi=hard"),
         "{err}"
     );
+    // A32 code against the Cortex-M image (profile M), or a list with a `# thumb-only` line, is refused.
+    let a32 = clang_build("armv7a-none-eabihf", "a32", EXTENSION, false);
+    let out = llext(&["check", "--exports", &firmware, &a32]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("holds A32 (Arm-state) code"),
+        "{}",
+        text(&out.stderr)
+    );
+    let thumb_list = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("exports-thumb.txt");
+    std::fs::write(&thumb_list, "# thumb-only\nfw_scale\n").unwrap();
+    let out = llext(&["check", "--exports", thumb_list.to_str().unwrap(), &a32]);
+    assert!(
+        text(&out.stderr).contains("holds A32 (Arm-state) code"),
+        "{}",
+        text(&out.stderr)
+    );
     // `inspect` shows each object's.
     for (object, abi) in [(&hard, "hard-float (VFP)"), (&soft, "soft-float")] {
         let out = llext(&["inspect", object]);

@@ -59,6 +59,13 @@ pub enum Error {
         /// The object's, from its `e_flags`.
         found: crate::arch::FloatAbi,
     },
+    /// The object holds A32 (Arm-state) code, which a Cortex-M cannot run: e.g. `arm-none-eabi-gcc -c`
+    /// without `-mthumb -mcpu=...` (its default is A32). Refused where the registry runs Thumb code only
+    /// ([`Registry::set_thumb_only`](crate::Registry::set_thumb_only)).
+    ArmState {
+        /// The section that holds it.
+        section: String,
+    },
     /// A section header is unusable.
     BadSection {
         /// Section index.
@@ -373,6 +380,11 @@ impl fmt::Display for Error {
                 "built for the {found} calling convention, but the code it would link with (the program's, \
                  or the firmware's) uses the {expected} one: rebuild it with {}",
                 expected.flag(*machine, *bits)
+            ),
+            Error::ArmState { section } => write!(
+                f,
+                "section `{section}` holds A32 (Arm-state) code, which M-profile cores (Cortex-M) cannot run: \
+                 rebuild it with -mthumb and the core's -mcpu"
             ),
             Error::BadSection {
                 index,

@@ -200,6 +200,8 @@ pub(crate) struct Inner<M> {
     pub pointer_size: Option<u8>,
     /// The floating-point calling convention objects must follow, if known.
     pub float_abi: Option<arch::FloatAbi>,
+    /// Objects must hold Thumb code only (the registry's code runs on a Cortex-M).
+    pub thumb_only: bool,
     pub slots: Vec<Slot>,
     /// Slot index by extension name.
     pub names: HashTable<u32>,
@@ -496,6 +498,7 @@ impl<M: Memory> Registry<M> {
                 machine,
                 pointer_size,
                 float_abi,
+                thumb_only: native && arch::native_thumb_only(),
                 slots: Vec::new(),
                 names: HashTable::new(),
                 exports: HashTable::new(),
@@ -518,6 +521,14 @@ impl<M: Memory> Registry<M> {
     /// ([`FloatAbi::from_flags`](arch::FloatAbi::from_flags)).
     pub fn set_float_abi(&self, abi: Option<arch::FloatAbi>) {
         self.inner.lock().float_abi = abi;
+    }
+
+    /// Sets whether Arm objects must hold Thumb code only, as a Cortex-M runs ([`Error::ArmState`] for
+    /// A32 code). A registry for its own machine on a Cortex-M starts with `true`; any other with `false`,
+    /// which a host checking a Cortex-M firmware's extensions sets from the image's profile
+    /// ([`arm_profile`](arch::arm_profile) `M`).
+    pub fn set_thumb_only(&self, thumb_only: bool) {
+        self.inner.lock().thumb_only = thumb_only;
     }
 
     /// Loads, links and brings up an extension from ELF bytes, under `name`.
@@ -620,6 +631,13 @@ impl<M: Memory> Registry<M> {
                     bits: if object.class.is_64 { 64 } else { 32 },
                     expected,
                     found,
+                });
+            }
+        }
+        if inner.thumb_only {
+            if let Some(section) = arch::arm_state_section(&object) {
+                return Err(Error::ArmState {
+                    section: object.section_name(section),
                 });
             }
         }

@@ -601,3 +601,31 @@ fn a_32_bit_call_to_a_builtin_above_4_gib_is_a_typed_error() {
     );
     assert!(r.is_empty());
 }
+
+/// A32 (Arm-state) code cannot run on a Cortex-M. `arm-none-eabi-gcc -c` without `-mthumb -mcpu=...` makes
+/// it, and on a soft-float Cortex-M (whose float ABI such an object matches) it loaded and faulted when
+/// called. A registry that runs Thumb code only refuses it, naming the section; Thumb objects load.
+#[test]
+fn a32_code_is_refused_where_only_thumb_runs() {
+    const SOURCE: &str = "long triple(long x) { return 3 * x; }\n";
+    let a32 = common::compile_for("armv7a-none-eabi", SOURCE, &["-marm"]);
+    let thumb = common::compile_for("thumbv7m-none-eabi", SOURCE, &[]);
+    assert_eq!(llext::arch::arm_profile(&a32), Some('A'));
+    assert_eq!(llext::arch::arm_profile(&thumb), Some('M'));
+    let mut arena = common::ExecArena::new(1 << 20);
+    let r = Registry::for_machine(ArenaMemory::new(arena.bytes()), ExportTable::default(), 40);
+    // A registry for another machine runs nothing, and takes both until told.
+    r.load("a32", &a32).unwrap();
+    r.unload(r.get("a32").unwrap()).unwrap();
+    r.set_thumb_only(true);
+    let e = r.load("a32", &a32).unwrap_err();
+    assert_eq!(
+        e,
+        Error::ArmState {
+            section: ".text".into()
+        }
+    );
+    assert!(e.to_string().contains("-mthumb"), "{e}");
+    assert!(r.is_empty());
+    r.load("thumb", &thumb).unwrap();
+}

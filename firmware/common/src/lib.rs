@@ -1096,6 +1096,21 @@ fn tests(target: &str) -> usize {
                     (_, got) => got.map(|(v, _)| v),
                 };
                 t.check(&case, got, want);
+            } else if stem == "armstate" {
+                // A32 code, which a Cortex-M cannot run: refused, nothing loaded.
+                let got = match load(&registry, name, elf, mode) {
+                    Err(llext::Error::ArmState { .. }) => Ok(0),
+                    Err(e) => Err(alloc::format!("refused for another reason: {e}")),
+                    Ok(id) => {
+                        let _ = registry.unload(id);
+                        Err("loaded".into())
+                    }
+                };
+                t.check(
+                    &alloc::format!("{name}{how}: refused for its A32 code"),
+                    got,
+                    0,
+                );
             } else if stem == "floatabi" {
                 // Built for another floating-point calling convention: refused, nothing loaded.
                 let got = match load(&registry, name, elf, mode) {
@@ -1332,6 +1347,9 @@ fn print_exports() -> usize {
     );
     if let Some(abi) = llext::arch::FloatAbi::native() {
         println!("# float-abi: {}", abi.key());
+    }
+    if llext::arch::native_thumb_only() {
+        println!("# thumb-only");
     }
     for e in exports() {
         println!("{} {:#x}", e.name(), e.addr() as usize);

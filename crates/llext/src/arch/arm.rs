@@ -681,16 +681,20 @@ fn write_thumb32(place: &mut [u8], hw1: u16, hw2: u16) -> Result<(), Problem> {
     field::write(place, [a, b, c, d])
 }
 
-/// The floating-point calling convention an Arm object's build attributes give (`.ARM.attributes`,
-/// `Tag_ABI_VFP_args` of the file): relocatable objects say it there, not in `e_flags`. `None` if the
-/// object has no such section, says "toolchain-specific" or "compatible with both" (no floats pass), or
-/// the section cannot be read (the convention is advisory: the link does not depend on it).
-pub(crate) fn attributes_float_abi(object: &crate::elf::Object<'_>) -> Option<super::FloatAbi> {
+/// The numeric build attributes of an Arm file that the loader reads (`.ARM.attributes`, the `aeabi`
+/// subsection's Tag_File; Addenda to the ABI for the Arm architecture, "Build attributes"), 0 where absent.
+struct FileAttributes {
+    /// Tag_CPU_arch_profile (7): `A`, `R`, `M`, `S` (A or R), or 0.
+    profile: u64,
+    /// Tag_ABI_FP_number_model (23): 0 if the file uses no floating point.
+    fp_model: u64,
+    /// Tag_ABI_VFP_args (28): 0 base standard, 1 VFP registers, 2 toolchain-specific, 3 compatible.
+    vfp_args: u64,
+}
+
+fn file_attributes(object: &crate::elf::Object<'_>) -> Option<FileAttributes> {
     use object::elf::{FileHeader32, Tag_File, SHT_ARM_ATTRIBUTES};
     use object::read::elf::AttributesSection;
-    // Addenda to the ABI for the Arm architecture, "Build attributes": Tag_ABI_VFP_args is 28.
-    const TAG_ABI_VFP_ARGS: u64 = 28;
-    const TAG_ABI_FP_NUMBER_MODEL: u64 = 23;
     let section = object
         .sections
         .iter()
@@ -709,11 +713,11 @@ pub(crate) fn attributes_float_abi(object: &crate::elf::Object<'_>) -> Option<su
                 continue;
             }
             let mut reader = sub.attributes();
-            // Without the tag the file uses the base standard (its default, 0).
-            let mut vfp_args = 0;
-            // Without floating point (Tag_ABI_FP_number_model 0, e.g. assembly) the convention does not
-            // matter: GNU ld ignores Tag_ABI_VFP_args then.
-            let mut fp_model = 0;
+            let mut found = FileAttributes {
+                profile: 0,
+                fp_model: 0,
+                vfp_args: 0,
+            };
             while let Some(tag) = reader.read_tag().ok()? {
                 // "Build attributes": tags 4, 5 and 67 take a string, 32 a number and a string, 65 a
                 // string; the other tags below 32 a number; from 32 on, odd tags a string, even a number.
@@ -730,23 +734,59 @@ pub(crate) fn attributes_float_abi(object: &crate::elf::Object<'_>) -> Option<su
                     }
                     t => {
                         let value = reader.read_integer().ok()?;
-                        if t == TAG_ABI_VFP_ARGS {
-                            vfp_args = value;
-                        } else if t == TAG_ABI_FP_NUMBER_MODEL {
-                            fp_model = value;
+                        match t {
+                            7 => found.profile = value,
+                            23 => found.fp_model = value,
+                            28 => found.vfp_args = value,
+                            _ => {}
                         }
                     }
                 }
             }
-            return match vfp_args {
-                _ if fp_model == 0 => None,
-                0 => Some(super::FloatAbi::Soft),
-                1 => Some(super::FloatAbi::Vfp),
-                _ => None,
-            };
+            return Some(found);
         }
     }
     None
+}
+
+/// The floating-point calling convention an Arm object's build attributes give (`Tag_ABI_VFP_args`):
+/// relocatable objects say it there, not in `e_flags`. `None` if the object has no such section, uses no
+/// floating point (Tag_ABI_FP_number_model 0, e.g. assembly: GNU ld ignores the convention then), says
+/// "toolchain-specific" or "compatible with both", or the section cannot be read (the convention is
+/// advisory: the link does not depend on it).
+pub(crate) fn attributes_float_abi(object: &crate::elf::Object<'_>) -> Option<super::FloatAbi> {
+    let a = file_attributes(object)?;
+    match a.vfp_args {
+        _ if a.fp_model == 0 => None,
+        0 => Some(super::FloatAbi::Soft),
+        1 => Some(super::FloatAbi::Vfp),
+        _ => None,
+    }
+}
+
+/// The architecture profile an Arm file's build attributes give (`A`, `R`, `M`, or `S` for A or R).
+pub(crate) fn attributes_profile(object: &crate::elf::Object<'_>) -> Option<char> {
+    let profile = file_attributes(object)?.profile;
+    u8::try_from(profile)
+        .ok()
+        .filter(|p| p.is_ascii_uppercase())
+        .map(char::from)
+}
+
+/// The first executable section holding A32 (Arm-state) code, which M-profile cores cannot run: one where
+/// a mapping symbol `$a` (or clang's `$a.N`) starts code (AAELF32, "Mapping symbols").
+pub(crate) fn arm_state_section(object: &crate::elf::Object<'_>) -> Option<usize> {
+    object.symbols.iter().find_map(|sym| {
+        let crate::elf::SymbolPlace::Section(index) = sym.place else {
+            return None;
+        };
+        let mapping = sym.name == b"$a" || sym.name.starts_with(b"$a.");
+        let code = object
+            .sections
+            .get(index)
+            .is_some_and(|s| s.flags & object::elf::SHF_EXECINSTR.0 != 0);
+        (mapping && code).then_some(index)
+    })
 }
 
 #[cfg(test)]

@@ -400,6 +400,39 @@ impl core::fmt::Display for FloatAbi {
     }
 }
 
+/// The Arm architecture profile an ELF file (object or image) is built for, from its build attributes:
+/// `A`, `R`, `M` (Cortex-M: Thumb code only), or `S` (A or R). `None` for other machines, a file without
+/// the attribute, or a build without the Arm backend.
+pub fn arm_profile(elf: &[u8]) -> Option<char> {
+    #[cfg(any(feature = "all-arches", target_arch = "arm"))]
+    {
+        let object = crate::elf::parse(elf, &crate::Limits::default()).ok()?;
+        (object.machine == EM_ARM)
+            .then(|| arm::attributes_profile(&object))
+            .flatten()
+    }
+    #[cfg(not(any(feature = "all-arches", target_arch = "arm")))]
+    {
+        let _ = elf;
+        None
+    }
+}
+
+/// The first executable section of an Arm object holding A32 (Arm-state) code.
+pub(crate) fn arm_state_section(object: &crate::elf::Object<'_>) -> Option<usize> {
+    #[cfg(any(feature = "all-arches", target_arch = "arm"))]
+    if object.machine == EM_ARM {
+        return arm::arm_state_section(object);
+    }
+    let _ = object;
+    None
+}
+
+/// Whether this build runs on a Cortex-M (Thumb code only).
+pub const fn native_thumb_only() -> bool {
+    cfg!(llext_arm_mclass)
+}
+
 /// The pointer width (bytes) of `machine`'s code, where the machine alone decides it (RISC-V has two).
 pub(crate) const fn pointer_size(machine: u16) -> Option<u8> {
     match machine {
