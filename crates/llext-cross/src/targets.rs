@@ -211,7 +211,7 @@ pub const OPTS: &[&str] = &["O0", "Os", "O2"];
 /// The fixture sources in `firmware/fixtures/`, without `.c`.
 pub const STEMS: &[&str] = &[
     "basic", "wide", "libsum", "useslib", "ctor", "leaf", "weak", "numeric", "aligned", "logging",
-    "atomic64",
+    "atomic64", "saves",
 ];
 
 /// Compiler flags of an object flavour.

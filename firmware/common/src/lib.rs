@@ -760,6 +760,7 @@ fn single_case(stem: &str) -> Option<(&'static str, [isize; 4], isize)> {
         "aligned" => Some(("aligned_main", [7, 5, 4, 6], 50)),
         "logging" => Some(("logging_main", [1000, 1000, 1000, 0], 440413)),
         "atomic64" => Some(("atomic64_main", [3, 5, 7, 11], 1101409)),
+        "saves" => Some(("saves_main", [5, 6, 7, 8], 339)),
         "rsext" => Some(("rs_main", [10, 3, 0, 0], rs_expected(10, 3))),
         _ => None,
     }
