@@ -268,9 +268,11 @@ pub const fn native_machine() -> Option<u16> {
     }
 }
 
-/// How floating-point arguments and results pass between functions, as an object's `e_flags` say (Arm and
-/// RISC-V): code built for one convention passes `float`s where code built for another does not look, so
-/// GNU `ld` refuses to link the two, and so does a registry that knows its own ([`Registry::set_float_abi`](crate::Registry::set_float_abi)).
+/// How floating-point arguments and results pass between functions, as an object says (RISC-V in its
+/// `e_flags`, an Arm relocatable object in its build attributes, an Arm image in its `e_flags` too): code
+/// built for one convention passes `float`s where code built for another does not look, so GNU `ld` refuses
+/// to link the two, and so does a registry that knows its own
+/// ([`Registry::set_float_abi`](crate::Registry::set_float_abi)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FloatAbi {
     /// In integer registers: Arm's base procedure call standard (`-mfloat-abi=soft` or `softfp`), RISC-V
