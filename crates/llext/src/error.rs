@@ -66,6 +66,13 @@ pub enum Error {
         /// The section that holds it.
         section: String,
     },
+    /// The object's build attributes say it is for another Arm profile than a Cortex-M's (`A`, `R`, or `S`
+    /// for either): it may use instructions M-profile cores lack. GNU `ld` refuses to link such a mix too.
+    /// Refused where the registry runs Thumb code only, as [`Error::ArmState`].
+    ArmProfile {
+        /// The object's Tag_CPU_arch_profile.
+        found: char,
+    },
     /// A section header is unusable.
     BadSection {
         /// Section index.
@@ -385,6 +392,11 @@ impl fmt::Display for Error {
                 f,
                 "section `{section}` holds A32 (Arm-state) code, which M-profile cores (Cortex-M) cannot run: \
                  rebuild it with -mthumb and the core's -mcpu"
+            ),
+            Error::ArmProfile { found } => write!(
+                f,
+                "built for the Arm {found}-profile, but this code runs on an M-profile core (Cortex-M): \
+                 rebuild it with the core's -mcpu (e.g. -mcpu=cortex-m4 -mthumb)"
             ),
             Error::BadSection {
                 index,

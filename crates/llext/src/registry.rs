@@ -524,7 +524,7 @@ impl<M: Memory> Registry<M> {
     }
 
     /// Sets whether Arm objects must hold Thumb code only, as a Cortex-M runs ([`Error::ArmState`] for
-    /// A32 code). A registry for its own machine on a Cortex-M starts with `true`; any other with `false`,
+    /// A32 code, [`Error::ArmProfile`] for code built for an A- or R-profile core). A registry for its own machine on a Cortex-M starts with `true`; any other with `false`,
     /// which a host checking a Cortex-M firmware's extensions sets from the image's profile
     /// ([`arm_profile`](arch::arm_profile) `M`).
     pub fn set_thumb_only(&self, thumb_only: bool) {
@@ -639,6 +639,9 @@ impl<M: Memory> Registry<M> {
                 return Err(Error::ArmState {
                     section: object.section_name(section),
                 });
+            }
+            if let Some(found) = arch::foreign_arm_profile(&object) {
+                return Err(Error::ArmProfile { found });
             }
         }
         #[cfg(any(

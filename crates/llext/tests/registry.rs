@@ -628,4 +628,11 @@ fn a32_code_is_refused_where_only_thumb_runs() {
     assert!(e.to_string().contains("-mthumb"), "{e}");
     assert!(r.is_empty());
     r.load("thumb", &thumb).unwrap();
+    // Thumb code built for a Cortex-A may use instructions a Cortex-M lacks: refused for its profile.
+    let a_thumb = common::compile_for("armv7a-none-eabi", SOURCE, &["-mthumb", "-mcpu=cortex-a7"]);
+    assert_eq!(llext::arch::arm_profile(&a_thumb), Some('A'));
+    let e = r.load("a-thumb", &a_thumb).unwrap_err();
+    assert_eq!(e, Error::ArmProfile { found: 'A' });
+    assert!(e.to_string().contains("-mcpu"), "{e}");
+    assert_eq!(r.len(), 1);
 }

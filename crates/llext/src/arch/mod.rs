@@ -420,6 +420,17 @@ pub fn arm_profile(elf: &[u8]) -> Option<char> {
     }
 }
 
+/// The Arm profile an object's build attributes give, if it is one an M-profile core may not run: `A`, `R`
+/// or `S`.
+pub(crate) fn foreign_arm_profile(object: &crate::elf::Object<'_>) -> Option<char> {
+    #[cfg(any(feature = "all-arches", target_arch = "arm"))]
+    if object.machine == EM_ARM {
+        return arm::attributes_profile(object).filter(|p| matches!(p, 'A' | 'R' | 'S'));
+    }
+    let _ = object;
+    None
+}
+
 /// The first executable section of an Arm object holding A32 (Arm-state) code.
 pub(crate) fn arm_state_section(object: &crate::elf::Object<'_>) -> Option<usize> {
     #[cfg(any(feature = "all-arches", target_arch = "arm"))]
