@@ -1,8 +1,8 @@
 //! Host memory: one process-wide pool of pages reserved with `mmap`, handed out with W^X protections.
 //!
-//! The pool is reserved once (`PROT_NONE`, no swap reserved) preferably in the low 2 GiB of the address space,
-//! so that objects compiled without `-fPIC` (absolute 32-bit relocations) load, and so that every extension lies
-//! within ±2 GiB of every other one. Freed pages go back to a free list and are handed out again first: they are
+//! The pool is reserved once (`PROT_NONE`, no swap reserved) preferably in the low 2 GiB of the address space
+//! (1 GiB, else half of that below an earlier `MAP_32BIT` mapping), so that objects compiled without `-fPIC`
+//! (absolute 32-bit relocations) load, and so that every extension lies within ±2 GiB of every other one. Freed pages go back to a free list and are handed out again first: they are
 //! already backed by physical memory, which spares the cost of first-touch page faults.
 //!
 //! The pool is cut into one zone per final permission (code, constants, data). Blocks of one permission
@@ -18,8 +18,18 @@ use crate::memory::{Block, BlockRequest, Memory, Permission};
 use crate::ranges::FreeRanges;
 
 const POOL_SIZE: usize = 1 << 30;
-/// Addresses tried for the pool, chosen so that the whole pool ends at or below 2 GiB; if none is free the pool goes wherever the kernel puts it.
-const POOL_HINTS: [usize; 4] = [0x1000_0000, 0x2000_0000, 0x3000_0000, 0x4000_0000];
+/// (address, size) tried for the pool, each ending at or below 2 GiB, so that code built without `-fPIC`
+/// reaches its own data with 32-bit absolute addresses; if none is free the pool goes wherever the kernel
+/// puts it. Every 1 GiB range below 2 GiB holds 0x4000_0000, where Linux puts the first `MAP_32BIT` mapping
+/// (a JIT's, or any library's): then a half-size pool below it.
+const POOL_PLACES: [(usize, usize); 6] = [
+    (0x1000_0000, POOL_SIZE),
+    (0x2000_0000, POOL_SIZE),
+    (0x3000_0000, POOL_SIZE),
+    (0x4000_0000, POOL_SIZE),
+    (0x1000_0000, POOL_SIZE / 2),
+    (0x2000_0000, POOL_SIZE / 2),
+];
 
 struct Pool {
     base: usize,
@@ -87,12 +97,12 @@ fn page_size() -> usize {
 fn reserve() -> Result<Pool> {
     let page = page_size();
     let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
-    for hint in POOL_HINTS {
+    for (hint, size) in POOL_PLACES {
         // SAFETY: a fresh anonymous PROT_NONE mapping; MAP_FIXED_NOREPLACE never replaces an existing mapping.
         let p = unsafe {
             libc::mmap(
                 hint as *mut libc::c_void,
-                POOL_SIZE,
+                size,
                 libc::PROT_NONE,
                 flags | libc::MAP_FIXED_NOREPLACE,
                 -1,
@@ -103,11 +113,11 @@ fn reserve() -> Result<Pool> {
             continue;
         }
         if p as usize == hint {
-            return Ok(Pool::new(hint, page));
+            return Ok(Pool::new(hint, size, page));
         }
-        // An old kernel ignored the flag and placed it elsewhere: give it back and try the next hint.
+        // An old kernel ignored the flag and placed it elsewhere: give it back and try the next place.
         // SAFETY: unmapping the mapping just created, which nothing references.
-        unsafe { libc::munmap(p, POOL_SIZE) };
+        unsafe { libc::munmap(p, size) };
     }
     // SAFETY: a fresh anonymous PROT_NONE mapping wherever the kernel chooses.
     let p = unsafe {
@@ -126,7 +136,7 @@ fn reserve() -> Result<Pool> {
             code: os_error(),
         });
     }
-    Ok(Pool::new(p as usize, page))
+    Ok(Pool::new(p as usize, POOL_SIZE, page))
 }
 
 /// The zone of pages with `permission`: one zone per permission, in [`Permission::ALL`] order.
@@ -138,11 +148,11 @@ fn zone_index(permission: Permission) -> usize {
 }
 
 impl Pool {
-    fn new(base: usize, page: usize) -> Pool {
-        let at = |eighths: usize| POOL_SIZE / 8 * eighths;
+    fn new(base: usize, size: usize, page: usize) -> Pool {
+        let at = |eighths: usize| size / 8 * eighths;
         Pool {
             base,
-            size: POOL_SIZE,
+            size,
             page,
             zones: [
                 Zone::new(0, at(ZONE_ENDS[0])),

@@ -214,9 +214,13 @@ fn compile_with(compiler: &str, source: &str, flags: &[&str]) -> Vec<u8> {
     std::fs::read(&obj).unwrap()
 }
 
-/// A read-write-execute mapping in the low 2 GiB (`MAP_32BIT`), for [`llext::ArenaMemory`] tests that call
-/// the loaded code: an arena does not change protections, and code built without `-fPIC` needs low
-/// addresses. Unmapped on drop.
+/// A read-write-execute mapping in the low 2 GiB, for [`llext::ArenaMemory`] tests that call the loaded code:
+/// an arena does not change protections, and code built without `-fPIC` needs low addresses. Unmapped on
+/// drop.
+///
+/// Placed from 0x7000_0000 up, not with `MAP_32BIT`, whose first mapping the kernel puts at 0x4000_0000:
+/// inside every 1 GiB range below 2 GiB that `HostMemory` tries for its pool, which then went high when such
+/// an arena came first in a test binary, and objects built without `-fPIC` failed to link.
 pub struct ExecArena {
     ptr: *mut u8,
     len: usize,
@@ -224,19 +228,27 @@ pub struct ExecArena {
 
 impl ExecArena {
     pub fn new(len: usize) -> ExecArena {
-        // SAFETY: a fresh anonymous private mapping; nothing else refers to it.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(p, libc::MAP_FAILED, "mmap of an executable arena");
-        ExecArena { ptr: p.cast(), len }
+        const FROM: usize = 0x7000_0000;
+        const TO: usize = 0x8000_0000;
+        let step = len.next_multiple_of(1 << 20);
+        for at in (FROM..TO.saturating_sub(len)).step_by(step) {
+            // SAFETY: a fresh anonymous private mapping that replaces nothing (MAP_FIXED_NOREPLACE);
+            // nothing else refers to it.
+            let p = unsafe {
+                libc::mmap(
+                    at as *mut libc::c_void,
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+                    -1,
+                    0,
+                )
+            };
+            if p != libc::MAP_FAILED && p as usize == at {
+                return ExecArena { ptr: p.cast(), len };
+            }
+        }
+        panic!("no room for a {len}-byte executable arena between {FROM:#x} and {TO:#x}");
     }
 
     pub fn bytes(&mut self) -> &mut [u8] {
