@@ -125,6 +125,20 @@ fn object_seed(
     Some(bytes)
 }
 
+/// An object of another machine, compiled by `compiler` into seed `<stem>.o`, and its contexts, saved by a
+/// registry for its own machine (and pointer width) so that snapshot_restore replays every backend's fixups.
+fn cross_seed(out: &Path, compiler: Command, source: &Path, stem: &str, counts: &mut [usize; 4]) {
+    let Some(bytes) = object_seed(out, compiler, source, &format!("{stem}.o"), counts) else {
+        return;
+    };
+    llext_fuzz::with_arenas(|arena, _| {
+        let (registry, _) = llext_fuzz::registry(arena, llext_fuzz::machine_of(&bytes));
+        if registry.load_with("cross", &bytes, &NO_RUN).is_ok() {
+            counts[2] += write_contexts(out, &registry, stem);
+        }
+    });
+}
+
 fn write(dir: &Path, name: &str, bytes: &[u8]) {
     std::fs::create_dir_all(dir).expect("create seed directory");
     std::fs::write(dir.join(name), bytes).expect("write seed");
@@ -188,17 +202,7 @@ fn main() {
             .arg(format!("--target={triple}"))
             .args(["-c", "-O2", "-ffreestanding", "-fno-common"])
             .args(*flags);
-        let name = format!("cross-{triple}.o");
-        if let Some(bytes) = object_seed(out, clang, &source, &name, &mut counts) {
-            // Its contexts, saved by a registry for its own machine (and pointer width), so that
-            // snapshot_restore replays every backend's fixups.
-            llext_fuzz::with_arenas(|arena, _| {
-                let (registry, _) = llext_fuzz::registry(arena, llext_fuzz::machine_of(&bytes));
-                if registry.load_with("cross", &bytes, &NO_RUN).is_ok() {
-                    counts[2] += write_contexts(out, &registry, &format!("cross-{triple}"));
-                }
-            });
-        }
+        cross_seed(out, clang, &source, &format!("cross-{triple}"), &mut counts);
     }
     let _ = std::fs::remove_file(&source);
 
@@ -209,15 +213,7 @@ fn main() {
     for (compiler, flags, label) in GNU_CROSS {
         let mut gcc = Command::new(compiler);
         gcc.args(["-c", "-O2", "-ffreestanding"]).args(*flags);
-        let name = format!("gnu-{label}.o");
-        if let Some(bytes) = object_seed(out, gcc, &source, &name, &mut counts) {
-            llext_fuzz::with_arenas(|arena, _| {
-                let (registry, _) = llext_fuzz::registry(arena, llext_fuzz::machine_of(&bytes));
-                if registry.load_with("aligned", &bytes, &NO_RUN).is_ok() {
-                    counts[2] += write_contexts(out, &registry, &format!("gnu-{label}"));
-                }
-            });
-        }
+        cross_seed(out, gcc, &source, &format!("gnu-{label}"), &mut counts);
     }
     let _ = std::fs::remove_file(&source);
 

@@ -236,7 +236,7 @@ struct ExportList {
 struct ImageHeader {
     machine: u16,
     bits: u8,
-    /// From its `e_flags`, if they say.
+    /// From its `e_flags`, or an Arm image's build attributes, if they say.
     float_abi: Option<FloatAbi>,
 }
 
@@ -361,35 +361,13 @@ fn elf_exports(path: &str, bytes: &[u8]) -> Result<ExportList, Failure> {
     })
 }
 
-/// The machine, class and floating-point calling convention of an ELF image, from its header.
+/// The machine, class and floating-point calling convention of an ELF image, as `inspect` reads them.
 fn image_header(bytes: &[u8]) -> Option<ImageHeader> {
-    use object::read::elf::{ElfFile32, ElfFile64, FileHeader};
-    use object::{Endianness, FileKind};
-    let (machine, flags, bits) = match FileKind::parse(bytes).ok()? {
-        FileKind::Elf32 => {
-            let file = ElfFile32::<Endianness>::parse(bytes).ok()?;
-            let header = file.elf_header();
-            (
-                header.e_machine(file.endian()),
-                header.e_flags(file.endian()),
-                32,
-            )
-        }
-        FileKind::Elf64 => {
-            let file = ElfFile64::<Endianness>::parse(bytes).ok()?;
-            let header = file.elf_header();
-            (
-                header.e_machine(file.endian()),
-                header.e_flags(file.endian()),
-                64,
-            )
-        }
-        _ => return None,
-    };
+    let report = llext::inspect::inspect(bytes).ok()?;
     Some(ImageHeader {
-        machine: machine.0,
-        bits,
-        float_abi: FloatAbi::from_flags(machine.0, flags.0),
+        machine: report.machine,
+        bits: report.class_bits,
+        float_abi: report.float_abi,
     })
 }
 

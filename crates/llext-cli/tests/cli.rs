@@ -32,6 +32,17 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Runs the command and checks that it fails (status 1) with an `error:` line that says `expected`.
+fn fails_with(args: &[&str], expected: &str) {
+    let out = llext(args);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+    assert!(
+        err.starts_with("error: ") && err.contains(expected),
+        "{args:?}: {err}"
+    );
+}
+
 /// A file name of this test process in the test target directory (`stem-PID.snap`).
 fn scratch_snapshot(stem: &str) -> String {
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
@@ -782,13 +793,7 @@ fn check_links_objects_for_another_machine_against_the_firmware_exports() {
             "unknown option `--bogus`",
         ),
     ] {
-        let out = llext(&args);
-        assert_eq!(out.status.code(), Some(1), "{args:?}");
-        let err = text(&out.stderr);
-        assert!(
-            err.starts_with("error: ") && err.contains(expected),
-            "{args:?}: {err}"
-        );
+        fails_with(&args, expected);
     }
 }
 
@@ -889,12 +894,9 @@ fn check_links_at_the_firmware_ram_address() {
     assert!(patched > 0, "the firmware has a writable segment");
     let high = firmware.replace("firmware.elf", "firmware-high.elf");
     std::fs::write(&high, elf).unwrap();
-    let out = llext(&["check", "--exports", &high, &medany]);
-    let err = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(
-        err.starts_with("error: ") && err.contains("give its address with --at"),
-        "{err}"
+    fails_with(
+        &["check", "--exports", &high, &medany],
+        "give its address with --at",
     );
 
     for (args, expected) in [
@@ -910,13 +912,7 @@ fn check_links_at_the_firmware_ram_address() {
             "--at is given twice",
         ),
     ] {
-        let out = llext(&args);
-        assert_eq!(out.status.code(), Some(1), "{args:?}");
-        let err = text(&out.stderr);
-        assert!(
-            err.starts_with("error: ") && err.contains(expected),
-            "{args:?}: {err}"
-        );
+        fails_with(&args, expected);
     }
 }
 
@@ -941,12 +937,9 @@ fn check_compares_the_float_abi_with_the_firmware_image() {
     );
     // A32 code against the Cortex-M image (profile M), or a list with a `# thumb-only` line, is refused.
     let a32 = clang_build("armv7a-none-eabihf", "a32", EXTENSION, false);
-    let out = llext(&["check", "--exports", &firmware, &a32]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("holds A32 (Arm-state) code"),
-        "{}",
-        text(&out.stderr)
+    fails_with(
+        &["check", "--exports", &firmware, &a32],
+        "holds A32 (Arm-state) code",
     );
     let thumb_list = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("exports-thumb.txt");
     std::fs::write(&thumb_list, "# thumb-only\nfw_scale\n").unwrap();

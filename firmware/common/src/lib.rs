@@ -766,6 +766,15 @@ fn single_case(stem: &str) -> Option<(&'static str, [isize; 4], isize)> {
     }
 }
 
+/// The fixtures this firmware must refuse: what for, and the error that says so.
+fn refusal(stem: &str) -> Option<(&'static str, fn(&llext::Error) -> bool)> {
+    match stem {
+        "armstate" => Some(("A32 code", |e| matches!(e, llext::Error::ArmState { .. }))),
+        "floatabi" => Some(("float ABI", |e| matches!(e, llext::Error::FloatAbi { .. }))),
+        _ => None,
+    }
+}
+
 /// How a case loads its extensions: copied into RAM, or in place from the firmware image.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -1097,10 +1106,10 @@ fn tests(target: &str) -> usize {
                     (_, got) => got.map(|(v, _)| v),
                 };
                 t.check(&case, got, want);
-            } else if stem == "armstate" {
-                // A32 code, which a Cortex-M cannot run: refused, nothing loaded.
+            } else if let Some((reason, expected)) = refusal(stem) {
+                // Built for code this firmware cannot run: refused, nothing loaded.
                 let got = match load(&registry, name, elf, mode) {
-                    Err(llext::Error::ArmState { .. }) => Ok(0),
+                    Err(e) if expected(&e) => Ok(0),
                     Err(e) => Err(alloc::format!("refused for another reason: {e}")),
                     Ok(id) => {
                         let _ = registry.unload(id);
@@ -1108,22 +1117,7 @@ fn tests(target: &str) -> usize {
                     }
                 };
                 t.check(
-                    &alloc::format!("{name}{how}: refused for its A32 code"),
-                    got,
-                    0,
-                );
-            } else if stem == "floatabi" {
-                // Built for another floating-point calling convention: refused, nothing loaded.
-                let got = match load(&registry, name, elf, mode) {
-                    Err(llext::Error::FloatAbi { .. }) => Ok(0),
-                    Err(e) => Err(alloc::format!("refused for another reason: {e}")),
-                    Ok(id) => {
-                        let _ = registry.unload(id);
-                        Err("loaded".into())
-                    }
-                };
-                t.check(
-                    &alloc::format!("{name}{how}: refused for its float ABI"),
+                    &alloc::format!("{name}{how}: refused for its {reason}"),
                     got,
                     0,
                 );
