@@ -143,6 +143,20 @@ fn main() {
             .arg(&obj));
         embed(obj_name, &obj, &mut statics, &mut list);
     }
+    // `leaf.c` built for more instructions than the firmware's core runs, which the firmware must refuse.
+    if !target.more_isa.is_empty() {
+        let obj_name = "isa-gcc-O2-nopic";
+        let obj = dir.join(format!("{obj_name}.o"));
+        run(Command::new(target.gcc.command)
+            .args(target.gcc.flags)
+            .args(targets::COMMON_FLAGS)
+            .args(["-O2", "-fno-pic"])
+            .args(target.more_isa)
+            .arg(fixtures.join("leaf.c"))
+            .arg("-o")
+            .arg(&obj));
+        embed(obj_name, &obj, &mut statics, &mut list);
+    }
     // On the Cortex-M: `leaf.c` as A32 code (for a Cortex-A, with the firmware's float ABI), which the
     // firmware must refuse.
     if name == "cortex-m" {

@@ -322,7 +322,8 @@ pub fn qemu(names: &[String]) -> Result {
 /// The firmware's export table (`exports` on its command line) makes `llext check` on the host link as the
 /// firmware does: an object using the firmware's C library checks `ok`, one calling a function the image
 /// defines but does not export (`fw_write`, its console hook) is refused — which the image itself, a superset,
-/// would let through.
+/// would let through — and so is an object built for more instructions than the firmware's core runs, which
+/// the firmware refuses too.
 fn check_exports(root: &Path, t: &Target, image: &Path) -> Result {
     let cross = cross_target(t)?;
     let (code, output) = run_qemu(t, image, &[String::from("exports")], false)?;
@@ -347,7 +348,12 @@ fn check_exports(root: &Path, t: &Target, image: &Path) -> Result {
     )
     .map_err(|e| Failure(format!("{}: {e}", hidden.display())))?;
     let mut objects = Vec::new();
-    for source in [root.join("firmware/fixtures/logging.c"), hidden] {
+    let leaf = root.join("firmware/fixtures/leaf.c");
+    for (source, flags) in [
+        (root.join("firmware/fixtures/logging.c"), &[][..]),
+        (hidden, &[][..]),
+        (leaf, cross.more_isa),
+    ] {
         let object = dir.join(
             source
                 .file_stem()
@@ -358,6 +364,7 @@ fn check_exports(root: &Path, t: &Target, image: &Path) -> Result {
             .args(cross.gcc.flags)
             .args(crate::llext_cross_targets::COMMON_FLAGS)
             .args(["-O2", "-fno-pic"])
+            .args(flags)
             .arg(&source)
             .arg("-o")
             .arg(&object)
@@ -396,6 +403,18 @@ fn check_exports(root: &Path, t: &Target, image: &Path) -> Result {
             "an unexported firmware function was not refused: {}",
             err.trim()
         )));
+    }
+    if !cross.more_isa.is_empty() {
+        let more = check(&objects[2])?;
+        let err = String::from_utf8_lossy(&more.stderr);
+        if more.status.success() || !err.contains("which this core") {
+            return Err(Failure(format!(
+                "leaf.c built with {:?} was not refused: {}",
+                cross.more_isa,
+                err.trim()
+            )));
+        }
+        println!("ok: leaf.c built with {:?} is refused", cross.more_isa);
     }
     println!(
         "ok: logging.c links, the unexported `fw_write` is refused ({})",

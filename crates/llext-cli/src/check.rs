@@ -7,7 +7,7 @@
 //! just past the RAM of the firmware's ELF image, so that every reach (a branch, a PC-relative or an absolute
 //! address) is checked as on the device. Nothing is ever run.
 
-use llext::arch::FloatAbi;
+use llext::arch::{FloatAbi, Isa};
 use llext::{ArenaMemory, Export, ExportTable, HostMemory, Memory, Registry};
 
 use crate::{context_hint, count, read_file, render_problems, unique_name, Failure};
@@ -87,6 +87,7 @@ pub(crate) fn check(args: &[String]) -> Result<(), Failure> {
     let image = listed.as_ref().and_then(|l| l.image);
     let float_abi = listed.as_ref().and_then(|l| l.float_abi);
     let thumb_only = listed.as_ref().is_some_and(|l| l.thumb_only);
+    let isa = listed.as_ref().and_then(|l| l.isa);
     // A list's convention must be one of the objects' machine (`vfp` is Arm's; `single`, `double` and
     // `quad` are RISC-V's), or every object would be refused with advice for the wrong machine.
     if let Some(abi) = float_abi {
@@ -118,6 +119,13 @@ pub(crate) fn check(args: &[String]) -> Result<(), Failure> {
             )));
         }
     }
+    if let Some(isa) = isa.filter(|isa| isa.machine() != machine) {
+        return Err(Failure(format!(
+            "{}: `# isa: {isa}` names no {} instruction set",
+            exports.unwrap_or_default(),
+            llext::arch::machine_name(machine)
+        )));
+    }
     let table = match (exports, listed) {
         (Some(path), Some(listed)) => {
             address_exports(path, listed.entries, machine, bits, past_arena)?
@@ -136,6 +144,7 @@ pub(crate) fn check(args: &[String]) -> Result<(), Failure> {
     if exports.is_some() {
         registry.set_float_abi(float_abi);
         registry.set_thumb_only(thumb_only);
+        registry.set_isa(isa);
     }
     check_files(&registry, &files)
 }
@@ -229,6 +238,9 @@ struct ExportList {
     /// The firmware runs Thumb code only (a Cortex-M): an image's Arm profile `M`, or a text list's
     /// `# thumb-only` line.
     thumb_only: bool,
+    /// The instructions the firmware's core runs: an image's build attributes, or a text list's
+    /// `# isa: KEY` line.
+    isa: Option<Isa>,
 }
 
 /// What a firmware image's header says about the code it runs.
@@ -248,14 +260,7 @@ fn read_export_list(path: &str) -> Result<ExportList, Failure> {
     if bytes.starts_with(b"\x7fELF") {
         elf_exports(path, &bytes)
     } else {
-        let (entries, float_abi, thumb_only) = text_exports(path, &bytes)?;
-        Ok(ExportList {
-            entries,
-            ram_end: None,
-            image: None,
-            float_abi,
-            thumb_only,
-        })
+        text_exports(path, &bytes)
     }
 }
 
@@ -358,6 +363,7 @@ fn elf_exports(path: &str, bytes: &[u8]) -> Result<ExportList, Failure> {
         image,
         float_abi: image.and_then(|i| i.float_abi),
         thumb_only: llext::arch::arm_profile(bytes) == Some('M'),
+        isa: Isa::of_elf(bytes),
     })
 }
 
@@ -371,15 +377,14 @@ fn image_header(bytes: &[u8]) -> Option<ImageHeader> {
     })
 }
 
-/// A text list's entries, the floating-point calling convention its `# float-abi: KEY` line names, and
-/// whether a `# thumb-only` line says the firmware runs Thumb code only (the test firmware's `exports` output
-/// has them).
-type TextList = (Vec<(String, Option<u64>)>, Option<FloatAbi>, bool);
-
-fn text_exports(path: &str, bytes: &[u8]) -> Result<TextList, Failure> {
+/// A text list's entries, and what its comment lines say of the firmware (the test firmware's `exports`
+/// output has them): `# float-abi: KEY` its floating-point calling convention, `# thumb-only` that it runs
+/// Thumb code only, `# isa: KEY` the instructions its core runs.
+fn text_exports(path: &str, bytes: &[u8]) -> Result<ExportList, Failure> {
     let text = std::str::from_utf8(bytes).map_err(|_| Failure(format!("{path}: not text")))?;
     let mut float_abi = None;
     let mut thumb_only = false;
+    let mut isa = None;
     // Named or global entries, then `nm`'s local ones (lower-case type) where no other has the name:
     // several files of a firmware may each have a local of one name.
     let mut named = Vec::new();
@@ -395,6 +400,15 @@ fn text_exports(path: &str, bytes: &[u8]) -> Result<TextList, Failure> {
             float_abi = Some(FloatAbi::from_key(key).ok_or_else(|| {
                 bad(&format!(
                     "unknown float ABI `{key}` (soft, vfp, single, double or quad)"
+                ))
+            })?);
+            continue;
+        }
+        if let Some(key) = line.trim().strip_prefix("# isa:") {
+            let key = key.trim();
+            isa = Some(Isa::from_key(key).ok_or_else(|| {
+                bad(&format!(
+                    "unknown instruction set `{key}` (e.g. rv32imac, rv64gc_zba, armv7e-m+fp, armv6-m)"
                 ))
             })?);
             continue;
@@ -456,7 +470,14 @@ fn text_exports(path: &str, bytes: &[u8]) -> Result<TextList, Failure> {
             named.push(entry);
         }
     }
-    Ok((named, float_abi, thumb_only))
+    Ok(ExportList {
+        entries: named,
+        ram_end: None,
+        image: None,
+        float_abi,
+        thumb_only,
+        isa,
+    })
 }
 
 /// Zeroed read-write memory for linking objects of another machine; nothing in it runs. Low in the address

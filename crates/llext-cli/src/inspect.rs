@@ -98,6 +98,9 @@ fn to_text(file: &str, r: &Report) -> String {
     if let Some(abi) = r.float_abi {
         let _ = writeln!(out, "float ABI: {abi}");
     }
+    if let Some(isa) = r.isa {
+        let _ = writeln!(out, "instruction set: {isa}");
+    }
     let _ = writeln!(out, "sections:");
     let _ = writeln!(
         out,
@@ -216,7 +219,7 @@ fn to_json(file: &str, r: &Report) -> String {
         })
         .collect();
     format!(
-        "{{\"file\":{},\"type\":{},\"type_name\":{},\"class\":{},\"little_endian\":{},\"machine\":{},\"machine_name\":{},\"float_abi\":{},\"sections\":[{}],\"exported\":{},\"defined\":{},\"undefined\":[{}],\"relocations\":[{}]}}",
+        "{{\"file\":{},\"type\":{},\"type_name\":{},\"class\":{},\"little_endian\":{},\"machine\":{},\"machine_name\":{},\"float_abi\":{},\"isa\":{},\"sections\":[{}],\"exported\":{},\"defined\":{},\"undefined\":[{}],\"relocations\":[{}]}}",
         quote(file),
         r.e_type,
         quote(type_name(r.e_type)),
@@ -226,6 +229,8 @@ fn to_json(file: &str, r: &Report) -> String {
         quote(r.machine_name),
         r.float_abi
             .map_or_else(|| "null".to_string(), |abi| quote(&abi.to_string())),
+        r.isa
+            .map_or_else(|| "null".to_string(), |isa| quote(&isa.key())),
         sections.join(","),
         strings(&mut r.exported.iter().cloned()),
         strings(&mut r.defined.iter().cloned()),

@@ -21,7 +21,8 @@ commands:
                                            load and link without running anything; report every problem.
                                            Objects for another machine are linked for it, against the
                                            firmware's exports (an ELF image, `nm` output of it, or
-                                           `NAME [ADDRESS]` lines with an optional `# float-abi: KEY`),
+                                           `NAME [ADDRESS]` lines with optional `# float-abi: KEY`,
+                                           `# thumb-only` and `# isa: KEY` lines),
                                            which replace the C library's for any object; at ADDR, or past
                                            the RAM of the firmware's ELF image, as on the device
   run [--call SYM] [--arg INT]... FILE...  load in order, run constructors, call SYM, print `returned: N`

@@ -1243,3 +1243,60 @@ fn check_refuses_ambiguous_nm_locals_and_a_float_abi_of_another_machine() {
         "{err}"
     );
 }
+
+/// `check` refuses objects built for more instructions than the firmware's core runs, as the firmware
+/// itself would: the core's instruction set comes from the image's build attributes or a list's
+/// `# isa: KEY` line. `inspect` shows an object's.
+#[test]
+fn check_compares_the_instruction_set_with_the_firmware() {
+    const EXTENSION: &str =
+        "int fw_add(int a, int b);\nint ext_main(int x) { return fw_add(x, 1); }\n";
+    const FIRMWARE: &str = "int fw_add(int a, int b) { return a + b; }\nvoid _start(void) {}\n";
+    let firmware = clang_build("thumbv7em-none-eabihf", "isa-firmware", FIRMWARE, true);
+    let m4 = clang_build("thumbv7em-none-eabihf", "isa-m4", EXTENSION, false);
+    let mut clang = Command::new("clang");
+    clang.args([
+        "--target=thumbv7em-none-eabihf",
+        "-mcpu=cortex-m7",
+        "-O2",
+        "-c",
+    ]);
+    let m7 = build_c(clang, "check-isa", "m7", EXTENSION, false);
+    let out = llext(&["check", "--exports", &firmware, &m4]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    fails_with(
+        &["check", "--exports", &firmware, &m7],
+        "built for armv7e-m+fp.dp, so it may use a double-precision FPU, which this core (armv7e-m+fp) lacks",
+    );
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let list = dir.join("exports-isa.txt");
+    for (key, m7_fits) in [("armv7e-m+fp", false), ("armv7e-m+fp.dp", true)] {
+        std::fs::write(&list, format!("# isa: {key}\nfw_add\n")).unwrap();
+        let out = llext(&["check", "--exports", list.to_str().unwrap(), &m4, &m7]);
+        assert_eq!(
+            out.status.success(),
+            m7_fits,
+            "{key}: {}",
+            text(&out.stderr)
+        );
+    }
+    for (line, expected) in [
+        (
+            "# isa: rv32imac",
+            "`# isa: rv32imac` names no ARM instruction set",
+        ),
+        ("# isa: armv9-m", "unknown instruction set `armv9-m`"),
+    ] {
+        std::fs::write(&list, format!("{line}\nfw_add\n")).unwrap();
+        fails_with(
+            &["check", "--exports", list.to_str().unwrap(), &m4],
+            expected,
+        );
+    }
+    let out = llext(&["inspect", &m7]);
+    assert!(
+        text(&out.stdout).contains("\ninstruction set: armv7e-m+fp.dp\n"),
+        "{}",
+        text(&out.stdout)
+    );
+}

@@ -29,6 +29,9 @@ pub struct Target {
     /// GNU cross compiler flags (after `gcc.flags`) for another floating-point calling convention than the
     /// firmware's: the firmware must refuse `leaf.c` built with them. Empty where objects do not say theirs.
     pub other_float_abi: &'static [&'static str],
+    /// GNU cross compiler flags (after `gcc.flags`) for more instructions than the firmware's core runs, with
+    /// its float ABI: the firmware must refuse `leaf.c` built with them. Empty where objects do not say.
+    pub more_isa: &'static [&'static str],
 }
 
 /// An assembly fixture in `crates/llext-cross/fixtures/`, assembled with clang and with the GNU cross
@@ -87,6 +90,8 @@ pub const TARGETS: &[Target] = &[
             gcc: &["-march=armv7-a"],
         },
         other_float_abi: &["-mfloat-abi=soft"],
+        // A Cortex-M7's double-precision FPU.
+        more_isa: &["-mcpu=cortex-m7", "-mfpu=fpv5-d16"],
     },
     Target {
         name: "riscv32",
@@ -121,6 +126,8 @@ pub const TARGETS: &[Target] = &[
             gcc: &["-march=rv32imac", "-mabi=ilp32"],
         },
         other_float_abi: &["-march=rv32imafc", "-mabi=ilp32f"],
+        // F instructions behind a soft-float calling convention.
+        more_isa: &["-march=rv32imafc"],
     },
     Target {
         name: "riscv64",
@@ -156,6 +163,7 @@ pub const TARGETS: &[Target] = &[
             gcc: &["-march=rv64gc", "-mabi=lp64d"],
         },
         other_float_abi: &["-mabi=lp64"],
+        more_isa: &["-march=rv64gc_zba_zbb"],
     },
     Target {
         name: "aarch64",
@@ -192,6 +200,7 @@ pub const TARGETS: &[Target] = &[
             gcc: &[],
         },
         other_float_abi: &[],
+        more_isa: &[],
     },
 ];
 

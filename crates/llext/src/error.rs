@@ -73,6 +73,18 @@ pub enum Error {
         /// The object's Tag_CPU_arch_profile.
         found: char,
     },
+    /// The object's build attributes say it may use instructions the core lacks
+    /// ([`Registry::set_isa`](crate::Registry::set_isa)): e.g. DSP or floating-point instructions of a `-mcpu=cortex-m4` object
+    /// on a Cortex-M3, or F instructions of an `-march=rv32imafc` object on an `rv32imac` core. It would
+    /// fault at the first one.
+    Isa {
+        /// What the object is built for, as a `-march`-like key ([`Isa::key`](crate::arch::Isa::key)).
+        object: String,
+        /// What the core runs, the same way.
+        core: String,
+        /// What the object may use that the core lacks ("the F extension", "a double-precision FPU").
+        missing: String,
+    },
     /// A section header is unusable.
     BadSection {
         /// Section index.
@@ -397,6 +409,15 @@ impl fmt::Display for Error {
                 f,
                 "built for the Arm {found}-profile, but this code runs on an M-profile core (Cortex-M): \
                  rebuild it with the core's -mcpu (e.g. -mcpu=cortex-m4 -mthumb)"
+            ),
+            Error::Isa {
+                object,
+                core,
+                missing,
+            } => write!(
+                f,
+                "built for {object}, so it may use {missing}, which this core ({core}) lacks: rebuild it for \
+                 the core (-march={core}, or its -mcpu and -mfpu)"
             ),
             Error::BadSection {
                 index,

@@ -53,6 +53,8 @@ pub struct Report {
     pub machine_name: &'static str,
     /// How the code passes floating-point values, where the file says (Arm, RISC-V).
     pub float_abi: Option<arch::FloatAbi>,
+    /// The instructions the code may use, where its build attributes say (Arm M-profile, RISC-V).
+    pub isa: Option<arch::Isa>,
     /// Every section.
     pub sections: Vec<SectionReport>,
     /// Names listed in `.exported_sym`.
@@ -121,6 +123,7 @@ pub fn inspect(bytes: &[u8]) -> Result<Report> {
         machine: obj.machine,
         machine_name: arch::machine_name(obj.machine),
         float_abi: arch::FloatAbi::of_object(&obj),
+        isa: arch::Isa::of_object(&obj),
         sections,
         exported: exported_names(&obj),
         defined,

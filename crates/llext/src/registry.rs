@@ -202,6 +202,8 @@ pub(crate) struct Inner<M> {
     pub float_abi: Option<arch::FloatAbi>,
     /// Objects must hold Thumb code only (the registry's code runs on a Cortex-M).
     pub thumb_only: bool,
+    /// The instructions the core runs, if known: objects that may use more are refused.
+    pub isa: Option<arch::Isa>,
     pub slots: Vec<Slot>,
     /// Slot index by extension name.
     pub names: HashTable<u32>,
@@ -499,6 +501,7 @@ impl<M: Memory> Registry<M> {
                 pointer_size,
                 float_abi,
                 thumb_only: native && arch::native_thumb_only(),
+                isa: if native { arch::Isa::native() } else { None },
                 slots: Vec::new(),
                 names: HashTable::new(),
                 exports: HashTable::new(),
@@ -529,6 +532,16 @@ impl<M: Memory> Registry<M> {
     /// ([`arm_profile`](arch::arm_profile) `M`).
     pub fn set_thumb_only(&self, thumb_only: bool) {
         self.inner.lock().thumb_only = thumb_only;
+    }
+
+    /// Sets the instructions the core runs ([`Isa`](arch::Isa)), or `None` to accept any: objects whose
+    /// build attributes say they may use more are refused with [`Error::Isa`]. A registry for its own
+    /// machine on a RISC-V or Cortex-M target starts with the target's ([`Isa::native`](arch::Isa::native));
+    /// any other with `None`, which a host checking a firmware's extensions sets from the firmware image
+    /// ([`Isa::of_elf`](arch::Isa::of_elf)). A firmware whose core has more than its target says (e.g. an FPU
+    /// it enables itself) declares it here.
+    pub fn set_isa(&self, isa: Option<arch::Isa>) {
+        self.inner.lock().isa = isa;
     }
 
     /// Loads, links and brings up an extension from ELF bytes, under `name`.
@@ -642,6 +655,15 @@ impl<M: Memory> Registry<M> {
             }
             if let Some(found) = arch::foreign_arm_profile(&object) {
                 return Err(Error::ArmProfile { found });
+            }
+        }
+        if let (Some(core), Some(needs)) = (inner.isa, arch::Isa::of_object(&object)) {
+            if let Some(missing) = core.missing(&needs) {
+                return Err(Error::Isa {
+                    object: needs.key(),
+                    core: core.key(),
+                    missing,
+                });
             }
         }
         #[cfg(any(

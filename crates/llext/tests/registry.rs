@@ -636,3 +636,176 @@ fn a32_code_is_refused_where_only_thumb_runs() {
     assert!(e.to_string().contains("-mcpu"), "{e}");
     assert_eq!(r.len(), 1);
 }
+
+/// An object whose build attributes say it may use instructions the core lacks is refused, naming what is
+/// missing: it would fault at the first such instruction. Objects from GNU and LLVM compilers, for Cortex-M
+/// cores and RISC-V ones.
+#[test]
+fn objects_built_for_more_than_the_core_are_refused() {
+    use llext::arch::Isa;
+    // What the attributes say follows the flags, not the code: an object built for a double-precision FPU
+    // may use it anywhere.
+    const SOURCE: &str = "int add(int a, int b) { return a + b; }\n";
+    enum Cc {
+        Arm,
+        Riscv,
+        Clang(&'static str),
+    }
+    // (compiler, flags, core, what is missing or `None` if it loads)
+    let cases: [(Cc, &[&str], &str, Option<&str>); 16] = [
+        (
+            Cc::Arm,
+            &[
+                "-mthumb",
+                "-mcpu=cortex-m4",
+                "-mfpu=fpv4-sp-d16",
+                "-mfloat-abi=hard",
+            ],
+            "armv7e-m+fp",
+            None,
+        ),
+        (
+            Cc::Arm,
+            &["-mthumb", "-mcpu=cortex-m3"],
+            "armv7e-m+fp",
+            None,
+        ),
+        (Cc::Arm, &["-mthumb", "-mcpu=cortex-m0"], "armv6-m", None),
+        (
+            Cc::Arm,
+            &[
+                "-mthumb",
+                "-mcpu=cortex-m7",
+                "-mfpu=fpv5-d16",
+                "-mfloat-abi=hard",
+            ],
+            "armv7e-m+fp",
+            Some("a double-precision FPU"),
+        ),
+        (
+            Cc::Arm,
+            &[
+                "-mthumb",
+                "-mcpu=cortex-m7",
+                "-mfpu=fpv5-d16",
+                "-mfloat-abi=hard",
+            ],
+            "armv7e-m+fp.dp",
+            None,
+        ),
+        (
+            Cc::Arm,
+            &["-mthumb", "-march=armv8.1-m.main+mve", "-mfloat-abi=hard"],
+            "armv7e-m+fp",
+            Some("instructions of armv8.1-m.main"),
+        ),
+        (
+            Cc::Arm,
+            &["-mthumb", "-mcpu=cortex-m4", "-mfloat-abi=soft"],
+            "armv7-m",
+            Some("the DSP extension"),
+        ),
+        (
+            Cc::Arm,
+            &[
+                "-mthumb",
+                "-mcpu=cortex-m4",
+                "-mfpu=fpv4-sp-d16",
+                "-mfloat-abi=softfp",
+            ],
+            "armv7e-m",
+            Some("an FPU"),
+        ),
+        (
+            Cc::Arm,
+            &["-mthumb", "-mcpu=cortex-m3"],
+            "armv6-m",
+            Some("instructions of armv7-m"),
+        ),
+        (
+            Cc::Clang("thumbv7em-none-eabihf"),
+            &["-mcpu=cortex-m7", "-mfloat-abi=hard"],
+            "armv7e-m+fp",
+            Some("a double-precision FPU"),
+        ),
+        (
+            Cc::Riscv,
+            &["-march=rv32imac", "-mabi=ilp32"],
+            "rv32imac",
+            None,
+        ),
+        (
+            Cc::Riscv,
+            &["-march=rv32imafc", "-mabi=ilp32"],
+            "rv32imac",
+            Some("the F extension"),
+        ),
+        (
+            Cc::Riscv,
+            &["-march=rv32e", "-mabi=ilp32e"],
+            "rv32imac",
+            Some("the E base and its ilp32e calling convention"),
+        ),
+        (
+            Cc::Riscv,
+            &["-march=rv64gc_zba", "-mabi=lp64d"],
+            "rv64gc",
+            Some("the Zba extension"),
+        ),
+        (
+            Cc::Riscv,
+            &["-march=rv64gc_zba", "-mabi=lp64d"],
+            "rv64gc_zba_zbb",
+            None,
+        ),
+        (
+            Cc::Clang("riscv32-unknown-elf"),
+            &["-march=rv32imac_zbb", "-mabi=ilp32"],
+            "rv32imac",
+            Some("the Zbb extension"),
+        ),
+    ];
+    let mut arena = common::ExecArena::new(1 << 20);
+    for (cc, flags, core, missing) in cases {
+        let elf = match cc {
+            Cc::Arm => common::compile_arm_gcc(SOURCE, flags),
+            Cc::Riscv => common::compile_riscv_gcc(SOURCE, flags),
+            Cc::Clang(triple) => common::compile_for(triple, SOURCE, flags),
+        };
+        let core = Isa::from_key(core).unwrap();
+        let needs = Isa::of_elf(&elf).unwrap_or_else(|| panic!("{flags:?}: no ISA"));
+        let r = Registry::for_machine(
+            ArenaMemory::new(arena.bytes()),
+            ExportTable::default(),
+            core.machine(),
+        );
+        // Until the registry knows its core, anything of its machine loads.
+        r.load("any", &elf)
+            .unwrap_or_else(|e| panic!("{flags:?}: {e}"));
+        r.unload(r.get("any").unwrap()).unwrap();
+        r.set_isa(Some(core));
+        match missing {
+            None => {
+                r.load("fits", &elf)
+                    .unwrap_or_else(|e| panic!("{flags:?} on {core}: {e}"));
+            }
+            Some(missing) => {
+                let e = r.load("more", &elf).unwrap_err();
+                assert_eq!(
+                    e,
+                    Error::Isa {
+                        object: needs.key(),
+                        core: core.key(),
+                        missing: missing.into(),
+                    },
+                    "{flags:?} on {core}"
+                );
+                assert!(e.to_string().contains(&format!("-march={core}")), "{e}");
+                assert!(r.is_empty());
+            }
+        }
+    }
+    // The host's own registry knows no ISA to compare with: x86-64 objects say none.
+    #[cfg(target_arch = "x86_64")]
+    assert_eq!(Isa::native(), None);
+}

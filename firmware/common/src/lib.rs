@@ -771,6 +771,7 @@ fn refusal(stem: &str) -> Option<(&'static str, fn(&llext::Error) -> bool)> {
     match stem {
         "armstate" => Some(("A32 code", |e| matches!(e, llext::Error::ArmState { .. }))),
         "floatabi" => Some(("float ABI", |e| matches!(e, llext::Error::FloatAbi { .. }))),
+        "isa" => Some(("instruction set", |e| matches!(e, llext::Error::Isa { .. }))),
         _ => None,
     }
 }
@@ -1345,6 +1346,9 @@ fn print_exports() -> usize {
     }
     if llext::arch::native_thumb_only() {
         println!("# thumb-only");
+    }
+    if let Some(isa) = llext::arch::Isa::native() {
+        println!("# isa: {isa}");
     }
     for e in exports() {
         println!("{} {:#x}", e.name(), e.addr() as usize);

@@ -683,16 +683,27 @@ fn write_thumb32(place: &mut [u8], hw1: u16, hw2: u16) -> Result<(), Problem> {
 
 /// The numeric build attributes of an Arm file that the loader reads (`.ARM.attributes`, the `aeabi`
 /// subsection's Tag_File; Addenda to the ABI for the Arm architecture, "Build attributes"), 0 where absent.
-struct FileAttributes {
+#[derive(Default)]
+pub(crate) struct FileAttributes {
     /// Tag_CPU_arch_profile (7): `A`, `R`, `M`, `S` (A or R), or 0.
     profile: u64,
     /// Tag_ABI_FP_number_model (23): 0 if the file uses no floating point.
     fp_model: u64,
     /// Tag_ABI_VFP_args (28): 0 base standard, 1 VFP registers, 2 toolchain-specific, 3 compatible.
     vfp_args: u64,
+    /// Tag_CPU_arch (6): 10 v7, 11 v6-M, 12 v6S-M, 13 v7E-M, 16 v8-M.base, 17 v8-M.main, 21 v8.1-M.main, ...
+    pub cpu_arch: u64,
+    /// Tag_FP_arch (10): 0 no FP instructions, otherwise the FP architecture.
+    pub fp_arch: u64,
+    /// Tag_ABI_HardFP_use (27): 1 single precision only.
+    pub hardfp_use: u64,
+    /// Tag_DSP_extension (46): 1 DSP instructions allowed.
+    pub dsp: u64,
+    /// Tag_MVE_arch (48): 1 integer MVE, 2 integer and floating-point MVE.
+    pub mve: u64,
 }
 
-fn file_attributes(object: &crate::elf::Object<'_>) -> Option<FileAttributes> {
+pub(crate) fn file_attributes(object: &crate::elf::Object<'_>) -> Option<FileAttributes> {
     use object::elf::{FileHeader32, Tag_File, SHT_ARM_ATTRIBUTES};
     use object::read::elf::AttributesSection;
     let section = object
@@ -713,11 +724,7 @@ fn file_attributes(object: &crate::elf::Object<'_>) -> Option<FileAttributes> {
                 continue;
             }
             let mut reader = sub.attributes();
-            let mut found = FileAttributes {
-                profile: 0,
-                fp_model: 0,
-                vfp_args: 0,
-            };
+            let mut found = FileAttributes::default();
             while let Some(tag) = reader.read_tag().ok()? {
                 // "Build attributes": tags 4, 5 and 67 take a string, 32 a number and a string, 65 a
                 // string; the other tags below 32 a number; from 32 on, odd tags a string, even a number.
@@ -735,9 +742,14 @@ fn file_attributes(object: &crate::elf::Object<'_>) -> Option<FileAttributes> {
                     t => {
                         let value = reader.read_integer().ok()?;
                         match t {
+                            6 => found.cpu_arch = value,
                             7 => found.profile = value,
+                            10 => found.fp_arch = value,
                             23 => found.fp_model = value,
+                            27 => found.hardfp_use = value,
                             28 => found.vfp_args = value,
+                            46 => found.dsp = value,
+                            48 => found.mve = value,
                             _ => {}
                         }
                     }

@@ -20,6 +20,9 @@ pub mod riscv;
 #[cfg(any(feature = "all-arches", target_arch = "x86_64"))]
 pub mod x86_64;
 
+mod isa;
+pub use isa::Isa;
+
 /// What a relocation type needs from the linker before it can be applied.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Needs {

@@ -176,6 +176,13 @@ pub fn compile_riscv_gcc(source: &str, flags: &[&str]) -> Vec<u8> {
     compile_with("riscv64-unknown-elf-gcc", source, flags)
 }
 
+/// Compiles C `source` with Debian's Arm GNU cross compiler (`arm-none-eabi-gcc`). Cached like
+/// [`compile_c`].
+#[allow(dead_code)]
+pub fn compile_arm_gcc(source: &str, flags: &[&str]) -> Vec<u8> {
+    compile_with("arm-none-eabi-gcc", source, flags)
+}
+
 fn compile_with(compiler: &str, source: &str, flags: &[&str]) -> Vec<u8> {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();

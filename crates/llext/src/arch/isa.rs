@@ -1,0 +1,593 @@
+//! What instructions a core runs, and what an object's build says it may use.
+//!
+//! A Cortex-M3 faults on the first DSP or floating-point instruction of an object built with
+//! `-mcpu=cortex-m4`, and a RISC-V core without the F extension on the first `flw` of an object built with
+//! `-march=rv32imafc`, however well the object links. The compilers record what they were allowed to use:
+//! Arm objects in their build attributes (`Tag_CPU_arch`, `Tag_DSP_extension`, `Tag_FP_arch`,
+//! `Tag_ABI_HardFP_use`, `Tag_MVE_arch`), RISC-V objects in theirs (`Tag_RISCV_arch`, an ISA string such as
+//! `rv32i2p1_m2p0_a2p1_c2p0`). A registry that knows its core's [`Isa`] refuses an object that may use more
+//! ([`Error::Isa`](crate::Error::Isa)), naming what is missing.
+
+use alloc::string::String;
+use core::fmt::{self, Write as _};
+
+use super::{EM_ARM, EM_RISCV};
+
+/// RISC-V multi-letter extensions the check knows, by bit (after the 26 single letters). Others (privileged
+/// `s*` extensions, hints, vendor `x*` ones, and those every core that runs code from RAM has: Zicsr,
+/// Zifencei, and the parts of M, A and C newer compilers also list) are not checked.
+const Z_NAMES: [&str; 30] = [
+    "zba", "zbb", "zbc", "zbs", "zbkb", "zbkc", "zbkx", "zfh", "zfhmin", "zfa", "zicond", "zcb",
+    "zcmp", "zcmt", "zknd", "zkne", "zknh", "zksed", "zksh", "zacas", "zabha", "zawrs", "zve32x",
+    "zve32f", "zve64x", "zve64f", "zve64d", "zvfh", "zvbb", "zvbc",
+];
+const Z_FIRST: u32 = 26;
+/// The single letters that name instruction-set extensions the check compares. The base (`i`, `e`) is
+/// compared on its own; `g` expands; `h`, `s`, `u`, `n` are privileged.
+const RV_LETTERS: &str = "mafdqlcbkjtpv";
+/// RISC-V's canonical order of single-letter extensions, for names.
+const RV_ORDER: &str = "iemafdqlcbkjtpvh";
+
+/// Arm M-profile capabilities, by bit.
+const T1: u64 = 1 << 0; // Armv6-M Thumb
+const T2: u64 = 1 << 1; // Armv7-M Thumb-2
+const V8B: u64 = 1 << 2; // Armv8-M Baseline additions (acquire/release, TT, SG, ...)
+const V81: u64 = 1 << 3; // Armv8.1-M Mainline additions (low-overhead loops, ...)
+const DSP: u64 = 1 << 4; // the DSP extension (Armv7E-M, +dsp)
+const FP: u64 = 1 << 5; // a single-precision FPU
+const FPDP: u64 = 1 << 6; // a double-precision FPU
+const MVE: u64 = 1 << 7; // M-profile vector extension, integer
+const MVEF: u64 = 1 << 8; // and floating point
+
+/// Arm M-profile architectures by capability, with the `-march` name each goes by (longest first where
+/// one holds another, so a name picks the largest that fits).
+const ARM_ARCHES: [(u64, &str); 6] = [
+    (T1 | T2 | V8B | V81, "armv8.1-m.main"),
+    (T1 | T2 | V8B, "armv8-m.main"),
+    (T1 | T2 | DSP, "armv7e-m"),
+    (T1 | T2, "armv7-m"),
+    (T1 | V8B, "armv8-m.base"),
+    (T1, "armv6-m"),
+];
+/// Arm options, with the `-march` suffix each goes by.
+const ARM_OPTIONS: [(u64, &str); 5] = [
+    (DSP, "+dsp"),
+    (FPDP, "+fp.dp"),
+    (FP, "+fp"),
+    (MVEF, "+mve.fp"),
+    (MVE, "+mve"),
+];
+
+/// The instructions a core runs, or that an object may use: a RISC-V base and its standard extensions, or
+/// an Arm M-profile architecture with its DSP, FPU and MVE options. Written and read as a `-march`-like key
+/// ([`Isa::key`], [`Isa::from_key`]): `rv32imac`, `rv64imafdc_zba_zbb`, `armv7e-m+fp`, `armv8-m.main+dsp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Isa {
+    machine: u16,
+    /// RISC-V: 32 or 64. Arm: 32.
+    bits: u8,
+    /// RISC-V: bit `n` for letter `'a' + n`, then [`Z_NAMES`] from bit 26. Arm: the capability bits above.
+    features: u64,
+}
+
+impl Isa {
+    /// The ISA a `-march`-like key names: a RISC-V ISA string (`rv32imac`, `rv64gc_zba`, or a full one with
+    /// versions such as `rv32i2p1_m2p0_a2p1_c2p0`), or an Arm M-profile architecture with options
+    /// (`armv6-m`, `armv7-m`, `armv7e-m`, `armv8-m.base`, `armv8-m.main`, `armv8.1-m.main`, each optionally
+    /// followed by `+dsp`, `+fp`, `+fp.dp`, `+mve`, `+mve.fp`). `None` if it names neither.
+    pub fn from_key(key: &str) -> Option<Isa> {
+        let key = key.trim();
+        if let Some(rest) = key.strip_prefix("arm") {
+            return arm_from_key(rest);
+        }
+        riscv_from_string(key.as_bytes())
+    }
+
+    /// The key that names this ISA ([`Isa::from_key`] reads it back).
+    pub fn key(&self) -> String {
+        let mut s = String::new();
+        let _ = write!(s, "{self}");
+        s
+    }
+
+    /// The `e_machine` this ISA is of.
+    pub fn machine(&self) -> u16 {
+        self.machine
+    }
+
+    /// The ISA of this build's own code, on RISC-V and Cortex-M targets: from the target's name and the
+    /// target features it was compiled with (`-C target-feature`, `-C target-cpu`), which the build script
+    /// reads. `None` elsewhere (a custom target, an A-profile Arm core, x86-64, AArch64).
+    pub fn native() -> Option<Isa> {
+        option_env!("LLEXT_NATIVE_ISA").and_then(Isa::from_key)
+    }
+
+    /// What an object may use, as its build attributes say (RISC-V's `Tag_RISCV_arch`; Arm's
+    /// `Tag_CPU_arch` and the options above, for M-profile architectures), or for a RISC-V object without
+    /// them, its `e_flags` (RVC, RVE, the float ABI). `None` if it does not say.
+    pub(crate) fn of_object(object: &crate::elf::Object<'_>) -> Option<Isa> {
+        match object.machine {
+            EM_RISCV => {
+                let bits = if object.class.is_64 { 64 } else { 32 };
+                riscv_attribute_arch(object)
+                    .and_then(riscv_from_string)
+                    .filter(|isa| isa.bits == bits)
+                    .or_else(|| Some(riscv_from_flags(bits, object.e_flags)))
+            }
+            #[cfg(any(feature = "all-arches", target_arch = "arm"))]
+            EM_ARM => {
+                let a = super::arm::file_attributes(object)?;
+                let mut features = match a.cpu_arch {
+                    1..=7 | 9 | 11 | 12 => T1,
+                    8 | 10 => T1 | T2,
+                    13 => T1 | T2 | DSP,
+                    16 => T1 | V8B,
+                    17 => T1 | T2 | V8B,
+                    21 => T1 | T2 | V8B | V81,
+                    _ => return None,
+                };
+                if a.dsp == 1 {
+                    features |= DSP;
+                }
+                if a.fp_arch != 0 {
+                    // Tag_ABI_HardFP_use 1: single precision only; otherwise what the FP architecture has,
+                    // and every one an M-profile core has does double precision.
+                    features |= if a.hardfp_use == 1 { FP } else { FP | FPDP };
+                }
+                features |= match a.mve {
+                    1 => MVE,
+                    2 => MVE | MVEF,
+                    _ => 0,
+                };
+                Some(Isa {
+                    machine: EM_ARM,
+                    bits: 32,
+                    features,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// What the object's ISA `needs` beyond this one, named for an error message ("the F extension", "a
+    /// double-precision FPU"), or `None` if this core runs everything it may use. Other machines, or the
+    /// other RISC-V width, are not compared here.
+    pub fn missing(&self, needs: &Isa) -> Option<String> {
+        if self.machine != needs.machine || self.bits != needs.bits {
+            return None;
+        }
+        let lacking = needs.features & !self.features;
+        if self.machine == EM_ARM {
+            return arm_missing(needs.features, lacking);
+        }
+        let (e, i) = (letter_bit(b'e'), letter_bit(b'i'));
+        if needs.features & e != self.features & e {
+            // RV32E code runs on an RV32I core, but its calling convention (ilp32e) is another one; GNU
+            // `ld` refuses the mix both ways.
+            return Some(if needs.features & e != 0 {
+                String::from("the E base and its ilp32e calling convention")
+            } else {
+                String::from("registers x16-x31, which an E-base core lacks")
+            });
+        }
+        let lacking = lacking & !(e | i);
+        if lacking == 0 {
+            return None;
+        }
+        let mut s = String::new();
+        let _ = write_riscv_features(&mut s, lacking, true);
+        Some(s)
+    }
+
+    /// The ISA an ELF image (a firmware) or object says it was built for, from its build attributes; `None`
+    /// if it does not say (or is not an ELF file this build reads).
+    pub fn of_elf(elf: &[u8]) -> Option<Isa> {
+        let object = crate::elf::parse(elf, &crate::Limits::default()).ok()?;
+        Isa::of_object(&object)
+    }
+}
+
+impl fmt::Display for Isa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.machine == EM_ARM {
+            let base = arm_base(self.features);
+            f.write_str(base.0)?;
+            let mut shown = base.1;
+            for (bit, suffix) in ARM_OPTIONS {
+                // +mve.fp says +mve, and +fp.dp says +fp.
+                if self.features & bit != 0 && shown & bit == 0 {
+                    f.write_str(suffix)?;
+                    shown |= match bit {
+                        MVEF => MVEF | MVE,
+                        FPDP => FPDP | FP,
+                        _ => bit,
+                    };
+                }
+            }
+            return Ok(());
+        }
+        write!(f, "rv{}", self.bits)?;
+        write_riscv_features(f, self.features, false)
+    }
+}
+
+fn letter_bit(letter: u8) -> u64 {
+    match letter {
+        b'a'..=b'z' => 1 << (letter - b'a'),
+        _ => 0,
+    }
+}
+
+/// Writes RISC-V features: as an ISA string's tail (`imac_zba`), or for a message (`the F, C and Zba
+/// extensions`).
+fn write_riscv_features(f: &mut dyn fmt::Write, features: u64, prose: bool) -> fmt::Result {
+    let mut names: [&str; 64] = [""; 64];
+    let mut n = 0;
+    for (at, c) in RV_ORDER.bytes().enumerate() {
+        if features & letter_bit(c) != 0 {
+            if let Some(slot) = names.get_mut(n) {
+                *slot = RV_ORDER.get(at..at + 1).unwrap_or("");
+                n += 1;
+            }
+        }
+    }
+    for (i, z) in Z_NAMES.iter().enumerate() {
+        if features & (1 << (Z_FIRST + i as u32)) != 0 {
+            if let Some(slot) = names.get_mut(n) {
+                *slot = z;
+                n += 1;
+            }
+        }
+    }
+    let names = names.get(..n).unwrap_or(&[]);
+    if !prose {
+        for (i, name) in names.iter().enumerate() {
+            if name.len() > 1 && i > 0 {
+                f.write_char('_')?;
+            }
+            f.write_str(name)?;
+        }
+        return Ok(());
+    }
+    f.write_str("the ")?;
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            f.write_str(if i + 1 == names.len() { " and " } else { ", " })?;
+        }
+        let mut chars = name.chars();
+        if let Some(first) = chars.next() {
+            f.write_char(first.to_ascii_uppercase())?;
+            f.write_str(chars.as_str())?;
+        }
+    }
+    f.write_str(if names.len() == 1 {
+        " extension"
+    } else {
+        " extensions"
+    })
+}
+
+/// Reads a RISC-V ISA string: `rv32`/`rv64`, then single letters (each optionally with a version such as
+/// `2p1`), then `_`-separated multi-letter extensions (also versioned). Unknown extensions are skipped.
+fn riscv_from_string(s: &[u8]) -> Option<Isa> {
+    let lower = |c: &u8| c.to_ascii_lowercase();
+    let (bits, rest) = match s.get(..4).map(|p| p.iter().map(lower)) {
+        Some(p) if p.clone().eq(*b"rv32") => (32, s.get(4..)?),
+        Some(p) if p.clone().eq(*b"rv64") => (64, s.get(4..)?),
+        _ => return None,
+    };
+    let mut features = 0u64;
+    for (n, token) in rest.split(|&c| c == b'_').enumerate() {
+        let first = token.first().map(lower);
+        if n > 0 && token.len() > 1 && matches!(first, Some(b'z' | b's' | b'x')) {
+            // A multi-letter extension, without its version.
+            let name = trim_version(token);
+            if let Some(i) = Z_NAMES
+                .iter()
+                .position(|z| z.as_bytes().eq_ignore_ascii_case(name))
+            {
+                features |= 1 << (Z_FIRST + i as u32);
+            }
+            continue;
+        }
+        // Single letters, each optionally followed by a version: `i2p1`, `m`, `a2p0`.
+        let mut i = 0;
+        while let Some(&c) = token.get(i) {
+            let c = c.to_ascii_lowercase();
+            if !c.is_ascii_lowercase() {
+                return None;
+            }
+            features |= match c {
+                b'g' => {
+                    letter_bit(b'i')
+                        | letter_bit(b'm')
+                        | letter_bit(b'a')
+                        | letter_bit(b'f')
+                        | letter_bit(b'd')
+                }
+                b'i' | b'e' => letter_bit(c),
+                _ if RV_LETTERS.as_bytes().contains(&c) => letter_bit(c),
+                _ => 0,
+            };
+            i += 1;
+            // A version: digits, then optionally `p` and digits.
+            while token.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+                if token.get(i) == Some(&b'p') && token.get(i + 1).is_some_and(u8::is_ascii_digit) {
+                    i += 1;
+                }
+            }
+        }
+    }
+    if features & (letter_bit(b'i') | letter_bit(b'e')) == 0 {
+        return None;
+    }
+    Some(Isa {
+        machine: EM_RISCV,
+        bits,
+        features: riscv_closure(features),
+    })
+}
+
+/// A multi-letter extension's name without its version: `zba1p0` and `zba1` give `zba`, `zcmp2p0` gives
+/// `zcmp`, and `zve32x` stays (no name the check knows ends in a digit).
+fn trim_version(token: &[u8]) -> &[u8] {
+    let digits_before = |end: usize| {
+        let mut e = end;
+        while e > 1 && token.get(e - 1).is_some_and(u8::is_ascii_digit) {
+            e -= 1;
+        }
+        e
+    };
+    let mut end = digits_before(token.len());
+    // `<major>p<minor>`: the `p` and the major version go too.
+    if end < token.len() && end > 1 && token.get(end - 1) == Some(&b'p') {
+        let major = digits_before(end - 1);
+        if major < end - 1 {
+            end = major;
+        }
+    }
+    token.get(..end).unwrap_or(token)
+}
+
+/// What each extension brings with it (D holds F, V holds D, B is Zba, Zbb and Zbs, ...).
+fn riscv_closure(mut f: u64) -> u64 {
+    let z = |name: &str| {
+        Z_NAMES
+            .iter()
+            .position(|n| *n == name)
+            .map_or(0, |i| 1u64 << (Z_FIRST + i as u32))
+    };
+    let implies: [(u64, u64); 7] = [
+        (letter_bit(b'v'), letter_bit(b'd') | z("zve64d")),
+        (letter_bit(b'q'), letter_bit(b'd')),
+        (letter_bit(b'd'), letter_bit(b'f')),
+        (letter_bit(b'b'), z("zba") | z("zbb") | z("zbs")),
+        (
+            letter_bit(b'k'),
+            z("zbkb") | z("zbkc") | z("zbkx") | z("zkne") | z("zknd") | z("zknh"),
+        ),
+        (z("zfh"), z("zfhmin")),
+        (z("zfhmin") | z("zfa"), letter_bit(b'f')),
+    ];
+    for (from, to) in implies {
+        if f & from != 0 {
+            f |= to;
+        }
+    }
+    // B and K are only their parts: a core that lists the parts has them.
+    f & !(letter_bit(b'b') | letter_bit(b'k'))
+}
+
+/// What a RISC-V object's `e_flags` say it uses: RVC, RVE, and the FP registers its calling convention
+/// passes values in.
+fn riscv_from_flags(bits: u8, e_flags: u32) -> Isa {
+    let mut features = if e_flags & 0x8 != 0 {
+        letter_bit(b'e')
+    } else {
+        letter_bit(b'i')
+    };
+    if e_flags & 0x1 != 0 {
+        features |= letter_bit(b'c');
+    }
+    features |= match e_flags & 0x6 {
+        2 => letter_bit(b'f'),
+        4 => letter_bit(b'd'),
+        6 => letter_bit(b'q'),
+        _ => 0,
+    };
+    Isa {
+        machine: EM_RISCV,
+        bits,
+        features: riscv_closure(features),
+    }
+}
+
+/// The `Tag_RISCV_arch` string of a RISC-V object's `.riscv.attributes` (RISC-V psABI, "Attributes": in
+/// the `riscv` vendor's file subsection, tag 5; odd tags take a string, even ones a number).
+fn riscv_attribute_arch<'a>(object: &crate::elf::Object<'a>) -> Option<&'a [u8]> {
+    use object::elf::{FileHeader32, Tag_File};
+    use object::read::elf::AttributesSection;
+    const SHT_RISCV_ATTRIBUTES: u32 = 0x7000_0003;
+    let section = object
+        .sections
+        .iter()
+        .find(|s| s.sh_type == SHT_RISCV_ATTRIBUTES)?;
+    // The class only picks the header type the parser is generic over; the section's layout is the same.
+    let attributes =
+        AttributesSection::<FileHeader32<object::Endianness>>::new(object.endian, section.data)
+            .ok()?;
+    let mut subsections = attributes.subsections().ok()?;
+    while let Some(subsection) = subsections.next().ok()? {
+        if subsection.vendor() != b"riscv" {
+            continue;
+        }
+        let mut subsubsections = subsection.subsubsections();
+        while let Some(sub) = subsubsections.next().ok()? {
+            if sub.tag() != Tag_File {
+                continue;
+            }
+            let mut reader = sub.attributes();
+            while let Some(tag) = reader.read_tag().ok()? {
+                if tag % 2 == 1 {
+                    let value = reader.read_string().ok()?;
+                    if tag == 5 {
+                        return Some(value);
+                    }
+                } else {
+                    reader.read_integer().ok()?;
+                }
+            }
+        }
+    }
+    None
+}
+
+fn arm_from_key(rest: &str) -> Option<Isa> {
+    let mut parts = rest.split('+');
+    let base = parts.next()?;
+    let mut features = ARM_ARCHES
+        .iter()
+        .find(|(_, name)| name.strip_prefix("arm") == Some(base))?
+        .0;
+    for option in parts {
+        features |= ARM_OPTIONS
+            .iter()
+            .find(|(_, suffix)| suffix.strip_prefix('+') == Some(option))?
+            .0;
+    }
+    if features & MVEF != 0 {
+        features |= MVE | FP;
+    }
+    if features & FPDP != 0 {
+        features |= FP;
+    }
+    if features & MVE != 0 {
+        features |= DSP;
+    }
+    Some(Isa {
+        machine: EM_ARM,
+        bits: 32,
+        features,
+    })
+}
+
+/// The largest M-profile architecture `features` hold: its `-march` name and capabilities.
+fn arm_base(features: u64) -> (&'static str, u64) {
+    ARM_ARCHES
+        .iter()
+        .find(|(caps, _)| features & caps == *caps)
+        .map_or(("", 0), |(caps, name)| (*name, *caps))
+}
+
+fn arm_missing(needs: u64, lacking: u64) -> Option<String> {
+    let what = if lacking & (T2 | V8B | V81) != 0 {
+        let mut s = String::from("instructions of ");
+        s.push_str(arm_base(needs).0);
+        return Some(s);
+    } else if lacking & DSP != 0 {
+        "the DSP extension"
+    } else if lacking & FP != 0 {
+        "an FPU"
+    } else if lacking & FPDP != 0 {
+        "a double-precision FPU"
+    } else if lacking & (MVE | MVEF) != 0 {
+        "the M-profile vector extension (MVE)"
+    } else {
+        return None;
+    };
+    Some(String::from(what))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn isa(key: &str) -> Isa {
+        Isa::from_key(key).unwrap_or_else(|| panic!("{key}"))
+    }
+
+    #[test]
+    fn riscv_strings_read_with_and_without_versions() {
+        let full = isa("rv32i2p1_m2p0_a2p1_c2p0_zicsr2p0_zifencei2p0_zmmul1p0_zaamo1p0_zca1p0");
+        assert_eq!(full, isa("rv32imac"));
+        assert_eq!(full.key(), "rv32imac");
+        // `g` is IMAFD; D holds F; B is its parts; versions of multi-letter names go.
+        assert_eq!(isa("rv64gc").key(), "rv64imafdc");
+        assert_eq!(isa("RV64IMADC").key(), "rv64imafdc");
+        assert_eq!(isa("rv64gcb").key(), "rv64imafdc_zba_zbb_zbs");
+        assert_eq!(
+            isa("rv32imac_zba1p0_zcmp1p0_zve32x1p0").key(),
+            "rv32imac_zba_zcmp_zve32x"
+        );
+        assert_eq!(isa("rv32e1p9").key(), "rv32e");
+        // Privileged, vendor and unknown extensions are not compared.
+        assert_eq!(isa("rv32imac_sstc_xtheadba_zfoo1p0_h"), isa("rv32imac"));
+        for bad in ["", "rv", "rv32", "rv16i", "x86", "rv32_zba", "rv32i$"] {
+            assert_eq!(Isa::from_key(bad), None, "{bad}");
+        }
+        for key in ["rv32imac", "rv64imafdcv_zba_zfh_zfhmin_zve64d", "rv32emc"] {
+            assert_eq!(isa(key).key(), key);
+        }
+    }
+
+    #[test]
+    fn riscv_missing_extensions_are_named() {
+        let core = isa("rv32imac");
+        assert_eq!(core.missing(&isa("rv32imac")), None);
+        assert_eq!(core.missing(&isa("rv32ic")), None);
+        assert_eq!(
+            core.missing(&isa("rv32imafc")).as_deref(),
+            Some("the F extension")
+        );
+        assert_eq!(
+            core.missing(&isa("rv32imafdc_zba_zbb")).as_deref(),
+            Some("the F, D, Zba and Zbb extensions")
+        );
+        // The E base and the I base do not mix either way.
+        assert!(core.missing(&isa("rv32e")).unwrap().contains("ilp32e"));
+        assert!(isa("rv32emc").missing(&core).unwrap().contains("x16"));
+        // Another width is not this check's business (the ELF class is refused before).
+        assert_eq!(core.missing(&isa("rv64gc")), None);
+    }
+
+    #[test]
+    fn arm_keys_and_missing_capabilities() {
+        for key in [
+            "armv6-m",
+            "armv7-m",
+            "armv7e-m+fp",
+            "armv7e-m+fp.dp",
+            "armv8-m.base",
+            "armv8-m.main+dsp+fp",
+            "armv8.1-m.main+dsp+fp.dp+mve.fp",
+        ] {
+            assert_eq!(isa(key).key(), key);
+        }
+        assert_eq!(Isa::from_key("armv9-m"), None);
+        assert_eq!(Isa::from_key("armv7-m+sve"), None);
+        let m4f = isa("armv7e-m+fp");
+        for fine in ["armv6-m", "armv7-m", "armv7e-m", "armv7e-m+fp"] {
+            assert_eq!(m4f.missing(&isa(fine)), None, "{fine}");
+        }
+        let named = |needs: &str| m4f.missing(&isa(needs)).unwrap_or_default();
+        assert_eq!(named("armv7e-m+fp.dp"), "a double-precision FPU");
+        assert_eq!(named("armv8-m.base"), "instructions of armv8-m.base");
+        assert_eq!(
+            named("armv8.1-m.main+mve"),
+            "instructions of armv8.1-m.main"
+        );
+        let m3 = isa("armv7-m");
+        assert_eq!(
+            m3.missing(&isa("armv7e-m")).as_deref(),
+            Some("the DSP extension")
+        );
+        assert_eq!(m3.missing(&isa("armv7-m+fp")).as_deref(), Some("an FPU"));
+        assert_eq!(
+            isa("armv6-m").missing(&m3).as_deref(),
+            Some("instructions of armv7-m")
+        );
+        // RISC-V and Arm keys are of different machines: not compared.
+        assert_eq!(m3.missing(&isa("rv32imac")), None);
+    }
+}
