@@ -177,13 +177,9 @@ pub const TARGETS: &[Target] = &[
         gcc: Tool {
             command: "aarch64-linux-gnu-gcc",
             package: "gcc-aarch64-linux-gnu",
-            // The Linux-targeted gcc calls libgcc's outline atomics (`__aarch64_ldadd8_relax`, ...)
-            // otherwise, which a firmware does not have.
-            flags: &[
-                "-mstrict-align",
-                "-mgeneral-regs-only",
-                "-mno-outline-atomics",
-            ],
+            // The Linux-targeted gcc calls libgcc's outline atomics (`__aarch64_ldadd8_relax`, ...) for
+            // atomic operations, which the test firmware exports.
+            flags: &["-mstrict-align", "-mgeneral-regs-only"],
         },
         ld: Tool {
             command: "aarch64-linux-gnu-ld",
