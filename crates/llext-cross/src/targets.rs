@@ -79,7 +79,8 @@ pub const TARGETS: &[Target] = &[
             package: "binutils-arm-none-eabi",
             flags: &["--no-merge-exidx-entries"],
         },
-        flavours: &["nopic", "pic"],
+        // `longcalls`: Zephyr builds its Arm extensions with -mlong-calls.
+        flavours: &["nopic", "pic", "longcalls"],
         load_base: 0x2000_0000,
         exports_base: 0x2040_0000,
         thumb: true,
@@ -227,6 +228,9 @@ pub fn flavour_flags(flavour: &str) -> &'static [&'static str] {
         // RISC-V's size option: prologues and epilogues call the firmware's `__riscv_save_N` and
         // `__riscv_restore_N` (gcc; clang takes the flag and inlines them).
         "saverestore" => &["-fno-pic", "-msave-restore"],
+        // Every call loads its target's address from a literal pool (Arm): what Zephyr's LLEXT build adds
+        // to the firmware's flags for extensions.
+        "longcalls" => &["-fno-pic", "-mlong-calls"],
         _ => &["-fno-pic"],
     }
 }
