@@ -24,9 +24,15 @@ pub(crate) fn inspect(args: &[String]) -> Result<(), Failure> {
     let file = file.ok_or(Failure("inspect needs a FILE".into()))?;
     let bytes = read_file(file)?;
     // A saved context (`llext snapshot save`, the shell's `save`) is described, not refused as a bad ELF.
-    if let Ok(context) = llext::Context::from_bytes(&bytes) {
-        print!("{}", context_description(file, &context, bytes.len(), json));
-        return Ok(());
+    match llext::Context::from_bytes(&bytes) {
+        Ok(context) => {
+            print!("{}", context_description(file, &context, bytes.len(), json));
+            return Ok(());
+        }
+        Err(e) if bytes.starts_with(&llext::Context::MAGIC) => {
+            return Err(Failure(format!("{file}: a damaged llext context: {e}")));
+        }
+        Err(_) => {}
     }
     let report = llext::inspect::inspect(&bytes).map_err(|e| Failure(format!("{file}: {e}")))?;
     if json {

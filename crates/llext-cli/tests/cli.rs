@@ -1131,6 +1131,14 @@ fn user_review_of_the_command() {
     );
     let out = llext(&["inspect", "--json", &snap]);
     assert!(text(&out.stdout).contains("\"type\":\"context\",\"portable\":true"));
+    // A damaged one is named as such, not as "not an ELF file" (a user trial found that).
+    let bytes = std::fs::read(&snap).unwrap();
+    let truncated = format!("{snap}.truncated");
+    std::fs::write(&truncated, &bytes[..bytes.len() - 1]).unwrap();
+    fails_with(
+        &["inspect", &truncated],
+        "a damaged llext context: invalid saved context: length does not match the header",
+    );
 
     let out = shell(&format!(
         "load \"{object}\"\nload \"{object}\"\ncall bump 2\nsave \"{snap}\"\nunload data\nunload data\n\

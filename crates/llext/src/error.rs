@@ -142,7 +142,8 @@ pub enum Error {
         extension: String,
         /// The name exported twice.
         symbol: String,
-        /// Who exports it already (`"built-in"` or an extension name).
+        /// Who exports it already: `the built-in export table` (the program's or firmware's own exports),
+        /// ``extension `NAME` ``, or ``the same extension (`NAME`)`` (it lists the name twice).
         owner: String,
     },
     /// The `.exported_sym` table of an extension is malformed.
@@ -499,6 +500,7 @@ impl fmt::Display for Error {
             Error::OutOfMemory { size, align } => {
                 write!(f, "out of memory allocating {size} bytes aligned to {align}")
             }
+            Error::Memory { what, code: 0 } => write!(f, "memory provider failed to {what}"),
             Error::Memory { what, code } => write!(f, "memory provider failed to {what} (os error {code})"),
             Error::Limit { what, limit, value } => {
                 write!(f, "{what} is {value}, over the limit of {limit}")

@@ -10,13 +10,15 @@
 //!
 //! ```no_run
 //! # #[cfg(feature = "std")] {
-//! use llext::{exports, ExportTable, HostMemory, Registry};
+//! use llext::{exports, Export, ExportTable, HostMemory, Registry, LIBC_EXPORTS};
 //! extern "C" fn host_add(a: i64, b: i64) -> i64 { a + b }
-//! static HOST: &[llext::Export] = exports![host_add];
-//! let registry = Registry::new(HostMemory::new(), ExportTable::new(HOST));
+//! static HOST: &[Export] = exports![host_add];
+//! // The program's own functions, and the C library's (printf, malloc, ...) that plain C code calls.
+//! let table: Vec<Export> = HOST.iter().chain(LIBC_EXPORTS).copied().collect();
+//! let registry = Registry::new(HostMemory::new(), ExportTable::new(&table));
 //! let ext = registry.load_file("plugin.o")?;
 //! // SAFETY: `plugin_main` is `long plugin_main(long)` in plugin.o.
-//! let result = unsafe { registry.call("plugin_main", &[41]) }?;
+//! let result = unsafe { registry.call_in(ext, "plugin_main", &[41]) }?;
 //! registry.unload(ext)?;
 //! # }
 //! # Ok::<(), llext::Error>(())

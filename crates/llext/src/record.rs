@@ -393,11 +393,6 @@ impl<'b> View<'b> {
         self.entries(Table::Globals).map(sym_rec)
     }
 
-    /// The address of the global symbol `name`.
-    pub fn global(&self, name: &[u8]) -> Option<usize> {
-        self.global_rec(name).map(|g| g.addr)
-    }
-
     /// The global symbol `name` (binary search: the table is sorted by name).
     pub fn global_rec(&self, name: &[u8]) -> Option<SymRec> {
         let table = self.layout.table(self.bytes, Table::Globals);
@@ -693,15 +688,15 @@ mod tests {
         assert_eq!(v.regions().next().unwrap().kind, RegionKind::Text);
         assert_eq!(v.str(v.sections().next().unwrap().name), b"text");
         assert_eq!(v.export(0).unwrap().addr, 0x1010);
-        assert_eq!(v.global(b"bar"), Some(0x1020));
-        assert_eq!(v.global(b"foo"), Some(0x1010));
-        assert_eq!(v.global(b"baz"), None);
+        assert_eq!(v.global_rec(b"bar").map(|g| g.addr), Some(0x1020));
+        assert_eq!(v.global_rec(b"foo").map(|g| g.addr), Some(0x1010));
+        assert_eq!(v.global_rec(b"baz").map(|g| g.addr), None);
         assert_eq!(v.addrs(Table::Fini).collect::<Vec<_>>(), [0x1004, 0x1008]);
         assert!(!v.has_fixups());
         rec.set_dep(1, 2);
         rec.map_addresses(|a, _| a + 0x100);
         assert_eq!(
-            rec.view().global(b"abs"),
+            rec.view().global_rec(b"abs").map(|g| g.addr),
             Some(0x10),
             "outside every block: stays"
         );

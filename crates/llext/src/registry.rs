@@ -20,11 +20,31 @@ use crate::sync::Lock;
 pub const MAX_CALL_ARGS: usize = 6;
 
 /// A handle on a loaded extension: a slot index plus a generation, so a handle kept past unload is refused
-/// instead of reaching another extension that reused the slot.
+/// instead of reaching another extension that reused the slot, and the registry's tag, so a handle given
+/// to another registry is refused instead of reaching that registry's extension in the same slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ExtId {
     pub(crate) index: u32,
     pub(crate) generation: u32,
+    pub(crate) registry: u32,
+}
+
+/// A tag for a new registry, different from every other registry's in this program (up to 2^32 of them;
+/// on targets without 32-bit atomic read-modify-write, two registries created at once by two threads may
+/// share one).
+fn next_registry_tag() -> u32 {
+    use core::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    #[cfg(target_has_atomic = "32")]
+    {
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    }
+    #[cfg(not(target_has_atomic = "32"))]
+    {
+        let tag = NEXT.load(Ordering::Relaxed);
+        NEXT.store(tag.wrapping_add(1), Ordering::Relaxed);
+        tag
+    }
 }
 
 /// Where the sections of an extension live once it is loaded (Zephyr's storage modes, in the part that
@@ -213,6 +233,8 @@ pub(crate) struct Inner<M> {
     pub free_from: usize,
     /// The first and last loaded extension still loaded ([`NO_EXT`] if none).
     pub first: u32,
+    /// This registry's tag in every handle it gives ([`ExtId::registry`]).
+    pub tag: u32,
     pub last: u32,
 }
 
@@ -401,7 +423,7 @@ fn exporter_hashed(
     h: u64,
 ) -> Option<String> {
     if builtins.get_hashed(name, h).is_some() {
-        return Some(String::from("the firmware (built-in)"));
+        return Some(String::from("the built-in export table"));
     }
     let (slot, _) = find_export_hashed(slots, exports, name, h)?;
     ext_at(slots, slot).map(|e| alloc::format!("extension `{}`", e.name()))
@@ -507,6 +529,7 @@ impl<M: Memory> Registry<M> {
                 exports: HashTable::new(),
                 free_from: 0,
                 first: NO_EXT,
+                tag: next_registry_tag(),
                 last: NO_EXT,
             }),
         }
@@ -839,15 +862,7 @@ impl<M: Memory> Registry<M> {
     /// The address of `name` in one extension (exported or global).
     pub fn extension_symbol(&self, id: ExtId, name: &str) -> Result<Option<usize>> {
         let inner = self.inner.lock();
-        let ext = inner.get(id)?;
-        let l = ext.linked.view();
-        let addr = l
-            .exports()
-            .flatten()
-            .find(|e| l.str(e.name) == name.as_bytes())
-            .map(|e| e.addr)
-            .or_else(|| l.global(name.as_bytes()));
-        Ok(addr)
+        Ok(inner.symbol_of(id, name.as_bytes())?.map(|s| s.addr))
     }
 
     /// Calls the function `symbol` (found as by [`Registry::find_symbol`]) with up to six integer arguments
@@ -866,6 +881,42 @@ impl<M: Memory> Registry<M> {
     /// # }
     /// ```
     pub unsafe fn call(&self, symbol: &str, args: &[i64]) -> Result<i64> {
+        let addr = self.callable(symbol, |inner| Ok(inner.find_symbol_in(symbol.as_bytes())))?;
+        // SAFETY: forwarded from this function's contract.
+        unsafe { call_address(addr, args) }
+    }
+
+    /// [`Registry::call`] of the function `symbol` of one extension (exported or global): where several
+    /// extensions define a function of one name (each plugin's `plugin_main`, say), this one's.
+    ///
+    /// # Safety
+    /// As for [`Registry::call`].
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "std")] {
+    /// # let registry = llext::Registry::new(llext::HostMemory::new(), llext::ExportTable::default());
+    /// let plugin = registry.load_file("plugin.o").unwrap();
+    /// // SAFETY: `plugin_main` is `long plugin_main(long)` in plugin.o.
+    /// let result = unsafe { registry.call_in(plugin, "plugin_main", &[41]) }.unwrap();
+    /// # }
+    /// ```
+    pub unsafe fn call_in(&self, id: ExtId, symbol: &str, args: &[i64]) -> Result<i64> {
+        let addr = self.callable(symbol, |inner| {
+            Ok(inner
+                .symbol_of(id, symbol.as_bytes())?
+                .map(|s| (id.index, s)))
+        })?;
+        // SAFETY: forwarded from this function's contract.
+        unsafe { call_address(addr, args) }
+    }
+
+    /// The address of the function `symbol` that `find` finds (with its extension's slot), checked for a
+    /// call: code of this machine, in executable memory, not NULL.
+    fn callable(
+        &self,
+        symbol: &str,
+        find: impl FnOnce(&Inner<M>) -> Result<Option<(u32, SymRec)>>,
+    ) -> Result<usize> {
         let (SymRec { addr, .. }, permission) = {
             let inner = self.inner.lock();
             if !inner.runs_code() {
@@ -873,9 +924,7 @@ impl<M: Memory> Registry<M> {
                     machine: inner.machine,
                 });
             }
-            inner
-                .find_symbol_in(symbol.as_bytes())
-                .map(|(slot, sym)| (sym, inner.symbol_permission(slot, &sym)))
+            find(&inner)?.map(|(slot, sym)| (sym, inner.symbol_permission(slot, &sym)))
         }
         .ok_or_else(|| Error::NoSuchSymbol {
             symbol: String::from(symbol),
@@ -890,8 +939,7 @@ impl<M: Memory> Registry<M> {
                 symbol: String::from(symbol),
             });
         }
-        // SAFETY: forwarded from this function's contract.
-        unsafe { call_address(addr, args) }
+        Ok(addr)
     }
 
     /// Inspects one extension: its regions, sections, symbols, use count and dependencies.
@@ -936,6 +984,7 @@ impl<M: Memory> Registry<M> {
                     .info(ExtId {
                         index: slot,
                         generation,
+                        registry: inner.tag,
                     })
                     .ok()
             })
@@ -1064,6 +1113,7 @@ impl<M: Memory> Inner<M> {
         Some(ExtId {
             index: slot,
             generation,
+            registry: self.tag,
         })
     }
 
@@ -1083,19 +1133,28 @@ impl<M: Memory> Inner<M> {
     pub(crate) fn ext(&self, id: ExtId) -> Option<&Ext> {
         self.slots
             .get(id.index as usize)
-            .filter(|s| s.generation == id.generation)
+            .filter(|s| s.generation == id.generation && id.registry == self.tag)
             .and_then(|s| s.ext.as_ref())
     }
 
     fn ext_mut(&mut self, id: ExtId) -> Option<&mut Ext> {
         self.slots
             .get_mut(id.index as usize)
-            .filter(|s| s.generation == id.generation)
+            .filter(|s| s.generation == id.generation && id.registry == self.tag)
             .and_then(|s| s.ext.as_mut())
     }
 
     fn find_symbol(&self, name: &[u8]) -> Option<usize> {
         self.find_symbol_in(name).map(|(_, s)| s.addr)
+    }
+
+    /// The symbol `name` of extension `id`: exported first, then global.
+    fn symbol_of(&self, id: ExtId, name: &[u8]) -> Result<Option<SymRec>> {
+        let l = self.get(id)?.linked.view();
+        Ok(l.exports()
+            .flatten()
+            .find(|e| l.str(e.name) == name)
+            .or_else(|| l.global_rec(name)))
     }
 
     /// The symbol `name` and the slot of the extension that has it: exported first, then the other
@@ -1199,6 +1258,7 @@ impl<M: Memory> Inner<M> {
         let id = ExtId {
             index: slot,
             generation: s.generation,
+            registry: self.tag,
         };
         match self.slot_mut(self.last) {
             Some(before) => before.next = slot,
@@ -1267,10 +1327,11 @@ impl<M: Memory> Inner<M> {
 
     /// Takes an extension out of its slot and out of the indexes (no destructors run, nothing is freed).
     pub(crate) fn remove(&mut self, id: ExtId) -> Option<Ext> {
+        let tag = self.tag;
         let slot = self
             .slots
             .get_mut(id.index as usize)
-            .filter(|s| s.generation == id.generation)?;
+            .filter(|s| s.generation == id.generation && id.registry == tag)?;
         let ext = slot.ext.take()?;
         slot.generation = slot.generation.wrapping_add(1);
         self.free_from = self.free_from.min(id.index as usize);
@@ -1310,13 +1371,7 @@ impl<M: Memory> Inner<M> {
         }
         ext.check_ready()?;
         if ext.dependents > 0 {
-            let dependents = self
-                .slots
-                .iter()
-                .filter_map(|s| s.ext.as_ref())
-                .filter(|e| e.linked.view().deps().any(|d| d == id.index))
-                .map(Ext::name_string)
-                .collect();
+            let dependents = self.dependents_of(id.index, ext.dependents);
             return Err(Error::InUse {
                 extension: ext.name_string(),
                 dependents,
@@ -1332,6 +1387,21 @@ impl<M: Memory> Inner<M> {
         let ext = self.remove(id).ok_or(Error::Internal("slot"))?;
         ext.linked.free(&mut self.memory);
         Ok(Unloading::Done(Unloaded::Freed))
+    }
+
+    /// The names of the `count` extensions that depend on the one in `slot` (none looked for if it has
+    /// none, so listing every extension stays linear in their number).
+    fn dependents_of(&self, slot: u32, count: u32) -> Vec<String> {
+        if count == 0 {
+            return Vec::new();
+        }
+        self.slots
+            .iter()
+            .filter_map(|s| s.ext.as_ref())
+            .filter(|e| e.linked.view().deps().any(|d| d == slot))
+            .take(count as usize)
+            .map(Ext::name_string)
+            .collect()
     }
 
     fn info(&self, id: ExtId) -> Result<ExtensionInfo> {
@@ -1374,13 +1444,7 @@ impl<M: Memory> Inner<M> {
                 .deps()
                 .filter_map(|d| ext_at(&self.slots, d).map(Ext::name_string))
                 .collect(),
-            dependents: self
-                .slots
-                .iter()
-                .filter_map(|s| s.ext.as_ref())
-                .filter(|e| e.linked.view().deps().any(|d| d == id.index))
-                .map(Ext::name_string)
-                .collect(),
+            dependents: self.dependents_of(id.index, ext.dependents),
             regions: l
                 .regions()
                 .map(|r| RegionInfo {

@@ -445,6 +445,10 @@ pub struct Context<'b> {
 }
 
 impl<'b> Context<'b> {
+    /// The eight bytes every context starts with (a file starting with them and failing
+    /// [`Context::from_bytes`] is a damaged context).
+    pub const MAGIC: [u8; 8] = *MAGIC;
+
     /// The checksum a context ends with, computed over `body` (everything before the last 8 bytes). It
     /// detects corruption (every single-bit flip, truncation, stray writes); it does not authenticate: anyone
     /// can recompute it, so a context is only as trustworthy as the memory or file it was kept in.
@@ -929,6 +933,13 @@ impl<M: Memory> Registry<M> {
     /// what the extension made of it: moved with the saved block it now points into, rebound by name if
     /// it holds the saved address of a built-in the context names, or left as it was (NULL, or anything
     /// else: in a new process such a pointer is stale).
+    ///
+    /// Pointers the extension's code stored at run time (a heap buffer its constructor allocated, a
+    /// pointer to its own static data) are not rewritten at all. Such an extension's portable context
+    /// must not be restored after the extensions it was saved from were unloaded, in this process either:
+    /// their destructors have freed what the restored copy still points to, so its destructor frees it
+    /// again on unload (a double free). Nor into a process where its blocks land elsewhere: a pointer to
+    /// its own data then points into whatever now lies at the old address.
     pub fn restore(&self, context: &Context<'_>, options: &RestoreOptions) -> Result<Vec<ExtId>> {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
@@ -975,6 +986,12 @@ impl<M: Memory> Registry<M> {
         if let Err(e) = take_memory(inner, context, &records, &mut taken, options) {
             taken.release(&mut inner.memory, adopted);
             inner.shrink_back(capacities);
+            // An in-place context restored while its extensions are still loaded fails on their retained
+            // blocks, which the registry still owns: say why (only on this path, so a restore looks names up
+            // once).
+            for rec in &records {
+                check_free(inner, &rec.view)?;
+            }
             return Err(e);
         }
         // Records and registration. On failure every extension registered so far leaves the registry again
@@ -1106,16 +1123,8 @@ fn take_memory<M: Memory>(
     inner.memory.finalize_all(&mut all)
 }
 
-/// Registers one restored extension: duplicate checks, its record (the one allocation), registry entry.
-/// The blocks move from `blocks` into the registry only on success.
-fn register<M: Memory>(
-    inner: &mut Inner<M>,
-    rec: &Rec<'_>,
-    blocks: &mut BlockList,
-    ids: &[ExtId],
-    portable: bool,
-) -> Result<ExtId> {
-    let v = &rec.view;
+/// Refuses a saved extension whose name or one of whose exports the registry already has.
+fn check_free<M: Memory>(inner: &Inner<M>, v: &record::View<'_>) -> Result<()> {
     if inner.find_bytes(v.name_bytes()).is_some() {
         return Err(Error::AlreadyLoaded {
             name: String::from(v.name()),
@@ -1134,6 +1143,20 @@ fn register<M: Memory>(
             });
         }
     }
+    Ok(())
+}
+
+/// Registers one restored extension: duplicate checks, its record (the one allocation), registry entry.
+/// The blocks move from `blocks` into the registry only on success.
+fn register<M: Memory>(
+    inner: &mut Inner<M>,
+    rec: &Rec<'_>,
+    blocks: &mut BlockList,
+    ids: &[ExtId],
+    portable: bool,
+) -> Result<ExtId> {
+    let v = &rec.view;
+    check_free(inner, v)?;
     let mut record = Record::copy_of(v)?;
     // Dependencies: context indexes become the slots the earlier records got.
     for (i, d) in v.deps().enumerate() {

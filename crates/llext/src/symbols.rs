@@ -129,6 +129,10 @@ impl Export {
 /// `name` in scope, `"name" => path` exports `path` under another name. Export data with [`Export::new`] or
 /// [`Export::copyable`].
 ///
+/// Each function must be `extern "C"` (or `unsafe extern "C"`) with the signature the extensions' C
+/// declarations give it: the macro takes any function's address, and C code calls a Rust-ABI `fn` with
+/// the wrong convention.
+///
 /// ```
 /// extern "C" fn answer() -> i64 { 42 }
 /// static HOST: &[llext::Export] = llext::exports![answer, "the_answer" => answer];

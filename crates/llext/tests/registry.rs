@@ -809,3 +809,60 @@ fn objects_built_for_more_than_the_core_are_refused() {
     #[cfg(target_arch = "x86_64")]
     assert_eq!(Isa::native(), None);
 }
+
+/// Plugins that each define a function of one name (`plugin_main`) are called one by one with `call_in`;
+/// `call` takes the first one loaded. A user trial found no way to call the second one.
+#[test]
+fn call_in_calls_one_extensions_function() {
+    let a = common::compile_c(
+        "long plugin_main(long x) { return x + 1; }\nlong table[2] = {1, 2};\n",
+        &["-fPIC"],
+    );
+    let b = common::compile_c("long plugin_main(long x) { return x * 10; }\n", &["-fPIC"]);
+    let r = registry();
+    let ia = r.load("a", &a).unwrap();
+    let ib = r.load("b", &b).unwrap();
+    // SAFETY: `plugin_main` is `long plugin_main(long)` in both.
+    unsafe {
+        assert_eq!(r.call("plugin_main", &[4]).unwrap(), 5);
+        assert_eq!(r.call_in(ia, "plugin_main", &[4]).unwrap(), 5);
+        assert_eq!(r.call_in(ib, "plugin_main", &[4]).unwrap(), 40);
+        assert_eq!(
+            r.call_in(ib, "table", &[]),
+            Err(Error::NoSuchSymbol {
+                symbol: "table".into()
+            })
+        );
+        assert_eq!(
+            r.call_in(ia, "table", &[]),
+            Err(Error::NotCode {
+                symbol: "table".into()
+            })
+        );
+    }
+    r.unload(ib).unwrap();
+    // SAFETY: as above; the handle is stale.
+    let stale = unsafe { r.call_in(ib, "plugin_main", &[4]) };
+    assert!(matches!(stale, Err(Error::NotLoaded { .. })), "{stale:?}");
+}
+
+/// A handle is refused by every registry but the one that gave it: a user trial unloaded registry 2's
+/// extension with registry 1's handle of the same slot.
+#[test]
+fn handles_belong_to_their_registry() {
+    let (one, two) = (registry(), registry());
+    let a = one.load("libmath", &bytes(LIB)).unwrap();
+    let b = two.load("libmath", &bytes(LIB)).unwrap();
+    assert_ne!(a, b);
+    for e in [
+        two.unload(a).unwrap_err(),
+        two.info(a).unwrap_err(),
+        two.extension_symbol(a, "lm_mul").unwrap_err(),
+    ] {
+        assert!(matches!(e, Error::NotLoaded { .. }), "{e:?}");
+    }
+    assert_eq!(two.len(), 1);
+    assert_eq!(two.info(b).unwrap().use_count, 1);
+    one.unload(a).unwrap();
+    two.unload(b).unwrap();
+}

@@ -317,7 +317,10 @@ fn in_place_restore_takes_only_memory_given_up_and_only_once() {
     let c = Context::from_bytes(&ctx).unwrap();
     let r2 = registry();
     match r2.restore(&c, &RestoreOptions::default()) {
-        Err(Error::Memory { .. }) => {}
+        // No OS call failed: the message names no OS error (there is none, code 0).
+        Err(e @ Error::Memory { code: 0, .. }) => {
+            assert!(!e.to_string().contains("os error"), "{e}")
+        }
         other => panic!("pages still owned by `r` were taken over: {other:?}"),
     }
     assert!(r2.is_empty());
@@ -332,6 +335,37 @@ fn in_place_restore_takes_only_memory_given_up_and_only_once() {
     }
     assert!(r3.is_empty());
     assert_eq!(call(&r2, "use_math", &[5]), 20);
+}
+
+/// An in-place context restored into the registry that still holds its extensions (restored twice, or
+/// saved without `forget_all`) is refused as `AlreadyLoaded`, as a portable one is, before its retained
+/// pages — still the registry's own — are asked for.
+#[test]
+fn in_place_restore_of_loaded_extensions_is_already_loaded() {
+    let (r, memory) = counting_registry();
+    load_pair(&r);
+    let ctx = r.save(&in_place()).unwrap();
+    let (before, live) = (r.extensions(), memory.live());
+    match r.restore(
+        &Context::from_bytes(&ctx).unwrap(),
+        &RestoreOptions::default(),
+    ) {
+        Err(Error::AlreadyLoaded { name }) => assert_eq!(name, "libmath"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(r.extensions(), before);
+    assert_eq!(memory.live(), live);
+
+    r.forget_all().unwrap();
+    restore_all(&r, &ctx);
+    match r.restore(
+        &Context::from_bytes(&ctx).unwrap(),
+        &RestoreOptions::default(),
+    ) {
+        Err(Error::AlreadyLoaded { name }) => assert_eq!(name, "libmath"),
+        other => panic!("restored twice: {other:?}"),
+    }
+    assert_eq!(call(&r, "use_math", &[5]), 15);
 }
 
 /// Restore registers extensions one by one: a refusal at the second one must take the first one out of

@@ -39,7 +39,8 @@ const REX_GOTPCRELX: u32 = 42;
 const PIC_ADVICE: &str =
     "target out of ±2 GiB reach of this PC-relative reference; rebuild the extension with -fPIC";
 const ABS32_ADVICE: &str =
-    "absolute address does not fit 32 bits; rebuild the extension with -fPIC (or load it below 2 GiB)";
+    "absolute address does not fit 32 bits; rebuild the extension with -fPIC \
+     (code built without it needs what it refers to below 2 GiB: the symbol lies above)";
 
 impl Relocator for X86_64 {
     const MACHINE: u16 = Self::MACHINE_ID;
