@@ -221,6 +221,7 @@ fn letter_bit(letter: u8) -> u64 {
 /// Writes RISC-V features: as an ISA string's tail (`imac_zba`), or for a message (`the F, C and Zba
 /// extensions`).
 fn write_riscv_features(f: &mut dyn fmt::Write, features: u64, prose: bool) -> fmt::Result {
+    let features = features & !riscv_shown_parts(features);
     let mut names: [&str; 64] = [""; 64];
     let mut n = 0;
     for (at, c) in RV_ORDER.bytes().enumerate() {
@@ -350,33 +351,76 @@ fn trim_version(token: &[u8]) -> &[u8] {
     token.get(..end).unwrap_or(token)
 }
 
-/// What each extension brings with it (D holds F, V holds D, B is Zba, Zbb and Zbs, ...).
+/// What each extension brings with it (D holds F, V holds D, B is Zba, Zbb and Zbs, ...), to a fixed
+/// point: Zve64d holds Zve64f, which holds Zve64x and Zve32f, which hold Zve32x, so that a core with V runs
+/// an object GCC lists every one of them for (`v1p0_..._zve32f1p0_zve32x1p0_zve64d1p0_zve64f1p0_zve64x1p0`).
 fn riscv_closure(mut f: u64) -> u64 {
-    let z = |name: &str| {
-        Z_NAMES
-            .iter()
-            .position(|n| *n == name)
-            .map_or(0, |i| 1u64 << (Z_FIRST + i as u32))
-    };
-    let implies: [(u64, u64); 7] = [
-        (letter_bit(b'v'), letter_bit(b'd') | z("zve64d")),
+    let implies: [(u64, u64); 14] = [
+        (letter_bit(b'v'), letter_bit(b'd') | z_bit("zve64d")),
+        (z_bit("zve64d"), letter_bit(b'd') | z_bit("zve64f")),
+        (z_bit("zve64f"), z_bit("zve64x") | z_bit("zve32f")),
+        (z_bit("zve32f"), letter_bit(b'f') | z_bit("zve32x")),
+        (z_bit("zve64x"), z_bit("zve32x")),
+        (z_bit("zvfh"), z_bit("zve32f") | z_bit("zfhmin")),
         (letter_bit(b'q'), letter_bit(b'd')),
         (letter_bit(b'd'), letter_bit(b'f')),
-        (letter_bit(b'b'), z("zba") | z("zbb") | z("zbs")),
+        (letter_bit(b'b'), z_bit("zba") | z_bit("zbb") | z_bit("zbs")),
         (
             letter_bit(b'k'),
-            z("zbkb") | z("zbkc") | z("zbkx") | z("zkne") | z("zknd") | z("zknh"),
+            z_bit("zbkb")
+                | z_bit("zbkc")
+                | z_bit("zbkx")
+                | z_bit("zkne")
+                | z_bit("zknd")
+                | z_bit("zknh"),
         ),
-        (z("zfh"), z("zfhmin")),
-        (z("zfhmin") | z("zfa"), letter_bit(b'f')),
+        (z_bit("zfh"), z_bit("zfhmin")),
+        (z_bit("zfhmin") | z_bit("zfa"), letter_bit(b'f')),
+        (z_bit("zvbb"), z_bit("zve32x")),
+        (z_bit("zvbc"), z_bit("zve64x")),
     ];
-    for (from, to) in implies {
-        if f & from != 0 {
-            f |= to;
+    loop {
+        let before = f;
+        for (from, to) in implies {
+            if f & from != 0 {
+                f |= to;
+            }
+        }
+        if f == before {
+            break;
         }
     }
     // B and K are only their parts: a core that lists the parts has them.
     f & !(letter_bit(b'b') | letter_bit(b'k'))
+}
+
+/// The bit of a multi-letter extension in [`Z_NAMES`].
+fn z_bit(name: &str) -> u64 {
+    Z_NAMES
+        .iter()
+        .position(|n| *n == name)
+        .map_or(0, |i| 1u64 << (Z_FIRST + i as u32))
+}
+
+/// Extensions a name need not show, as another it shows holds them: `rv64imafdcv_zve64d`, not every
+/// smaller Zve as well.
+fn riscv_shown_parts(f: u64) -> u64 {
+    let parts: [(u64, u64); 4] = [
+        (
+            z_bit("zve64d"),
+            z_bit("zve64f") | z_bit("zve64x") | z_bit("zve32f") | z_bit("zve32x"),
+        ),
+        (
+            z_bit("zve64f"),
+            z_bit("zve64x") | z_bit("zve32f") | z_bit("zve32x"),
+        ),
+        (z_bit("zve64x"), z_bit("zve32x")),
+        (z_bit("zve32f"), z_bit("zve32x")),
+    ];
+    parts
+        .iter()
+        .filter(|(whole, _)| f & whole != 0)
+        .fold(0, |hidden, (_, part)| hidden | part)
 }
 
 /// What a RISC-V object's `e_flags` say it uses: RVC, RVE, and the FP registers its calling convention
@@ -549,6 +593,34 @@ mod tests {
         assert!(isa("rv32emc").missing(&core).unwrap().contains("x16"));
         // Another width is not this check's business (the ELF class is refused before).
         assert_eq!(core.missing(&isa("rv64gc")), None);
+    }
+
+    #[test]
+    fn a_vector_core_runs_what_gcc_lists_for_v() {
+        // GCC 12's Tag_RISCV_arch for -march=rv64gcv lists every Zve that V holds.
+        let gcc = isa("rv64i2p1_m2p0_a2p1_f2p2_d2p2_c2p0_v1p0_zicsr2p0_zifencei2p0_zmmul1p0_\
+                       zve32f1p0_zve32x1p0_zve64d1p0_zve64f1p0_zve64x1p0_zvl128b1p0_zvl32b1p0_zvl64b1p0");
+        let core = isa("rv64gcv");
+        assert_eq!(core.missing(&gcc), None);
+        assert_eq!(gcc, core);
+        assert_eq!(gcc.key(), "rv64imafdcv_zve64d");
+        // The smaller vector extensions are parts of V, and Zve32f needs F.
+        for part in [
+            "rv64gc_zve32x",
+            "rv64gc_zve64x",
+            "rv64gc_zve32f",
+            "rv64gc_zve64d",
+        ] {
+            assert_eq!(core.missing(&isa(part)), None, "{part}");
+        }
+        assert_eq!(
+            isa("rv64gc_zve32x").missing(&core).as_deref(),
+            Some("the V and Zve64d extensions")
+        );
+        assert_eq!(
+            isa("rv32imc").missing(&isa("rv32imc_zve32f")).as_deref(),
+            Some("the F and Zve32f extensions")
+        );
     }
 
     #[test]
