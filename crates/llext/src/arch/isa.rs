@@ -14,12 +14,15 @@ use core::fmt::{self, Write as _};
 use super::{EM_ARM, EM_RISCV};
 
 /// RISC-V multi-letter extensions the check knows, by bit (after the 26 single letters). Others (privileged
-/// `s*` extensions, hints, vendor `x*` ones, and those every core that runs code from RAM has: Zicsr,
-/// Zifencei, and the parts of M, A and C newer compilers also list) are not checked.
-const Z_NAMES: [&str; 30] = [
+/// `s*` extensions, hints, vendor `x*` ones, and those every core that runs code from RAM has: Zicsr and
+/// Zifencei) are not checked. The parts of M, A and C (Zmmul; Zaamo and Zalrsc; Zca, Zcf and Zcd), which
+/// newer compilers list beside the letter, are: code built for a part alone (`-march=rv32i_zca`) uses it,
+/// and a core may have the parts without the letter (`rv32imc_zaamo_zalrsc` is `rv32imac`).
+const Z_NAMES: [&str; 36] = [
     "zba", "zbb", "zbc", "zbs", "zbkb", "zbkc", "zbkx", "zfh", "zfhmin", "zfa", "zicond", "zcb",
     "zcmp", "zcmt", "zknd", "zkne", "zknh", "zksed", "zksh", "zacas", "zabha", "zawrs", "zve32x",
-    "zve32f", "zve64x", "zve64f", "zve64d", "zvfh", "zvbb", "zvbc",
+    "zve32f", "zve64x", "zve64f", "zve64d", "zvfh", "zvbb", "zvbc", "zmmul", "zaamo", "zalrsc",
+    "zca", "zcf", "zcd",
 ];
 const Z_FIRST: u32 = 26;
 /// The single letters that name instruction-set extensions the check compares. The base (`i`, `e`) is
@@ -170,7 +173,13 @@ impl Isa {
                 String::from("registers x16-x31, which an E-base core lacks")
             });
         }
-        let lacking = lacking & !(e | i);
+        let mut lacking = lacking & !(e | i);
+        // Without F (or D), C's loads and stores of it are missing too: named by the letter alone.
+        for (letter, part) in [(b'f', "zcf"), (b'd', "zcd")] {
+            if lacking & letter_bit(letter) != 0 {
+                lacking &= !z_bit(part);
+            }
+        }
         if lacking == 0 {
             return None;
         }
@@ -326,7 +335,7 @@ fn riscv_from_string(s: &[u8]) -> Option<Isa> {
     Some(Isa {
         machine: EM_RISCV,
         bits,
-        features: riscv_closure(features),
+        features: riscv_closure(features, bits),
     })
 }
 
@@ -354,8 +363,8 @@ fn trim_version(token: &[u8]) -> &[u8] {
 /// What each extension brings with it (D holds F, V holds D, B is Zba, Zbb and Zbs, ...), to a fixed
 /// point: Zve64d holds Zve64f, which holds Zve64x and Zve32f, which hold Zve32x, so that a core with V runs
 /// an object GCC lists every one of them for (`v1p0_..._zve32f1p0_zve32x1p0_zve64d1p0_zve64f1p0_zve64x1p0`).
-fn riscv_closure(mut f: u64) -> u64 {
-    let implies: [(u64, u64); 14] = [
+fn riscv_closure(mut f: u64, bits: u8) -> u64 {
+    let implies: [(u64, u64); 20] = [
         (letter_bit(b'v'), letter_bit(b'd') | z_bit("zve64d")),
         (z_bit("zve64d"), letter_bit(b'd') | z_bit("zve64f")),
         (z_bit("zve64f"), z_bit("zve64x") | z_bit("zve32f")),
@@ -378,6 +387,12 @@ fn riscv_closure(mut f: u64) -> u64 {
         (z_bit("zfhmin") | z_bit("zfa"), letter_bit(b'f')),
         (z_bit("zvbb"), z_bit("zve32x")),
         (z_bit("zvbc"), z_bit("zve64x")),
+        (letter_bit(b'm'), z_bit("zmmul")),
+        (letter_bit(b'a'), z_bit("zaamo") | z_bit("zalrsc")),
+        (letter_bit(b'c'), z_bit("zca")),
+        (z_bit("zcb") | z_bit("zcmp") | z_bit("zcmt"), z_bit("zca")),
+        (z_bit("zcf"), z_bit("zca") | letter_bit(b'f')),
+        (z_bit("zcd"), z_bit("zca") | letter_bit(b'd')),
     ];
     loop {
         let before = f;
@@ -389,6 +404,28 @@ fn riscv_closure(mut f: u64) -> u64 {
         if f == before {
             break;
         }
+    }
+    // C is Zca, with Zcf on RV32 with F and Zcd with D (its compressed loads and stores of them); A is
+    // Zaamo and Zalrsc. A core with the parts has the whole.
+    // Zcf is RV32's alone (RV64 has no compressed single-precision loads): nothing to compare there.
+    if bits == 64 {
+        f &= !z_bit("zcf");
+    }
+    let mut c_parts = z_bit("zca");
+    if bits == 32 && f & letter_bit(b'f') != 0 {
+        c_parts |= z_bit("zcf");
+    }
+    if f & letter_bit(b'd') != 0 {
+        c_parts |= z_bit("zcd");
+    }
+    if f & letter_bit(b'c') != 0 {
+        f |= c_parts;
+    } else if f & c_parts == c_parts {
+        f |= letter_bit(b'c');
+    }
+    let a_parts = z_bit("zaamo") | z_bit("zalrsc");
+    if f & a_parts == a_parts {
+        f |= letter_bit(b'a');
     }
     // B and K are only their parts: a core that lists the parts has them.
     f & !(letter_bit(b'b') | letter_bit(b'k'))
@@ -403,9 +440,12 @@ fn z_bit(name: &str) -> u64 {
 }
 
 /// Extensions a name need not show, as another it shows holds them: `rv64imafdcv_zve64d`, not every
-/// smaller Zve as well.
+/// smaller Zve as well, and `rv32imac`, not `rv32imac_zmmul_zaamo_zalrsc_zca`.
 fn riscv_shown_parts(f: u64) -> u64 {
-    let parts: [(u64, u64); 4] = [
+    let parts: [(u64, u64); 7] = [
+        (letter_bit(b'm'), z_bit("zmmul")),
+        (letter_bit(b'a'), z_bit("zaamo") | z_bit("zalrsc")),
+        (letter_bit(b'c'), z_bit("zca") | z_bit("zcf") | z_bit("zcd")),
         (
             z_bit("zve64d"),
             z_bit("zve64f") | z_bit("zve64x") | z_bit("zve32f") | z_bit("zve32x"),
@@ -443,7 +483,7 @@ fn riscv_from_flags(bits: u8, e_flags: u32) -> Isa {
     Isa {
         machine: EM_RISCV,
         bits,
-        features: riscv_closure(features),
+        features: riscv_closure(features, bits),
     }
 }
 
@@ -621,6 +661,42 @@ mod tests {
             isa("rv32imc").missing(&isa("rv32imc_zve32f")).as_deref(),
             Some("the F and Zve32f extensions")
         );
+    }
+
+    #[test]
+    fn parts_of_m_a_and_c_are_compared() {
+        // Code built for a part alone uses it: a core without the letter lacks it.
+        let rv32i = isa("rv32i");
+        let named = |core: &Isa, needs: &str| core.missing(&isa(needs)).unwrap_or_default();
+        assert_eq!(named(&rv32i, "rv32i2p1_zca1p0"), "the C extension");
+        assert_eq!(named(&rv32i, "rv32i2p1_zmmul1p0"), "the Zmmul extension");
+        assert_eq!(
+            named(&isa("rv32imc"), "rv32imc_zalrsc"),
+            "the Zalrsc extension"
+        );
+        assert_eq!(named(&isa("rv64imafd_zca"), "rv64gc"), "the C extension");
+        assert_eq!(named(&isa("rv32imaf_zca"), "rv32imafc"), "the C extension");
+        assert_eq!(
+            named(&isa("rv32imac"), "rv32imafdc"),
+            "the F and D extensions"
+        );
+        // A core with every part has the letter; with the letter, every part.
+        assert_eq!(isa("rv32imc_zaamo_zalrsc"), isa("rv32imac"));
+        assert_eq!(isa("rv32imc_zaamo1p0_zalrsc1p0").key(), "rv32imac");
+        assert_eq!(isa("rv32ima_zca").missing(&isa("rv32imac")), None);
+        assert_eq!(isa("rv64imafd_zca_zcd").missing(&isa("rv64gc")), None);
+        for part in [
+            "rv32i_zca",
+            "rv32i_zmmul",
+            "rv32i_zaamo",
+            "rv32i_zalrsc",
+            "rv32ic_zcb",
+        ] {
+            assert_eq!(isa("rv32imac_zcb").missing(&isa(part)), None, "{part}");
+        }
+        assert_eq!(isa("rv32i_zca_zcb").key(), "rv32ic_zcb");
+        assert_eq!(isa("rv64i_zcf").key(), "rv64ifc");
+        assert_eq!(isa("rv64i_zcf"), isa("rv64ifc"));
     }
 
     #[test]
