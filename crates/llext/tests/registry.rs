@@ -652,7 +652,7 @@ fn objects_built_for_more_than_the_core_are_refused() {
         Clang(&'static str),
     }
     // (compiler, flags, core, what is missing or `None` if it loads)
-    let cases: [(Cc, &[&str], &str, Option<&str>); 16] = [
+    let cases: [(Cc, &[&str], &str, Option<&str>); 18] = [
         (
             Cc::Arm,
             &[
@@ -727,6 +727,24 @@ fn objects_built_for_more_than_the_core_are_refused() {
             &["-mcpu=cortex-m7", "-mfloat-abi=hard"],
             "armv7e-m+fp",
             Some("a double-precision FPU"),
+        ),
+        // A single-precision FPv5 (VRINT, VMAXNM): more than a Cortex-M4F's FPv4, within a Cortex-M33's.
+        (
+            Cc::Arm,
+            &[
+                "-mthumb",
+                "-mcpu=cortex-m7",
+                "-mfpu=fpv5-sp-d16",
+                "-mfloat-abi=hard",
+            ],
+            "armv7e-m+fp",
+            Some("an FPv5 FPU (VRINT, VSEL, VMAXNM), as a Cortex-M7's"),
+        ),
+        (
+            Cc::Clang("thumbv7em-none-eabihf"),
+            &["-mcpu=cortex-m7", "-mfpu=fpv5-sp-d16"],
+            "armv8-m.main+dsp+fp",
+            None,
         ),
         (
             Cc::Riscv,

@@ -41,6 +41,9 @@ const FP: u64 = 1 << 5; // a single-precision FPU
 const FPDP: u64 = 1 << 6; // a double-precision FPU
 const MVE: u64 = 1 << 7; // M-profile vector extension, integer
 const MVEF: u64 = 1 << 8; // and floating point
+/// FPv5 instructions (VRINT*, VSEL, VMAXNM, VCVTA, ...): a Cortex-M7's FPU and every Armv8-M one, not a
+/// Cortex-M4's (FPv4), which faults on them.
+const FP5: u64 = 1 << 9;
 
 /// Arm M-profile architectures by capability, with the `-march` name each goes by (longest first where
 /// one holds another, so a name picks the largest that fits).
@@ -53,9 +56,12 @@ const ARM_ARCHES: [(u64, &str); 6] = [
     (T1, "armv6-m"),
 ];
 /// Arm options, with the `-march` suffix each goes by.
-const ARM_OPTIONS: [(u64, &str); 5] = [
+/// On Armv7E-M `+fp` is a Cortex-M4's FPv4 and `+fp.dp` a Cortex-M7's FPv5 (as GCC's `-march` has them);
+/// `+fpv5` is a single-precision FPv5 (a Cortex-M7's `-mfpu=fpv5-sp-d16`). Armv8-M FPUs are all FPv5.
+const ARM_OPTIONS: [(u64, &str); 6] = [
     (DSP, "+dsp"),
     (FPDP, "+fp.dp"),
+    (FP5, "+fpv5"),
     (FP, "+fp"),
     (MVEF, "+mve.fp"),
     (MVE, "+mve"),
@@ -77,7 +83,8 @@ impl Isa {
     /// The ISA a `-march`-like key names: a RISC-V ISA string (`rv32imac`, `rv64gc_zba`, or a full one with
     /// versions such as `rv32i2p1_m2p0_a2p1_c2p0`), or an Arm M-profile architecture with options
     /// (`armv6-m`, `armv7-m`, `armv7e-m`, `armv8-m.base`, `armv8-m.main`, `armv8.1-m.main`, each optionally
-    /// followed by `+dsp`, `+fp`, `+fp.dp`, `+mve`, `+mve.fp`). `None` if it names neither.
+    /// followed by `+dsp`, `+fp`, `+fp.dp`, `+fpv5`, `+mve`, `+mve.fp`; on Armv7E-M `+fp` is FPv4 and
+    /// `+fpv5` a single-precision FPv5). `None` if it names neither.
     pub fn from_key(key: &str) -> Option<Isa> {
         let key = key.trim();
         if let Some(rest) = key.strip_prefix("arm") {
@@ -136,6 +143,10 @@ impl Isa {
                     // Tag_ABI_HardFP_use 1: single precision only; otherwise what the FP architecture has,
                     // and every one an M-profile core has does double precision.
                     features |= if a.hardfp_use == 1 { FP } else { FP | FPDP };
+                    // 7 and 8: the Armv8 FP architecture, which M-profile cores have as FPv5.
+                    if a.fp_arch >= 7 {
+                        features |= FP5;
+                    }
                 }
                 features |= match a.mve {
                     1 => MVE,
@@ -202,6 +213,10 @@ impl fmt::Display for Isa {
             let base = arm_base(self.features);
             f.write_str(base.0)?;
             let mut shown = base.1;
+            // What the base and the other options say: FPv5 with Armv8-M's FPU or Armv7E-M's `+fp.dp`.
+            if self.features & (V8B | FPDP) != 0 {
+                shown |= FP5;
+            }
             for (bit, suffix) in ARM_OPTIONS {
                 // +mve.fp says +mve, and +fp.dp says +fp.
                 if self.features & bit != 0 && shown & bit == 0 {
@@ -209,6 +224,7 @@ impl fmt::Display for Isa {
                     shown |= match bit {
                         MVEF => MVEF | MVE,
                         FPDP => FPDP | FP,
+                        FP5 => FP5 | FP,
                         _ => bit,
                     };
                 }
@@ -543,8 +559,11 @@ fn arm_from_key(rest: &str) -> Option<Isa> {
     if features & MVEF != 0 {
         features |= MVE | FP;
     }
-    if features & FPDP != 0 {
+    if features & (FPDP | FP5) != 0 {
         features |= FP;
+    }
+    if features & FP != 0 && features & (V8B | FPDP) != 0 {
+        features |= FP5;
     }
     if features & MVE != 0 {
         features |= DSP;
@@ -575,6 +594,8 @@ fn arm_missing(needs: u64, lacking: u64) -> Option<String> {
         "an FPU"
     } else if lacking & FPDP != 0 {
         "a double-precision FPU"
+    } else if lacking & FP5 != 0 {
+        "an FPv5 FPU (VRINT, VSEL, VMAXNM), as a Cortex-M7's"
     } else if lacking & (MVE | MVEF) != 0 {
         "the M-profile vector extension (MVE)"
     } else {
@@ -697,6 +718,28 @@ mod tests {
         assert_eq!(isa("rv32i_zca_zcb").key(), "rv32ic_zcb");
         assert_eq!(isa("rv64i_zcf").key(), "rv64ifc");
         assert_eq!(isa("rv64i_zcf"), isa("rv64ifc"));
+    }
+
+    #[test]
+    fn fpv5_code_is_not_for_a_cortex_m4() {
+        // -mcpu=cortex-m7 -mfpu=fpv5-sp-d16 code may use VRINTM and VMAXNM, which a Cortex-M4F lacks.
+        let m7sp = isa("armv7e-m+fpv5");
+        assert_eq!(
+            isa("armv7e-m+fp").missing(&m7sp).as_deref(),
+            Some("an FPv5 FPU (VRINT, VSEL, VMAXNM), as a Cortex-M7's")
+        );
+        for fpv5 in [
+            "armv7e-m+fp.dp",
+            "armv8-m.main+dsp+fp",
+            "armv8.1-m.main+dsp+mve.fp",
+        ] {
+            assert_eq!(isa(fpv5).missing(&m7sp), None, "{fpv5}");
+            assert_eq!(isa(fpv5).missing(&isa("armv7e-m+fp")), None, "{fpv5}");
+        }
+        assert_eq!(m7sp.missing(&isa("armv7e-m+fp")), None);
+        assert_eq!(m7sp.key(), "armv7e-m+fpv5");
+        assert_eq!(isa("armv8-m.main+fpv5"), isa("armv8-m.main+fp"));
+        assert_eq!(isa("armv7e-m+fp.dp+fpv5").key(), "armv7e-m+fp.dp");
     }
 
     #[test]
