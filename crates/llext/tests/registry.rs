@@ -884,3 +884,33 @@ fn handles_belong_to_their_registry() {
     one.unload(a).unwrap();
     two.unload(b).unwrap();
 }
+
+/// A firmware image without build attributes (stripped, or from a compiler that writes none) does not say
+/// what its core runs: its RISC-V `e_flags` name only C and E, so reading the core from them would refuse
+/// every object using M or A (`llext check --exports image.elf` refused `-march=rv32imac` objects against
+/// an `rv32imac` image so).
+#[test]
+fn an_image_without_attributes_names_no_core() {
+    use llext::arch::Isa;
+    let elf = common::compile_riscv_gcc(
+        "int add(int a, int b) { return a * b; }\n",
+        &["-march=rv32imac", "-mabi=ilp32"],
+    );
+    assert_eq!(Isa::of_elf(&elf), Isa::from_key("rv32imac"));
+    // Make `.riscv.attributes` (SHT_RISCV_ATTRIBUTES) a plain PROGBITS section (ELF32 little-endian).
+    let mut bare = elf.clone();
+    let u32_at = |b: &[u8], o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
+    let shoff = u32_at(&bare, 0x20) as usize;
+    let entsize = u16::from_le_bytes([bare[0x2e], bare[0x2f]]) as usize;
+    let count = u16::from_le_bytes([bare[0x30], bare[0x31]]) as usize;
+    let mut found = false;
+    for k in 0..count {
+        let at = shoff + k * entsize + 4;
+        if u32_at(&bare, at) == 0x7000_0003 {
+            bare[at..at + 4].copy_from_slice(&1u32.to_le_bytes());
+            found = true;
+        }
+    }
+    assert!(found);
+    assert_eq!(Isa::of_elf(&bare), None);
+}

@@ -112,17 +112,27 @@ impl Isa {
         option_env!("LLEXT_NATIVE_ISA").and_then(Isa::from_key)
     }
 
-    /// What an object may use, as its build attributes say (RISC-V's `Tag_RISCV_arch`; Arm's
-    /// `Tag_CPU_arch` and the options above, for M-profile architectures), or for a RISC-V object without
-    /// them, its `e_flags` (RVC, RVE, the float ABI). `None` if it does not say.
+    /// What an object may use, as its build attributes say ([`Isa::of_attributes`]), or for a RISC-V
+    /// object without them, its `e_flags` (RVC, RVE, the float ABI): the least it may use, which is no
+    /// measure of a core. `None` if it does not say.
     pub(crate) fn of_object(object: &crate::elf::Object<'_>) -> Option<Isa> {
+        Isa::of_attributes(object).or_else(|| {
+            (object.machine == EM_RISCV).then(|| {
+                let bits = if object.class.is_64 { 64 } else { 32 };
+                riscv_from_flags(bits, object.e_flags)
+            })
+        })
+    }
+
+    /// What a file's build attributes say it was built for (RISC-V's `Tag_RISCV_arch`; Arm's
+    /// `Tag_CPU_arch` and the options above, for M-profile architectures). `None` if they do not say.
+    fn of_attributes(object: &crate::elf::Object<'_>) -> Option<Isa> {
         match object.machine {
             EM_RISCV => {
                 let bits = if object.class.is_64 { 64 } else { 32 };
                 riscv_attribute_arch(object)
                     .and_then(riscv_from_string)
                     .filter(|isa| isa.bits == bits)
-                    .or_else(|| Some(riscv_from_flags(bits, object.e_flags)))
             }
             #[cfg(any(feature = "all-arches", target_arch = "arm"))]
             EM_ARM => {
@@ -200,10 +210,12 @@ impl Isa {
     }
 
     /// The ISA an ELF image (a firmware) or object says it was built for, from its build attributes; `None`
-    /// if it does not say (or is not an ELF file this build reads).
+    /// if it does not say (or is not an ELF file this build reads). Not from a RISC-V file's `e_flags`,
+    /// which name only C and E of every extension the core may have: an image without attributes is no
+    /// measure of what its core runs.
     pub fn of_elf(elf: &[u8]) -> Option<Isa> {
         let object = crate::elf::parse(elf, &crate::Limits::default()).ok()?;
-        Isa::of_object(&object)
+        Isa::of_attributes(&object)
     }
 }
 
