@@ -562,7 +562,8 @@ impl<M: Memory> Registry<M> {
     /// machine on a RISC-V or Cortex-M target starts with the target's ([`Isa::native`](arch::Isa::native));
     /// any other with `None`, which a host checking a firmware's extensions sets from the firmware image
     /// ([`Isa::of_elf`](arch::Isa::of_elf)). A firmware whose core has more than its target says (e.g. an FPU
-    /// it enables itself) declares it here.
+    /// it enables itself) declares it here. An Arm ISA is an M-profile one: with it, A32 code and A- or
+    /// R-profile objects are refused as with [`Registry::set_thumb_only`].
     pub fn set_isa(&self, isa: Option<arch::Isa>) {
         self.inner.lock().isa = isa;
     }
@@ -670,7 +671,10 @@ impl<M: Memory> Registry<M> {
                 });
             }
         }
-        if inner.thumb_only {
+        // An M-profile instruction set (every Arm `Isa` is one) runs Thumb code of that profile only, told
+        // so or not.
+        let m_profile = inner.isa.is_some_and(|isa| isa.machine() == arch::EM_ARM);
+        if inner.thumb_only || m_profile {
             if let Some(section) = arch::arm_state_section(&object) {
                 return Err(Error::ArmState {
                     section: object.section_name(section),

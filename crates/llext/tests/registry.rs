@@ -914,3 +914,30 @@ fn an_image_without_attributes_names_no_core() {
     assert!(found);
     assert_eq!(Isa::of_elf(&bare), None);
 }
+
+/// A registry told its core's M-profile instruction set (`set_isa`, a list's `# isa: armv7e-m`) but not
+/// `set_thumb_only` refuses what no Cortex-M runs: Armv7-A Thumb code (Tag_CPU_arch v7, as Armv7-M's) and
+/// A32 code, which were accepted as `armv7-m`.
+#[test]
+fn an_m_profile_isa_refuses_a_profile_code() {
+    use llext::arch::Isa;
+    const SOURCE: &str = "long triple(long x) { return 3 * x; }\n";
+    let a_thumb = common::compile_for("armv7a-none-eabi", SOURCE, &["-mthumb", "-mcpu=cortex-a7"]);
+    let a32 = common::compile_for("armv7a-none-eabi", SOURCE, &["-marm"]);
+    let thumb = common::compile_for("thumbv7m-none-eabi", SOURCE, &[]);
+    // Not an M-profile architecture: `llext inspect` named it `armv7-m`.
+    assert_eq!(Isa::of_elf(&a_thumb), None);
+    assert_eq!(Isa::of_elf(&thumb), Isa::from_key("armv7-m"));
+    let mut arena = common::ExecArena::new(1 << 20);
+    let r = Registry::for_machine(ArenaMemory::new(arena.bytes()), ExportTable::default(), 40);
+    r.set_isa(Isa::from_key("armv7e-m+fp"));
+    assert_eq!(
+        r.load("a-thumb", &a_thumb).unwrap_err(),
+        Error::ArmProfile { found: 'A' }
+    );
+    assert!(matches!(
+        r.load("a32", &a32).unwrap_err(),
+        Error::ArmState { .. }
+    ));
+    r.load("thumb", &thumb).unwrap();
+}

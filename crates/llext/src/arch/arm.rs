@@ -686,7 +686,7 @@ fn write_thumb32(place: &mut [u8], hw1: u16, hw2: u16) -> Result<(), Problem> {
 #[derive(Default)]
 pub(crate) struct FileAttributes {
     /// Tag_CPU_arch_profile (7): `A`, `R`, `M`, `S` (A or R), or 0.
-    profile: u64,
+    pub profile: u64,
     /// Tag_ABI_FP_number_model (23): 0 if the file uses no floating point.
     fp_model: u64,
     /// Tag_ABI_VFP_args (28): 0 base standard, 1 VFP registers, 2 toolchain-specific, 3 compatible.

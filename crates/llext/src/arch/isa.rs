@@ -137,6 +137,11 @@ impl Isa {
             #[cfg(any(feature = "all-arches", target_arch = "arm"))]
             EM_ARM => {
                 let a = super::arm::file_attributes(object)?;
+                // An A- or R-profile file is not of an M-profile architecture, however its Tag_CPU_arch
+                // reads (v7 is Armv7-A's too); the registry refuses it on an M-profile core for its profile.
+                if matches!(u8::try_from(a.profile), Ok(b'A' | b'R' | b'S')) {
+                    return None;
+                }
                 let mut features = match a.cpu_arch {
                     1..=7 | 9 | 11 | 12 => T1,
                     8 | 10 => T1 | T2,

@@ -459,7 +459,7 @@ pub(crate) const fn pointer_size(machine: u16) -> Option<u8> {
 }
 
 const EM_X86_64: u16 = 62;
-const EM_ARM: u16 = 40;
+pub(crate) const EM_ARM: u16 = 40;
 const EM_AARCH64: u16 = 183;
 const EM_RISCV: u16 = 243;
 
