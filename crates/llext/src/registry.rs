@@ -684,6 +684,17 @@ impl<M: Memory> Registry<M> {
                 return Err(Error::ArmProfile { found });
             }
         }
+        // A core's ISA has a width too (`rv32imac`), which a registry for another machine does not know
+        // otherwise: RV64 code does not run on an RV32 core, nor the reverse.
+        if let Some(core) = inner.isa.filter(|isa| isa.machine() == object.machine) {
+            let found = if object.class.is_64 { 64 } else { 32 };
+            if core.bits() != found {
+                return Err(Error::WrongClass {
+                    expected: core.bits(),
+                    found,
+                });
+            }
+        }
         if let (Some(core), Some(needs)) = (inner.isa, arch::Isa::of_object(&object)) {
             if let Some(missing) = core.missing(&needs) {
                 return Err(Error::Isa {

@@ -941,3 +941,25 @@ fn an_m_profile_isa_refuses_a_profile_code() {
     ));
     r.load("thumb", &thumb).unwrap();
 }
+
+/// A RISC-V core's ISA names its width: a registry for another machine, which learns no pointer width
+/// otherwise, refuses objects of the other one (`llext check` with a list's `# isa: rv32imac` said `ok` for
+/// an `rv64gc` object).
+#[test]
+fn a_core_of_one_width_refuses_objects_of_the_other() {
+    use llext::arch::Isa;
+    const SOURCE: &str = "long add(long a, long b) { return a + b; }\n";
+    let rv64 = common::compile_riscv_gcc(SOURCE, &["-march=rv64gc", "-mabi=lp64d"]);
+    let rv32 = common::compile_riscv_gcc(SOURCE, &["-march=rv32imac", "-mabi=ilp32"]);
+    let mut arena = common::ExecArena::new(1 << 20);
+    let r = Registry::for_machine(ArenaMemory::new(arena.bytes()), ExportTable::default(), 243);
+    r.set_isa(Isa::from_key("rv32imac"));
+    assert_eq!(
+        r.load("rv64", &rv64).unwrap_err(),
+        Error::WrongClass {
+            expected: 32,
+            found: 64
+        }
+    );
+    r.load("rv32", &rv32).unwrap();
+}

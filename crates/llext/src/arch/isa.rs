@@ -105,6 +105,11 @@ impl Isa {
         self.machine
     }
 
+    /// Its width in bits: RISC-V's 32 or 64, Arm's 32.
+    pub(crate) fn bits(&self) -> u8 {
+        self.bits
+    }
+
     /// The ISA of this build's own code, on RISC-V and Cortex-M targets: from the target's name and the
     /// target features it was compiled with (`-C target-feature`, `-C target-cpu`), which the build script
     /// reads. `None` elsewhere (a custom target, an A-profile Arm core, x86-64, AArch64).
@@ -180,7 +185,7 @@ impl Isa {
 
     /// What the object's ISA `needs` beyond this one, named for an error message ("the F extension", "a
     /// double-precision FPU"), or `None` if this core runs everything it may use. Other machines, or the
-    /// other RISC-V width, are not compared here.
+    /// other RISC-V width, are not compared here (a registry refuses that as `Error::WrongClass`).
     pub fn missing(&self, needs: &Isa) -> Option<String> {
         if self.machine != needs.machine || self.bits != needs.bits {
             return None;
