@@ -18,7 +18,8 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(llext_arm_mclass)");
     let target = std::env::var("TARGET").unwrap_or_default();
     let features = std::env::var("CARGO_CFG_TARGET_FEATURE").unwrap_or_default();
-    if let Some(isa) = native_isa(&target, &features) {
+    let flags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
+    if let Some(isa) = native_isa(&target, &features, target_cpu(&flags)) {
         println!("cargo::rustc-env=LLEXT_NATIVE_ISA={isa}");
     }
     // Cortex-M cores run Thumb code only.

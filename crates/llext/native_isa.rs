@@ -1,8 +1,46 @@
 // The target's instruction set, for the build script (`build.rs` includes this file) and its tests
 // (`tests/native_isa.rs` does too).
 
-/// The target's instruction set as an `-march`-like key, for RISC-V and Cortex-M targets.
-fn native_isa(target: &str, features: &str) -> Option<String> {
+/// The `-C target-cpu` of Cargo's encoded flags (`CARGO_ENCODED_RUSTFLAGS`: flags separated by 0x1f),
+/// if given.
+fn target_cpu(encoded_flags: &str) -> Option<&str> {
+    let mut flags = encoded_flags.split('\x1f');
+    let mut cpu = None;
+    while let Some(flag) = flags.next() {
+        let value = match flag {
+            "-C" | "--codegen" => flags.next().unwrap_or(""),
+            f => f.strip_prefix("-C").unwrap_or(""),
+        };
+        if let Some(c) = value.strip_prefix("target-cpu=") {
+            cpu = Some(c); // the last one wins, as for rustc
+        }
+    }
+    cpu
+}
+
+/// A Cortex-M core's instruction set by its name (`-C target-cpu`), hard-float or not: what the target
+/// features of a stable compiler cannot say (they are unstable), and what rustc never lists (`fp64`,
+/// `mve`, Armv8.1-M).
+fn cortex_m_isa(cpu: &str, hard_float: bool) -> Option<&'static str> {
+    Some(match (cpu, hard_float) {
+        ("cortex-m0" | "cortex-m0plus" | "cortex-m1", _) => "armv6-m",
+        ("cortex-m3", _) => "armv7-m",
+        ("cortex-m4", false) | ("cortex-m7", false) => "armv7e-m",
+        ("cortex-m4", true) => "armv7e-m+fp",
+        // LLVM's Cortex-M7 has the double-precision FPv5 FPU.
+        ("cortex-m7", true) => "armv7e-m+fp.dp",
+        ("cortex-m23", _) => "armv8-m.base",
+        ("cortex-m33" | "cortex-m35p", false) => "armv8-m.main+dsp",
+        ("cortex-m33" | "cortex-m35p", true) => "armv8-m.main+dsp+fp",
+        ("cortex-m55" | "cortex-m85", false) => "armv8.1-m.main+dsp+mve",
+        ("cortex-m55" | "cortex-m85", true) => "armv8.1-m.main+dsp+fp.dp+mve.fp",
+        _ => return None,
+    })
+}
+
+/// The target's instruction set as an `-march`-like key, for RISC-V and Cortex-M targets, from the
+/// target's name, its features (`CARGO_CFG_TARGET_FEATURE`) and, for a Cortex-M, `-C target-cpu`.
+fn native_isa(target: &str, features: &str, cpu: Option<&str>) -> Option<String> {
     let features: Vec<&str> = features.split(',').filter(|f| !f.is_empty()).collect();
     let has = |f: &str| features.contains(&f);
     let arch = target.split('-').next().unwrap_or("");
@@ -16,8 +54,8 @@ fn native_isa(target: &str, features: &str) -> Option<String> {
             return None;
         }
         for f in &features {
-            // Single-letter and Z extensions (others, such as `relax`, are not extensions).
-            let extension = f.len() == 1 || f.starts_with('z');
+            // Single-letter, Z and vendor X extensions (others, such as `relax`, are not extensions).
+            let extension = f.len() == 1 || f.starts_with('z') || f.starts_with('x');
             if extension
                 && f.bytes()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
@@ -27,6 +65,12 @@ fn native_isa(target: &str, features: &str) -> Option<String> {
             }
         }
         return Some(key);
+    }
+    let hard_float = target.ends_with("eabihf");
+    if arch.starts_with("thumbv") {
+        if let Some(key) = cpu.and_then(|c| cortex_m_isa(c, hard_float)) {
+            return Some(String::from(key));
+        }
     }
     let base = match arch {
         a if a.starts_with("thumbv6m") => "armv6-m",
@@ -51,7 +95,7 @@ fn native_isa(target: &str, features: &str) -> Option<String> {
     }
     // A hard-float target passes floats in FPU registers, so its core has an FPU, whatever the features
     // say: a stable compiler hides every Arm target feature (they are unstable), leaving none.
-    if target.ends_with("eabihf") && !has("fpregs") {
+    if hard_float && !has("fpregs") {
         key.push_str("+fp");
     }
     Some(key)

@@ -14,15 +14,93 @@ use core::fmt::{self, Write as _};
 use super::{EM_ARM, EM_RISCV};
 
 /// RISC-V multi-letter extensions the check knows, by bit (after the 26 single letters). Others (privileged
-/// `s*` extensions, hints, vendor `x*` ones, and those every core that runs code from RAM has: Zicsr and
-/// Zifencei) are not checked. The parts of M, A and C (Zmmul; Zaamo and Zalrsc; Zca, Zcf and Zcd), which
+/// `s*` extensions, hints, vendor `x*` ones not listed here, newer ones, and those every core that runs
+/// code from RAM has: Zicsr and Zifencei) are not checked: an object using one of them loads. The parts of M, A and C (Zmmul; Zaamo and Zalrsc; Zca, Zcf and Zcd), which
 /// newer compilers list beside the letter, are: code built for a part alone (`-march=rv32i_zca`) uses it,
 /// and a core may have the parts without the letter (`rv32imc_zaamo_zalrsc` is `rv32imac`).
-const Z_NAMES: [&str; 36] = [
-    "zba", "zbb", "zbc", "zbs", "zbkb", "zbkc", "zbkx", "zfh", "zfhmin", "zfa", "zicond", "zcb",
-    "zcmp", "zcmt", "zknd", "zkne", "zknh", "zksed", "zksh", "zacas", "zabha", "zawrs", "zve32x",
-    "zve32f", "zve64x", "zve64f", "zve64d", "zvfh", "zvbb", "zvbc", "zmmul", "zaamo", "zalrsc",
-    "zca", "zcf", "zcd",
+const Z_NAMES: [&str; 78] = [
+    "zba",
+    "zbb",
+    "zbc",
+    "zbs",
+    "zbkb",
+    "zbkc",
+    "zbkx",
+    "zfh",
+    "zfhmin",
+    "zfa",
+    "zicond",
+    "zcb",
+    "zcmp",
+    "zcmt",
+    "zknd",
+    "zkne",
+    "zknh",
+    "zksed",
+    "zksh",
+    "zacas",
+    "zabha",
+    "zawrs",
+    "zve32x",
+    "zve32f",
+    "zve64x",
+    "zve64f",
+    "zve64d",
+    "zvfh",
+    "zvbb",
+    "zvbc",
+    "zmmul",
+    "zaamo",
+    "zalrsc",
+    "zca",
+    "zcf",
+    "zcd",
+    // Floating point in integer registers, cache-block operations, total store order (code built for it
+    // leaves out fences a weakly ordered core needs), vector crypto, BF16, may-be-operations.
+    "zfinx",
+    "zdinx",
+    "zhinx",
+    "zhinxmin",
+    "zicbom",
+    "zicboz",
+    "ztso",
+    "zvkb",
+    "zvkg",
+    "zvkned",
+    "zvknha",
+    "zvknhb",
+    "zvksed",
+    "zvksh",
+    "zvfhmin",
+    "zfbfmin",
+    "zvfbfmin",
+    "zvfbfwma",
+    "zimop",
+    "zcmop",
+    // Shorthands for groups of the above (only their parts are compared).
+    "zk",
+    "zkn",
+    "zks",
+    "zce",
+    // Vendor extensions of common microcontroller cores: T-Head's, CORE-V's (OpenHW), WCH's.
+    "xtheadba",
+    "xtheadbb",
+    "xtheadbs",
+    "xtheadcmo",
+    "xtheadcondmov",
+    "xtheadfmemidx",
+    "xtheadmac",
+    "xtheadmemidx",
+    "xtheadmempair",
+    "xtheadsync",
+    "xcvalu",
+    "xcvbi",
+    "xcvbitmanip",
+    "xcvelw",
+    "xcvmac",
+    "xcvmem",
+    "xcvsimd",
+    "xwchc",
 ];
 const Z_FIRST: u32 = 26;
 /// The single letters that name instruction-set extensions the check compares. The base (`i`, `e`) is
@@ -32,22 +110,22 @@ const RV_LETTERS: &str = "mafdqlcbkjtpv";
 const RV_ORDER: &str = "iemafdqlcbkjtpvh";
 
 /// Arm M-profile capabilities, by bit.
-const T1: u64 = 1 << 0; // Armv6-M Thumb
-const T2: u64 = 1 << 1; // Armv7-M Thumb-2
-const V8B: u64 = 1 << 2; // Armv8-M Baseline additions (acquire/release, TT, SG, ...)
-const V81: u64 = 1 << 3; // Armv8.1-M Mainline additions (low-overhead loops, ...)
-const DSP: u64 = 1 << 4; // the DSP extension (Armv7E-M, +dsp)
-const FP: u64 = 1 << 5; // a single-precision FPU
-const FPDP: u64 = 1 << 6; // a double-precision FPU
-const MVE: u64 = 1 << 7; // M-profile vector extension, integer
-const MVEF: u64 = 1 << 8; // and floating point
+const T1: u128 = 1 << 0; // Armv6-M Thumb
+const T2: u128 = 1 << 1; // Armv7-M Thumb-2
+const V8B: u128 = 1 << 2; // Armv8-M Baseline additions (acquire/release, TT, SG, ...)
+const V81: u128 = 1 << 3; // Armv8.1-M Mainline additions (low-overhead loops, ...)
+const DSP: u128 = 1 << 4; // the DSP extension (Armv7E-M, +dsp)
+const FP: u128 = 1 << 5; // a single-precision FPU
+const FPDP: u128 = 1 << 6; // a double-precision FPU
+const MVE: u128 = 1 << 7; // M-profile vector extension, integer
+const MVEF: u128 = 1 << 8; // and floating point
 /// FPv5 instructions (VRINT*, VSEL, VMAXNM, VCVTA, ...): a Cortex-M7's FPU and every Armv8-M one, not a
 /// Cortex-M4's (FPv4), which faults on them.
-const FP5: u64 = 1 << 9;
+const FP5: u128 = 1 << 9;
 
 /// Arm M-profile architectures by capability, with the `-march` name each goes by (longest first where
 /// one holds another, so a name picks the largest that fits).
-const ARM_ARCHES: [(u64, &str); 6] = [
+const ARM_ARCHES: [(u128, &str); 6] = [
     (T1 | T2 | V8B | V81, "armv8.1-m.main"),
     (T1 | T2 | V8B, "armv8-m.main"),
     (T1 | T2 | DSP, "armv7e-m"),
@@ -58,7 +136,7 @@ const ARM_ARCHES: [(u64, &str); 6] = [
 /// Arm options, with the `-march` suffix each goes by.
 /// On Armv7E-M `+fp` is a Cortex-M4's FPv4 and `+fp.dp` a Cortex-M7's FPv5 (as GCC's `-march` has them);
 /// `+fpv5` is a single-precision FPv5 (a Cortex-M7's `-mfpu=fpv5-sp-d16`). Armv8-M FPUs are all FPv5.
-const ARM_OPTIONS: [(u64, &str); 6] = [
+const ARM_OPTIONS: [(u128, &str); 6] = [
     (DSP, "+dsp"),
     (FPDP, "+fp.dp"),
     (FP5, "+fpv5"),
@@ -76,7 +154,7 @@ pub struct Isa {
     /// RISC-V: 32 or 64. Arm: 32.
     bits: u8,
     /// RISC-V: bit `n` for letter `'a' + n`, then [`Z_NAMES`] from bit 26. Arm: the capability bits above.
-    features: u64,
+    features: u128,
 }
 
 impl Isa {
@@ -258,7 +336,7 @@ impl fmt::Display for Isa {
     }
 }
 
-fn letter_bit(letter: u8) -> u64 {
+fn letter_bit(letter: u8) -> u128 {
     match letter {
         b'a'..=b'z' => 1 << (letter - b'a'),
         _ => 0,
@@ -267,9 +345,9 @@ fn letter_bit(letter: u8) -> u64 {
 
 /// Writes RISC-V features: as an ISA string's tail (`imac_zba`), or for a message (`the F, C and Zba
 /// extensions`).
-fn write_riscv_features(f: &mut dyn fmt::Write, features: u64, prose: bool) -> fmt::Result {
+fn write_riscv_features(f: &mut dyn fmt::Write, features: u128, prose: bool) -> fmt::Result {
     let features = features & !riscv_shown_parts(features);
-    let mut names: [&str; 64] = [""; 64];
+    let mut names: [&str; 128] = [""; 128];
     let mut n = 0;
     for (at, c) in RV_ORDER.bytes().enumerate() {
         if features & letter_bit(c) != 0 {
@@ -324,7 +402,7 @@ fn riscv_from_string(s: &[u8]) -> Option<Isa> {
         Some(p) if p.clone().eq(*b"rv64") => (64, s.get(4..)?),
         _ => return None,
     };
-    let mut features = 0u64;
+    let mut features = 0u128;
     for (n, token) in rest.split(|&c| c == b'_').enumerate() {
         let first = token.first().map(lower);
         if n > 0 && token.len() > 1 && matches!(first, Some(b'z' | b's' | b'x')) {
@@ -401,8 +479,8 @@ fn trim_version(token: &[u8]) -> &[u8] {
 /// What each extension brings with it (D holds F, V holds D, B is Zba, Zbb and Zbs, ...), to a fixed
 /// point: Zve64d holds Zve64f, which holds Zve64x and Zve32f, which hold Zve32x, so that a core with V runs
 /// an object GCC lists every one of them for (`v1p0_..._zve32f1p0_zve32x1p0_zve64d1p0_zve64f1p0_zve64x1p0`).
-fn riscv_closure(mut f: u64, bits: u8) -> u64 {
-    let implies: [(u64, u64); 20] = [
+fn riscv_closure(mut f: u128, bits: u8) -> u128 {
+    let implies: [(u128, u128); 32] = [
         (letter_bit(b'v'), letter_bit(b'd') | z_bit("zve64d")),
         (z_bit("zve64d"), letter_bit(b'd') | z_bit("zve64f")),
         (z_bit("zve64f"), z_bit("zve64x") | z_bit("zve32f")),
@@ -431,6 +509,43 @@ fn riscv_closure(mut f: u64, bits: u8) -> u64 {
         (z_bit("zcb") | z_bit("zcmp") | z_bit("zcmt"), z_bit("zca")),
         (z_bit("zcf"), z_bit("zca") | letter_bit(b'f')),
         (z_bit("zcd"), z_bit("zca") | letter_bit(b'd')),
+        (z_bit("zdinx") | z_bit("zhinxmin"), z_bit("zfinx")),
+        (z_bit("zhinx"), z_bit("zhinxmin")),
+        (z_bit("zfbfmin"), letter_bit(b'f')),
+        (
+            z_bit("zvfhmin") | z_bit("zvfbfmin") | z_bit("zvfbfwma"),
+            z_bit("zve32f"),
+        ),
+        (z_bit("zvfbfwma"), z_bit("zvfbfmin") | z_bit("zfbfmin")),
+        (
+            z_bit("zvkb")
+                | z_bit("zvkg")
+                | z_bit("zvkned")
+                | z_bit("zvknha")
+                | z_bit("zvksed")
+                | z_bit("zvksh"),
+            z_bit("zve32x"),
+        ),
+        (z_bit("zvknhb"), z_bit("zve64x")),
+        (z_bit("zcmop"), z_bit("zca")),
+        (z_bit("zk"), z_bit("zkn")),
+        (
+            z_bit("zkn"),
+            z_bit("zbkb")
+                | z_bit("zbkc")
+                | z_bit("zbkx")
+                | z_bit("zkne")
+                | z_bit("zknd")
+                | z_bit("zknh"),
+        ),
+        (
+            z_bit("zks"),
+            z_bit("zbkb") | z_bit("zbkc") | z_bit("zbkx") | z_bit("zksed") | z_bit("zksh"),
+        ),
+        (
+            z_bit("zce"),
+            z_bit("zca") | z_bit("zcb") | z_bit("zcmp") | z_bit("zcmt"),
+        ),
     ];
     loop {
         let before = f;
@@ -465,22 +580,27 @@ fn riscv_closure(mut f: u64, bits: u8) -> u64 {
     if f & a_parts == a_parts {
         f |= letter_bit(b'a');
     }
-    // B and K are only their parts: a core that lists the parts has them.
-    f & !(letter_bit(b'b') | letter_bit(b'k'))
+    // B, K and the Z shorthands are only their parts: a core that lists the parts has them.
+    f & !(letter_bit(b'b')
+        | letter_bit(b'k')
+        | z_bit("zk")
+        | z_bit("zkn")
+        | z_bit("zks")
+        | z_bit("zce"))
 }
 
 /// The bit of a multi-letter extension in [`Z_NAMES`].
-fn z_bit(name: &str) -> u64 {
+fn z_bit(name: &str) -> u128 {
     Z_NAMES
         .iter()
         .position(|n| *n == name)
-        .map_or(0, |i| 1u64 << (Z_FIRST + i as u32))
+        .map_or(0, |i| 1u128 << (Z_FIRST + i as u32))
 }
 
 /// Extensions a name need not show, as another it shows holds them: `rv64imafdcv_zve64d`, not every
 /// smaller Zve as well, and `rv32imac`, not `rv32imac_zmmul_zaamo_zalrsc_zca`.
-fn riscv_shown_parts(f: u64) -> u64 {
-    let parts: [(u64, u64); 7] = [
+fn riscv_shown_parts(f: u128) -> u128 {
+    let parts: [(u128, u128); 7] = [
         (letter_bit(b'm'), z_bit("zmmul")),
         (letter_bit(b'a'), z_bit("zaamo") | z_bit("zalrsc")),
         (letter_bit(b'c'), z_bit("zca") | z_bit("zcf") | z_bit("zcd")),
@@ -598,14 +718,14 @@ fn arm_from_key(rest: &str) -> Option<Isa> {
 }
 
 /// The largest M-profile architecture `features` hold: its `-march` name and capabilities.
-fn arm_base(features: u64) -> (&'static str, u64) {
+fn arm_base(features: u128) -> (&'static str, u128) {
     ARM_ARCHES
         .iter()
         .find(|(caps, _)| features & caps == *caps)
         .map_or(("", 0), |(caps, name)| (*name, *caps))
 }
 
-fn arm_missing(needs: u64, lacking: u64) -> Option<String> {
+fn arm_missing(needs: u128, lacking: u128) -> Option<String> {
     let what = if lacking & (T2 | V8B | V81) != 0 {
         let mut s = String::from("instructions of ");
         s.push_str(arm_base(needs).0);
@@ -648,14 +768,47 @@ mod tests {
             "rv32imac_zba_zcmp_zve32x"
         );
         assert_eq!(isa("rv32e1p9").key(), "rv32e");
-        // Privileged, vendor and unknown extensions are not compared.
-        assert_eq!(isa("rv32imac_sstc_xtheadba_zfoo1p0_h"), isa("rv32imac"));
+        // Privileged and unknown extensions are not compared (the vendor ones listed are).
+        assert_eq!(isa("rv32imac_sstc_xfoo_zfoo1p0_h"), isa("rv32imac"));
         for bad in ["", "rv", "rv32", "rv16i", "x86", "rv32_zba", "rv32i$"] {
             assert_eq!(Isa::from_key(bad), None, "{bad}");
         }
         for key in ["rv32imac", "rv64imafdcv_zba_zfh_zfhmin_zve64d", "rv32emc"] {
             assert_eq!(isa(key).key(), key);
         }
+    }
+
+    #[test]
+    fn riscv_extensions_that_change_what_code_does_are_compared() {
+        // A review found these accepted on any core: floats in integer registers, code that leaves out
+        // fences for a TSO core, cache-block operations, vendor instructions.
+        let core = isa("rv64gc");
+        for (object, missing) in [
+            ("rv64imac_zfinx", "the Zfinx extension"),
+            ("rv64gc_ztso1p0", "the Ztso extension"),
+            ("rv64gc_zicbom1p0", "the Zicbom extension"),
+            (
+                "rv64gc_xtheadba1p0_xtheadbb1p0",
+                "the Xtheadba and Xtheadbb extensions",
+            ),
+            ("rv64gc_zdinx", "the Zfinx and Zdinx extensions"),
+        ] {
+            assert_eq!(
+                core.missing(&isa(object)).as_deref(),
+                Some(missing),
+                "{object}"
+            );
+            assert_eq!(isa(object).missing(&isa(object)), None, "{object}");
+        }
+        // Shorthands stand for their parts, on either side.
+        assert_eq!(isa("rv32imac_zce").missing(&isa("rv32imac_zcb_zcmp")), None);
+        assert_eq!(isa("rv64gc_zk").missing(&isa("rv64gc_zbkb_zknh")), None);
+        assert_eq!(isa("rv64gc_zkn").missing(&isa("rv64gc_zk")), None);
+        assert_eq!(
+            isa("rv64gc_zbkb").missing(&isa("rv64gc_zks")).as_deref(),
+            Some("the Zbkc, Zbkx, Zksed and Zksh extensions")
+        );
+        assert_eq!(isa("rv64imac_zfinx").key(), "rv64imac_zfinx");
     }
 
     #[test]
