@@ -181,6 +181,9 @@ fn check_files<M: Memory>(registry: &Registry<M>, files: &[&str]) -> Result<(), 
     };
     let mut loaded = Vec::new();
     let mut failed = 0;
+    // What the files that did not load would have exported, and which file: a later file's undefined
+    // symbol among them is a consequence, not a problem of its own.
+    let mut missing_exports: std::collections::HashMap<String, &str> = Default::default();
     for &file in files {
         let result = read_file(file)
             .map_err(|Failure(text)| Failure(format!("error: {text}\n")))
@@ -189,7 +192,26 @@ fn check_files<M: Memory>(registry: &Registry<M>, files: &[&str]) -> Result<(), 
                     .load_with(&unique_name(registry, file), &bytes, &options)
                     .map_err(|e| match context_hint(&bytes) {
                         Some(hint) => Failure(format!("error: {file}: {hint}\n")),
-                        None => Failure(render_problems(file, &e)),
+                        None => {
+                            let mut text = render_problems(file, &e);
+                            for p in e.problems() {
+                                let llext::Error::Undefined { symbol, .. } = p else {
+                                    continue;
+                                };
+                                if let Some(exporter) = missing_exports.get(symbol) {
+                                    text.push_str(&format!(
+                                        "note: {file}: `{symbol}` is exported by {exporter}, which did \
+                                         not load\n"
+                                    ));
+                                }
+                            }
+                            if let Ok(report) = llext::inspect::inspect(&bytes) {
+                                for name in report.exported {
+                                    missing_exports.entry(name).or_insert(file);
+                                }
+                            }
+                            Failure(text)
+                        }
                     })
             });
         match result {

@@ -1308,3 +1308,34 @@ fn check_compares_the_instruction_set_with_the_firmware() {
         text(&out.stdout)
     );
 }
+
+/// When a file does not load, a later file's undefined symbol that it would have exported is named as
+/// a consequence (a user trial saw every such symbol reported with no hint of the cause).
+#[test]
+fn check_names_exports_of_a_file_that_did_not_load() {
+    let include = concat!(env!("CARGO_MANIFEST_DIR"), "/../../include");
+    let build = |name: &str, source: &str| {
+        let mut gcc = Command::new("gcc");
+        gcc.args(["-c", "-O2", "-fPIC", "-I", include]);
+        build_c(gcc, "check-cascade", name, source, false)
+    };
+    let lib = build(
+        "lib",
+        "#include <llext.h>\nlong missing_helper(long);\n\
+         long lib_fn(long x) { return missing_helper(x); }\nEXPORT_SYMBOL(lib_fn);\n",
+    );
+    let user = build(
+        "user",
+        "long lib_fn(long);\nlong user_fn(long x) { return lib_fn(x) + 1; }\n",
+    );
+    let out = llext(&["check", &lib, &user]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("undefined symbol `missing_helper`"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "note: {user}: `lib_fn` is exported by {lib}, which did not load"
+        )),
+        "{err}"
+    );
+}
