@@ -11,139 +11,22 @@
 use alloc::string::String;
 use core::fmt::{self, Write as _};
 
-use super::{EM_ARM, EM_RISCV};
-
-/// RISC-V multi-letter extensions the check knows, by bit (after the 26 single letters). Others (privileged
-/// `s*` extensions, hints, vendor `x*` ones not listed here, newer ones, and those every core that runs
-/// code from RAM has: Zicsr and Zifencei) are not checked: an object using one of them loads. The parts of M, A and C (Zmmul; Zaamo and Zalrsc; Zca, Zcf and Zcd), which
-/// newer compilers list beside the letter, are: code built for a part alone (`-march=rv32i_zca`) uses it,
-/// and a core may have the parts without the letter (`rv32imc_zaamo_zalrsc` is `rv32imac`).
-const Z_NAMES: [&str; 78] = [
-    "zba",
-    "zbb",
-    "zbc",
-    "zbs",
-    "zbkb",
-    "zbkc",
-    "zbkx",
-    "zfh",
-    "zfhmin",
-    "zfa",
-    "zicond",
-    "zcb",
-    "zcmp",
-    "zcmt",
-    "zknd",
-    "zkne",
-    "zknh",
-    "zksed",
-    "zksh",
-    "zacas",
-    "zabha",
-    "zawrs",
-    "zve32x",
-    "zve32f",
-    "zve64x",
-    "zve64f",
-    "zve64d",
-    "zvfh",
-    "zvbb",
-    "zvbc",
-    "zmmul",
-    "zaamo",
-    "zalrsc",
-    "zca",
-    "zcf",
-    "zcd",
-    // Floating point in integer registers, cache-block operations, total store order (code built for it
-    // leaves out fences a weakly ordered core needs), vector crypto, BF16, may-be-operations.
-    "zfinx",
-    "zdinx",
-    "zhinx",
-    "zhinxmin",
-    "zicbom",
-    "zicboz",
-    "ztso",
-    "zvkb",
-    "zvkg",
-    "zvkned",
-    "zvknha",
-    "zvknhb",
-    "zvksed",
-    "zvksh",
-    "zvfhmin",
-    "zfbfmin",
-    "zvfbfmin",
-    "zvfbfwma",
-    "zimop",
-    "zcmop",
-    // Shorthands for groups of the above (only their parts are compared).
-    "zk",
-    "zkn",
-    "zks",
-    "zce",
-    // Vendor extensions of common microcontroller cores: T-Head's, CORE-V's (OpenHW), WCH's.
-    "xtheadba",
-    "xtheadbb",
-    "xtheadbs",
-    "xtheadcmo",
-    "xtheadcondmov",
-    "xtheadfmemidx",
-    "xtheadmac",
-    "xtheadmemidx",
-    "xtheadmempair",
-    "xtheadsync",
-    "xcvalu",
-    "xcvbi",
-    "xcvbitmanip",
-    "xcvelw",
-    "xcvmac",
-    "xcvmem",
-    "xcvsimd",
-    "xwchc",
-];
-const Z_FIRST: u32 = 26;
-/// The single letters that name instruction-set extensions the check compares. The base (`i`, `e`) is
-/// compared on its own; `g` expands; `h`, `s`, `u`, `n` are privileged.
-const RV_LETTERS: &str = "mafdqlcbkjtpv";
-/// RISC-V's canonical order of single-letter extensions, for names.
-const RV_ORDER: &str = "iemafdqlcbkjtpvh";
-
-/// Arm M-profile capabilities, by bit.
-const T1: u128 = 1 << 0; // Armv6-M Thumb
-const T2: u128 = 1 << 1; // Armv7-M Thumb-2
-const V8B: u128 = 1 << 2; // Armv8-M Baseline additions (acquire/release, TT, SG, ...)
-const V81: u128 = 1 << 3; // Armv8.1-M Mainline additions (low-overhead loops, ...)
-const DSP: u128 = 1 << 4; // the DSP extension (Armv7E-M, +dsp)
-const FP: u128 = 1 << 5; // a single-precision FPU
-const FPDP: u128 = 1 << 6; // a double-precision FPU
-const MVE: u128 = 1 << 7; // M-profile vector extension, integer
-const MVEF: u128 = 1 << 8; // and floating point
-/// FPv5 instructions (VRINT*, VSEL, VMAXNM, VCVTA, ...): a Cortex-M7's FPU and every Armv8-M one, not a
-/// Cortex-M4's (FPv4), which faults on them.
-const FP5: u128 = 1 << 9;
-
-/// Arm M-profile architectures by capability, with the `-march` name each goes by (longest first where
-/// one holds another, so a name picks the largest that fits).
-const ARM_ARCHES: [(u128, &str); 6] = [
-    (T1 | T2 | V8B | V81, "armv8.1-m.main"),
-    (T1 | T2 | V8B, "armv8-m.main"),
-    (T1 | T2 | DSP, "armv7e-m"),
-    (T1 | T2, "armv7-m"),
-    (T1 | V8B, "armv8-m.base"),
-    (T1, "armv6-m"),
-];
-/// Arm options, with the `-march` suffix each goes by.
-/// On Armv7E-M `+fp` is a Cortex-M4's FPv4 and `+fp.dp` a Cortex-M7's FPv5 (as GCC's `-march` has them);
-/// `+fpv5` is a single-precision FPv5 (a Cortex-M7's `-mfpu=fpv5-sp-d16`). Armv8-M FPUs are all FPv5.
-const ARM_OPTIONS: [(u128, &str); 6] = [
-    (DSP, "+dsp"),
-    (FPDP, "+fp.dp"),
-    (FP5, "+fpv5"),
-    (FP, "+fp"),
-    (MVEF, "+mve.fp"),
-    (MVE, "+mve"),
-];
+#[cfg(any(feature = "all-arches", target_arch = "arm"))]
+use super::EM_ARM;
+#[cfg(any(
+    feature = "all-arches",
+    target_arch = "riscv32",
+    target_arch = "riscv64"
+))]
+use super::EM_RISCV;
+#[cfg(any(feature = "all-arches", target_arch = "arm"))]
+use m_profile::*;
+#[cfg(any(
+    feature = "all-arches",
+    target_arch = "riscv32",
+    target_arch = "riscv64"
+))]
+use rv::*;
 
 /// The instructions a core runs, or that an object may use: a RISC-V base and its standard extensions, or
 /// an Arm M-profile architecture with its DSP, FPU and MVE options. Written and read as a `-march`-like key
@@ -162,13 +45,21 @@ impl Isa {
     /// versions such as `rv32i2p1_m2p0_a2p1_c2p0`), or an Arm M-profile architecture with options
     /// (`armv6-m`, `armv7-m`, `armv7e-m`, `armv8-m.base`, `armv8-m.main`, `armv8.1-m.main`, each optionally
     /// followed by `+dsp`, `+fp`, `+fp.dp`, `+fpv5`, `+mve`, `+mve.fp`; on Armv7E-M `+fp` is FPv4 and
-    /// `+fpv5` a single-precision FPv5). `None` if it names neither.
+    /// `+fpv5` a single-precision FPv5). `None` if it names neither (or has surrounding whitespace).
     pub fn from_key(key: &str) -> Option<Isa> {
-        let key = key.trim();
-        if let Some(rest) = key.strip_prefix("arm") {
-            return arm_from_key(rest);
+        match key.strip_prefix("arm") {
+            #[cfg(any(feature = "all-arches", target_arch = "arm"))]
+            Some(rest) => arm_from_key(rest),
+            #[cfg(any(
+                feature = "all-arches",
+                target_arch = "riscv32",
+                target_arch = "riscv64"
+            ))]
+            None => riscv_from_string(key.as_bytes()),
+            // Keys of a machine this build has no backend for.
+            #[allow(unreachable_patterns)]
+            _ => None,
         }
-        riscv_from_string(key.as_bytes())
     }
 
     /// The key that names this ISA ([`Isa::from_key`] reads it back).
@@ -199,64 +90,31 @@ impl Isa {
     /// object without them, its `e_flags` (RVC, RVE, the float ABI): the least it may use, which is no
     /// measure of a core. `None` if it does not say.
     pub(crate) fn of_object(object: &crate::elf::Object<'_>) -> Option<Isa> {
-        Isa::of_attributes(object).or_else(|| {
-            (object.machine == EM_RISCV).then(|| {
-                let bits = if object.class.is_64 { 64 } else { 32 };
-                riscv_from_flags(bits, object.e_flags)
-            })
-        })
+        let attributes = Isa::of_attributes(object);
+        #[cfg(any(
+            feature = "all-arches",
+            target_arch = "riscv32",
+            target_arch = "riscv64"
+        ))]
+        if attributes.is_none() && object.machine == EM_RISCV {
+            let bits = if object.class.is_64 { 64 } else { 32 };
+            return Some(riscv_from_flags(bits, object.e_flags));
+        }
+        attributes
     }
 
     /// What a file's build attributes say it was built for (RISC-V's `Tag_RISCV_arch`; Arm's
     /// `Tag_CPU_arch` and the options above, for M-profile architectures). `None` if they do not say.
     fn of_attributes(object: &crate::elf::Object<'_>) -> Option<Isa> {
         match object.machine {
-            EM_RISCV => {
-                let bits = if object.class.is_64 { 64 } else { 32 };
-                riscv_attribute_arch(object)
-                    .and_then(riscv_from_string)
-                    .filter(|isa| isa.bits == bits)
-            }
+            #[cfg(any(
+                feature = "all-arches",
+                target_arch = "riscv32",
+                target_arch = "riscv64"
+            ))]
+            EM_RISCV => riscv_of_attributes(object),
             #[cfg(any(feature = "all-arches", target_arch = "arm"))]
-            EM_ARM => {
-                let a = super::arm::file_attributes(object)?;
-                // An A- or R-profile file is not of an M-profile architecture, however its Tag_CPU_arch
-                // reads (v7 is Armv7-A's too); the registry refuses it on an M-profile core for its profile.
-                if matches!(u8::try_from(a.profile), Ok(b'A' | b'R' | b'S')) {
-                    return None;
-                }
-                let mut features = match a.cpu_arch {
-                    1..=7 | 9 | 11 | 12 => T1,
-                    8 | 10 => T1 | T2,
-                    13 => T1 | T2 | DSP,
-                    16 => T1 | V8B,
-                    17 => T1 | T2 | V8B,
-                    21 => T1 | T2 | V8B | V81,
-                    _ => return None,
-                };
-                if a.dsp == 1 {
-                    features |= DSP;
-                }
-                if a.fp_arch != 0 {
-                    // Tag_ABI_HardFP_use 1: single precision only; otherwise what the FP architecture has,
-                    // and every one an M-profile core has does double precision.
-                    features |= if a.hardfp_use == 1 { FP } else { FP | FPDP };
-                    // 7 and 8: the Armv8 FP architecture, which M-profile cores have as FPv5.
-                    if a.fp_arch >= 7 {
-                        features |= FP5;
-                    }
-                }
-                features |= match a.mve {
-                    1 => MVE,
-                    2 => MVE | MVEF,
-                    _ => 0,
-                };
-                Some(Isa {
-                    machine: EM_ARM,
-                    bits: 32,
-                    features,
-                })
-            }
+            EM_ARM => arm_of_attributes(object),
             _ => None,
         }
     }
@@ -268,33 +126,17 @@ impl Isa {
         if self.machine != needs.machine || self.bits != needs.bits {
             return None;
         }
-        let lacking = needs.features & !self.features;
-        if self.machine == EM_ARM {
-            return arm_missing(needs.features, lacking);
+        match self.machine {
+            #[cfg(any(feature = "all-arches", target_arch = "arm"))]
+            EM_ARM => arm_missing(needs.features, needs.features & !self.features),
+            #[cfg(any(
+                feature = "all-arches",
+                target_arch = "riscv32",
+                target_arch = "riscv64"
+            ))]
+            EM_RISCV => riscv_missing(self.features, needs.features),
+            _ => None,
         }
-        let (e, i) = (letter_bit(b'e'), letter_bit(b'i'));
-        if needs.features & e != self.features & e {
-            // RV32E code runs on an RV32I core, but its calling convention (ilp32e) is another one; GNU
-            // `ld` refuses the mix both ways.
-            return Some(if needs.features & e != 0 {
-                String::from("the E base and its ilp32e calling convention")
-            } else {
-                String::from("registers x16-x31, which an E-base core lacks")
-            });
-        }
-        let mut lacking = lacking & !(e | i);
-        // Without F (or D), C's loads and stores of it are missing too: named by the letter alone.
-        for (letter, part) in [(b'f', "zcf"), (b'd', "zcd")] {
-            if lacking & letter_bit(letter) != 0 {
-                lacking &= !z_bit(part);
-            }
-        }
-        if lacking == 0 {
-            return None;
-        }
-        let mut s = String::new();
-        let _ = write_riscv_features(&mut s, lacking, true);
-        Some(s)
     }
 
     /// The ISA an ELF image (a firmware) or object says it was built for, from its build attributes; `None`
@@ -309,178 +151,277 @@ impl Isa {
 
 impl fmt::Display for Isa {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.machine == EM_ARM {
-            let base = arm_base(self.features);
-            f.write_str(base.0)?;
-            let mut shown = base.1;
-            // What the base and the other options say: FPv5 with Armv8-M's FPU or Armv7E-M's `+fp.dp`.
-            if self.features & (V8B | FPDP) != 0 {
-                shown |= FP5;
+        match self.machine {
+            #[cfg(any(feature = "all-arches", target_arch = "arm"))]
+            EM_ARM => arm_fmt(self.features, f),
+            #[cfg(any(
+                feature = "all-arches",
+                target_arch = "riscv32",
+                target_arch = "riscv64"
+            ))]
+            EM_RISCV => {
+                write!(f, "rv{}", self.bits)?;
+                write_riscv_features(f, self.features, false)
             }
-            for (bit, suffix) in ARM_OPTIONS {
-                // +mve.fp says +mve, and +fp.dp says +fp.
-                if self.features & bit != 0 && shown & bit == 0 {
-                    f.write_str(suffix)?;
-                    shown |= match bit {
-                        MVEF => MVEF | MVE,
-                        FPDP => FPDP | FP,
-                        FP5 => FP5 | FP,
-                        _ => bit,
-                    };
+            // An ISA of a machine this build has no backend for (none is ever made).
+            machine => write!(f, "machine {machine}"),
+        }
+    }
+}
+
+/// RISC-V ISA strings: extensions by bit, parsing, implications, names.
+#[cfg(any(
+    feature = "all-arches",
+    target_arch = "riscv32",
+    target_arch = "riscv64"
+))]
+mod rv {
+    use super::*;
+
+    /// RISC-V multi-letter extensions the check knows, by bit (after the 26 single letters). Others (privileged
+    /// `s*` extensions, hints, vendor `x*` ones not listed here, newer ones, and those every core that runs
+    /// code from RAM has: Zicsr and Zifencei) are not checked: an object using one of them loads. The parts of M, A and C (Zmmul; Zaamo and Zalrsc; Zca, Zcf and Zcd), which
+    /// newer compilers list beside the letter, are: code built for a part alone (`-march=rv32i_zca`) uses it,
+    /// and a core may have the parts without the letter (`rv32imc_zaamo_zalrsc` is `rv32imac`).
+    pub(super) const Z_NAMES: [&str; 78] = [
+        "zba",
+        "zbb",
+        "zbc",
+        "zbs",
+        "zbkb",
+        "zbkc",
+        "zbkx",
+        "zfh",
+        "zfhmin",
+        "zfa",
+        "zicond",
+        "zcb",
+        "zcmp",
+        "zcmt",
+        "zknd",
+        "zkne",
+        "zknh",
+        "zksed",
+        "zksh",
+        "zacas",
+        "zabha",
+        "zawrs",
+        "zve32x",
+        "zve32f",
+        "zve64x",
+        "zve64f",
+        "zve64d",
+        "zvfh",
+        "zvbb",
+        "zvbc",
+        "zmmul",
+        "zaamo",
+        "zalrsc",
+        "zca",
+        "zcf",
+        "zcd",
+        // Floating point in integer registers, cache-block operations, total store order (code built for it
+        // leaves out fences a weakly ordered core needs), vector crypto, BF16, may-be-operations.
+        "zfinx",
+        "zdinx",
+        "zhinx",
+        "zhinxmin",
+        "zicbom",
+        "zicboz",
+        "ztso",
+        "zvkb",
+        "zvkg",
+        "zvkned",
+        "zvknha",
+        "zvknhb",
+        "zvksed",
+        "zvksh",
+        "zvfhmin",
+        "zfbfmin",
+        "zvfbfmin",
+        "zvfbfwma",
+        "zimop",
+        "zcmop",
+        // Shorthands for groups of the above (only their parts are compared).
+        "zk",
+        "zkn",
+        "zks",
+        "zce",
+        // Vendor extensions of common microcontroller cores: T-Head's, CORE-V's (OpenHW), WCH's.
+        "xtheadba",
+        "xtheadbb",
+        "xtheadbs",
+        "xtheadcmo",
+        "xtheadcondmov",
+        "xtheadfmemidx",
+        "xtheadmac",
+        "xtheadmemidx",
+        "xtheadmempair",
+        "xtheadsync",
+        "xcvalu",
+        "xcvbi",
+        "xcvbitmanip",
+        "xcvelw",
+        "xcvmac",
+        "xcvmem",
+        "xcvsimd",
+        "xwchc",
+    ];
+    pub(super) const Z_FIRST: u32 = 26;
+    /// The single letters that name instruction-set extensions the check compares. The base (`i`, `e`) is
+    /// compared on its own; `g` expands; `h`, `s`, `u`, `n` are privileged.
+    pub(super) const RV_LETTERS: &str = "mafdqlcbkjtpv";
+    /// RISC-V's canonical order of single-letter extensions, for names.
+    pub(super) const RV_ORDER: &str = "iemafdqlcbkjtpvh";
+
+    pub(super) const fn letter_bit(letter: u8) -> u128 {
+        match letter {
+            b'a'..=b'z' => 1 << (letter - b'a'),
+            _ => 0,
+        }
+    }
+
+    /// Writes RISC-V features: as an ISA string's tail (`imac_zba`), or for a message (`the F, C and Zba
+    /// extensions`).
+    pub(super) fn write_riscv_features(
+        f: &mut dyn fmt::Write,
+        features: u128,
+        prose: bool,
+    ) -> fmt::Result {
+        let features = features & !riscv_shown_parts(features);
+        let mut names: [&str; 128] = [""; 128];
+        let mut n = 0;
+        for (at, c) in RV_ORDER.bytes().enumerate() {
+            if features & letter_bit(c) != 0 {
+                if let Some(slot) = names.get_mut(n) {
+                    *slot = RV_ORDER.get(at..at + 1).unwrap_or("");
+                    n += 1;
                 }
+            }
+        }
+        for (i, z) in Z_NAMES.iter().enumerate() {
+            if features & (1 << (Z_FIRST + i as u32)) != 0 {
+                if let Some(slot) = names.get_mut(n) {
+                    *slot = z;
+                    n += 1;
+                }
+            }
+        }
+        let names = names.get(..n).unwrap_or(&[]);
+        if !prose {
+            for (i, name) in names.iter().enumerate() {
+                if name.len() > 1 && i > 0 {
+                    f.write_char('_')?;
+                }
+                f.write_str(name)?;
             }
             return Ok(());
         }
-        write!(f, "rv{}", self.bits)?;
-        write_riscv_features(f, self.features, false)
-    }
-}
-
-fn letter_bit(letter: u8) -> u128 {
-    match letter {
-        b'a'..=b'z' => 1 << (letter - b'a'),
-        _ => 0,
-    }
-}
-
-/// Writes RISC-V features: as an ISA string's tail (`imac_zba`), or for a message (`the F, C and Zba
-/// extensions`).
-fn write_riscv_features(f: &mut dyn fmt::Write, features: u128, prose: bool) -> fmt::Result {
-    let features = features & !riscv_shown_parts(features);
-    let mut names: [&str; 128] = [""; 128];
-    let mut n = 0;
-    for (at, c) in RV_ORDER.bytes().enumerate() {
-        if features & letter_bit(c) != 0 {
-            if let Some(slot) = names.get_mut(n) {
-                *slot = RV_ORDER.get(at..at + 1).unwrap_or("");
-                n += 1;
-            }
-        }
-    }
-    for (i, z) in Z_NAMES.iter().enumerate() {
-        if features & (1 << (Z_FIRST + i as u32)) != 0 {
-            if let Some(slot) = names.get_mut(n) {
-                *slot = z;
-                n += 1;
-            }
-        }
-    }
-    let names = names.get(..n).unwrap_or(&[]);
-    if !prose {
+        f.write_str("the ")?;
         for (i, name) in names.iter().enumerate() {
-            if name.len() > 1 && i > 0 {
-                f.write_char('_')?;
+            if i > 0 {
+                f.write_str(if i + 1 == names.len() { " and " } else { ", " })?;
             }
-            f.write_str(name)?;
+            let mut chars = name.chars();
+            if let Some(first) = chars.next() {
+                f.write_char(first.to_ascii_uppercase())?;
+                f.write_str(chars.as_str())?;
+            }
         }
-        return Ok(());
+        f.write_str(if names.len() == 1 {
+            " extension"
+        } else {
+            " extensions"
+        })
     }
-    f.write_str("the ")?;
-    for (i, name) in names.iter().enumerate() {
-        if i > 0 {
-            f.write_str(if i + 1 == names.len() { " and " } else { ", " })?;
-        }
-        let mut chars = name.chars();
-        if let Some(first) = chars.next() {
-            f.write_char(first.to_ascii_uppercase())?;
-            f.write_str(chars.as_str())?;
-        }
-    }
-    f.write_str(if names.len() == 1 {
-        " extension"
-    } else {
-        " extensions"
-    })
-}
 
-/// Reads a RISC-V ISA string: `rv32`/`rv64`, then single letters (each optionally with a version such as
-/// `2p1`), then `_`-separated multi-letter extensions (also versioned). Unknown extensions are skipped.
-fn riscv_from_string(s: &[u8]) -> Option<Isa> {
-    let lower = |c: &u8| c.to_ascii_lowercase();
-    let (bits, rest) = match s.get(..4).map(|p| p.iter().map(lower)) {
-        Some(p) if p.clone().eq(*b"rv32") => (32, s.get(4..)?),
-        Some(p) if p.clone().eq(*b"rv64") => (64, s.get(4..)?),
-        _ => return None,
-    };
-    let mut features = 0u128;
-    for (n, token) in rest.split(|&c| c == b'_').enumerate() {
-        let first = token.first().map(lower);
-        if n > 0 && token.len() > 1 && matches!(first, Some(b'z' | b's' | b'x')) {
-            // A multi-letter extension, without its version.
-            let name = trim_version(token);
-            if let Some(i) = Z_NAMES
-                .iter()
-                .position(|z| z.as_bytes().eq_ignore_ascii_case(name))
-            {
-                features |= 1 << (Z_FIRST + i as u32);
-            }
-            continue;
-        }
-        // Single letters, each optionally followed by a version: `i2p1`, `m`, `a2p0`.
-        let mut i = 0;
-        while let Some(&c) = token.get(i) {
-            let c = c.to_ascii_lowercase();
-            if !c.is_ascii_lowercase() {
-                return None;
-            }
-            features |= match c {
-                b'g' => {
-                    letter_bit(b'i')
-                        | letter_bit(b'm')
-                        | letter_bit(b'a')
-                        | letter_bit(b'f')
-                        | letter_bit(b'd')
+    /// Reads a RISC-V ISA string: `rv32`/`rv64`, then single letters (each optionally with a version such as
+    /// `2p1`), then `_`-separated multi-letter extensions (also versioned). Unknown extensions are skipped.
+    pub(super) fn riscv_from_string(s: &[u8]) -> Option<Isa> {
+        let lower = |c: &u8| c.to_ascii_lowercase();
+        let (bits, rest) = match s.get(..4).map(|p| p.iter().map(lower)) {
+            Some(p) if p.clone().eq(*b"rv32") => (32, s.get(4..)?),
+            Some(p) if p.clone().eq(*b"rv64") => (64, s.get(4..)?),
+            _ => return None,
+        };
+        let mut features = 0u128;
+        for (n, token) in rest.split(|&c| c == b'_').enumerate() {
+            let first = token.first().map(lower);
+            if n > 0 && token.len() > 1 && matches!(first, Some(b'z' | b's' | b'x')) {
+                // A multi-letter extension, without its version.
+                let name = trim_version(token);
+                if let Some(i) = Z_NAMES
+                    .iter()
+                    .position(|z| z.as_bytes().eq_ignore_ascii_case(name))
+                {
+                    features |= 1 << (Z_FIRST + i as u32);
                 }
-                b'i' | b'e' => letter_bit(c),
-                _ if RV_LETTERS.as_bytes().contains(&c) => letter_bit(c),
-                _ => 0,
-            };
-            i += 1;
-            // A version: digits, then optionally `p` and digits.
-            while token.get(i).is_some_and(u8::is_ascii_digit) {
+                continue;
+            }
+            // Single letters, each optionally followed by a version: `i2p1`, `m`, `a2p0`.
+            let mut i = 0;
+            while let Some(&c) = token.get(i) {
+                let c = c.to_ascii_lowercase();
+                if !c.is_ascii_lowercase() {
+                    return None;
+                }
+                features |= match c {
+                    b'g' => {
+                        letter_bit(b'i')
+                            | letter_bit(b'm')
+                            | letter_bit(b'a')
+                            | letter_bit(b'f')
+                            | letter_bit(b'd')
+                    }
+                    b'i' | b'e' => letter_bit(c),
+                    _ if RV_LETTERS.as_bytes().contains(&c) => letter_bit(c),
+                    _ => 0,
+                };
                 i += 1;
-                if token.get(i) == Some(&b'p') && token.get(i + 1).is_some_and(u8::is_ascii_digit) {
+                // A version: digits, then optionally `p` and digits.
+                while token.get(i).is_some_and(u8::is_ascii_digit) {
                     i += 1;
+                    if token.get(i) == Some(&b'p')
+                        && token.get(i + 1).is_some_and(u8::is_ascii_digit)
+                    {
+                        i += 1;
+                    }
                 }
             }
         }
-    }
-    if features & (letter_bit(b'i') | letter_bit(b'e')) == 0 {
-        return None;
-    }
-    Some(Isa {
-        machine: EM_RISCV,
-        bits,
-        features: riscv_closure(features, bits),
-    })
-}
-
-/// A multi-letter extension's name without its version: `zba1p0` and `zba1` give `zba`, `zcmp2p0` gives
-/// `zcmp`, and `zve32x` stays (no name the check knows ends in a digit).
-fn trim_version(token: &[u8]) -> &[u8] {
-    let digits_before = |end: usize| {
-        let mut e = end;
-        while e > 1 && token.get(e - 1).is_some_and(u8::is_ascii_digit) {
-            e -= 1;
+        if features & (letter_bit(b'i') | letter_bit(b'e')) == 0 {
+            return None;
         }
-        e
-    };
-    let mut end = digits_before(token.len());
-    // `<major>p<minor>`: the `p` and the major version go too.
-    if end < token.len() && end > 1 && token.get(end - 1) == Some(&b'p') {
-        let major = digits_before(end - 1);
-        if major < end - 1 {
-            end = major;
-        }
+        Some(Isa {
+            machine: EM_RISCV,
+            bits,
+            features: riscv_closure(features, bits),
+        })
     }
-    token.get(..end).unwrap_or(token)
-}
 
-/// What each extension brings with it (D holds F, V holds D, B is Zba, Zbb and Zbs, ...), to a fixed
-/// point: Zve64d holds Zve64f, which holds Zve64x and Zve32f, which hold Zve32x, so that a core with V runs
-/// an object GCC lists every one of them for (`v1p0_..._zve32f1p0_zve32x1p0_zve64d1p0_zve64f1p0_zve64x1p0`).
-fn riscv_closure(mut f: u128, bits: u8) -> u128 {
-    let implies: [(u128, u128); 32] = [
+    /// A multi-letter extension's name without its version: `zba1p0` and `zba1` give `zba`, `zcmp2p0` gives
+    /// `zcmp`, and `zve32x` stays (no name the check knows ends in a digit).
+    pub(super) fn trim_version(token: &[u8]) -> &[u8] {
+        let digits_before = |end: usize| {
+            let mut e = end;
+            while e > 1 && token.get(e - 1).is_some_and(u8::is_ascii_digit) {
+                e -= 1;
+            }
+            e
+        };
+        let mut end = digits_before(token.len());
+        // `<major>p<minor>`: the `p` and the major version go too.
+        if end < token.len() && end > 1 && token.get(end - 1) == Some(&b'p') {
+            let major = digits_before(end - 1);
+            if major < end - 1 {
+                end = major;
+            }
+        }
+        token.get(..end).unwrap_or(token)
+    }
+
+    /// What each extension brings with it, one step: [`riscv_closure`] applies it to a fixed point.
+    pub(super) const IMPLIES: [(u128, u128); 32] = [
         (letter_bit(b'v'), letter_bit(b'd') | z_bit("zve64d")),
         (z_bit("zve64d"), letter_bit(b'd') | z_bit("zve64f")),
         (z_bit("zve64f"), z_bit("zve64x") | z_bit("zve32f")),
@@ -547,60 +488,82 @@ fn riscv_closure(mut f: u128, bits: u8) -> u128 {
             z_bit("zca") | z_bit("zcb") | z_bit("zcmp") | z_bit("zcmt"),
         ),
     ];
-    loop {
-        let before = f;
-        for (from, to) in implies {
-            if f & from != 0 {
-                f |= to;
+
+    /// What each extension brings with it (D holds F, V holds D, B is Zba, Zbb and Zbs, ...), to a fixed
+    /// point: Zve64d holds Zve64f, which holds Zve64x and Zve32f, which hold Zve32x, so that a core with V runs
+    /// an object GCC lists every one of them for (`v1p0_..._zve32f1p0_zve32x1p0_zve64d1p0_zve64f1p0_zve64x1p0`).
+    pub(super) fn riscv_closure(mut f: u128, bits: u8) -> u128 {
+        loop {
+            let before = f;
+            for (from, to) in IMPLIES {
+                if f & from != 0 {
+                    f |= to;
+                }
+            }
+            if f == before {
+                break;
             }
         }
-        if f == before {
-            break;
+        // C is Zca, with Zcf on RV32 with F and Zcd with D (its compressed loads and stores of them); A is
+        // Zaamo and Zalrsc. A core with the parts has the whole.
+        // Zcf is RV32's alone (RV64 has no compressed single-precision loads): nothing to compare there.
+        if bits == 64 {
+            f &= !ZCF;
         }
+        let mut c_parts = ZCA;
+        if bits == 32 && f & letter_bit(b'f') != 0 {
+            c_parts |= ZCF;
+        }
+        if f & letter_bit(b'd') != 0 {
+            c_parts |= ZCD;
+        }
+        if f & letter_bit(b'c') != 0 {
+            f |= c_parts;
+        } else if f & c_parts == c_parts {
+            f |= letter_bit(b'c');
+        }
+        if f & A_PARTS == A_PARTS {
+            f |= letter_bit(b'a');
+        }
+        // A core that lists the parts of a shorthand has them.
+        f & !SHORTHANDS
     }
-    // C is Zca, with Zcf on RV32 with F and Zcd with D (its compressed loads and stores of them); A is
-    // Zaamo and Zalrsc. A core with the parts has the whole.
-    // Zcf is RV32's alone (RV64 has no compressed single-precision loads): nothing to compare there.
-    if bits == 64 {
-        f &= !z_bit("zcf");
+
+    /// The bit of a multi-letter extension in [`Z_NAMES`]. Only for constants (the tables below): it is
+    /// evaluated at compile time, where a name not in the list fails the build.
+    pub(super) const fn z_bit(name: &str) -> u128 {
+        let name = name.as_bytes();
+        let mut i = 0;
+        while i < Z_NAMES.len() {
+            let z = Z_NAMES[i].as_bytes();
+            if z.len() == name.len() {
+                let mut j = 0;
+                while j < z.len() && z[j] == name[j] {
+                    j += 1;
+                }
+                if j == z.len() {
+                    return 1u128 << (Z_FIRST as usize + i);
+                }
+            }
+            i += 1;
+        }
+        panic!("z_bit: a name not in Z_NAMES")
     }
-    let mut c_parts = z_bit("zca");
-    if bits == 32 && f & letter_bit(b'f') != 0 {
-        c_parts |= z_bit("zcf");
-    }
-    if f & letter_bit(b'd') != 0 {
-        c_parts |= z_bit("zcd");
-    }
-    if f & letter_bit(b'c') != 0 {
-        f |= c_parts;
-    } else if f & c_parts == c_parts {
-        f |= letter_bit(b'c');
-    }
-    let a_parts = z_bit("zaamo") | z_bit("zalrsc");
-    if f & a_parts == a_parts {
-        f |= letter_bit(b'a');
-    }
-    // B, K and the Z shorthands are only their parts: a core that lists the parts has them.
-    f & !(letter_bit(b'b')
+
+    pub(super) const ZCA: u128 = z_bit("zca");
+    pub(super) const ZCF: u128 = z_bit("zcf");
+    pub(super) const ZCD: u128 = z_bit("zcd");
+    pub(super) const A_PARTS: u128 = z_bit("zaamo") | z_bit("zalrsc");
+    /// B, K and the Z shorthands: only their parts are compared.
+    pub(super) const SHORTHANDS: u128 = letter_bit(b'b')
         | letter_bit(b'k')
         | z_bit("zk")
         | z_bit("zkn")
         | z_bit("zks")
-        | z_bit("zce"))
-}
+        | z_bit("zce");
 
-/// The bit of a multi-letter extension in [`Z_NAMES`].
-fn z_bit(name: &str) -> u128 {
-    Z_NAMES
-        .iter()
-        .position(|n| *n == name)
-        .map_or(0, |i| 1u128 << (Z_FIRST + i as u32))
-}
-
-/// Extensions a name need not show, as another it shows holds them: `rv64imafdcv_zve64d`, not every
-/// smaller Zve as well, and `rv32imac`, not `rv32imac_zmmul_zaamo_zalrsc_zca`.
-fn riscv_shown_parts(f: u128) -> u128 {
-    let parts: [(u128, u128); 7] = [
+    /// Parts a name need not show beside their whole ([`riscv_shown_parts`]).
+    pub(super) const SHOWN_PARTS: [(u128, u128); 7] = [
         (letter_bit(b'm'), z_bit("zmmul")),
         (letter_bit(b'a'), z_bit("zaamo") | z_bit("zalrsc")),
         (letter_bit(b'c'), z_bit("zca") | z_bit("zcf") | z_bit("zcd")),
@@ -615,135 +578,284 @@ fn riscv_shown_parts(f: u128) -> u128 {
         (z_bit("zve64x"), z_bit("zve32x")),
         (z_bit("zve32f"), z_bit("zve32x")),
     ];
-    parts
-        .iter()
-        .filter(|(whole, _)| f & whole != 0)
-        .fold(0, |hidden, (_, part)| hidden | part)
-}
 
-/// What a RISC-V object's `e_flags` say it uses: RVC, RVE, and the FP registers its calling convention
-/// passes values in.
-fn riscv_from_flags(bits: u8, e_flags: u32) -> Isa {
-    let mut features = if e_flags & 0x8 != 0 {
-        letter_bit(b'e')
-    } else {
-        letter_bit(b'i')
-    };
-    if e_flags & 0x1 != 0 {
-        features |= letter_bit(b'c');
+    /// Extensions a name need not show, as another it shows holds them: `rv64imafdcv_zve64d`, not every
+    /// smaller Zve as well, and `rv32imac`, not `rv32imac_zmmul_zaamo_zalrsc_zca`.
+    pub(super) fn riscv_shown_parts(f: u128) -> u128 {
+        SHOWN_PARTS
+            .iter()
+            .filter(|(whole, _)| f & whole != 0)
+            .fold(0, |hidden, (_, part)| hidden | part)
     }
-    features |= match e_flags & 0x6 {
-        2 => letter_bit(b'f'),
-        4 => letter_bit(b'd'),
-        6 => letter_bit(b'q'),
-        _ => 0,
-    };
-    Isa {
-        machine: EM_RISCV,
-        bits,
-        features: riscv_closure(features, bits),
-    }
-}
 
-/// The `Tag_RISCV_arch` string of a RISC-V object's `.riscv.attributes` (RISC-V psABI, "Attributes": in
-/// the `riscv` vendor's file subsection, tag 5; odd tags take a string, even ones a number).
-fn riscv_attribute_arch<'a>(object: &crate::elf::Object<'a>) -> Option<&'a [u8]> {
-    use object::elf::{FileHeader32, Tag_File};
-    use object::read::elf::AttributesSection;
-    const SHT_RISCV_ATTRIBUTES: u32 = 0x7000_0003;
-    let section = object
-        .sections
-        .iter()
-        .find(|s| s.sh_type == SHT_RISCV_ATTRIBUTES)?;
-    // The class only picks the header type the parser is generic over; the section's layout is the same.
-    let attributes =
-        AttributesSection::<FileHeader32<object::Endianness>>::new(object.endian, section.data)
-            .ok()?;
-    let mut subsections = attributes.subsections().ok()?;
-    while let Some(subsection) = subsections.next().ok()? {
-        if subsection.vendor() != b"riscv" {
-            continue;
+    /// What a RISC-V object's `e_flags` say it uses: RVC, RVE, and the FP registers its calling convention
+    /// passes values in.
+    pub(super) fn riscv_from_flags(bits: u8, e_flags: u32) -> Isa {
+        let mut features = if e_flags & 0x8 != 0 {
+            letter_bit(b'e')
+        } else {
+            letter_bit(b'i')
+        };
+        if e_flags & 0x1 != 0 {
+            features |= letter_bit(b'c');
         }
-        let mut subsubsections = subsection.subsubsections();
-        while let Some(sub) = subsubsections.next().ok()? {
-            if sub.tag() != Tag_File {
+        features |= match e_flags & 0x6 {
+            2 => letter_bit(b'f'),
+            4 => letter_bit(b'd'),
+            6 => letter_bit(b'q'),
+            _ => 0,
+        };
+        Isa {
+            machine: EM_RISCV,
+            bits,
+            features: riscv_closure(features, bits),
+        }
+    }
+
+    /// The `Tag_RISCV_arch` string of a RISC-V object's `.riscv.attributes` (RISC-V psABI, "Attributes": in
+    /// the `riscv` vendor's file subsection, tag 5; odd tags take a string, even ones a number).
+    pub(super) fn riscv_attribute_arch<'a>(object: &crate::elf::Object<'a>) -> Option<&'a [u8]> {
+        use object::elf::{FileHeader32, Tag_File};
+        use object::read::elf::AttributesSection;
+        const SHT_RISCV_ATTRIBUTES: u32 = 0x7000_0003;
+        let section = object
+            .sections
+            .iter()
+            .find(|s| s.sh_type == SHT_RISCV_ATTRIBUTES)?;
+        // The class only picks the header type the parser is generic over; the section's layout is the same.
+        let attributes =
+            AttributesSection::<FileHeader32<object::Endianness>>::new(object.endian, section.data)
+                .ok()?;
+        let mut subsections = attributes.subsections().ok()?;
+        while let Some(subsection) = subsections.next().ok()? {
+            if subsection.vendor() != b"riscv" {
                 continue;
             }
-            let mut reader = sub.attributes();
-            while let Some(tag) = reader.read_tag().ok()? {
-                if tag % 2 == 1 {
-                    let value = reader.read_string().ok()?;
-                    if tag == 5 {
-                        return Some(value);
+            let mut subsubsections = subsection.subsubsections();
+            while let Some(sub) = subsubsections.next().ok()? {
+                if sub.tag() != Tag_File {
+                    continue;
+                }
+                let mut reader = sub.attributes();
+                while let Some(tag) = reader.read_tag().ok()? {
+                    if tag % 2 == 1 {
+                        let value = reader.read_string().ok()?;
+                        if tag == 5 {
+                            return Some(value);
+                        }
+                    } else {
+                        reader.read_integer().ok()?;
                     }
-                } else {
-                    reader.read_integer().ok()?;
                 }
             }
         }
+        None
     }
-    None
+
+    /// What a RISC-V file's build attributes say it was built for (`Tag_RISCV_arch`).
+    pub(super) fn riscv_of_attributes(object: &crate::elf::Object<'_>) -> Option<Isa> {
+        let bits = if object.class.is_64 { 64 } else { 32 };
+        riscv_attribute_arch(object)
+            .and_then(riscv_from_string)
+            .filter(|isa| isa.bits == bits)
+    }
+
+    /// What a RISC-V object that `needs` these features lacks on a `core` with those, named.
+    pub(super) fn riscv_missing(core: u128, needs: u128) -> Option<String> {
+        let lacking = needs & !core;
+        let (e, i) = (letter_bit(b'e'), letter_bit(b'i'));
+        if needs & e != core & e {
+            // RV32E code runs on an RV32I core, but its calling convention (ilp32e) is another one; GNU
+            // `ld` refuses the mix both ways.
+            return Some(if needs & e != 0 {
+                String::from("the E base and its ilp32e calling convention")
+            } else {
+                String::from("registers x16-x31, which an E-base core lacks")
+            });
+        }
+        let mut lacking = lacking & !(e | i);
+        // Without F (or D), C's loads and stores of it are missing too: named by the letter alone.
+        for (letter, part) in [(b'f', ZCF), (b'd', ZCD)] {
+            if lacking & letter_bit(letter) != 0 {
+                lacking &= !part;
+            }
+        }
+        if lacking == 0 {
+            return None;
+        }
+        let mut s = String::new();
+        let _ = write_riscv_features(&mut s, lacking, true);
+        Some(s)
+    }
 }
 
-fn arm_from_key(rest: &str) -> Option<Isa> {
-    let mut parts = rest.split('+');
-    let base = parts.next()?;
-    let mut features = ARM_ARCHES
-        .iter()
-        .find(|(_, name)| name.strip_prefix("arm") == Some(base))?
-        .0;
-    for option in parts {
-        features |= ARM_OPTIONS
+/// Arm M-profile architectures and options by bit, keys, names.
+#[cfg(any(feature = "all-arches", target_arch = "arm"))]
+mod m_profile {
+    use super::*;
+
+    /// Arm M-profile capabilities, by bit.
+    pub(super) const T1: u128 = 1 << 0; // Armv6-M Thumb
+    pub(super) const T2: u128 = 1 << 1; // Armv7-M Thumb-2
+    pub(super) const V8B: u128 = 1 << 2; // Armv8-M Baseline additions (acquire/release, TT, SG, ...)
+    pub(super) const V81: u128 = 1 << 3; // Armv8.1-M Mainline additions (low-overhead loops, ...)
+    pub(super) const DSP: u128 = 1 << 4; // the DSP extension (Armv7E-M, +dsp)
+    pub(super) const FP: u128 = 1 << 5; // a single-precision FPU
+    pub(super) const FPDP: u128 = 1 << 6; // a double-precision FPU
+    pub(super) const MVE: u128 = 1 << 7; // M-profile vector extension, integer
+    pub(super) const MVEF: u128 = 1 << 8; // and floating point
+    /// FPv5 instructions (VRINT*, VSEL, VMAXNM, VCVTA, ...): a Cortex-M7's FPU and every Armv8-M one, not a
+    /// Cortex-M4's (FPv4), which faults on them.
+    pub(super) const FP5: u128 = 1 << 9;
+
+    /// Arm M-profile architectures by capability, with the `-march` name each goes by (longest first where
+    /// one holds another, so a name picks the largest that fits).
+    pub(super) const ARM_ARCHES: [(u128, &str); 6] = [
+        (T1 | T2 | V8B | V81, "armv8.1-m.main"),
+        (T1 | T2 | V8B, "armv8-m.main"),
+        (T1 | T2 | DSP, "armv7e-m"),
+        (T1 | T2, "armv7-m"),
+        (T1 | V8B, "armv8-m.base"),
+        (T1, "armv6-m"),
+    ];
+    /// Arm options, with the `-march` suffix each goes by.
+    /// On Armv7E-M `+fp` is a Cortex-M4's FPv4 and `+fp.dp` a Cortex-M7's FPv5 (as GCC's `-march` has them);
+    /// `+fpv5` is a single-precision FPv5 (a Cortex-M7's `-mfpu=fpv5-sp-d16`). Armv8-M FPUs are all FPv5.
+    pub(super) const ARM_OPTIONS: [(u128, &str); 6] = [
+        (DSP, "+dsp"),
+        (FPDP, "+fp.dp"),
+        (FP5, "+fpv5"),
+        (FP, "+fp"),
+        (MVEF, "+mve.fp"),
+        (MVE, "+mve"),
+    ];
+
+    pub(super) fn arm_from_key(rest: &str) -> Option<Isa> {
+        let mut parts = rest.split('+');
+        let base = parts.next()?;
+        let mut features = ARM_ARCHES
             .iter()
-            .find(|(_, suffix)| suffix.strip_prefix('+') == Some(option))?
+            .find(|(_, name)| name.strip_prefix("arm") == Some(base))?
             .0;
+        for option in parts {
+            features |= ARM_OPTIONS
+                .iter()
+                .find(|(_, suffix)| suffix.strip_prefix('+') == Some(option))?
+                .0;
+        }
+        if features & MVEF != 0 {
+            features |= MVE | FP;
+        }
+        if features & (FPDP | FP5) != 0 {
+            features |= FP;
+        }
+        if features & FP != 0 && features & (V8B | FPDP) != 0 {
+            features |= FP5;
+        }
+        if features & MVE != 0 {
+            features |= DSP;
+        }
+        Some(Isa {
+            machine: EM_ARM,
+            bits: 32,
+            features,
+        })
     }
-    if features & MVEF != 0 {
-        features |= MVE | FP;
-    }
-    if features & (FPDP | FP5) != 0 {
-        features |= FP;
-    }
-    if features & FP != 0 && features & (V8B | FPDP) != 0 {
-        features |= FP5;
-    }
-    if features & MVE != 0 {
-        features |= DSP;
-    }
-    Some(Isa {
-        machine: EM_ARM,
-        bits: 32,
-        features,
-    })
-}
 
-/// The largest M-profile architecture `features` hold: its `-march` name and capabilities.
-fn arm_base(features: u128) -> (&'static str, u128) {
-    ARM_ARCHES
-        .iter()
-        .find(|(caps, _)| features & caps == *caps)
-        .map_or(("", 0), |(caps, name)| (*name, *caps))
-}
+    /// The largest M-profile architecture `features` hold: its `-march` name and capabilities.
+    pub(super) fn arm_base(features: u128) -> (&'static str, u128) {
+        ARM_ARCHES
+            .iter()
+            .find(|(caps, _)| features & caps == *caps)
+            .map_or(("", 0), |(caps, name)| (*name, *caps))
+    }
 
-fn arm_missing(needs: u128, lacking: u128) -> Option<String> {
-    let what = if lacking & (T2 | V8B | V81) != 0 {
-        let mut s = String::from("instructions of ");
-        s.push_str(arm_base(needs).0);
-        return Some(s);
-    } else if lacking & DSP != 0 {
-        "the DSP extension"
-    } else if lacking & FP != 0 {
-        "an FPU"
-    } else if lacking & FPDP != 0 {
-        "a double-precision FPU"
-    } else if lacking & FP5 != 0 {
-        "an FPv5 FPU (VRINT, VSEL, VMAXNM), as a Cortex-M7's"
-    } else if lacking & (MVE | MVEF) != 0 {
-        "the M-profile vector extension (MVE)"
-    } else {
-        return None;
-    };
-    Some(String::from(what))
+    pub(super) fn arm_missing(needs: u128, lacking: u128) -> Option<String> {
+        let what = if lacking & (T2 | V8B | V81) != 0 {
+            let mut s = String::from("instructions of ");
+            s.push_str(arm_base(needs).0);
+            return Some(s);
+        } else if lacking & DSP != 0 {
+            "the DSP extension"
+        } else if lacking & FP != 0 {
+            "an FPU"
+        } else if lacking & FPDP != 0 {
+            "a double-precision FPU"
+        } else if lacking & FP5 != 0 {
+            "an FPv5 FPU (VRINT, VSEL, VMAXNM), as a Cortex-M7's"
+        } else if lacking & (MVE | MVEF) != 0 {
+            "the M-profile vector extension (MVE)"
+        } else {
+            return None;
+        };
+        Some(String::from(what))
+    }
+
+    /// What an Arm file's build attributes say it was built for: `Tag_CPU_arch` and the options, for
+    /// M-profile architectures.
+    pub(super) fn arm_of_attributes(object: &crate::elf::Object<'_>) -> Option<Isa> {
+        let a = crate::arch::arm::file_attributes(object)?;
+        // An A- or R-profile file is not of an M-profile architecture, however its Tag_CPU_arch
+        // reads (v7 is Armv7-A's too); the registry refuses it on an M-profile core for its profile.
+        if matches!(u8::try_from(a.profile), Ok(b'A' | b'R' | b'S')) {
+            return None;
+        }
+        let mut features = match a.cpu_arch {
+            1..=7 | 9 | 11 | 12 => T1,
+            8 | 10 => T1 | T2,
+            13 => T1 | T2 | DSP,
+            16 => T1 | V8B,
+            17 => T1 | T2 | V8B,
+            21 => T1 | T2 | V8B | V81,
+            _ => return None,
+        };
+        if a.dsp == 1 {
+            features |= DSP;
+        }
+        if a.fp_arch != 0 {
+            // Tag_ABI_HardFP_use 1: single precision only; otherwise what the FP architecture has,
+            // and every one an M-profile core has does double precision.
+            features |= if a.hardfp_use == 1 { FP } else { FP | FPDP };
+            // 7 and 8: the Armv8 FP architecture, which M-profile cores have as FPv5.
+            if a.fp_arch >= 7 {
+                features |= FP5;
+            }
+        }
+        features |= match a.mve {
+            1 => MVE,
+            2 => MVE | MVEF,
+            _ => 0,
+        };
+        Some(Isa {
+            machine: EM_ARM,
+            bits: 32,
+            features,
+        })
+    }
+
+    /// Writes an Arm M-profile ISA's key.
+    pub(super) fn arm_fmt(features: u128, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let base = arm_base(features);
+        f.write_str(base.0)?;
+        let mut shown = base.1;
+        // What the base and the other options say: FPv5 with Armv8-M's FPU or Armv7E-M's `+fp.dp`.
+        if features & (V8B | FPDP) != 0 {
+            shown |= FP5;
+        }
+        for (bit, suffix) in ARM_OPTIONS {
+            // +mve.fp says +mve, and +fp.dp says +fp.
+            if features & bit != 0 && shown & bit == 0 {
+                f.write_str(suffix)?;
+                shown |= match bit {
+                    MVEF => MVEF | MVE,
+                    FPDP => FPDP | FP,
+                    FP5 => FP5 | FP,
+                    _ => bit,
+                };
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
