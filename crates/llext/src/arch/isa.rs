@@ -339,9 +339,9 @@ mod rv {
     /// `2p1`), then `_`-separated multi-letter extensions (also versioned). Unknown extensions are skipped.
     pub(super) fn riscv_from_string(s: &[u8]) -> Option<Isa> {
         let lower = |c: &u8| c.to_ascii_lowercase();
-        let (bits, rest) = match s.get(..4).map(|p| p.iter().map(lower)) {
-            Some(p) if p.clone().eq(*b"rv32") => (32, s.get(4..)?),
-            Some(p) if p.clone().eq(*b"rv64") => (64, s.get(4..)?),
+        let (bits, rest) = match s.get(..4) {
+            Some(p) if p.eq_ignore_ascii_case(b"rv32") => (32, s.get(4..)?),
+            Some(p) if p.eq_ignore_ascii_case(b"rv64") => (64, s.get(4..)?),
             _ => return None,
         };
         let mut features = 0u128;
