@@ -2,9 +2,9 @@
 //!
 //! `build.rs` compiles `firmware/fixtures/*.c` for every [`TARGETS`] entry with clang and the target's GNU
 //! cross compiler at `-O0`, `-Os` and `-O2`, in each object flavour (`nopic`, `pic`, for Cortex-M also
-//! `longcalls`, and for RISC-V also `norelax` and `saverestore`), into this crate's `OUT_DIR`; and assembles each target's [`Asm`] fixture (`fixtures/relocs-*.S`: the
-//! relocation types no compiler emits for the C fixtures) with both toolchains, as the objects of stem
-//! [`ASM_STEM`].
+//! `longcalls`, and for RISC-V also `norelax` and `saverestore`), into this crate's `OUT_DIR`; and assembles
+//! each target's [`Asm`] fixture (`fixtures/relocs-*.S`: the relocation types no compiler emits for the C
+//! fixtures) with both toolchains, as the objects of stem [`ASM_STEM`].
 //!
 //! ```
 //! for target in llext_cross::TARGETS {

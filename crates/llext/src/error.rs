@@ -74,9 +74,9 @@ pub enum Error {
         found: char,
     },
     /// The object's build attributes say it may use instructions the core lacks
-    /// ([`Registry::set_isa`](crate::Registry::set_isa)): e.g. DSP or floating-point instructions of a `-mcpu=cortex-m4` object
-    /// on a Cortex-M3, or F instructions of an `-march=rv32imafc` object on an `rv32imac` core. It would
-    /// fault at the first one.
+    /// ([`Registry::set_isa`](crate::Registry::set_isa)): e.g. DSP or floating-point instructions of a
+    /// `-mcpu=cortex-m4` object on a Cortex-M3, or F instructions of an `-march=rv32imafc` object on an
+    /// `rv32imac` core. It would fault at the first one.
     Isa {
         /// What the object is built for, as a `-march`-like key ([`Isa::key`](crate::arch::Isa::key)).
         object: String,

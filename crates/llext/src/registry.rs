@@ -233,9 +233,9 @@ pub(crate) struct Inner<M> {
     pub free_from: usize,
     /// The first and last loaded extension still loaded ([`NO_EXT`] if none).
     pub first: u32,
+    pub last: u32,
     /// This registry's tag in every handle it gives ([`ExtId::registry`]).
     pub tag: u32,
-    pub last: u32,
 }
 
 /// The set of loaded extensions.
@@ -529,8 +529,8 @@ impl<M: Memory> Registry<M> {
                 exports: HashTable::new(),
                 free_from: 0,
                 first: NO_EXT,
-                tag: next_registry_tag(),
                 last: NO_EXT,
+                tag: next_registry_tag(),
             }),
         }
     }

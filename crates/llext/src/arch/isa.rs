@@ -179,10 +179,11 @@ mod rv {
     use super::*;
 
     /// RISC-V multi-letter extensions the check knows, by bit (after the 26 single letters). Others (privileged
-    /// `s*` extensions, hints, vendor `x*` ones not listed here, newer ones, and those every core that runs
-    /// code from RAM has: Zicsr and Zifencei) are not checked: an object using one of them loads. The parts of M, A and C (Zmmul; Zaamo and Zalrsc; Zca, Zcf and Zcd), which
-    /// newer compilers list beside the letter, are: code built for a part alone (`-march=rv32i_zca`) uses it,
-    /// and a core may have the parts without the letter (`rv32imc_zaamo_zalrsc` is `rv32imac`).
+    /// `s*` extensions, hints, vendor `x*` ones not listed here, newer ones, and those every core that runs code
+    /// from RAM has: Zicsr and Zifencei) are not checked: an object using one of them loads. The parts of M, A
+    /// and C (Zmmul; Zaamo and Zalrsc; Zca, Zcf and Zcd), which newer compilers list beside the letter, are: code
+    /// built for a part alone (`-march=rv32i_zca`) uses it, and a core may have the parts without the letter
+    /// (`rv32imc_zaamo_zalrsc` is `rv32imac`).
     pub(super) const Z_NAMES: [&str; 78] = [
         "zba",
         "zbb",
