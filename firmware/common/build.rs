@@ -157,6 +157,22 @@ fn main() {
             .arg(&obj));
         embed(obj_name, &obj, &mut statics, &mut list);
     }
+    // On riscv32: `basic.c` built without M, whose multiplications and remainders call libgcc's
+    // `__mulsi3` and `__modsi3`, which the firmware exports with the rest of that family. It must run.
+    if name == "riscv32" {
+        let obj_name = "basic-gcc-O2-rv32i";
+        let obj = dir.join(format!("{obj_name}.o"));
+        run(Command::new(target.gcc.command)
+            .args(target.gcc.flags)
+            .args(targets::COMMON_FLAGS)
+            .args(["-O2", "-fno-pic", "-march=rv32i"])
+            .arg(format!("-I{}", include.display()))
+            .arg(format!("-I{}", fixtures.display()))
+            .arg(fixtures.join("basic.c"))
+            .arg("-o")
+            .arg(&obj));
+        embed(obj_name, &obj, &mut statics, &mut list);
+    }
     // On the Cortex-M: `leaf.c` as A32 code (for a Cortex-A, with the firmware's float ABI), which the
     // firmware must refuse.
     if name == "cortex-m" {

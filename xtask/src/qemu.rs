@@ -308,6 +308,11 @@ pub fn qemu(names: &[String]) -> Result {
             ok = false;
             lines.push(format!("{}: export table check failed: {message}", t.name));
         }
+        println!("==> {}: a faulting extension is reported", t.name);
+        if let Err(Failure(message)) = check_fault(&root, t, &image) {
+            ok = false;
+            lines.push(format!("{}: fault report check failed: {message}", t.name));
+        }
     }
     for line in &lines {
         println!("{line}");
@@ -317,6 +322,56 @@ pub fn qemu(names: &[String]) -> Result {
     } else {
         Err(Failure(String::from("firmware tests failed")))
     }
+}
+
+/// An extension that faults (`__builtin_trap()`: an undefined instruction or a breakpoint) ends a
+/// `qemu-run` with a report naming where in the extension it happened and exit status 134, instead of
+/// hanging the firmware until the timeout.
+fn check_fault(root: &Path, t: &Target, image: &Path) -> Result {
+    let cross = cross_target(t)?;
+    let dir = root.join("target").join("xtask-fault").join(t.name);
+    std::fs::create_dir_all(&dir).map_err(|e| Failure(format!("{}: {e}", dir.display())))?;
+    let source = dir.join("trap.c");
+    std::fs::write(
+        &source,
+        "long trap_main(long x) { if (x > 0) __builtin_trap(); return x; }\n",
+    )
+    .map_err(|e| Failure(format!("{}: {e}", source.display())))?;
+    let object = dir.join("trap.o");
+    check(
+        cross.gcc.command,
+        Command::new(cross.gcc.command)
+            .args(cross.gcc.flags)
+            .args(crate::llext_cross_targets::COMMON_FLAGS)
+            .args(["-O2", "-fno-pic"])
+            .arg(&source)
+            .arg("-o")
+            .arg(&object),
+    )?;
+    let args = [
+        String::from("run"),
+        String::from("--call"),
+        String::from("trap_main"),
+        String::from("--arg"),
+        String::from("1"),
+        object.display().to_string(),
+    ];
+    let (code, output) = run_qemu(t, image, &args, false)?;
+    let report = output
+        .lines()
+        .find(|l| l.starts_with("fault: "))
+        .unwrap_or("");
+    if code != Some(134)
+        || !report.contains("`trap_main`+0x")
+        || !report.contains("extension `trap`")
+    {
+        return Err(Failure(format!(
+            "expected a fault report in `trap_main` and exit status 134, got {code:?}: {}",
+            output.trim()
+        )));
+    }
+    println!("ok: {report}");
+    Ok(())
 }
 
 /// The firmware's export table (`exports` on its command line) makes `llext check` on the host link as the

@@ -415,11 +415,18 @@ impl fmt::Display for Error {
                 object,
                 core,
                 missing,
-            } => write!(
-                f,
-                "built for {object}, so it may use {missing}, which this core ({core}) lacks: rebuild it for \
-                 the core (-march={core}, or its -mcpu and -mfpu)"
-            ),
+            } => {
+                write!(
+                    f,
+                    "built for {object}, so it may use {missing}, which this core ({core}) lacks: rebuild it \
+                     for the core (-march={core}"
+                )?;
+                // RISC-V compilers take the ISA string alone; Arm ones name a core and its FPU too.
+                if core.starts_with("arm") {
+                    f.write_str(", or its -mcpu and -mfpu")?;
+                }
+                f.write_str(")")
+            }
             Error::BadSection {
                 index,
                 name,

@@ -145,6 +145,33 @@ pub struct SymbolInfo {
     pub exported: bool,
 }
 
+/// Where an address lies in the loaded extensions ([`Registry::locate`]): for a fault handler's report or
+/// a profiler's symbols.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The extension holding it.
+    pub id: ExtId,
+    /// Its name.
+    pub extension: String,
+    /// The region holding it.
+    pub region: RegionKind,
+    /// The extension's global symbol nearest at or below the address in that region, if any.
+    pub symbol: Option<String>,
+    /// The address's offset from that symbol, or from the region's start without one.
+    pub offset: usize,
+}
+
+impl core::fmt::Display for Location {
+    /// `` `symbol`+0x12 in extension `name` `` (or `` .text+0x40 in extension `name` ``).
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match &self.symbol {
+            Some(symbol) => write!(f, "`{symbol}`+{:#x}", self.offset)?,
+            None => write!(f, "{}+{:#x}", self.region.as_str(), self.offset)?,
+        }
+        write!(f, " in extension `{}`", self.extension)
+    }
+}
+
 /// A snapshot of one loaded extension's state, for inspection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExtensionInfo {
@@ -878,6 +905,53 @@ impl<M: Memory> Registry<M> {
     pub fn extension_symbol(&self, id: ExtId, name: &str) -> Result<Option<usize>> {
         let inner = self.inner.lock();
         Ok(inner.symbol_of(id, name.as_bytes())?.map(|s| s.addr))
+    }
+
+    /// Where `addr` lies in the loaded extensions' memory: the extension, region and nearest global symbol
+    /// at or below it. `None` if no extension holds it, or if the registry is in use at the moment: meant
+    /// for a fault handler, it never waits for the registry's lock, which the interrupted code may hold.
+    /// It allocates the names it returns.
+    ///
+    /// ```
+    /// # #[cfg(feature = "std")] {
+    /// let registry = llext::Registry::new(llext::HostMemory::new(), llext::ExportTable::new(llext::LIBC_EXPORTS));
+    /// let id = registry.load("basic", &llext_fixtures::bytes("basic-gcc-O2-pic.o")).unwrap();
+    /// let add = registry.extension_symbol(id, "basic_add").unwrap().unwrap();
+    /// let at = registry.locate(add + 2).unwrap();
+    /// assert_eq!((at.symbol.as_deref(), at.offset), (Some("basic_add"), 2));
+    /// assert_eq!(at.to_string(), "`basic_add`+0x2 in extension `basic`");
+    /// # }
+    /// ```
+    pub fn locate(&self, addr: usize) -> Option<Location> {
+        let inner = self.inner.try_lock()?;
+        let found = inner.in_load_order().find_map(|(slot, ext)| {
+            let l = ext.linked.view();
+            let region = l
+                .regions()
+                .find(|r| addr.checked_sub(r.addr).is_some_and(|o| o < r.size))?;
+            // Arm function symbols carry the Thumb bit, which their code's addresses do not.
+            let thumb = inner.machine == arch::EM_ARM && region.kind == RegionKind::Text;
+            let start = |s: &SymRec| if thumb { s.addr & !1 } else { s.addr };
+            let nearest = l
+                .globals()
+                .flatten()
+                .chain(l.exports().flatten())
+                .filter(|s| start(s) <= addr && start(s) >= region.addr)
+                .max_by_key(start);
+            let generation = inner.slots.get(slot as usize)?.generation;
+            Some(Location {
+                id: ExtId {
+                    index: slot,
+                    generation,
+                    registry: inner.tag,
+                },
+                extension: ext.name_string(),
+                region: region.kind,
+                symbol: nearest.map(|s| String::from_utf8_lossy(l.str(s.name)).into_owned()),
+                offset: addr - nearest.map_or(region.addr, |s| start(&s)),
+            })
+        });
+        found
     }
 
     /// Calls the function `symbol` (found as by [`Registry::find_symbol`]) with up to six integer arguments

@@ -16,6 +16,15 @@ impl<T> Lock<T> {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+
+    /// Locks if no one holds the lock (a fault handler must not wait for code it interrupted).
+    pub fn try_lock(&self) -> Option<std::sync::MutexGuard<'_, T>> {
+        match self.0.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
 }
 
 #[cfg(not(feature = "std"))]
@@ -29,5 +38,10 @@ impl<T> Lock<T> {
 
     pub fn lock(&self) -> spin::MutexGuard<'_, T> {
         self.0.lock()
+    }
+
+    /// Locks if no one holds the lock (a fault handler must not wait for code it interrupted).
+    pub fn try_lock(&self) -> Option<spin::MutexGuard<'_, T>> {
+        self.0.try_lock()
     }
 }

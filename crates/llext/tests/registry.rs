@@ -819,6 +819,9 @@ fn objects_built_for_more_than_the_core_are_refused() {
                     "{flags:?} on {core}"
                 );
                 assert!(e.to_string().contains(&format!("-march={core}")), "{e}");
+                // RISC-V compilers have no -mcpu/-mfpu pair to suggest (a trial saw it suggested).
+                let arm = core.machine() == 40;
+                assert_eq!(e.to_string().contains("-mfpu"), arm, "{e}");
                 assert!(r.is_empty());
             }
         }
@@ -962,4 +965,39 @@ fn a_core_of_one_width_refuses_objects_of_the_other() {
         }
     );
     r.load("rv32", &rv32).unwrap();
+}
+
+/// `locate` names the extension, region and nearest symbol of an address, as a fault handler reports it;
+/// on Arm from the code's address, without the Thumb bit its function symbols carry.
+#[test]
+fn locate_names_where_an_address_lies() {
+    const SOURCE: &str =
+        "long first(long x) { return x + 1; }\nlong second(long x) { return x * 3; }\n";
+    let r = registry();
+    let id = r
+        .load("two", &common::compile_c(SOURCE, &["-fPIC"]))
+        .unwrap();
+    let second = r.extension_symbol(id, "second").unwrap().unwrap();
+    let at = r.locate(second + 3).unwrap();
+    assert_eq!(
+        (
+            at.id,
+            at.extension.as_str(),
+            at.symbol.as_deref(),
+            at.offset
+        ),
+        (id, "two", Some("second"), 3)
+    );
+    assert_eq!(at.region, llext::RegionKind::Text);
+    assert_eq!(r.locate(0x10), None);
+
+    let thumb = common::compile_for("thumbv7m-none-eabi", SOURCE, &[]);
+    let mut arena = common::ExecArena::new(1 << 20);
+    let arm = Registry::for_machine(ArenaMemory::new(arena.bytes()), ExportTable::default(), 40);
+    let id = arm.load("thumb", &thumb).unwrap();
+    let second = arm.extension_symbol(id, "second").unwrap().unwrap();
+    assert_eq!(second & 1, 1, "a Thumb function's symbol");
+    let at = arm.locate((second & !1) + 2).unwrap();
+    assert_eq!((at.symbol.as_deref(), at.offset), (Some("second"), 2));
+    assert_eq!(at.to_string(), "`second`+0x2 in extension `thumb`");
 }

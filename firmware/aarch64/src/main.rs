@@ -16,6 +16,9 @@ global_asm!(
     "    mov sp, x0",
     "    mov x0, #(3 << 20)",
     "    msr cpacr_el1, x0",
+    // Exceptions (an undefined instruction, BRK, an abort) go to `fw_vectors`.
+    "    ldr x0, =fw_vectors",
+    "    msr vbar_el1, x0",
     "    isb",
     "    ldr x0, =__bss_start",
     "    ldr x1, =__bss_end",
@@ -27,11 +30,37 @@ global_asm!(
     "3:  wfe",
     "    b 3b",
     ".ltorg",
+    // Sixteen 128-byte entries, 2 KiB aligned; every one reports the exception and ends the run.
+    ".section .text.fw_vectors, \"ax\"",
+    ".balign 2048",
+    "fw_vectors:",
+    ".rept 16",
+    "    mrs x0, esr_el1",
+    "    mrs x1, elr_el1",
+    "    mrs x2, far_el1",
+    "    b fw_fault",
+    ".balign 128",
+    ".endr",
 );
 
 #[no_mangle]
 extern "C" fn fw_main() -> ! {
     llext_fw::start("aarch64")
+}
+
+/// Reports an exception (from `fw_vectors`) by its syndrome's class, with the fault address register.
+#[no_mangle]
+extern "C" fn fw_fault(esr: usize, pc: usize, far: usize) -> ! {
+    let what = match esr >> 26 {
+        0x00 => "undefined instruction",
+        0x21 => "instruction abort",
+        0x22 => "PC alignment fault",
+        0x25 => "data abort",
+        0x26 => "SP alignment fault",
+        0x3c => "BRK instruction",
+        _ => "exception",
+    };
+    llext_fw::faulted(what, pc, far)
 }
 
 /// The semihosting trap: operation in w0, argument in x1, result in x0.

@@ -176,6 +176,45 @@ pub fn exit(code: usize) -> ! {
     }
 }
 
+/// The registry of the `qemu-run` mode while it runs extension code, for [`faulted`]'s report (null
+/// otherwise).
+static RUN_REGISTRY: core::sync::atomic::AtomicPtr<Registry<ArenaMemory<'static>>> =
+    core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
+
+/// Publishes a registry in [`RUN_REGISTRY`] for as long as it lives (declared after the registry, so it is
+/// dropped first).
+struct Published;
+
+impl Published {
+    fn new(registry: &Registry<ArenaMemory<'static>>) -> Published {
+        let ptr = core::ptr::from_ref(registry).cast_mut();
+        RUN_REGISTRY.store(ptr, core::sync::atomic::Ordering::Release);
+        Published
+    }
+}
+
+impl Drop for Published {
+    fn drop(&mut self) {
+        RUN_REGISTRY.store(core::ptr::null_mut(), core::sync::atomic::Ordering::Release);
+    }
+}
+
+/// For the target's fault handler: reports a CPU fault (`what`, at `pc`, with the target's `detail`: a
+/// fault status or the faulting address) and, if extension code was running, where in it
+/// (`Registry::locate`); then exits with status 134. An extension that faults ends the run with this
+/// report instead of hanging the firmware.
+pub fn faulted(what: &str, pc: usize, detail: usize) -> ! {
+    let registry = RUN_REGISTRY.load(core::sync::atomic::Ordering::Acquire);
+    // SAFETY: `run_files` publishes its registry only while it is alive on the interrupted stack, and
+    // clears it before the registry goes; this handler runs on the one core, interrupting that code.
+    let located = unsafe { registry.as_ref() }.and_then(|r| r.locate(pc));
+    match located {
+        Some(at) => println!("fault: {what} at pc {pc:#x} ({detail:#x}), {at}"),
+        None => println!("fault: {what} at pc {pc:#x} ({detail:#x}), outside the extensions"),
+    }
+    exit(134)
+}
+
 /// For the target's panic handler: prints the panic and exits with status 101.
 pub fn panicked(info: &core::panic::PanicInfo<'_>) -> ! {
     print_fmt(format_args!("panic: {info}\n"));
@@ -401,6 +440,10 @@ fn runtime_helpers() -> Vec<Export> {
         // double operation.
         list.extend_from_slice(&helpers!(
             __udivdi3, __divdi3, __umoddi3, __moddi3, __lshrdi3, __ashldi3, __ashrdi3, __muldi3,
+        ));
+        // 32-bit multiplication and division, which code built without M (`-march=rv32i`, `rv32ic`) calls.
+        list.extend_from_slice(&helpers!(
+            __mulsi3, __divsi3, __udivsi3, __modsi3, __umodsi3
         ));
         list.extend_from_slice(&helpers!(
             __adddf3,
@@ -1377,6 +1420,8 @@ fn run_files(words: &[&str]) -> Result<(), String> {
         return Err(String::from("no extension files given"));
     }
     let registry = registry();
+    // Constructors and the call run extension code: a fault in it is reported with where it lies.
+    let _published = Published::new(&registry);
     for file in &files {
         let data = read_file(file)?;
         let base = file.rsplit('/').next().unwrap_or(file);

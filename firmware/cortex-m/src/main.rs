@@ -10,3 +10,14 @@ mod target;
 fn main() -> ! {
     llext_fw::start("cortex-m")
 }
+
+/// A fault (an undefined instruction, a bus or usage fault, escalated to HardFault) is reported with where
+/// it happened, instead of the default handler's endless loop.
+#[cortex_m_rt::exception]
+unsafe fn HardFault(frame: &cortex_m_rt::ExceptionFrame) -> ! {
+    // SCB's Configurable Fault Status Register: what kind of fault.
+    const CFSR: *const u32 = 0xE000_ED28 as *const u32;
+    // SAFETY: a read of a system control register, always mapped on a Cortex-M.
+    let cfsr = unsafe { CFSR.read_volatile() };
+    llext_fw::faulted("HardFault", frame.pc() as usize, cfsr as usize)
+}

@@ -14,6 +14,9 @@ global_asm!(
     // mstatus.FS = Initial, so that Rust code may use the FPU on riscv64gc.
     "    li t0, 0x2000",
     "    csrs mstatus, t0",
+    // Traps (an illegal instruction, a misaligned or faulting access) go to `fw_trap`, direct mode.
+    "    la t0, fw_trap",
+    "    csrw mtvec, t0",
     "    la t0, __bss_start",
     "    la t1, __bss_end",
     "1:  bgeu t0, t1, 2f",
@@ -34,6 +37,14 @@ global_asm!(
     "    srai x0, x0, 7",
     "    ret",
     ".option pop",
+    // A trap: its cause, PC and value to `fw_fault`, which reports it and ends the run.
+    ".section .text.fw_trap, \"ax\"",
+    ".balign 4",
+    "fw_trap:",
+    "    csrr a0, mcause",
+    "    csrr a1, mepc",
+    "    csrr a2, mtval",
+    "    j fw_fault",
     // fence.i (Zifencei), spelled as its encoding for assemblers that want the extension named.
     ".section .text.fw_sync_code, \"ax\"",
     ".global fw_sync_code",
@@ -116,6 +127,23 @@ const TARGET: &str = "riscv64";
 #[no_mangle]
 extern "C" fn fw_main() -> ! {
     llext_fw::start(TARGET)
+}
+
+/// Reports a trap (from `fw_trap`) by its `mcause`, with `mtval` (the instruction or address).
+#[no_mangle]
+extern "C" fn fw_fault(cause: usize, pc: usize, value: usize) -> ! {
+    let what = match cause {
+        0 => "instruction address misaligned",
+        1 => "instruction access fault",
+        2 => "illegal instruction",
+        3 => "breakpoint",
+        4 => "load address misaligned",
+        5 => "load access fault",
+        6 => "store address misaligned",
+        7 => "store access fault",
+        _ => "trap",
+    };
+    llext_fw::faulted(what, pc, value)
 }
 
 /// One hart, interrupts never enabled: a critical section needs no locking.
