@@ -428,7 +428,7 @@ mod rv {
         (z_bit("zve64f"), z_bit("zve64x") | z_bit("zve32f")),
         (z_bit("zve32f"), letter_bit(b'f') | z_bit("zve32x")),
         (z_bit("zve64x"), z_bit("zve32x")),
-        (z_bit("zvfh"), z_bit("zve32f") | z_bit("zfhmin")),
+        (z_bit("zvfh"), z_bit("zve32f") | z_bit("zfhmin") | z_bit("zvfhmin")),
         (letter_bit(b'q'), letter_bit(b'd')),
         (letter_bit(b'd'), letter_bit(b'f')),
         (letter_bit(b'b'), z_bit("zba") | z_bit("zbb") | z_bit("zbs")),
@@ -443,7 +443,8 @@ mod rv {
         ),
         (z_bit("zfh"), z_bit("zfhmin")),
         (z_bit("zfhmin") | z_bit("zfa"), letter_bit(b'f')),
-        (z_bit("zvbb"), z_bit("zve32x")),
+        // Zvbb is a superset of Zvkb, Zvfh of Zvfhmin, Zvknhb (SHA-256 and SHA-512) of Zvknha (SHA-256).
+        (z_bit("zvbb"), z_bit("zve32x") | z_bit("zvkb")),
         (z_bit("zvbc"), z_bit("zve64x")),
         (letter_bit(b'm'), z_bit("zmmul")),
         (letter_bit(b'a'), z_bit("zaamo") | z_bit("zalrsc")),
@@ -468,7 +469,7 @@ mod rv {
                 | z_bit("zvksh"),
             z_bit("zve32x"),
         ),
-        (z_bit("zvknhb"), z_bit("zve64x")),
+        (z_bit("zvknhb"), z_bit("zve64x") | z_bit("zvknha")),
         (z_bit("zcmop"), z_bit("zca")),
         (z_bit("zk"), z_bit("zkn")),
         (
@@ -510,6 +511,11 @@ mod rv {
         // Zcf is RV32's alone (RV64 has no compressed single-precision loads): nothing to compare there.
         if bits == 64 {
             f &= !ZCF;
+        }
+        // Zce on RV32 with F holds Zcf (GCC lists it too).
+        const ZCE: u128 = z_bit("zce");
+        if bits == 32 && f & ZCE != 0 && f & letter_bit(b'f') != 0 {
+            f |= ZCF;
         }
         let mut c_parts = ZCA;
         if bits == 32 && f & letter_bit(b'f') != 0 {
@@ -922,6 +928,20 @@ mod tests {
             Some("the Zbkc, Zbkx, Zksed and Zksh extensions")
         );
         assert_eq!(isa("rv64imac_zfinx").key(), "rv64imac_zfinx");
+    }
+
+    /// A core with an extension runs code built for one it holds: Zvbb holds Zvkb, Zvfh Zvfhmin, Zvknhb
+    /// Zvknha, and RV32 Zce with F holds Zcf (so C).
+    #[test]
+    fn supersets_run_their_subsets() {
+        for (core, object) in [
+            ("rv64gcv_zvbb", "rv64gcv_zvkb"),
+            ("rv64gcv_zvfh", "rv64gcv_zvfhmin"),
+            ("rv64gcv_zvknhb", "rv64gcv_zvknha"),
+            ("rv32imaf_zce", "rv32imafc"),
+        ] {
+            assert_eq!(isa(core).missing(&isa(object)), None, "{core} runs {object}");
+        }
     }
 
     #[test]
