@@ -1,21 +1,88 @@
 // The target's instruction set, for the build script (`build.rs` includes this file) and its tests
 // (`tests/native_isa.rs` does too).
 
-/// The `-C target-cpu` of Cargo's encoded flags (`CARGO_ENCODED_RUSTFLAGS`: flags separated by 0x1f),
-/// if given.
-fn target_cpu(encoded_flags: &str) -> Option<&str> {
+/// The values of the `-C` (`--codegen`) options in Cargo's encoded flags (`CARGO_ENCODED_RUSTFLAGS`:
+/// flags separated by 0x1f), in order.
+fn codegen_options(encoded_flags: &str) -> Vec<&str> {
     let mut flags = encoded_flags.split('\x1f');
-    let mut cpu = None;
+    let mut values = Vec::new();
     while let Some(flag) = flags.next() {
         let value = match flag {
             "-C" | "--codegen" => flags.next().unwrap_or(""),
-            f => f.strip_prefix("-C").unwrap_or(""),
+            f => f
+                .strip_prefix("-C")
+                .or_else(|| f.strip_prefix("--codegen="))
+                .unwrap_or(""),
         };
-        if let Some(c) = value.strip_prefix("target-cpu=") {
-            cpu = Some(c); // the last one wins, as for rustc
+        values.push(value);
+    }
+    values
+}
+
+/// The `-C target-cpu` of Cargo's encoded flags, if given.
+fn target_cpu(encoded_flags: &str) -> Option<&str> {
+    // The last one wins, as for rustc.
+    codegen_options(encoded_flags)
+        .into_iter()
+        .filter_map(|v| v.strip_prefix("target-cpu="))
+        .last()
+}
+
+/// The target features `-C target-feature` turns off (`fp64` of `-C target-feature=+dsp,-fp64`), which
+/// a core named by `-C target-cpu` then lacks (a Cortex-M7 with a single-precision FPU is built with
+/// `-C target-cpu=cortex-m7 -C target-feature=-fp64`).
+fn disabled_features(encoded_flags: &str) -> Vec<&str> {
+    let mut off: Vec<&str> = Vec::new();
+    for list in codegen_options(encoded_flags)
+        .into_iter()
+        .filter_map(|v| v.strip_prefix("target-feature="))
+    {
+        for f in list.split(',') {
+            if let Some(name) = f.strip_prefix('-') {
+                off.push(name);
+            } else if let Some(name) = f.strip_prefix('+') {
+                off.retain(|n| *n != name);
+            }
         }
     }
-    cpu
+    off
+}
+
+/// A Cortex-M key (`cortex_m_isa`) without what `off` (`disabled_features`) turns off.
+fn cortex_m_without(key: &str, off: &[&str]) -> String {
+    let off = |f: &str| off.contains(&f);
+    let mut parts = key.split('+');
+    let mut base = parts.next().unwrap_or("");
+    let mut options: Vec<&str> = parts.collect();
+    if off("fpregs") || off("vfp2") || off("vfp2sp") {
+        options.retain(|o| !o.starts_with("fp") && *o != "mve.fp");
+    }
+    if off("mve") {
+        options.retain(|o| !o.starts_with("mve"));
+    } else if off("mve.fp") {
+        for o in options.iter_mut().filter(|o| **o == "mve.fp") {
+            *o = "mve";
+        }
+    }
+    if off("fp64") {
+        // Armv8-M's single-precision FPU is FPv5 (`+fp`); Armv7E-M's (a Cortex-M7's) is `+fpv5`.
+        let single = if base == "armv7e-m" { "fpv5" } else { "fp" };
+        for o in options.iter_mut().filter(|o| **o == "fp.dp") {
+            *o = single;
+        }
+    }
+    if off("dsp") {
+        options.retain(|o| *o != "dsp");
+        if base == "armv7e-m" {
+            base = "armv7-m";
+        }
+    }
+    let mut s = String::from(base);
+    for o in options {
+        s.push('+');
+        s.push_str(o);
+    }
+    s
 }
 
 /// A Cortex-M core's instruction set by its name (`-C target-cpu`), hard-float or not: what the target
@@ -40,7 +107,7 @@ fn cortex_m_isa(cpu: &str, hard_float: bool) -> Option<&'static str> {
 
 /// The target's instruction set as an `-march`-like key, for RISC-V and Cortex-M targets, from the
 /// target's name, its features (`CARGO_CFG_TARGET_FEATURE`) and, for a Cortex-M, `-C target-cpu`.
-fn native_isa(target: &str, features: &str, cpu: Option<&str>) -> Option<String> {
+fn native_isa(target: &str, features: &str, cpu: Option<&str>, off: &[&str]) -> Option<String> {
     let features: Vec<&str> = features.split(',').filter(|f| !f.is_empty()).collect();
     let has = |f: &str| features.contains(&f);
     let arch = target.split('-').next().unwrap_or("");
@@ -69,7 +136,7 @@ fn native_isa(target: &str, features: &str, cpu: Option<&str>) -> Option<String>
     let hard_float = target.ends_with("eabihf");
     if arch.starts_with("thumbv") {
         if let Some(key) = cpu.and_then(|c| cortex_m_isa(c, hard_float)) {
-            return Some(String::from(key));
+            return Some(cortex_m_without(key, off));
         }
     }
     let base = match arch {

@@ -19,13 +19,13 @@ fn a_hard_float_target_has_an_fpu_on_a_stable_compiler() {
         ("thumbv6m-none-eabi", "", "armv6-m"),
     ] {
         assert_eq!(
-            native_isa(target, features, None).as_deref(),
+            native_isa(target, features, None, &[]).as_deref(),
             Some(key),
             "{target} [{features}]"
         );
     }
     // The firmware's own hard-float objects (what README.md says to build them with) load on it.
-    let core = Isa::from_key(&native_isa("thumbv7em-none-eabihf", "", None).unwrap()).unwrap();
+    let core = Isa::from_key(&native_isa("thumbv7em-none-eabihf", "", None, &[]).unwrap()).unwrap();
     let m4f = Isa::from_key("armv7e-m+fp").unwrap();
     assert_eq!(core.missing(&m4f), None);
 }
@@ -34,9 +34,12 @@ fn a_hard_float_target_has_an_fpu_on_a_stable_compiler() {
 fn riscv_targets_take_their_letters_from_the_name() {
     // Stable compilers hide `f` and `d` (unstable on RISC-V): the name has them.
     let stable = "a,c,m,zaamo,zalrsc,zca,zicsr,zifencei";
-    let key = native_isa("riscv64gc-unknown-none-elf", stable, None).unwrap();
+    let key = native_isa("riscv64gc-unknown-none-elf", stable, None, &[]).unwrap();
     assert_eq!(Isa::from_key(&key).unwrap().key(), "rv64imafdc");
-    assert_eq!(native_isa("x86_64-unknown-linux-gnu", "sse2", None), None);
+    assert_eq!(
+        native_isa("x86_64-unknown-linux-gnu", "sse2", None, &[]),
+        None
+    );
 }
 
 /// `-C target-cpu` names what the target's features cannot: a Cortex-M33's DSP on a stable compiler, a
@@ -75,12 +78,38 @@ fn a_cortex_m_target_cpu_names_its_core() {
         // A CPU the table does not know: the target's name and features decide.
         ("thumbv7em-none-eabihf", "generic", "armv7e-m+fp"),
     ] {
-        let native = native_isa(target, "", Some(cpu)).unwrap();
+        let native = native_isa(target, "", Some(cpu), &[]).unwrap();
         assert_eq!(Isa::from_key(&native).unwrap().key(), key, "{target} {cpu}");
     }
     // gcc's -mcpu=cortex-m33 objects (DSP) load on a stable Cortex-M33 firmware.
-    let m33 =
-        Isa::from_key(&native_isa("thumbv8m.main-none-eabihf", "", Some("cortex-m33")).unwrap());
+    let m33 = Isa::from_key(
+        &native_isa("thumbv8m.main-none-eabihf", "", Some("cortex-m33"), &[]).unwrap(),
+    );
     let object = Isa::from_key("armv8-m.main+dsp+fp").unwrap();
     assert_eq!(m33.unwrap().missing(&object), None);
+}
+
+/// `-C target-feature=-fp64` beside `-C target-cpu=cortex-m7` (an STM32F746's single-precision FPv5) is a
+/// core without double precision: objects that may use it are refused.
+#[test]
+fn features_turned_off_beside_a_target_cpu_are_not_claimed() {
+    let flags = "-Ctarget-cpu=cortex-m7\x1f-Ctarget-feature=-fp64";
+    let off = disabled_features(flags);
+    assert_eq!(off, ["fp64"]);
+    let native = native_isa("thumbv7em-none-eabihf", "", target_cpu(flags), &off).unwrap();
+    let core = Isa::from_key(&native).unwrap();
+    assert_eq!(core.key(), "armv7e-m+fpv5");
+    let dp = Isa::from_key("armv7e-m+fp.dp").unwrap();
+    assert_eq!(core.missing(&dp).as_deref(), Some("a double-precision FPU"));
+    let native = native_isa(
+        "thumbv8m.main-none-eabihf",
+        "",
+        Some("cortex-m55"),
+        &["mve.fp", "fp64"],
+    );
+    assert_eq!(native.as_deref(), Some("armv8.1-m.main+dsp+fp+mve"));
+    assert_eq!(
+        disabled_features("-Ctarget-feature=-fp64,+fp64"),
+        Vec::<&str>::new()
+    );
 }
