@@ -19,7 +19,12 @@ fn main() {
     let target = std::env::var("TARGET").unwrap_or_default();
     let features = std::env::var("CARGO_CFG_TARGET_FEATURE").unwrap_or_default();
     let flags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
-    if let Some(isa) = native_isa(&target, &features, target_cpu(&flags), &disabled_features(&flags)) {
+    if let Some(isa) = native_isa(
+        &target,
+        &features,
+        target_cpu(&flags),
+        &disabled_features(&flags),
+    ) {
         println!("cargo::rustc-env=LLEXT_NATIVE_ISA={isa}");
     }
     // Cortex-M cores run Thumb code only.

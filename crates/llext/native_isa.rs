@@ -24,8 +24,8 @@ fn target_cpu(encoded_flags: &str) -> Option<&str> {
     // The last one wins, as for rustc.
     codegen_options(encoded_flags)
         .into_iter()
-        .filter_map(|v| v.strip_prefix("target-cpu="))
-        .last()
+        .rev()
+        .find_map(|v| v.strip_prefix("target-cpu="))
 }
 
 /// The target features `-C target-feature` turns off (`fp64` of `-C target-feature=+dsp,-fp64`), which

@@ -359,6 +359,12 @@ impl<'b> View<'b> {
         })
     }
 
+    /// The region holding `addr`, if any.
+    pub fn region_holding(&self, addr: usize) -> Option<RegionRec> {
+        self.regions()
+            .find(|r| addr.checked_sub(r.addr).is_some_and(|o| o < r.size))
+    }
+
     pub fn sections(&self) -> impl Iterator<Item = SectionRec> + 'b {
         self.entries(Table::Sections).filter_map(|e| {
             let (kind, in_place) = region_kind(*e.get(SECTION_KIND_AT)?)?;

@@ -145,8 +145,8 @@ pub struct SymbolInfo {
     pub exported: bool,
 }
 
-/// Where an address lies in the loaded extensions ([`Registry::locate`]): for a fault handler's report or
-/// a profiler's symbols.
+/// Where an address lies in the loaded extensions ([`Registry::locate`]): for a fault handler's or a
+/// profiler's report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {
     /// The extension holding it.
@@ -161,14 +161,56 @@ pub struct Location {
     pub offset: usize,
 }
 
-impl core::fmt::Display for Location {
-    /// `` `symbol`+0x12 in extension `name` `` (or `` .text+0x40 in extension `name` ``).
+/// [`Location`] with its names lent from the registry ([`Registry::locate_with`]): nothing allocated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocationRef<'a> {
+    /// The extension holding it.
+    pub id: ExtId,
+    /// Its name.
+    pub extension: &'a str,
+    /// The region holding it.
+    pub region: RegionKind,
+    /// The extension's global symbol nearest at or below the address in that region, if any.
+    pub symbol: Option<&'a str>,
+    /// The address's offset from that symbol, or from the region's start without one.
+    pub offset: usize,
+}
+
+impl LocationRef<'_> {
+    /// The same, with names of its own.
+    pub fn to_location(self) -> Location {
+        Location {
+            id: self.id,
+            extension: String::from(self.extension),
+            region: self.region,
+            symbol: self.symbol.map(String::from),
+            offset: self.offset,
+        }
+    }
+}
+
+impl core::fmt::Display for LocationRef<'_> {
+    /// `` `symbol`+0x12 in extension `name` `` (or `` text+0x40 in extension `name` ``).
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match &self.symbol {
+        match self.symbol {
             Some(symbol) => write!(f, "`{symbol}`+{:#x}", self.offset)?,
             None => write!(f, "{}+{:#x}", self.region.as_str(), self.offset)?,
         }
         write!(f, " in extension `{}`", self.extension)
+    }
+}
+
+impl core::fmt::Display for Location {
+    /// As [`LocationRef`]'s.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        LocationRef {
+            id: self.id,
+            extension: &self.extension,
+            region: self.region,
+            symbol: self.symbol.as_deref(),
+            offset: self.offset,
+        }
+        .fmt(f)
     }
 }
 
@@ -454,6 +496,11 @@ fn exporter_hashed(
     }
     let (slot, _) = find_export_hashed(slots, exports, name, h)?;
     ext_at(slots, slot).map(|e| alloc::format!("extension `{}`", e.name()))
+}
+
+/// `bytes` as text, or a note that they are not UTF-8 (names a report lends rather than copies).
+fn utf8_or_note(bytes: &[u8]) -> &str {
+    core::str::from_utf8(bytes).unwrap_or("(a name not in UTF-8)")
 }
 
 fn check_name(name: &str) -> Result<()> {
@@ -908,9 +955,9 @@ impl<M: Memory> Registry<M> {
     }
 
     /// Where `addr` lies in the loaded extensions' memory: the extension, region and nearest global symbol
-    /// at or below it. `None` if no extension holds it, or if the registry is in use at the moment: meant
-    /// for a fault handler, it never waits for the registry's lock, which the interrupted code may hold.
-    /// It allocates the names it returns.
+    /// at or below it. `None` if no extension holds it, or if the registry is in use at the moment: it never
+    /// waits for the registry's lock. It allocates the names it returns; a fault handler, which must not
+    /// allocate (the fault may be in the allocator), uses [`Registry::locate_with`].
     ///
     /// ```
     /// # #[cfg(feature = "std")] {
@@ -923,12 +970,17 @@ impl<M: Memory> Registry<M> {
     /// # }
     /// ```
     pub fn locate(&self, addr: usize) -> Option<Location> {
+        self.locate_with(addr, |at| at.to_location())
+    }
+
+    /// [`Registry::locate`] without allocating: `f` gets the location with names lent from the registry
+    /// (under its lock, taken only if free). Meant for a fault handler; on a host it is not
+    /// async-signal-safe (the lock is not).
+    pub fn locate_with<R>(&self, addr: usize, f: impl FnOnce(&LocationRef<'_>) -> R) -> Option<R> {
         let inner = self.inner.try_lock()?;
         let found = inner.in_load_order().find_map(|(slot, ext)| {
             let l = ext.linked.view();
-            let region = l
-                .regions()
-                .find(|r| addr.checked_sub(r.addr).is_some_and(|o| o < r.size))?;
+            let region = l.region_holding(addr)?;
             // Arm function symbols carry the Thumb bit, which their code's addresses do not.
             let thumb = inner.machine == arch::EM_ARM && region.kind == RegionKind::Text;
             let start = |s: &SymRec| if thumb { s.addr & !1 } else { s.addr };
@@ -938,20 +990,15 @@ impl<M: Memory> Registry<M> {
                 .chain(l.exports().flatten())
                 .filter(|s| start(s) <= addr && start(s) >= region.addr)
                 .max_by_key(start);
-            let generation = inner.slots.get(slot as usize)?.generation;
-            Some(Location {
-                id: ExtId {
-                    index: slot,
-                    generation,
-                    registry: inner.tag,
-                },
-                extension: ext.name_string(),
+            Some(LocationRef {
+                id: inner.id_at(slot)?,
+                extension: utf8_or_note(l.name_bytes()),
                 region: region.kind,
-                symbol: nearest.map(|s| String::from_utf8_lossy(l.str(s.name)).into_owned()),
+                symbol: nearest.map(|s| utf8_or_note(l.str(s.name))),
                 offset: addr - nearest.map_or(region.addr, |s| start(&s)),
             })
         });
-        found
+        found.map(|at| f(&at))
     }
 
     /// Calls the function `symbol` (found as by [`Registry::find_symbol`]) with up to six integer arguments
@@ -1067,16 +1114,7 @@ impl<M: Memory> Registry<M> {
             .in_load_order()
             // One whose destructors run is on its way out (and no longer found by name).
             .filter(|(_, ext)| ext.phase != Phase::Destructing)
-            .filter_map(|(slot, _)| {
-                let generation = inner.slots.get(slot as usize)?.generation;
-                inner
-                    .info(ExtId {
-                        index: slot,
-                        generation,
-                        registry: inner.tag,
-                    })
-                    .ok()
-            })
+            .filter_map(|(slot, _)| inner.info(inner.id_at(slot)?).ok())
             .collect()
     }
 
@@ -1198,12 +1236,7 @@ impl<M: Memory> Inner<M> {
         let &slot = self.names.find(hash_name(name), |&s| {
             ext_at(slots, s).is_some_and(|e| e.linked.view().name_bytes() == name)
         })?;
-        let generation = slots.get(slot as usize)?.generation;
-        Some(ExtId {
-            index: slot,
-            generation,
-            registry: self.tag,
-        })
+        self.id_at(slot)
     }
 
     fn get(&self, id: ExtId) -> Result<&Ext> {
@@ -1216,6 +1249,17 @@ impl<M: Memory> Inner<M> {
     /// for another machine links, saves and restores, but never runs constructors, destructors or calls.
     fn runs_code(&self) -> bool {
         arch::native_machine() == Some(self.machine)
+    }
+
+    /// The handle of the extension in `slot`, if one is there.
+    pub(crate) fn id_at(&self, slot: u32) -> Option<ExtId> {
+        let s = self.slots.get(slot as usize)?;
+        s.ext.as_ref()?;
+        Some(ExtId {
+            index: slot,
+            generation: s.generation,
+            registry: self.tag,
+        })
     }
 
     /// The extension `id` names, if still loaded.
@@ -1237,9 +1281,17 @@ impl<M: Memory> Inner<M> {
         self.find_symbol_in(name).map(|(_, s)| s.addr)
     }
 
-    /// The symbol `name` of extension `id`: exported first, then global.
+    /// The symbol `name` of extension `id`: exported first, then global. An extension whose destructors
+    /// run is on its way out: not found, as [`Inner::find_symbol_in`] does not find it (its memory is freed
+    /// as soon as they return).
     fn symbol_of(&self, id: ExtId, name: &[u8]) -> Result<Option<SymRec>> {
-        let l = self.get(id)?.linked.view();
+        let ext = self.get(id)?;
+        if ext.phase == Phase::Destructing {
+            return Err(Error::NotLoaded {
+                name: ext.name_string(),
+            });
+        }
+        let l = ext.linked.view();
         Ok(l.exports()
             .flatten()
             .find(|e| l.str(e.name) == name)
@@ -1267,9 +1319,7 @@ impl<M: Memory> Inner<M> {
         // Rare (no block of its own): a walk over every extension's few regions.
         own.or_else(|| {
             self.in_load_order().find_map(|(_, e)| {
-                let mut regions = e.linked.view().regions();
-                let holder =
-                    regions.find(|r| sym.addr.checked_sub(r.addr).is_some_and(|o| o < r.size));
+                let holder = e.linked.view().region_holding(sym.addr);
                 holder.map(|r| r.kind.permission())
             })
         })

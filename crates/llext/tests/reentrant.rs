@@ -32,6 +32,8 @@ struct World {
     mode: Mode,
     problems: Vec<String>,
     fini_ran: usize,
+    /// The handle of the extension under test, once loaded.
+    id: Option<llext::ExtId>,
 }
 
 static WORLD: Mutex<World> = Mutex::new(World {
@@ -39,6 +41,7 @@ static WORLD: Mutex<World> = Mutex::new(World {
     mode: Mode::Check,
     problems: Vec::new(),
     fini_ran: 0,
+    id: None,
 });
 
 /// Tests in this file share `WORLD`: one at a time.
@@ -138,6 +141,22 @@ fn check_while_destructing(r: &Reg) {
     if r.extensions().iter().any(|e| e.name == "reenter") {
         problem("an extension whose destructors run is still listed".into());
     }
+    // Nor reached by its handle: its memory goes as soon as its destructors return (a review found
+    // `call_in` reaching it).
+    let id = world().id;
+    if let Some(id) = id {
+        // SAFETY: refused before any call (were it found, `reenter_seen_by_init` is `long (void)`).
+        let called = unsafe { r.call_in(id, "reenter_seen_by_init", &[]) };
+        if !matches!(called, Err(Error::NotLoaded { .. })) {
+            problem(format!("call_in during its destructors: {called:?}"));
+        }
+        if !matches!(
+            r.extension_symbol(id, "reenter_value"),
+            Err(Error::NotLoaded { .. })
+        ) {
+            problem("extension_symbol during its destructors found it".into());
+        }
+    }
     // Forgetting everything would hand back the memory this destructor runs in.
     match r.forget_all() {
         Err(Error::Busy {
@@ -195,6 +214,7 @@ fn constructors_and_destructors_may_call_back_into_the_registry() {
         let id = r
             .load("reenter", &variant.bytes("reenter"))
             .unwrap_or_else(|e| panic!("{variant}: {e}"));
+        world().id = Some(id);
         // SAFETY: `reenter_seen_by_init` is `long reenter_seen_by_init(void)`.
         let seen = unsafe { r.call("reenter_seen_by_init", &[]) }.unwrap();
         assert_eq!(

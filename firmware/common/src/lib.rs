@@ -181,19 +181,19 @@ pub fn exit(code: usize) -> ! {
 static RUN_REGISTRY: core::sync::atomic::AtomicPtr<Registry<ArenaMemory<'static>>> =
     core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
 
-/// Publishes a registry in [`RUN_REGISTRY`] for as long as it lives (declared after the registry, so it is
-/// dropped first).
-struct Published;
+/// Publishes a registry in [`RUN_REGISTRY`] for as long as the borrow lasts, so that it cannot outlive
+/// the registry.
+struct Published<'a>(core::marker::PhantomData<&'a Registry<ArenaMemory<'static>>>);
 
-impl Published {
-    fn new(registry: &Registry<ArenaMemory<'static>>) -> Published {
+impl<'a> Published<'a> {
+    fn new(registry: &'a Registry<ArenaMemory<'static>>) -> Published<'a> {
         let ptr = core::ptr::from_ref(registry).cast_mut();
         RUN_REGISTRY.store(ptr, core::sync::atomic::Ordering::Release);
-        Published
+        Published(core::marker::PhantomData)
     }
 }
 
-impl Drop for Published {
+impl Drop for Published<'_> {
     fn drop(&mut self) {
         RUN_REGISTRY.store(core::ptr::null_mut(), core::sync::atomic::Ordering::Release);
     }
@@ -201,16 +201,33 @@ impl Drop for Published {
 
 /// For the target's fault handler: reports a CPU fault (`what`, at `pc`, with the target's `detail`: a
 /// fault status or the faulting address) and, if extension code was running, where in it
-/// (`Registry::locate`); then exits with status 134. An extension that faults ends the run with this
-/// report instead of hanging the firmware.
+/// (`Registry::locate_with`, which neither allocates nor waits for the registry's lock); then exits with
+/// status 134. An extension that faults ends the run with this report instead of hanging the firmware. A
+/// fault while reporting one ends the run at once.
 pub fn faulted(what: &str, pc: usize, detail: usize) -> ! {
+    static REPORTING: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+    if REPORTING.swap(true, core::sync::atomic::Ordering::AcqRel) {
+        println!("fault: {what} at pc {pc:#x} ({detail:#x}) while reporting a fault");
+        exit(134);
+    }
     let registry = RUN_REGISTRY.load(core::sync::atomic::Ordering::Acquire);
-    // SAFETY: `run_files` publishes its registry only while it is alive on the interrupted stack, and
-    // clears it before the registry goes; this handler runs on the one core, interrupting that code.
-    let located = unsafe { registry.as_ref() }.and_then(|r| r.locate(pc));
-    match located {
-        Some(at) => println!("fault: {what} at pc {pc:#x} ({detail:#x}), {at}"),
-        None => println!("fault: {what} at pc {pc:#x} ({detail:#x}), outside the extensions"),
+    // SAFETY: `run_files` publishes its registry only while it is alive (`Published` borrows it), and
+    // this handler runs on the one core, interrupting code that holds that borrow.
+    match unsafe { registry.as_ref() } {
+        None => {
+            println!("fault: {what} at pc {pc:#x} ({detail:#x}), no extension code was running")
+        }
+        Some(r) => {
+            let reported = r.locate_with(pc, |at| {
+                println!("fault: {what} at pc {pc:#x} ({detail:#x}), {at}");
+            });
+            if reported.is_none() {
+                println!(
+                    "fault: {what} at pc {pc:#x} ({detail:#x}), not in an extension's memory (or the \
+                     registry was in use)"
+                );
+            }
+        }
     }
     exit(134)
 }

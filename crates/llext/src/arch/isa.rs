@@ -428,7 +428,10 @@ mod rv {
         (z_bit("zve64f"), z_bit("zve64x") | z_bit("zve32f")),
         (z_bit("zve32f"), letter_bit(b'f') | z_bit("zve32x")),
         (z_bit("zve64x"), z_bit("zve32x")),
-        (z_bit("zvfh"), z_bit("zve32f") | z_bit("zfhmin") | z_bit("zvfhmin")),
+        (
+            z_bit("zvfh"),
+            z_bit("zve32f") | z_bit("zfhmin") | z_bit("zvfhmin"),
+        ),
         (letter_bit(b'q'), letter_bit(b'd')),
         (letter_bit(b'd'), letter_bit(b'f')),
         (letter_bit(b'b'), z_bit("zba") | z_bit("zbb") | z_bit("zbs")),
@@ -940,7 +943,11 @@ mod tests {
             ("rv64gcv_zvknhb", "rv64gcv_zvknha"),
             ("rv32imaf_zce", "rv32imafc"),
         ] {
-            assert_eq!(isa(core).missing(&isa(object)), None, "{core} runs {object}");
+            assert_eq!(
+                isa(core).missing(&isa(object)),
+                None,
+                "{core} runs {object}"
+            );
         }
     }
 

@@ -40,6 +40,9 @@ const PIC_ADVICE: &str =
     "target out of ±2 GiB reach of this PC-relative reference; rebuild the extension with -fPIC";
 const ABS32_ADVICE: &str =
     "absolute address does not fit 32 bits; rebuild the extension with -fPIC \
+     (code built without it needs what it refers to below 4 GiB: the symbol lies above)";
+const ABS32S_ADVICE: &str =
+    "absolute address does not fit 32 bits sign-extended; rebuild the extension with -fPIC \
      (code built without it needs what it refers to below 2 GiB: the symbol lies above)";
 
 impl Relocator for X86_64 {
@@ -198,7 +201,7 @@ impl Relocator for X86_64 {
                 }
                 field::write(place, (v as u32).to_le_bytes())
             }
-            R32S => signed32(place, s.wrapping_add(i.a), ABS32_ADVICE),
+            R32S => signed32(place, s.wrapping_add(i.a), ABS32S_ADVICE),
             SIZE32 => {
                 let v = (i.z as i64).wrapping_add(i.a);
                 if !fits_unsigned(v, 32) {
