@@ -69,8 +69,8 @@ pub use memory::{ArenaMemory, Block, BlockRequest, Memory, Permission};
 #[cfg(feature = "std")]
 pub use registry::default_name;
 pub use registry::{
-    ExtId, ExtensionInfo, LoadOptions, Location, RegionInfo, Registry, SectionInfo, Storage,
-    SymbolInfo, Unloaded, MAX_CALL_ARGS,
+    ExtId, ExtensionInfo, LoadOptions, Location, LocationRef, RegionInfo, Registry, SectionInfo,
+    Storage, SymbolInfo, Unloaded, MAX_CALL_ARGS,
 };
 pub use snapshot::{Context, RestoreOptions, SaveOptions, CONTEXT_VERSION};
 pub use symbols::{Export, ExportTable};
