@@ -192,26 +192,7 @@ fn check_files<M: Memory>(registry: &Registry<M>, files: &[&str]) -> Result<(), 
                     .load_with(&unique_name(registry, file), &bytes, &options)
                     .map_err(|e| match context_hint(&bytes) {
                         Some(hint) => Failure(format!("error: {file}: {hint}\n")),
-                        None => {
-                            let mut text = render_problems(file, &e);
-                            for p in e.problems() {
-                                let llext::Error::Undefined { symbol, .. } = p else {
-                                    continue;
-                                };
-                                if let Some(exporter) = missing_exports.get(symbol) {
-                                    text.push_str(&format!(
-                                        "note: {file}: `{symbol}` is exported by {exporter}, which did \
-                                         not load\n"
-                                    ));
-                                }
-                            }
-                            if let Ok(report) = llext::inspect::inspect(&bytes) {
-                                for name in report.exported {
-                                    missing_exports.entry(name).or_insert(file);
-                                }
-                            }
-                            Failure(text)
-                        }
+                        None => Failure(failure_with_notes(file, &bytes, &e, &mut missing_exports)),
                     })
             });
         match result {
@@ -245,6 +226,32 @@ fn check_files<M: Memory>(registry: &Registry<M>, files: &[&str]) -> Result<(), 
         )));
     }
     Ok(())
+}
+
+/// The problems of `file`, which did not load, with a note for each undefined symbol an earlier file that
+/// did not load either would have exported; then what `file` would have exported joins `missing`.
+fn failure_with_notes<'f>(
+    file: &'f str,
+    bytes: &[u8],
+    e: &llext::Error,
+    missing: &mut std::collections::HashMap<String, &'f str>,
+) -> String {
+    let mut text = render_problems(file, e);
+    for p in e.problems() {
+        if let llext::Error::Undefined { symbol, .. } = p {
+            if let Some(exporter) = missing.get(symbol) {
+                text.push_str(&format!(
+                    "note: {file}: `{symbol}` is exported by {exporter}, which did not load\n"
+                ));
+            }
+        }
+    }
+    if let Ok(report) = llext::inspect::inspect(bytes) {
+        for name in report.exported {
+            missing.entry(name).or_insert(file);
+        }
+    }
+    text
 }
 
 /// What `--exports` lists: names with their addresses if known, and for an ELF image where its RAM ends.
