@@ -129,63 +129,46 @@ fn main() {
             }
         }
     }
-    // `leaf.c` built for another floating-point calling convention, which the firmware must refuse.
-    if !target.other_float_abi.is_empty() {
-        let obj_name = "floatabi-gcc-O2-nopic";
+    // One more object of a fixture: the compiler's core and ABI flags (the target's, or another core's),
+    // then the common ones and `flags`, at -O2 without PIC.
+    let mut one_more = |obj_name: &str, core: &[&str], flags: &[&str], source: &str| {
         let obj = dir.join(format!("{obj_name}.o"));
         run(Command::new(target.gcc.command)
-            .args(target.gcc.flags)
+            .args(core)
             .args(targets::COMMON_FLAGS)
             .args(["-O2", "-fno-pic"])
-            .args(target.other_float_abi)
-            .arg(fixtures.join("leaf.c"))
+            .args(flags)
+            .arg(format!("-I{}", include.display()))
+            .arg(format!("-I{}", fixtures.display()))
+            .arg(fixtures.join(source))
             .arg("-o")
             .arg(&obj));
         embed(obj_name, &obj, &mut statics, &mut list);
+    };
+    let own = target.gcc.flags;
+    // `leaf.c` built for another floating-point calling convention, which the firmware must refuse.
+    if !target.other_float_abi.is_empty() {
+        one_more(
+            "floatabi-gcc-O2-nopic",
+            own,
+            target.other_float_abi,
+            "leaf.c",
+        );
     }
     // `leaf.c` built for more instructions than the firmware's core runs, which the firmware must refuse.
     if !target.more_isa.is_empty() {
-        let obj_name = "isa-gcc-O2-nopic";
-        let obj = dir.join(format!("{obj_name}.o"));
-        run(Command::new(target.gcc.command)
-            .args(target.gcc.flags)
-            .args(targets::COMMON_FLAGS)
-            .args(["-O2", "-fno-pic"])
-            .args(target.more_isa)
-            .arg(fixtures.join("leaf.c"))
-            .arg("-o")
-            .arg(&obj));
-        embed(obj_name, &obj, &mut statics, &mut list);
+        one_more("isa-gcc-O2-nopic", own, target.more_isa, "leaf.c");
     }
     // On riscv32: `basic.c` built without M, whose multiplications and remainders call libgcc's
     // `__mulsi3` and `__modsi3`, which the firmware exports with the rest of that family. It must run.
     if name == "riscv32" {
-        let obj_name = "basic-gcc-O2-rv32i";
-        let obj = dir.join(format!("{obj_name}.o"));
-        run(Command::new(target.gcc.command)
-            .args(target.gcc.flags)
-            .args(targets::COMMON_FLAGS)
-            .args(["-O2", "-fno-pic", "-march=rv32i"])
-            .arg(format!("-I{}", include.display()))
-            .arg(format!("-I{}", fixtures.display()))
-            .arg(fixtures.join("basic.c"))
-            .arg("-o")
-            .arg(&obj));
-        embed(obj_name, &obj, &mut statics, &mut list);
+        one_more("basic-gcc-O2-rv32i", own, &["-march=rv32i"], "basic.c");
     }
     // On the Cortex-M: `leaf.c` as A32 code (for a Cortex-A, with the firmware's float ABI), which the
     // firmware must refuse.
     if name == "cortex-m" {
-        let obj_name = "armstate-gcc-O2-nopic";
-        let obj = dir.join(format!("{obj_name}.o"));
-        run(Command::new(target.gcc.command)
-            .args(["-mcpu=cortex-a7", "-marm", "-mfloat-abi=hard"])
-            .args(targets::COMMON_FLAGS)
-            .args(["-O2", "-fno-pic"])
-            .arg(fixtures.join("leaf.c"))
-            .arg("-o")
-            .arg(&obj));
-        embed(obj_name, &obj, &mut statics, &mut list);
+        let a7 = ["-mcpu=cortex-a7", "-marm", "-mfloat-abi=hard"];
+        one_more("armstate-gcc-O2-nopic", &a7, &[], "leaf.c");
     }
     if let Some(rsext) = env::var_os("LLEXT_FW_RSEXT").filter(|v| !v.is_empty()) {
         let path = Path::new(&rsext);

@@ -195,6 +195,9 @@ pub(crate) struct Object<'data> {
     /// The total length of the section and symbol names, counted against `Limits::max_name_bytes` (the
     /// linker goes on counting the names of the export table).
     pub name_bytes: u64,
+    /// An Arm object's file attributes, read at their first use (`arch::arm::file_attributes`).
+    #[cfg(any(feature = "all-arches", target_arch = "arm"))]
+    pub arm_attributes: core::cell::OnceCell<Option<crate::arch::arm::FileAttributes>>,
 }
 
 impl<'data> Object<'data> {
@@ -470,6 +473,8 @@ fn parse_class<'data, Elf: FileHeader<Endian = Endianness>>(
         symbols,
         relocs,
         name_bytes,
+        #[cfg(any(feature = "all-arches", target_arch = "arm"))]
+        arm_attributes: core::cell::OnceCell::new(),
     })
 }
 

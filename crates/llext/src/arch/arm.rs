@@ -683,7 +683,7 @@ fn write_thumb32(place: &mut [u8], hw1: u16, hw2: u16) -> Result<(), Problem> {
 
 /// The numeric build attributes of an Arm file that the loader reads (`.ARM.attributes`, the `aeabi`
 /// subsection's Tag_File; Addenda to the ABI for the Arm architecture, "Build attributes"), 0 where absent.
-#[derive(Default)]
+#[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct FileAttributes {
     /// Tag_CPU_arch_profile (7): `A`, `R`, `M`, `S` (A or R), or 0.
     pub profile: u64,
@@ -703,62 +703,49 @@ pub(crate) struct FileAttributes {
     pub mve: u64,
 }
 
+/// The object's file attributes: read once per object (the float-ABI, profile and instruction-set checks
+/// of a load all ask).
 pub(crate) fn file_attributes(object: &crate::elf::Object<'_>) -> Option<FileAttributes> {
-    use object::elf::{FileHeader32, Tag_File, SHT_ARM_ATTRIBUTES};
-    use object::read::elf::AttributesSection;
-    let section = object
-        .sections
-        .iter()
-        .find(|s| s.sh_type == SHT_ARM_ATTRIBUTES.0)?;
-    let attributes =
-        AttributesSection::<FileHeader32<object::Endianness>>::new(object.endian, section.data)
-            .ok()?;
-    let mut subsections = attributes.subsections().ok()?;
-    while let Some(subsection) = subsections.next().ok()? {
-        if subsection.vendor() != b"aeabi" {
-            continue;
-        }
-        let mut subsubsections = subsection.subsubsections();
-        while let Some(sub) = subsubsections.next().ok()? {
-            if sub.tag() != Tag_File {
-                continue;
+    *object
+        .arm_attributes
+        .get_or_init(|| read_file_attributes(object))
+}
+
+fn read_file_attributes(object: &crate::elf::Object<'_>) -> Option<FileAttributes> {
+    let mut reader =
+        super::file_attributes_reader(object, object::elf::SHT_ARM_ATTRIBUTES.0, b"aeabi")?;
+    let mut found = FileAttributes::default();
+    while let Some(tag) = reader.read_tag().ok()? {
+        // "Build attributes": tags 4, 5 and 67 take a string, 32 a number and a string, 65 a
+        // string; the other tags below 32 a number; from 32 on, odd tags a string, even a number.
+        match tag {
+            4 | 5 | 65 | 67 => {
+                reader.read_string().ok()?;
             }
-            let mut reader = sub.attributes();
-            let mut found = FileAttributes::default();
-            while let Some(tag) = reader.read_tag().ok()? {
-                // "Build attributes": tags 4, 5 and 67 take a string, 32 a number and a string, 65 a
-                // string; the other tags below 32 a number; from 32 on, odd tags a string, even a number.
-                match tag {
-                    4 | 5 | 65 | 67 => {
-                        reader.read_string().ok()?;
-                    }
-                    32 => {
-                        reader.read_integer().ok()?;
-                        reader.read_string().ok()?;
-                    }
-                    t if t >= 32 && t % 2 == 1 => {
-                        reader.read_string().ok()?;
-                    }
-                    t => {
-                        let value = reader.read_integer().ok()?;
-                        match t {
-                            6 => found.cpu_arch = value,
-                            7 => found.profile = value,
-                            10 => found.fp_arch = value,
-                            23 => found.fp_model = value,
-                            27 => found.hardfp_use = value,
-                            28 => found.vfp_args = value,
-                            46 => found.dsp = value,
-                            48 => found.mve = value,
-                            _ => {}
-                        }
-                    }
+            32 => {
+                reader.read_integer().ok()?;
+                reader.read_string().ok()?;
+            }
+            t if t >= 32 && t % 2 == 1 => {
+                reader.read_string().ok()?;
+            }
+            t => {
+                let value = reader.read_integer().ok()?;
+                match t {
+                    6 => found.cpu_arch = value,
+                    7 => found.profile = value,
+                    10 => found.fp_arch = value,
+                    23 => found.fp_model = value,
+                    27 => found.hardfp_use = value,
+                    28 => found.vfp_args = value,
+                    46 => found.dsp = value,
+                    48 => found.mve = value,
+                    _ => {}
                 }
             }
-            return Some(found);
         }
     }
-    None
+    Some(found)
 }
 
 /// The floating-point calling convention an Arm object's build attributes give (`Tag_ABI_VFP_args`):

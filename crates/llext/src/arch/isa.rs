@@ -435,15 +435,7 @@ mod rv {
         (letter_bit(b'q'), letter_bit(b'd')),
         (letter_bit(b'd'), letter_bit(b'f')),
         (letter_bit(b'b'), z_bit("zba") | z_bit("zbb") | z_bit("zbs")),
-        (
-            letter_bit(b'k'),
-            z_bit("zbkb")
-                | z_bit("zbkc")
-                | z_bit("zbkx")
-                | z_bit("zkne")
-                | z_bit("zknd")
-                | z_bit("zknh"),
-        ),
+        (letter_bit(b'k'), z_bit("zkn")),
         (z_bit("zfh"), z_bit("zfhmin")),
         (z_bit("zfhmin") | z_bit("zfa"), letter_bit(b'f')),
         // Zvbb is a superset of Zvkb, Zvfh of Zvfhmin, Zvknhb (SHA-256 and SHA-512) of Zvknha (SHA-256).
@@ -625,38 +617,17 @@ mod rv {
     /// The `Tag_RISCV_arch` string of a RISC-V object's `.riscv.attributes` (RISC-V psABI, "Attributes": in
     /// the `riscv` vendor's file subsection, tag 5; odd tags take a string, even ones a number).
     pub(super) fn riscv_attribute_arch<'a>(object: &crate::elf::Object<'a>) -> Option<&'a [u8]> {
-        use object::elf::{FileHeader32, Tag_File};
-        use object::read::elf::AttributesSection;
         const SHT_RISCV_ATTRIBUTES: u32 = 0x7000_0003;
-        let section = object
-            .sections
-            .iter()
-            .find(|s| s.sh_type == SHT_RISCV_ATTRIBUTES)?;
-        // The class only picks the header type the parser is generic over; the section's layout is the same.
-        let attributes =
-            AttributesSection::<FileHeader32<object::Endianness>>::new(object.endian, section.data)
-                .ok()?;
-        let mut subsections = attributes.subsections().ok()?;
-        while let Some(subsection) = subsections.next().ok()? {
-            if subsection.vendor() != b"riscv" {
-                continue;
-            }
-            let mut subsubsections = subsection.subsubsections();
-            while let Some(sub) = subsubsections.next().ok()? {
-                if sub.tag() != Tag_File {
-                    continue;
+        let mut reader =
+            crate::arch::file_attributes_reader(object, SHT_RISCV_ATTRIBUTES, b"riscv")?;
+        while let Some(tag) = reader.read_tag().ok()? {
+            if tag % 2 == 1 {
+                let value = reader.read_string().ok()?;
+                if tag == 5 {
+                    return Some(value);
                 }
-                let mut reader = sub.attributes();
-                while let Some(tag) = reader.read_tag().ok()? {
-                    if tag % 2 == 1 {
-                        let value = reader.read_string().ok()?;
-                        if tag == 5 {
-                            return Some(value);
-                        }
-                    } else {
-                        reader.read_integer().ok()?;
-                    }
-                }
+            } else {
+                reader.read_integer().ok()?;
             }
         }
         None

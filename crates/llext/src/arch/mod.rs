@@ -23,6 +23,43 @@ pub mod x86_64;
 mod isa;
 pub use isa::Isa;
 
+/// The reader of the file-wide attributes (`Tag_File`) of `vendor`'s subsection in the object's section of
+/// type `sh_type`: Arm's `.ARM.attributes` (`aeabi`) and RISC-V's `.riscv.attributes` (`riscv`) share the
+/// format. `None` if there is none or it cannot be read (attributes are advisory: the link does not depend
+/// on them).
+#[cfg(any(
+    feature = "all-arches",
+    target_arch = "arm",
+    target_arch = "riscv32",
+    target_arch = "riscv64"
+))]
+pub(crate) fn file_attributes_reader<'d>(
+    object: &crate::elf::Object<'d>,
+    sh_type: u32,
+    vendor: &[u8],
+) -> Option<object::read::elf::AttributeReader<'d>> {
+    use object::elf::{FileHeader32, Tag_File};
+    use object::read::elf::AttributesSection;
+    let section = object.sections.iter().find(|s| s.sh_type == sh_type)?;
+    // The class only picks the header type the parser is generic over; the section's layout is the same.
+    let attributes =
+        AttributesSection::<FileHeader32<object::Endianness>>::new(object.endian, section.data)
+            .ok()?;
+    let mut subsections = attributes.subsections().ok()?;
+    while let Some(subsection) = subsections.next().ok()? {
+        if subsection.vendor() != vendor {
+            continue;
+        }
+        let mut subsubsections = subsection.subsubsections();
+        while let Some(sub) = subsubsections.next().ok()? {
+            if sub.tag() == Tag_File {
+                return Some(sub.attributes());
+            }
+        }
+    }
+    None
+}
+
 /// What a relocation type needs from the linker before it can be applied.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Needs {
