@@ -5,7 +5,8 @@
 //! `--exports FILE` — are checked by a registry for that machine over a scratch arena, against the symbols
 //! the firmware exports: read from its ELF image, or from a text list. The arena lies where `--at` says, or
 //! just past the RAM of the firmware's ELF image, so that every reach (a branch, a PC-relative or an absolute
-//! address) is checked as on the device. Nothing is ever run.
+//! address) is checked as on the device. Nothing is ever run. With `--libc`, objects of this machine are checked
+//! against a host program's exports (`--exports`) and the C library's together.
 
 use llext::arch::{FloatAbi, Isa};
 use llext::{ArenaMemory, Export, ExportTable, HostMemory, Memory, Registry};
@@ -18,6 +19,7 @@ const ARENA_BYTES: usize = 16 << 20;
 pub(crate) fn check(args: &[String]) -> Result<(), Failure> {
     let mut exports = None;
     let mut at = None;
+    let mut libc = false;
     let mut files = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -28,6 +30,11 @@ pub(crate) fn check(args: &[String]) -> Result<(), Failure> {
                     .ok_or(Failure("--exports needs a file name".into()))?;
                 if exports.replace(file.as_str()).is_some() {
                     return Err(Failure("--exports is given twice".into()));
+                }
+            }
+            "--libc" => {
+                if std::mem::replace(&mut libc, true) {
+                    return Err(Failure("--libc is given twice".into()));
                 }
             }
             "--at" => {
@@ -51,6 +58,12 @@ pub(crate) fn check(args: &[String]) -> Result<(), Failure> {
         Some((report.machine, report.class_bits))
     });
     let (machine, bits) = first.unwrap_or((native.unwrap_or(0), 64));
+    if libc && Some(machine) != native {
+        return Err(Failure(format!(
+            "--libc offers this host's C library, which {} objects cannot call",
+            llext::arch::machine_name(machine)
+        )));
+    }
     if exports.is_none() && at.is_none() && Some(machine) == native {
         let registry = Registry::new(HostMemory::new(), ExportTable::new(llext::LIBC_EXPORTS));
         return check_files(&registry, &files);
@@ -126,12 +139,16 @@ pub(crate) fn check(args: &[String]) -> Result<(), Failure> {
             llext::arch::machine_name(machine)
         )));
     }
-    let table = match (exports, listed) {
+    let mut table = match (exports, listed) {
         (Some(path), Some(listed)) => {
             address_exports(path, listed.entries, machine, bits, past_arena)?
         }
         _ => Vec::new(),
     };
+    // A host program's own exports beside the C library's (a listed name wins: it comes first).
+    if libc {
+        table.extend_from_slice(llext::LIBC_EXPORTS);
+    }
     // Without `--exports`, objects of this machine link against the C library as everywhere else.
     let builtins = if exports.is_none() && Some(machine) == native {
         ExportTable::new(llext::LIBC_EXPORTS)

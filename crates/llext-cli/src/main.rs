@@ -17,14 +17,15 @@ usage: llext <command> [args]
 
 commands:
   inspect FILE [--json]                    ELF type, machine, sections and regions, symbols, relocations
-  check [--exports FILE] [--at ADDR] FILE...
+  check [--exports FILE] [--libc] [--at ADDR] FILE...
                                            load and link without running anything; report every problem.
                                            Objects for another machine are linked for it, against the
                                            firmware's exports (an ELF image, `nm` output of it, or
                                            `NAME [ADDRESS]` lines with optional `# float-abi: KEY`,
                                            `# thumb-only` and `# isa: KEY` lines),
-                                           which replace the C library's for any object; at ADDR, or past
-                                           the RAM of the firmware's ELF image, as on the device
+                                           which replace the C library's for any object (--libc: this
+                                           host's objects get both); at ADDR, or past the RAM of the
+                                           firmware's ELF image, as on the device
   run [--call SYM] [--arg INT]... FILE...  load in order, run constructors, call SYM, print `returned: N`
   shell                                    read commands from stdin (type `help`)
   snapshot save --out SNAP FILE...         load FILE... as `run` does, save a portable context to SNAP

@@ -1339,3 +1339,53 @@ fn check_names_exports_of_a_file_that_did_not_load() {
         "{err}"
     );
 }
+
+/// A host program's plugins call its own exports and the C library: `--libc` checks them against both.
+#[test]
+fn check_against_a_host_programs_exports_and_the_c_library() {
+    const PLUGIN: &str = "#include <stdio.h>\nlong host_log(const char *);\n\
+                          long plugin_main(long x) { host_log(\"hi\"); return printf(\"%ld\\n\", x); }\n";
+    let mut gcc = Command::new("gcc");
+    gcc.args(["-c", "-O2", "-fPIC"]);
+    let plugin = build_c(gcc, "check-libc", "plugin", PLUGIN, false);
+    let list = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("host-exports.txt");
+    std::fs::write(&list, "# the host program's exports!\nhost_log\n").unwrap();
+    let list = list.to_str().unwrap();
+
+    // The list alone replaces the C library; the C library alone lacks the host's function.
+    let out = llext(&["check", "--exports", list, &plugin]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("undefined symbol `printf`"), "{err}");
+    assert!(!err.contains("host_log"), "{err}");
+    let out = llext(&["check", &plugin]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("undefined symbol `host_log`"), "{err}");
+
+    // Both together, in either order of the options.
+    for args in [
+        ["check", "--exports", list, "--libc", &plugin],
+        ["check", "--libc", "--exports", list, &plugin],
+    ] {
+        let out = llext(&args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(text(&out.stdout).starts_with(&format!("ok: {plugin}: ")));
+    }
+
+    // Another machine's objects cannot call this host's C library; the flag once only.
+    let thumb = clang_build(
+        "thumbv7m-none-eabi",
+        "libc-thumb",
+        "int f(void) { return 1; }\n",
+        false,
+    );
+    fails_with(
+        &["check", "--libc", &thumb],
+        "--libc offers this host's C library, which ARM objects cannot call",
+    );
+    fails_with(
+        &["check", "--libc", "--libc", &plugin],
+        "--libc is given twice",
+    );
+}
