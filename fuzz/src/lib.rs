@@ -13,7 +13,7 @@ use llext::{
 pub const ARENA_SIZE: usize = 1 << 20;
 
 /// The size of a context header; its total-length field sits at [`TOTAL_AT`].
-pub const CONTEXT_HEADER: usize = 40;
+pub const CONTEXT_HEADER: usize = 56;
 /// Offset of the total length in a context header.
 pub const TOTAL_AT: usize = 32;
 

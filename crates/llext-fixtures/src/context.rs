@@ -1,8 +1,11 @@
-//! Where things lie in a saved llext context (format 5, see `crates/llext/src/snapshot.rs` and `record.rs`), for tests that
-//! damage one field of a real context on purpose: a 40-byte header, then per extension a record — a
+//! Where things lie in a saved llext context (format 6, see `crates/llext/src/snapshot.rs` and `record.rs`), for tests that
+//! damage one field of a real context on purpose: a 56-byte header, then per extension a record — a
 //! 52-byte header whose eleven `u32` table counts start at byte 8, then the tables — followed, in portable
 //! contexts, by the saved addresses of the built-ins its fixups name and the record's block bytes; a
 //! 64-bit checksum ends the context.
+
+/// The length of a context's header: the first record starts here.
+pub const HEADER: usize = 56;
 
 /// The tables of a record, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +67,7 @@ fn u32_at(ctx: &[u8], at: usize) -> usize {
 /// The offset of entry `entry` of `table` of record `record` in `ctx`, and how many entries that table has.
 pub fn entry(ctx: &[u8], record: usize, table: Table, entry: usize) -> (usize, usize) {
     let portable = ctx[10] & 1 != 0;
-    let mut pos = 40;
+    let mut pos = HEADER;
     for r in 0..=record {
         let mut at = pos + 52;
         let mut offsets = [0usize; 11];
@@ -349,7 +352,7 @@ pub fn set_fixups(ctx: &mut Vec<u8>, record: usize, fixups: &[Fixup]) {
     let (at, len) = entry(ctx, record, Table::Fixups, 0);
     ctx.splice(at..at + len, table.iter().copied());
     // The table's length is the record header's last count.
-    let mut record_at = 40;
+    let mut record_at = HEADER;
     for r in 0..record {
         record_at = record_end(ctx, r);
         if ctx[10] & 1 != 0 {

@@ -288,6 +288,16 @@ pub enum Error {
         /// Value in the context.
         found: u64,
     },
+    /// A context saved by a registry whose core ran more, or passed floats another way, than this one's:
+    /// code a load there accepted may not run here, and a restore makes no load's checks.
+    SnapshotCore {
+        /// What differs: `"instruction set"`, `"floating-point calling convention"` or `"Arm code"`.
+        what: &'static str,
+        /// The saving registry's: an ISA key, a calling convention's key, or `A32 or Thumb`.
+        saved: String,
+        /// This registry's, with what it lacks.
+        here: String,
+    },
     /// A saved extension depends on an extension that is not in the context.
     SnapshotDependency {
         /// The dependent extension.
@@ -595,6 +605,11 @@ impl fmt::Display for Error {
             } => write!(
                 f,
                 "saved context is for another {what} (context {found:#x}, here {expected:#x})"
+            ),
+            Error::SnapshotCore { what, saved, here } => write!(
+                f,
+                "saved context comes from a core whose {what} is {saved}, and here it is {here}: its \
+                 extensions' code may not run here (load them from their ELF files)"
             ),
             Error::SnapshotDependency { extension, index } => write!(
                 f,

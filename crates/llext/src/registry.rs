@@ -745,10 +745,7 @@ impl<M: Memory> Registry<M> {
                 });
             }
         }
-        // An M-profile instruction set (every Arm `Isa` is one) runs Thumb code of that profile only, told
-        // so or not.
-        let m_profile = inner.isa.is_some_and(|isa| isa.machine() == arch::EM_ARM);
-        if inner.thumb_only || m_profile {
+        if inner.thumb_code_only() {
             if let Some(section) = arch::arm_state_section(&object) {
                 return Err(Error::ArmState {
                     section: object.section_name(section),
@@ -1223,6 +1220,14 @@ pub(crate) fn reserve_tables(
         shrink_tables(slots, names, exports, before);
     }
     grown
+}
+
+impl<M> Inner<M> {
+    /// Objects must hold Thumb code of the M-profile only: told so, or with an M-profile instruction set
+    /// (every Arm `Isa` is one).
+    pub(crate) fn thumb_code_only(&self) -> bool {
+        self.thumb_only || self.isa.is_some_and(|isa| isa.machine() == arch::EM_ARM)
+    }
 }
 
 impl<M: Memory> Inner<M> {

@@ -1,9 +1,11 @@
 //! Context save and restore: bring loaded extensions back after a suspend without parsing, symbol lookup or
 //! relocation (in place), or at new addresses in a new process (portable).
 //!
-//! # Format (version 5, little-endian)
-//! A 40-byte header — magic `LLEXTCTX`, version, flags (portable, content hashes), `e_machine`, pointer
-//! size, a fingerprint of the built-in export table, the extension count and the total length — then one
+//! # Format (version 6, little-endian)
+//! A 56-byte header — magic `LLEXTCTX`, version, flags (portable, content hashes), `e_machine`, pointer
+//! size, a fingerprint of the built-in export table, the extension count, the total length, and what the
+//! saving registry's core runs as far as it knew (Thumb code only, the floating-point calling convention,
+//! the instruction set's width and feature bits) — then one
 //! record per extension in load order, then a 64-bit checksum of everything before it. A record is the
 //! very encoding the registry keeps for a loaded extension (see the `record` module: name, use count,
 //! dependencies, strings, blocks with address, size, alignment, provider token, permission and content
@@ -19,7 +21,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::arch::{with_backend, Inputs, Pairing, Relocator};
+use crate::arch::{with_backend, FloatAbi, Inputs, Isa, Pairing, Relocator};
 use crate::error::{Error, Result};
 use crate::fallible;
 use crate::layout::RegionKind;
@@ -31,8 +33,8 @@ use crate::registry::{ext_at, ExtId, Inner, Phase, Registry};
 
 const MAGIC: &[u8; 8] = b"LLEXTCTX";
 /// The format version this build writes and reads.
-pub const CONTEXT_VERSION: u16 = 5;
-const HEADER: usize = 40;
+pub const CONTEXT_VERSION: u16 = 6;
+const HEADER: usize = 56;
 const FLAG_PORTABLE: u16 = 1;
 const FLAG_HASHES: u16 = 2;
 
@@ -60,6 +62,95 @@ impl Default for RestoreOptions {
         RestoreOptions {
             verify_content: true,
         }
+    }
+}
+
+/// What a registry's core runs, as far as the registry knows: what its loads checked objects against. A
+/// context carries the saving registry's, and a restore, which makes none of a load's checks, refuses one
+/// saved where the core ran more (or passed floats another way) than here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Core {
+    thumb_only: bool,
+    float_abi: Option<FloatAbi>,
+    isa: Option<Isa>,
+}
+
+/// Float-ABI codes in a context's header: the position here plus one (0: not known).
+const FLOAT_ABIS: [FloatAbi; 5] = [
+    FloatAbi::Soft,
+    FloatAbi::Vfp,
+    FloatAbi::Single,
+    FloatAbi::Double,
+    FloatAbi::Quad,
+];
+
+impl Core {
+    fn of<M>(inner: &Inner<M>) -> Core {
+        Core {
+            thumb_only: inner.thumb_code_only(),
+            float_abi: inner.float_abi,
+            isa: inner.isa.filter(|isa| isa.machine() == inner.machine),
+        }
+    }
+
+    /// Header byte 15: bit 0 Thumb only, bits 4 to 7 the float ABI's code.
+    fn flags(&self) -> u8 {
+        let abi = self
+            .float_abi
+            .and_then(|abi| FLOAT_ABIS.iter().position(|&a| a == abi))
+            .map_or(0, |i| i as u8 + 1);
+        u8::from(self.thumb_only) | abi << 4
+    }
+
+    /// The core a header says (`flags` byte, ISA width and feature bits); an ISA this build does not know
+    /// counts as unknown.
+    fn read(machine: u16, flags: u8, bits: u8, features: u128) -> Result<Core, Short> {
+        let float_abi = match flags >> 4 {
+            0 => None,
+            code => Some(*FLOAT_ABIS.get(usize::from(code) - 1).ok_or(Short)?),
+        };
+        if flags & 0x0e != 0 || (bits == 0 && features != 0) {
+            return Err(Short);
+        }
+        Ok(Core {
+            thumb_only: flags & 1 != 0,
+            float_abi,
+            isa: if bits == 0 {
+                None
+            } else {
+                Isa::from_parts(machine, bits, features)
+            },
+        })
+    }
+
+    /// Why code a load on the `saved` core accepted may not run on this one, if it may not.
+    fn refuses(&self, saved: &Core) -> Option<Error> {
+        if let (Some(here), Some(there)) = (self.isa, saved.isa) {
+            if let Some(missing) = here.missing(&there) {
+                return Some(Error::SnapshotCore {
+                    what: "instruction set",
+                    saved: there.key(),
+                    here: alloc::format!("{here}, without {missing}"),
+                });
+            }
+        }
+        if let (Some(here), Some(there)) = (self.float_abi, saved.float_abi) {
+            if here != there {
+                return Some(Error::SnapshotCore {
+                    what: "floating-point calling convention",
+                    saved: String::from(there.key()),
+                    here: String::from(here.key()),
+                });
+            }
+        }
+        if self.thumb_only && !saved.thumb_only {
+            return Some(Error::SnapshotCore {
+                what: "Arm code",
+                saved: String::from("A32 or Thumb"),
+                here: String::from("Thumb only (a Cortex-M)"),
+            });
+        }
+        None
     }
 }
 
@@ -442,6 +533,7 @@ pub struct Context<'b> {
     hashes: bool,
     fingerprint: u64,
     count: u32,
+    core: Core,
 }
 
 impl<'b> Context<'b> {
@@ -479,6 +571,9 @@ impl<'b> Context<'b> {
         let fingerprint = u64_at(header, 16)?;
         let count = u32_at(header, 24)?;
         let total = u64_at(header, 32)?;
+        let core_flags = *header.get(15).ok_or(Short)?;
+        let isa_bits = *header.get(28).ok_or(Short)?;
+        let isa_features = u64_at(header, 40)? as u128 | (u64_at(header, 48)? as u128) << 64;
         if total != bytes.len() as u64 {
             return Err(Error::Snapshot {
                 reason: "length does not match the header (truncated or padded)",
@@ -499,11 +594,11 @@ impl<'b> Context<'b> {
         }
         if flags & !(FLAG_PORTABLE | FLAG_HASHES) != 0
             || !matches!(pointer_size, 4 | 8)
-            || header.get(15) != Some(&0)
-            || u32_at(header, 28)? != 0
+            || header.get(29..32) != Some(&[0; 3][..])
         {
             return Err(Short.into());
         }
+        let core = Core::read(machine, core_flags, isa_bits, isa_features)?;
         let ctx = Context {
             bytes,
             machine,
@@ -512,6 +607,7 @@ impl<'b> Context<'b> {
             hashes: flags & FLAG_HASHES != 0,
             fingerprint,
             count,
+            core,
         };
         let mut pos = HEADER;
         for i in 0..count as usize {
@@ -653,12 +749,16 @@ impl<M: Memory> Inner<M> {
         out.u16(flags)?;
         out.u16(self.machine)?;
         out.u8(pointer_size)?;
-        out.u8(0)?;
+        let core = Core::of(self);
+        out.u8(core.flags())?;
         out.u64(fingerprint)?;
         out.u32(u32::try_from(count).map_err(|_| Error::Internal("count too large"))?)?;
-        out.u32(0)?;
+        out.u32(u32::from(core.isa.map_or(0, |isa| isa.bits())))?;
         let total_at = out.pos;
         out.u64(0)?; // total length, patched below
+        let features = core.isa.map_or(0, |isa| isa.features());
+        out.u64(features as u64)?;
+        out.u64((features >> 64) as u64)?;
         self.rank_marked();
         for ext in self.in_load_order().map(|(_, e)| e).filter(|e| e.mark) {
             let l = ext.linked.view();
@@ -959,6 +1059,9 @@ impl<M: Memory> Registry<M> {
                 expected: u64::from(own),
                 found: u64::from(context.pointer_size),
             });
+        }
+        if let Some(e) = Core::of(inner).refuses(&context.core) {
+            return Err(e);
         }
         if !context.portable && context.fingerprint != inner.builtins.fingerprint_with_addresses() {
             return Err(Error::SnapshotMismatch {

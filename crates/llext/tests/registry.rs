@@ -305,9 +305,9 @@ long get_state(void) { return state; }
     assert!(refused.unwrap_err().to_string().contains("never runs them"));
 
     let mut ctx = r.save(&llext::SaveOptions::default()).unwrap();
-    // The first record follows the 40-byte context header: use count (u32), then the initialised flag.
-    assert_eq!(ctx[40 + 4], 0, "constructors did not run");
-    ctx[40 + 4] = 1;
+    // The first record follows the 56-byte context header: use count (u32), then the initialised flag.
+    assert_eq!(ctx[56 + 4], 0, "constructors did not run");
+    ctx[56 + 4] = 1;
     let n = ctx.len() - 8;
     let sum = llext::Context::checksum(&ctx[..n]);
     ctx[n..].copy_from_slice(&sum.to_le_bytes());
@@ -1000,4 +1000,110 @@ fn locate_names_where_an_address_lies() {
     let at = arm.locate((second & !1) + 2).unwrap();
     assert_eq!((at.symbol.as_deref(), at.offset), (Some("second"), 2));
     assert_eq!(at.to_string(), "`second`+0x2 in extension `thumb`");
+}
+
+/// A restore makes none of a load's checks, so a context carries what the saving registry's core ran: a
+/// restore refuses one saved where the core ran more instructions (`Error::SnapshotCore`), passed floats
+/// another way, or ran A32 code, and takes one saved for the same core or a lesser one.
+#[test]
+fn a_restore_refuses_code_for_more_than_its_core_runs() {
+    use llext::arch::{FloatAbi, Isa};
+    use llext::{Context, RestoreOptions, SaveOptions};
+    const SOURCE: &str = "long triple(long x) { return 3 * x; }\n";
+    let portable = SaveOptions {
+        portable: true,
+        ..SaveOptions::default()
+    };
+    let mut arena = common::ExecArena::new(1 << 20);
+    let mut arena2 = common::ExecArena::new(1 << 20);
+    // (machine, object, saving core and convention, restoring cores and conventions with what is refused)
+    type Setup = (Option<&'static str>, Option<FloatAbi>, bool);
+    type Case = (u16, Vec<u8>, Setup, Vec<(Setup, Option<&'static str>)>);
+    let cases: [Case; 2] = [
+        (
+            243,
+            common::compile_riscv_gcc(SOURCE, &["-march=rv32imafc", "-mabi=ilp32f"]),
+            (Some("rv32imafc"), Some(FloatAbi::Single), false),
+            vec![
+                ((Some("rv32imafc"), Some(FloatAbi::Single), false), None),
+                ((Some("rv32gc"), Some(FloatAbi::Single), false), None),
+                ((None, None, false), None),
+                (
+                    (Some("rv32imac"), Some(FloatAbi::Single), false),
+                    Some("instruction set is rv32imafc, and here it is rv32imac, without the F extension"),
+                ),
+                (
+                    (Some("rv32imafc"), Some(FloatAbi::Soft), false),
+                    Some("floating-point calling convention is single, and here it is soft"),
+                ),
+            ],
+        ),
+        (
+            40,
+            common::compile_for("thumbv7em-none-eabihf", SOURCE, &["-mcpu=cortex-m4"]),
+            (Some("armv7e-m+fp"), Some(FloatAbi::Vfp), true),
+            vec![
+                ((Some("armv7e-m+fpv5"), Some(FloatAbi::Vfp), true), None),
+                (
+                    (Some("armv7-m"), Some(FloatAbi::Vfp), true),
+                    Some("instruction set is armv7e-m+fp, and here it is armv7-m, without"),
+                ),
+            ],
+        ),
+    ];
+    let setup = |r: &Registry<ArenaMemory<'_>>, (isa, abi, thumb): Setup| {
+        r.set_isa(isa.map(|k| Isa::from_key(k).unwrap()));
+        r.set_float_abi(abi);
+        r.set_thumb_only(thumb);
+    };
+    for (machine, elf, saving, restoring) in cases {
+        let r = Registry::for_machine(
+            ArenaMemory::new(arena.bytes()),
+            ExportTable::default(),
+            machine,
+        );
+        setup(&r, saving);
+        r.load("ext", &elf).unwrap();
+        let ctx = r.save(&portable).unwrap();
+        for (core, refused) in restoring {
+            let r2 = Registry::for_machine(
+                ArenaMemory::new(arena2.bytes()),
+                ExportTable::default(),
+                machine,
+            );
+            setup(&r2, core);
+            let result = r2.restore(
+                &Context::from_bytes(&ctx).unwrap(),
+                &RestoreOptions::default(),
+            );
+            match refused {
+                None => assert_eq!(result.unwrap_or_else(|e| panic!("{core:?}: {e}")).len(), 1),
+                Some(text) => {
+                    let e = result.unwrap_err();
+                    assert!(matches!(e, Error::SnapshotCore { .. }), "{core:?}: {e:?}");
+                    assert!(e.to_string().contains(text), "{core:?}: {e}");
+                    assert!(r2.is_empty());
+                }
+            }
+        }
+    }
+
+    // A32 code saved where it ran is refused on a Cortex-M, whose registry knows no ISA but Thumb only.
+    let a32 = common::compile_for("armv7a-none-eabi", SOURCE, &["-marm"]);
+    let r = Registry::for_machine(ArenaMemory::new(arena.bytes()), ExportTable::default(), 40);
+    r.load("a32", &a32).unwrap();
+    let ctx = r.save(&portable).unwrap();
+    let r2 = Registry::for_machine(ArenaMemory::new(arena2.bytes()), ExportTable::default(), 40);
+    r2.set_thumb_only(true);
+    let e = r2
+        .restore(
+            &Context::from_bytes(&ctx).unwrap(),
+            &RestoreOptions::default(),
+        )
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("Arm code is A32 or Thumb, and here it is Thumb only"),
+        "{e}"
+    );
 }

@@ -79,6 +79,23 @@ impl Isa {
         self.bits
     }
 
+    /// The features as bits, which [`Isa::from_parts`] takes back (a saved context carries them).
+    pub(crate) fn features(&self) -> u128 {
+        self.features
+    }
+
+    /// The ISA of `machine` with width `bits` and these feature bits, if this build knows that machine's
+    /// ISAs: read back through its key, so bits no name stands for are dropped.
+    pub(crate) fn from_parts(machine: u16, bits: u8, features: u128) -> Option<Isa> {
+        let key = Isa {
+            machine,
+            bits,
+            features,
+        }
+        .key();
+        Isa::from_key(&key).filter(|isa| isa.machine == machine && isa.bits == bits)
+    }
+
     /// The ISA of this build's own code, on RISC-V and Cortex-M targets: from the target's name and the
     /// target features it was compiled with (`-C target-feature`, `-C target-cpu`), which the build script
     /// reads. `None` elsewhere (a custom target, an A-profile Arm core, x86-64, AArch64).
