@@ -174,8 +174,11 @@ pub(crate) enum Home {
     Block(u8),
     /// The block of this permission (a region's).
     Permission(Permission),
-    /// Whichever block holds the address (constructors and destructors: functions, never at a block's end).
+    /// Whichever block holds the address.
     Unknown,
+    /// A constructor or destructor: a function in the extension's code, in a dependency's code, or a
+    /// built-in (never at a block's end).
+    Hook,
 }
 
 /// One saved block.
@@ -490,32 +493,33 @@ impl Record {
     /// Rewrites every address the record holds (regions, exports, globals, constructors, destructors)
     /// with `map`, for a restore at new addresses, telling it what is known of the address's block: a
     /// region's permission, a symbol's own block. A symbol outside every block keeps its address. Block
-    /// entries are set with [`Record::set_block`].
-    pub fn map_addresses(&mut self, map: impl Fn(u64, Home) -> u64) {
+    /// entries are set with [`Record::set_block`]. Stops at the first error `map` returns.
+    pub fn map_addresses(&mut self, mut map: impl FnMut(u64, Home) -> Result<u64>) -> Result<()> {
         for e in self.table_mut(Table::Regions).chunks_exact_mut(REGION_REC) {
             let home = match e.first().and_then(|&k| region_kind(k)) {
                 Some((kind, _)) => Home::Permission(kind.permission()),
                 None => Home::Unknown,
             };
             if let Some(v) = u64_at(e, REGION_ADDR_AT) {
-                put_u64(e, REGION_ADDR_AT, map(v, home));
+                put_u64(e, REGION_ADDR_AT, map(v, home)?);
             }
         }
         for t in [Table::Exports, Table::Globals] {
             for e in self.table_mut(t).chunks_exact_mut(SYM_REC) {
                 let block = e.get(SYM_BLOCK_AT).copied().unwrap_or(NO_BLOCK);
                 if let (Some(v), true) = (u64_at(e, SYM_ADDR_AT), block != NO_BLOCK) {
-                    put_u64(e, SYM_ADDR_AT, map(v, Home::Block(block)));
+                    put_u64(e, SYM_ADDR_AT, map(v, Home::Block(block))?);
                 }
             }
         }
         for t in [Table::Init, Table::Fini] {
             for e in self.table_mut(t).chunks_exact_mut(8) {
                 if let Some(v) = u64_at(e, 0) {
-                    put_u64(e, 0, map(v, Home::Unknown));
+                    put_u64(e, 0, map(v, Home::Hook)?);
                 }
             }
         }
+        Ok(())
     }
 }
 
@@ -700,7 +704,7 @@ mod tests {
         assert_eq!(v.addrs(Table::Fini).collect::<Vec<_>>(), [0x1004, 0x1008]);
         assert!(!v.has_fixups());
         rec.set_dep(1, 2);
-        rec.map_addresses(|a, _| a + 0x100);
+        rec.map_addresses(|a, _| Ok(a + 0x100)).unwrap();
         assert_eq!(
             rec.view().global_rec(b"abs").map(|g| g.addr),
             Some(0x10),

@@ -1033,6 +1033,9 @@ impl<M: Memory> Registry<M> {
     /// what the extension made of it: moved with the saved block it now points into, rebound by name if
     /// it holds the saved address of a built-in the context names, or left as it was (NULL, or anything
     /// else: in a new process such a pointer is stale).
+    /// Constructor and destructor addresses move with the code they lie in (the extension's own or a
+    /// dependency's) or are rebound by name (a built-in); one in data, or anywhere else, is refused with
+    /// [`Error::Snapshot`], in place too, as unload would call it.
     ///
     /// Pointers the extension's code stored at run time (a heap buffer its constructor allocated, a
     /// pointer to its own static data) are not rewritten at all. Such an extension's portable context
@@ -1100,12 +1103,12 @@ impl<M: Memory> Registry<M> {
         // Records and registration. On failure every extension registered so far leaves the registry again
         // and every block goes back to its place in `taken` (nothing grows on the way out).
         let mut failed = None;
-        for (i, rec) in records.iter().enumerate() {
+        for i in 0..records.len() {
             let Some(list) = taken.blocks.get_mut(i) else {
                 failed = Some(Error::Internal("block list"));
                 break;
             };
-            match register(inner, rec, list, &ids, context.portable) {
+            match register(inner, &records, i, list, &ids, context.portable) {
                 Ok(id) => ids.push(id), // room for every record was made above
                 Err(e) => {
                     failed = Some(e);
@@ -1249,15 +1252,17 @@ fn check_free<M: Memory>(inner: &Inner<M>, v: &record::View<'_>) -> Result<()> {
     Ok(())
 }
 
-/// Registers one restored extension: duplicate checks, its record (the one allocation), registry entry.
-/// The blocks move from `blocks` into the registry only on success.
+/// Registers one restored extension (record `ri` of `records`): duplicate checks, its record (the one
+/// allocation), registry entry. The blocks move from `blocks` into the registry only on success.
 fn register<M: Memory>(
     inner: &mut Inner<M>,
-    rec: &Rec<'_>,
+    records: &[Rec<'_>],
+    ri: usize,
     blocks: &mut BlockList,
     ids: &[ExtId],
     portable: bool,
 ) -> Result<ExtId> {
+    let rec = records.get(ri).ok_or(Error::Internal("record index"))?;
     let v = &rec.view;
     check_free(inner, v)?;
     let mut record = Record::copy_of(v)?;
@@ -1270,7 +1275,8 @@ fn register<M: Memory>(
     }
     if portable {
         // Every address the record holds moves with the block that holds it (a region with the block of
-        // its own permission).
+        // its own permission); a constructor or destructor in a dependency's code moves with that block,
+        // and one that is a built-in is rebound by name.
         let mut moved = [(0u64, 0u64, 0u64, Permission::ReadWrite); 3];
         for (i, ((old, (new, _)), m)) in rec
             .blocks()
@@ -1283,7 +1289,43 @@ fn register<M: Memory>(
             record.set_block(i, new.addr() as u64, new.token() as u64);
         }
         let moved = moved.get(..rec.blocks().len()).unwrap_or(&[]);
-        record.map_addresses(|addr, home| translate(moved, addr, home));
+        let inner_ref: &Inner<M> = inner;
+        record.map_addresses(|addr, home| {
+            if home != Home::Hook {
+                return Ok(translate(moved, addr, home));
+            }
+            match hook_home(records, ri, addr, &inner_ref.builtins, true)? {
+                HookHome::Own => Ok(translate(moved, addr, Home::Unknown)),
+                HookHome::Dep {
+                    record,
+                    block,
+                    offset,
+                } => {
+                    let id = ids.get(record).ok_or(Error::Internal("dependency order"))?;
+                    let base = inner_ref
+                        .ext(*id)
+                        .and_then(|e| e.linked.blocks.get(block))
+                        .map(|(b, _)| b.addr() as u64)
+                        .ok_or(Error::Internal("dependency block"))?;
+                    Ok(base + offset)
+                }
+                HookHome::Builtin(name) => match inner_ref.builtins.get_bytes(v.str(name)) {
+                    Some(addr) => Ok(addr as u64),
+                    None => Err(Error::MissingBuiltin {
+                        extension: String::from(v.name()),
+                        symbol: String::from_utf8_lossy(v.str(name)).into_owned(),
+                    }),
+                },
+                HookHome::Fixed => Ok(addr),
+            }
+        })?;
+    } else {
+        // In place nothing moves, but what unload will call is checked all the same.
+        for t in [Table::Init, Table::Fini] {
+            for addr in v.addrs(t) {
+                hook_home(records, ri, addr as u64, &inner.builtins, false)?;
+            }
+        }
     }
     let (use_count, initialised) = (v.use_count(), v.initialised_byte() == 1);
     let linked = Linked {
@@ -1309,6 +1351,100 @@ fn register<M: Memory>(
     }
 }
 
+/// Where a constructor or destructor of a saved extension lay when saved.
+enum HookHome {
+    /// In the extension's own code.
+    Own,
+    /// In the code block `block` of dependency record `record`, `offset` bytes in.
+    Dep {
+        record: usize,
+        block: usize,
+        offset: u64,
+    },
+    /// At the saved address of this built-in, which one of the extension's fixups names (portable).
+    Builtin(Str),
+    /// Where it stays: code of the extension's or a dependency's used in place from storage, or a built-in
+    /// function of this program (in place: nothing moves).
+    Fixed,
+}
+
+/// Where constructor or destructor `addr` of record `ri` lay when saved: code of the extension's own, of a
+/// dependency's, or a built-in function (what a link puts in `.init_array` and `.fini_array`). Anything
+/// else — an address in data, or one a restore could not move — is refused: an unload would call it.
+fn hook_home(
+    records: &[Rec<'_>],
+    ri: usize,
+    addr: u64,
+    builtins: &crate::symbols::ExportTable,
+    portable: bool,
+) -> Result<HookHome> {
+    let rec = records.get(ri).ok_or(Error::Internal("record index"))?;
+    let bad = || Error::Snapshot {
+        reason: "a constructor or destructor lies outside the code of its extension, of its \
+                 dependencies and of the built-ins",
+    };
+    let offset_in = |b: &BlockRec| addr.checked_sub(b.addr).filter(|&o| o < b.size);
+    if let Some(b) = rec.blocks().iter().find(|b| offset_in(b).is_some()) {
+        return match b.permission {
+            Permission::ReadExecute => Ok(HookHome::Own),
+            _ => Err(bad()),
+        };
+    }
+    for d in rec.view.deps() {
+        let Some(dep) = records.get(d as usize) else {
+            continue;
+        };
+        for (block, b) in dep.blocks().iter().enumerate() {
+            if let Some(offset) = offset_in(b) {
+                return match b.permission {
+                    Permission::ReadExecute => Ok(HookHome::Dep {
+                        record: d as usize,
+                        block,
+                        offset,
+                    }),
+                    _ => Err(bad()),
+                };
+            }
+        }
+    }
+    if portable {
+        let mut n = 0;
+        for f in rec.view.fixups() {
+            if let Target::Builtin { name } = f.ok_or(Short)?.target {
+                if rec.builtin_addr(n)? == addr {
+                    return Ok(HookHome::Builtin(name));
+                }
+                n += 1;
+            }
+        }
+        return Err(bad());
+    }
+    let in_place_code = |r: &Rec<'_>| {
+        r.view.regions().any(|g| {
+            g.in_place
+                && g.kind == RegionKind::Text
+                && usize::try_from(addr)
+                    .ok()
+                    .and_then(|a| a.checked_sub(g.addr))
+                    .is_some_and(|o| o < g.size)
+        })
+    };
+    let dep_in_place = || {
+        rec.view
+            .deps()
+            .any(|d| records.get(d as usize).is_some_and(in_place_code))
+    };
+    let builtin = || {
+        builtins
+            .iter()
+            .any(|e| e.is_function() && e.addr() as u64 == addr)
+    };
+    if in_place_code(rec) || dep_in_place() || builtin() {
+        return Ok(HookHome::Fixed);
+    }
+    Err(bad())
+}
+
 /// Where a saved address is now: moved with the block holding it — only block `i` or a block of the
 /// permission if `home` says so — and a block holding it wins over one that ends there (blocks may be
 /// adjacent); addresses outside every block (absolute symbols) stay.
@@ -1318,7 +1454,7 @@ fn translate(moved: &[(u64, u64, u64, Permission)], addr: u64, home: Home) -> u6
             let wanted = match home {
                 Home::Block(b) => usize::from(b) == i,
                 Home::Permission(want) => want == p,
-                Home::Unknown => true,
+                Home::Unknown | Home::Hook => true,
             };
             if !wanted {
                 continue;

@@ -956,3 +956,96 @@ fn a_word_switched_to_another_built_in_is_rebound_by_name() {
         other_calloc as *const () as i64
     );
 }
+
+/// Review 8: the addresses a destructor list holds were moved only when they lay in the extension's own
+/// blocks. A `.fini_array` entry naming a dependency's function kept the saved address, so the restored
+/// copy's destructor ran the original dependency's code (freed memory once that was unloaded); one naming
+/// a built-in kept the saving process's address, and `llext snapshot restore` crashed on teardown in its
+/// new process. Both now move as the fixups of the word they were read from do.
+#[test]
+fn destructors_in_a_dependency_or_a_built_in_move_with_it() {
+    const DEP: &str = "#include \"llext.h\"\n\
+                       long dep_hits;\n\
+                       void dep_hit(void) { dep_hits++; }\n\
+                       long dep_count(void) { return dep_hits; }\n\
+                       LLEXT_EXPORT(dep_hit);\n\
+                       LLEXT_EXPORT(dep_count);\n";
+    const USER: &str = "extern void dep_hit(void);\n\
+                        extern int rand(void);\n\
+                        static void (*const bye[])(void) __attribute__((section(\".fini_array\"), used)) =\n\
+                        { dep_hit, (void (*)(void))rand };\n\
+                        long user_nop(void) { return 7; }\n";
+    static RAND_CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    extern "C" fn other_rand() -> libc::c_int {
+        RAND_CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        4
+    }
+    let r = registry();
+    r.load("dep", &compile_c(DEP, &["-fPIC"])).unwrap();
+    r.load("user", &compile_c(USER, &["-fPIC"])).unwrap();
+    let ctx = r.save(&portable()).unwrap();
+    // The same names, `rand` elsewhere (as in a new process).
+    let moved: Vec<llext::Export> = llext::LIBC_EXPORTS
+        .iter()
+        .map(|e| match e.name() {
+            "rand" => llext::Export::new("rand", other_rand as *const ()),
+            _ => *e,
+        })
+        .collect();
+    let elsewhere = Registry::new(HostMemory::new(), ExportTable::new(&moved));
+    restore_all(&elsewhere, &ctx);
+    assert_eq!(call(&elsewhere, "user_nop", &[]), 7);
+    elsewhere.unload_name("user").unwrap();
+    assert_eq!(
+        call(&elsewhere, "dep_count", &[]),
+        1,
+        "the restored dependency's"
+    );
+    assert_eq!(call(&r, "dep_count", &[]), 0, "not the original's");
+    assert_eq!(RAND_CALLS.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+/// Review 8: a context's constructor and destructor lists were not checked at all: a destructor in the
+/// extension's data (or anywhere) restored, in place or portably, and unloading the extension called it.
+#[test]
+fn a_destructor_outside_code_is_refused() {
+    use llext_fixtures::context::{self as cx, Table};
+    for options in [in_place(), portable()] {
+        for bad in [0, 8, 0x1000] {
+            let r = registry();
+            r.load("ctors", &bytes("ctors-gcc-O2-pic.o")).unwrap();
+            let genuine = r.save(&options).unwrap();
+            if !options.portable {
+                r.forget_all().unwrap();
+            }
+            let data = cx::blocks(&genuine, 0)
+                .into_iter()
+                .find(|b| {
+                    llext::Permission::ALL[b.permission as usize] == llext::Permission::ReadWrite
+                })
+                .unwrap();
+            // In the data block, or at a low address nothing is mapped at.
+            let bad = if bad == 0x1000 { bad } else { data.addr + bad };
+            let (at, count) = cx::entry(&genuine, 0, Table::Fini, 0);
+            assert_eq!(count, 1);
+            let mut ctx = genuine.clone();
+            ctx[at..at + 8].copy_from_slice(&bad.to_le_bytes());
+            reseal(&mut ctx);
+            let target = if options.portable { registry() } else { r };
+            let context = Context::from_bytes(&ctx).unwrap();
+            match target.restore(&context, &RestoreOptions::default()) {
+                Err(Error::Snapshot { reason }) => {
+                    assert!(reason.contains("destructor"), "{reason}")
+                }
+                other => {
+                    target.forget_all().unwrap(); // never call it
+                    panic!("{bad:#x}: {other:?}");
+                }
+            }
+            assert!(target.is_empty());
+            // Nothing was kept: the genuine context still restores (in place: the same pages) and unloads.
+            restore_all(&target, &genuine);
+            target.unload_name("ctors").unwrap();
+        }
+    }
+}
