@@ -1497,6 +1497,19 @@ impl<M: Memory> Inner<M> {
         Some(ext)
     }
 
+    /// The first export of the extension in `slot` whose name another of its own exports has too (the
+    /// index then finds that other one): a link refuses such an object, a restore such a record.
+    pub(crate) fn duplicate_export(&self, slot: u32) -> Option<String> {
+        let view = ext_at(&self.slots, slot)?.linked.view();
+        (0..view.count(Table::Exports)).find_map(|i| {
+            let name = export_name(&self.slots, (slot, i as u32));
+            let found = self
+                .exports
+                .find(hash_name(name), |&r| export_name(&self.slots, r) == name);
+            (found != Some(&(slot, i as u32))).then(|| String::from_utf8_lossy(name).into_owned())
+        })
+    }
+
     /// Who already exports `name` (a built-in or a loaded extension), for duplicate-export checks; `h` is
     /// its [`hash_name`].
     pub(crate) fn exporter_hashed(&self, name: &[u8], h: u64) -> Option<String> {

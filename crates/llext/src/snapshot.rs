@@ -1334,6 +1334,17 @@ fn register<M: Memory>(
     };
     match inner.insert(linked) {
         Ok(id) => {
+            // Two exports of one name in one record (the check above looked at the others' only).
+            if let Some(symbol) = inner.duplicate_export(id.index) {
+                if let Some(ext) = inner.remove(id) {
+                    *blocks = ext.linked.blocks;
+                }
+                return Err(Error::DuplicateExport {
+                    extension: String::from(v.name()),
+                    symbol,
+                    owner: alloc::format!("the same extension (`{}`)", v.name()),
+                });
+            }
             if let Some(ext) = inner
                 .slots
                 .get_mut(id.index as usize)

@@ -1049,3 +1049,39 @@ fn a_destructor_outside_code_is_refused() {
         }
     }
 }
+
+/// Review 8: a record whose two exports had one name restored (a link refuses such an object): the
+/// registry then held two exports `db_calls`, one at `db_value`'s code, and a later load linking against
+/// `db_calls` got whichever the index found first.
+#[test]
+fn a_record_exporting_one_name_twice_is_refused() {
+    use llext_fixtures::context::{self as cx, Table};
+    let r = registry();
+    r.load("dbase", &bytes("dbase-gcc-O2-pic.o")).unwrap();
+    let genuine = r.save(&portable()).unwrap();
+    let mut ctx = genuine.clone();
+    let (first, count) = cx::entry(&ctx, 0, Table::Exports, 0);
+    let (second, _) = cx::entry(&ctx, 0, Table::Exports, 1);
+    assert_eq!(count, 2);
+    let name = ctx[first..first + 8].to_vec();
+    ctx[second..second + 8].copy_from_slice(&name);
+    reseal(&mut ctx);
+    let (r2, memory) = counting_registry();
+    r2.load("basic", &bytes("basic-gcc-O2-pic.o")).unwrap();
+    let (before, live) = (r2.extensions(), memory.live());
+    match r2.restore(
+        &Context::from_bytes(&ctx).unwrap(),
+        &RestoreOptions::default(),
+    ) {
+        Err(Error::DuplicateExport {
+            extension, owner, ..
+        }) => assert_eq!(
+            (extension.as_str(), owner.as_str()),
+            ("dbase", "the same extension (`dbase`)")
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!((r2.extensions(), memory.live()), (before, live));
+    restore_all(&r2, &genuine);
+    assert_eq!(call(&r2, "db_value", &[]), 100);
+}
