@@ -553,8 +553,9 @@ impl<'b> Context<'b> {
         checksum(body)
     }
 
-    /// Checks the header, the checksum and every record of `bytes` (a portable context's fixups are checked as
-    /// [`Registry::restore`] applies them).
+    /// Checks the header, the checksum and every record of `bytes` (a portable context's fixups, and
+    /// every context's constructor and destructor addresses, which may lie in a dependency or a built-in,
+    /// are checked as [`Registry::restore`] uses them).
     pub fn from_bytes(bytes: &'b [u8]) -> Result<Context<'b>> {
         let header = bytes.get(..HEADER).ok_or(Error::Snapshot {
             reason: "shorter than a context header",
@@ -994,7 +995,9 @@ impl<M: Memory> Registry<M> {
 
     /// Drops the registry's bookkeeping of every extension while keeping their memory as it is (each
     /// block is handed back with [`Memory::disown`]); destructors do not run. Use it after saving an
-    /// in-place context, before the suspend. Returns how many extensions were forgotten.
+    /// in-place context, before the suspend. Returns how many extensions were forgotten. It forgets every
+    /// extension, also those a context of [`SaveOptions::names`] left out: their memory stays retained,
+    /// and only unloading them before is what frees it.
     ///
     /// Refused with [`Error::Busy`], changing nothing, while any extension runs its constructors or
     /// destructors: their code (or code they call in the extensions they depend on) may still run, and a
