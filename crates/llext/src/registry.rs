@@ -805,7 +805,8 @@ impl<M: Memory> Registry<M> {
             linked.free(&mut inner.memory);
             return Err(e);
         }
-        let id = match inner.insert(linked) {
+        // The link refused exports clashing with the built-ins', other extensions' and each other.
+        let id = match inner.insert(linked, false) {
             Ok(id) => id,
             Err((e, linked)) => {
                 linked.free(&mut inner.memory);
@@ -1363,6 +1364,7 @@ impl<M: Memory> Inner<M> {
     pub(crate) fn insert(
         &mut self,
         linked: Linked,
+        check_exports: bool,
     ) -> core::result::Result<ExtId, (Error, Linked)> {
         let start = self.free_from.min(self.slots.len());
         let free = self
@@ -1421,15 +1423,43 @@ impl<M: Memory> Inner<M> {
         // The extension is in its slot now, so the tables can rehash any entry, including its own.
         let slots = &self.slots;
         self.names.insert_unique(own_hash, slot, name_hasher(slots));
+        // With `check_exports`, the first export whose name a built-in, another extension or an earlier
+        // export of its own has too, and who has it (the slot, or none for a built-in): found with the hash
+        // the insertion takes anyway.
+        let mut clash = None;
         for i in 0..export_count {
             let key = (slot, i as u32);
-            self.exports.insert_unique(
-                hash_name(export_name(slots, key)),
-                key,
-                export_hasher(slots),
-            );
+            let name = export_name(slots, key);
+            let h = hash_name(name);
+            if check_exports && clash.is_none() {
+                if self.builtins.get_hashed(name, h).is_some() {
+                    clash = Some((key, None));
+                } else if let Some((owner, _)) = find_export_hashed(slots, &self.exports, name, h) {
+                    clash = Some((key, Some(owner)));
+                }
+            }
+            self.exports.insert_unique(h, key, export_hasher(slots));
         }
-        Ok(id)
+        let Some((key, owner)) = clash else {
+            return Ok(id);
+        };
+        let symbol = String::from_utf8_lossy(export_name(slots, key)).into_owned();
+        let owner = match owner.and_then(|o| ext_at(slots, o)) {
+            None => String::from("the built-in export table"),
+            Some(o) if owner == Some(slot) => alloc::format!("the same extension (`{}`)", o.name()),
+            Some(o) => alloc::format!("extension `{}`", o.name()),
+        };
+        match self.remove(id) {
+            Some(ext) => Err((
+                Error::DuplicateExport {
+                    extension: ext.name_string(),
+                    symbol,
+                    owner,
+                },
+                ext.linked,
+            )),
+            None => Err((Error::Internal("inserted extension"), Linked::default())),
+        }
     }
 
     /// Refuses extensions of another pointer width than the registry's (e.g. an RV64 object on RV32
@@ -1495,19 +1525,6 @@ impl<M: Memory> Inner<M> {
             }
         }
         Some(ext)
-    }
-
-    /// The first export of the extension in `slot` whose name another of its own exports has too (the
-    /// index then finds that other one): a link refuses such an object, a restore such a record.
-    pub(crate) fn duplicate_export(&self, slot: u32) -> Option<String> {
-        let view = ext_at(&self.slots, slot)?.linked.view();
-        (0..view.count(Table::Exports)).find_map(|i| {
-            let name = export_name(&self.slots, (slot, i as u32));
-            let found = self
-                .exports
-                .find(hash_name(name), |&r| export_name(&self.slots, r) == name);
-            (found != Some(&(slot, i as u32))).then(|| String::from_utf8_lossy(name).into_owned())
-        })
     }
 
     /// Who already exports `name` (a built-in or a loaded extension), for duplicate-export checks; `h` is

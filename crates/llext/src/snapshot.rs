@@ -1232,13 +1232,19 @@ fn take_memory<M: Memory>(
     inner.memory.finalize_all(&mut all)
 }
 
+/// Refuses a saved extension whose name the registry already has.
+fn check_name_free<M: Memory>(inner: &Inner<M>, v: &record::View<'_>) -> Result<()> {
+    match inner.find_bytes(v.name_bytes()) {
+        Some(_) => Err(Error::AlreadyLoaded {
+            name: String::from(v.name()),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Refuses a saved extension whose name or one of whose exports the registry already has.
 fn check_free<M: Memory>(inner: &Inner<M>, v: &record::View<'_>) -> Result<()> {
-    if inner.find_bytes(v.name_bytes()).is_some() {
-        return Err(Error::AlreadyLoaded {
-            name: String::from(v.name()),
-        });
-    }
+    check_name_free(inner, v)?;
     for e in v.exports() {
         let Some(e) = e else {
             return Err(Short.into());
@@ -1267,7 +1273,7 @@ fn register<M: Memory>(
 ) -> Result<ExtId> {
     let rec = records.get(ri).ok_or(Error::Internal("record index"))?;
     let v = &rec.view;
-    check_free(inner, v)?;
+    check_name_free(inner, v)?;
     let mut record = Record::copy_of(v)?;
     // Dependencies: context indexes become the slots the earlier records got.
     for (i, d) in v.deps().enumerate() {
@@ -1335,19 +1341,9 @@ fn register<M: Memory>(
         blocks: core::mem::take(blocks),
         record,
     };
-    match inner.insert(linked) {
+    // Its exports against the built-ins', the other extensions' and each other's, as they go in.
+    match inner.insert(linked, true) {
         Ok(id) => {
-            // Two exports of one name in one record (the check above looked at the others' only).
-            if let Some(symbol) = inner.duplicate_export(id.index) {
-                if let Some(ext) = inner.remove(id) {
-                    *blocks = ext.linked.blocks;
-                }
-                return Err(Error::DuplicateExport {
-                    extension: String::from(v.name()),
-                    symbol,
-                    owner: alloc::format!("the same extension (`{}`)", v.name()),
-                });
-            }
             if let Some(ext) = inner
                 .slots
                 .get_mut(id.index as usize)
