@@ -357,7 +357,7 @@ impl Iterator for Fixups<'_> {
 }
 
 /// Everything the registry keeps about one linked extension: its blocks and its encoded record.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Linked {
     pub blocks: BlockList,
     pub record: Record,

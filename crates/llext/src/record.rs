@@ -427,8 +427,8 @@ impl<'b> View<'b> {
     }
 }
 
-/// The registry's copy of one extension's record (the default one is empty: nothing reads it).
-#[derive(Debug, Default)]
+/// The registry's copy of one extension's record.
+#[derive(Debug)]
 pub(crate) struct Record {
     bytes: Vec<u8>,
     layout: Layout,

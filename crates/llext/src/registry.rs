@@ -278,6 +278,14 @@ pub(crate) struct Slot {
     pub ext: Option<Ext>,
 }
 
+/// An export of an extension just inserted whose name was taken already ([`Inner::insert`]).
+pub(crate) struct Clash {
+    /// Its index among the extension's exports.
+    pub export: u32,
+    /// The slot of the extension that has it (maybe the same one), or `None` for a built-in.
+    pub owner: Option<u32>,
+}
+
 pub(crate) struct Inner<M> {
     pub memory: M,
     pub builtins: ExportTable,
@@ -391,7 +399,7 @@ impl Ext {
     }
 }
 
-fn export_name(slots: &[Slot], (slot, i): (u32, u32)) -> &[u8] {
+pub(crate) fn export_name(slots: &[Slot], (slot, i): (u32, u32)) -> &[u8] {
     ext_at(slots, slot)
         .and_then(|e| {
             let v = e.linked.view();
@@ -807,7 +815,7 @@ impl<M: Memory> Registry<M> {
         }
         // The link refused exports clashing with the built-ins', other extensions' and each other.
         let id = match inner.insert(linked, false) {
-            Ok(id) => id,
+            Ok((id, _)) => id,
             Err((e, linked)) => {
                 linked.free(&mut inner.memory);
                 return Err(e);
@@ -1365,7 +1373,7 @@ impl<M: Memory> Inner<M> {
         &mut self,
         linked: Linked,
         check_exports: bool,
-    ) -> core::result::Result<ExtId, (Error, Linked)> {
+    ) -> core::result::Result<(ExtId, Option<Clash>), (Error, Linked)> {
         let start = self.free_from.min(self.slots.len());
         let free = self
             .slots
@@ -1424,8 +1432,7 @@ impl<M: Memory> Inner<M> {
         let slots = &self.slots;
         self.names.insert_unique(own_hash, slot, name_hasher(slots));
         // With `check_exports`, the first export whose name a built-in, another extension or an earlier
-        // export of its own has too, and who has it (the slot, or none for a built-in): found with the hash
-        // the insertion takes anyway.
+        // export of its own has too: found with the hash the insertion takes anyway.
         let mut clash = None;
         for i in 0..export_count {
             let key = (slot, i as u32);
@@ -1433,33 +1440,20 @@ impl<M: Memory> Inner<M> {
             let h = hash_name(name);
             if check_exports && clash.is_none() {
                 if self.builtins.get_hashed(name, h).is_some() {
-                    clash = Some((key, None));
+                    clash = Some(Clash {
+                        export: key.1,
+                        owner: None,
+                    });
                 } else if let Some((owner, _)) = find_export_hashed(slots, &self.exports, name, h) {
-                    clash = Some((key, Some(owner)));
+                    clash = Some(Clash {
+                        export: key.1,
+                        owner: Some(owner),
+                    });
                 }
             }
             self.exports.insert_unique(h, key, export_hasher(slots));
         }
-        let Some((key, owner)) = clash else {
-            return Ok(id);
-        };
-        let symbol = String::from_utf8_lossy(export_name(slots, key)).into_owned();
-        let owner = match owner.and_then(|o| ext_at(slots, o)) {
-            None => String::from("the built-in export table"),
-            Some(o) if owner == Some(slot) => alloc::format!("the same extension (`{}`)", o.name()),
-            Some(o) => alloc::format!("extension `{}`", o.name()),
-        };
-        match self.remove(id) {
-            Some(ext) => Err((
-                Error::DuplicateExport {
-                    extension: ext.name_string(),
-                    symbol,
-                    owner,
-                },
-                ext.linked,
-            )),
-            None => Err((Error::Internal("inserted extension"), Linked::default())),
-        }
+        Ok((id, clash))
     }
 
     /// Refuses extensions of another pointer width than the registry's (e.g. an RV64 object on RV32
