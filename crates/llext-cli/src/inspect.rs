@@ -47,15 +47,22 @@ pub(crate) fn inspect(args: &[String]) -> Result<(), Failure> {
 fn context_description(file: &str, c: &llext::Context<'_>, len: usize, json: bool) -> String {
     let machine = llext::arch::machine_name(c.machine());
     let names: Vec<&str> = c.names().collect();
+    let core = c.saved_core();
+    let isa = core.isa.map(|isa| isa.key());
+    let float_abi = core.float_abi.map(|abi| abi.key());
     if json {
         let quoted: Vec<String> = names.iter().map(|n| quote(n)).collect();
+        let or_null = |v: Option<&str>| v.map_or("null".to_string(), quote);
         return format!(
             "{{\"file\":{},\"type\":\"context\",\"portable\":{},\"machine\":{},\"machine_name\":{},\
-             \"bytes\":{len},\"extensions\":[{}]}}\n",
+             \"bytes\":{len},\"isa\":{},\"float_abi\":{},\"thumb_only\":{},\"extensions\":[{}]}}\n",
             quote(file),
             c.is_portable(),
             c.machine(),
             quote(machine),
+            or_null(isa.as_deref()),
+            or_null(float_abi),
+            core.thumb_only,
             quoted.join(",")
         );
     }
@@ -72,6 +79,16 @@ fn context_description(file: &str, c: &llext::Context<'_>, len: usize, json: boo
     );
     for name in names {
         let _ = writeln!(out, "  {name}");
+    }
+    // What a restore compares with its own registry's core (`Error::SnapshotCore`).
+    let mut known = Vec::new();
+    known.extend(isa.map(|isa| format!("instruction set {isa}")));
+    known.extend(float_abi.map(|abi| format!("float ABI {abi}")));
+    if core.thumb_only {
+        known.push("Thumb code only".to_string());
+    }
+    if !known.is_empty() {
+        let _ = writeln!(out, "saved where the core runs: {}", known.join(", "));
     }
     if c.is_portable() {
         let _ = writeln!(out, "restore with: llext snapshot restore {file}");
@@ -243,4 +260,44 @@ fn to_json(file: &str, r: &Report) -> String {
         undefined.join(","),
         relocs.join(",")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use llext::arch::{FloatAbi, Isa};
+    use llext::{ArenaMemory, ExportTable, Registry, SaveOptions};
+
+    /// A context names the core it was saved for, which a restore compares with its own; a host's, which
+    /// knows none, says nothing.
+    #[test]
+    fn a_context_names_the_core_it_was_saved_for() {
+        let mut arena = vec![0u8; 4096];
+        let r = Registry::for_machine(ArenaMemory::new(&mut arena), ExportTable::default(), 243);
+        r.set_isa(Isa::from_key("rv32imac"));
+        r.set_float_abi(Some(FloatAbi::Soft));
+        let bytes = r.save(&SaveOptions::default()).unwrap();
+        let context = llext::Context::from_bytes(&bytes).unwrap();
+        let text = context_description("fw.ctx", &context, bytes.len(), false);
+        assert!(
+            text.contains("saved where the core runs: instruction set rv32imac, float ABI soft\n"),
+            "{text}"
+        );
+        let json = context_description("fw.ctx", &context, bytes.len(), true);
+        assert!(
+            json.contains("\"isa\":\"rv32imac\",\"float_abi\":\"soft\",\"thumb_only\":false"),
+            "{json}"
+        );
+
+        let host = crate::host_registry();
+        let bytes = host.save(&SaveOptions::default()).unwrap();
+        let context = llext::Context::from_bytes(&bytes).unwrap();
+        let text = context_description("host.ctx", &context, bytes.len(), false);
+        assert!(!text.contains("saved where"), "{text}");
+        let json = context_description("host.ctx", &context, bytes.len(), true);
+        assert!(
+            json.contains("\"isa\":null,\"float_abi\":null,\"thumb_only\":false"),
+            "{json}"
+        );
+    }
 }

@@ -72,5 +72,5 @@ pub use registry::{
     ExtId, ExtensionInfo, LoadOptions, Location, LocationRef, RegionInfo, Registry, SectionInfo,
     Storage, SymbolInfo, Unloaded, MAX_CALL_ARGS,
 };
-pub use snapshot::{Context, RestoreOptions, SaveOptions, CONTEXT_VERSION};
+pub use snapshot::{Context, RestoreOptions, SaveOptions, SavedCore, CONTEXT_VERSION};
 pub use symbols::{Export, ExportTable};

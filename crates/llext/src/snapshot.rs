@@ -65,14 +65,19 @@ impl Default for RestoreOptions {
     }
 }
 
-/// What a registry's core runs, as far as the registry knows: what its loads checked objects against. A
-/// context carries the saving registry's, and a restore, which makes none of a load's checks, refuses one
-/// saved where the core ran more (or passed floats another way) than here.
+/// What a registry's core runs, as far as the registry knows: what its loads checked objects against
+/// ([`Registry::set_isa`], [`Registry::set_float_abi`], [`Registry::set_thumb_only`]). A context carries
+/// the saving registry's ([`Context::saved_core`]), and a restore, which makes none of a load's checks,
+/// refuses one saved where the core ran more, or passed floats another way, than here
+/// ([`Error::SnapshotCore`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Core {
-    thumb_only: bool,
-    float_abi: Option<FloatAbi>,
-    isa: Option<Isa>,
+pub struct SavedCore {
+    /// The instructions the core runs, if known.
+    pub isa: Option<Isa>,
+    /// The floating-point calling convention of its code, if known.
+    pub float_abi: Option<FloatAbi>,
+    /// It runs Thumb code of the M-profile only (a Cortex-M).
+    pub thumb_only: bool,
 }
 
 /// Float-ABI codes in a context's header: the position here plus one (0: not known).
@@ -84,9 +89,9 @@ const FLOAT_ABIS: [FloatAbi; 5] = [
     FloatAbi::Quad,
 ];
 
-impl Core {
-    fn of<M>(inner: &Inner<M>) -> Core {
-        Core {
+impl SavedCore {
+    fn of<M>(inner: &Inner<M>) -> SavedCore {
+        SavedCore {
             thumb_only: inner.thumb_code_only(),
             float_abi: inner.float_abi,
             isa: inner.isa.filter(|isa| isa.machine() == inner.machine),
@@ -104,7 +109,7 @@ impl Core {
 
     /// The core a header says (`flags` byte, ISA width and feature bits); an ISA this build does not know
     /// counts as unknown.
-    fn read(machine: u16, flags: u8, bits: u8, features: u128) -> Result<Core, Short> {
+    fn read(machine: u16, flags: u8, bits: u8, features: u128) -> Result<SavedCore, Short> {
         let float_abi = match flags >> 4 {
             0 => None,
             code => Some(*FLOAT_ABIS.get(usize::from(code) - 1).ok_or(Short)?),
@@ -112,7 +117,7 @@ impl Core {
         if flags & 0x0e != 0 || (bits == 0 && features != 0) {
             return Err(Short);
         }
-        Ok(Core {
+        Ok(SavedCore {
             thumb_only: flags & 1 != 0,
             float_abi,
             isa: if bits == 0 {
@@ -124,7 +129,7 @@ impl Core {
     }
 
     /// Why code a load on the `saved` core accepted may not run on this one, if it may not.
-    fn refuses(&self, saved: &Core) -> Option<Error> {
+    fn refuses(&self, saved: &SavedCore) -> Option<Error> {
         if let (Some(here), Some(there)) = (self.isa, saved.isa) {
             if let Some(missing) = here.missing(&there) {
                 return Some(Error::SnapshotCore {
@@ -533,7 +538,7 @@ pub struct Context<'b> {
     hashes: bool,
     fingerprint: u64,
     count: u32,
-    core: Core,
+    core: SavedCore,
 }
 
 impl<'b> Context<'b> {
@@ -599,7 +604,7 @@ impl<'b> Context<'b> {
         {
             return Err(Short.into());
         }
-        let core = Core::read(machine, core_flags, isa_bits, isa_features)?;
+        let core = SavedCore::read(machine, core_flags, isa_bits, isa_features)?;
         let ctx = Context {
             bytes,
             machine,
@@ -640,6 +645,12 @@ impl<'b> Context<'b> {
     /// `e_machine` of the saved extensions.
     pub fn machine(&self) -> u16 {
         self.machine
+    }
+
+    /// What the saving registry knew of its core: a restore refuses the context where this registry's
+    /// core lacks part of it ([`Error::SnapshotCore`]).
+    pub fn saved_core(&self) -> SavedCore {
+        self.core
     }
 
     /// The saved extensions' names, in load order.
@@ -750,7 +761,7 @@ impl<M: Memory> Inner<M> {
         out.u16(flags)?;
         out.u16(self.machine)?;
         out.u8(pointer_size)?;
-        let core = Core::of(self);
+        let core = SavedCore::of(self);
         out.u8(core.flags())?;
         out.u64(fingerprint)?;
         out.u32(u32::try_from(count).map_err(|_| Error::Internal("count too large"))?)?;
@@ -1066,7 +1077,7 @@ impl<M: Memory> Registry<M> {
                 found: u64::from(context.pointer_size),
             });
         }
-        if let Some(e) = Core::of(inner).refuses(&context.core) {
+        if let Some(e) = SavedCore::of(inner).refuses(&context.core) {
             return Err(e);
         }
         if !context.portable && context.fingerprint != inner.builtins.fingerprint_with_addresses() {

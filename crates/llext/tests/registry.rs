@@ -1065,6 +1065,16 @@ fn a_restore_refuses_code_for_more_than_its_core_runs() {
         setup(&r, saving);
         r.load("ext", &elf).unwrap();
         let ctx = r.save(&portable).unwrap();
+        // An Arm ISA is an M-profile one: Thumb code only.
+        let thumb_only = saving.2 || (machine == 40 && saving.0.is_some());
+        assert_eq!(
+            Context::from_bytes(&ctx).unwrap().saved_core(),
+            llext::SavedCore {
+                isa: saving.0.map(|k| Isa::from_key(k).unwrap()),
+                float_abi: saving.1,
+                thumb_only,
+            }
+        );
         for (core, refused) in restoring {
             let r2 = Registry::for_machine(
                 ArenaMemory::new(arena2.bytes()),
