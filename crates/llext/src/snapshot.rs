@@ -1329,8 +1329,10 @@ fn register<M: Memory>(
                         .ok_or(Error::Internal("dependency block"))?;
                     Ok(base + offset)
                 }
-                HookHome::Builtin(name) => match inner_ref.builtins.get_bytes(v.str(name)) {
-                    Some(addr) => Ok(addr as u64),
+                // Not a variable (a copyable export is one): unload would call it.
+                HookHome::Builtin(name) => match inner_ref.builtins.entry(v.str(name)) {
+                    Some(e) if !e.is_copyable() => Ok(e.addr() as u64),
+                    Some(_) => Err(hook_outside_code()),
                     None => Err(Error::MissingBuiltin {
                         extension: String::from(v.name()),
                         symbol: String::from_utf8_lossy(v.str(name)).into_owned(),
@@ -1422,10 +1424,7 @@ fn hook_home(
     portable: bool,
 ) -> Result<HookHome> {
     let rec = records.get(ri).ok_or(Error::Internal("record index"))?;
-    let bad = || Error::Snapshot {
-        reason: "a constructor or destructor lies outside the code of its extension, of its \
-                 dependencies and of the built-ins",
-    };
+    let bad = hook_outside_code;
     let offset_in = |b: &BlockRec| addr.checked_sub(b.addr).filter(|&o| o < b.size);
     if let Some(b) = rec.blocks().iter().find(|b| offset_in(b).is_some()) {
         return match b.permission {
@@ -1477,15 +1476,25 @@ fn hook_home(
             .deps()
             .any(|d| records.get(d as usize).is_some_and(in_place_code))
     };
+    // Any built-in but a variable: `Export::new` makes functions too (`Export::function` only adds call
+    // stubs for code that cannot reach them), and a load takes a constructor naming either.
     let builtin = || {
         builtins
             .iter()
-            .any(|e| e.is_function() && e.addr() as u64 == addr)
+            .any(|e| !e.is_copyable() && e.addr() as u64 == addr)
     };
     if in_place_code(rec) || dep_in_place() || builtin() {
         return Ok(HookHome::Fixed);
     }
     Err(bad())
+}
+
+/// A constructor or destructor where no code of the extension's, its dependencies' or the built-ins' lies.
+fn hook_outside_code() -> Error {
+    Error::Snapshot {
+        reason: "a constructor or destructor lies outside the code of its extension, of its \
+                 dependencies and of the built-ins",
+    }
 }
 
 /// Where a saved address is now: moved with the block holding it — only block `i` or a block of the

@@ -1085,3 +1085,64 @@ fn a_record_exporting_one_name_twice_is_refused() {
     restore_all(&r2, &genuine);
     assert_eq!(call(&r2, "db_value", &[]), 100);
 }
+
+/// Review 10: an in-place restore accepted a destructor naming a built-in only if the table made it with
+/// `Export::function`, but `Export::new` exports functions too (tables of `Export::new` are common, and a
+/// load takes such a destructor): the same program restoring its own context was refused with
+/// `Error::Snapshot`, while a portable restore of it passed.
+#[test]
+fn a_destructor_naming_a_built_in_of_export_new_restores_in_place() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static BYES: AtomicUsize = AtomicUsize::new(0);
+    extern "C" fn host_bye() {
+        BYES.fetch_add(1, Ordering::SeqCst);
+    }
+    const SRC: &str = "extern void host_bye(void);\n\
+                       static void (*const bye[])(void) __attribute__((section(\".fini_array\"), used)) =\n\
+                       { host_bye };\n\
+                       long bye_nop(void) { return 7; }\n";
+    let table = [llext::Export::new("host_bye", host_bye as *const ())];
+    let r = Registry::new(HostMemory::new(), ExportTable::new(&table));
+    r.load("bye", &compile_c(SRC, &["-fPIC"])).unwrap();
+    let ctx = r.save(&in_place()).unwrap();
+    r.forget_all().unwrap();
+    restore_all(&r, &ctx);
+    assert_eq!(call(&r, "bye_nop", &[]), 7);
+    r.unload_name("bye").unwrap();
+    assert_eq!(BYES.load(Ordering::SeqCst), 1);
+}
+
+/// Review 10: a portable restore rebound a destructor naming a built-in to whatever the new table exports
+/// under that name, even a variable (`Export::copyable`), which unload would then call; an in-place
+/// restore refuses a destructor at a variable's address alike.
+#[test]
+fn a_destructor_rebound_to_a_built_in_variable_is_refused() {
+    extern "C" fn host_bye() {}
+    static NOT_CODE: usize = 0;
+    const SRC: &str = "extern void host_bye(void);\n\
+                       static void (*const bye[])(void) __attribute__((section(\".fini_array\"), used)) =\n\
+                       { host_bye };\n\
+                       long bye_nop(void) { return 7; }\n";
+    let code = [llext::Export::new("host_bye", host_bye as *const ())];
+    let r = Registry::new(HostMemory::new(), ExportTable::new(&code));
+    r.load("bye", &compile_c(SRC, &["-fPIC"])).unwrap();
+    let ctx = r.save(&portable()).unwrap();
+    // SAFETY: a pointer-sized static nothing writes.
+    let data =
+        [unsafe { llext::Export::copyable("host_bye", &NOT_CODE as *const usize as *const ()) }];
+    let memory = Counting::default();
+    let target = Registry::new(memory.clone(), ExportTable::new(&data));
+    match target.restore(
+        &Context::from_bytes(&ctx).unwrap(),
+        &RestoreOptions::default(),
+    ) {
+        Err(Error::Snapshot { reason }) => assert!(reason.contains("destructor"), "{reason}"),
+        other => {
+            target.forget_all().unwrap(); // never call it
+            panic!("{other:?}");
+        }
+    }
+    assert!(target.is_empty());
+    assert_eq!(memory.live(), 0);
+    r.unload_name("bye").unwrap();
+}
