@@ -1146,3 +1146,37 @@ fn a_destructor_rebound_to_a_built_in_variable_is_refused() {
     assert_eq!(memory.live(), 0);
     r.unload_name("bye").unwrap();
 }
+
+/// Review 10: an in-place restore whose record clashes with an export loaded meanwhile leaves through the
+/// registry's insert and remove: the retained blocks go back to the provider's keeping (disowned, not
+/// freed), and the same context restores once the clash is gone.
+#[test]
+fn an_in_place_export_clash_gives_the_retained_blocks_back() {
+    const A: &str =
+        "#include \"llext.h\"\nlong clash_fn(long x) { return x + 1; }\nLLEXT_EXPORT(clash_fn);\n";
+    const B: &str =
+        "#include \"llext.h\"\nlong clash_fn(long x) { return x + 2; }\nLLEXT_EXPORT(clash_fn);\n";
+    let (r, memory) = counting_registry();
+    r.load("a", &compile_c(A, &["-fPIC"])).unwrap();
+    let ctx = r.save(&in_place()).unwrap();
+    r.forget_all().unwrap();
+    r.load("b", &compile_c(B, &["-fPIC"])).unwrap();
+    let (before, live) = (r.extensions(), memory.live());
+    match r.restore(
+        &Context::from_bytes(&ctx).unwrap(),
+        &RestoreOptions::default(),
+    ) {
+        Err(Error::DuplicateExport {
+            extension, owner, ..
+        }) => {
+            assert_eq!((extension.as_str(), owner.as_str()), ("a", "extension `b`"))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!((r.extensions(), memory.live()), (before, live));
+    r.unload_name("b").unwrap();
+    restore_all(&r, &ctx);
+    assert_eq!(call(&r, "clash_fn", &[1]), 2);
+    r.unload_name("a").unwrap();
+    assert_eq!(memory.live(), 0);
+}
