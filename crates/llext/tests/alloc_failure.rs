@@ -620,3 +620,47 @@ fn allocation_failure_at_every_point() {
             .join("\n")
     );
 }
+
+/// Review 10: `Context::from_bytes` ("no allocation") read a format-6 header's instruction set back through
+/// its key, a `String`: an allocation (and an infallible one, behind `write!`) for every context a registry
+/// that knows its core's ISA saved, as every RISC-V and Cortex-M firmware's does.
+#[test]
+fn decoding_a_context_with_an_isa_allocates_nothing() {
+    let mut arena = common::ExecArena::new(1 << 20);
+    let r = Registry::for_machine(
+        llext::ArenaMemory::new(arena.bytes()),
+        ExportTable::default(),
+        243,
+    );
+    r.set_isa(llext::arch::Isa::from_key("rv32imafc_zba"));
+    r.set_float_abi(Some(llext::arch::FloatAbi::Single));
+    let elf = common::compile_riscv_gcc(
+        "long triple(long x) { return 3 * x; }\n",
+        &["-march=rv32imafc_zba", "-mabi=ilp32f"],
+    );
+    r.load("ext", &elf).unwrap();
+    for options in [portable(), SaveOptions::default()] {
+        let ctx = r.save(&options).unwrap();
+        arm(0);
+        let decoded = Context::from_bytes(&ctx).map(drop);
+        let tally = disarm();
+        assert_eq!(decoded, Ok(()));
+        assert_eq!((tally.allocs, tally.count), (0, 0), "{tally:?}");
+    }
+    // And the core read back is the one saved: a core without Zba refuses the context.
+    let ctx = r.save(&portable()).unwrap();
+    let mut arena2 = common::ExecArena::new(1 << 20);
+    let r2 = Registry::for_machine(
+        llext::ArenaMemory::new(arena2.bytes()),
+        ExportTable::default(),
+        243,
+    );
+    r2.set_isa(llext::arch::Isa::from_key("rv32imafc"));
+    let e = r2
+        .restore(
+            &Context::from_bytes(&ctx).unwrap(),
+            &RestoreOptions::default(),
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("rv32imafc_zba"), "{e}");
+}

@@ -84,16 +84,27 @@ impl Isa {
         self.features
     }
 
-    /// The ISA of `machine` with width `bits` and these feature bits, if this build knows that machine's
-    /// ISAs: read back through its key, so bits no name stands for are dropped.
+    /// The ISA of `machine` with width `bits` and these feature bits (as [`Isa::features`] gave them), if
+    /// this build knows that machine's ISAs; bits no feature stands for are dropped. Taken as they are,
+    /// without reading a key back: nothing is allocated ([`Context::from_bytes`](crate::Context::from_bytes)
+    /// promises so), and the ISA compares as the one that was saved.
     pub(crate) fn from_parts(machine: u16, bits: u8, features: u128) -> Option<Isa> {
-        let key = Isa {
+        let known: Option<u128> = match (machine, bits) {
+            #[cfg(any(feature = "all-arches", target_arch = "arm"))]
+            (EM_ARM, 32) => Some((FP5 << 1) - 1),
+            #[cfg(any(
+                feature = "all-arches",
+                target_arch = "riscv32",
+                target_arch = "riscv64"
+            ))]
+            (EM_RISCV, 32 | 64) => Some((1u128 << (Z_FIRST as usize + Z_NAMES.len())) - 1),
+            _ => None,
+        };
+        known.map(|known| Isa {
             machine,
             bits,
-            features,
-        }
-        .key();
-        Isa::from_key(&key).filter(|isa| isa.machine == machine && isa.bits == bits)
+            features: features & known,
+        })
     }
 
     /// The ISA of this build's own code, on RISC-V and Cortex-M targets: from the target's name and the
