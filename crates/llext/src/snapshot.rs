@@ -152,7 +152,10 @@ impl SavedCore {
             return Some(Error::SnapshotCore {
                 what: "Arm code",
                 saved: String::from("A32 or Thumb"),
-                here: String::from("Thumb only (a Cortex-M)"),
+                here: String::from(
+                    "Thumb only (a Cortex-M; a registry that holds Thumb code only says so with \
+                     `set_thumb_only` or an M-profile `set_isa`, and its contexts restore here)",
+                ),
             });
         }
         None
