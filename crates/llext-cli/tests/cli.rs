@@ -1180,16 +1180,19 @@ fn rust_core_symbols_come_with_a_hint() {
             let mut s = 0i64;\n\
             for i in 0..n { s = s.wrapping_add(i); }\n\
             s\n\
-        }\n";
+        }\n\
+        #[no_mangle]\n\
+        pub extern \"C\" fn add(a: i64, b: i64) -> i64 { a + b }\n";
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("rust-core");
     std::fs::create_dir_all(&dir).unwrap();
     let src = dir.join("count.rs");
     std::fs::write(&src, SOURCE).unwrap();
-    let build = |level: &str| {
-        let out = dir.join(format!("count-{level}.o"));
+    let build_with = |level: &str, extra: &[&str]| {
+        let out = dir.join(format!("count-{level}{}.o", extra.len()));
         let status = Command::new("rustc")
             .args(["--crate-type", "lib", "--emit", "obj", "--edition", "2021"])
             .args(["-C", "panic=abort", "-C", &format!("opt-level={level}")])
+            .args(extra)
             .arg(&src)
             .arg("-o")
             .arg(&out)
@@ -1198,6 +1201,7 @@ fn rust_core_symbols_come_with_a_hint() {
         assert!(status.success());
         out.display().to_string()
     };
+    let build = |level: &str| build_with(level, &[]);
     let out = llext(&["check", &build("0")]);
     assert_eq!(out.status.code(), Some(1));
     let e = text(&out.stderr);
@@ -1211,6 +1215,15 @@ fn rust_core_symbols_come_with_a_hint() {
     let out = llext(&["run", "--call", "count", "--arg", "10", &build("2")]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("returned: 45"));
+    // A later review: cargo's dev profile at opt-level 1 or more still reached `core` (its overflow checks
+    // and debug assertions), while the hint asked only for opt-level 1, which the object already had.
+    let out = llext(&["check", &build_with("2", &["-C", "debug-assertions=on"])]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = text(&out.stderr);
+    assert!(
+        e.contains("without debug assertions and overflow checks (`-C debug-assertions=off"),
+        "{e}"
+    );
 }
 
 /// `nm` output lists two files' `static helper` (lower-case `t`) at two addresses; as with the ELF

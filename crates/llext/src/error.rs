@@ -472,7 +472,9 @@ impl fmt::Display for Error {
                 if rust_core_symbol(symbol) {
                     f.write_str(
                         " (Rust's `core`, which no host can offer: build the extension with opt-level 1 \
-                         or more, and without paths that can panic or format)",
+                         or more, without debug assertions and overflow checks (`-C debug-assertions=off \
+                         -C overflow-checks=off`; cargo's dev profile turns them on), and without paths \
+                         that can panic or format)",
                     )?;
                 }
                 Ok(())
