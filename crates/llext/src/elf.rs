@@ -214,7 +214,7 @@ pub(crate) fn identify(data: &[u8]) -> Result<Class> {
     // LLVM bitcode, bare or in its wrapper: what `clang -flto -c` writes.
     if data.starts_with(b"BC\xc0\xde") || data.starts_with(&[0xde, 0xc0, 0x17, 0x0b]) {
         return Err(Error::IntermediateCode {
-            format: "LLVM bitcode",
+            format: crate::error::LLVM_BITCODE,
         });
     }
     let ident = data.get(..16).ok_or(Error::NotElf)?;

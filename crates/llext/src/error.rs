@@ -364,6 +364,9 @@ impl Error {
     }
 }
 
+/// [`Error::IntermediateCode`]'s `format` for clang's and rustc's bitcode objects.
+pub(crate) const LLVM_BITCODE: &str = "LLVM bitcode";
+
 /// A symbol of Rust's `core` library, by its mangled name (v0 `_R...Cs<hash>_4core...` or legacy
 /// `_ZN4core...`): its name carries the hash of the toolchain's `core`, so a host cannot export it for
 /// extensions. (A plain window search: `str::contains` would bring a string searcher into firmware.)
@@ -377,11 +380,22 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::NotElf => f.write_str("not an ELF file (bad magic or too short)"),
-            Error::IntermediateCode { format } => write!(
-                f,
-                "the file holds {format} for link-time optimisation, not machine code: build it without \
-                 -flto (or, with GCC, add -ffat-lto-objects)"
-            ),
+            Error::IntermediateCode { format } => {
+                write!(
+                    f,
+                    "the file holds {format} for link-time optimisation, not machine code: build it \
+                     without -flto (or, with GCC, add -ffat-lto-objects)"
+                )?;
+                // rustc writes bitcode objects too: cargo passes `-C linker-plugin-lto` to a `lib` crate
+                // built in a profile with `lto`.
+                if *format == LLVM_BITCODE {
+                    f.write_str(
+                        "; from rustc, without -C linker-plugin-lto, which cargo passes to a `lib` crate \
+                         in a profile with `lto` (set `lto = false` for `cargo rustc -- --emit obj`)",
+                    )?;
+                }
+                Ok(())
+            }
             Error::Malformed { what, detail } => write!(f, "malformed ELF {what}: {detail}"),
             Error::Unsupported { what, value } => write!(f, "unsupported {what} ({value:#x})"),
             Error::WrongMachine { expected, found } => write!(

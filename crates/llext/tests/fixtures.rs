@@ -554,10 +554,51 @@ fn link_time_optimisation_objects_are_named_as_such() {
     let source = "long twice(long x) { return 2 * x; }\n";
     let gcc = common::compile_c(source, &["-flto"]);
     let clang = common::compile_for("x86_64-linux-gnu", source, &["-flto"]);
-    for (object, format) in [(gcc, "GCC's GIMPLE"), (clang, "LLVM bitcode")] {
+    // What cargo makes of a `lib` crate in a profile with `lto` (`cargo rustc -- --emit obj`): a review
+    // found the error's advice named only C compilers' flags.
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("rust-bitcode");
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("twice.rs");
+    std::fs::write(
+        &src,
+        "#![no_std]\n#[no_mangle]\npub extern \"C\" fn twice(x: i64) -> i64 { x.wrapping_mul(2) }\n",
+    )
+    .unwrap();
+    let out = dir.join("twice.o");
+    let status = std::process::Command::new("rustc")
+        .args(["--crate-type", "lib", "--emit", "obj", "--edition", "2021"])
+        .args([
+            "-C",
+            "panic=abort",
+            "-C",
+            "opt-level=2",
+            "-C",
+            "linker-plugin-lto",
+        ])
+        .arg(&src)
+        .arg("-o")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let rustc = std::fs::read(&out).unwrap();
+    for (object, format) in [
+        (gcc, "GCC's GIMPLE"),
+        (clang, "LLVM bitcode"),
+        (rustc, "LLVM bitcode"),
+    ] {
         let r = registry();
         match r.load("lto", &object) {
-            Err(llext::Error::IntermediateCode { format: f }) => assert_eq!(f, format),
+            Err(e @ llext::Error::IntermediateCode { format: f }) => {
+                assert_eq!(f, format);
+                let text = e.to_string();
+                assert!(text.contains("-flto"), "{text}");
+                assert_eq!(
+                    text.contains("from rustc, without -C linker-plugin-lto"),
+                    format == "LLVM bitcode",
+                    "{text}"
+                );
+            }
             other => panic!("{format}: {other:?}"),
         }
         assert!(r.is_empty());
