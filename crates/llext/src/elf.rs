@@ -217,6 +217,10 @@ pub(crate) fn identify(data: &[u8]) -> Result<Class> {
             format: crate::error::LLVM_BITCODE,
         });
     }
+    // A static library, or a Rust rlib or staticlib, instead of one of its members.
+    if data.starts_with(b"!<arch>\n") || data.starts_with(b"!<thin>\n") {
+        return Err(Error::Archive);
+    }
     let ident = data.get(..16).ok_or(Error::NotElf)?;
     if ident.get(..4) != Some(&elf::ELFMAG[..]) {
         return Err(Error::NotElf);

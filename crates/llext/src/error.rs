@@ -13,6 +13,9 @@ use core::fmt::{self, Write as _};
 pub enum Error {
     /// The data is not an ELF file at all.
     NotElf,
+    /// The data is an `ar` archive (a static library, a Rust rlib or staticlib), not an object: its
+    /// members are objects, one of which may be the extension.
+    Archive,
     /// The file holds a compiler's intermediate code for link-time optimisation (`-flto`), not machine code.
     IntermediateCode {
         /// Which: GCC's GIMPLE (in an ELF object) or LLVM bitcode.
@@ -380,6 +383,11 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::NotElf => f.write_str("not an ELF file (bad magic or too short)"),
+            Error::Archive => f.write_str(
+                "an `ar` archive (a static library, or a Rust rlib or staticlib), not an object: take the \
+                 extension's object out with `ar x` (of a Rust staticlib, its `<crate>-*.rcgu.o` member), or \
+                 build an object (`rustc --emit obj`, `cc -c`)",
+            ),
             Error::IntermediateCode { format } => {
                 write!(
                     f,

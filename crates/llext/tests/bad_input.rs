@@ -70,6 +70,37 @@ fn truncation_at_every_boundary_is_an_error() {
     assert_eq!(load(b"\x7fELF"), Err(Error::NotElf));
 }
 
+/// A review: a Rust rlib or staticlib, or a C static library, given instead of its member was "not an ELF
+/// file (bad magic or too short)", which did not say what the file was or what to do.
+#[test]
+fn archives_are_named_as_such() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("archive");
+    std::fs::create_dir_all(&dir).unwrap();
+    let member = dir.join("basic.o");
+    std::fs::write(&member, fixture()).unwrap();
+    for (flags, name) in [("rcs", "libbasic.a"), ("rcsT", "libbasic-thin.a")] {
+        let archive = dir.join(name);
+        let _ = std::fs::remove_file(&archive);
+        let status = std::process::Command::new("ar")
+            .arg(flags)
+            .arg(&archive)
+            .arg(&member)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let bytes = std::fs::read(&archive).unwrap();
+        assert_eq!(load(&bytes), Err(Error::Archive), "{name}");
+        assert_eq!(
+            llext::inspect::inspect(&bytes).err(),
+            Some(Error::Archive),
+            "{name}"
+        );
+    }
+    assert!(Error::Archive.to_string().contains("`ar x`"));
+    assert_eq!(load(b"!<arch>\n"), Err(Error::Archive));
+    assert_eq!(load(b"!<arch"), Err(Error::NotElf));
+}
+
 #[test]
 fn wrong_class_endianness_machine_and_type() {
     let f = fixture();
