@@ -102,8 +102,10 @@ pub(crate) fn check(args: &[String]) -> Result<(), Failure> {
     let thumb_only = listed.as_ref().is_some_and(|l| l.thumb_only);
     let isa = listed.as_ref().and_then(|l| l.isa);
     // A list's convention must be one of the objects' machine (`vfp` is Arm's; `single`, `double` and
-    // `quad` are RISC-V's), or every object would be refused with advice for the wrong machine.
-    if let Some(abi) = float_abi {
+    // `quad` are RISC-V's), or every object would be refused with advice for the wrong machine. When no
+    // file parses the objects' machine is unknown, and each file's own error is what to report (this
+    // check and the instruction set's below named the list instead of a bitcode or damaged file).
+    if let Some(abi) = float_abi.filter(|_| first.is_some()) {
         const EM_ARM: u16 = 40;
         const EM_RISCV: u16 = 243;
         let fits = match machine {
@@ -132,7 +134,7 @@ pub(crate) fn check(args: &[String]) -> Result<(), Failure> {
             )));
         }
     }
-    if let Some(isa) = isa.filter(|isa| isa.machine() != machine) {
+    if let Some(isa) = isa.filter(|isa| first.is_some() && isa.machine() != machine) {
         return Err(Failure(format!(
             "{}: `# isa: {isa}` names no {} instruction set",
             exports.unwrap_or_default(),

@@ -1314,6 +1314,26 @@ fn check_compares_the_instruction_set_with_the_firmware() {
             expected,
         );
     }
+    // A review: a bitcode object (cargo's `lto` profile) checked against the firmware's list was refused
+    // as "`# isa: armv7e-m+fp` names no x86_64 instruction set" (no file parsed, so the machine fell back
+    // to the host's), hiding the file's own error. Likewise a `# float-abi:` line.
+    let bitcode = dir.join("check-isa-bitcode.o");
+    std::fs::write(&bitcode, b"BC\xc0\xde\x35\x14\x00\x00").unwrap();
+    for line in ["# isa: armv7e-m+fp", "# float-abi: vfp\n# isa: armv7e-m+fp"] {
+        std::fs::write(&list, format!("{line}\nfw_add\n")).unwrap();
+        let out = llext(&[
+            "check",
+            "--exports",
+            list.to_str().unwrap(),
+            bitcode.to_str().unwrap(),
+        ]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("LLVM bitcode") && !err.contains("names no"),
+            "{line}: {err}"
+        );
+    }
     let out = llext(&["inspect", &m7]);
     assert!(
         text(&out.stdout).contains("\ninstruction set: armv7e-m+fp.dp\n"),
