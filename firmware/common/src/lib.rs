@@ -274,7 +274,16 @@ fn read_file(path: &str) -> Result<Vec<u8>, String> {
     if len == usize::MAX {
         return Err(alloc::format!("cannot size {path}"));
     }
-    let mut data = alloc::vec![0u8; len];
+    // A file larger than the heap is an error line, not an allocation-failure panic (a review's 2.7 MB
+    // opt-level 0 object ended `qemu-run` with exit status 101).
+    let mut data = Vec::new();
+    if data.try_reserve_exact(len).is_err() {
+        semihost(SYS_CLOSE, [handle].as_ptr() as usize);
+        return Err(alloc::format!(
+            "{path}: {len} bytes do not fit in the firmware's heap"
+        ));
+    }
+    data.resize(len, 0);
     let block = [handle, data.as_mut_ptr() as usize, len];
     let left = semihost(SYS_READ, block.as_ptr() as usize);
     semihost(SYS_CLOSE, [handle].as_ptr() as usize);
