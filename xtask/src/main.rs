@@ -46,8 +46,8 @@ tasks:
           load extension files on the emulated target, call SYM, print
           `returned: N`
   qemu-run --target TARGET --exports
-          print the firmware's export table as `NAME ADDRESS` lines, for
-          `llext check --exports FILE --at ADDR` on the host
+          print the firmware's export table as `NAME ADDRESS` lines (and
+          where it puts extensions), for `llext check --exports FILE`
   footprint
           flash and RAM the loader adds to the Cortex-M firmware, and the
           heap and memory each fixture extension takes (`key: value` lines)

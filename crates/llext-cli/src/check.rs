@@ -69,9 +69,10 @@ pub(crate) fn check(args: &[String]) -> Result<(), Failure> {
         return check_files(&registry, &files);
     }
     let listed = exports.map(read_export_list).transpose()?;
-    // Where the extensions go: as given, else just past the firmware image's RAM (where its heap or
-    // arena would be), so that every reach is what it is on the device; else anywhere low.
-    let at = match (at, listed.as_ref().and_then(|l| l.ram_end)) {
+    // Where the extensions go: as given, or as the list says, else just past the firmware image's RAM
+    // (where its heap or arena would be), so that every reach is what it is on the device; else anywhere
+    // low.
+    let at = match (at.or(listed.as_ref().and_then(|l| l.at)), listed.as_ref().and_then(|l| l.ram_end)) {
         (Some(at), _) => Some(at),
         (None, Some(end)) => Some(
             end.max(MIN_ADDRESS)
@@ -227,6 +228,14 @@ fn check_files<M: Memory>(registry: &Registry<M>, files: &[&str]) -> Result<(), 
                     ),
                     count(info.dependencies.len(), "dependency")
                 );
+                // Loads, yet offers nothing: what a user trial's Rust object without `#[no_mangle]` did.
+                if info.symbols.is_empty() {
+                    println!(
+                        "note: {file}: it defines no global symbol, so nothing in it can be called or linked \
+                         against (in C, a function that is not `static`; in Rust, one with `#[no_mangle]` \
+                         or `export!`)"
+                    );
+                }
                 loaded.push(id);
             }
             Err(Failure(text)) => {
@@ -278,6 +287,8 @@ struct ExportList {
     entries: Vec<(String, Option<u64>)>,
     /// The end of the image's highest writable segment.
     ram_end: Option<u64>,
+    /// Where the firmware puts extensions: a text list's `# at: ADDR` line (what `--at` gives).
+    at: Option<u64>,
     /// For an ELF image: its machine and class.
     image: Option<ImageHeader>,
     /// The firmware's floating-point calling convention: an image's header, or a text list's
@@ -408,6 +419,7 @@ fn elf_exports(path: &str, bytes: &[u8]) -> Result<ExportList, Failure> {
     Ok(ExportList {
         entries: out,
         ram_end,
+        at: None,
         image,
         float_abi: image.and_then(|i| i.float_abi),
         thumb_only: llext::arch::arm_profile(bytes) == Some('M'),
@@ -427,12 +439,13 @@ fn image_header(bytes: &[u8]) -> Option<ImageHeader> {
 
 /// A text list's entries, and what its comment lines say of the firmware (the test firmware's `exports`
 /// output has them): `# float-abi: KEY` its floating-point calling convention, `# thumb-only` that it runs
-/// Thumb code only, `# isa: KEY` the instructions its core runs.
+/// Thumb code only, `# isa: KEY` the instructions its core runs, `# at: ADDR` where it puts extensions.
 fn text_exports(path: &str, bytes: &[u8]) -> Result<ExportList, Failure> {
     let text = std::str::from_utf8(bytes).map_err(|_| Failure(format!("{path}: not text")))?;
     let mut float_abi = None;
     let mut thumb_only = false;
     let mut isa = None;
+    let mut at = None;
     // Named or global entries, then `nm`'s local ones (lower-case type) where no other has the name:
     // several files of a firmware may each have a local of one name.
     let mut named = Vec::new();
@@ -450,6 +463,10 @@ fn text_exports(path: &str, bytes: &[u8]) -> Result<ExportList, Failure> {
                     "unknown float ABI `{key}` (soft, vfp, single, double or quad)"
                 ))
             })?);
+            continue;
+        }
+        if let Some(text) = line.trim().strip_prefix("# at:") {
+            at = Some(parse_address(text.trim()).map_err(|Failure(e)| bad(&e))?);
             continue;
         }
         if let Some(key) = line.trim().strip_prefix("# isa:") {
@@ -521,6 +538,7 @@ fn text_exports(path: &str, bytes: &[u8]) -> Result<ExportList, Failure> {
     Ok(ExportList {
         entries: named,
         ram_end: None,
+        at,
         image: None,
         float_abi,
         thumb_only,

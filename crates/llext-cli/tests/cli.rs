@@ -859,6 +859,23 @@ fn check_links_at_the_firmware_ram_address() {
         &medlow,
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    // A text list says where the firmware puts extensions (`# at: ADDR`, as the test firmware's `exports`
+    // prints it), which `--at` overrides.
+    let list = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("check-at-list.txt");
+    std::fs::write(&list, "# at: 0x80000000\nfw_add 0x80000000\n").unwrap();
+    let list = list.to_str().unwrap();
+    let out = llext(&["check", "--exports", list, &medlow]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("R_RISCV_HI20"), "{err}");
+    let out = llext(&["check", "--exports", list, "--at", "0x10000000", &medlow]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let bad = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("check-at-bad.txt");
+    std::fs::write(&bad, "# at: 0x123\nfw_add\n").unwrap();
+    fails_with(
+        &["check", "--exports", bad.to_str().unwrap(), &medlow],
+        "check-at-bad.txt:1: --at 0x123: the address must be a non-zero multiple of 4096",
+    );
 
     // A native object at a given address links against the C library as without `--at`.
     let mut gcc = Command::new("gcc");
@@ -1420,5 +1437,33 @@ fn check_against_a_host_programs_exports_and_the_c_library() {
     fails_with(
         &["check", "--libc", "--libc", &plugin],
         "--libc is given twice",
+    );
+}
+
+/// An object that loads but defines no global symbol offers nothing to call: `check` says so (a user trial's
+/// Rust function without `#[no_mangle]` checked `ok` and failed only when called).
+#[test]
+fn check_notes_an_object_that_offers_nothing() {
+    let mut gcc = Command::new("gcc");
+    gcc.args(["-c", "-O2", "-fPIC"]);
+    let hidden = build_c(
+        gcc,
+        "check-nothing",
+        "hidden",
+        "static int counter;\n__attribute__((used)) static int bump(void) { return ++counter; }\n",
+        false,
+    );
+    let out = llext(&["check", &hidden]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(
+        s.contains(&format!("note: {hidden}: it defines no global symbol")),
+        "{s}"
+    );
+    let out = llext(&["check", &fixture("libmath-gcc-O2-pic.o")]);
+    assert!(
+        !text(&out.stdout).contains("note:"),
+        "{}",
+        text(&out.stdout)
     );
 }

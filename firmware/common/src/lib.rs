@@ -1511,16 +1511,14 @@ fn status(result: Result<(), String>) -> usize {
     }
 }
 
-/// `exports`: the export table as `NAME ADDRESS` lines, and where extensions go, so that
-/// `llext check --exports FILE --at ADDR` on a host links them exactly as this firmware does (its ELF image
-/// lists every symbol it defines, more than it exports).
+/// `exports`: the export table as `NAME ADDRESS` lines, and where extensions go (`# at: ADDR`), so that
+/// `llext check --exports FILE` on a host links them exactly as this firmware does (its ELF image lists
+/// every symbol it defines, more than it exports).
 fn print_exports() -> usize {
     let arena = core::ptr::addr_of!(ARENA) as usize;
     println!("# The test firmware's export table. Check extensions against it on a host with");
-    println!(
-        "# llext check --exports THIS_FILE --at {:#x} FILE...",
-        arena & !0xfff
-    );
+    println!("# llext check --exports THIS_FILE FILE...");
+    println!("# at: {:#x}", arena & !0xfff);
     if let Some(abi) = llext::arch::FloatAbi::native() {
         println!("# float-abi: {}", abi.key());
     }
