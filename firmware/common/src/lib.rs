@@ -516,6 +516,9 @@ fn runtime_helpers() -> Vec<Export> {
     }
     #[cfg(any(target_arch = "riscv32", target_arch = "riscv64"))]
     {
+        // Half-precision conversions, which Rust's `core` calls for `f16` (a fat-LTO Rust staticlib that
+        // carries `core` needs them: a user trial).
+        list.extend_from_slice(&helpers!(__truncsfhf2, __extendhfsf2));
         // `-msave-restore`'s millicode (the RISC-V firmware's start-up assembly).
         list.extend_from_slice(&helpers!(
             __riscv_save_0,
