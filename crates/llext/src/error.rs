@@ -291,12 +291,13 @@ pub enum Error {
         /// Value in the context.
         found: u64,
     },
-    /// A context saved by a registry whose core ran more, or passed floats another way, than this one's:
-    /// code a load there accepted may not run here, and a restore makes no load's checks.
+    /// A context saved by a registry whose core ran more, or passed floats another way, than this one's, or
+    /// holding A32 code where only Thumb code runs: code a load there accepted may not run here, and a
+    /// restore makes no load's checks.
     SnapshotCore {
         /// What differs: `"instruction set"`, `"floating-point calling convention"` or `"Arm code"`.
         what: &'static str,
-        /// The saving registry's: an ISA key, a calling convention's key, or `A32 or Thumb`.
+        /// The saving registry's ISA key or calling convention's key, or the A32 code an extension holds.
         saved: String,
         /// This registry's, with what it lacks.
         here: String,

@@ -436,6 +436,8 @@ pub(crate) struct Request<'a> {
     pub record_fixups: bool,
     /// The input outlives the extension: read-only sections may be used where they lie.
     pub in_place: bool,
+    /// The object holds A32 (Arm-state) code: its record says so, for a restore on a Cortex-M.
+    pub a32: bool,
 }
 
 /// Problems found while linking, up to a cap.
@@ -1437,6 +1439,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
         init: &init,
         fini: &fini,
         fixups: req.record_fixups.then_some(&fixups[..]),
+        a32: req.a32,
     }
     .encode()?;
     let blocks = core::mem::take(&mut blocks.blocks);

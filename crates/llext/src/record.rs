@@ -4,7 +4,8 @@
 //! rebuilt, no allocation is made per symbol, section or constructor.
 //!
 //! # Layout (little-endian)
-//! A 52-byte header — use count (u32), initialised (u8), fixups recorded (u8), two reserved bytes, then the
+//! A 52-byte header — use count (u32), initialised (u8), fixups recorded (u8), holds A32 (Arm-state) code
+//! (u8), a reserved byte, then the
 //! entry count (u32) of each of the eleven tables — followed by the tables back to back, in this order:
 //!
 //! | table    | entry                                                                  |
@@ -319,6 +320,11 @@ impl<'b> View<'b> {
         self.fixups_byte() == 1
     }
 
+    /// 1 if the extension holds A32 (Arm-state) code, which no Cortex-M runs.
+    pub fn a32_byte(&self) -> u8 {
+        self.bytes.get(6).copied().unwrap_or(0)
+    }
+
     pub fn name_bytes(&self) -> &'b [u8] {
         self.layout.table(self.bytes, Table::Name)
     }
@@ -553,6 +559,8 @@ pub(crate) struct Parts<'a> {
     pub init: &'a [usize],
     pub fini: &'a [usize],
     pub fixups: Option<&'a [u8]>,
+    /// The object holds A32 (Arm-state) code.
+    pub a32: bool,
 }
 
 impl Parts<'_> {
@@ -582,7 +590,7 @@ impl Parts<'_> {
         let mut b = fallible::vec::<u8>(len)?;
         let u32v = |v: usize| u32::try_from(v).map_err(|_| Error::Internal("record count"));
         b.extend_from_slice(&1u32.to_le_bytes());
-        b.extend_from_slice(&[0, u8::from(self.fixups.is_some()), 0, 0]);
+        b.extend_from_slice(&[0, u8::from(self.fixups.is_some()), u8::from(self.a32), 0]);
         for count in counts {
             b.extend_from_slice(&u32v(count)?.to_le_bytes());
         }
@@ -689,6 +697,7 @@ mod tests {
             init: &[0x1000],
             fini: &[0x1004, 0x1008],
             fixups: None,
+            a32: true,
         };
         let mut rec = parts.encode().unwrap();
         let v = rec.view();
@@ -703,6 +712,7 @@ mod tests {
         assert_eq!(v.global_rec(b"baz").map(|g| g.addr), None);
         assert_eq!(v.addrs(Table::Fini).collect::<Vec<_>>(), [0x1004, 0x1008]);
         assert!(!v.has_fixups());
+        assert_eq!(v.a32_byte(), 1);
         rec.set_dep(1, 2);
         rec.map_addresses(|a, _| Ok(a + 0x100)).unwrap();
         assert_eq!(

@@ -753,8 +753,9 @@ impl<M: Memory> Registry<M> {
                 });
             }
         }
+        let a32 = arch::arm_state_section(&object);
         if inner.thumb_code_only() {
-            if let Some(section) = arch::arm_state_section(&object) {
+            if let Some(section) = a32 {
                 return Err(Error::ArmState {
                     section: object.section_name(section),
                 });
@@ -798,6 +799,7 @@ impl<M: Memory> Registry<M> {
                 keep_eh_frame: options.keep_eh_frame,
             },
             record_fixups: options.portable,
+            a32: a32.is_some(),
             in_place,
         };
         let view = View {

@@ -76,7 +76,8 @@ pub struct SavedCore {
     pub isa: Option<Isa>,
     /// The floating-point calling convention of its code, if known.
     pub float_abi: Option<FloatAbi>,
-    /// It runs Thumb code of the M-profile only (a Cortex-M).
+    /// It runs Thumb code of the M-profile only (a Cortex-M). Not compared: each extension's record says
+    /// whether it holds A32 code, which a restore into a registry of Thumb code only refuses.
     pub thumb_only: bool,
 }
 
@@ -147,16 +148,6 @@ impl SavedCore {
                     here: String::from(here.key()),
                 });
             }
-        }
-        if self.thumb_only && !saved.thumb_only {
-            return Some(Error::SnapshotCore {
-                what: "Arm code",
-                saved: String::from("A32 or Thumb"),
-                here: String::from(
-                    "Thumb only (a Cortex-M; a registry that holds Thumb code only says so with \
-                     `set_thumb_only` or an M-profile `set_isa`, and its contexts restore here)",
-                ),
-            });
         }
         None
     }
@@ -372,7 +363,8 @@ fn validate(rec: &Rec<'_>, index: usize, portable: bool) -> Result<()> {
     if v.use_count() == 0
         || v.initialised_byte() > 1
         || v.fixups_byte() > 1
-        || u16_at(v.bytes, 6)? != 0
+        || v.a32_byte() > 1
+        || v.bytes.get(7) != Some(&0)
     {
         return Err(Short.into());
     }
@@ -1080,7 +1072,8 @@ impl<M: Memory> Registry<M> {
                 found: u64::from(context.pointer_size),
             });
         }
-        if let Some(e) = SavedCore::of(inner).refuses(&context.core) {
+        let here = SavedCore::of(inner);
+        if let Some(e) = here.refuses(&context.core) {
             return Err(e);
         }
         if !context.portable && context.fingerprint != inner.builtins.fingerprint_with_addresses() {
@@ -1092,6 +1085,16 @@ impl<M: Memory> Registry<M> {
         }
         let mut records: Vec<Rec<'_>> = fallible::vec(context.len())?;
         records.extend(context.records()); // at most `len` records: room made above
+                                           // A32 code, which a Cortex-M cannot run: each record says whether its object held some.
+        if here.thumb_only {
+            if let Some(rec) = records.iter().find(|r| r.view.a32_byte() == 1) {
+                return Err(Error::SnapshotCore {
+                    what: "Arm code",
+                    saved: alloc::format!("A32 (extension `{}` holds some)", rec.view.name()),
+                    here: String::from("Thumb only (a Cortex-M)"),
+                });
+            }
+        }
         let mut ids: Vec<ExtId> = fallible::vec(records.len())?;
         let mut taken = Taken {
             blocks: fallible::vec(records.len())?,
