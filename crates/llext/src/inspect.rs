@@ -132,6 +132,28 @@ pub fn inspect(bytes: &[u8]) -> Result<Report> {
     })
 }
 
+/// The signed `size`-byte (4 or 8) word of `data` at `offset`: the implicit addend of an absolute data
+/// relocation.
+fn stored_word(data: &[u8], offset: u64, size: u64, endian: object::Endianness) -> Option<i64> {
+    let start = usize::try_from(offset).ok()?;
+    let little = endian == object::Endianness::Little;
+    if size == 8 {
+        let word: [u8; 8] = data.get(start..start.checked_add(8)?)?.try_into().ok()?;
+        Some(if little {
+            i64::from_le_bytes(word)
+        } else {
+            i64::from_be_bytes(word)
+        })
+    } else {
+        let word: [u8; 4] = data.get(start..start.checked_add(4)?)?.try_into().ok()?;
+        Some(i64::from(if little {
+            i32::from_le_bytes(word)
+        } else {
+            i32::from_be_bytes(word)
+        }))
+    }
+}
+
 /// The names in `.exported_sym`, found through the relocations of its name fields (no loading needed).
 fn exported_names(obj: &elf::Object<'_>) -> Vec<String> {
     let mut names = Vec::new();
@@ -154,7 +176,16 @@ fn exported_names(obj: &elf::Object<'_>) -> Vec<String> {
                 let Some(strings) = obj.sections.get(si) else {
                     continue;
                 };
-                let at = sym.value.wrapping_add(r.addend.unwrap_or(0) as u64);
+                // A REL entry (Arm) keeps its addend in the name field itself: the offset of the name in
+                // a merged string section such as `.rodata.str1.4`, whose section symbol it refers to.
+                let addend = match r.addend {
+                    Some(addend) => addend,
+                    None => match stored_word(s.data, r.offset, ptr, obj.endian) {
+                        Some(addend) => addend,
+                        None => continue,
+                    },
+                };
+                let at = sym.value.wrapping_add(addend as u64);
                 let Some(tail) = usize::try_from(at)
                     .ok()
                     .and_then(|at| strings.data.get(at..))

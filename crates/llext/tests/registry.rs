@@ -1128,3 +1128,27 @@ fn a_restore_refuses_code_for_more_than_its_core_runs() {
         }
     }
 }
+
+/// `inspect` names what `.exported_sym` exports. Arm objects use REL relocations, whose addend — the
+/// name's offset in a merged string section — is stored in the name field itself; it was ignored, so the
+/// report named the section's first string (here "first string") instead of the export.
+#[test]
+fn inspect_names_exports_of_rel_objects() {
+    const SOURCE: &str = r#"
+struct llext_symbol { const char *name; const void *addr; };
+extern void log_it(const char *);
+int first(void) { log_it("first string"); return 1; }
+int second(int x) { return x + 2; }
+static const struct llext_symbol __llext_sym_second
+    __attribute__((section(".exported_sym"), used)) = { "second", (const void *)&second };
+"#;
+    let arm = common::compile_arm_gcc(
+        SOURCE,
+        &["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-O2"],
+    );
+    let host = common::compile_c(SOURCE, &["-O2"]);
+    for elf in [arm, host] {
+        let report = llext::inspect::inspect(&elf).unwrap();
+        assert_eq!(report.exported, ["second"]);
+    }
+}
