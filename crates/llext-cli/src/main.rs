@@ -20,7 +20,8 @@ commands:
   check [--exports FILE] [--libc] [--at ADDR] FILE...
                                            load and link without running anything; report every problem.
                                            Objects for another machine are linked for it, against the
-                                           firmware's exports (an ELF image, `nm` output of it, or
+                                           firmware's exports (an ELF image, whose symbols stand for
+                                           them: `#[no_mangle]` in Rust; `nm` output of it; or
                                            `NAME [ADDRESS]` lines with optional `# float-abi: KEY`,
                                            `# thumb-only` and `# isa: KEY` lines),
                                            which replace the C library's for any object (--libc: this

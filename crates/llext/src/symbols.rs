@@ -131,7 +131,9 @@ impl Export {
 ///
 /// Each function must be `extern "C"` (or `unsafe extern "C"`) with the signature the extensions' C
 /// declarations give it: the macro takes any function's address, and C code calls a Rust-ABI `fn` with
-/// the wrong convention.
+/// the wrong convention. Make it `#[no_mangle]` too if extensions are checked against the firmware's ELF
+/// image (`llext check --exports firmware.elf`): the image has a Rust function's mangled symbol, not the
+/// name the table gives it, and an export under another name (`"name" => path`) is in no image at all.
 ///
 /// ```
 /// extern "C" fn answer() -> i64 { 42 }
