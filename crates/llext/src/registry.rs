@@ -944,7 +944,10 @@ impl<M: Memory> Registry<M> {
     }
 
     /// The address of `name` in the loaded extensions: exported symbols first, then the other global symbols
-    /// of each extension in load order.
+    /// of each extension in load order. A Thumb function's address has bit 0 set, as a function pointer
+    /// to it needs: it may be transmuted to an `extern "C" fn` of the function's signature (how to call a
+    /// function that [`Registry::call`]'s `long` arguments do not fit, one taking a 64-bit integer on a
+    /// 32-bit target, say).
     ///
     /// ```
     /// # #[cfg(feature = "std")] {
@@ -956,7 +959,8 @@ impl<M: Memory> Registry<M> {
         self.inner.lock().find_symbol(name.as_bytes())
     }
 
-    /// The address of `name` in one extension (exported or global).
+    /// The address of `name` in one extension (exported or global); with the Thumb bit for Thumb code, as
+    /// [`Registry::find_symbol`].
     pub fn extension_symbol(&self, id: ExtId, name: &str) -> Result<Option<usize>> {
         let inner = self.inner.lock();
         Ok(inner.symbol_of(id, name.as_bytes())?.map(|s| s.addr))
