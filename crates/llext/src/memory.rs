@@ -184,6 +184,13 @@ pub unsafe trait Memory {
 /// First fit with coalescing free ranges; permissions are not enforced (there is no MMU); `finalize` calls the
 /// optional `sync_code` hook for code blocks so targets with caches can clean and invalidate them.
 ///
+/// A disowned block goes back to the free ranges at once: after
+/// [`Registry::forget_all`](crate::Registry::forget_all) a load before the restore may take the retained
+/// blocks and overwrite them. Restore first, or save with
+/// [`SaveOptions::content_hashes`](crate::SaveOptions::content_hashes) so that a restore refuses a
+/// changed block. [`Registry::with_memory`](crate::Registry::with_memory) reads the arena's
+/// [`free_bytes`](ArenaMemory::free_bytes) while a registry owns it.
+///
 /// ```
 /// static mut ARENA: [u8; 4096] = [0; 4096];
 /// // SAFETY: the arena is used by this provider alone.

@@ -617,6 +617,24 @@ impl<M: Memory> Registry<M> {
         }
     }
 
+    /// Calls `f` with the memory provider, under the registry's lock: to read its state (e.g.
+    /// [`ArenaMemory::free_bytes`](crate::ArenaMemory::free_bytes)) while the registry owns it. Only shared
+    /// access is lent, so the registry's blocks stay its own; `f` must not call into this registry (its lock
+    /// is held).
+    ///
+    /// ```
+    /// let mut arena = [0u8; 4096];
+    /// let registry = llext::Registry::for_machine(
+    ///     llext::ArenaMemory::new(&mut arena),
+    ///     llext::ExportTable::default(),
+    ///     40, // EM_ARM
+    /// );
+    /// assert_eq!(registry.with_memory(|m| m.free_bytes()), 4096);
+    /// ```
+    pub fn with_memory<R>(&self, f: impl FnOnce(&M) -> R) -> R {
+        f(&self.inner.lock().memory)
+    }
+
     /// Replaces the input limits.
     pub fn set_limits(&self, limits: Limits) {
         self.inner.lock().limits = limits;

@@ -1237,11 +1237,20 @@ fn save_portable(registry: &Registry<ArenaMemory<'static>>) -> Result<Vec<u8>, S
 }
 
 /// Unloads `ids`, last first.
+/// Unloads `ids`, newest first; once the registry is empty, every byte of its arena must be free again
+/// (what a restore took, adopted or allocated, comes back).
 fn unload_all(registry: &Registry<ArenaMemory<'static>>, ids: &[ExtId]) -> Result<(), String> {
     for id in ids.iter().rev() {
         registry
             .unload(*id)
             .map_err(|e| alloc::format!("unload: {e}"))?;
+    }
+    let (free, capacity) = registry.with_memory(|m| (m.free_bytes(), m.capacity()));
+    if registry.is_empty() && free != capacity {
+        return Err(alloc::format!(
+            "{} of the arena's {capacity} bytes still taken with no extension loaded",
+            capacity - free
+        ));
     }
     Ok(())
 }
