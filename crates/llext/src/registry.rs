@@ -635,6 +635,49 @@ impl<M: Memory> Registry<M> {
         f(&self.inner.lock().memory)
     }
 
+    /// Writes the built-in export table as the list `llext check --exports FILE` reads, so that extensions
+    /// are checked on a host against exactly what this registry offers: a comment with the command, then
+    /// `# at: ADDR` if `at` says where the firmware puts extensions (its arena's address), what the registry
+    /// knows of its core (`# float-abi: KEY`, `# thumb-only`, `# isa: KEY`), and one `NAME ADDRESS` line per
+    /// export. Nothing is allocated; `out` is written under the registry's lock.
+    ///
+    /// ```
+    /// # #[cfg(feature = "std")] {
+    /// fn twice(x: i64) -> i64 { 2 * x }
+    /// let table = llext::ExportTable::new(&[llext::Export::new("twice", twice as *const ())]);
+    /// let registry = llext::Registry::new(llext::HostMemory::new(), table);
+    /// let mut list = String::new();
+    /// registry.write_export_list(&mut list, Some(0x2008_0000)).unwrap();
+    /// assert!(list.contains("# at: 0x20080000\n"));
+    /// assert!(list.lines().last().unwrap().starts_with("twice 0x"));
+    /// # }
+    /// ```
+    pub fn write_export_list(
+        &self,
+        out: &mut dyn core::fmt::Write,
+        at: Option<usize>,
+    ) -> core::fmt::Result {
+        let inner = self.inner.lock();
+        out.write_str("# Exports for extensions. Check them on a host with\n")?;
+        out.write_str("# llext check --exports THIS_FILE FILE...\n")?;
+        if let Some(at) = at {
+            writeln!(out, "# at: {at:#x}")?;
+        }
+        if let Some(abi) = inner.float_abi {
+            writeln!(out, "# float-abi: {}", abi.key())?;
+        }
+        if inner.thumb_code_only() {
+            out.write_str("# thumb-only\n")?;
+        }
+        if let Some(isa) = inner.isa {
+            writeln!(out, "# isa: {isa}")?;
+        }
+        for e in inner.builtins.iter() {
+            writeln!(out, "{} {:#x}", e.name(), e.addr() as usize)?;
+        }
+        Ok(())
+    }
+
     /// Replaces the input limits.
     pub fn set_limits(&self, limits: Limits) {
         self.inner.lock().limits = limits;

@@ -1523,27 +1523,16 @@ fn status(result: Result<(), String>) -> usize {
     }
 }
 
-/// `exports`: the export table as `NAME ADDRESS` lines, and where extensions go (`# at: ADDR`), so that
-/// `llext check --exports FILE` on a host links them exactly as this firmware does (its ELF image lists
-/// every symbol it defines, more than it exports).
+/// `exports`: the export table as `NAME ADDRESS` lines, where extensions go (`# at: ADDR`) and what the
+/// registry knows of its core (`Registry::write_export_list`), so that `llext check --exports FILE` on a
+/// host links them exactly as this firmware does (its ELF image lists every symbol it defines, more than it
+/// exports).
 fn print_exports() -> usize {
     let arena = core::ptr::addr_of!(ARENA) as usize;
-    println!("# The test firmware's export table. Check extensions against it on a host with");
-    println!("# llext check --exports THIS_FILE FILE...");
-    println!("# at: {:#x}", arena & !0xfff);
-    if let Some(abi) = llext::arch::FloatAbi::native() {
-        println!("# float-abi: {}", abi.key());
+    match registry().write_export_list(&mut Console, Some(arena & !0xfff)) {
+        Ok(()) => 0,
+        Err(_) => 1,
     }
-    if llext::arch::native_thumb_only() {
-        println!("# thumb-only");
-    }
-    if let Some(isa) = llext::arch::Isa::native() {
-        println!("# isa: {isa}");
-    }
-    for e in exports() {
-        println!("{} {:#x}", e.name(), e.addr() as usize);
-    }
-    0
 }
 
 /// The firmware's main: tests; `qemu-run` when the semihosting command line has `run`; the footprint
