@@ -20,6 +20,7 @@ use crate::{workspace_root, Failure, Result};
 
 const BASELINE: &str = "footprint-baseline";
 const LOADER: &str = "footprint-loader";
+const RESTORE: &str = "footprint-restore";
 
 /// Section sizes of one image, by name.
 struct Sizes(BTreeMap<String, u64>);
@@ -138,7 +139,10 @@ pub fn footprint() -> Result {
     let root = workspace_root();
     let t = target("cortex-m")?;
     let dir = root.join("firmware");
-    println!("==> {}: build {BASELINE} and {LOADER} (release)", t.name);
+    println!(
+        "==> {}: build {BASELINE}, {LOADER} and {RESTORE} (release)",
+        t.name
+    );
     check(
         "build the footprint images",
         debian_cargo(&dir)
@@ -153,13 +157,20 @@ pub fn footprint() -> Result {
                 BASELINE,
                 "--bin",
                 LOADER,
+                "--bin",
+                RESTORE,
                 "--target",
             ])
             .arg(t.triple),
     )?;
     let images = dir.join(format!("target/{}/release", t.triple));
     let (base_image, loader_image) = (images.join(BASELINE), images.join(LOADER));
-    let (base, loader) = (sizes(&base_image)?, sizes(&loader_image)?);
+    let restore_image = images.join(RESTORE);
+    let (base, loader, restore) = (
+        sizes(&base_image)?,
+        sizes(&loader_image)?,
+        sizes(&restore_image)?,
+    );
 
     println!(
         "==> {}: build the test firmware and run `footprint`",
@@ -202,6 +213,24 @@ pub fn footprint() -> Result {
     println!(
         "loader_ram_without_arena: {}",
         loader_ram.saturating_sub(arena)
+    );
+    // Saving and restoring on top of the loader: in place into a buffer, portably into a second arena.
+    println!(
+        "restore_flash: {}",
+        restore.flash().saturating_sub(loader.flash())
+    );
+    let (restore_llext, _) = loader_bytes(&restore_image, "arch::arm::Arm")?;
+    println!(
+        "restore_flash_llext: {}",
+        restore_llext.saturating_sub(llext)
+    );
+    let second_arena = symbol_size(&restore_image, "llext_fw::FRESH")?;
+    println!(
+        "restore_ram_without_arena: {}",
+        restore
+            .ram()
+            .saturating_sub(loader.ram())
+            .saturating_sub(second_arena)
     );
 
     let mut totals = [0u64; 5];

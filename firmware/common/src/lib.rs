@@ -1236,7 +1236,6 @@ fn save_portable(registry: &Registry<ArenaMemory<'static>>) -> Result<Vec<u8>, S
         .map_err(|e| alloc::format!("portable save: {e}"))
 }
 
-/// Unloads `ids`, last first.
 /// Unloads `ids`, newest first; once the registry is empty, every byte of its arena must be free again
 /// (what a restore took, adopted or allocated, comes back).
 fn unload_all(registry: &Registry<ArenaMemory<'static>>, ids: &[ExtId]) -> Result<(), String> {
@@ -1557,6 +1556,56 @@ pub fn start_loader() -> ! {
     let line = command_line();
     let words = run_words(&line).unwrap_or_default();
     exit(status(run_files(&words)))
+}
+
+/// The restore image of the size comparison: loads the files named after `run` (recording fixups), saves
+/// them in place into a buffer without allocating, forgets and restores them, then saves them portably and
+/// restores that into a cleared second arena; unloads everything.
+pub fn start_restore() -> ! {
+    boot();
+    let line = command_line();
+    let words = run_words(&line).unwrap_or_default();
+    exit(status(load_save_restore(&words)))
+}
+
+fn load_save_restore(files: &[&str]) -> Result<(), String> {
+    let registry = registry();
+    let options = LoadOptions {
+        portable: true,
+        ..LoadOptions::default()
+    };
+    for file in files {
+        let elf = read_file(file)?;
+        registry
+            .load_with(file, &elf, &options)
+            .map_err(|e| alloc::format!("{file}: {e}"))?;
+    }
+    let in_place = SaveOptions::default();
+    let size = registry
+        .context_size(&in_place)
+        .map_err(|e| alloc::format!("context size: {e}"))?;
+    let mut retained = alloc::vec![0u8; size];
+    let len = registry
+        .save_into(&in_place, &mut retained)
+        .map_err(|e| alloc::format!("save: {e}"))?;
+    registry
+        .forget_all()
+        .map_err(|e| alloc::format!("forget: {e}"))?;
+    let context = Context::from_bytes(retained.get(..len).unwrap_or_default())
+        .map_err(|e| alloc::format!("context: {e}"))?;
+    let restored = registry
+        .restore(&context, &RestoreOptions::default())
+        .map_err(|e| alloc::format!("restore in place: {e}"))?;
+    let portable = save_portable(&registry)?;
+    unload_all(&registry, &restored)?;
+    // SAFETY: the only registry over the second arena, dropped at the end of this function.
+    let fresh = unsafe { fresh_registry() };
+    let context = Context::from_bytes(&portable).map_err(|e| alloc::format!("context: {e}"))?;
+    let moved = fresh
+        .restore(&context, &RestoreOptions::default())
+        .map_err(|e| alloc::format!("portable restore: {e}"))?;
+    println!("restored {} extensions in place and portably", moved.len());
+    unload_all(&fresh, &moved)
 }
 
 /// The baseline half of the size comparison: the same runtime, heap, console, host files and `printf`,
