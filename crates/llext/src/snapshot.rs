@@ -1084,8 +1084,9 @@ impl<M: Memory> Registry<M> {
             });
         }
         let mut records: Vec<Rec<'_>> = fallible::vec(context.len())?;
-        records.extend(context.records()); // at most `len` records: room made above
-                                           // A32 code, which a Cortex-M cannot run: each record says whether its object held some.
+        // At most `len` records: room made above.
+        records.extend(context.records());
+        // A32 code, which a Cortex-M cannot run: each record says whether its object held some.
         if here.thumb_only {
             if let Some(rec) = records.iter().find(|r| r.view.a32_byte() == 1) {
                 return Err(Error::SnapshotCore {
