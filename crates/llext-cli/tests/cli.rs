@@ -1467,3 +1467,31 @@ fn check_notes_an_object_that_offers_nothing() {
         text(&out.stdout)
     );
 }
+
+/// What `Registry::write_export_list` writes, `check --exports` reads back: the list of a Cortex-M
+/// firmware's registry (float ABI, Thumb only, ISA, a function's address with the Thumb bit) checks the
+/// firmware's extensions. `at` is the arena's address, which a `static` array has at no page boundary;
+/// the list said it as given, and `check` refuses a `# at:` that is not a multiple of 4096.
+#[test]
+fn check_reads_what_write_export_list_writes() {
+    const EXTENSION: &str =
+        "float fw_scale(float x);\nfloat ext_main(float x) { return fw_scale(x); }\n";
+    let object = clang_build("thumbv7em-none-eabihf", "listed", EXTENSION, false);
+    let mut arena = [0u8; 4096];
+    let table = llext::ExportTable::new(&[llext::Export::function(
+        "fw_scale",
+        0x1fff_f001usize as *const (),
+    )]);
+    let registry = llext::Registry::for_machine(llext::ArenaMemory::new(&mut arena), table, 40);
+    registry.set_isa(llext::arch::Isa::from_key("armv7e-m+fp"));
+    registry.set_float_abi(Some(llext::arch::FloatAbi::Vfp));
+    registry.set_thumb_only(true);
+    let mut list = String::new();
+    registry
+        .write_export_list(&mut list, Some(0x2000_0124))
+        .unwrap();
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("written-exports.txt");
+    std::fs::write(&path, &list).unwrap();
+    let out = llext(&["check", "--exports", path.to_str().unwrap(), &object]);
+    assert!(out.status.success(), "{list}\n{}", text(&out.stderr));
+}

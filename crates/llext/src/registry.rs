@@ -637,8 +637,9 @@ impl<M: Memory> Registry<M> {
 
     /// Writes the built-in export table as the list `llext check --exports FILE` reads, so that extensions
     /// are checked on a host against exactly what this registry offers: a comment with the command, then
-    /// `# at: ADDR` if `at` says where the firmware puts extensions (its arena's address), what the registry
-    /// knows of its core (`# float-abi: KEY`, `# thumb-only`, `# isa: KEY`), and one `NAME ADDRESS` line per
+    /// `# at: ADDR` if `at` says where the firmware puts extensions (its arena's address, rounded down to
+    /// the 4 KiB page `llext check` maps its scratch arena at; no line for an address in the first page),
+    /// what the registry knows of its core (`# float-abi: KEY`, `# thumb-only`, `# isa: KEY`), and one `NAME ADDRESS` line per
     /// export. Nothing is allocated; `out` is written under the registry's lock.
     ///
     /// ```
@@ -647,7 +648,7 @@ impl<M: Memory> Registry<M> {
     /// let table = llext::ExportTable::new(&[llext::Export::new("twice", twice as *const ())]);
     /// let registry = llext::Registry::new(llext::HostMemory::new(), table);
     /// let mut list = String::new();
-    /// registry.write_export_list(&mut list, Some(0x2008_0000)).unwrap();
+    /// registry.write_export_list(&mut list, Some(0x2008_0124)).unwrap();
     /// assert!(list.contains("# at: 0x20080000\n"));
     /// assert!(list.lines().last().unwrap().starts_with("twice 0x"));
     /// # }
@@ -660,7 +661,8 @@ impl<M: Memory> Registry<M> {
         let inner = self.inner.lock();
         out.write_str("# Exports for extensions. Check them on a host with\n")?;
         out.write_str("# llext check --exports THIS_FILE FILE...\n")?;
-        if let Some(at) = at {
+        // `llext check` maps its scratch arena there: a page boundary, not zero.
+        if let Some(at) = at.map(|at| at & !0xfff).filter(|&at| at != 0) {
             writeln!(out, "# at: {at:#x}")?;
         }
         if let Some(abi) = inner.float_abi {
