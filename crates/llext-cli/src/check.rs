@@ -498,8 +498,10 @@ fn text_exports(path: &str, bytes: &[u8]) -> Result<ExportList, Failure> {
         match words.as_slice() {
             [] => {}
             [name] => named.push(((*name).to_owned(), None)),
-            // nm's undefined symbols (`U`, weak `w`/`v`, no address): not the firmware's to give.
-            ["U" | "w" | "v", _] => {}
+            // nm's undefined symbols (`U`, weak `w`/`v`, no address): not the firmware's to give. An
+            // export of one of those names, at a `0x` address (as `Registry::write_export_list` writes
+            // it), is the firmware's.
+            ["U" | "w" | "v", name] if !name.starts_with("0x") && !name.starts_with("0X") => {}
             [name, addr] => named.push(((*name).to_owned(), Some(address(addr)?))),
             [addr, t, name] if is_type(t) => {
                 if !wanted(name) {

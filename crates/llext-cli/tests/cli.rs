@@ -1495,3 +1495,31 @@ fn check_reads_what_write_export_list_writes() {
     let out = llext(&["check", "--exports", path.to_str().unwrap(), &object]);
     assert!(out.status.success(), "{list}\n{}", text(&out.stderr));
 }
+
+/// An export named like one of `nm`'s undefined-symbol types (`U`, `w`, `v`: a C variable may be called
+/// `w`) is listed as `w 0xADDR`; `check` took the line for `nm`'s weak undefined symbol `0xADDR` and
+/// dropped it, so an extension using `w` did not link.
+#[test]
+fn check_reads_exports_named_like_nm_types() {
+    const EXTENSION: &str = "extern int w, U, v;\nint ext_main(void) { return w + U + v; }\n";
+    let object = clang_build("thumbv7em-none-eabihf", "nm-letters", EXTENSION, false);
+    let mut arena = [0u8; 4096];
+    let table = llext::ExportTable::new(&[
+        llext::Export::new("w", 0x1fff_e000usize as *const ()),
+        llext::Export::new("U", 0x1fff_e004usize as *const ()),
+        llext::Export::new("v", 0x1fff_e008usize as *const ()),
+    ]);
+    let registry = llext::Registry::for_machine(llext::ArenaMemory::new(&mut arena), table, 40);
+    let mut list = String::new();
+    registry
+        .write_export_list(&mut list, Some(0x2000_0000))
+        .unwrap();
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("nm-letter-exports.txt");
+    std::fs::write(&path, &list).unwrap();
+    let out = llext(&["check", "--exports", path.to_str().unwrap(), &object]);
+    assert!(out.status.success(), "{list}\n{}", text(&out.stderr));
+    // nm's own undefined lines are still skipped.
+    std::fs::write(&path, "         U w\n         w U\n").unwrap();
+    let out = llext(&["check", "--exports", path.to_str().unwrap(), &object]);
+    assert!(text(&out.stderr).contains("`w`"), "{}", text(&out.stderr));
+}
