@@ -1523,3 +1523,36 @@ fn check_reads_exports_named_like_nm_types() {
     let out = llext(&["check", "--exports", path.to_str().unwrap(), &object]);
     assert!(text(&out.stderr).contains("`w`"), "{}", text(&out.stderr));
 }
+
+/// A list line is `NAME ADDRESS`: an export whose name has white space or `#` (any string may name an
+/// export) cannot be said in one. `write_export_list` wrote it anyway, and `check` refused the whole list
+/// (`a b c 0x...` is no line it reads) or read another name.
+#[test]
+fn write_export_list_leaves_out_names_no_line_can_say() {
+    const EXTENSION: &str =
+        "float fw_scale(float x);\nfloat ext_main(float x) { return fw_scale(x); }\n";
+    let object = clang_build("thumbv7em-none-eabihf", "odd-names", EXTENSION, false);
+    let mut arena = [0u8; 4096];
+    let table = llext::ExportTable::new(&[
+        llext::Export::new("a b c", 0x1fff_e000usize as *const ()),
+        llext::Export::new("", 0x1fff_e004usize as *const ()),
+        llext::Export::new("x#y", 0x1fff_e008usize as *const ()),
+        llext::Export::new("tab\tname", 0x1fff_e00cusize as *const ()),
+        llext::Export::function("fw_scale", 0x1fff_f001usize as *const ()),
+    ]);
+    let registry = llext::Registry::for_machine(llext::ArenaMemory::new(&mut arena), table, 40);
+    let mut list = String::new();
+    registry
+        .write_export_list(&mut list, Some(0x2000_0000))
+        .unwrap();
+    assert!(
+        list.lines()
+            .filter(|l| !l.starts_with('#'))
+            .eq(["fw_scale 0x1ffff001"]),
+        "{list}"
+    );
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("odd-name-exports.txt");
+    std::fs::write(&path, &list).unwrap();
+    let out = llext(&["check", "--exports", path.to_str().unwrap(), &object]);
+    assert!(out.status.success(), "{list}\n{}", text(&out.stderr));
+}

@@ -640,7 +640,8 @@ impl<M: Memory> Registry<M> {
     /// `# at: ADDR` if `at` says where the firmware puts extensions (its arena's address, rounded down to
     /// the 4 KiB page `llext check` maps its scratch arena at; no line for an address in the first page),
     /// what the registry knows of its core (`# float-abi: KEY`, `# thumb-only`, `# isa: KEY`), and one `NAME ADDRESS` line per
-    /// export. Nothing is allocated; `out` is written under the registry's lock.
+    /// export (but one whose name is empty or has white space or `#` in it, which no line can say: a
+    /// closing comment counts them). Nothing is allocated; `out` is written under the registry's lock.
     ///
     /// ```
     /// # #[cfg(feature = "std")] {
@@ -674,8 +675,22 @@ impl<M: Memory> Registry<M> {
         if let Some(isa) = inner.isa {
             writeln!(out, "# isa: {isa}")?;
         }
+        // A line is `NAME ADDRESS` up to a `#`: a name that is empty or has white space or `#` in it
+        // cannot be said in one (any string may name an export).
+        let mut left_out = 0usize;
         for e in inner.builtins.iter() {
-            writeln!(out, "{} {:#x}", e.name(), e.addr() as usize)?;
+            let name = e.name();
+            if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == '#') {
+                left_out += 1;
+                continue;
+            }
+            writeln!(out, "{name} {:#x}", e.addr() as usize)?;
+        }
+        if left_out > 0 {
+            writeln!(
+                out,
+                "# {left_out} exports left out: their names are empty or have white space or # in them"
+            )?;
         }
         Ok(())
     }
