@@ -639,9 +639,10 @@ impl<M: Memory> Registry<M> {
     /// are checked on a host against exactly what this registry offers: a comment with the command, then
     /// `# at: ADDR` if `at` says where the firmware puts extensions (its arena's address, rounded down to
     /// the 4 KiB page `llext check` maps its scratch arena at; no line for an address in the first page),
-    /// what the registry knows of its core (`# float-abi: KEY`, `# thumb-only`, `# isa: KEY`), and one `NAME ADDRESS` line per
-    /// export (but one whose name is empty or has white space or `#` in it, which no line can say: a
-    /// closing comment counts them). Nothing is allocated; `out` is written under the registry's lock.
+    /// what the registry knows of its core (`# float-abi: KEY`, `# thumb-only`, `# isa: KEY`), and one
+    /// `NAME ADDRESS` line per export (but one whose name is empty or has white space or `#` in it, which
+    /// no line can say: a closing comment counts them). Nothing is allocated; `out` is written under the
+    /// registry's lock, so it must not call into this registry.
     ///
     /// ```
     /// # #[cfg(feature = "std")] {
