@@ -125,7 +125,8 @@ pub struct SectionInfo {
     pub region: RegionKind,
     /// Offset inside the region.
     pub offset: usize,
-    /// Address.
+    /// Address: the region's plus `offset`, or 0 for an empty section whose region the extension does not
+    /// have (an empty `.data` in an extension without other writable data: no region is made for nothing).
     pub addr: usize,
     /// Size in bytes.
     pub size: usize,
