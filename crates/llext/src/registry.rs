@@ -400,7 +400,7 @@ impl Ext {
     }
 }
 
-pub(crate) fn export_name(slots: &[Slot], (slot, i): (u32, u32)) -> &[u8] {
+fn export_name(slots: &[Slot], (slot, i): (u32, u32)) -> &[u8] {
     ext_at(slots, slot)
         .and_then(|e| {
             let v = e.linked.view();
@@ -501,10 +501,21 @@ fn exporter_hashed(
     h: u64,
 ) -> Option<String> {
     if builtins.get_hashed(name, h).is_some() {
-        return Some(String::from("the built-in export table"));
+        return Some(owner_text(slots, None, None));
     }
     let (slot, _) = find_export_hashed(slots, exports, name, h)?;
-    ext_at(slots, slot).map(|e| alloc::format!("extension `{}`", e.name()))
+    ext_at(slots, slot)?;
+    Some(owner_text(slots, Some(slot), None))
+}
+
+/// Who has an export's name, for [`Error::DuplicateExport`]: the built-in table (`None`), the extension in
+/// slot `owner`, or, when that is `own`, the same extension.
+fn owner_text(slots: &[Slot], owner: Option<u32>, own: Option<u32>) -> String {
+    match owner.and_then(|o| ext_at(slots, o)) {
+        None => String::from("the built-in export table"),
+        Some(o) if owner == own => alloc::format!("the same extension (`{}`)", o.name()),
+        Some(o) => alloc::format!("extension `{}`", o.name()),
+    }
 }
 
 /// `bytes` as text, or a note that they are not UTF-8 (names a report lends rather than copies).
@@ -1525,21 +1536,28 @@ impl<M: Memory> Inner<M> {
             let name = export_name(slots, key);
             let h = hash_name(name);
             if check_exports && clash.is_none() {
-                if self.builtins.get_hashed(name, h).is_some() {
-                    clash = Some(Clash {
-                        export: key.1,
-                        owner: None,
-                    });
-                } else if let Some((owner, _)) = find_export_hashed(slots, &self.exports, name, h) {
-                    clash = Some(Clash {
-                        export: key.1,
-                        owner: Some(owner),
-                    });
-                }
+                let owner = match self.builtins.get_hashed(name, h) {
+                    Some(_) => Some(None),
+                    None => find_export_hashed(slots, &self.exports, name, h).map(|(o, _)| Some(o)),
+                };
+                clash = owner.map(|owner| Clash {
+                    export: key.1,
+                    owner,
+                });
             }
             self.exports.insert_unique(h, key, export_hasher(slots));
         }
         Ok((id, clash))
+    }
+
+    /// The name of the export a [`Clash`] of the extension in `slot` is about, and who has it already, for
+    /// [`Error::DuplicateExport`].
+    pub(crate) fn clash_text(&self, slot: u32, clash: &Clash) -> (String, String) {
+        let name = export_name(&self.slots, (slot, clash.export));
+        (
+            String::from_utf8_lossy(name).into_owned(),
+            owner_text(&self.slots, clash.owner, Some(slot)),
+        )
     }
 
     /// Refuses extensions of another pointer width than the registry's (e.g. an RV64 object on RV32

@@ -1364,18 +1364,7 @@ fn register<M: Memory>(
     // Its exports against the built-ins', the other extensions' and each other's, as they go in.
     match inner.insert(linked, true) {
         Ok((id, Some(clash))) => {
-            let (symbol, owner) = {
-                let slots = &inner.slots;
-                let name = crate::registry::export_name(slots, (id.index, clash.export));
-                let owner = match clash.owner.and_then(|o| ext_at(slots, o)) {
-                    None => String::from("the built-in export table"),
-                    Some(o) if clash.owner == Some(id.index) => {
-                        alloc::format!("the same extension (`{}`)", o.name())
-                    }
-                    Some(o) => alloc::format!("extension `{}`", o.name()),
-                };
-                (String::from_utf8_lossy(name).into_owned(), owner)
-            };
+            let (symbol, owner) = inner.clash_text(id.index, &clash);
             if let Some(ext) = inner.remove(id) {
                 *blocks = ext.linked.blocks;
             }
