@@ -589,8 +589,20 @@ fn section_bound_name(name: &[u8]) -> bool {
 /// gets: thread-local storage (which `-fPIC` code would otherwise report only as an undefined
 /// `__tls_get_addr`), or an executable stack, which a `.note.GNU-stack` section marked executable asks for
 /// (GCC makes one for a nested function whose address is taken: its trampoline is written to the stack
-/// and run there).
+/// and run there), or an indirect function (a GNU ifunc: its symbol's address is that of a resolver to be
+/// called at load time, so linking calls to it as to a function would run the resolver instead).
 fn check_sections(obj: &Object<'_>) -> Result<()> {
+    for (index, sym) in obj.symbols.iter().enumerate() {
+        if sym.kind == elf::STT_GNU_IFUNC.0 && sym.place != SymbolPlace::Undefined {
+            return Err(Error::BadSymbol {
+                index,
+                name: sym.name_lossy(),
+                reason:
+                    "an indirect function (GNU ifunc: `__attribute__((ifunc))`, `target_clones`), \
+                         whose resolver extensions do not run: call the implementation directly",
+            });
+        }
+    }
     for (index, s) in obj.sections.iter().enumerate() {
         let reason = if s.is_alloc() && s.flags & elf::SHF_TLS.0 != 0 {
             "thread-local storage is not supported in extensions"

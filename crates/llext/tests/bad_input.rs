@@ -477,3 +477,29 @@ fn objects_needing_tls_or_an_executable_stack_are_refused_up_front() {
         assert_eq!(memory.live(), 0);
     }
 }
+
+/// A user's trial: an indirect function (GNU ifunc) linked as a plain function, so a call ran its resolver
+/// and returned the implementation's address as the result (a wrong value, no error). It is refused.
+#[test]
+fn indirect_functions_are_refused() {
+    const IFUNC: &str = "static long impl(long x) { return x + 22; }\n\
+        static long (*resolve(void))(long) { return impl; }\n\
+        long ifoo(long) __attribute__((ifunc(\"resolve\")));\n\
+        long ifn(long x) { return ifoo(x) * 2; }\n";
+    let (r, memory) = counting_registry();
+    for flags in [
+        &["-O2", "-fPIC"][..],
+        &["-O2", "-fno-pic"][..],
+        &["-O0"][..],
+    ] {
+        match r.load("ifunc", &common::compile_c(IFUNC, flags)) {
+            Err(Error::BadSymbol { name, reason, .. }) => {
+                assert_eq!(name, "ifoo");
+                assert!(reason.contains("indirect function"), "{reason}");
+            }
+            other => panic!("{flags:?}: {other:?}"),
+        }
+        assert!(r.is_empty());
+        assert_eq!(memory.live(), 0);
+    }
+}
