@@ -125,7 +125,10 @@ fn execute(registry: &Registry0, line: &str) -> Result<Flow, Failure> {
         }
         Command::Unload { name } => {
             crate::flush_all();
-            match registry.unload_name(name)? {
+            let unloaded = registry.unload_name(name);
+            // Destructors may have printed through C's buffered stdio: theirs first, then ours.
+            crate::flush_all();
+            match unloaded? {
                 llext::Unloaded::Freed => println!("unloaded {name}"),
                 llext::Unloaded::StillInUse(n) => println!("{name} still loaded, use count {n}"),
             }

@@ -1556,3 +1556,26 @@ fn write_export_list_leaves_out_names_no_line_can_say() {
     let out = llext(&["check", "--exports", path.to_str().unwrap(), &object]);
     assert!(out.status.success(), "{list}\n{}", text(&out.stderr));
 }
+
+/// A user's trial: with standard output a pipe, a destructor's `printf` output came after the shell's
+/// next lines, as C's stdio buffer was flushed only at the next load.
+#[test]
+fn shell_unload_prints_destructor_output_before_its_own() {
+    let script = format!(
+        "load {} ctors\nunload ctors\nlist\n",
+        fixture("ctors-gcc-O2-pic.o")
+    );
+    let out = shell(&script);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    let lines: Vec<&str> = s.lines().collect();
+    let at = |line: &str| lines.iter().position(|l| *l == line);
+    let (Some(dtor), Some(unloaded), Some(empty)) = (
+        at("ctors: destructor ran"),
+        at("unloaded ctors"),
+        at("no extensions loaded"),
+    ) else {
+        panic!("{s}");
+    };
+    assert!(dtor < unloaded && unloaded < empty, "{s}");
+}
