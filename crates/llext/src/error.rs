@@ -333,6 +333,15 @@ pub enum Error {
         /// The extension.
         extension: String,
     },
+    /// The operation needs a cargo feature this build of llext was made without: `portable` for recording
+    /// fixups at load ([`LoadOptions::portable`](crate::LoadOptions::portable)), saving a portable context
+    /// ([`SaveOptions::portable`](crate::SaveOptions::portable)) and restoring one. Nothing was changed.
+    FeatureDisabled {
+        /// The cargo feature of the `llext` crate.
+        feature: &'static str,
+        /// What needed it, as a sentence fragment.
+        what: &'static str,
+    },
     /// The extension exports an address outside its own memory (a built-in's or another extension's
     /// symbol under a name of its own), which a portable context has no way to move: the save is refused.
     ForeignExport {
@@ -652,6 +661,11 @@ impl fmt::Display for Error {
             Error::NotPortable { extension } => write!(
                 f,
                 "extension `{extension}` was loaded without fixup records and cannot be saved portably"
+            ),
+            Error::FeatureDisabled { feature, what } => write!(
+                f,
+                "llext was built without its `{feature}` feature, which {what} needs (enable it in the \
+                 `llext` dependency's `features`)"
             ),
             Error::ForeignExport { extension, symbol } => write!(
                 f,

@@ -72,7 +72,9 @@ pub struct LoadOptions {
     /// Load `.eh_frame` too (default `false`: unwind tables cost memory and are rarely used by extensions).
     pub keep_eh_frame: bool,
     /// Record the table of address-dependent locations that portable snapshots need (default `true` with
-    /// the `std` feature, `false` without: it costs about 40 bytes per relocation that crosses blocks).
+    /// the `std` and `portable` features, `false` otherwise: it costs about 40 bytes per relocation that
+    /// crosses blocks). A build without the `portable` feature refuses `true`
+    /// ([`Error::FeatureDisabled`]).
     pub portable: bool,
     /// Copy every section, or use read-only ones in place (default [`Storage::Copy`]).
     pub storage: Storage,
@@ -83,7 +85,7 @@ impl Default for LoadOptions {
         LoadOptions {
             bring_up: true,
             keep_eh_frame: false,
-            portable: cfg!(feature = "std"),
+            portable: cfg!(all(feature = "std", feature = "portable")),
             storage: Storage::Copy,
         }
     }
@@ -803,6 +805,12 @@ impl<M: Memory> Registry<M> {
         options: &LoadOptions,
         in_place: bool,
     ) -> Result<ExtId> {
+        if options.portable && !cfg!(feature = "portable") {
+            return Err(Error::FeatureDisabled {
+                feature: "portable",
+                what: "recording fixups for portable contexts (`LoadOptions::portable`)",
+            });
+        }
         check_name(name)?;
         let mut guard = self.inner.lock();
         let inner = &mut *guard;

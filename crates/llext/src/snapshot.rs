@@ -44,6 +44,7 @@ pub struct SaveOptions<'a> {
     /// Save these extensions and everything they depend on; `None` saves every loaded extension.
     pub names: Option<&'a [&'a str]>,
     /// Carry the blocks' bytes and fixups, so the context restores at any address (e.g. in a new process).
+    /// A build without the `portable` feature refuses it ([`Error::FeatureDisabled`]).
     pub portable: bool,
     /// Record a content hash per block, checked on restore (always on for portable contexts): an in-place
     /// restore checks the retained block, a portable one the bytes the context carries.
@@ -736,6 +737,12 @@ impl<M: Memory> Inner<M> {
     }
 
     fn write_context(&mut self, opts: &SaveOptions<'_>, out: &mut Out<'_>) -> Result<()> {
+        if opts.portable && !cfg!(feature = "portable") {
+            return Err(Error::FeatureDisabled {
+                feature: "portable",
+                what: "saving a portable context (`SaveOptions::portable`)",
+            });
+        }
         // The width of the extensions held; an empty registry of undecided width saves the running
         // program's own.
         let pointer_size = self
@@ -1052,7 +1059,16 @@ impl<M: Memory> Registry<M> {
     /// their destructors have freed what the restored copy still points to, so its destructor frees it
     /// again on unload (a double free). Nor into a process where its blocks land elsewhere: a pointer to
     /// its own data then points into whatever now lies at the old address.
+    ///
+    /// A build without the `portable` feature restores in-place contexts as described and refuses a
+    /// portable one ([`Context::is_portable`]) with [`Error::FeatureDisabled`], changing nothing.
     pub fn restore(&self, context: &Context<'_>, options: &RestoreOptions) -> Result<Vec<ExtId>> {
+        if context.portable && !cfg!(feature = "portable") {
+            return Err(Error::FeatureDisabled {
+                feature: "portable",
+                what: "restoring a portable context",
+            });
+        }
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
         if context.machine != inner.machine {
