@@ -1337,14 +1337,10 @@ fn register<M: Memory>(
             if home != Home::Hook {
                 return Ok(translate(moved, addr, home));
             }
-            match hook_home(records, ri, addr, &inner_ref.builtins, true)? {
-                HookHome::Own => Ok(translate(moved, addr, Home::Unknown)),
-                HookHome::Dep {
-                    record,
-                    block,
-                    offset,
-                } => {
-                    let id = ids.get(record).ok_or(Error::Internal("dependency order"))?;
+            match hook_block(records, ri, addr)? {
+                Some((r, _, _)) if r == ri => Ok(translate(moved, addr, Home::Unknown)),
+                Some((dep, block, offset)) => {
+                    let id = ids.get(dep).ok_or(Error::Internal("dependency order"))?;
                     let base = inner_ref
                         .ext(*id)
                         .and_then(|e| e.linked.blocks.get(block))
@@ -1352,23 +1348,30 @@ fn register<M: Memory>(
                         .ok_or(Error::Internal("dependency block"))?;
                     Ok(base + offset)
                 }
+                // Else at the saved address of a built-in a fixup of the extension names: rebound by name.
                 // Not a variable (a copyable export is one): unload would call it.
-                HookHome::Builtin(name) => match inner_ref.builtins.entry(v.str(name)) {
-                    Some(e) if !e.is_copyable() => Ok(e.addr() as u64),
-                    Some(_) => Err(hook_outside_code()),
-                    None => Err(Error::MissingBuiltin {
-                        extension: String::from(v.name()),
-                        symbol: String::from_utf8_lossy(v.str(name)).into_owned(),
-                    }),
-                },
-                HookHome::Fixed => Ok(addr),
+                None => {
+                    let name = hook_builtin(rec, addr)?.ok_or_else(hook_outside_code)?;
+                    match inner_ref.builtins.entry(v.str(name)) {
+                        Some(e) if !e.is_copyable() => Ok(e.addr() as u64),
+                        Some(_) => Err(hook_outside_code()),
+                        None => Err(Error::MissingBuiltin {
+                            extension: String::from(v.name()),
+                            symbol: String::from_utf8_lossy(v.str(name)).into_owned(),
+                        }),
+                    }
+                }
             }
         })?;
     } else {
         // In place nothing moves, but what unload will call is checked all the same.
         for t in [Table::Init, Table::Fini] {
-            for addr in v.addrs(t) {
-                hook_home(records, ri, addr as u64, &inner.builtins, false)?;
+            for addr in v.addrs(t).map(|a| a as u64) {
+                if hook_block(records, ri, addr)?.is_none()
+                    && !hook_stays(records, ri, addr, &inner.builtins)
+                {
+                    return Err(hook_outside_code());
+                }
             }
         }
     }
@@ -1408,71 +1411,42 @@ fn register<M: Memory>(
     }
 }
 
-/// Where a constructor or destructor of a saved extension lay when saved.
-enum HookHome {
-    /// In the extension's own code.
-    Own,
-    /// In the code block `block` of dependency record `record`, `offset` bytes in.
-    Dep {
-        record: usize,
-        block: usize,
-        offset: u64,
-    },
-    /// At the saved address of this built-in, which one of the extension's fixups names (portable).
-    Builtin(Str),
-    /// Where it stays: code of the extension's or a dependency's used in place from storage, or a built-in
-    /// function of this program (in place: nothing moves).
-    Fixed,
-}
-
-/// Where constructor or destructor `addr` of record `ri` lay when saved: code of the extension's own, of a
-/// dependency's, or a built-in function (what a link puts in `.init_array` and `.fini_array`). Anything
-/// else — an address in data, or one a restore could not move — is refused: an unload would call it.
-fn hook_home(
-    records: &[Rec<'_>],
-    ri: usize,
-    addr: u64,
-    builtins: &crate::symbols::ExportTable,
-    portable: bool,
-) -> Result<HookHome> {
+/// The code block constructor or destructor `addr` of record `ri` lay in when saved, as `(record, block,
+/// offset)`: the extension's own (record `ri`) or a dependency's; `None` if it lay in no block of theirs
+/// (what a link puts in `.init_array` and `.fini_array` may also be a built-in function, or code used in
+/// place from storage). One in a block of data is refused: an unload would call it.
+fn hook_block(records: &[Rec<'_>], ri: usize, addr: u64) -> Result<Option<(usize, usize, u64)>> {
     let rec = records.get(ri).ok_or(Error::Internal("record index"))?;
-    let bad = hook_outside_code;
     let offset_in = |b: &BlockRec| addr.checked_sub(b.addr).filter(|&o| o < b.size);
-    if let Some(b) = rec.blocks().iter().find(|b| offset_in(b).is_some()) {
-        return match b.permission {
-            Permission::ReadExecute => Ok(HookHome::Own),
-            _ => Err(bad()),
-        };
-    }
-    for d in rec.view.deps() {
-        let Some(dep) = records.get(d as usize) else {
+    let deps = rec.view.deps().map(|d| d as usize);
+    for r in core::iter::once(ri).chain(deps) {
+        let Some(owner) = records.get(r) else {
             continue;
         };
-        for (block, b) in dep.blocks().iter().enumerate() {
+        for (block, b) in owner.blocks().iter().enumerate() {
             if let Some(offset) = offset_in(b) {
                 return match b.permission {
-                    Permission::ReadExecute => Ok(HookHome::Dep {
-                        record: d as usize,
-                        block,
-                        offset,
-                    }),
-                    _ => Err(bad()),
+                    Permission::ReadExecute => Ok(Some((r, block, offset))),
+                    _ => Err(hook_outside_code()),
                 };
             }
         }
     }
-    if portable {
-        let mut n = 0;
-        for f in rec.view.fixups() {
-            if let Target::Builtin { name } = f.ok_or(Short)?.target {
-                if rec.builtin_addr(n)? == addr {
-                    return Ok(HookHome::Builtin(name));
-                }
-                n += 1;
-            }
-        }
-        return Err(bad());
-    }
+    Ok(None)
+}
+
+/// True if constructor or destructor `addr` of record `ri`, which lay in no block of the extension or its
+/// dependencies, stays valid in place: code of either used in place from storage, or a built-in function
+/// of this program.
+fn hook_stays(
+    records: &[Rec<'_>],
+    ri: usize,
+    addr: u64,
+    builtins: &crate::symbols::ExportTable,
+) -> bool {
+    let Some(rec) = records.get(ri) else {
+        return false;
+    };
     let in_place_code = |r: &Rec<'_>| {
         r.view.regions().any(|g| {
             g.in_place
@@ -1495,10 +1469,21 @@ fn hook_home(
             .iter()
             .any(|e| !e.is_copyable() && e.addr() as u64 == addr)
     };
-    if in_place_code(rec) || dep_in_place() || builtin() {
-        return Ok(HookHome::Fixed);
+    in_place_code(rec) || dep_in_place() || builtin()
+}
+
+/// The built-in one of `rec`'s fixups names whose saved address is `addr`, if any.
+fn hook_builtin(rec: &Rec<'_>, addr: u64) -> Result<Option<Str>, Short> {
+    let mut n = 0;
+    for f in rec.view.fixups() {
+        if let Target::Builtin { name } = f.ok_or(Short)?.target {
+            if rec.builtin_addr(n)? == addr {
+                return Ok(Some(name));
+            }
+            n += 1;
+        }
     }
-    Err(bad())
+    Ok(None)
 }
 
 /// A constructor or destructor where no code of the extension's, its dependencies' or the built-ins' lies.
