@@ -367,12 +367,24 @@ impl BlockList {
         self.items.get(i).and_then(Option::as_ref)
     }
 
-    pub fn get_mut(&mut self, i: usize) -> Option<&mut Placed> {
-        self.items.get_mut(i).and_then(Option::as_mut)
-    }
-
     pub fn last(&self) -> Option<&Placed> {
         self.iter().last()
+    }
+
+    /// Takes every block out, leaving the list empty.
+    pub fn take_all(&mut self) -> impl Iterator<Item = Placed> {
+        core::mem::take(&mut self.items)
+            .into_iter()
+            .map_while(|i| i)
+    }
+}
+
+/// What only a portable restore does with a list: fill its blocks one by one and put them back in the
+/// order of the saved record.
+#[cfg(feature = "portable")]
+impl BlockList {
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut Placed> {
+        self.items.get_mut(i).and_then(Option::as_mut)
     }
 
     /// Sorts the blocks by `key`.
@@ -381,12 +393,5 @@ impl BlockList {
         if let Some(items) = self.items.get_mut(..n) {
             items.sort_by_key(|i| i.as_ref().map(&mut key));
         }
-    }
-
-    /// Takes every block out, leaving the list empty.
-    pub fn take_all(&mut self) -> impl Iterator<Item = Placed> {
-        core::mem::take(&mut self.items)
-            .into_iter()
-            .map_while(|i| i)
     }
 }

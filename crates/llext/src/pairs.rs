@@ -125,7 +125,8 @@ impl HiValues {
         }
     }
 
-    /// Empties the table, keeping its memory (for the next extension of a restore).
+    /// Empties the table, keeping its memory (for the next extension of a portable restore).
+    #[cfg(feature = "portable")]
     pub fn clear(&mut self) {
         self.by_place.clear();
         self.lo_places.clear();

@@ -20,7 +20,7 @@
 //! | globals  | name (`Str`), address (u64), block (u8), sorted by name                |
 //! | init     | u64 constructor address, in execution order                            |
 //! | fini     | u64 destructor address, in execution order                             |
-//! | fixups   | one byte of the encoded fixups (see [`Fixup::encode_into`](crate::link::Fixup::encode_into)) |
+//! | fixups   | one byte of the encoded fixups (see `Fixup::encode_into` in `link/fixups.rs`) |
 //!
 //! The registry's copy keeps the use count and initialised flag of the header stale (the live values are
 //! in the registry); saving writes the current ones.
@@ -30,7 +30,7 @@ use alloc::vec::Vec;
 use crate::error::{Error, Result};
 use crate::fallible;
 use crate::layout::RegionKind;
-use crate::link::{Fixups, RegionRec, SectionRec, Str, SymRec, NO_BLOCK};
+use crate::link::{RegionRec, SectionRec, Str, SymRec};
 use crate::memory::Permission;
 
 /// The tables of a record, in their order.
@@ -165,21 +165,6 @@ fn put_u64(b: &mut [u8], at: usize, v: u64) {
     if let Some(dst) = at.checked_add(8).and_then(|end| b.get_mut(at..end)) {
         dst.copy_from_slice(&v.to_le_bytes());
     }
-}
-
-/// What a record knows of the block an address moves with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Home {
-    /// Block `i` of the record: the symbol's own section's, even where the address is also the start of
-    /// the next block.
-    Block(u8),
-    /// The block of this permission (a region's).
-    Permission(Permission),
-    /// Whichever block holds the address.
-    Unknown,
-    /// A constructor or destructor: a function in the extension's code, in a dependency's code, or a
-    /// built-in (never at a block's end).
-    Hook,
 }
 
 /// One saved block.
@@ -427,10 +412,6 @@ impl<'b> View<'b> {
     pub fn addrs(&self, t: Table) -> impl ExactSizeIterator<Item = usize> + 'b {
         self.entries(t).map(|c| u64_at(c, 0).unwrap_or(0) as usize)
     }
-
-    pub fn fixups(&self) -> Fixups<'b> {
-        Fixups::new(self.table(Table::Fixups))
-    }
 }
 
 /// The registry's copy of one extension's record.
@@ -483,7 +464,28 @@ impl Record {
             dst.copy_from_slice(&value.to_le_bytes());
         }
     }
+}
 
+// Moving a record to new addresses: only a portable restore does it (the `portable` feature).
+
+/// What a record knows of the block an address moves with.
+#[cfg(feature = "portable")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Home {
+    /// Block `i` of the record: the symbol's own section's, even where the address is also the start of
+    /// the next block.
+    Block(u8),
+    /// The block of this permission (a region's).
+    Permission(Permission),
+    /// Whichever block holds the address.
+    Unknown,
+    /// A constructor or destructor: a function in the extension's code, in a dependency's code, or a
+    /// built-in (never at a block's end).
+    Hook,
+}
+
+#[cfg(feature = "portable")]
+impl Record {
     /// Records block `i`'s new address and provider token (a portable restore).
     pub fn set_block(&mut self, i: usize, addr: u64, token: u64) {
         let blocks = self.table_mut(Table::Blocks);
@@ -512,8 +514,11 @@ impl Record {
         }
         for t in [Table::Exports, Table::Globals] {
             for e in self.table_mut(t).chunks_exact_mut(SYM_REC) {
-                let block = e.get(SYM_BLOCK_AT).copied().unwrap_or(NO_BLOCK);
-                if let (Some(v), true) = (u64_at(e, SYM_ADDR_AT), block != NO_BLOCK) {
+                let block = e
+                    .get(SYM_BLOCK_AT)
+                    .copied()
+                    .unwrap_or(crate::link::NO_BLOCK);
+                if let (Some(v), true) = (u64_at(e, SYM_ADDR_AT), block != crate::link::NO_BLOCK) {
                     put_u64(e, SYM_ADDR_AT, map(v, Home::Block(block))?);
                 }
             }
@@ -642,6 +647,7 @@ impl Parts<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::link::NO_BLOCK;
 
     #[test]
     fn encode_then_read_back() {
@@ -714,18 +720,21 @@ mod tests {
         assert!(!v.has_fixups());
         assert_eq!(v.a32_byte(), 1);
         rec.set_dep(1, 2);
-        rec.map_addresses(|a, _| Ok(a + 0x100)).unwrap();
-        assert_eq!(
-            rec.view().global_rec(b"abs").map(|g| g.addr),
-            Some(0x10),
-            "outside every block: stays"
-        );
-        rec.set_block(0, 0x2000, 8192);
-        let v = rec.view();
-        assert_eq!(v.deps().collect::<Vec<_>>(), [4, 2]);
-        assert_eq!(v.export(0).unwrap().addr, 0x1110);
-        assert_eq!(v.addrs(Table::Init).collect::<Vec<_>>(), [0x1100]);
-        assert_eq!(v.blocks().next().flatten().unwrap().addr, 0x2000);
+        assert_eq!(rec.view().deps().collect::<Vec<_>>(), [4, 2]);
+        #[cfg(feature = "portable")]
+        {
+            rec.map_addresses(|a, _| Ok(a + 0x100)).unwrap();
+            assert_eq!(
+                rec.view().global_rec(b"abs").map(|g| g.addr),
+                Some(0x10),
+                "outside every block: stays"
+            );
+            rec.set_block(0, 0x2000, 8192);
+            let v = rec.view();
+            assert_eq!(v.export(0).unwrap().addr, 0x1110);
+            assert_eq!(v.addrs(Table::Init).collect::<Vec<_>>(), [0x1100]);
+            assert_eq!(v.blocks().next().flatten().unwrap().addr, 0x2000);
+        }
         assert_eq!(View::new(rec.bytes()).unwrap().layout, rec.layout);
         assert!(View::new(&rec.bytes()[..rec.bytes().len() - 1]).is_none());
     }

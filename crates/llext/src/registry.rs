@@ -475,6 +475,7 @@ impl Resolver for View<'_> {
             .map(|(slot, e)| (e.addr as u64, Owner::Extension(slot, e.block)))
     }
 
+    #[cfg(feature = "portable")]
     fn locate(&self, slot: u32, block: u8, addr: u64) -> Option<u32> {
         let (b, _) = ext_at(self.slots, slot)?
             .linked
