@@ -12,6 +12,8 @@
 //!   that aborts names the allocation site (the `llext` frames of its backtrace); the sites found are
 //!   compared with [`INFALLIBLE`], the documented list of infallible allocations, so a new one is seen in
 //!   review.
+// Saves or restores portable contexts throughout: llext's `portable` feature (on by default).
+#![cfg(feature = "portable")]
 
 mod common;
 

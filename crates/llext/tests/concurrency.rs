@@ -4,6 +4,8 @@
 //! hold exactly the union of those states: no lost or doubled extension, the expected use counts, every
 //! `usemath` copy depending on `libmath` and listed among its dependents. A thread that does not finish in
 //! time is reported as a deadlock. `cargo xtask sanitize` also runs this under AddressSanitizer.
+// Saves or restores portable contexts throughout: llext's `portable` feature (on by default).
+#![cfg(feature = "portable")]
 
 mod common;
 

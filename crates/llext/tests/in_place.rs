@@ -14,7 +14,8 @@ use llext::{
 const IN_PLACE: LoadOptions = LoadOptions {
     bring_up: true,
     keep_eh_frame: false,
-    portable: true,
+    // Fixup records too, where llext has its `portable` feature.
+    portable: cfg!(feature = "portable"),
     storage: Storage::InPlace,
 };
 
@@ -216,6 +217,7 @@ fn in_place_restore_keeps_in_place_sections() {
 }
 
 #[test]
+#[cfg(feature = "portable")]
 fn portable_contexts_refuse_in_place_sections() {
     let bytes = leak(large_model_object());
     let registry = registry();
@@ -334,12 +336,15 @@ long ip_use(long i) { return ip_table[i % 3]; }
     // SAFETY: `ip_use` is `long ip_use(long)`.
     assert_eq!(unsafe { r.call("ip_use", &[2]) }.unwrap(), 30);
     // A portable context of the user takes its dependency along, which is kept in place: refused.
-    let portable = SaveOptions {
-        names: Some(&["user"]),
-        portable: true,
-        content_hashes: false,
-    };
-    assert!(matches!(r.save(&portable), Err(Error::InPlace { .. })));
+    #[cfg(feature = "portable")]
+    {
+        let portable = SaveOptions {
+            names: Some(&["user"]),
+            portable: true,
+            content_hashes: false,
+        };
+        assert!(matches!(r.save(&portable), Err(Error::InPlace { .. })));
+    }
     // In place, both come back and still work.
     let (_, ids) = common::suspend_in_place(&r, 2);
     // SAFETY: as above.

@@ -11,7 +11,8 @@ use llext_fixtures::bytes;
 const NO_RUN: LoadOptions = LoadOptions {
     bring_up: false,
     keep_eh_frame: false,
-    portable: true,
+    // Fixup records too, where llext has its `portable` feature.
+    portable: cfg!(feature = "portable"),
     storage: llext::Storage::Copy,
 };
 

@@ -23,7 +23,8 @@ use llext::{Error, Export, ExportTable, LoadOptions, Registry};
 const NO_RUN: LoadOptions = LoadOptions {
     bring_up: false,
     keep_eh_frame: false,
-    portable: true,
+    // Fixup records too, where llext has its `portable` feature.
+    portable: cfg!(feature = "portable"),
     storage: llext::Storage::Copy,
 };
 

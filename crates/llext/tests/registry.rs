@@ -364,8 +364,11 @@ fn calling_data_is_a_typed_error() {
         other => panic!("{other:?}"),
     }
     r.unload_name("alias").unwrap();
-    let other = common::restored_elsewhere(&r);
-    assert_eq!(refused(&other), 7);
+    #[cfg(feature = "portable")]
+    {
+        let other = common::restored_elsewhere(&r);
+        assert_eq!(refused(&other), 7);
+    }
 }
 
 /// Review of the load path: calling an exported symbol at address 0 (an extension exporting a weak symbol
@@ -426,12 +429,16 @@ fn weak_definitions_give_way_to_exports_of_loaded_extensions() {
         );
         assert_eq!(r.info(b).unwrap().dependencies, ["strong"]);
         assert!(matches!(r.unload(a), Err(Error::InUse { .. })));
-        let other = common::restored_elsewhere(&r);
-        assert_eq!(
-            unsafe { other.call("weak_main", &[3]) }.unwrap(),
-            expected(7),
-            "{flags:?}"
-        );
+        #[cfg(feature = "portable")]
+        {
+            let other = common::restored_elsewhere(&r);
+            // SAFETY: as above.
+            assert_eq!(
+                unsafe { other.call("weak_main", &[3]) }.unwrap(),
+                expected(7),
+                "{flags:?}"
+            );
+        }
         // Alone, B's weak definitions are its own.
         let alone = registry();
         alone.load("weak", &common::compile_c(weak, flags)).unwrap();
@@ -1006,6 +1013,7 @@ fn locate_names_where_an_address_lies() {
 /// restore refuses one saved where the core ran more instructions (`Error::SnapshotCore`), passed floats
 /// another way, or ran A32 code, and takes one saved for the same core or a lesser one.
 #[test]
+#[cfg(feature = "portable")]
 fn a_restore_refuses_code_for_more_than_its_core_runs() {
     use llext::arch::{FloatAbi, Isa};
     use llext::{Context, RestoreOptions, SaveOptions};

@@ -2,6 +2,8 @@
 //! file under `tests/regressions/` with the outcome it must have now. Damaged contexts are remade from a
 //! fresh context of today's encoding, with the same damage, so they keep testing the checks behind the
 //! checksum when the format changes.
+// Saves or restores portable contexts throughout: llext's `portable` feature (on by default).
+#![cfg(feature = "portable")]
 
 mod common;
 

@@ -1,5 +1,7 @@
 //! Context save/restore: in place and portable, every refusal, dependency shapes, corruption, allocation
 //! failure, and a randomised round-trip property.
+// Saves or restores portable contexts throughout: llext's `portable` feature (on by default).
+#![cfg(feature = "portable")]
 
 mod common;
 
