@@ -229,6 +229,26 @@ fn ci_steps() -> Result {
         &format!("{REQUIRE_CLANG_VAR}=1 cargo test --workspace"),
         cargo(&["test", "--workspace"]).env(REQUIRE_CLANG_VAR, "1"),
     )?;
+    // llext as an in-place-only firmware takes it, without its `portable` feature: clippy over every
+    // target, and the test file of its refusals, which the default build leaves empty (the whole suite
+    // passes there too, `--features std,all-arches`, but builds every test again: a minute more).
+    let without_portable = ["-p", "llext", "--no-default-features", "--features", "std"];
+    step(
+        "cargo clippy -p llext --no-default-features --features std --all-targets -- -D warnings",
+        cargo(&["clippy"])
+            .args(without_portable)
+            .args(["--all-targets", "--", "-D", "warnings"]),
+    )?;
+    step(
+        &format!(
+            "{REQUIRE_CLANG_VAR}=1 cargo test -p llext --no-default-features --features std \
+             --test without_portable"
+        ),
+        cargo(&["test"])
+            .args(without_portable)
+            .args(["--test", "without_portable"])
+            .env(REQUIRE_CLANG_VAR, "1"),
+    )?;
     println!("==> cargo xtask qemu");
     qemu::qemu(&[])?;
     // A short, deterministic fuzz pass (fixed seed, fixed number of inputs per target) on every change;
