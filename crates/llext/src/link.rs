@@ -40,7 +40,7 @@ mod fixups {
         #[allow(clippy::too_many_arguments)]
         pub(super) fn new<R: Resolver>(
             _: &Object<'_>,
-            _: &[SymState],
+            _: &mut [SymState],
             _: usize,
             _: &[u32],
             _: &R,
@@ -56,7 +56,6 @@ mod fixups {
 
         pub(super) fn slots<A: Relocator>(
             &mut self,
-            _: usize,
             _: &SymState,
             _: Option<u64>,
             _: [u64; 3],
@@ -67,7 +66,6 @@ mod fixups {
 
         pub(super) fn relocation<A: Relocator>(
             &mut self,
-            _: usize,
             _: &SymState,
             _: &Inputs,
             _: Option<u64>,
@@ -219,6 +217,10 @@ struct SymState {
     valid: bool,
     /// For undefined symbols: who provides it.
     owner: Option<Owner>,
+    /// Where the symbol is found again when blocks move (computed once, for fixup records, which only the
+    /// `portable` feature makes).
+    #[cfg(feature = "portable")]
+    target: fixups::Target,
 }
 
 pub(crate) const NO_SLOT: u32 = u32::MAX;
@@ -486,6 +488,8 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             referenced: false,
             valid: true,
             owner: None,
+            #[cfg(feature = "portable")]
+            target: fixups::Target::Absolute(0),
         },
     );
     let loaded = |index: usize| {
@@ -675,7 +679,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
     let mut recorder = if req.record_fixups {
         Some(fixups::Recorder::new(
             obj,
-            &syms,
+            &mut syms,
             (got_slots + stub_slots + copy_slots) as usize,
             &deps,
             resolver,
@@ -701,7 +705,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
         let canonical = canonical_stub(state);
         if let Some(recorder) = recorder.as_mut() {
             let bases = [got_base, stub_base, copy_base];
-            recorder.slots::<A>(index, state, canonical, bases, &blocks.blocks)?;
+            recorder.slots::<A>(state, canonical, bases, &blocks.blocks)?;
         }
         if state.got != NO_SLOT {
             let at = got_base + u64::from(state.got) * ptr as u64;
@@ -912,15 +916,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
                 }
             }
             if let Some(recorder) = recorder.as_mut() {
-                let symbol = r.symbol as usize;
-                recorder.relocation::<A>(
-                    symbol,
-                    state,
-                    &inputs,
-                    copy_slot,
-                    canonical,
-                    &blocks.blocks,
-                )?;
+                recorder.relocation::<A>(state, &inputs, copy_slot, canonical, &blocks.blocks)?;
             }
         }
     }

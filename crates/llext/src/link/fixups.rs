@@ -288,19 +288,20 @@ impl Iterator for Fixups<'_> {
 pub(super) struct Recorder {
     /// The encoded table.
     table: Vec<u8>,
-    /// Where each symbol a relocation refers to is found again when blocks move, by symbol index.
-    targets: Vec<Target>,
 }
 
+// `link`, the one caller, inlines these, as it held their code before it moved here: out of line they
+// cost the Cortex-M4F loader image 600 bytes of flash.
 impl Recorder {
     /// Starts the table of `obj`, whose relocations and the `slots` GOT slots, stubs and copies the linker
     /// made take at most one fixup each: room for all of them (so recording never allocates), and the
     /// target of every symbol a relocation refers to (`syms`), whose section has the permission `home`
     /// gives by symbol index. Built-ins are named in `strings`, the record's string buffer.
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     pub(super) fn new<R: Resolver>(
         obj: &Object<'_>,
-        syms: &[SymState],
+        syms: &mut [SymState],
         slots: usize,
         deps: &[u32],
         resolver: &R,
@@ -317,11 +318,9 @@ impl Recorder {
                 size: bytes,
                 align: 1,
             })?;
-        let mut targets = fallible::vec(syms.len())?;
-        targets.resize(syms.len(), Target::Absolute(0));
-        for (index, (state, target)) in syms.iter().zip(targets.iter_mut()).enumerate() {
+        for (index, state) in syms.iter_mut().enumerate() {
             if state.referenced {
-                *target = fixup_target(
+                state.target = fixup_target(
                     obj,
                     index,
                     state,
@@ -333,15 +332,15 @@ impl Recorder {
                 )?;
             }
         }
-        Ok(Recorder { table, targets })
+        Ok(Recorder { table })
     }
 
-    /// Records the GOT slot, stub and copy slot the linker made for symbol `index` (`state`), at `bases`
-    /// (where the GOT, the stubs and the copies start). A GOT slot holding the symbol's `canonical` stub
-    /// moves with that stub.
+    /// Records the GOT slot, stub and copy slot the linker made for a symbol (`state`), at `bases` (where
+    /// the GOT, the stubs and the copies start). A GOT slot holding the symbol's `canonical` stub moves with
+    /// that stub.
+    #[inline(always)]
     pub(super) fn slots<A: Relocator>(
         &mut self,
-        index: usize,
         state: &SymState,
         canonical: Option<u64>,
         bases: [u64; 3],
@@ -350,7 +349,7 @@ impl Recorder {
         if state.got == NO_SLOT && state.stub == NO_SLOT && state.copy == NO_SLOT {
             return Ok(());
         }
-        let target = self.target(index);
+        let target = state.target;
         let got_target = match canonical {
             Some(at) => own_target(blocks, RegionKind::Text, at)?,
             None => target,
@@ -387,12 +386,12 @@ impl Recorder {
         Ok(())
     }
 
-    /// Records the relocation of `inputs` against symbol `index` (`state`), unless moving its block
-    /// leaves it right. A direct reference that reads the `copy_slot` of a copyable built-in, or reaches
+    /// Records the relocation of `inputs` against a symbol (`state`), unless moving its block leaves it
+    /// right. A direct reference that reads the `copy_slot` of a copyable built-in, or reaches
     /// the `canonical` stub of a built-in function, moves with that slot or stub.
+    #[inline(always)]
     pub(super) fn relocation<A: Relocator>(
         &mut self,
-        index: usize,
         state: &SymState,
         inputs: &Inputs,
         copy_slot: Option<u64>,
@@ -404,7 +403,7 @@ impl Recorder {
         let target = match (copy_slot, canonical) {
             (Some(at), _) => own_target(blocks, RegionKind::Bss, at)?,
             (None, Some(at)) => own_target(blocks, RegionKind::Text, at)?,
-            (None, None) => self.target(index),
+            (None, None) => state.target,
         };
         let local = matches!(target, Target::Own { block: b, .. } if b == block);
         let via_table = state.got != NO_SLOT || state.stub != NO_SLOT;
@@ -433,13 +432,6 @@ impl Recorder {
     /// The encoded table, for the extension's record.
     pub(super) fn table(&self) -> &[u8] {
         &self.table
-    }
-
-    fn target(&self, index: usize) -> Target {
-        self.targets
-            .get(index)
-            .copied()
-            .unwrap_or(Target::Absolute(0))
     }
 }
 
