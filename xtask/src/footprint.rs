@@ -7,6 +7,12 @@
 //!   from flash (vector table, text, rodata, the initial values of data), RAM is data, bss and uninit.
 //!   The loader's flash is split with the loader image's symbol sizes (`llvm-nm -S`): what is `llext`'s
 //!   (and, of that, what the four backends the firmware never uses take), and the rest.
+//! - Without llext's `portable` feature: a separate build with `--no-default-features` makes the loader
+//!   image again and `footprint-restore-inplace` (the loader plus saving in place, forgetting and
+//!   restoring), what a firmware that only keeps its extensions across a suspend carries. Cargo unifies
+//!   features over one build, so these cannot come out of the default one. It runs first and its images
+//!   are measured at once, so that the images under their usual names are the default build's at the end
+//!   (its loader image is kept as `footprint-loader-without-portable`).
 //! - Heap and extension memory per extension: the test firmware (`cargo xtask qemu` build) run with the
 //!   semihosting argument `footprint` loads each fixture copied and in place and reports the heap the loader
 //!   keeps for it, the heap's high-water mark during the load and the arena bytes, against its ELF size.
@@ -21,6 +27,9 @@ use crate::{workspace_root, Failure, Result};
 const BASELINE: &str = "footprint-baseline";
 const LOADER: &str = "footprint-loader";
 const RESTORE: &str = "footprint-restore";
+const RESTORE_IN_PLACE: &str = "footprint-restore-inplace";
+/// Where the loader image built without llext's `portable` feature is kept.
+const LOADER_WITHOUT_PORTABLE: &str = "footprint-loader-without-portable";
 
 /// Section sizes of one image, by name.
 struct Sizes(BTreeMap<String, u64>);
@@ -139,31 +148,50 @@ pub fn footprint() -> Result {
     let root = workspace_root();
     let t = target("cortex-m")?;
     let dir = root.join("firmware");
-    println!(
-        "==> {}: build {BASELINE}, {LOADER} and {RESTORE} (release)",
-        t.name
-    );
-    check(
-        "build the footprint images",
-        debian_cargo(&dir)
-            .args([
-                "build",
-                "--quiet",
-                "--release",
-                "-Zbuild-std=core,alloc",
-                "-p",
-                t.package,
-                "--bin",
-                BASELINE,
-                "--bin",
-                LOADER,
-                "--bin",
-                RESTORE,
-                "--target",
-            ])
-            .arg(t.triple),
-    )?;
     let images = dir.join(format!("target/{}/release", t.triple));
+    let build = |what: &str, bins: &[&str], default_features: bool| {
+        println!("==> {}: build {what} (release)", t.name);
+        let mut command = debian_cargo(&dir);
+        command.args([
+            "build",
+            "--quiet",
+            "--release",
+            "-Zbuild-std=core,alloc",
+            "-p",
+            t.package,
+        ]);
+        if !default_features {
+            command.arg("--no-default-features");
+        }
+        for bin in bins {
+            command.args(["--bin", bin]);
+        }
+        check(
+            "build the footprint images",
+            command.arg("--target").arg(t.triple),
+        )
+    };
+
+    // Without llext's `portable` feature first, so that the images under their usual names are the
+    // default build's when this ends.
+    build(
+        &format!("{LOADER} and {RESTORE_IN_PLACE} without llext's `portable` feature"),
+        &[LOADER, RESTORE_IN_PLACE],
+        false,
+    )?;
+    let loader_np_image = images.join(LOADER_WITHOUT_PORTABLE);
+    std::fs::copy(images.join(LOADER), &loader_np_image)
+        .map_err(|e| Failure(format!("cannot keep the loader image: {e}")))?;
+    let restore_ip_image = images.join(RESTORE_IN_PLACE);
+    let (loader_np, restore_ip) = (sizes(&loader_np_image)?, sizes(&restore_ip_image)?);
+    let (loader_np_llext, _) = loader_bytes(&loader_np_image, "arch::arm::Arm")?;
+    let (restore_ip_llext, _) = loader_bytes(&restore_ip_image, "arch::arm::Arm")?;
+
+    build(
+        &format!("{BASELINE}, {LOADER} and {RESTORE}"),
+        &[BASELINE, LOADER, RESTORE],
+        true,
+    )?;
     let (base_image, loader_image) = (images.join(BASELINE), images.join(LOADER));
     let restore_image = images.join(RESTORE);
     let (base, loader, restore) = (
@@ -231,6 +259,25 @@ pub fn footprint() -> Result {
             .ram()
             .saturating_sub(loader.ram())
             .saturating_sub(second_arena)
+    );
+    // The same without llext's `portable` feature: the loader (which then records no fixups), and saving
+    // and restoring in place only on top of it.
+    println!(
+        "loader_flash_without_portable: {}",
+        loader_np.flash().saturating_sub(base.flash())
+    );
+    println!("loader_flash_llext_without_portable: {loader_np_llext}");
+    println!(
+        "restore_inplace_flash: {}",
+        restore_ip.flash().saturating_sub(loader_np.flash())
+    );
+    println!(
+        "restore_inplace_flash_llext: {}",
+        restore_ip_llext.saturating_sub(loader_np_llext)
+    );
+    println!(
+        "restore_inplace_ram: {}",
+        restore_ip.ram().saturating_sub(loader_np.ram())
     );
 
     let mut totals = [0u64; 5];

@@ -1574,10 +1574,46 @@ fn load_save_restore(files: &[&str]) -> Result<(), String> {
         portable: true,
         ..LoadOptions::default()
     };
+    let restored = load_and_suspend(&registry, files, &options)?;
+    let portable = save_portable(&registry)?;
+    unload_all(&registry, &restored)?;
+    // SAFETY: the only registry over the second arena, dropped at the end of this function.
+    let fresh = unsafe { fresh_registry() };
+    let context = Context::from_bytes(&portable).map_err(|e| alloc::format!("context: {e}"))?;
+    let moved = fresh
+        .restore(&context, &RestoreOptions::default())
+        .map_err(|e| alloc::format!("portable restore: {e}"))?;
+    println!("restored {} extensions in place and portably", moved.len());
+    unload_all(&fresh, &moved)
+}
+
+/// The in-place restore image of the size comparison: loads the files named after `run` (no fixups),
+/// saves them in place into a buffer without allocating, forgets and restores them; unloads everything.
+pub fn start_restore_in_place() -> ! {
+    boot();
+    let line = command_line();
+    let words = run_words(&line).unwrap_or_default();
+    exit(status(load_save_restore_in_place(&words)))
+}
+
+fn load_save_restore_in_place(files: &[&str]) -> Result<(), String> {
+    let registry = registry();
+    let restored = load_and_suspend(&registry, files, &LoadOptions::default())?;
+    println!("restored {} extensions in place", restored.len());
+    unload_all(&registry, &restored)
+}
+
+/// Loads `files` into `registry` with `options`, saves them in place into a buffer without allocating (as
+/// into retained RAM before a suspend), forgets and restores them; returns the restored handles.
+fn load_and_suspend(
+    registry: &Registry<ArenaMemory<'static>>,
+    files: &[&str],
+    options: &LoadOptions,
+) -> Result<Vec<ExtId>, String> {
     for file in files {
         let elf = read_file(file)?;
         registry
-            .load_with(file, &elf, &options)
+            .load_with(file, &elf, options)
             .map_err(|e| alloc::format!("{file}: {e}"))?;
     }
     let in_place = SaveOptions::default();
@@ -1593,19 +1629,9 @@ fn load_save_restore(files: &[&str]) -> Result<(), String> {
         .map_err(|e| alloc::format!("forget: {e}"))?;
     let context = Context::from_bytes(retained.get(..len).unwrap_or_default())
         .map_err(|e| alloc::format!("context: {e}"))?;
-    let restored = registry
+    registry
         .restore(&context, &RestoreOptions::default())
-        .map_err(|e| alloc::format!("restore in place: {e}"))?;
-    let portable = save_portable(&registry)?;
-    unload_all(&registry, &restored)?;
-    // SAFETY: the only registry over the second arena, dropped at the end of this function.
-    let fresh = unsafe { fresh_registry() };
-    let context = Context::from_bytes(&portable).map_err(|e| alloc::format!("context: {e}"))?;
-    let moved = fresh
-        .restore(&context, &RestoreOptions::default())
-        .map_err(|e| alloc::format!("portable restore: {e}"))?;
-    println!("restored {} extensions in place and portably", moved.len());
-    unload_all(&fresh, &moved)
+        .map_err(|e| alloc::format!("restore in place: {e}"))
 }
 
 /// The baseline half of the size comparison: the same runtime, heap, console, host files and `printf`,
