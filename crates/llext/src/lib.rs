@@ -25,7 +25,9 @@
 //! ```
 //!
 //! The core is `#![no_std]` + `alloc`; the `std` feature (default) adds [`HostMemory`], file and reader
-//! loading, and a `std::sync::Mutex` lock.
+//! loading, and a `std::sync::Mutex` lock. The `portable` feature (default) adds portable contexts
+//! ([`SaveOptions::portable`]); without it, in-place save and restore work on their own, with about half
+//! the code.
 
 #![no_std]
 #![deny(missing_docs)]
