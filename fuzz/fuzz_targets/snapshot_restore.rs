@@ -25,6 +25,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         let (r, live) = registry(arena, backend_machine(context.machine()));
         let options = RestoreOptions {
             verify_content: mode & 2 == 0,
+            move_stored_pointers: mode & 4 == 0,
         };
         match r.restore(&context, &options) {
             Ok(ids) => {

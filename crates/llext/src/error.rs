@@ -316,6 +316,15 @@ pub enum Error {
         /// The symbol.
         symbol: String,
     },
+    /// A portable restore put an extension's blocks where an address its code or data holds no longer fits
+    /// the field that holds it (a 32-bit absolute address above 4 GiB, a PC-relative reference beyond its
+    /// reach): the context is sound, but not restorable at these addresses.
+    SnapshotReach {
+        /// The extension.
+        extension: String,
+        /// What does not fit, and what to do about it.
+        reason: &'static str,
+    },
     /// An extension of that name is already loaded.
     AlreadyLoaded {
         /// The name.
@@ -661,6 +670,10 @@ impl fmt::Display for Error {
             Error::NotPortable { extension } => write!(
                 f,
                 "extension `{extension}` was loaded without fixup records and cannot be saved portably"
+            ),
+            Error::SnapshotReach { extension, reason } => write!(
+                f,
+                "cannot restore extension `{extension}` at its new addresses: {reason}"
             ),
             Error::FeatureDisabled { feature, what } => write!(
                 f,

@@ -104,12 +104,20 @@ pub struct SaveOptions<'a> {
 pub struct RestoreOptions {
     /// Check each block against its saved content hash, when the context has them (default `true`).
     pub verify_content: bool,
+    /// Portable restores: move the pointers an extension's code stored at run time in its writable data
+    /// with the saved block they point into, and rebind those holding a built-in's saved address by name
+    /// (default `true`). Such a word is known only by its value: an aligned pointer-sized word no fixup
+    /// wrote that holds an address inside a saved block (or a built-in's saved address). An integer that
+    /// happens to equal such an address is moved too; turn this off for data that holds such integers,
+    /// which leaves every stored pointer as saved (stale once its block moved).
+    pub move_stored_pointers: bool,
 }
 
 impl Default for RestoreOptions {
     fn default() -> Self {
         RestoreOptions {
             verify_content: true,
+            move_stored_pointers: true,
         }
     }
 }
@@ -951,12 +959,16 @@ impl<M: Memory> Registry<M> {
     /// dependency's) or are rebound by name (a built-in); one in data, or anywhere else, is refused with
     /// [`Error::Snapshot`], in place too, as unload would call it.
     ///
-    /// Pointers the extension's code stored at run time (a heap buffer its constructor allocated, a
-    /// pointer to its own static data) are not rewritten at all. Such an extension's portable context
-    /// must not be restored after the extensions it was saved from were unloaded, in this process either:
-    /// their destructors have freed what the restored copy still points to, so its destructor frees it
-    /// again on unload (a double free). Nor into a process where its blocks land elsewhere: a pointer to
-    /// its own data then points into whatever now lies at the old address.
+    /// Words of writable data the link did not write, where the extension's code stored pointers at run
+    /// time (a constructor's `p = &x`, a C++ object's vtable pointer, a plugin registering itself with a
+    /// library), are known only by their values: with [`RestoreOptions::move_stored_pointers`] (the
+    /// default), an aligned pointer-sized one holding an address inside a saved block moves with that
+    /// block, and one holding the saved address of a built-in the context names is rebound by name. Other
+    /// pointers the code stored — to heap memory its constructor allocated, say — are not rewritten. Such
+    /// an extension's portable context must not be restored after the extensions it was saved from were
+    /// unloaded, in this process either: their destructors have freed what the restored copy still points
+    /// to, so its destructor frees it again on unload (a double free); nor into another process, where
+    /// such a pointer is stale.
     ///
     /// A build without the `portable` feature restores in-place contexts as described and refuses a
     /// portable one ([`Context::is_portable`]) with [`Error::FeatureDisabled`], changing nothing.

@@ -440,6 +440,7 @@ fn changed_retained_memory_is_refused() {
         &Context::from_bytes(&ctx).unwrap(),
         &RestoreOptions {
             verify_content: false,
+            ..RestoreOptions::default()
         },
     )
     .unwrap();

@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 use super::{
     checksum, hook_block, hook_outside_code, le64, Context, Out, Rec, RestoreOptions, Short, Taken,
 };
-use crate::arch::{with_backend, Inputs, Pairing, Relocator};
+use crate::arch::{with_backend, Inputs, Pairing, Problem, Relocator};
 use crate::error::{Error, Result};
 use crate::fallible;
 use crate::layout::RegionKind;
@@ -190,7 +190,8 @@ pub(super) fn take_memory<M: Memory>(
         list.sort_by_key(|(_, p)| order(*p));
     }
     let machine = context.machine;
-    with_backend!(machine, context.pointer_size == 8, A => apply_fixups::<A>(records, taken, &inner.builtins)?,
+    let stored = options.move_stored_pointers;
+    with_backend!(machine, context.pointer_size == 8, A => apply_fixups::<A>(records, taken, &inner.builtins, stored)?,
         _ => return Err(Error::NoBackend { machine, bits: context.pointer_size.saturating_mul(8) }));
     let mut all = taken
         .blocks
@@ -378,10 +379,14 @@ fn translate(moved: &[(u64, u64, u64, Permission)], addr: u64, home: Home) -> u6
 /// as the linker applies them: the first paired fixup of an extension computes every HI part's value at the
 /// new addresses into the linker's own table ([`HiValues`]), whatever the order of the fixups, and each LO
 /// part then takes its partner's value from it.
+///
+/// With `move_stored`, the words of writable data that no fixup wrote are then looked at too
+/// ([`move_stored_pointers`]).
 fn apply_fixups<A: Relocator>(
     records: &[Rec<'_>],
     taken: &mut Taken,
     builtins: &crate::symbols::ExportTable,
+    move_stored: bool,
 ) -> Result<()> {
     let ptr = A::POINTER_SIZE;
     // One table for every extension, emptied between them; it allocates only for extensions with pairs.
@@ -396,6 +401,17 @@ fn apply_fixups<A: Relocator>(
         // until a fixup that is applied writes over them, and then it must be applied again after it (as
         // the link applied them in this order).
         let mut written = if self_still {
+            Written::new(rec.blocks())?
+        } else {
+            Written::default()
+        };
+        // Every byte a fixup writes in this extension's blocks, when its writable data is to be looked at
+        // for pointers its code stored there.
+        let writable = rec
+            .blocks()
+            .iter()
+            .any(|b| b.permission == Permission::ReadWrite);
+        let mut covered = if move_stored && writable {
             Written::new(rec.blocks())?
         } else {
             Written::default()
@@ -443,6 +459,15 @@ fn apply_fixups<A: Relocator>(
                     .blocks()
                     .get(f.block as usize)
                     .is_some_and(|b| b.permission == Permission::ReadWrite);
+            // (A ULEB128 padded past 16 bytes counts as 16: only crafted objects have one.)
+            let width = match f.kind {
+                FixupKind::Stub => A::STUB_SIZE,
+                FixupKind::Relocation(t) => A::max_write(t).min(16),
+                FixupKind::GotSlot | FixupKind::CopySlot => A::POINTER_SIZE,
+            };
+            if !covered.bits.is_empty() {
+                covered.mark(f.block, f.offset, width);
+            }
             if self_still {
                 let target_still = match f.target {
                     Target::Own { .. } | Target::Absolute(_) => true,
@@ -454,12 +479,6 @@ fn apply_fixups<A: Relocator>(
                 let alone = match f.kind {
                     FixupKind::Relocation(r_type) => A::pairing(r_type) == Pairing::Alone,
                     FixupKind::GotSlot | FixupKind::Stub | FixupKind::CopySlot => true,
-                };
-                // (A ULEB128 padded past 16 bytes counts as 16: only crafted objects have one.)
-                let width = match f.kind {
-                    FixupKind::Stub => A::STUB_SIZE,
-                    FixupKind::Relocation(t) => A::max_write(t).min(16),
-                    FixupKind::GotSlot | FixupKind::CopySlot => A::POINTER_SIZE,
                 };
                 // (A changed pointer may now point into a dependency that moved: always looked at.)
                 if target_still && alone && !data_pointer && !written.any(f.block, f.offset, width)
@@ -512,8 +531,14 @@ fn apply_fixups<A: Relocator>(
                 }
                 continue;
             }
-            let bad = || Error::Snapshot {
-                reason: "a fixup does not fit at the new addresses",
+            let bad = |problem: Problem| match problem {
+                Problem::Overflow { reason, .. } => Error::SnapshotReach {
+                    extension: String::from(v.name()),
+                    reason,
+                },
+                _ => Error::Snapshot {
+                    reason: "a fixup does not fit at the new addresses",
+                },
             };
             match f.kind {
                 FixupKind::GotSlot => {
@@ -523,7 +548,7 @@ fn apply_fixups<A: Relocator>(
                         .ok_or(Short)?
                         .copy_from_slice(v.get(..ptr).ok_or(Short)?);
                 }
-                FixupKind::Stub => A::write_stub(place, p, s).map_err(|_| bad())?,
+                FixupKind::Stub => A::write_stub(place, p, s).map_err(bad)?,
                 // A machine whose linker takes no copies has no copy slots to restore.
                 FixupKind::CopySlot if !A::COPIES => return Err(Short.into()),
                 FixupKind::CopySlot => {
@@ -564,13 +589,89 @@ fn apply_fixups<A: Relocator>(
                         inputs.s = 0;
                         inputs.a = s.wrapping_sub(old) as i64;
                     }
-                    A::apply(&inputs, place).map_err(|_| bad())?;
+                    A::apply(&inputs, place).map_err(bad)?;
                 }
             }
         }
         // One saved address per built-in a fixup names, no more.
         if builtins_named.checked_mul(8) != Some(rec.builtin_addrs.len()) {
             return Err(Short.into());
+        }
+        if !covered.bits.is_empty() {
+            move_stored_pointers::<A>(records, ri, taken, &covered, &mut saved, builtins)?;
+        }
+    }
+    Ok(())
+}
+
+/// A pointer in `rec`'s data that would point above 4 GiB, where its 32-bit word cannot.
+fn pointer_beyond_32_bits(rec: &Rec<'_>) -> Error {
+    Error::SnapshotReach {
+        extension: String::from(rec.view.name()),
+        reason: "a pointer in its data would point above 4 GiB, which its 32-bit word cannot hold",
+    }
+}
+
+/// Moves the words of record `ri`'s writable blocks that no fixup wrote (`covered` marks what the fixups
+/// write) but that hold an address inside a saved block of the context: pointers the extension's code
+/// stored at run time — a constructor's `p = &x`, a C++ object's vtable pointer, a plugin registering
+/// itself with a library. Each moves with the block it points into; one holding the saved address of a
+/// built-in some fixup of the context names is rebound to it by name. Only aligned pointer-sized words
+/// are looked at, and anything else (NULL, integers, pointers to heap memory) stays as saved. A word that
+/// only looks like such an address — an integer that happens to equal one — is moved all the same; a
+/// restore with [`RestoreOptions::move_stored_pointers`] off leaves every such word alone.
+fn move_stored_pointers<A: Relocator>(
+    records: &[Rec<'_>],
+    ri: usize,
+    taken: &mut Taken,
+    covered: &Written,
+    saved: &mut Saved,
+    builtins: &ExportTable,
+) -> Result<()> {
+    let ptr = A::POINTER_SIZE;
+    let rec = records.get(ri).ok_or(Error::Internal("record index"))?;
+    for (bi, b) in rec.blocks().iter().enumerate() {
+        if b.permission != Permission::ReadWrite {
+            continue;
+        }
+        let block = u8::try_from(bi).map_err(|_| Short)?;
+        let words = u32::try_from(b.size).map_err(|_| Short)? / ptr as u32;
+        for offset in (0..words).map(|w| w * ptr as u32) {
+            if covered.any(block, offset, ptr) {
+                continue;
+            }
+            let mut word = [0u8; 8];
+            word.get_mut(..ptr).ok_or(Short)?.copy_from_slice(
+                taken
+                    .bytes_from(ri, block, offset)?
+                    .get(..ptr)
+                    .ok_or(Short)?,
+            );
+            let value = u64::from_le_bytes(word);
+            if value == 0 {
+                continue;
+            }
+            let new = match saved.blocks.find(records, value)? {
+                Some((r, b, within)) => taken.base(r, b)?.wrapping_add(within),
+                None => match saved.builtins.find(records, value)? {
+                    Some((r, name)) => records
+                        .get(r)
+                        .and_then(|owner| builtins.get_bytes(owner.view.str(name)))
+                        .map_or(value, |addr| addr as u64),
+                    None => continue,
+                },
+            };
+            if new == value {
+                continue;
+            }
+            if ptr < 8 && new > u64::from(u32::MAX) {
+                return Err(pointer_beyond_32_bits(rec));
+            }
+            taken
+                .bytes_from(ri, block, offset)?
+                .get_mut(..ptr)
+                .ok_or(Short)?
+                .copy_from_slice(new.to_le_bytes().get(..ptr).ok_or(Short)?);
         }
     }
     Ok(())
@@ -713,9 +814,7 @@ fn changed_pointer<A: Relocator>(
     };
     match new {
         // A 32-bit word cannot hold an address above 4 GiB: refused, as the linker would.
-        Some(new) if ptr < 8 && new > u64::from(u32::MAX) => Err(Error::Snapshot {
-            reason: "a fixup does not fit at the new addresses",
-        }),
+        Some(new) if ptr < 8 && new > u64::from(u32::MAX) => Err(pointer_beyond_32_bits(rec)),
         new => Ok(Some(new)),
     }
 }

@@ -1,0 +1,208 @@
+//! Pointers an extension's own code stored at run time (a constructor, a registration call) into words the
+//! linker never wrote: a portable restore at new addresses moves those that point into a saved block with
+//! that block, and rebinds those holding a built-in's saved address by name. Found by a user trial: a
+//! moved restore returned wrong values, or crashed, for a constructor's `p = &x`, a C++ object's vtable
+//! pointer and a plugin registering itself with a library.
+#![cfg(feature = "portable")]
+
+mod common;
+
+use common::{call, compile_c, registry, restore_all};
+use llext::{Context, ExportTable, HostMemory, Registry, RestoreOptions, SaveOptions};
+
+fn portable() -> SaveOptions<'static> {
+    SaveOptions {
+        portable: true,
+        ..SaveOptions::default()
+    }
+}
+
+/// Only the constructor writes these words: the link wrote none of them (they are in `.bss`).
+const STORED: &str = "#include <stdio.h>\n\
+    static int x = 5;\n\
+    static const char text[] = \"seven\";\n\
+    static long twice(long v) { return 2 * v; }\n\
+    static int *p;\n\
+    static const char *s;\n\
+    static long (*f)(long);\n\
+    static int (*out)(const char *);\n\
+    static void *elsewhere;\n\
+    __attribute__((constructor)) static void init(void) {\n\
+        p = &x; s = text; f = twice; out = puts; elsewhere = (void *)0x10;\n\
+    }\n\
+    long get(long a) { return *p + a; }\n\
+    long length(void) { long n = 0; while (s[n]) n++; return n; }\n\
+    long apply(long v) { return f(v); }\n\
+    long printer(void) { return (long)out; }\n\
+    long kept(void) { return (long)elsewhere; }\n\
+    long puts_address(void) { return (long)puts; }\n\
+    long where_p(void) { return (long)p; }\n";
+
+fn check_stored<M: llext::Memory>(r: &Registry<M>, puts_now: i64, when: &str) {
+    assert_eq!(call(r, "get", &[1]), 6, "{when}: a pointer to own data");
+    assert_eq!(
+        call(r, "length", &[]),
+        5,
+        "{when}: a pointer to own constants"
+    );
+    assert_eq!(call(r, "apply", &[21]), 42, "{when}: a pointer to own code");
+    assert_eq!(call(r, "printer", &[]), puts_now, "{when}: a built-in");
+    assert_eq!(
+        call(r, "kept", &[]),
+        0x10,
+        "{when}: a word pointing nowhere saved"
+    );
+}
+
+#[test]
+fn pointers_stored_at_run_time_move_with_their_blocks() {
+    let object = compile_c(STORED, &["-fhosted", "-O2", "-fPIC"]);
+    let r = registry();
+    r.load("stored", &object).unwrap();
+    let puts_here = call(&r, "puts_address", &[]);
+    check_stored(&r, puts_here, "loaded");
+    let ctx = r.save(&portable()).unwrap();
+    // At new addresses: the first registry still holds the extension; then it is dropped, so a stale
+    // pointer would reach freed pages.
+    let elsewhere = registry();
+    restore_all(&elsewhere, &ctx);
+    assert_ne!(call(&elsewhere, "where_p", &[]), call(&r, "where_p", &[]));
+    drop(r);
+    check_stored(&elsewhere, puts_here, "new addresses");
+
+    // Built-ins elsewhere too, as in a new process: `puts` is rebound by name.
+    extern "C" fn other_puts(_: *const std::ffi::c_char) -> std::ffi::c_int {
+        0
+    }
+    let moved: Vec<llext::Export> = llext::LIBC_EXPORTS
+        .iter()
+        .map(|e| match e.name() {
+            "puts" => llext::Export::new("puts", other_puts as *const ()),
+            _ => *e,
+        })
+        .collect();
+    let new_process = Registry::new(HostMemory::new(), ExportTable::new(&moved));
+    restore_all(&new_process, &ctx);
+    check_stored(
+        &new_process,
+        other_puts as *const () as i64,
+        "built-ins moved",
+    );
+}
+
+/// With `move_stored_pointers` off, such words keep their saved values: the old behaviour, for data that
+/// only looks like addresses.
+#[test]
+fn stored_pointers_can_be_left_as_saved() {
+    let object = compile_c(STORED, &["-fhosted", "-O2", "-fPIC"]);
+    let r = registry();
+    r.load("stored", &object).unwrap();
+    let ctx = r.save(&portable()).unwrap();
+    let elsewhere = registry();
+    let options = RestoreOptions {
+        move_stored_pointers: false,
+        ..RestoreOptions::default()
+    };
+    elsewhere
+        .restore(&Context::from_bytes(&ctx).unwrap(), &options)
+        .unwrap();
+    // `p` still points into the saved extension's data, which `r` still holds.
+    assert_ne!(
+        r.find_symbol("get").unwrap(),
+        elsewhere.find_symbol("get").unwrap(),
+        "restored at new addresses"
+    );
+    assert_eq!(call(&elsewhere, "where_p", &[]), call(&r, "where_p", &[]));
+    assert_eq!(call(&elsewhere, "get", &[1]), 6);
+}
+
+/// A plugin registers itself with a library it depends on: the library's list head (in its `.bss`) then
+/// points into the plugin's data, which moves.
+#[test]
+fn a_registration_stored_in_a_library_moves_with_the_plugin() {
+    let library = "#include \"llext.h\"\n\
+        struct plugin { struct plugin *next; long (*run)(long); const char *name; };\n\
+        static struct plugin *head;\n\
+        void register_plugin(struct plugin *p) { p->next = head; head = p; }\n\
+        long run_all(long v) { long sum = 0; for (struct plugin *p = head; p; p = p->next) sum += p->run(v); return sum; }\n\
+        long first_name_length(void) { long n = 0; if (head) while (head->name[n]) n++; return n; }\n\
+        LLEXT_EXPORT(register_plugin);\n";
+    let plugin = |name: &str, factor: i64| {
+        format!(
+            "struct plugin {{ struct plugin *next; long (*run)(long); const char *name; }};\n\
+             extern void register_plugin(struct plugin *p);\n\
+             static long run(long v) {{ return {factor} * v; }}\n\
+             static struct plugin me;\n\
+             __attribute__((constructor)) static void init(void) {{\n\
+                 me.run = run; me.name = \"{name}\"; register_plugin(&me);\n\
+             }}\n"
+        )
+    };
+    let r = registry();
+    r.load("library", &compile_c(library, &["-O2", "-fPIC"]))
+        .unwrap();
+    r.load("two", &compile_c(&plugin("two", 2), &["-O2", "-fPIC"]))
+        .unwrap();
+    r.load("three", &compile_c(&plugin("three", 3), &["-O0"]))
+        .unwrap();
+    assert_eq!(call(&r, "run_all", &[10]), 50);
+    assert_eq!(call(&r, "first_name_length", &[]), 5);
+    let ctx = r.save(&portable()).unwrap();
+    let elsewhere = registry();
+    restore_all(&elsewhere, &ctx);
+    drop(r);
+    assert_eq!(call(&elsewhere, "run_all", &[10]), 50);
+    assert_eq!(call(&elsewhere, "first_name_length", &[]), 5);
+}
+
+/// A user's trial: a `-fno-pic` object's portable context restored where its blocks land above 4 GiB was
+/// refused as an "invalid saved context". The context is sound; the place is not: `SnapshotReach` says
+/// which extension and what does not fit, and the registry and memory stay as they were.
+#[test]
+fn a_restore_beyond_a_references_reach_says_so() {
+    let object = compile_c(
+        "static int x = 3;\nlong where(void) { return (long)&x; }\n",
+        &["-O2", "-fno-pic"],
+    );
+    let r = registry();
+    r.load("absolute", &object).unwrap();
+    let ctx = r.save(&portable()).unwrap();
+    // An arena wherever the kernel puts a plain mapping: far above 4 GiB on x86-64 Linux.
+    let len = 1 << 20;
+    // SAFETY: a fresh anonymous private mapping; only the arena below uses it, and it is unmapped after.
+    let high = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(high, libc::MAP_FAILED);
+    assert!(high as usize > u32::MAX as usize, "mapped at {high:p}");
+    {
+        // SAFETY: the mapping is `len` bytes, readable and writable, and nothing else uses it.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(high.cast::<u8>(), len) };
+        let there = Registry::new(
+            llext::ArenaMemory::new(bytes),
+            ExportTable::new(llext::LIBC_EXPORTS),
+        );
+        let free = there.with_memory(|m| m.free_bytes());
+        match there.restore(
+            &Context::from_bytes(&ctx).unwrap(),
+            &RestoreOptions::default(),
+        ) {
+            Err(llext::Error::SnapshotReach { extension, reason }) => {
+                assert_eq!(extension, "absolute");
+                assert!(reason.contains("-fPIC"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(there.is_empty());
+        assert_eq!(there.with_memory(|m| m.free_bytes()), free);
+    }
+    // SAFETY: the registry using the mapping is gone.
+    assert_eq!(unsafe { libc::munmap(high, len) }, 0);
+}
