@@ -451,23 +451,25 @@ fn apply_fixups<A: Relocator>(
             };
             let s = fixup_symbol(records, ri, &f, taken, builtins)?;
             let p = taken.base(ri, f.block as usize)? + u64::from(f.offset);
-            // Neither the place nor the target moved: the copied bytes are already right, and the place
-            // is not touched. (Built-ins may have moved; HI/LO parts take values from a partner.)
+            let in_writable = rec
+                .blocks()
+                .get(f.block as usize)
+                .is_some_and(|b| b.permission == Permission::ReadWrite);
             // A pointer in writable data, which the extension may have changed since it was loaded.
-            let data_pointer = matches!(f.kind, FixupKind::Relocation(t) if A::writes_pointer(t))
-                && rec
-                    .blocks()
-                    .get(f.block as usize)
-                    .is_some_and(|b| b.permission == Permission::ReadWrite);
+            let data_pointer =
+                in_writable && matches!(f.kind, FixupKind::Relocation(t) if A::writes_pointer(t));
             // (A ULEB128 padded past 16 bytes counts as 16: only crafted objects have one.)
             let width = match f.kind {
                 FixupKind::Stub => A::STUB_SIZE,
                 FixupKind::Relocation(t) => A::max_write(t).min(16),
                 FixupKind::GotSlot | FixupKind::CopySlot => A::POINTER_SIZE,
             };
-            if !covered.bits.is_empty() {
+            // Only writable data is looked at for stored pointers.
+            if in_writable && !covered.bits.is_empty() {
                 covered.mark(f.block, f.offset, width);
             }
+            // Neither the place nor the target moved: the copied bytes are already right, and the place
+            // is not touched. (Built-ins may have moved; HI/LO parts take values from a partner.)
             if self_still {
                 let target_still = match f.target {
                     Target::Own { .. } | Target::Absolute(_) => true,
@@ -710,18 +712,29 @@ impl Written {
         start..start.saturating_add(width)
     }
 
-    fn any(&self, block: u8, offset: u32, width: usize) -> bool {
-        self.range(block, offset, width).any(|i| {
-            self.bits
-                .get(i / 64)
-                .is_some_and(|w| w & (1 << (i % 64)) != 0)
+    /// The words of `bits` that the bit positions `range` lie in, each with the mask of those bits: a
+    /// whole word at a time, as restores mark and look up every fixup's bytes.
+    fn words(range: core::ops::Range<usize>) -> impl Iterator<Item = (usize, u64)> {
+        let mut at = range.start;
+        core::iter::from_fn(move || {
+            let bit = at % 64;
+            let n = range.end.checked_sub(at).filter(|&n| n > 0)?.min(64 - bit);
+            let mask = u64::MAX.checked_shr(64 - n as u32).unwrap_or(0) << bit;
+            let word = at / 64;
+            at += n;
+            Some((word, mask))
         })
     }
 
+    fn any(&self, block: u8, offset: u32, width: usize) -> bool {
+        Written::words(self.range(block, offset, width))
+            .any(|(w, mask)| self.bits.get(w).is_some_and(|b| b & mask != 0))
+    }
+
     fn mark(&mut self, block: u8, offset: u32, width: usize) {
-        for i in self.range(block, offset, width) {
-            if let Some(w) = self.bits.get_mut(i / 64) {
-                *w |= 1 << (i % 64);
+        for (w, mask) in Written::words(self.range(block, offset, width)) {
+            if let Some(b) = self.bits.get_mut(w) {
+                *b |= mask;
             }
         }
     }
@@ -1049,4 +1062,28 @@ fn collect_his<A: Relocator>(
     }
     his.sort();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Written;
+    use alloc::vec::Vec;
+
+    #[test]
+    fn written_ranges_become_word_masks() {
+        let words = |r: core::ops::Range<usize>| Written::words(r).collect::<Vec<_>>();
+        assert_eq!(words(0..1), [(0, 1)]);
+        assert_eq!(words(3..3), []);
+        assert_eq!(words(usize::MAX..usize::MAX), []);
+        assert_eq!(words(60..70), [(0, 0xf << 60), (1, 0x3f)]);
+        assert_eq!(words(64..128), [(1, u64::MAX)]);
+        assert_eq!(words(8..16), [(0, 0xff00)]);
+        let mut w = Written {
+            bits: alloc::vec![0; 3],
+            starts: [0, 100, 0],
+        };
+        w.mark(1, 20, 8);
+        assert!(w.any(1, 27, 1) && w.any(0, 120, 16) && !w.any(1, 28, 4) && !w.any(1, 12, 8));
+        assert!(!w.any(7, 0, 8), "a block the record does not have");
+    }
 }
