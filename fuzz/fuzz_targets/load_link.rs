@@ -3,7 +3,7 @@
 //! in place), decoded and restored into a second arena; every block must come back.
 #![no_main]
 
-use llext::{Context, Error, LoadOptions, RestoreOptions, SaveOptions};
+use llext::{Context, LoadOptions, RestoreOptions, SaveOptions};
 use llext_fuzz::{check_registry, expect_typed, machine_of, registry, with_arenas};
 
 const NO_RUN: LoadOptions = LoadOptions {
@@ -33,15 +33,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
                     portable: true,
                     ..SaveOptions::default()
                 };
-                let bytes = match r.save(&portable) {
-                    Ok(bytes) => bytes,
-                    // An export outside the blocks that would have to move: in place it stays right.
-                    Err(Error::ForeignExport { .. }) => {
-                        r.save(&SaveOptions::default()).expect("in-place save");
-                        Vec::new()
-                    }
-                    Err(e) => panic!("save of a loaded extension: {e}"),
-                };
+                let bytes = r
+                    .save(&portable)
+                    .unwrap_or_else(|e| panic!("save of a loaded extension: {e}"));
                 if !bytes.is_empty() {
                     let context = Context::from_bytes(&bytes).expect("decode of a fresh context");
                     let (r2, live2) = registry(second, machine);

@@ -351,14 +351,6 @@ pub enum Error {
         /// What needed it, as a sentence fragment.
         what: &'static str,
     },
-    /// The extension exports an address outside its own memory (a built-in's or another extension's
-    /// symbol under a name of its own), which a portable context has no way to move: the save is refused.
-    ForeignExport {
-        /// The extension.
-        extension: String,
-        /// The exported name.
-        symbol: String,
-    },
     /// In-place storage ([`Storage::InPlace`](crate::Storage::InPlace)) cannot be used as asked: loading
     /// from bytes that may not outlive the extension, or saving an extension with sections in place into a
     /// portable context (which would have to carry bytes that are not the extension's to move).
@@ -679,12 +671,6 @@ impl fmt::Display for Error {
                 f,
                 "llext was built without its `{feature}` feature, which {what} needs (enable it in the \
                  `llext` dependency's `features`)"
-            ),
-            Error::ForeignExport { extension, symbol } => write!(
-                f,
-                "extension `{extension}` exports `{symbol}` at an address outside its own memory, which a \
-                 portable context cannot move (save it in place, or export a function of its own that \
-                 calls the target)"
             ),
             Error::InPlace { extension, reason } => {
                 write!(f, "extension `{extension}` with in-place storage: {reason}")

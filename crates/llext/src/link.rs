@@ -90,8 +90,8 @@ pub(crate) enum Owner {
     /// A built-in; `copyable` if direct references may read a copy of its value ([`crate::Export::copyable`]),
     /// `function` if they may reach a stub for it instead ([`crate::Export::function`]).
     Builtin { copyable: bool, function: bool },
-    /// An export of the extension in this registry slot, in this block of its ([`NO_BLOCK`] if none).
-    Extension(u32, u8),
+    /// Export `.2` of the extension in registry slot `.0`, in block `.1` of its ([`NO_BLOCK`] if none).
+    Extension(u32, u8, u32),
 }
 
 /// How the linker looks up names outside the object.
@@ -197,7 +197,7 @@ fn is_absent(sym: &crate::elf::Symbol<'_>, state: &SymState) -> bool {
             (SymbolPlace::Absolute, _) => true,
             // Nothing provides it, or another extension exports 0 outside its blocks (a weak symbol it
             // lacks itself, or an absolute 0): `fixup_target` records `Target::Absolute(0)` for both.
-            (SymbolPlace::Undefined, None | Some(Owner::Extension(_, NO_BLOCK))) => true,
+            (SymbolPlace::Undefined, None | Some(Owner::Extension(_, NO_BLOCK, _))) => true,
             _ => false,
         }
 }
@@ -566,7 +566,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
                         _ => {}
                     }
                 }
-                if let Owner::Extension(slot, _) = owner {
+                if let Owner::Extension(slot, ..) = owner {
                     if !deps.contains(&slot) {
                         fallible::push(&mut deps, slot)?;
                     }

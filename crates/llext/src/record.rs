@@ -482,6 +482,9 @@ pub(crate) enum Home {
     /// A constructor or destructor: a function in the extension's code, in a dependency's code, or a
     /// built-in (never at a block's end).
     Hook,
+    /// Export `i`, which moves with none of the extension's blocks (a re-exported built-in or another
+    /// extension's symbol, a far address, a constant): whatever its export-table entry holds.
+    Entry(u32),
 }
 
 #[cfg(feature = "portable")]
@@ -513,13 +516,22 @@ impl Record {
             }
         }
         for t in [Table::Exports, Table::Globals] {
-            for e in self.table_mut(t).chunks_exact_mut(SYM_REC) {
+            for (i, e) in self.table_mut(t).chunks_exact_mut(SYM_REC).enumerate() {
                 let block = e
                     .get(SYM_BLOCK_AT)
                     .copied()
                     .unwrap_or(crate::link::NO_BLOCK);
-                if let (Some(v), true) = (u64_at(e, SYM_ADDR_AT), block != crate::link::NO_BLOCK) {
-                    put_u64(e, SYM_ADDR_AT, map(v, Home::Block(block))?);
+                // A global symbol outside every block is absolute: it stays.
+                let home = match (block, t) {
+                    (crate::link::NO_BLOCK, Table::Exports) => match u32::try_from(i) {
+                        Ok(i) => Home::Entry(i),
+                        Err(_) => continue,
+                    },
+                    (crate::link::NO_BLOCK, _) => continue,
+                    (block, _) => Home::Block(block),
+                };
+                if let Some(v) = u64_at(e, SYM_ADDR_AT) {
+                    put_u64(e, SYM_ADDR_AT, map(v, home)?);
                 }
             }
         }

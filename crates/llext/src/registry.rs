@@ -436,17 +436,17 @@ pub(crate) struct View<'a> {
 }
 
 impl View<'_> {
-    fn export(&self, name: &[u8]) -> Option<(u32, SymRec)> {
+    fn export(&self, name: &[u8]) -> Option<(u32, u32, SymRec)> {
         find_export(self.slots, self.exports, name)
     }
 }
 
-/// The slot and entry of the extension export `name`.
+/// The slot, index and entry of the extension export `name`.
 fn find_export(
     slots: &[Slot],
     exports: &HashTable<(u32, u32)>,
     name: &[u8],
-) -> Option<(u32, SymRec)> {
+) -> Option<(u32, u32, SymRec)> {
     find_export_hashed(slots, exports, name, hash_name(name))
 }
 
@@ -456,10 +456,10 @@ fn find_export_hashed(
     exports: &HashTable<(u32, u32)>,
     name: &[u8],
     h: u64,
-) -> Option<(u32, SymRec)> {
+) -> Option<(u32, u32, SymRec)> {
     let &(slot, i) = exports.find(h, |&r| export_name(slots, r) == name)?;
     let e = ext_at(slots, slot)?.linked.view().export(i as usize)?;
-    Some((slot, e))
+    Some((slot, i, e))
 }
 
 impl Resolver for View<'_> {
@@ -472,7 +472,7 @@ impl Resolver for View<'_> {
             return Some((e.addr() as u64, owner));
         }
         self.export(name)
-            .map(|(slot, e)| (e.addr as u64, Owner::Extension(slot, e.block)))
+            .map(|(slot, i, e)| (e.addr as u64, Owner::Extension(slot, e.block, i)))
     }
 
     #[cfg(feature = "portable")]
@@ -506,7 +506,7 @@ fn exporter_hashed(
     if builtins.get_hashed(name, h).is_some() {
         return Some(owner_text(slots, None, None));
     }
-    let (slot, _) = find_export_hashed(slots, exports, name, h)?;
+    let (slot, ..) = find_export_hashed(slots, exports, name, h)?;
     ext_at(slots, slot)?;
     Some(owner_text(slots, Some(slot), None))
 }
@@ -1421,7 +1421,8 @@ impl<M: Memory> Inner<M> {
     /// The symbol `name` and the slot of the extension that has it: exported first, then the other
     /// global symbols of each extension in load order.
     fn find_symbol_in(&self, name: &[u8]) -> Option<(u32, SymRec)> {
-        find_export(&self.slots, &self.exports, name).or_else(|| {
+        let export = find_export(&self.slots, &self.exports, name).map(|(slot, _, e)| (slot, e));
+        export.or_else(|| {
             self.in_load_order()
                 .filter(|(_, e)| e.phase != Phase::Destructing)
                 .find_map(|(slot, e)| Some((slot, e.linked.view().global_rec(name)?)))
@@ -1547,7 +1548,9 @@ impl<M: Memory> Inner<M> {
             if check_exports && clash.is_none() {
                 let owner = match self.builtins.get_hashed(name, h) {
                     Some(_) => Some(None),
-                    None => find_export_hashed(slots, &self.exports, name, h).map(|(o, _)| Some(o)),
+                    None => {
+                        find_export_hashed(slots, &self.exports, name, h).map(|(o, ..)| Some(o))
+                    }
                 };
                 clash = owner.map(|owner| Clash {
                     export: key.1,

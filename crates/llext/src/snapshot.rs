@@ -1,7 +1,7 @@
 //! Context save and restore: bring loaded extensions back after a suspend without parsing, symbol lookup or
 //! relocation (in place), or at new addresses in a new process (portable).
 //!
-//! # Format (version 6, little-endian)
+//! # Format (version 7, little-endian)
 //! A 56-byte header — magic `LLEXTCTX`, version, flags (portable, content hashes), `e_machine`, pointer
 //! size, a fingerprint of the built-in export table, the extension count, the total length, and what the
 //! saving registry's core runs as far as it knew (Thumb code only, the floating-point calling convention,
@@ -10,7 +10,8 @@
 //! very encoding the registry keeps for a loaded extension (see the `record` module: name, use count,
 //! dependencies, strings, blocks with address, size, alignment, provider token, permission and content
 //! hash, regions, section map, exports and global symbols each with the block it moves with,
-//! constructor/destructor addresses and the fixup table, LEB128-packed: a few bytes per fixup), so saving
+//! constructor/destructor addresses and the fixup table, LEB128-packed: a few bytes per fixup; since
+//! version 7 a fixup may name a dependency's export instead of a place in its blocks), so saving
 //! copies it and an in-place restore copies it back. Records refer to each other by index (a dependency
 //! always has a smaller index), never by pointer. Portable contexts follow each record with the addresses
 //! the built-ins its fixups name had when saved (a u32 count, then a u64 per such fixup, in fixup order)
@@ -49,7 +50,7 @@ mod portable {
         what: "a portable context",
     };
 
-    pub(super) fn check_movable(_: &Ext, _: Option<u8>) -> Result<()> {
+    pub(super) fn check_movable(_: &Ext) -> Result<()> {
         Err(DISABLED)
     }
 
@@ -73,6 +74,7 @@ mod portable {
         _: usize,
         _: &BlockList,
         _: &[ExtId],
+        _: usize,
         _: &mut Record,
     ) -> Result<()> {
         Err(DISABLED)
@@ -81,7 +83,7 @@ mod portable {
 
 const MAGIC: &[u8; 8] = b"LLEXTCTX";
 /// The format version this build writes and reads.
-pub const CONTEXT_VERSION: u16 = 6;
+pub const CONTEXT_VERSION: u16 = 7;
 const HEADER: usize = 56;
 const FLAG_PORTABLE: u16 = 1;
 const FLAG_HASHES: u16 = 2;
@@ -790,7 +792,7 @@ impl<M: Memory> Inner<M> {
         for ext in self.in_load_order().map(|(_, e)| e).filter(|e| e.mark) {
             let l = ext.linked.view();
             if opts.portable {
-                portable::check_movable(ext, self.pointer_size)?;
+                portable::check_movable(ext)?;
             }
             // The record as the registry keeps it, then what changes at save time: use count, initialised
             // flag, dependencies as context indexes, content hashes. The fixup table travels in every
@@ -1055,7 +1057,7 @@ impl<M: Memory> Registry<M> {
                 failed = Some(Error::Internal("block list"));
                 break;
             };
-            match register(inner, &records, i, list, &ids, context.portable) {
+            match register(inner, &records, i, list, &ids, context) {
                 Ok(id) => ids.push(id), // room for every record was made above
                 Err(e) => {
                     failed = Some(e);
@@ -1157,7 +1159,7 @@ fn register<M: Memory>(
     ri: usize,
     blocks: &mut BlockList,
     ids: &[ExtId],
-    portable: bool,
+    context: &Context<'_>,
 ) -> Result<ExtId> {
     let rec = records.get(ri).ok_or(Error::Internal("record index"))?;
     let v = &rec.view;
@@ -1170,8 +1172,9 @@ fn register<M: Memory>(
             None => return Err(Error::Internal("dependency order")),
         }
     }
-    if portable {
-        portable::move_record(inner, records, ri, blocks, ids, &mut record)?;
+    if context.portable {
+        let ptr = usize::from(context.pointer_size);
+        portable::move_record(inner, records, ri, blocks, ids, ptr, &mut record)?;
     } else {
         // In place nothing moves, but what unload will call is checked all the same.
         for t in [Table::Init, Table::Fini] {

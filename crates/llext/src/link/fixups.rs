@@ -24,6 +24,11 @@ pub(crate) enum Target {
     Builtin { name: Str },
     /// In another extension: its index in this extension's dependency list, its block and the offset.
     Extension { dep: u32, block: u8, offset: u32 },
+    /// Whatever export `index` of another extension (by its index in the dependency list) holds, for an
+    /// export that moves with none of that extension's blocks: a built-in or another extension's symbol
+    /// it re-exports under a name of its own, its own memory plus a far addend, a constant. A portable
+    /// restore reads it from the exporter's export table, which the exporter's own fixups rewrote.
+    Export { dep: u32, index: u32 },
     /// A fixed value (`SHN_ABS` symbols, 0 for a missing weak symbol).
     Absolute(u64),
 }
@@ -64,6 +69,9 @@ pub(crate) struct Fixup {
 /// the target (at most a block byte and a u64 varint: 11); the addend and the size (u64 varints, 10
 /// each); the GOT slot and the stub (5 each).
 pub(crate) const MAX_FIXUP_BYTES: usize = 2 + 5 + 5 + 11 + 10 + 10 + 5 + 5;
+
+/// The block byte of an extension target that names one of its exports instead ([`Target::Export`]).
+const EXPORT_BLOCK: u8 = 0xff;
 
 /// Bits of an encoded fixup's first byte.
 const KIND_MASK: u8 = 0b11;
@@ -135,11 +143,11 @@ impl Fixup {
     /// extension but its dependency list, so a table can be saved and restored as it is.
     ///
     /// One byte holds the kind (bits 0–1: relocation, GOT slot, stub, copy slot), the target tag (bits 2–3: own block,
-    /// built-in, other extension, absolute), a function-target flag (bit 4) and which optional fields
+    /// built-in, other extension or one of its exports, absolute), a function-target flag (bit 4) and which optional fields
     /// follow (bit 5: addend, bit 6: symbol size, bit 7: GOT slot and stub); a second byte the place's
     /// block. Then LEB128 varints: the relocation type (relocations only), the place's offset, the target
     /// (own: block byte and offset; built-in: name start and length; extension: dependency index, block
-    /// byte, offset; absolute: the value), the addend (zigzag), the size, and the GOT slot and stub plus one
+    /// byte, offset — or 0xff and the export's index; absolute: the value), the addend (zigzag), the size, and the GOT slot and stub plus one
     /// (0 for none).
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         let (kind, r_type) = match self.kind {
@@ -151,7 +159,7 @@ impl Fixup {
         let tag = match self.target {
             Target::Own { .. } => 0u8,
             Target::Builtin { .. } => 1,
-            Target::Extension { .. } => 2,
+            Target::Extension { .. } | Target::Export { .. } => 2,
             Target::Absolute(_) => 3,
         };
         let slots = self.got_slot != NO_SLOT || self.stub != NO_SLOT;
@@ -181,6 +189,11 @@ impl Fixup {
                 put_varint(out, u64::from(dep));
                 out.push(block);
                 put_varint(out, u64::from(offset));
+            }
+            Target::Export { dep, index } => {
+                put_varint(out, u64::from(dep));
+                out.push(EXPORT_BLOCK);
+                put_varint(out, u64::from(index));
             }
             Target::Absolute(v) => put_varint(out, v),
         }
@@ -220,11 +233,13 @@ impl Fixup {
                     len: take_u32(b)?,
                 },
             },
-            2 => Target::Extension {
-                dep: take_u32(b)?,
-                block: take_byte(b)?,
-                offset: take_u32(b)?,
-            },
+            2 => {
+                let (dep, block, offset) = (take_u32(b)?, take_byte(b)?, take_u32(b)?);
+                match block {
+                    EXPORT_BLOCK => Target::Export { dep, index: offset },
+                    block => Target::Extension { dep, block, offset },
+                }
+            }
             _ => Target::Absolute(take_varint(b)?),
         };
         let addend = if head & HAS_ADDEND != 0 {
@@ -471,7 +486,7 @@ fn fixup_target<R: Resolver>(
                 name: Str { start, len },
             }
         }
-        (SymbolPlace::Undefined, Some(Owner::Extension(slot, block))) => {
+        (SymbolPlace::Undefined, Some(Owner::Extension(slot, block, export))) => {
             let dep = deps
                 .iter()
                 .position(|&d| d == slot)
@@ -482,12 +497,15 @@ fn fixup_target<R: Resolver>(
                     block,
                     offset,
                 },
-                // Outside the exporter's blocks: kept in place in its storage ([`Storage::InPlace`]),
-                // which no restore moves, or an export that moves with none of its blocks (a fixed value,
-                // a built-in or far address it re-exports). The exporter is saved with this extension,
-                // and a portable save refuses it in the cases where this address would be stale
-                // ([`Error::ForeignExport`], or in-place storage).
-                None => Target::Absolute(state.addr),
+                // Outside the exporter's blocks: an export that moves with none of them (a built-in or
+                // far address it re-exports, a constant), whatever its export table holds after a
+                // restore. (Or kept in place in its storage ([`Storage::InPlace`]), which a portable
+                // save refuses.) An absent one, 0, stays absent (`is_absent`).
+                None if state.addr == 0 => Target::Absolute(0),
+                None => Target::Export {
+                    dep: u32::try_from(dep).map_err(|_| Error::Internal("dependency count"))?,
+                    index: export,
+                },
             }
         }
         (SymbolPlace::Undefined, None) if index != 0 && sym.name != b"_GLOBAL_OFFSET_TABLE_" => {
@@ -546,8 +564,12 @@ mod tests {
             },
             Target::Extension {
                 dep: 300,
-                block: 255,
+                block: 2,
                 offset: u32::MAX,
+            },
+            Target::Export {
+                dep: u32::MAX,
+                index: u32::MAX,
             },
             Target::Absolute(0),
             Target::Absolute(u64::MAX),
@@ -562,12 +584,12 @@ mod tests {
                     FixupKind::CopySlot,
                 ][i % 4],
                 block: i as u8,
-                offset: [0, 127, 128, u32::MAX, 1 << 21][i],
+                offset: [0, 127, 128, u32::MAX, 1 << 21, 3][i],
                 target,
-                addend: [0, i64::MIN, i64::MAX, -1, 1][i],
-                size: [0, 1, u64::MAX, 64, 0][i],
-                got_slot: [NO_SLOT, 0, 5, NO_SLOT, u32::MAX - 1][i],
-                stub: [0, NO_SLOT, 9, NO_SLOT, 1][i],
+                addend: [0, i64::MIN, i64::MAX, -1, 1, -2][i],
+                size: [0, 1, u64::MAX, 64, 0, 8][i],
+                got_slot: [NO_SLOT, 0, 5, NO_SLOT, u32::MAX - 1, 2][i],
+                stub: [0, NO_SLOT, 9, NO_SLOT, 1, NO_SLOT][i],
                 func: i % 2 == 0,
             });
         }

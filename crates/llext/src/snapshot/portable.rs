@@ -15,17 +15,16 @@ use crate::error::{Error, Result};
 use crate::fallible;
 use crate::layout::RegionKind;
 use crate::link::fixups::{Fixup, FixupKind, Target};
-use crate::link::{Str, SymRec, NO_BLOCK, NO_SLOT};
+use crate::link::{Str, NO_SLOT};
 use crate::memory::{BlockList, BlockRequest, Memory, Permission};
 use crate::pairs::HiValues;
 use crate::record::{self, BlockRec, Home, Record, Table};
 use crate::registry::{Ext, ExtId, Inner};
 use crate::symbols::ExportTable;
 
-/// Refuses to save `ext` portably: it recorded no fixups ([`Error::NotPortable`]), it uses sections in place
-/// from its storage ([`Error::InPlace`]), or it exports an address that cannot move
-/// ([`Error::ForeignExport`]). `pointer_size` is the registry's.
-pub(super) fn check_movable(ext: &Ext, pointer_size: Option<u8>) -> Result<()> {
+/// Refuses to save `ext` portably: it recorded no fixups ([`Error::NotPortable`]), or it uses sections in
+/// place from its storage ([`Error::InPlace`]).
+pub(super) fn check_movable(ext: &Ext) -> Result<()> {
     let l = ext.linked.view();
     if !l.has_fixups() {
         return Err(Error::NotPortable {
@@ -40,58 +39,7 @@ pub(super) fn check_movable(ext: &Ext, pointer_size: Option<u8>) -> Result<()> {
                      not carry (load it with `Storage::Copy` to save it portably)",
         });
     }
-    // An export outside the extension's blocks whose value was computed from an address that moves (a
-    // built-in's or another extension's symbol re-exported under a name of its own, or its own memory plus
-    // a far addend) would keep the saving process's address, and so would everything linked against it.
-    // Constants (absolute symbols, 0 for a missing weak one) stay right anywhere.
-    let ptr = pointer_size.ok_or(Error::Internal("pointer width"))?;
-    if let Some(e) = export_that_cannot_move(&l, &ext.linked.blocks, u64::from(ptr)) {
-        return Err(Error::ForeignExport {
-            extension: String::from(ext.name()),
-            symbol: String::from_utf8_lossy(l.str(e.name)).into_owned(),
-        });
-    }
     Ok(())
-}
-
-/// The first export that moves with none of the extension's blocks although a fixup that does not hold a
-/// fixed value wrote its entry in the export table (a portable restore moves only addresses of the
-/// blocks). A fixup may write up to 8 bytes from its offset: any overlap with an entry's address field
-/// counts, so a misaligned relocation cannot slip by. (An export with a block had its address field
-/// written whole by the relocation against that block's symbol and by nothing else: the link makes sure.)
-/// One pass over the fixups, and only when some export lies outside; nothing is allocated (`save_into`
-/// must not).
-fn export_that_cannot_move(l: &record::View<'_>, blocks: &BlockList, ptr: u64) -> Option<SymRec> {
-    let outside = |e: &SymRec| e.block == NO_BLOCK;
-    if !l.exports().flatten().any(|e| outside(&e)) || ptr == 0 {
-        return None;
-    }
-    let table = l
-        .regions()
-        .find(|r| r.kind == RegionKind::Exports && !r.in_place)?;
-    let (block, base) = crate::link::block_offset(blocks, table.addr as u64)?;
-    let (base, stride) = (u64::from(base), 2 * ptr);
-    for f in l.fixups().flatten() {
-        if f.block != block || matches!(f.target, Target::Absolute(_)) {
-            continue;
-        }
-        let (start, end) = (u64::from(f.offset), u64::from(f.offset) + 8);
-        if end <= base {
-            continue;
-        }
-        // The entries whose bytes [start, end) may touch: at most two.
-        let first = start.saturating_sub(base) / stride;
-        for k in first..=(end - 1 - base) / stride {
-            let field = base + k * stride + ptr;
-            if start < field + ptr && end > field {
-                let e = usize::try_from(k).ok().and_then(|k| l.export(k));
-                if let Some(e) = e.filter(outside) {
-                    return Some(e);
-                }
-            }
-        }
-    }
-    None
 }
 
 /// Writes what follows `ext`'s record (written from `at`) in a portable context: the address each built-in
@@ -209,6 +157,7 @@ pub(super) fn move_record<M: Memory>(
     ri: usize,
     blocks: &BlockList,
     ids: &[ExtId],
+    ptr: usize,
     record: &mut Record,
 ) -> Result<()> {
     let rec = records.get(ri).ok_or(Error::Internal("record index"))?;
@@ -229,6 +178,14 @@ pub(super) fn move_record<M: Memory>(
     }
     let moved = moved.get(..rec.blocks().len()).unwrap_or(&[]);
     record.map_addresses(|addr, home| {
+        if let Home::Entry(i) = home {
+            // What the export table says now: the extension's own fixups rewrote it.
+            let (block, offset) = export_field(records, ri, i, ptr)?;
+            let (b, _) = blocks.get(usize::from(block)).ok_or(Short)?;
+            // SAFETY: the restore's own finalised block, readable; nothing writes it meanwhile.
+            let bytes = unsafe { b.bytes() };
+            return Ok(word_at(bytes, offset as usize, ptr)?);
+        }
         if home != Home::Hook {
             return Ok(translate(moved, addr, home));
         }
@@ -301,6 +258,18 @@ impl Taken {
         bytes.get_mut(offset as usize..).ok_or(Short)
     }
 
+    /// The bytes of block `block` of record `rec`, to read.
+    fn bytes_at(&self, rec: usize, block: u8) -> Result<&[u8], Short> {
+        let (block, _) = self
+            .blocks
+            .get(rec)
+            .and_then(|l| l.get(usize::from(block)))
+            .ok_or(Short)?;
+        // SAFETY: the blocks a restore took are its own; while this shared borrow of `taken` lasts
+        // nothing writes them.
+        Ok(unsafe { block.bytes() })
+    }
+
     fn base(&self, rec: usize, block: usize) -> Result<u64, Short> {
         self.blocks
             .get(rec)
@@ -346,6 +315,15 @@ fn check_fixup(rec: &Rec<'_>, f: &Fixup) -> Result<()> {
                 });
             }
         }
+        // (The export's index is checked against the dependency's export table as it is read.)
+        Target::Export { dep, .. } => {
+            if dep as usize >= v.count(Table::Deps) {
+                return Err(Error::SnapshotDependency {
+                    extension: String::from_utf8_lossy(v.name_bytes()).into_owned(),
+                    index: dep,
+                });
+            }
+        }
         Target::Absolute(_) => {}
     }
     Ok(())
@@ -360,7 +338,7 @@ fn translate(moved: &[(u64, u64, u64, Permission)], addr: u64, home: Home) -> u6
             let wanted = match home {
                 Home::Block(b) => usize::from(b) == i,
                 Home::Permission(want) => want == p,
-                Home::Unknown | Home::Hook => true,
+                Home::Unknown | Home::Hook | Home::Entry(_) => true,
             };
             if !wanted {
                 continue;
@@ -449,7 +427,7 @@ fn apply_fixups<A: Relocator>(
                 }
                 _ => 0,
             };
-            let s = fixup_symbol(records, ri, &f, taken, builtins)?;
+            let s = fixup_symbol(records, ri, &f, taken, builtins, A::POINTER_SIZE)?;
             let p = taken.base(ri, f.block as usize)? + u64::from(f.offset);
             let in_writable = rec
                 .blocks()
@@ -476,7 +454,8 @@ fn apply_fixups<A: Relocator>(
                     Target::Extension { dep, .. } => v
                         .dep(dep as usize)
                         .is_some_and(|d| unmoved(records, taken, d as usize)),
-                    Target::Builtin { .. } => false,
+                    // A re-export may name a built-in, which may have moved.
+                    Target::Builtin { .. } | Target::Export { .. } => false,
                 };
                 let alone = match f.kind {
                     FixupKind::Relocation(r_type) => A::pairing(r_type) == Pairing::Alone,
@@ -973,6 +952,7 @@ fn fixup_symbol(
     f: &Fixup,
     taken: &Taken,
     builtins: &crate::symbols::ExportTable,
+    ptr: usize,
 ) -> Result<u64> {
     let Some(Rec { view: v, .. }) = records.get(ri) else {
         return Err(Error::Internal("record index"));
@@ -1005,8 +985,54 @@ fn fixup_symbol(
             }
             taken.base(index, block as usize)? + u64::from(offset)
         }
+        // The dependency came before this extension, so its own fixups rewrote its export table already.
+        Target::Export { dep, index } => {
+            let d = v.dep(dep as usize).ok_or(Short)? as usize;
+            let (block, offset) = export_field(records, d, index, ptr)?;
+            word_at(taken.bytes_at(d, block)?, offset as usize, ptr)?
+        }
         Target::Absolute(v) => v,
     })
+}
+
+/// Where the address of export `index` of record `r` lies: the block and offset of its export-table
+/// entry's address field (the table is a region, so it lies in the block of its permission).
+fn export_field(records: &[Rec<'_>], r: usize, index: u32, ptr: usize) -> Result<(u8, u32)> {
+    let missing = || Error::Snapshot {
+        reason: "an export that moves with no block has no entry in its extension's export table",
+    };
+    let rec = records.get(r).ok_or(Error::Internal("record index"))?;
+    let table = rec
+        .view
+        .regions()
+        .find(|t| t.kind == RegionKind::Exports && !t.in_place)
+        .ok_or_else(missing)?;
+    let stride = 2 * ptr as u64;
+    if u64::from(index) >= table.size as u64 / stride.max(1) {
+        return Err(missing());
+    }
+    let field = table.addr as u64 + u64::from(index) * stride + ptr as u64;
+    for (bi, b) in rec.blocks().iter().enumerate() {
+        let offset = field.wrapping_sub(b.addr);
+        if b.permission == RegionKind::Exports.permission()
+            && field >= b.addr
+            && offset + ptr as u64 <= b.size
+        {
+            let block = u8::try_from(bi).map_err(|_| Short)?;
+            return Ok((block, u32::try_from(offset).map_err(|_| Short)?));
+        }
+    }
+    Err(missing())
+}
+
+/// The little-endian `ptr`-byte word at `offset` of `bytes`.
+fn word_at(bytes: &[u8], offset: usize, ptr: usize) -> Result<u64, Short> {
+    let mut word = [0u8; 8];
+    let end = offset.checked_add(ptr).ok_or(Short)?;
+    word.get_mut(..ptr)
+        .ok_or(Short)?
+        .copy_from_slice(bytes.get(offset..end).ok_or(Short)?);
+    Ok(u64::from_le_bytes(word))
 }
 
 /// Where the target of fixup `f` of record `ri` was when the context was saved (the saved block addresses
@@ -1025,6 +1051,12 @@ fn saved_symbol(records: &[Rec<'_>], ri: usize, f: &Fixup, saved_builtin: u64) -
             let index = v.dep(dep as usize).ok_or(Short)? as usize;
             let d = records.get(index).ok_or(Short)?;
             block_addr(d, block)?.wrapping_add(u64::from(offset))
+        }
+        Target::Export { dep, index } => {
+            let d = records
+                .get(v.dep(dep as usize).ok_or(Short)? as usize)
+                .ok_or(Short)?;
+            d.view.export(index as usize).ok_or(Short)?.addr as u64
         }
         Target::Absolute(v) => v,
         Target::Builtin { .. } => saved_builtin,
@@ -1053,7 +1085,7 @@ fn collect_his<A: Relocator>(
         let p = taken.base(ri, f.block as usize)? + u64::from(f.offset);
         match A::pairing(r_type) {
             Pairing::Hi => {
-                let s = fixup_symbol(records, ri, &f, taken, builtins)?;
+                let s = fixup_symbol(records, ri, &f, taken, builtins, A::POINTER_SIZE)?;
                 his.add_hi::<A>(&slots.inputs::<A>(&f, r_type, s, p))?;
             }
             Pairing::LoAtPlace => his.add_lo_place(p)?,
