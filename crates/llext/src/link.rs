@@ -604,7 +604,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             copies: (u64::from(copy_slots) * ptr as u64, ptr as u64),
         };
         let plan = layout::plan(obj, req.layout, req.limits, generated, &in_place)?;
-        let block_addr = allocate(&plan, &mut blocks)?;
+        let block_addr = allocate(&plan, &mut blocks, req.record_fixups)?;
         if plan.in_place.iter().all(|r| r.size == 0) {
             break (plan, block_addr);
         }
@@ -1186,8 +1186,12 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
 }
 
 /// Allocates one zeroed block per permission the plan uses, into `blocks`; returns each block's address
-/// (0 where unused), indexed like [`Permission::ALL`].
-fn allocate<M: Memory>(plan: &Plan, blocks: &mut Blocks<'_, M>) -> Result<[u64; 3]> {
+/// (0 where unused), indexed like [`Permission::ALL`]. With `slack`, each block is one byte longer than
+/// its content, so no block ends where another one starts: a pointer one past the end of the last array
+/// of a block is then inside it, and a portable restore moves it with that block and not with whichever
+/// one a provider put right after it (an arena places blocks back to back). A portable restore allocates
+/// the saved sizes, slack included.
+fn allocate<M: Memory>(plan: &Plan, blocks: &mut Blocks<'_, M>, slack: bool) -> Result<[u64; 3]> {
     let mut block_addr = [0u64; 3];
     for (i, permission) in Permission::ALL.iter().enumerate() {
         let Some(&(size, align)) = plan.blocks.get(i) else {
@@ -1197,10 +1201,13 @@ fn allocate<M: Memory>(plan: &Plan, blocks: &mut Blocks<'_, M>) -> Result<[u64; 
             continue;
         }
         let request = BlockRequest {
-            size: usize::try_from(size).map_err(|_| Error::OutOfMemory {
-                size: usize::MAX,
-                align: 1,
-            })?,
+            size: usize::try_from(size)
+                .ok()
+                .and_then(|size| size.checked_add(usize::from(slack)))
+                .ok_or(Error::OutOfMemory {
+                    size: usize::MAX,
+                    align: 1,
+                })?,
             align: usize::try_from(align).unwrap_or(usize::MAX),
             permission: *permission,
         };

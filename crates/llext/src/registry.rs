@@ -73,8 +73,9 @@ pub struct LoadOptions {
     pub keep_eh_frame: bool,
     /// Record the table of address-dependent locations that portable snapshots need (default `true` with
     /// the `std` and `portable` features, `false` otherwise: it costs about 40 bytes per relocation that
-    /// crosses blocks). A build without the `portable` feature refuses `true`
-    /// ([`Error::FeatureDisabled`]).
+    /// crosses blocks, and each block is allocated one byte longer than its content, so that no block
+    /// starts where another's content ends and a pointer to the end of an array moves with it). A build
+    /// without the `portable` feature refuses `true` ([`Error::FeatureDisabled`]).
     pub portable: bool,
     /// Copy every section, or use read-only ones in place (default [`Storage::Copy`]).
     pub storage: Storage,

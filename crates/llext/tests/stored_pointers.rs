@@ -206,3 +206,44 @@ fn a_restore_beyond_a_references_reach_says_so() {
     // SAFETY: the registry using the mapping is gone.
     assert_eq!(unsafe { libc::munmap(high, len) }, 0);
 }
+
+/// Review: a pointer one past the end of an array that ends its extension's read-write block, stored by a
+/// constructor (`end = buf + sizeof buf`), where an arena, which packs blocks, put the next extension's
+/// first block right there: the scan moved it with that other block. Loads that record fixups now leave a
+/// byte of slack after each block, so the end of a block's content is inside it, and nothing starts there.
+#[test]
+fn a_stored_end_pointer_at_the_end_of_a_block_stays_with_its_array() {
+    let a = compile_c(
+        "char *end_ptr = (char *)1;\n\
+         static char buf[48];\n\
+         __attribute__((constructor)) static void init(void) { end_ptr = buf + sizeof buf; }\n\
+         long span(void) { return end_ptr - buf; }\n\
+         long buf_end(void) { return (long)(buf + sizeof buf); }\n",
+        &["-O2", "-fPIC"],
+    );
+    let b = compile_c(
+        "long first(long v) { return v + 1; }\nint bdata = 3;\nlong bget(void) { return bdata; }\n",
+        &["-O2", "-fPIC"],
+    );
+    let mut arena = common::ExecArena::new(1 << 20);
+    let r = Registry::new(
+        llext::ArenaMemory::new(arena.bytes()),
+        ExportTable::new(llext::LIBC_EXPORTS),
+    );
+    r.load("a", &a).unwrap();
+    r.load("b", &b).unwrap();
+    assert_eq!(call(&r, "span", &[]), 48);
+    let end = call(&r, "buf_end", &[]) as usize;
+    // The array ends `a`'s read-write block, and `b`'s code follows within an alignment's distance.
+    let first = r.find_symbol("first").unwrap();
+    assert!(end < first && first - end <= 16, "{end:#x} {first:#x}");
+    let ctx = r.save(&portable()).unwrap();
+    let other = registry();
+    restore_all(&other, &ctx);
+    assert_eq!(
+        call(&other, "span", &[]),
+        48,
+        "end_ptr moved with b's block"
+    );
+    assert_eq!(call(&other, "bget", &[]), 3);
+}

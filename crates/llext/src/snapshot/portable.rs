@@ -512,8 +512,12 @@ fn apply_fixups<A: Relocator>(
                 }
                 continue;
             }
+            // Out of reach only where something moved: with the place and its target where they were
+            // saved, a field that does not fit is a damaged context.
+            let moved =
+                !self_still || !matches!(f.target, Target::Own { .. } | Target::Absolute(_));
             let bad = |problem: Problem| match problem {
-                Problem::Overflow { reason, .. } => Error::SnapshotReach {
+                Problem::Overflow { reason, .. } if moved => Error::SnapshotReach {
                     extension: String::from(v.name()),
                     reason,
                 },
