@@ -247,3 +247,86 @@ fn a_stored_end_pointer_at_the_end_of_a_block_stays_with_its_array() {
     );
     assert_eq!(call(&other, "bget", &[]), 3);
 }
+
+/// Review: /// An RV32 `-fPIC` extension reaches its data through the GOT only (GOT_HI20 + LO12, both PC-relative
+/// inside the extension): restored where its blocks lie above 4 GiB, its GOT slots must not be cut to
+/// their low 32 bits, but refused as `SnapshotReach` like every other 32-bit address that does not fit.
+#[test]
+fn a_32_bit_got_slot_above_4_gib_is_refused() {
+    let object = common::compile_for(
+        "riscv32-unknown-elf",
+        "int x = 7;\nint *where(void) { return &x; }\n",
+        &["-O2", "-fPIC"],
+    );
+    let mut low = common::ExecArena::new(1 << 20);
+    let mut high = vec![0u8; 1 << 20];
+    assert!(high.as_ptr() as u64 > u64::from(u32::MAX));
+    let ctx = {
+        let r = Registry::for_machine(
+            llext::ArenaMemory::new(low.bytes()),
+            ExportTable::default(),
+            243,
+        );
+        r.load("g", &object).unwrap();
+        r.save(&portable()).unwrap()
+    };
+    let r = Registry::for_machine(
+        llext::ArenaMemory::new(&mut high),
+        ExportTable::default(),
+        243,
+    );
+    match r.restore(
+        &Context::from_bytes(&ctx).unwrap(),
+        &RestoreOptions::default(),
+    ) {
+        Err(llext::Error::SnapshotReach { extension, .. }) => assert_eq!(extension, "g"),
+        Ok(ids) => {
+            // Show what the GOT slot holds now.
+            let x = r.extension_symbol(ids[0], "x").unwrap().unwrap();
+            panic!("restored: x is at {x:#x} (above 4 GiB), which no 32-bit GOT slot holds");
+        }
+        Err(e) => panic!("{e:?}"),
+    }
+}
+
+/// Review: on Arm (32-bit), words the code stored in `.bss` — a Thumb function pointer (bit 0 set) and a pointer to
+/// its own data — move with their blocks; an integer that points nowhere stays.
+#[test]
+fn thumb_pointers_stored_in_bss_move_on_a_32_bit_target() {
+    let object = common::compile_for(
+        "thumbv7em-none-eabi",
+        "int x = 1;\nvoid *slots[3];\nint f(int v) { return v + x; }\n",
+        &["-O2", "-mthumb"],
+    );
+    let mut first = common::ExecArena::new(1 << 20);
+    let mut second = common::ExecArena::new(1 << 20);
+    let a = Registry::for_machine(
+        llext::ArenaMemory::new(first.bytes()),
+        ExportTable::default(),
+        40,
+    );
+    let id = a.load("t", &object).unwrap();
+    let sym = |r: &Registry<_>, id, n: &str| r.extension_symbol(id, n).unwrap().unwrap();
+    let (slots, f, x) = (sym(&a, id, "slots"), sym(&a, id, "f"), sym(&a, id, "x"));
+    assert_eq!(f & 1, 1, "a Thumb function's address");
+    // SAFETY: `slots` is three 4-byte words in the extension's live read-write block.
+    unsafe {
+        let w = slots as *mut u32;
+        w.write_unaligned(f as u32);
+        w.add(1).write_unaligned(x as u32);
+        w.add(2).write_unaligned(0x10);
+    }
+    let ctx = a.save(&portable()).unwrap();
+    let b = Registry::for_machine(
+        llext::ArenaMemory::new(&mut second.bytes()[64..]),
+        ExportTable::default(),
+        40,
+    );
+    let id = common::restore_all(&b, &ctx)[0];
+    let (slots, f, x) = (sym(&b, id, "slots"), sym(&b, id, "f"), sym(&b, id, "x"));
+    // SAFETY: as above, in the restored block.
+    let words: Vec<u32> = (0..3)
+        .map(|i| unsafe { (slots as *const u32).add(i).read_unaligned() })
+        .collect();
+    assert_eq!(words, [f as u32, x as u32, 0x10]);
+}
