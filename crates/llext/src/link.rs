@@ -90,8 +90,8 @@ pub(crate) enum Owner {
     /// A built-in; `copyable` if direct references may read a copy of its value ([`crate::Export::copyable`]),
     /// `function` if they may reach a stub for it instead ([`crate::Export::function`]).
     Builtin { copyable: bool, function: bool },
-    /// Export `.2` of the extension in registry slot `.0`, in block `.1` of its ([`NO_BLOCK`] if none).
-    Extension(u32, u8, u32),
+    /// An export of the extension in this registry slot, in this block of its ([`NO_BLOCK`] if none).
+    Extension(u32, u8),
 }
 
 /// How the linker looks up names outside the object.
@@ -103,6 +103,11 @@ pub(crate) trait Resolver {
     /// records, which only the `portable` feature makes).
     #[cfg(feature = "portable")]
     fn locate(&self, slot: u32, block: u8, addr: u64) -> Option<u32>;
+    /// The index of export `name` among the exports of the extension in `slot` (for fixup records of
+    /// exports that move with none of its blocks; looked up only then, so that the per-symbol state a
+    /// load keeps stays small).
+    #[cfg(feature = "portable")]
+    fn export_index(&self, slot: u32, name: &[u8]) -> Option<u32>;
 }
 
 /// A (start, length) range in an extension's string buffer.
@@ -197,7 +202,7 @@ fn is_absent(sym: &crate::elf::Symbol<'_>, state: &SymState) -> bool {
             (SymbolPlace::Absolute, _) => true,
             // Nothing provides it, or another extension exports 0 outside its blocks (a weak symbol it
             // lacks itself, or an absolute 0): `fixup_target` records `Target::Absolute(0)` for both.
-            (SymbolPlace::Undefined, None | Some(Owner::Extension(_, NO_BLOCK, _))) => true,
+            (SymbolPlace::Undefined, None | Some(Owner::Extension(_, NO_BLOCK))) => true,
             _ => false,
         }
 }

@@ -473,7 +473,14 @@ impl Resolver for View<'_> {
             return Some((e.addr() as u64, owner));
         }
         self.export(name)
-            .map(|(slot, i, e)| (e.addr as u64, Owner::Extension(slot, e.block, i)))
+            .map(|(slot, _, e)| (e.addr as u64, Owner::Extension(slot, e.block)))
+    }
+
+    #[cfg(feature = "portable")]
+    fn export_index(&self, slot: u32, name: &[u8]) -> Option<u32> {
+        self.export(name)
+            .filter(|&(s, ..)| s == slot)
+            .map(|(_, i, _)| i)
     }
 
     #[cfg(feature = "portable")]

@@ -486,7 +486,7 @@ fn fixup_target<R: Resolver>(
                 name: Str { start, len },
             }
         }
-        (SymbolPlace::Undefined, Some(Owner::Extension(slot, block, export))) => {
+        (SymbolPlace::Undefined, Some(Owner::Extension(slot, block))) => {
             let dep = deps
                 .iter()
                 .position(|&d| d == slot)
@@ -504,7 +504,9 @@ fn fixup_target<R: Resolver>(
                 None if state.addr == 0 => Target::Absolute(0),
                 None => Target::Export {
                     dep: u32::try_from(dep).map_err(|_| Error::Internal("dependency count"))?,
-                    index: export,
+                    index: resolver
+                        .export_index(slot, sym.name)
+                        .ok_or(Error::Internal("an export's index"))?,
                 },
             }
         }
