@@ -330,3 +330,67 @@ fn thumb_pointers_stored_in_bss_move_on_a_32_bit_target() {
         .collect();
     assert_eq!(words, [f as u32, x as u32, 0x10]);
 }
+
+/// Review of the slack: a pointer the link wrote into `.data` (`cursor = (char *)first`, into the code
+/// block), which the extension then pointed at another extension's string. An arena put that extension's
+/// byte-aligned constants in the gap right after the first one's code block, slack included: the word is
+/// one past that *whole* block, not past its content, so it can only be the start of the other block. The
+/// restore moved it with the fixup's own block (the "home" rule of `moved_with_blocks` still takes a
+/// block's very end as its own, which only made sense before the slack).
+#[test]
+fn a_changed_pointer_to_the_block_right_after_its_home_moves_with_that_block() {
+    let a = compile_c(
+        "long first(void) { return 1; }\n\
+         char *cursor = (char *)first;\n\
+         void point(char *p) { cursor = p; }\n\
+         long peek(void) { return *cursor; }\n\
+         long where(void) { return (long)cursor; }\n",
+        &["-O2", "-fPIC"],
+    );
+    let b = compile_c(
+        "const char *hi(void) { return \"hi\"; }\n",
+        &["-O2", "-fPIC"],
+    );
+    let mut arena = common::ExecArena::new(1 << 20);
+    let r = Registry::new(
+        llext::ArenaMemory::new(arena.bytes()),
+        ExportTable::new(llext::LIBC_EXPORTS),
+    );
+    let ia = r.load("a", &a).unwrap();
+    let ib = r.load("b", &b).unwrap();
+    let hi = call(&r, "hi", &[]);
+    call(&r, "point", &[hi]);
+    assert_eq!(call(&r, "peek", &[]), i64::from(b'h'));
+    // The setting: `b`'s string starts exactly where `a`'s code block, slack included, ends.
+    let info = r.info(ia).unwrap();
+    let text = info
+        .regions
+        .iter()
+        .find(|g| g.kind == llext::RegionKind::Text)
+        .unwrap();
+    let ro_b = r
+        .info(ib)
+        .unwrap()
+        .regions
+        .iter()
+        .find(|g| g.permission == llext::Permission::ReadOnly)
+        .map(|g| g.addr)
+        .unwrap();
+    assert_eq!(ro_b as i64, hi);
+    assert_eq!(
+        text.addr + text.size + 1,
+        ro_b,
+        "b's constants follow a's code block: {:?}",
+        info.regions
+    );
+    let ctx = r.save(&portable()).unwrap();
+    let other = registry();
+    restore_all(&other, &ctx);
+    let hi2 = call(&other, "hi", &[]);
+    assert_eq!(
+        call(&other, "where", &[]),
+        hi2,
+        "cursor moved with b's constants"
+    );
+    assert_eq!(call(&other, "peek", &[]), i64::from(b'h'));
+}

@@ -875,10 +875,11 @@ impl SavedBuiltins {
 }
 
 /// Where `addr`, a pointer the extension stored in the word of fixup `f` of record `ri`, is now if it lies
-/// in a saved block of the context; `None` elsewhere. An address at the end of one block and the start of
-/// the next is ambiguous: the block of the fixup's own target wins (a pointer walked to the end of the
-/// array it was linked to), then a block holding the address, then one ending there (even if a built-in
-/// happens to lie right there: the block is looked up first).
+/// in a saved block of the context; `None` elsewhere. The block of the fixup's own target is looked at
+/// first, then a block holding the address, then one ending there (even if a built-in happens to lie right
+/// there: the block is looked up first). A block's very end is not its own here: loads that record fixups
+/// leave a byte of slack after each block's content, so a pointer walked to the end of an array lies inside
+/// its block, and a block's end can only be where another one starts (an arena packs them back to back).
 fn moved_with_blocks(
     records: &[Rec<'_>],
     ri: usize,
@@ -895,15 +896,15 @@ fn moved_with_blocks(
         }
         _ => None,
     };
-    let within = |b: &BlockRec, end_too: bool| {
+    let within = |b: &BlockRec| {
         let offset = addr.wrapping_sub(b.addr);
-        (addr >= b.addr && (offset < b.size || (end_too && offset == b.size))).then_some(offset)
+        (addr >= b.addr && offset < b.size).then_some(offset)
     };
     if let Some((index, block)) = home {
         let b = records
             .get(index)
             .and_then(|r| r.blocks().get(usize::from(block)));
-        if let Some(offset) = b.and_then(|b| within(b, true)) {
+        if let Some(offset) = b.and_then(within) {
             return Ok(Some(
                 taken.base(index, usize::from(block))?.wrapping_add(offset),
             ));
