@@ -1,6 +1,5 @@
 //! Loads and links any bytes into a static arena (nothing is run: `bring_up: false`). Whatever loads must
-//! be describable, saved portably (or, if it exports an address outside its memory that would have to move,
-//! in place), decoded and restored into a second arena; every block must come back.
+//! be describable, saved portably, decoded and restored into a second arena; every block must come back.
 #![no_main]
 
 use llext::{Context, LoadOptions, RestoreOptions, SaveOptions};

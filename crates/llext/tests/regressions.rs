@@ -1080,3 +1080,141 @@ fn fuzz_load_link_constant_export_outside_the_extension_is_saved_portably() {
         assert_eq!(live.load(std::sync::atomic::Ordering::SeqCst), 0);
     }
 }
+
+/// Review of format 7 on 32-bit targets: an alias of a dependency's function, re-exported by a second
+/// extension and used by a third (a call and a pointer in `.data`), restored portably at new addresses on
+/// Arm (Thumb: bit 0 set) and RV32, whole and as a subset naming only the user. The alias, the pointer
+/// and the dependency's function agree after the move.
+#[test]
+fn an_alias_of_a_dependencys_function_moves_on_32_bit_targets() {
+    let base = "#include \"llext.h\"\nint afn(int x) { return x + 40; }\nLLEXT_EXPORT(afn);\n";
+    let alias = "#include \"llext.h\"\nextern int afn(int);\n\
+                 static const struct llext_symbol alias_export __attribute__((section(\".exported_sym\"), used)) =\n\
+                     { \"afn_alias\", (const void *)&afn };\n";
+    let user = "extern int afn_alias(int);\nint (*p)(int) = afn_alias;\n\
+                int use_alias(int x) { return afn_alias(x) * 2; }\n";
+    for (triple, machine, flags) in [
+        ("thumbv7em-none-eabi", 40u16, &["-O2", "-mthumb"][..]),
+        (
+            "riscv32-unknown-elf",
+            243,
+            &["-O2", "-march=rv32imac", "-mabi=ilp32"][..],
+        ),
+        (
+            "riscv32-unknown-elf",
+            243,
+            &["-O2", "-fPIC", "-march=rv32imac", "-mabi=ilp32"][..],
+        ),
+    ] {
+        let objects = [base, alias, user].map(|s| {
+            let include = format!("-I{}/../../include", env!("CARGO_MANIFEST_DIR"));
+            let mut all = flags.to_vec();
+            all.push(&include);
+            common::compile_for(triple, s, &all)
+        });
+        let mut first = ExecArena::new(1 << 20);
+        let mut second = ExecArena::new(1 << 20);
+        let r = Registry::for_machine(
+            llext::ArenaMemory::new(first.bytes()),
+            ExportTable::default(),
+            machine,
+        );
+        for (name, object) in ["base", "alias", "user"].iter().zip(&objects) {
+            r.load_with(name, object, &NO_RUN).unwrap();
+        }
+        let word_at = |addr: usize| unsafe { (addr as *const u32).read_unaligned() } as usize;
+        let afn = r.find_symbol("afn").unwrap();
+        assert_eq!(r.find_symbol("afn_alias"), Some(afn), "{triple}");
+        assert_eq!(word_at(r.find_symbol("p").unwrap()), afn, "{triple}");
+        for names in [None, Some(&["user"][..])] {
+            let ctx = r
+                .save(&SaveOptions {
+                    names,
+                    ..portable()
+                })
+                .unwrap();
+            let r2 = Registry::for_machine(
+                llext::ArenaMemory::new(&mut second.bytes()[4096..]),
+                ExportTable::default(),
+                machine,
+            );
+            restore_all(&r2, &ctx);
+            let moved = r2.find_symbol("afn").unwrap();
+            assert_ne!(moved, afn, "{triple}");
+            assert_eq!(
+                r2.find_symbol("afn_alias"),
+                Some(moved),
+                "{triple} {names:?}"
+            );
+            assert_eq!(
+                word_at(r2.find_symbol("p").unwrap()),
+                moved,
+                "{triple} {names:?}"
+            );
+        }
+    }
+}
+
+/// Review of format 7: a crafted `Target::Export` naming an export index past its dependency's table, or
+/// a dependency the record does not have, is a typed refusal, and the registry is left empty.
+#[test]
+fn a_crafted_export_target_out_of_range_is_refused() {
+    let include = format!("-I{}/../../include", env!("CARGO_MANIFEST_DIR"));
+    let flags = ["-O2", "-fPIC", include.as_str()];
+    let base = common::compile_c(
+        "#include \"llext.h\"\nlong afn(long x) { return x + 40; }\nLLEXT_EXPORT(afn);\n",
+        &flags,
+    );
+    let alias = common::compile_c(
+        "#include \"llext.h\"\nextern long afn(long);\n\
+         static const struct llext_symbol alias_export __attribute__((section(\".exported_sym\"), used)) =\n\
+             { \"afn_alias\", (const void *)&afn };\n",
+        &flags,
+    );
+    let user = common::compile_c(
+        "extern long afn_alias(long);\nlong (*p)(long) = afn_alias;\n\
+         long use_alias(long x) { return afn_alias(x) * 2; }\n",
+        &flags,
+    );
+    let r = Registry::new(
+        llext::HostMemory::new(),
+        ExportTable::new(llext::LIBC_EXPORTS),
+    );
+    for (name, object) in [("base", &base), ("alias", &alias), ("user", &user)] {
+        r.load_with(name, object, &NO_RUN).unwrap();
+    }
+    let ctx = r.save(&portable()).unwrap();
+    let fixups = context::fixups(&ctx, 2);
+    let exports: Vec<usize> = fixups
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| matches!(f.target, context::Target::Extension { block: 0xff, .. }))
+        .map(|(i, _)| i)
+        .collect();
+    assert!(!exports.is_empty(), "{fixups:?}");
+    for (what, dep, index) in [
+        ("index u32::MAX", 0, u32::MAX),
+        ("index one past the table", 0, 1),
+        ("a dependency the record lacks", 1, 0),
+        ("a dependency far out", u32::MAX, 0),
+    ] {
+        let mut bad = ctx.clone();
+        let mut f = fixups.clone();
+        f[exports[0]].target = context::Target::Extension {
+            dep,
+            block: 0xff,
+            offset: index,
+        };
+        context::set_fixups(&mut bad, 2, &f);
+        reseal(&mut bad);
+        let r2 = Registry::new(
+            llext::HostMemory::new(),
+            ExportTable::new(llext::LIBC_EXPORTS),
+        );
+        match Context::from_bytes(&bad).and_then(|c| r2.restore(&c, &RestoreOptions::default())) {
+            Err(Error::Snapshot { .. } | Error::SnapshotDependency { .. }) => {}
+            other => panic!("{what}: {other:?}"),
+        }
+        assert!(r2.is_empty(), "{what}");
+    }
+}
