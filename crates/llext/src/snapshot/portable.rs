@@ -505,10 +505,7 @@ fn apply_fixups<A: Relocator>(
             let place = taken.bytes_from(ri, f.block, f.offset)?;
             if let Some(moved) = changed {
                 if let Some(new) = moved {
-                    place
-                        .get_mut(..ptr)
-                        .ok_or(Short)?
-                        .copy_from_slice(new.to_le_bytes().get(..ptr).ok_or(Short)?);
+                    put_word(place, new, ptr)?;
                 }
                 continue;
             }
@@ -526,13 +523,7 @@ fn apply_fixups<A: Relocator>(
                 },
             };
             match f.kind {
-                FixupKind::GotSlot => {
-                    let v = s.to_le_bytes();
-                    place
-                        .get_mut(..ptr)
-                        .ok_or(Short)?
-                        .copy_from_slice(v.get(..ptr).ok_or(Short)?);
-                }
+                FixupKind::GotSlot => put_word(place, s, ptr)?,
                 FixupKind::Stub => A::write_stub(place, p, s).map_err(bad)?,
                 // A machine whose linker takes no copies has no copy slots to restore.
                 FixupKind::CopySlot if !A::COPIES => return Err(Short.into()),
@@ -550,10 +541,7 @@ fn apply_fixups<A: Relocator>(
                         });
                     }
                     let value = crate::link::builtin_value(s, ptr)?;
-                    place
-                        .get_mut(..ptr)
-                        .ok_or(Short)?
-                        .copy_from_slice(value.get(..ptr).ok_or(Short)?);
+                    put_word(place, u64::from_le_bytes(value), ptr)?;
                 }
                 FixupKind::Relocation(r_type) => {
                     let mut inputs = Inputs {
@@ -625,14 +613,7 @@ fn move_stored_pointers<A: Relocator>(
             if covered.any(block, offset, ptr) {
                 continue;
             }
-            let mut word = [0u8; 8];
-            word.get_mut(..ptr).ok_or(Short)?.copy_from_slice(
-                taken
-                    .bytes_from(ri, block, offset)?
-                    .get(..ptr)
-                    .ok_or(Short)?,
-            );
-            let value = u64::from_le_bytes(word);
+            let value = word_at(taken.bytes_at(ri, block)?, offset as usize, ptr)?;
             if value == 0 {
                 continue;
             }
@@ -652,11 +633,7 @@ fn move_stored_pointers<A: Relocator>(
             if ptr < 8 && new > u64::from(u32::MAX) {
                 return Err(pointer_beyond_32_bits(rec));
             }
-            taken
-                .bytes_from(ri, block, offset)?
-                .get_mut(..ptr)
-                .ok_or(Short)?
-                .copy_from_slice(new.to_le_bytes().get(..ptr).ok_or(Short)?);
+            put_word(taken.bytes_from(ri, block, offset)?, new, ptr)?;
         }
     }
     Ok(())
@@ -782,11 +759,7 @@ fn changed_pointer<A: Relocator>(
     let rec = records.get(ri).ok_or(Error::Internal("record index"))?;
     let old_block = rec.blocks().get(f.block as usize).ok_or(Short)?;
     // The word as saved: the restore copied the saved bytes into the new block.
-    let mut word = [0u8; 8];
-    let place = taken.bytes_from(ri, f.block, f.offset)?;
-    word.get_mut(..ptr)
-        .ok_or(Short)?
-        .copy_from_slice(place.get(..ptr).ok_or(Short)?);
+    let value = word_at(taken.bytes_at(ri, f.block)?, f.offset as usize, ptr)?;
     // What the link wrote there, at the saved addresses.
     let s = saved_symbol(records, ri, f, saved_builtin)?;
     let p = old_block.addr.wrapping_add(u64::from(f.offset));
@@ -795,10 +768,9 @@ fn changed_pointer<A: Relocator>(
     let written = linked
         .get_mut(..ptr)
         .is_some_and(|field| A::apply(&inputs, field).is_ok());
-    if written && linked == word {
+    if written && u64::from_le_bytes(linked) == value {
         return Ok(None);
     }
-    let value = u64::from_le_bytes(word);
     let new = match moved_with_blocks(records, ri, f, taken, &mut saved.blocks, value)? {
         Some(new) => Some(new),
         None if value != 0 => saved
@@ -1038,6 +1010,15 @@ fn word_at(bytes: &[u8], offset: usize, ptr: usize) -> Result<u64, Short> {
         .ok_or(Short)?
         .copy_from_slice(bytes.get(offset..end).ok_or(Short)?);
     Ok(u64::from_le_bytes(word))
+}
+
+/// Writes `value` as the little-endian `ptr`-byte word at the start of `place`.
+fn put_word(place: &mut [u8], value: u64, ptr: usize) -> Result<(), Short> {
+    place
+        .get_mut(..ptr)
+        .ok_or(Short)?
+        .copy_from_slice(value.to_le_bytes().get(..ptr).ok_or(Short)?);
+    Ok(())
 }
 
 /// Where the target of fixup `f` of record `ri` was when the context was saved (the saved block addresses
