@@ -571,7 +571,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
                         _ => {}
                     }
                 }
-                if let Owner::Extension(slot, ..) = owner {
+                if let Owner::Extension(slot, _) = owner {
                     if !deps.contains(&slot) {
                         fallible::push(&mut deps, slot)?;
                     }
