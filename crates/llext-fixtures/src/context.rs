@@ -1,4 +1,4 @@
-//! Where things lie in a saved llext context (format 6, see `crates/llext/src/snapshot.rs` and `record.rs`), for tests that
+//! Where things lie in a saved llext context (format 7, see `crates/llext/src/snapshot.rs` and `record.rs`), for tests that
 //! damage one field of a real context on purpose: a 56-byte header, then per extension a record — a
 //! 52-byte header whose eleven `u32` table counts start at byte 8, then the tables — followed, in portable
 //! contexts, by the saved addresses of the built-ins its fixups name and the record's block bytes; a
