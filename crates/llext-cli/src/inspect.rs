@@ -43,19 +43,61 @@ pub(crate) fn inspect(args: &[String]) -> Result<(), Failure> {
     Ok(())
 }
 
-/// What a saved context holds: its kind, machine and extensions in load order.
+/// What a saved context holds: its kind, machine and extensions in load order, each with what its record
+/// says (dependencies, use count, blocks, exports, constructors and destructors, fixup table).
 fn context_description(file: &str, c: &llext::Context<'_>, len: usize, json: bool) -> String {
     let machine = llext::arch::machine_name(c.machine());
     let names: Vec<&str> = c.names().collect();
     let core = c.saved_core();
     let isa = core.isa.map(|isa| isa.key());
     let float_abi = core.float_abi.map(|abi| abi.key());
+    let dep_names = |e: &llext::SavedExtension<'_>| -> Vec<&str> {
+        e.dependencies()
+            .map(|d| names.get(d).copied().unwrap_or("?"))
+            .collect()
+    };
     if json {
         let quoted: Vec<String> = names.iter().map(|n| quote(n)).collect();
         let or_null = |v: Option<&str>| v.map_or("null".to_string(), quote);
+        let records: Vec<String> = c
+            .extensions()
+            .map(|e| {
+                let deps: Vec<String> = dep_names(&e).iter().map(|n| quote(n)).collect();
+                let blocks: Vec<String> = e
+                    .blocks()
+                    .map(|(addr, size, p)| {
+                        format!(
+                            "{{\"addr\":{addr},\"size\":{size},\"permission\":{}}}",
+                            quote(p.as_str())
+                        )
+                    })
+                    .collect();
+                let exports: Vec<String> = e
+                    .exports()
+                    .map(|(name, addr)| {
+                        let name = String::from_utf8_lossy(name);
+                        format!("{{\"name\":{},\"addr\":{addr}}}", quote(&name))
+                    })
+                    .collect();
+                let (ctors, dtors) = e.hooks();
+                format!(
+                    "{{\"name\":{},\"dependencies\":[{}],\"use_count\":{},\"initialised\":{},\
+                     \"blocks\":[{}],\"exports\":[{}],\"constructors\":{ctors},\"destructors\":{dtors},\
+                     \"fixup_bytes\":{}}}",
+                    quote(e.name()),
+                    deps.join(","),
+                    e.use_count(),
+                    e.initialised(),
+                    blocks.join(","),
+                    exports.join(","),
+                    e.fixup_bytes()
+                )
+            })
+            .collect();
         return format!(
             "{{\"file\":{},\"type\":\"context\",\"portable\":{},\"machine\":{},\"machine_name\":{},\
-             \"bytes\":{len},\"isa\":{},\"float_abi\":{},\"thumb_only\":{},\"extensions\":[{}]}}\n",
+             \"bytes\":{len},\"isa\":{},\"float_abi\":{},\"thumb_only\":{},\"extensions\":[{}],\
+             \"records\":[{}]}}\n",
             quote(file),
             c.is_portable(),
             c.machine(),
@@ -63,7 +105,8 @@ fn context_description(file: &str, c: &llext::Context<'_>, len: usize, json: boo
             or_null(isa.as_deref()),
             or_null(float_abi),
             core.thumb_only,
-            quoted.join(",")
+            quoted.join(","),
+            records.join(",")
         );
     }
     let kind = if c.is_portable() {
@@ -77,8 +120,42 @@ fn context_description(file: &str, c: &llext::Context<'_>, len: usize, json: boo
         c.machine(),
         names.len()
     );
-    for name in names {
-        let _ = writeln!(out, "  {name}");
+    for e in c.extensions() {
+        let deps = dep_names(&e);
+        let deps = if deps.is_empty() {
+            "no dependencies".to_string()
+        } else {
+            format!("depends on {}", deps.join(", "))
+        };
+        let state = if e.initialised() {
+            "constructors ran"
+        } else {
+            "not brought up"
+        };
+        let _ = writeln!(
+            out,
+            "  {}: {deps}; use count {}; {state}",
+            e.name(),
+            e.use_count()
+        );
+        let blocks: Vec<String> = e
+            .blocks()
+            .map(|(addr, size, p)| format!("{} {size} bytes at {addr:#x}", p.as_str()))
+            .collect();
+        let _ = writeln!(out, "    blocks: {}", blocks.join(", "));
+        let exports: Vec<String> = e
+            .exports()
+            .map(|(name, addr)| format!("{} {addr:#x}", String::from_utf8_lossy(name)))
+            .collect();
+        if !exports.is_empty() {
+            let _ = writeln!(out, "    exports: {}", exports.join(", "));
+        }
+        let (ctors, dtors) = e.hooks();
+        let _ = writeln!(
+            out,
+            "    constructors {ctors}, destructors {dtors}, fixup table {} bytes",
+            e.fixup_bytes()
+        );
     }
     // What a restore compares with its own registry's core (`Error::SnapshotCore`).
     let mut known = Vec::new();

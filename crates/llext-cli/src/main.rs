@@ -16,7 +16,8 @@ const USAGE: &str = "\
 usage: llext <command> [args]
 
 commands:
-  inspect FILE [--json]                    ELF type, machine, sections and regions, symbols, relocations
+  inspect FILE [--json]                    ELF type, machine, sections and regions, symbols, relocations;
+                                           for a saved context, what each extension in it holds
   check [--exports FILE] [--libc] [--at ADDR] FILE...
                                            load and link without running anything; report every problem.
                                            Objects for another machine are linked for it, against the

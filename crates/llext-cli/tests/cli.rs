@@ -1143,7 +1143,8 @@ fn user_review_of_the_command() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let s = text(&out.stdout);
     assert!(
-        s.contains("type: saved context, portable") && s.contains("\n  data\n"),
+        s.contains("type: saved context, portable")
+            && s.contains("\n  data: no dependencies; use count 1; constructors ran\n"),
         "{s}"
     );
     let out = llext(&["inspect", "--json", &snap]);
@@ -1578,4 +1579,54 @@ fn shell_unload_prints_destructor_output_before_its_own() {
         panic!("{s}");
     };
     assert!(dtor < unloaded && unloaded < empty, "{s}");
+}
+
+/// `inspect` of a saved context shows each extension's record: dependencies by name, use count, blocks,
+/// exports, constructors and destructors, and the size of its fixup table (text and JSON).
+#[test]
+fn inspect_shows_what_each_saved_extension_holds() {
+    let snap = scratch_snapshot("inspect-records");
+    let out = llext(&[
+        "snapshot",
+        "save",
+        "--out",
+        &snap,
+        &fixture("libmath-gcc-O2-pic.o"),
+        &fixture("usemath-gcc-O2-nopic.o"),
+        &fixture("ctors-clang-O2-pic.o"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = llext(&["inspect", &snap]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("\n  libmath-gcc-O2-pic: no dependencies; use count 1; constructors ran\n"),
+        "{s}"
+    );
+    assert!(
+        s.contains("\n  usemath-gcc-O2-nopic: depends on libmath-gcc-O2-pic; use count 1"),
+        "{s}"
+    );
+    assert!(
+        s.contains("    exports: ") && s.contains("lm_mul 0x"),
+        "{s}"
+    );
+    assert!(s.contains("    blocks: r-x "), "{s}");
+    assert!(
+        s.contains("constructors 2, destructors 1, fixup table "),
+        "{s}"
+    );
+    let out = llext(&["inspect", "--json", &snap]);
+    let s = text(&out.stdout);
+    assert!(
+        s.contains(
+            "\"records\":[{\"name\":\"libmath-gcc-O2-pic\",\"dependencies\":[],\"use_count\":1"
+        ),
+        "{s}"
+    );
+    assert!(
+        s.contains("{\"name\":\"usemath-gcc-O2-nopic\",\"dependencies\":[\"libmath-gcc-O2-pic\"]"),
+        "{s}"
+    );
+    assert!(s.contains("\"permission\":\"r-x\""), "{s}");
 }

@@ -74,5 +74,7 @@ pub use registry::{
     ExtId, ExtensionInfo, LoadOptions, Location, LocationRef, RegionInfo, Registry, SectionInfo,
     Storage, SymbolInfo, Unloaded, MAX_CALL_ARGS,
 };
-pub use snapshot::{Context, RestoreOptions, SaveOptions, SavedCore, CONTEXT_VERSION};
+pub use snapshot::{
+    Context, RestoreOptions, SaveOptions, SavedCore, SavedExtension, CONTEXT_VERSION,
+};
 pub use symbols::{Export, ExportTable};

@@ -669,6 +669,25 @@ impl<'b> Context<'b> {
         self.records().map(|r| r.view.name())
     }
 
+    /// The saved extensions, in load order: what each one's record says (for inspection; nothing is
+    /// allocated).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let registry = llext::Registry::new(llext::HostMemory::new(), llext::ExportTable::new(llext::LIBC_EXPORTS));
+    /// # registry.load_file(llext_fixtures::path("basic-gcc-O2-pic.o"))?;
+    /// let bytes = registry.save(&llext::SaveOptions::default())?;
+    /// let context = llext::Context::from_bytes(&bytes)?;
+    /// for e in context.extensions() {
+    ///     println!("{}: use count {}, {} exports", e.name(), e.use_count(), e.exports().count());
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn extensions(&self) -> impl Iterator<Item = SavedExtension<'b>> + '_ {
+        self.records().map(|rec| SavedExtension { rec })
+    }
+
     /// The records of a validated context, in order.
     fn records(&self) -> impl Iterator<Item = Rec<'b>> + '_ {
         let body = self
@@ -682,6 +701,63 @@ impl<'b> Context<'b> {
             pos += len;
             Some(rec)
         })
+    }
+}
+
+/// One extension of a saved context, as its record says ([`Context::extensions`]).
+#[derive(Debug, Clone, Copy)]
+pub struct SavedExtension<'b> {
+    rec: Rec<'b>,
+}
+
+impl<'b> SavedExtension<'b> {
+    /// Its name.
+    pub fn name(&self) -> &'b str {
+        self.rec.view.name()
+    }
+
+    /// The extensions it depends on, as indexes into [`Context::extensions`] (always earlier ones).
+    pub fn dependencies(&self) -> impl Iterator<Item = usize> + 'b {
+        self.rec.view.deps().map(|d| d as usize)
+    }
+
+    /// Its use count when saved.
+    pub fn use_count(&self) -> u32 {
+        self.rec.view.use_count()
+    }
+
+    /// Whether its constructors had run when it was saved (a restore runs none).
+    pub fn initialised(&self) -> bool {
+        self.rec.view.initialised_byte() == 1
+    }
+
+    /// Its memory blocks when saved: address, size and permission. A load that recorded fixups made each
+    /// block a byte longer than its content.
+    pub fn blocks(&self) -> impl Iterator<Item = (u64, u64, Permission)> + '_ {
+        self.rec
+            .blocks()
+            .iter()
+            .map(|b| (b.addr, b.size, b.permission))
+    }
+
+    /// Its exports when saved: name and address.
+    pub fn exports(&self) -> impl Iterator<Item = (&'b [u8], u64)> + 'b {
+        let view = self.rec.view;
+        view.exports()
+            .flatten()
+            .map(move |e| (view.str(e.name), e.addr as u64))
+    }
+
+    /// How many constructors and destructors it has.
+    pub fn hooks(&self) -> (usize, usize) {
+        let v = &self.rec.view;
+        (v.count(Table::Init), v.count(Table::Fini))
+    }
+
+    /// The size of its fixup table in bytes: the places a portable restore rewrites, a few bytes each (0 if
+    /// it was loaded without recording them).
+    pub fn fixup_bytes(&self) -> usize {
+        self.rec.view.count(Table::Fixups)
     }
 }
 

@@ -1238,3 +1238,37 @@ fn an_in_place_export_clash_gives_the_retained_blocks_back() {
     r.unload_name("a").unwrap();
     assert_eq!(memory.live(), 0);
 }
+
+/// `Context::extensions` shows each saved record as it is: dependencies as indexes, use counts, blocks
+/// where they were, exports, constructors and destructors, and the fixup table's size.
+#[test]
+fn a_context_shows_its_extensions() {
+    let r = registry();
+    load_pair(&r);
+    r.load("ctors", &bytes("ctors-clang-O2-pic.o")).unwrap();
+    r.load("libmath", &bytes(LIB)).unwrap(); // a second user of it
+    for options in [in_place(), portable()] {
+        let ctx = r.save(&options).unwrap();
+        let context = Context::from_bytes(&ctx).unwrap();
+        let saved: Vec<llext::SavedExtension<'_>> = context.extensions().collect();
+        let names: Vec<&str> = saved.iter().map(|e| e.name()).collect();
+        assert_eq!(names, ["libmath", "usemath", "ctors"]);
+        let deps = |i: usize| saved[i].dependencies().collect::<Vec<_>>();
+        assert_eq!((deps(0), deps(1), deps(2)), (vec![], vec![0], vec![]));
+        assert_eq!(saved[0].use_count(), 2);
+        assert!(saved.iter().all(|e| e.initialised()));
+        assert_eq!(saved[2].hooks(), (2, 1));
+        for e in &saved {
+            let info = r.info(r.get(e.name()).unwrap()).unwrap();
+            let blocks: u64 = e.blocks().map(|(_, size, _)| size).sum();
+            assert_eq!(blocks, info.memory as u64, "{}", e.name());
+            let exports: Vec<(Vec<u8>, u64)> = e.exports().map(|(n, a)| (n.to_vec(), a)).collect();
+            for (name, addr) in &exports {
+                let name = std::str::from_utf8(name).unwrap();
+                assert_eq!(r.find_symbol(name), Some(*addr as usize), "{name}");
+            }
+            assert!(e.fixup_bytes() > 0, "the host records fixups by default");
+        }
+        assert!(saved[0].exports().any(|(n, _)| n == b"lm_mul"));
+    }
+}
