@@ -499,13 +499,7 @@ fn reexported_built_ins_follow_the_built_in() {
     r.load("sayuser", &user).unwrap();
     assert_eq!(call(&r, "greet", &[]), 1, "the C library's puts");
     // The same names, `puts` elsewhere (as in a new process).
-    let moved: Vec<llext::Export> = llext::LIBC_EXPORTS
-        .iter()
-        .map(|e| match e.name() {
-            "puts" => llext::Export::new("puts", other_puts as *const ()),
-            _ => *e,
-        })
-        .collect();
+    let moved = common::libc_exports_moving("puts", other_puts as *const ());
     for names in [None, Some(&["sayuser"][..])] {
         let ctx = r
             .save(&SaveOptions {
@@ -1000,13 +994,7 @@ fn a_word_switched_to_another_built_in_is_rebound_by_name() {
     assert_eq!(call(&r, "allocator", &[]), libc::calloc as *const () as i64);
     let ctx = r.save(&portable()).unwrap();
     // The same names, `calloc` elsewhere (as in a new process).
-    let moved: Vec<llext::Export> = llext::LIBC_EXPORTS
-        .iter()
-        .map(|e| match e.name() {
-            "calloc" => llext::Export::new("calloc", other_calloc as *const ()),
-            _ => *e,
-        })
-        .collect();
+    let moved = common::libc_exports_moving("calloc", other_calloc as *const ());
     let elsewhere = Registry::new(HostMemory::new(), ExportTable::new(&moved));
     restore_all(&elsewhere, &ctx);
     assert_eq!(
@@ -1043,13 +1031,7 @@ fn destructors_in_a_dependency_or_a_built_in_move_with_it() {
     r.load("user", &compile_c(USER, &["-fPIC"])).unwrap();
     let ctx = r.save(&portable()).unwrap();
     // The same names, `rand` elsewhere (as in a new process).
-    let moved: Vec<llext::Export> = llext::LIBC_EXPORTS
-        .iter()
-        .map(|e| match e.name() {
-            "rand" => llext::Export::new("rand", other_rand as *const ()),
-            _ => *e,
-        })
-        .collect();
+    let moved = common::libc_exports_moving("rand", other_rand as *const ());
     let elsewhere = Registry::new(HostMemory::new(), ExportTable::new(&moved));
     restore_all(&elsewhere, &ctx);
     assert_eq!(call(&elsewhere, "user_nop", &[]), 7);

@@ -99,6 +99,18 @@ unsafe impl<M: Memory> Memory for Tracked<M> {
     }
 }
 
+/// The C library's exports with `name` at `addr` instead: the same names with one built-in elsewhere, as
+/// in a new process where a portable restore must rebind it.
+pub fn libc_exports_moving(name: &'static str, addr: *const ()) -> Vec<llext::Export> {
+    llext::LIBC_EXPORTS
+        .iter()
+        .map(|e| match e.name() {
+            n if n == name => llext::Export::new(name, addr),
+            _ => *e,
+        })
+        .collect()
+}
+
 pub fn registry() -> Registry<HostMemory> {
     Registry::new(HostMemory::new(), ExportTable::new(llext::LIBC_EXPORTS))
 }
