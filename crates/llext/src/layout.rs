@@ -227,6 +227,8 @@ pub(crate) struct Generated {
     pub stubs: (u64, u64),
     /// Placed at the end of the bss region, after the common symbols.
     pub copies: (u64, u64),
+    /// Bytes allocated past the end of each block's content (the slack of loads that record fixups).
+    pub slack: u64,
 }
 
 /// Plans the layout, with room for what the loader generates. `in_place` marks (by section index) the
@@ -426,7 +428,10 @@ pub(crate) fn plan(
         block.1 = block.1.max(region.align);
         total = total.saturating_add(region.size);
     }
-    let total_blocks = blocks.iter().fold(0u64, |acc, b| acc.saturating_add(b.0));
+    // Each block used is allocated with the slack past its content: that memory counts too.
+    let total_blocks = blocks.iter().filter(|b| b.0 != 0).fold(0u64, |acc, b| {
+        acc.saturating_add(b.0).saturating_add(generated.slack)
+    });
     limits.check(
         "extension memory",
         total_blocks.max(total),

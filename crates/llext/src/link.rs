@@ -607,6 +607,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             got,
             stubs,
             copies: (u64::from(copy_slots) * ptr as u64, ptr as u64),
+            slack: u64::from(req.record_fixups),
         };
         let plan = layout::plan(obj, req.layout, req.limits, generated, &in_place)?;
         let block_addr = allocate(&plan, &mut blocks, req.record_fixups)?;

@@ -108,6 +108,40 @@ fn every_cap_is_a_typed_error() {
     r.load_with("basic", &object, &NO_RUN).unwrap();
 }
 
+/// `max_memory` bounds what a load asks its memory provider for: the byte of slack each block of a load
+/// that records fixups gets is counted too (it once let such a load exceed the cap by up to 3 bytes).
+#[test]
+fn the_memory_cap_counts_every_byte_requested() {
+    let object = bytes("basic-gcc-O2-pic.o");
+    for portable in [false, true] {
+        let options = LoadOptions {
+            portable: portable && cfg!(feature = "portable"),
+            ..NO_RUN
+        };
+        let (r, memory) = counting_registry();
+        r.load_with("basic", &object, &options).unwrap();
+        let requested = memory.requested.load(std::sync::atomic::Ordering::SeqCst) as u64;
+
+        let (r, memory) = counting_registry();
+        r.set_limits(Limits {
+            max_memory: requested - 1,
+            ..Limits::default()
+        });
+        let err = r.load_with("basic", &object, &options).unwrap_err();
+        assert!(
+            matches!(err, Error::Limit { what: "extension memory", value, .. } if value == requested),
+            "portable {portable}: {err}"
+        );
+        assert!(r.is_empty());
+        assert_eq!(memory.live(), 0);
+        r.set_limits(Limits {
+            max_memory: requested,
+            ..Limits::default()
+        });
+        r.load_with("basic", &object, &options).unwrap();
+    }
+}
+
 #[test]
 fn file_size_is_checked_before_reading() {
     // A reader that claims a huge length fails on the cap, without the loader reading or allocating it.

@@ -13,6 +13,8 @@ use llext::{Block, BlockRequest, ExportTable, HostMemory, Memory, Permission, Re
 pub struct Tracked<M> {
     pub live: Arc<AtomicUsize>,
     pub allocations: Arc<AtomicUsize>,
+    /// Bytes requested by every allocation that succeeded.
+    pub requested: Arc<AtomicUsize>,
     /// Allocation number (counted from 1) that fails; 0 = none.
     pub fail_at: Arc<AtomicUsize>,
     pub inner: M,
@@ -38,6 +40,7 @@ impl<'a> CountingArena<'a> {
         let memory = Tracked {
             live: live.clone(),
             allocations: Arc::default(),
+            requested: Arc::default(),
             fail_at: Arc::default(),
             inner: llext::ArenaMemory::new(arena),
         };
@@ -70,6 +73,7 @@ unsafe impl<M: Memory> Memory for Tracked<M> {
         }
         let b = self.inner.allocate(request)?;
         self.live.fetch_add(1, Ordering::SeqCst);
+        self.requested.fetch_add(request.size, Ordering::SeqCst);
         Ok(b)
     }
     fn finalize(&mut self, block: &Block, permission: Permission) -> llext::Result<()> {
