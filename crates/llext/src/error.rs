@@ -138,6 +138,9 @@ pub enum Error {
         extension: String,
         /// The missing symbol.
         symbol: String,
+        /// A loaded extension that defines the symbol without exporting it (the likely mistake: its
+        /// definition lacks `LLEXT_EXPORT`, or Rust's `export!`).
+        defined_by: Option<String>,
     },
     /// An extension exports a name that is already exported (by the firmware or another extension).
     DuplicateExport {
@@ -500,8 +503,19 @@ impl fmt::Display for Error {
                 f,
                 "relocation {kind} at {section}+{offset:#x} against `{symbol}`: {reason} (value {value:#x})"
             ),
-            Error::Undefined { extension, symbol } => {
+            Error::Undefined {
+                extension,
+                symbol,
+                defined_by,
+            } => {
                 write!(f, "undefined symbol `{symbol}` in extension `{extension}`")?;
+                if let Some(definer) = defined_by {
+                    write!(
+                        f,
+                        " (extension `{definer}` defines it but does not export it: mark its \
+                         definition with `LLEXT_EXPORT` in C or `export!` in Rust)"
+                    )?;
+                }
                 if rust_core_symbol(symbol) {
                     f.write_str(
                         " (Rust's `core`, which no host can offer: build the extension with opt-level 1 \

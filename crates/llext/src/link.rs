@@ -99,6 +99,9 @@ pub(crate) trait Resolver {
     fn resolve(&self, name: &[u8]) -> Option<(u64, Owner)>;
     /// Who already exports `name`, if anyone (for duplicate-export checks).
     fn exporter(&self, name: &[u8]) -> Option<String>;
+    /// A loaded extension that defines `name` as a global symbol without exporting it, if any (for the
+    /// hint of an undefined symbol: a search through every extension, on that error path only).
+    fn definer(&self, name: &[u8]) -> Option<String>;
     /// `addr`'s offset in block `block` of extension `slot`, if it lies there or at its end (for fixup
     /// records, which only the `portable` feature makes).
     #[cfg(feature = "portable")]
@@ -581,6 +584,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             None => problems.push(Error::Undefined {
                 extension: String::from(req.name),
                 symbol: sym.name_lossy(),
+                defined_by: resolver.definer(sym.name),
             })?,
         }
     }

@@ -501,6 +501,14 @@ impl Resolver for View<'_> {
             hash_name(name),
         )
     }
+
+    fn definer(&self, name: &[u8]) -> Option<String> {
+        self.slots
+            .iter()
+            .filter_map(|s| s.ext.as_ref())
+            .find(|e| e.linked.view().global_rec(name).is_some())
+            .map(|e| String::from(e.name()))
+    }
 }
 
 /// Who already exports `name` (hash `h`): a built-in, or a loaded extension (by name).

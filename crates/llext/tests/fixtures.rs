@@ -182,15 +182,57 @@ fn undefined_symbol_fails_naming_it_and_leaves_nothing_behind() {
     for v in variants() {
         let (r, memory) = common::counting_registry();
         match r.load("undef", &v.bytes("undef")) {
-            Err(llext::Error::Undefined { extension, symbol }) => {
+            Err(llext::Error::Undefined {
+                extension,
+                symbol,
+                defined_by,
+            }) => {
                 assert_eq!(extension, "undef");
                 assert_eq!(symbol, "no_such_function");
+                assert_eq!(defined_by, None);
             }
             other => panic!("{v}: {other:?}"),
         }
         assert!(r.is_empty());
         assert_eq!(memory.live(), 0, "{v}: a failed load must not keep memory");
     }
+}
+
+/// The commonest first mistake: a library extension defines a function but does not export it. The
+/// error names the extension that has it and says what to add, and the registry keeps only the library.
+#[test]
+fn a_symbol_a_loaded_extension_defines_without_exporting_names_it() {
+    let (r, memory) = common::counting_registry();
+    let lib = common::compile_c(
+        "static int count; int bump(int by) { count += by; return count; }",
+        &["-O2", "-fPIC"],
+    );
+    let app = common::compile_c(
+        "extern int bump(int); int run(int n) { return bump(n); }",
+        &["-O2", "-fPIC"],
+    );
+    r.load("lib", &lib).unwrap();
+    let err = r.load("app", &app).unwrap_err();
+    match &err {
+        llext::Error::Undefined {
+            extension,
+            symbol,
+            defined_by,
+        } => {
+            assert_eq!(extension, "app");
+            assert_eq!(symbol, "bump");
+            assert_eq!(defined_by.as_deref(), Some("lib"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        err.to_string()
+            .contains("extension `lib` defines it but does not export it"),
+        "{err}"
+    );
+    assert_eq!(r.len(), 1);
+    r.unload_name("lib").unwrap();
+    assert_eq!(memory.live(), 0);
 }
 
 #[test]
