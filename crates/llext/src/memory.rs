@@ -297,16 +297,19 @@ unsafe impl Memory for ArenaMemory<'_> {
         let off = addr
             .checked_sub(base)
             .filter(|o| o.checked_add(size).is_some_and(|e| e <= self.len));
-        let bad = Error::Memory {
-            what: "adopt retained memory: range is not free in the arena",
-            code: 0,
+        // A context saved with another arena (one a firmware update moved, say) is told apart from one
+        // whose blocks something else took since: the cures differ.
+        let Some(off) = off else {
+            return Err(Error::Memory {
+                what: "adopt retained memory: range lies outside the arena (saved with another arena?)",
+                code: 0,
+            });
         };
-        let off = off.ok_or(bad.clone())?;
-        if size == 0 {
-            return Err(bad);
-        }
-        if !self.free.take_exact(off, size) {
-            return Err(bad);
+        if size == 0 || !self.free.take_exact(off, size) {
+            return Err(Error::Memory {
+                what: "adopt retained memory: range is not free in the arena",
+                code: 0,
+            });
         }
         let ptr = NonNull::new(addr as *mut u8).ok_or(Error::Internal("null arena block"))?;
         // SAFETY: the range lies inside the arena and was free; it is now removed from the free list.

@@ -319,6 +319,53 @@ long get_state(void) { return state; }
     assert_eq!(r.unload(ids[0]).unwrap(), Unloaded::Freed);
 }
 
+/// Cortex-M user trial: a firmware that restores an in-place context into an arena other than the one it
+/// was saved with (a firmware update moved the arena's static) was told "range is not free in the arena",
+/// as if something had taken the retained blocks since. The two refusals now say which it is, and the
+/// registry and both arenas are left as they were.
+#[test]
+fn adopting_outside_the_arena_says_so() {
+    let elf = common::compile_for(
+        "thumbv7m-none-eabi",
+        "long seven(void) { return 7; }\n",
+        &["-O2"],
+    );
+    let mut saved_in = common::ExecArena::new(1 << 20);
+    let mut moved = common::ExecArena::new(1 << 20);
+    let r = Registry::for_machine(
+        ArenaMemory::new(saved_in.bytes()),
+        ExportTable::default(),
+        40,
+    );
+    r.load("seven", &elf).unwrap();
+    let ctx = r.save(&llext::SaveOptions::default()).unwrap();
+    assert_eq!(r.forget_all(), Ok(1));
+    let context = llext::Context::from_bytes(&ctx).unwrap();
+    let restore =
+        |r: &Registry<ArenaMemory<'_>>| r.restore(&context, &llext::RestoreOptions::default());
+
+    let elsewhere =
+        Registry::for_machine(ArenaMemory::new(moved.bytes()), ExportTable::default(), 40);
+    match restore(&elsewhere) {
+        Err(e @ Error::Memory { .. }) => {
+            assert!(e.to_string().contains("outside the arena"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(elsewhere.is_empty());
+    assert_eq!(elsewhere.with_memory(|m| m.free_bytes()), 1 << 20);
+
+    // Its own arena, with the retained block taken by a later load: not free.
+    let taken = r.load("taken", &elf).unwrap();
+    match restore(&r) {
+        Err(e @ Error::Memory { .. }) => {
+            assert!(e.to_string().contains("not free in the arena"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(r.unload(taken), Ok(Unloaded::Freed));
+}
+
 /// User review: `llext run --call counter` on an exported `long counter` jumped into the data and died of
 /// SIGSEGV. A symbol in a block without execute permission is refused, exported or only global, also after
 /// a restore; a function is still called.
