@@ -184,11 +184,15 @@ pub unsafe trait Memory {
 /// First fit with coalescing free ranges; permissions are not enforced (there is no MMU); `finalize` calls the
 /// optional `sync_code` hook for code blocks so targets with caches can clean and invalidate them.
 ///
-/// A disowned block goes back to the free ranges at once: after
-/// [`Registry::forget_all`](crate::Registry::forget_all) a load before the restore may take the retained
-/// blocks and overwrite them. Restore first, or save with
-/// [`SaveOptions::content_hashes`](crate::SaveOptions::content_hashes) so that a restore refuses a
-/// changed block. [`Registry::with_memory`](crate::Registry::with_memory) reads the arena's
+/// In-place restores: a block given up with [`Memory::disown`] (by
+/// [`Registry::forget_all`](crate::Registry::forget_all)) is kept apart, so a load before the restore
+/// takes other free memory and leaves it intact; only when nothing else fits are the kept blocks handed
+/// out again, and a restore that then names them is refused ([`Error::Memory`]) instead of adopting
+/// overwritten code. After a warm reboot, a new arena over the same retained bytes adopts the blocks a
+/// context names as long as nothing it handed out since it was made reached them (what it has handed out
+/// is tracked as a high-water mark: with first fit that is everything below it). Saving with
+/// [`SaveOptions::content_hashes`](crate::SaveOptions::content_hashes) also refuses blocks that changed
+/// in any other way. [`Registry::with_memory`](crate::Registry::with_memory) reads the arena's
 /// [`free_bytes`](ArenaMemory::free_bytes) while a registry owns it.
 ///
 /// ```
@@ -206,6 +210,11 @@ pub struct ArenaMemory<'a> {
     base: NonNull<u8>,
     len: usize,
     free: FreeRanges,
+    /// Blocks given up with `disown` and not adopted or handed out since.
+    retained: FreeRanges,
+    /// The end of the highest range handed out since the arena was made: past it, every byte is as it was
+    /// when the arena was made (first fit hands out the lowest range that fits).
+    touched: usize,
     sync_code: Option<fn(*const u8, usize)>,
     executes_in_place: bool,
     _arena: core::marker::PhantomData<&'a mut [u8]>,
@@ -223,6 +232,8 @@ impl<'a> ArenaMemory<'a> {
             base,
             len,
             free: FreeRanges::whole(len),
+            retained: FreeRanges::default(),
+            touched: 0,
             sync_code: None,
             executes_in_place: false,
             _arena: core::marker::PhantomData,
@@ -244,9 +255,17 @@ impl<'a> ArenaMemory<'a> {
         self
     }
 
-    /// Bytes currently free.
+    /// Bytes currently free, blocks given up for a restore included (a load takes them when nothing else
+    /// fits).
     pub fn free_bytes(&self) -> usize {
-        self.free.total()
+        self.free.total() + self.retained.total()
+    }
+
+    /// Returns every block given up for a restore to the free ranges: none can be adopted any more.
+    fn release_retained(&mut self) {
+        for (off, len) in core::mem::take(&mut self.retained).ranges() {
+            self.free.give_back(off, len);
+        }
     }
 
     /// Size of the arena.
@@ -266,10 +285,18 @@ unsafe impl Memory for ArenaMemory<'_> {
             return Err(oom);
         }
         let base = self.base.as_ptr() as usize;
-        let off = self
-            .free
-            .take_first_fit(base, request.size, request.align)
-            .ok_or(oom)?;
+        let off = match self.free.take_first_fit(base, request.size, request.align) {
+            Some(off) => off,
+            None if self.retained.total() > 0 => {
+                // Only blocks kept for a restore are left: that restore will be refused.
+                self.release_retained();
+                self.free
+                    .take_first_fit(base, request.size, request.align)
+                    .ok_or(oom)?
+            }
+            None => return Err(oom),
+        };
+        self.touched = self.touched.max(off + request.size);
         let ptr =
             NonNull::new((base + off) as *mut u8).ok_or(Error::Internal("null arena block"))?;
         // SAFETY: [off, off+size) lies inside the arena and was free; it is now out of the free list, so no
@@ -305,21 +332,26 @@ unsafe impl Memory for ArenaMemory<'_> {
                 code: 0,
             });
         };
-        if size == 0 || !self.free.take_exact(off, size) {
+        // Given up with `disown` and kept since; or, in an arena made after a warm reboot, never handed out.
+        let kept = size > 0
+            && (self.retained.take_exact(off, size)
+                || (off >= self.touched && self.free.take_exact(off, size)));
+        if !kept {
             return Err(Error::Memory {
-                what: "adopt retained memory: range is not free in the arena",
+                what: "adopt retained memory: the arena has handed the range out since it was given up \
+                       (a load between `forget_all`, or a warm reboot, and the restore took it)",
                 code: 0,
             });
         }
         let ptr = NonNull::new(addr as *mut u8).ok_or(Error::Internal("null arena block"))?;
-        // SAFETY: the range lies inside the arena and was free; it is now removed from the free list.
+        // SAFETY: the range lies inside the arena and was kept or never handed out; it is now out of both
+        // lists, so no other block aliases it.
         Ok(unsafe { Block::new(ptr, size, off) })
     }
 
     fn disown(&mut self, block: Block) {
-        // The bytes stay as they are; the range only becomes free again in the arena's books, ready to be
-        // adopted by a later restore.
-        self.free(block);
+        // The bytes stay as they are, kept apart for a later restore to adopt.
+        self.retained.give_back(block.token(), block.size());
     }
 
     fn free(&mut self, block: Block) {

@@ -119,6 +119,11 @@ impl FreeRanges {
         true
     }
 
+    /// The ranges, in order.
+    pub fn ranges(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.0.iter().copied()
+    }
+
     /// Total free length.
     pub fn total(&self) -> usize {
         self.0.iter().map(|r| r.1).sum()

@@ -354,16 +354,91 @@ fn adopting_outside_the_arena_says_so() {
     }
     assert!(elsewhere.is_empty());
     assert_eq!(elsewhere.with_memory(|m| m.free_bytes()), 1 << 20);
+}
 
-    // Its own arena, with the retained block taken by a later load: not free.
-    let taken = r.load("taken", &elf).unwrap();
-    match restore(&r) {
+/// Cortex-M user trial: following the README, a firmware called `forget_all`, loaded and unloaded another
+/// extension (as a boot path loading a default one would), then restored: the load had taken the retained
+/// blocks, the restore adopted them all the same, and the next call died of a HardFault at pc 0. The arena
+/// now keeps disowned blocks apart: such a load takes other memory, and one that can only fit in them
+/// makes the restore a typed refusal. A new arena over the same bytes (a warm reboot) adopts the blocks,
+/// unless something it handed out since reached them.
+#[test]
+fn loads_before_an_in_place_restore_leave_the_kept_blocks_alone() {
+    let seven = common::compile_c("long seven(void) { return 7; }", &["-O2", "-fPIC"]);
+    let eight = common::compile_c("long eight(void) { return 8; }", &["-O2", "-fPIC"]);
+    let mut arena = common::ExecArena::new(1 << 20);
+    let bytes = arena.bytes();
+    let libc = || ExportTable::new(llext::LIBC_EXPORTS);
+    let call = |r: &Registry<ArenaMemory<'_>>, name: &str| {
+        // SAFETY: both fixtures are `long f(void)`.
+        unsafe { r.call(name, &[]) }
+    };
+
+    // What one extension takes: the last arena below has room for one and a half.
+    let used = {
+        let r = Registry::new(ArenaMemory::new(&mut bytes[..]), libc());
+        r.load("seven", &seven).unwrap();
+        r.with_memory(|m| m.capacity() - m.free_bytes())
+    };
+
+    let ctx = {
+        let r = Registry::new(ArenaMemory::new(&mut bytes[..]), libc());
+        r.load("seven", &seven).unwrap();
+        let ctx = r.save(&llext::SaveOptions::default()).unwrap();
+        assert_eq!(r.forget_all(), Ok(1));
+        // A load and unload between: other memory, and the restored code still runs.
+        let other = r.load("eight", &eight).unwrap();
+        assert_eq!(call(&r, "eight"), Ok(8));
+        assert_eq!(r.unload(other), Ok(Unloaded::Freed));
+        let context = llext::Context::from_bytes(&ctx).unwrap();
+        r.restore(&context, &llext::RestoreOptions::default())
+            .unwrap();
+        assert_eq!(call(&r, "seven"), Ok(7));
+        assert_eq!(r.forget_all(), Ok(1));
+        ctx
+    };
+    let context = llext::Context::from_bytes(&ctx).unwrap();
+
+    // A warm reboot: a new arena over the same bytes adopts what nothing handed out since.
+    {
+        let r = Registry::new(ArenaMemory::new(&mut bytes[..]), libc());
+        r.restore(&context, &llext::RestoreOptions::default())
+            .unwrap();
+        assert_eq!(call(&r, "seven"), Ok(7));
+        assert_eq!(r.forget_all(), Ok(1));
+    }
+    // A warm reboot whose boot path loads first, over the saved blocks: refused, nothing changed.
+    {
+        let r = Registry::new(ArenaMemory::new(&mut bytes[..]), libc());
+        r.load("eight", &eight).unwrap();
+        let free = r.with_memory(|m| m.free_bytes());
+        match r.restore(&context, &llext::RestoreOptions::default()) {
+            Err(e @ Error::Memory { .. }) => {
+                assert!(e.to_string().contains("handed the range out"), "{e}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(r.len(), 1);
+        assert_eq!(r.with_memory(|m| m.free_bytes()), free);
+        assert_eq!(call(&r, "eight"), Ok(8));
+    }
+    // In process, a load that only fits in the kept blocks takes them, and the restore is refused.
+    let r = Registry::new(ArenaMemory::new(&mut bytes[..used + used / 2]), libc());
+    r.load("seven", &seven).unwrap();
+    let ctx = r.save(&llext::SaveOptions::default()).unwrap();
+    assert_eq!(r.forget_all(), Ok(1));
+    r.load("eight", &eight).unwrap();
+    match r.restore(
+        &llext::Context::from_bytes(&ctx).unwrap(),
+        &llext::RestoreOptions::default(),
+    ) {
         Err(e @ Error::Memory { .. }) => {
-            assert!(e.to_string().contains("not free in the arena"), "{e}")
+            assert!(e.to_string().contains("handed the range out"), "{e}")
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(r.unload(taken), Ok(Unloaded::Freed));
+    assert_eq!(r.len(), 1);
+    assert_eq!(call(&r, "eight"), Ok(8));
 }
 
 /// User review: `llext run --call counter` on an exported `long counter` jumped into the data and died of
