@@ -340,6 +340,13 @@ pub enum Error {
         /// Its block index.
         block: usize,
     },
+    /// [`Registry::save_into`](crate::Registry::save_into) was given a buffer smaller than the context.
+    BufferTooSmall {
+        /// Bytes the context needs ([`Registry::context_size`](crate::Registry::context_size)).
+        needed: usize,
+        /// Bytes the buffer has.
+        size: usize,
+    },
     /// The extension was loaded without recording fixups, so it cannot go into a portable snapshot.
     NotPortable {
         /// The extension.
@@ -672,6 +679,11 @@ impl fmt::Display for Error {
             Error::ContentChanged { extension, block } => write!(
                 f,
                 "memory of extension `{extension}` (block {block}) changed since the context was saved"
+            ),
+            Error::BufferTooSmall { needed, size } => write!(
+                f,
+                "buffer of {size} bytes too small to save the context into: it needs {needed} \
+                 (`context_size`)"
             ),
             Error::NotPortable { extension } => write!(
                 f,

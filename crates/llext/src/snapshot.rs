@@ -97,7 +97,9 @@ pub struct SaveOptions<'a> {
     /// A build without the `portable` feature refuses it ([`Error::FeatureDisabled`]).
     pub portable: bool,
     /// Record a content hash per block, checked on restore (always on for portable contexts): an in-place
-    /// restore checks the retained block, a portable one the bytes the context carries.
+    /// restore checks the retained block, a portable one the bytes the context carries. Sections used in
+    /// place from an extension's storage ([`Storage::InPlace`](crate::Storage::InPlace)) are not blocks
+    /// and are not covered: a context must not be restored after that storage was rewritten.
     pub content_hashes: bool,
 }
 
@@ -253,18 +255,42 @@ struct Out<'b> {
     pos: usize,
 }
 
-impl Out<'_> {
+impl<'b> Out<'b> {
+    /// A writer that only measures.
+    fn measure() -> Self {
+        Out { buf: None, pos: 0 }
+    }
+
+    /// A writer into `buf`; past its end it only measures (see [`Out::short_of`]).
+    fn filling(buf: &'b mut [u8]) -> Self {
+        Out {
+            buf: Some(buf),
+            pos: 0,
+        }
+    }
+
+    /// After writing into a buffer of `size` bytes: the refusal if the context did not fit.
+    fn short_of(&self, size: usize) -> Result<usize> {
+        if self.pos > size {
+            return Err(Error::BufferTooSmall {
+                needed: self.pos,
+                size,
+            });
+        }
+        Ok(self.pos)
+    }
+
     fn bytes(&mut self, b: &[u8]) -> Result<()> {
         let end = self
             .pos
             .checked_add(b.len())
             .ok_or(Error::Internal("context size"))?;
         if let Some(buf) = self.buf.as_deref_mut() {
-            buf.get_mut(self.pos..end)
-                .ok_or(Error::Snapshot {
-                    reason: "buffer too small for the context (see `context_size`)",
-                })?
-                .copy_from_slice(b);
+            match buf.get_mut(self.pos..end) {
+                Some(dst) => dst.copy_from_slice(b),
+                // Too small: go on measuring, so the refusal can say how much is needed.
+                None => self.buf = None,
+            }
         }
         self.pos = end;
         Ok(())
@@ -535,6 +561,19 @@ fn validate(rec: &Rec<'_>, index: usize, portable: bool) -> Result<()> {
     Ok(())
 }
 
+/// The header at the start of `bytes`, if it is one's length and starts with the magic.
+fn header(bytes: &[u8]) -> Result<&[u8]> {
+    let header = bytes.get(..HEADER).ok_or(Error::Snapshot {
+        reason: "shorter than a context header",
+    })?;
+    if header.get(..8) != Some(&MAGIC[..]) {
+        return Err(Error::Snapshot {
+            reason: "bad magic (not an llext context)",
+        });
+    }
+    Ok(header)
+}
+
 /// A validated saved context, borrowing its bytes (no allocation).
 ///
 /// ```
@@ -569,18 +608,35 @@ impl<'b> Context<'b> {
         checksum(body)
     }
 
+    /// [`Context::from_bytes`] for the context at the start of `region` — retained RAM or a flash page
+    /// kept whole across a warm reboot, where the length [`Registry::save_into`] returned was not kept —
+    /// taking its length from its header (which the checksum then covers).
+    ///
+    /// ```
+    /// # #[cfg(feature = "std")] {
+    /// let registry = llext::Registry::new(llext::HostMemory::new(), llext::ExportTable::default());
+    /// let mut retained = [0xa5u8; 256];
+    /// registry.save_into(&llext::SaveOptions::default(), &mut retained).unwrap();
+    /// assert!(llext::Context::from_bytes(&retained).is_err()); // the region is longer than the context
+    /// assert_eq!(llext::Context::from_prefix(&retained).unwrap().len(), 0);
+    /// # }
+    /// ```
+    pub fn from_prefix(region: &'b [u8]) -> Result<Context<'b>> {
+        let len = usize::try_from(u64_at(header(region)?, 32)?).map_err(|_| Short)?;
+        let bytes = region.get(..len).ok_or(Error::Snapshot {
+            reason: "shorter than the length its header gives (truncated)",
+        })?;
+        Context::from_bytes(bytes)
+    }
+
     /// Checks the header, the checksum and every record of `bytes` (a portable context's fixups, and
     /// every context's constructor and destructor addresses, which may lie in a dependency or a built-in,
     /// are checked as [`Registry::restore`] uses them).
+    ///
+    /// `bytes` must be the context exactly, as long as [`Registry::save_into`] said: a longer slice is
+    /// refused as padded (use [`Context::from_prefix`] for a context at the start of a larger region).
     pub fn from_bytes(bytes: &'b [u8]) -> Result<Context<'b>> {
-        let header = bytes.get(..HEADER).ok_or(Error::Snapshot {
-            reason: "shorter than a context header",
-        })?;
-        if header.get(..8) != Some(&MAGIC[..]) {
-            return Err(Error::Snapshot {
-                reason: "bad magic (not an llext context)",
-            });
-        }
+        let header = header(bytes)?;
         let version = u16_at(header, 8)?;
         let flags = u16_at(header, 10)?;
         let machine = u16_at(header, 12)?;
@@ -943,13 +999,18 @@ impl<M: Memory> Registry<M> {
     /// The exact size of the context [`Registry::save_into`] would write.
     pub fn context_size(&self, options: &SaveOptions<'_>) -> Result<usize> {
         let mut inner = self.inner.lock();
-        let mut out = Out { buf: None, pos: 0 };
+        let mut out = Out::measure();
         inner.write_context(options, &mut out)?;
         Ok(out.pos)
     }
 
     /// Saves a context into `buf` without allocating (e.g. straight into retained RAM before power-down)
-    /// and returns its length.
+    /// and returns its length, which [`Context::from_bytes`] needs too (or read it back from the bytes with
+    /// [`Context::from_prefix`]).
+    ///
+    /// A buffer shorter than [`Registry::context_size`] is refused with [`Error::BufferTooSmall`], which
+    /// says how much is needed. What was written into it by then never reads back as a context: the
+    /// header's length or the checksum does not match, so a context kept there before is refused too.
     ///
     /// ```
     /// # #[cfg(feature = "std")] {
@@ -963,12 +1024,10 @@ impl<M: Memory> Registry<M> {
     /// ```
     pub fn save_into(&self, options: &SaveOptions<'_>, buf: &mut [u8]) -> Result<usize> {
         let mut inner = self.inner.lock();
-        let mut out = Out {
-            buf: Some(buf),
-            pos: 0,
-        };
+        let size = buf.len();
+        let mut out = Out::filling(buf);
         inner.write_context(options, &mut out)?;
-        Ok(out.pos)
+        out.short_of(size)
     }
 
     /// Saves a context into a new vector.
@@ -978,15 +1037,16 @@ impl<M: Memory> Registry<M> {
     /// extension whose destructors run is already on its way out and is left out.
     pub fn save(&self, options: &SaveOptions<'_>) -> Result<Vec<u8>> {
         let mut inner = self.inner.lock();
-        let mut measure = Out { buf: None, pos: 0 };
+        let mut measure = Out::measure();
         inner.write_context(options, &mut measure)?;
         let mut bytes = fallible::vec(measure.pos)?;
         bytes.resize(measure.pos, 0);
-        let mut out = Out {
-            buf: Some(&mut bytes),
-            pos: 0,
-        };
+        let size = bytes.len();
+        let mut out = Out::filling(&mut bytes);
         inner.write_context(options, &mut out)?;
+        // Measured under the same lock: it fits.
+        out.short_of(size)
+            .map_err(|_| Error::Internal("context size changed"))?;
         Ok(bytes)
     }
 
@@ -995,6 +1055,13 @@ impl<M: Memory> Registry<M> {
     /// in-place context, before the suspend. Returns how many extensions were forgotten. It forgets every
     /// extension, also those a context of [`SaveOptions::names`] left out: their memory stays retained,
     /// and only unloading them before is what frees it.
+    ///
+    /// Handles of the forgotten extensions are stale from then on (a restore hands out new ones).
+    /// Dropping the registry is not the same: it frees every block in its provider's books (bytes are
+    /// not cleared, but the provider may hand them out again). A warm reboot, which loses the registry and
+    /// its provider, restores through a new registry whose provider manages the same retained memory (an
+    /// [`ArenaMemory`](crate::ArenaMemory) over the same bytes adopts what it has not handed out since it
+    /// was made).
     ///
     /// Refused with [`Error::Busy`], changing nothing, while any extension runs its constructors or
     /// destructors: their code (or code they call in the extensions they depend on) may still run, and a
@@ -1026,6 +1093,8 @@ impl<M: Memory> Registry<M> {
     /// Restores a saved context: no ELF parsing, no symbol lookup (but rebinding built-ins by name in
     /// portable contexts), no relocation. All or nothing: on any error the registry and memory are exactly
     /// as before. Restored extensions are not re-initialised; use counts and dependencies are as saved.
+    /// Returns the new handles in the context's order (the order they were loaded in, which
+    /// [`Context::names`] lists).
     ///
     /// A portable restore carries the extensions' memory as it was saved and rewrites only what the link
     /// wrote: addresses into the extensions move with their blocks and built-ins are rebound by name. A

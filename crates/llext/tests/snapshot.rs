@@ -85,11 +85,68 @@ fn save_into_a_fixed_buffer_matches_save() {
     let n = r.save_into(&in_place(), &mut retained).unwrap();
     assert_eq!(n, size);
     assert_eq!(&retained[..n], &r.save(&in_place()).unwrap()[..]);
-    let mut small = vec![0u8; size - 1];
+    // Too small: the refusal says how much is needed, and what was written does not read back as a
+    // context, nor does the one kept there before.
+    let names = ["libmath"];
+    let older = r
+        .save(&SaveOptions {
+            names: Some(&names),
+            ..in_place()
+        })
+        .unwrap();
+    assert!(older.len() < size - 1);
+    for short in [size - 1, older.len(), 10, 0] {
+        let mut small = vec![0u8; short];
+        let kept = short.min(older.len());
+        small[..kept].copy_from_slice(&older[..kept]);
+        assert_eq!(
+            r.save_into(&in_place(), &mut small),
+            Err(Error::BufferTooSmall {
+                needed: size,
+                size: short
+            })
+        );
+        assert!(Context::from_prefix(&small).is_err());
+    }
+    let err = r.save_into(&in_place(), &mut [0u8; 10]).unwrap_err();
+    assert!(
+        err.to_string().contains(&format!("it needs {size}")),
+        "{err}"
+    );
+}
+
+/// Cortex-M user trial: the length `save_into` returns did not survive a warm reboot, and `from_bytes` of
+/// the whole retained region was refused as padded. `from_prefix` takes the length from the header.
+#[test]
+fn a_context_at_the_start_of_a_larger_region_reads_back_from_its_prefix() {
+    let r = registry();
+    load_pair(&r);
+    let mut region = vec![0xa5u8; 1 << 16];
+    let n = r.save_into(&in_place(), &mut region).unwrap();
     assert!(matches!(
-        r.save_into(&in_place(), &mut small),
+        Context::from_bytes(&region),
         Err(Error::Snapshot { .. })
     ));
+    let context = Context::from_prefix(&region).unwrap();
+    assert_eq!(context.len(), 2);
+    assert_eq!(
+        context.names().collect::<Vec<_>>(),
+        Context::from_bytes(&region[..n])
+            .unwrap()
+            .names()
+            .collect::<Vec<_>>()
+    );
+    // A region cut inside the context, or one that holds none, is refused.
+    for cut in [n - 1, 40, 0] {
+        assert!(matches!(
+            Context::from_prefix(&region[..cut]),
+            Err(Error::Snapshot { .. })
+        ));
+    }
+    assert!(Context::from_prefix(&[0u8; 4096]).is_err());
+    r.forget_all().unwrap();
+    r.restore(&context, &RestoreOptions::default()).unwrap();
+    assert_eq!(call(&r, "use_math", &[5]), 15);
 }
 
 #[test]
