@@ -339,6 +339,10 @@ pub enum Error {
         extension: String,
         /// Its block index.
         block: usize,
+        /// The block's permission.
+        permission: crate::memory::Permission,
+        /// Where the block was when saved.
+        addr: u64,
     },
     /// [`Registry::save_into`](crate::Registry::save_into) was given a buffer smaller than the context.
     BufferTooSmall {
@@ -676,9 +680,16 @@ impl fmt::Display for Error {
                 "saved extension `{extension}` needs built-in symbol `{symbol}`, which is no longer exported"
             ),
             Error::AlreadyLoaded { name } => write!(f, "an extension named `{name}` is already loaded"),
-            Error::ContentChanged { extension, block } => write!(
+            Error::ContentChanged {
+                extension,
+                block,
+                permission,
+                addr,
+            } => write!(
                 f,
-                "memory of extension `{extension}` (block {block}) changed since the context was saved"
+                "memory of extension `{extension}` (block {block}: {}, saved at {addr:#x}) changed since \
+                 the context was saved",
+                permission.as_str()
             ),
             Error::BufferTooSmall { needed, size } => write!(
                 f,

@@ -1257,6 +1257,8 @@ fn take_memory<M: Memory>(
                         return Err(Error::ContentChanged {
                             extension: String::from(rec.view.name()),
                             block: bi,
+                            permission: b.permission,
+                            addr: b.addr,
                         });
                     }
                 }

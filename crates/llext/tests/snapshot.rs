@@ -518,12 +518,23 @@ fn changed_carried_bytes_are_refused() {
     ctx[at] ^= 0x40;
     reseal(&mut ctx);
     let context = Context::from_bytes(&ctx).unwrap();
-    match r.restore(&context, &RestoreOptions::default()) {
-        Err(Error::ContentChanged { extension, block }) => {
-            assert_eq!((extension.as_str(), block), ("libmath", 0))
+    let (addr, _, permission) = context
+        .extensions()
+        .next()
+        .and_then(|e| e.blocks().next())
+        .unwrap();
+    let err = r.restore(&context, &RestoreOptions::default()).unwrap_err();
+    assert_eq!(
+        err,
+        Error::ContentChanged {
+            extension: "libmath".into(),
+            block: 0,
+            permission,
+            addr
         }
-        other => panic!("{other:?}"),
-    }
+    );
+    let says = format!("block 0: {}, saved at {addr:#x}", permission.as_str());
+    assert!(err.to_string().contains(&says), "{err}");
     assert!(r.is_empty());
     assert_eq!(memory.live(), 0);
 }

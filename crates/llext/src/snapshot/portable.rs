@@ -107,6 +107,8 @@ pub(super) fn take_memory<M: Memory>(
                     return Err(Error::ContentChanged {
                         extension: String::from(rec.view.name()),
                         block: bi,
+                        permission: b.permission,
+                        addr: b.addr,
                     });
                 }
                 let Some(list) = taken.blocks.get_mut(ri) else {
