@@ -261,11 +261,29 @@ impl<'a> ArenaMemory<'a> {
         self.free.total() + self.retained.total()
     }
 
-    /// Returns every block given up for a restore to the free ranges: none can be adopted any more.
-    fn release_retained(&mut self) {
-        for (off, len) in core::mem::take(&mut self.retained).ranges() {
+    /// First fit in the free ranges; failing that, in them and the blocks given up for a restore, which
+    /// then can no longer be adopted (they stay kept if the request does not fit even so).
+    fn take_first_fit(&mut self, size: usize, align: usize) -> Option<usize> {
+        let base = self.base.as_ptr() as usize;
+        if let Some(off) = self.free.take_first_fit(base, size, align) {
+            return Some(off);
+        }
+        if self.retained.total() == 0 {
+            return None;
+        }
+        let kept = core::mem::take(&mut self.retained);
+        for (off, len) in kept.ranges() {
             self.free.give_back(off, len);
         }
+        let off = self.free.take_first_fit(base, size, align);
+        if off.is_none() {
+            for (off, len) in kept.ranges() {
+                if self.free.take_exact(off, len) {
+                    self.retained.give_back(off, len);
+                }
+            }
+        }
+        off
     }
 
     /// Size of the arena.
@@ -285,17 +303,9 @@ unsafe impl Memory for ArenaMemory<'_> {
             return Err(oom);
         }
         let base = self.base.as_ptr() as usize;
-        let off = match self.free.take_first_fit(base, request.size, request.align) {
-            Some(off) => off,
-            None if self.retained.total() > 0 => {
-                // Only blocks kept for a restore are left: that restore will be refused.
-                self.release_retained();
-                self.free
-                    .take_first_fit(base, request.size, request.align)
-                    .ok_or(oom)?
-            }
-            None => return Err(oom),
-        };
+        let off = self
+            .take_first_fit(request.size, request.align)
+            .ok_or(oom)?;
         self.touched = self.touched.max(off + request.size);
         let ptr =
             NonNull::new((base + off) as *mut u8).ok_or(Error::Internal("null arena block"))?;

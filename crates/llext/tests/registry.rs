@@ -386,6 +386,15 @@ fn loads_before_an_in_place_restore_leave_the_kept_blocks_alone() {
         r.load("seven", &seven).unwrap();
         let ctx = r.save(&llext::SaveOptions::default()).unwrap();
         assert_eq!(r.forget_all(), Ok(1));
+        // A load too large for the arena even with the kept blocks leaves them kept.
+        let huge = common::compile_c(
+            "char big[2 << 20]; long huge(void) { return big[7]; }",
+            &["-O2", "-fPIC"],
+        );
+        assert!(matches!(
+            r.load("huge", &huge),
+            Err(Error::OutOfMemory { .. })
+        ));
         // A load and unload between: other memory, and the restored code still runs.
         let other = r.load("eight", &eight).unwrap();
         assert_eq!(call(&r, "eight"), Ok(8));
