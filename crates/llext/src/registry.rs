@@ -67,7 +67,8 @@ pub enum Storage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoadOptions {
     /// Run `.preinit_array`, `.init_array` and `.ctors` right after linking (default `true`). With `false`
-    /// the extension is linked but none of its code runs; [`Registry::unload`] then runs no destructors.
+    /// the extension is linked but none of its code runs, until [`Registry::bring_up`]; [`Registry::unload`]
+    /// runs no destructors of one never brought up.
     pub bring_up: bool,
     /// Load `.eh_frame` too (default `false`: unwind tables cost memory and are rarely used by extensions).
     pub keep_eh_frame: bool,
@@ -1028,6 +1029,69 @@ impl<M: Memory> Registry<M> {
         self.finish_unload(id, step)
     }
 
+    /// Runs the constructors of an extension that is linked but was never brought up — loaded with
+    /// [`LoadOptions::bring_up`] `false`, or restored from a context saved before its constructors ran
+    /// (one a registry for another machine made: a build host links a device's extensions and saves a
+    /// portable context, which the device restores) — and first those of its dependencies that were not
+    /// brought up either, in load order, as loading them would have. From then on it is initialised: its
+    /// destructors run when it is unloaded, and a context saved of it says so.
+    ///
+    /// Returns how many extensions it brought up: 0 if they all were already. The constructors run
+    /// outside the registry's lock, as on a load. Refused with [`Error::ForeignCode`] by a registry for
+    /// another machine, which never runs extension code.
+    ///
+    /// ```
+    /// # #[cfg(feature = "std")] {
+    /// use llext::{ExportTable, HostMemory, LoadOptions, Registry};
+    /// let registry = Registry::new(HostMemory::new(), ExportTable::new(llext::LIBC_EXPORTS));
+    /// let linked_only = LoadOptions { bring_up: false, ..LoadOptions::default() };
+    /// let id = registry.load_with("ctors", &llext_fixtures::bytes("ctors-gcc-O2-pic.o"), &linked_only).unwrap();
+    /// // SAFETY: `long ctors_state(void)`.
+    /// assert_eq!(unsafe { registry.call("ctors_state", &[]) }.unwrap(), 0);
+    /// assert_eq!(registry.bring_up(id).unwrap(), 1);
+    /// assert_eq!(unsafe { registry.call("ctors_state", &[]) }.unwrap(), 12);
+    /// assert_eq!(registry.bring_up(id).unwrap(), 0); // once only
+    /// # }
+    /// ```
+    pub fn bring_up(&self, id: ExtId) -> Result<usize> {
+        let order = {
+            let mut inner = self.inner.lock();
+            inner.get(id)?;
+            if !inner.runs_code() {
+                return Err(Error::ForeignCode {
+                    machine: inner.machine,
+                });
+            }
+            inner.not_brought_up(id)?
+        };
+        let mut done = 0;
+        for ext_id in order {
+            {
+                let mut inner = self.inner.lock();
+                // Gone meanwhile (only `id` itself can be: the others are its dependencies), or brought
+                // up by another thread.
+                let Some(ext) = inner.ext_mut(ext_id) else {
+                    continue;
+                };
+                if ext.initialised {
+                    continue;
+                }
+                ext.check_ready()?;
+                ext.initialised = true;
+                done += 1;
+                if ext.linked.view().count(Table::Init) == 0 {
+                    continue;
+                }
+                ext.phase = Phase::Constructing;
+            }
+            self.run_hooks(ext_id, Table::Init);
+            if let Some(ext) = self.inner.lock().ext_mut(ext_id) {
+                ext.phase = Phase::Ready;
+            }
+        }
+        Ok(done)
+    }
+
     /// Runs the destructors of an extension [`Inner::begin_unload`] took out of the indexes, then frees it.
     fn finish_unload(&self, id: ExtId, step: Unloading) -> Result<Unloaded> {
         if let Unloading::Done(unloaded) = step {
@@ -1605,6 +1669,45 @@ impl<M: Memory> Inner<M> {
         self.slots
             .get_mut(slot as usize)
             .and_then(|s| s.ext.as_mut())
+    }
+
+    /// `id` and its dependency closure, those not brought up yet, in load order (dependencies first).
+    /// Uses the scratch marks, as saving does, under the same lock.
+    fn not_brought_up(&mut self, id: ExtId) -> Result<Vec<ExtId>> {
+        for e in self.slots.iter_mut().filter_map(|s| s.ext.as_mut()) {
+            e.mark = false;
+        }
+        if let Some(e) = self.slot_mut(id.index) {
+            e.mark = true;
+        }
+        // A dependency is always loaded (or restored) before what depends on it: one walk from the
+        // newest back reaches each after everything that can mark it.
+        let mut at = self.last;
+        let mut count = 0;
+        while let Some(ext) = ext_at(&self.slots, at) {
+            let (prev, mark) = (ext.prev, ext.mark);
+            if mark {
+                count += 1;
+                let view = ext.linked.view();
+                for k in 0..view.count(Table::Deps) {
+                    let dep = ext_at(&self.slots, at).and_then(|e| e.linked.view().dep(k));
+                    if let Some(d) = dep.and_then(|d| self.slot_mut(d)) {
+                        d.mark = true;
+                    }
+                }
+            }
+            at = prev;
+        }
+        let mut order = fallible::vec(count)?;
+        for (slot, ext) in self.in_load_order() {
+            if ext.mark && !ext.initialised {
+                if let Some(id) = self.id_at(slot) {
+                    // Room for every marked extension was made above.
+                    order.push(id);
+                }
+            }
+        }
+        Ok(order)
     }
 
     /// The loaded extensions in load order.

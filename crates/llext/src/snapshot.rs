@@ -782,7 +782,8 @@ impl<'b> SavedExtension<'b> {
         self.rec.view.use_count()
     }
 
-    /// Whether its constructors had run when it was saved (a restore runs none).
+    /// Whether its constructors had run when it was saved (a restore runs none; [`Registry::bring_up`]
+    /// runs them for an extension saved before they had).
     pub fn initialised(&self) -> bool {
         self.rec.view.initialised_byte() == 1
     }
@@ -1093,7 +1094,10 @@ impl<M: Memory> Registry<M> {
     /// Restores a saved context: no ELF parsing, no symbol lookup (but rebinding built-ins by name in
     /// portable contexts), no relocation. All or nothing: on any error the registry and memory are exactly
     /// as before. Restored extensions are not re-initialised; use counts and dependencies are as saved.
-    /// Returns the new handles in the context's order (the order they were loaded in, which
+    /// One saved before its constructors ran ([`SavedExtension::initialised`] false: loaded with
+    /// [`LoadOptions::bring_up`](crate::LoadOptions::bring_up) `false`, or by a registry for another
+    /// machine, as a build host that links a device's extensions and ships the portable context does)
+    /// comes back so: [`Registry::bring_up`] runs its constructors. Returns the new handles in the context's order (the order they were loaded in, which
     /// [`Context::names`] lists).
     ///
     /// A portable restore carries the extensions' memory as it was saved and rewrites only what the link

@@ -1322,3 +1322,74 @@ fn a_context_shows_its_extensions() {
         assert!(saved[0].exports().any(|(n, _)| n == b"lm_mul"));
     }
 }
+
+/// A context saved before its extensions' constructors ran — loaded with `bring_up: false`, or linked by
+/// a registry for another machine on a build host and shipped to the device — restores them not brought
+/// up, and nothing could run their constructors: a firmware restoring a host-made context called
+/// extensions whose constructors never ran. `bring_up` runs them, a dependency's first, once.
+#[test]
+fn extensions_saved_before_their_constructors_ran_are_brought_up_after_a_restore() {
+    let base = compile_c(
+        "#include \"llext.h\"\n\
+         static long state;\n\
+         __attribute__((constructor)) static void base_init(void) { state = state * 10 + 1; }\n\
+         long base_state(void) { return state; }\n\
+         LLEXT_EXPORT(base_state);\n",
+        &["-fPIC"],
+    );
+    let user = compile_c(
+        "extern long base_state(void);\n\
+         static long seen = -1;\n\
+         __attribute__((constructor)) static void user_init(void) { seen = base_state() * 10 + 2; }\n\
+         long user_seen(void) { return seen; }\n",
+        &["-fPIC"],
+    );
+    let linked_only = llext::LoadOptions {
+        bring_up: false,
+        ..llext::LoadOptions::default()
+    };
+    let ctx = {
+        let r = registry();
+        r.load_with("base", &base, &linked_only).unwrap();
+        r.load_with("user", &user, &linked_only).unwrap();
+        r.save(&portable()).unwrap()
+    };
+    let context = Context::from_bytes(&ctx).unwrap();
+    assert!(context.extensions().all(|x| !x.initialised()));
+
+    let r = registry();
+    let ids = r.restore(&context, &RestoreOptions::default()).unwrap();
+    assert_eq!(call(&r, "user_seen", &[]), -1, "restored, not brought up");
+    // The user's constructor reads what the base's wrote: the base comes first.
+    assert_eq!(r.bring_up(ids[1]).unwrap(), 2);
+    assert_eq!(call(&r, "base_state", &[]), 1);
+    assert_eq!(call(&r, "user_seen", &[]), 12);
+    assert_eq!(r.bring_up(ids[0]).unwrap(), 0, "once only");
+    assert_eq!(r.bring_up(ids[1]).unwrap(), 0, "once only");
+    // Saved again, it is initialised: a restore of that context needs no bring-up.
+    let again = r.save(&portable()).unwrap();
+    assert!(Context::from_bytes(&again)
+        .unwrap()
+        .extensions()
+        .all(|x| x.initialised()));
+    r.unload(ids[1]).unwrap();
+    r.unload(ids[0]).unwrap();
+    assert!(matches!(r.bring_up(ids[0]), Err(Error::NotLoaded { .. })));
+
+    // A registry for another machine links and saves, but runs nothing.
+    let riscv = common::compile_riscv_gcc(
+        "__attribute__((constructor)) static void init(void) {}\nint f(void) { return 1; }\n",
+        &["-march=rv32imac", "-mabi=ilp32"],
+    );
+    let mut arena = vec![0u8; 1 << 16];
+    let foreign = Registry::for_machine(
+        llext::ArenaMemory::new(&mut arena),
+        ExportTable::default(),
+        243,
+    );
+    let id = foreign.load("f", &riscv).unwrap();
+    assert!(matches!(
+        foreign.bring_up(id),
+        Err(Error::ForeignCode { machine: 243 })
+    ));
+}
