@@ -167,8 +167,16 @@ fn context_description(file: &str, c: &llext::Context<'_>, len: usize, json: boo
     if !known.is_empty() {
         let _ = writeln!(out, "saved where the core runs: {}", known.join(", "));
     }
-    if c.is_portable() {
+    if c.is_portable() && llext::arch::native_machine() == Some(c.machine()) {
         let _ = writeln!(out, "restore with: llext snapshot restore {file}");
+    } else if c.is_portable() {
+        // `snapshot restore` runs what it restores: only a program of the context's machine can.
+        let _ = writeln!(
+            out,
+            "restore with: `Registry::restore` in a {} program (`llext snapshot restore` restores {} contexts only)",
+            llext::arch::machine_name(c.machine()),
+            llext::arch::native_machine().map_or("this machine's", llext::arch::machine_name)
+        );
     }
     out
 }

@@ -1630,3 +1630,42 @@ fn inspect_shows_what_each_saved_extension_holds() {
     );
     assert!(s.contains("\"permission\":\"r-x\""), "{s}");
 }
+
+/// A portable context of another machine's extensions (what a build host makes for a device, with
+/// `Registry::for_machine`): `inspect` said to restore it with `llext snapshot restore`, which then
+/// refused it as "for another machine (context 0xf3, here 0x3e)". It names the machines now.
+#[test]
+fn a_context_of_another_machine_is_named_as_such() {
+    let object = clang_build(
+        "riscv32-unknown-elf",
+        "foreign_ctx",
+        "int f(void) { return 1; }\n",
+        false,
+    );
+    let mut arena = vec![0u8; 1 << 16];
+    let registry = llext::Registry::for_machine(
+        llext::ArenaMemory::new(&mut arena),
+        llext::ExportTable::default(),
+        243,
+    );
+    registry
+        .load("foreign", &std::fs::read(&object).unwrap())
+        .unwrap();
+    let options = llext::SaveOptions {
+        portable: true,
+        ..llext::SaveOptions::default()
+    };
+    let snap = scratch_snapshot("foreign-machine");
+    std::fs::write(&snap, registry.save(&options).unwrap()).unwrap();
+    let out = llext(&["inspect", &snap]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("restore with: `Registry::restore` in a RISC-V program"),
+        "{s}"
+    );
+    fails_with(
+        &["snapshot", "restore", &snap],
+        "saved context is for another machine: RISC-V (243), and this registry holds x86_64 (62) extensions",
+    );
+}

@@ -658,6 +658,33 @@ impl fmt::Display for Error {
                 f,
                 "saved context has format version {found}, this build reads version {supported}"
             ),
+            // Machines by name and widths in bits: a context of another machine is what a build host
+            // that links a device's extensions makes, and `0xf3`/`0x3e` told its user nothing.
+            Error::SnapshotMismatch {
+                what: "machine",
+                expected,
+                found,
+            } => {
+                let name = |m: &u64| u16::try_from(*m).map_or("unknown", crate::arch::machine_name);
+                write!(
+                    f,
+                    "saved context is for another machine: {} ({found}), and this registry holds {} \
+                     ({expected}) extensions",
+                    name(found),
+                    name(expected)
+                )
+            }
+            Error::SnapshotMismatch {
+                what: "pointer width",
+                expected,
+                found,
+            } => write!(
+                f,
+                "saved context is for another pointer width: {}-bit extensions, and this registry holds \
+                 {}-bit ones",
+                found.saturating_mul(8),
+                expected.saturating_mul(8)
+            ),
             Error::SnapshotMismatch {
                 what,
                 expected,

@@ -287,29 +287,44 @@ fn refusals_are_typed_and_leave_everything_as_before() {
     b[12] = 40;
     reseal(&mut b);
     let r2 = registry();
-    assert!(matches!(
-        r2.restore(
+    let e = r2
+        .restore(
             &Context::from_bytes(&b).unwrap(),
-            &RestoreOptions::default()
-        ),
-        Err(Error::SnapshotMismatch {
+            &RestoreOptions::default(),
+        )
+        .unwrap_err();
+    assert!(matches!(
+        e,
+        Error::SnapshotMismatch {
             what: "machine",
             ..
-        })
+        }
     ));
+    // Named, not as `e_machine` numbers in hexadecimal (`context 0x28, here 0x3e`).
+    assert_eq!(
+        e.to_string(),
+        "saved context is for another machine: ARM (40), and this registry holds x86_64 (62) extensions"
+    );
     let mut b = good.clone();
     b[14] = 4;
     reseal(&mut b);
-    assert!(matches!(
-        r2.restore(
+    let e = r2
+        .restore(
             &Context::from_bytes(&b).unwrap(),
-            &RestoreOptions::default()
-        ),
-        Err(Error::SnapshotMismatch {
+            &RestoreOptions::default(),
+        )
+        .unwrap_err();
+    assert!(matches!(
+        e,
+        Error::SnapshotMismatch {
             what: "pointer width",
             ..
-        })
+        }
     ));
+    assert_eq!(
+        e.to_string(),
+        "saved context is for another pointer width: 32-bit extensions, and this registry holds 64-bit ones"
+    );
 
     // Checksum, truncation, magic.
     let mut b = good.clone();
