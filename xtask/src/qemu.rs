@@ -401,13 +401,7 @@ fn check_exports(root: &Path, t: &Target, image: &Path) -> Result {
 ",
     )
     .map_err(|e| Failure(format!("{}: {e}", hidden.display())))?;
-    let mut objects = Vec::new();
-    let leaf = root.join("firmware/fixtures/leaf.c");
-    for (source, flags) in [
-        (root.join("firmware/fixtures/logging.c"), &[][..]),
-        (hidden, &[][..]),
-        (leaf, cross.more_isa),
-    ] {
+    let compile = |source: &Path, flags: &[&str]| -> Result<PathBuf> {
         let object = dir.join(
             source
                 .file_stem()
@@ -418,8 +412,9 @@ fn check_exports(root: &Path, t: &Target, image: &Path) -> Result {
             .args(cross.gcc.flags)
             .args(crate::llext_cross_targets::COMMON_FLAGS)
             .args(["-O2", "-fno-pic"])
+            .arg(format!("-I{}", root.join("include").display()))
             .args(flags)
-            .arg(&source)
+            .arg(source)
             .arg("-o")
             .arg(&object)
             .status()
@@ -431,8 +426,14 @@ fn check_exports(root: &Path, t: &Target, image: &Path) -> Result {
                 source.display()
             )));
         }
-        objects.push(object);
-    }
+        Ok(object)
+    };
+    let fixtures = root.join("firmware/fixtures");
+    let objects = [
+        compile(&fixtures.join("logging.c"), &[])?,
+        compile(&hidden, &[])?,
+        compile(&fixtures.join("leaf.c"), cross.more_isa)?,
+    ];
     let check = |object: &Path| -> Result<std::process::Output> {
         Command::new(env!("CARGO"))
             .current_dir(root)
@@ -473,6 +474,68 @@ fn check_exports(root: &Path, t: &Target, image: &Path) -> Result {
         "ok: logging.c links, the unexported `fw_write` is refused ({})",
         list.display()
     );
+
+    // Linked on the host against the list, restored on the device: a dependency, constructors (which
+    // only the device runs, after the restore) and a destructor.
+    let linked = ["libsum.c", "useslib.c", "ctor.c"]
+        .iter()
+        .map(|c| compile(&fixtures.join(c), &[]))
+        .collect::<Result<Vec<_>>>()?;
+    let context = dir.join("host-linked.ctx");
+    let save = Command::new(env!("CARGO"))
+        .current_dir(root)
+        .args([
+            "run",
+            "-q",
+            "-p",
+            "llext-cli",
+            "--",
+            "snapshot",
+            "save",
+            "--exports",
+        ])
+        .arg(&list)
+        .arg("--out")
+        .arg(&context)
+        .args(&linked)
+        .output()
+        .map_err(|e| Failure(format!("llext snapshot save: {e}")))?;
+    if !save.status.success() {
+        return Err(Failure(format!(
+            "llext snapshot save --exports: {}",
+            String::from_utf8_lossy(&save.stderr).trim()
+        )));
+    }
+    for (call, args, expected) in [
+        ("uses_main", &["5", "2"][..], 25),
+        ("ctor_main", &[][..], 12),
+    ] {
+        let mut words = vec![
+            String::from("restore"),
+            context.display().to_string(),
+            String::from("--call"),
+            String::from(call),
+        ];
+        for a in args {
+            words.extend([String::from("--arg"), String::from(*a)]);
+        }
+        let (code, output) = run_qemu(t, image, &words, false)?;
+        let returned = format!("returned: {expected}");
+        if code != Some(0)
+            || !output.contains("brought 3 up")
+            || !output.lines().any(|l| l == returned)
+            || !output.contains("ctor: destructor ran")
+        {
+            return Err(Failure(format!(
+                "a host-linked context restored on the device: {call} exited with {code:?} and printed:\n{}",
+                output.trim()
+            )));
+        }
+    }
+    println!(
+        "ok: libsum, useslib and ctor linked by `llext snapshot save --exports`, restored and brought up \
+         on the device"
+    );
     Ok(())
 }
 
@@ -484,12 +547,23 @@ fn cross_target(t: &Target) -> Result<&'static crate::llext_cross_targets::Targe
         .ok_or_else(|| Failure(format!("{}: not in llext-cross's target table", t.name)))
 }
 
+/// Whether `path` starts like an llext saved context.
+fn is_context(path: &Path) -> bool {
+    let mut magic = [0u8; 8];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+        .is_ok()
+        && &magic == b"LLEXTCTX"
+}
+
 /// `cargo xtask qemu-run --target TARGET [--call SYM] [--arg INT]... FILE...`: exits with the firmware's
-/// status (0 after `returned: N`, 1 after `error: ...`).
+/// status (0 after `returned: N`, 1 after `error: ...`). FILEs that are saved contexts are restored and
+/// brought up instead of loaded.
 pub fn qemu_run(args: &[String]) -> Result {
     let mut target_name = None;
     let mut forwarded = vec![String::from("run")];
     let mut files = 0;
+    let mut contexts = 0;
     let mut exports = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -506,6 +580,7 @@ pub fn qemu_run(args: &[String]) -> Result {
             file => {
                 let path =
                     std::fs::canonicalize(file).map_err(|e| Failure(format!("{file}: {e}")))?;
+                contexts += usize::from(is_context(&path));
                 forwarded.push(path.display().to_string());
                 files += 1;
             }
@@ -521,6 +596,13 @@ pub fn qemu_run(args: &[String]) -> Result {
         forwarded = vec![String::from("exports")];
     } else if files == 0 {
         return Err(Failure(String::from("no extension files given")));
+    } else if contexts == files {
+        // Saved contexts (`llext snapshot save --exports`): the firmware restores and brings them up.
+        forwarded[0] = String::from("restore");
+    } else if contexts > 0 {
+        return Err(Failure(String::from(
+            "give either extension objects or saved contexts, not both",
+        )));
     }
     let t = target(&name)?;
     let image = build_firmware(&workspace_root(), t)?;

@@ -52,21 +52,46 @@ pub(crate) fn check(args: &[String]) -> Result<(), Failure> {
         return Err(Failure("check needs at least one FILE".into()));
     }
     let native = llext::arch::native_machine();
-    // The machine of the first file that reads and parses (the loads below report why the others do not).
+    if exports.is_none() && at.is_none() && Some(objects_machine(&files).0) == native {
+        let registry = Registry::new(HostMemory::new(), ExportTable::new(llext::LIBC_EXPORTS));
+        return check_files(&registry, &files);
+    }
+    with_firmware_registry(exports, at, libc, &files, |registry| {
+        check_files(registry, &files)
+    })
+}
+
+/// The machine and class of the first of `files` that reads and parses (the loads report why the others
+/// do not), if one does; else this host's, 64-bit.
+fn objects_machine(files: &[&str]) -> (u16, u8, bool) {
     let first = files.iter().find_map(|file| {
         let report = llext::inspect::inspect(&read_file(file).ok()?).ok()?;
         Some((report.machine, report.class_bits))
     });
-    let (machine, bits) = first.unwrap_or((native.unwrap_or(0), 64));
+    match first {
+        Some((machine, bits)) => (machine, bits, true),
+        None => (llext::arch::native_machine().unwrap_or(0), 64, false),
+    }
+}
+
+/// Calls `f` with a registry for the machine of `files` over a scratch arena, linking against the
+/// firmware's exports (`exports`: its ELF image or a text list; with `libc`, this host's C library too)
+/// and checking objects against the core the list describes, as on the device: the arena lies at `at`, or
+/// where the list says, or just past the firmware image's RAM. Nothing is ever run.
+pub(crate) fn with_firmware_registry<R>(
+    exports: Option<&str>,
+    at: Option<u64>,
+    libc: bool,
+    files: &[&str],
+    f: impl FnOnce(&Registry<ArenaMemory<'_>>) -> Result<R, Failure>,
+) -> Result<R, Failure> {
+    let native = llext::arch::native_machine();
+    let (machine, bits, parsed) = objects_machine(files);
     if libc && Some(machine) != native {
         return Err(Failure(format!(
             "--libc offers this host's C library, which {} objects cannot call",
             llext::arch::machine_name(machine)
         )));
-    }
-    if exports.is_none() && at.is_none() && Some(machine) == native {
-        let registry = Registry::new(HostMemory::new(), ExportTable::new(llext::LIBC_EXPORTS));
-        return check_files(&registry, &files);
     }
     let listed = exports.map(read_export_list).transpose()?;
     // Where the extensions go: as given, or as the list says, else just past the firmware image's RAM
@@ -106,7 +131,7 @@ pub(crate) fn check(args: &[String]) -> Result<(), Failure> {
     // `quad` are RISC-V's), or every object would be refused with advice for the wrong machine. When no
     // file parses the objects' machine is unknown, and each file's own error is what to report (this
     // check and the instruction set's below named the list instead of a bitcode or damaged file).
-    if let Some(abi) = float_abi.filter(|_| first.is_some()) {
+    if let Some(abi) = float_abi.filter(|_| parsed) {
         const EM_ARM: u16 = 40;
         const EM_RISCV: u16 = 243;
         let fits = match machine {
@@ -123,7 +148,7 @@ pub(crate) fn check(args: &[String]) -> Result<(), Failure> {
             )));
         }
     }
-    if let (Some(image), Some(_)) = (image, first) {
+    if let (Some(image), true) = (image, parsed) {
         if (image.machine, image.bits) != (machine, bits) {
             return Err(Failure(format!(
                 "{}: the firmware image is {}-bit {}, the objects {}-bit {}",
@@ -135,7 +160,7 @@ pub(crate) fn check(args: &[String]) -> Result<(), Failure> {
             )));
         }
     }
-    if let Some(isa) = isa.filter(|isa| first.is_some() && isa.machine() != machine) {
+    if let Some(isa) = isa.filter(|isa| parsed && isa.machine() != machine) {
         return Err(Failure(format!(
             "{}: `# isa: {isa}` names no {} instruction set",
             exports.unwrap_or_default(),
@@ -166,7 +191,7 @@ pub(crate) fn check(args: &[String]) -> Result<(), Failure> {
         registry.set_thumb_only(thumb_only);
         registry.set_isa(isa);
     }
-    check_files(&registry, &files)
+    f(&registry)
 }
 
 /// The lowest address `--at` defaults to (Linux refuses mappings below `vm.mmap_min_addr`, 64 KiB by
@@ -175,7 +200,7 @@ const MIN_ADDRESS: u64 = 0x1_0000;
 const ALIGN: u64 = 0x1_0000;
 
 /// `--at`'s address: hexadecimal with `0x` or decimal, page-aligned, not 0.
-fn parse_address(text: &str) -> Result<u64, Failure> {
+pub(crate) fn parse_address(text: &str) -> Result<u64, Failure> {
     let value = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
         Some(hex) => u64::from_str_radix(hex, 16),
         None => text.parse(),

@@ -30,7 +30,10 @@ commands:
                                            firmware's ELF image, as on the device
   run [--call SYM] [--arg INT]... FILE...  load in order, run constructors, call SYM, print `returned: N`
   shell                                    read commands from stdin (type `help`)
-  snapshot save --out SNAP FILE...         load FILE... as `run` does, save a portable context to SNAP
+  snapshot save [--exports FILE [--at ADDR]] --out SNAP FILE...
+                                           load FILE... as `run` does, save a portable context to SNAP;
+                                           with --exports, link them for that firmware as `check` does,
+                                           running nothing, for the device to restore and bring up
   snapshot restore SNAP [--call SYM] [--arg INT]...
                                            restore SNAP (no ELF parsing, no relinking), then as `run`
   demo                                     load the bundled sample extensions and show what happens
@@ -200,6 +203,9 @@ pub(crate) struct RunArgs<'a> {
     pub args: Vec<i64>,
     pub files: Vec<&'a str>,
     pub out: Option<&'a str>,
+    /// `snapshot save` only: the firmware's exports and where its extensions go (see `check`).
+    pub exports: Option<&'a str>,
+    pub at: Option<&'a str>,
 }
 
 pub(crate) fn parse_run_args(args: &[String], accept_out: bool) -> Result<RunArgs<'_>, Failure> {
@@ -208,6 +214,8 @@ pub(crate) fn parse_run_args(args: &[String], accept_out: bool) -> Result<RunArg
         args: Vec::new(),
         files: Vec::new(),
         out: None,
+        exports: None,
+        at: None,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -220,6 +228,10 @@ pub(crate) fn parse_run_args(args: &[String], accept_out: bool) -> Result<RunArg
             "--call" => parsed.call = once(a, parsed.call, value("a symbol name")?)?,
             "--arg" => parsed.args.push(parse_int(value("an integer")?)?),
             "--out" if accept_out => parsed.out = once(a, parsed.out, value("a file name")?)?,
+            "--exports" if accept_out => {
+                parsed.exports = once(a, parsed.exports, value("a file name")?)?
+            }
+            "--at" if accept_out => parsed.at = once(a, parsed.at, value("an address")?)?,
             "--" => parsed.files.extend(it.by_ref().map(String::as_str)),
             s if s.starts_with("--") => return Err(Failure(format!("unknown option `{s}`"))),
             _ => parsed.files.push(a),

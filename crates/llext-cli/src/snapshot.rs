@@ -1,9 +1,11 @@
 //! `llext snapshot save|restore`: portable contexts in files.
 
-use llext::{Context, RestoreOptions, SaveOptions};
+use llext::{ArenaMemory, Context, LoadOptions, Registry, RestoreOptions, SaveOptions};
 
+use crate::check::with_firmware_registry;
 use crate::{
-    call_then_teardown, host_registry, load_files, parse_run_args, read_file, Failure, Registry0,
+    call_then_teardown, host_registry, load_failure, load_files, parse_run_args, read_file,
+    unique_name, Failure, Registry0,
 };
 
 pub(crate) fn snapshot(args: &[String]) -> Result<(), Failure> {
@@ -18,8 +20,8 @@ pub(crate) fn snapshot(args: &[String]) -> Result<(), Failure> {
 }
 
 /// Saves a portable context of `names` (and their dependencies), or of everything, to `path`.
-pub(crate) fn save_to(
-    registry: &Registry0,
+pub(crate) fn save_to<M: llext::Memory>(
+    registry: &Registry<M>,
     path: &str,
     names: Option<&[&str]>,
 ) -> Result<usize, Failure> {
@@ -53,6 +55,12 @@ fn save(args: &[String]) -> Result<(), Failure> {
     if parsed.files.is_empty() {
         return Err(Failure("snapshot save needs at least one FILE".into()));
     }
+    if parsed.exports.is_some() || parsed.at.is_some() {
+        let at = parsed.at.map(crate::check::parse_address).transpose()?;
+        return with_firmware_registry(parsed.exports, at, false, &parsed.files, |registry| {
+            save_for_firmware(registry, &parsed.files, out)
+        });
+    }
     let registry = host_registry();
     let (loaded, outcome) = load_files(&registry, &parsed.files);
     let outcome = outcome.and_then(|()| {
@@ -77,4 +85,33 @@ fn restore(args: &[String]) -> Result<(), Failure> {
         Err(e) => (Vec::new(), Err(e)),
     };
     call_then_teardown(&registry, ids, parsed.call, &parsed.args, outcome)
+}
+
+/// Links `files` for the firmware `registry` describes, as its loader would, without running anything,
+/// and saves a portable context of them to `out`: the device restores it at its own addresses, rebinding
+/// the built-ins by name, and runs the constructors with `Registry::bring_up`.
+fn save_for_firmware(
+    registry: &Registry<ArenaMemory<'_>>,
+    files: &[&str],
+    out: &str,
+) -> Result<(), Failure> {
+    let options = LoadOptions {
+        bring_up: false,
+        portable: true,
+        ..LoadOptions::default()
+    };
+    for &file in files {
+        let bytes = read_file(file)?;
+        registry
+            .load_with(&unique_name(registry, file), &bytes, &options)
+            .map_err(|e| load_failure(file, &bytes, &e))?;
+    }
+    let n = save_to(registry, out, None)?;
+    println!(
+        "saved {} for {} to {out}: restore it with Registry::restore, then run constructors with \
+         Registry::bring_up",
+        crate::count(n, "extension"),
+        llext::arch::machine_name(registry.machine())
+    );
+    Ok(())
 }

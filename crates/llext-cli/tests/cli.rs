@@ -1669,3 +1669,124 @@ fn a_context_of_another_machine_is_named_as_such() {
         "saved context is for another machine: RISC-V (243), and this registry holds x86_64 (62) extensions",
     );
 }
+
+/// A user trial linked a device's extensions on a build host to ship a portable context instead of ELF
+/// files, and had to write its own host program: `snapshot save` refused the RISC-V objects. With
+/// `--exports` it links them as `check` does — for their machine, against the firmware's list, at its
+/// `# at:` address, checked against its core — runs nothing, and saves a portable context that says its
+/// constructors have not run. (The xtask's QEMU step restores such a context on each device.)
+#[test]
+fn snapshot_save_links_for_a_firmware_on_the_host() {
+    const LIB: &str = "#include \"llext.h\"\nint fw_log(const char *);\nstatic int count = 40;\n\
+                       __attribute__((constructor)) static void init(void) { count += 2; }\n\
+                       int lib_count(void) { fw_log(\"count\"); return count; }\n\
+                       LLEXT_EXPORT(lib_count);\n";
+    const APP: &str = "int lib_count(void);\nint app_main(void) { return lib_count() + 1; }\n";
+    let build = |name: &str, source: &str, march: &str| {
+        let mut cmd = Command::new("clang");
+        cmd.args([
+            "--target=riscv32-unknown-elf",
+            march,
+            "-mabi=ilp32",
+            "-O2",
+            "-c",
+            "-fno-pic",
+            concat!("-I", env!("CARGO_MANIFEST_DIR"), "/../../include"),
+        ]);
+        build_c(cmd, "save-for-firmware", name, source, false)
+    };
+    let lib = build("lib", LIB, "-march=rv32imac");
+    let app = build("app", APP, "-march=rv32imac");
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("save-for-firmware");
+    let list = dir.join("exports.txt");
+    std::fs::write(
+        &list,
+        "# at: 0x80100000\n# float-abi: soft\n# isa: rv32imac\nfw_log 0x80000400\n",
+    )
+    .unwrap();
+    let list = list.display().to_string();
+    let snap = dir.join("app.ctx").display().to_string();
+
+    let out = llext(&[
+        "snapshot",
+        "save",
+        "--exports",
+        &list,
+        "--out",
+        &snap,
+        &lib,
+        &app,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(
+        said.contains("saved 2 extensions for RISC-V") && said.contains("Registry::bring_up"),
+        "{said}"
+    );
+    let out = llext(&["inspect", &snap]);
+    let shown = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for expected in [
+        "machine RISC-V (243)",
+        "not brought up",
+        "at 0x80100000",
+        "instruction set rv32imac, float ABI soft",
+    ] {
+        assert!(shown.contains(expected), "{expected}: {shown}");
+    }
+
+    // What the device would refuse is refused here: a built-in it does not export, more instructions
+    // than its core runs; and the options are checked.
+    let std::process::Output { status, stderr, .. } =
+        llext(&["snapshot", "save", "--exports", &list, "--out", &snap, &app]);
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        text(&stderr).contains("undefined symbol `lib_count`"),
+        "{}",
+        text(&stderr)
+    );
+    let wider = build("wider", LIB, "-march=rv32imafc");
+    let out = llext(&[
+        "snapshot",
+        "save",
+        "--exports",
+        &list,
+        "--out",
+        &snap,
+        &wider,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("which this core"),
+        "{}",
+        text(&out.stderr)
+    );
+    fails_with(
+        &[
+            "snapshot",
+            "save",
+            "--exports",
+            &list,
+            "--at",
+            "12",
+            "--out",
+            &snap,
+            &lib,
+        ],
+        "multiple of 4096",
+    );
+    fails_with(
+        &[
+            "snapshot",
+            "save",
+            "--exports",
+            &list,
+            "--exports",
+            &list,
+            "--out",
+            &snap,
+            &lib,
+        ],
+        "--exports is given twice",
+    );
+}

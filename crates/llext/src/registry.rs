@@ -615,7 +615,17 @@ impl<M: Memory> Registry<M> {
     /// [`Registry::call`] is refused with [`Error::ForeignCode`].
     ///
     /// For its own machine a registry refuses objects built for another floating-point calling convention
-    /// ([`Error::FloatAbi`]); for another machine it knows none until [`Registry::set_float_abi`] says.
+    /// ([`Error::FloatAbi`]); for another machine it knows none until [`Registry::set_float_abi`] says,
+    /// and likewise no instruction set ([`Registry::set_isa`]) and no Thumb-only core
+    /// ([`Registry::set_thumb_only`]).
+    ///
+    /// Such a registry over the firmware's export table can link a device's extensions on a build host
+    /// and save a portable context ([`SaveOptions::portable`](crate::SaveOptions::portable)) that the
+    /// device restores at its own addresses, rebinding the built-ins by name, without parsing or linking
+    /// anything (`llext snapshot save --exports FILE` does this). Tell it the device's core first: a
+    /// context carries what its registry knew of the core, and the device refuses one saved for more than
+    /// it has ([`Error::SnapshotCore`]) only as far as that goes. Nothing ran on the host, so the device
+    /// runs the constructors after the restore with [`Registry::bring_up`].
     pub fn for_machine(memory: M, builtins: ExportTable, machine: u16) -> Self {
         let native = arch::native_machine() == Some(machine);
         let pointer_size = if native {
@@ -647,6 +657,11 @@ impl<M: Memory> Registry<M> {
                 tag: next_registry_tag(),
             }),
         }
+    }
+
+    /// The ELF machine (`e_machine`) this registry loads extensions for.
+    pub fn machine(&self) -> u16 {
+        self.inner.lock().machine
     }
 
     /// Calls `f` with the memory provider, under the registry's lock: to read its state (e.g.

@@ -1435,31 +1435,66 @@ fn rs_expected(a: isize, b: isize) -> isize {
 }
 
 /// `qemu-run`: `run [--call SYM] [--arg INT]... FILE...`.
-fn run_files(words: &[&str]) -> Result<(), String> {
-    let mut call_sym: Option<&str> = None;
-    let mut args: Vec<isize> = Vec::new();
-    let mut files: Vec<&str> = Vec::new();
+/// `--call SYM`, `--arg INT`... and the files of a `run` or `restore` command line.
+struct RunWords<'a> {
+    call: Option<&'a str>,
+    args: Vec<isize>,
+    files: Vec<&'a str>,
+}
+
+fn parse_run_words<'a>(words: &[&'a str]) -> Result<RunWords<'a>, String> {
+    let mut parsed = RunWords {
+        call: None,
+        args: Vec::new(),
+        files: Vec::new(),
+    };
     let mut it = words.iter();
     while let Some(&w) = it.next() {
         match w {
-            "--call" => call_sym = Some(it.next().ok_or("--call needs a symbol")?),
+            "--call" => parsed.call = Some(it.next().ok_or("--call needs a symbol")?),
             "--arg" => {
                 let v = it.next().ok_or("--arg needs an integer")?;
-                args.push(parse_int(v).ok_or_else(|| alloc::format!("not an integer: {v}"))?);
+                parsed
+                    .args
+                    .push(parse_int(v).ok_or_else(|| alloc::format!("not an integer: {v}"))?);
             }
-            file => files.push(file),
+            file => parsed.files.push(file),
         }
     }
-    if args.len() > 4 {
+    if parsed.args.len() > 4 {
         return Err(String::from("at most 4 arguments"));
     }
-    if files.is_empty() {
+    if parsed.files.is_empty() {
         return Err(String::from("no extension files given"));
     }
+    Ok(parsed)
+}
+
+/// Calls `sym`, a C function of up to four `long` arguments, and prints `returned: N`.
+fn call_and_print(
+    registry: &Registry<ArenaMemory<'static>>,
+    sym: &str,
+    args: &[isize],
+) -> Result<(), String> {
+    let addr = registry
+        .find_symbol(sym)
+        .ok_or_else(|| alloc::format!("no symbol `{sym}` in the loaded extensions"))?;
+    let mut a = [0isize; 4];
+    for (dst, src) in a.iter_mut().zip(args) {
+        *dst = *src;
+    }
+    // SAFETY: the user names a C function taking up to four `long` arguments and returning `long`.
+    let f: ExtFn = unsafe { core::mem::transmute::<usize, ExtFn>(addr) };
+    println!("returned: {}", f(a[0], a[1], a[2], a[3]));
+    Ok(())
+}
+
+fn run_files(words: &[&str]) -> Result<(), String> {
+    let run = parse_run_words(words)?;
     let registry = registry();
     // Constructors and the call run extension code: a fault in it is reported with where it lies.
     let _published = Published::new(&registry);
-    for file in &files {
+    for file in &run.files {
         let data = read_file(file)?;
         let base = file.rsplit('/').next().unwrap_or(file);
         let name = base.strip_suffix(".o").unwrap_or(base);
@@ -1468,19 +1503,43 @@ fn run_files(words: &[&str]) -> Result<(), String> {
             .map_err(|e| alloc::format!("{file}: {e}"))?;
         println!("loaded {name}");
     }
-    if let Some(sym) = call_sym {
-        let addr = registry
-            .find_symbol(sym)
-            .ok_or_else(|| alloc::format!("no symbol `{sym}` in the loaded extensions"))?;
-        let mut a = [0isize; 4];
-        for (dst, src) in a.iter_mut().zip(&args) {
-            *dst = *src;
-        }
-        // SAFETY: the user names a C function taking up to four `long` arguments and returning `long`.
-        let f: ExtFn = unsafe { core::mem::transmute::<usize, ExtFn>(addr) };
-        println!("returned: {}", f(a[0], a[1], a[2], a[3]));
+    match run.call {
+        Some(sym) => call_and_print(&registry, sym, &run.args),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// `restore CONTEXT... [--call SYM] [--arg INT]...`: restores portable contexts a host saved with
+/// `llext snapshot save --exports` (linked there against this firmware's export list, built-ins rebound
+/// here by name), brings the extensions up (their constructors never ran on the host), calls, and unloads
+/// everything, newest first.
+fn restore_files(words: &[&str]) -> Result<(), String> {
+    let run = parse_run_words(words)?;
+    let registry = registry();
+    let _published = Published::new(&registry);
+    let mut restored = Vec::new();
+    for file in &run.files {
+        let data = read_file(file)?;
+        let context = Context::from_bytes(&data).map_err(|e| alloc::format!("{file}: {e}"))?;
+        let ids = registry
+            .restore(&context, &RestoreOptions::default())
+            .map_err(|e| alloc::format!("{file}: {e}"))?;
+        let mut brought_up = 0;
+        for &id in &ids {
+            brought_up += registry
+                .bring_up(id)
+                .map_err(|e| alloc::format!("{file}: {e}"))?;
+        }
+        println!(
+            "restored {} extensions from {file}, brought {brought_up} up",
+            ids.len()
+        );
+        restored.extend(ids);
+    }
+    if let Some(sym) = run.call {
+        call_and_print(&registry, sym, &run.args)?;
+    }
+    unload_all(&registry, &restored)
 }
 
 fn parse_int(s: &str) -> Option<isize> {
@@ -1507,9 +1566,18 @@ fn boot() {
 
 /// The words after `run` on the semihosting command line, if it has one.
 fn run_words(line: &str) -> Option<Vec<&str>> {
+    command_words(line)
+        .filter(|(restore, _)| !restore)
+        .map(|(_, words)| words)
+}
+
+/// The words after the first `run` or `restore` on the semihosting command line, and whether it was
+/// `restore`.
+fn command_words(line: &str) -> Option<(bool, Vec<&str>)> {
     let words: Vec<&str> = line.split_whitespace().collect();
-    let at = words.iter().position(|w| *w == "run")?;
-    Some(words.get(at + 1..).unwrap_or(&[]).to_vec())
+    let at = words.iter().position(|w| matches!(*w, "run" | "restore"))?;
+    let restore = words.get(at) == Some(&"restore");
+    Some((restore, words.get(at + 1..).unwrap_or(&[]).to_vec()))
 }
 
 fn status(result: Result<(), String>) -> usize {
@@ -1540,8 +1608,9 @@ pub fn start(target: &str) -> ! {
     boot();
     let line = command_line();
     let has = |word: &str| line.split_whitespace().any(|w| w == word);
-    let code = match run_words(&line) {
-        Some(words) => status(run_files(&words)),
+    let code = match command_words(&line) {
+        Some((true, words)) => status(restore_files(&words)),
+        Some((false, words)) => status(run_files(&words)),
         None if has("footprint") => footprint(target),
         None if has("exports") => print_exports(),
         None => tests(target),
