@@ -704,7 +704,8 @@ impl fmt::Display for Error {
             ),
             Error::MissingBuiltin { extension, symbol } => write!(
                 f,
-                "saved extension `{extension}` needs built-in symbol `{symbol}`, which is no longer exported"
+                "saved extension `{extension}` needs built-in symbol `{symbol}`, which this registry does not \
+                 export"
             ),
             Error::AlreadyLoaded { name } => write!(f, "an extension named `{name}` is already loaded"),
             Error::ContentChanged {
