@@ -271,17 +271,21 @@ impl<'a> ArenaMemory<'a> {
         if self.retained.total() == 0 {
             return None;
         }
-        let kept = core::mem::take(&mut self.retained);
+        // Room in the free list for every kept range first, so that merging them in drops none (a full
+        // heap: as if nothing fit, everything kept).
+        if !self.free.reserve(self.retained.len()) {
+            return None;
+        }
+        let mut kept = core::mem::take(&mut self.retained);
         for (off, len) in kept.ranges() {
-            self.free.give_back(off, len);
+            self.free.give_back(off, len); // room made above
         }
         let off = self.free.take_first_fit(base, size, align);
         if off.is_none() {
-            for (off, len) in kept.ranges() {
-                if self.free.take_exact(off, len) {
-                    self.retained.give_back(off, len);
-                }
-            }
+            // Back into the list they came in, which needs no room; one the free list cannot split off
+            // (a full heap) stays free rather than be lost.
+            kept.retain(|off, len| self.free.take_exact(off, len));
+            self.retained = kept;
         }
         off
     }
@@ -360,8 +364,11 @@ unsafe impl Memory for ArenaMemory<'_> {
     }
 
     fn disown(&mut self, block: Block) {
-        // The bytes stay as they are, kept apart for a later restore to adopt.
-        self.retained.give_back(block.token(), block.size());
+        // The bytes stay as they are, kept apart for a later restore to adopt. If the kept list has no
+        // room (a full heap), the range goes back to the free list rather than out of the arena's books.
+        if !self.retained.give_back(block.token(), block.size()) {
+            self.free.give_back(block.token(), block.size());
+        }
     }
 
     fn free(&mut self, block: Block) {

@@ -119,6 +119,23 @@ impl FreeRanges {
         true
     }
 
+    /// Makes room for `n` more ranges, so that as many `give_back` calls drop none; false if the heap
+    /// has no room.
+    pub fn reserve(&mut self, n: usize) -> bool {
+        self.0.try_reserve(n).is_ok()
+    }
+
+    /// Number of ranges.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Keeps only the ranges for which `keep(offset, length)` is true (removing ranges leaves the others
+    /// sorted and apart).
+    pub fn retain(&mut self, mut keep: impl FnMut(usize, usize) -> bool) {
+        self.0.retain(|&(off, len)| keep(off, len));
+    }
+
     /// The ranges, in order.
     pub fn ranges(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
         self.0.iter().copied()
