@@ -212,8 +212,9 @@ pub struct ArenaMemory<'a> {
     free: FreeRanges,
     /// Blocks given up with `disown` and not adopted or handed out since.
     retained: FreeRanges,
-    /// The end of the highest range handed out since the arena was made: past it, every byte is as it was
-    /// when the arena was made (first fit hands out the lowest range that fits).
+    /// The end of the highest range handed out since the arena was made (allocated, or adopted and freed
+    /// since): past it, every byte is as it was when the arena was made (first fit hands out the lowest
+    /// range that fits).
     touched: usize,
     sync_code: Option<fn(*const u8, usize)>,
     executes_in_place: bool,
@@ -372,6 +373,9 @@ unsafe impl Memory for ArenaMemory<'_> {
     }
 
     fn free(&mut self, block: Block) {
+        // A block adopted after a warm reboot and freed (its extension unloaded) was handed out too: it
+        // is no longer as it was when the arena was made, and is not adopted again.
+        self.touched = self.touched.max(block.token().saturating_add(block.size()));
         self.free.give_back(block.token(), block.size());
     }
 

@@ -114,3 +114,29 @@ fn disowning_with_a_full_heap_loses_no_block() {
     m.adopt(base + 256, 128, 0, Permission::ReadExecute)
         .unwrap();
 }
+
+/// After a warm reboot a new arena adopts what it has not handed out. A block it adopted and then freed
+/// (the extension was unloaded: its destructors ran, its memory went back) has been handed out: adopting
+/// it again must be refused, as it is for a block the same arena allocated and freed.
+#[test]
+fn a_block_adopted_then_freed_is_not_adopted_again() {
+    let mut bytes = vec![0u8; 4096];
+    let base = bytes.as_ptr() as usize;
+    let mut m = ArenaMemory::new(&mut bytes);
+    // Allocated and freed: refused.
+    let a = m.allocate(&rw(256)).unwrap();
+    assert_eq!(a.addr(), base);
+    m.free(a);
+    assert!(m.adopt(base, 256, 0, Permission::ReadWrite).is_err());
+    // Adopted (a restore after a warm reboot) and freed (unloaded): refused too.
+    let b = m.adopt(base + 1024, 256, 0, Permission::ReadWrite).unwrap();
+    m.free(b);
+    assert!(
+        m.adopt(base + 1024, 256, 0, Permission::ReadWrite).is_err(),
+        "an unloaded extension's freed block was adopted again"
+    );
+    // Disowned instead (forget_all, a failed restore): kept, and adopted again.
+    let c = m.adopt(base + 2048, 256, 0, Permission::ReadWrite).unwrap();
+    m.disown(c);
+    m.adopt(base + 2048, 256, 0, Permission::ReadWrite).unwrap();
+}

@@ -450,6 +450,51 @@ fn loads_before_an_in_place_restore_leave_the_kept_blocks_alone() {
     assert_eq!(call(&r, "eight"), Ok(8));
 }
 
+/// After a warm reboot a new arena adopts the blocks nothing handed out since it was made. An extension
+/// restored there and then unloaded (its destructors ran, its memory went back) has had its blocks
+/// handed out: restoring the same context again must be refused, as it is in the arena the context was
+/// saved in, instead of bringing back an extension whose destructors already ran.
+#[test]
+fn an_extension_unloaded_after_a_warm_reboot_is_not_restored_in_place_again() {
+    let ctors = bytes("ctors-gcc-O2-pic.o");
+    let mut arena = common::ExecArena::new(1 << 20);
+    let bytes = arena.bytes();
+    let libc = || ExportTable::new(llext::LIBC_EXPORTS);
+    let ctx = {
+        let r = Registry::new(ArenaMemory::new(&mut bytes[..]), libc());
+        r.load("ctors", &ctors).unwrap();
+        let ctx = r.save(&llext::SaveOptions::default()).unwrap();
+        assert_eq!(r.forget_all(), Ok(1));
+        ctx
+    };
+    let context = llext::Context::from_bytes(&ctx).unwrap();
+    let restore =
+        |r: &Registry<ArenaMemory<'_>>| r.restore(&context, &llext::RestoreOptions::default());
+    {
+        let r = Registry::new(ArenaMemory::new(&mut bytes[..]), libc());
+        let ids = restore(&r).unwrap();
+        assert_eq!(call(&r, "ctors_state", &[]), 12);
+        assert_eq!(r.unload(ids[0]), Ok(Unloaded::Freed)); // "ctors: destructor ran"
+        assert!(
+            matches!(restore(&r), Err(Error::Memory { .. })),
+            "an extension whose destructors ran came back"
+        );
+        assert!(r.is_empty());
+    }
+    // The in-process counterpart, for comparison: refused.
+    let r = Registry::new(ArenaMemory::new(&mut bytes[..]), libc());
+    let id = r.load("ctors", &ctors).unwrap();
+    let ctx = r.save(&llext::SaveOptions::default()).unwrap();
+    assert_eq!(r.unload(id), Ok(Unloaded::Freed));
+    assert!(matches!(
+        r.restore(
+            &llext::Context::from_bytes(&ctx).unwrap(),
+            &llext::RestoreOptions::default()
+        ),
+        Err(Error::Memory { .. })
+    ));
+}
+
 /// User review: `llext run --call counter` on an exported `long counter` jumped into the data and died of
 /// SIGSEGV. A symbol in a block without execute permission is refused, exported or only global, also after
 /// a restore; a function is still called.
