@@ -1053,7 +1053,9 @@ impl<M: Memory> Registry<M> {
     ///
     /// Returns how many extensions it brought up: 0 if they all were already. The constructors run
     /// outside the registry's lock, as on a load. Refused with [`Error::ForeignCode`] by a registry for
-    /// another machine, which never runs extension code.
+    /// another machine, which never runs extension code, and with [`Error::Busy`] while the constructors
+    /// of it or of one of its dependencies run (another thread brings them up, or it is called from
+    /// them): it does not return before what it depends on is up (those it brought up by then stay up).
     ///
     /// ```
     /// # #[cfg(feature = "std")] {
@@ -1088,10 +1090,12 @@ impl<M: Memory> Registry<M> {
                 let Some(ext) = inner.ext_mut(ext_id) else {
                     continue;
                 };
+                // Brought up by another thread, whose constructors may still run: not passed over, or
+                // what depends on it would be constructed before it is.
+                ext.check_ready()?;
                 if ext.initialised {
                     continue;
                 }
-                ext.check_ready()?;
                 ext.initialised = true;
                 done += 1;
                 if ext.linked.view().count(Table::Init) == 0 {
@@ -1702,6 +1706,9 @@ impl<M: Memory> Inner<M> {
         while let Some(ext) = ext_at(&self.slots, at) {
             let (prev, mark) = (ext.prev, ext.mark);
             if mark {
+                // Its constructors run in another thread (or its destructors): nothing that depends on it
+                // may be brought up until they return.
+                ext.check_ready()?;
                 count += 1;
                 let view = ext.linked.view();
                 for k in 0..view.count(Table::Deps) {
