@@ -504,9 +504,12 @@ impl Resolver for View<'_> {
     }
 
     fn definer(&self, name: &[u8]) -> Option<String> {
+        // Not one whose destructors run: it is out of the export index, which is why nothing resolved
+        // (it may well export the symbol), and on its way out.
         self.slots
             .iter()
             .filter_map(|s| s.ext.as_ref())
+            .filter(|e| e.phase != Phase::Destructing)
             .find(|e| e.linked.view().global_rec(name).is_some())
             .map(|e| String::from(e.name()))
     }
