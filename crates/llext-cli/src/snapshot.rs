@@ -35,13 +35,25 @@ pub(crate) fn save_to<M: llext::Memory>(
     Ok(Context::from_bytes(&bytes)?.len())
 }
 
-/// Restores the context in `path`; returns the handles of the restored extensions, in load order.
+/// Restores the context in `path` and brings up what was saved before its constructors ran (a context
+/// `snapshot save --exports` linked for this machine); returns the handles of the restored extensions, in
+/// load order.
 pub(crate) fn restore_from(registry: &Registry0, path: &str) -> Result<Vec<llext::ExtId>, Failure> {
     let bytes = read_file(path)?;
     let context = Context::from_bytes(&bytes).map_err(|e| Failure(format!("{path}: {e}")))?;
-    registry
+    let ids = registry
         .restore(&context, &RestoreOptions::default())
-        .map_err(|e| Failure(format!("{path}: {e}")))
+        .map_err(|e| Failure(format!("{path}: {e}")))?;
+    for &id in &ids {
+        if let Err(e) = registry.bring_up(id) {
+            // Nothing stays behind a refusal: what was restored goes again, newest first.
+            for &id in ids.iter().rev() {
+                let _ = crate::unload_fully(registry, id);
+            }
+            return Err(Failure(format!("{path}: {e}")));
+        }
+    }
+    Ok(ids)
 }
 
 fn save(args: &[String]) -> Result<(), Failure> {

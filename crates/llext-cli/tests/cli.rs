@@ -1790,3 +1790,54 @@ fn snapshot_save_links_for_a_firmware_on_the_host() {
         "--exports is given twice",
     );
 }
+
+/// `snapshot save --exports` of this machine's objects saves a context whose extensions were never
+/// brought up, and `inspect` says to restore it with `llext snapshot restore`: that restore (and the
+/// shell's `restore`) called into them without running their constructors.
+#[test]
+fn a_restored_context_saved_before_its_constructors_ran_is_brought_up() {
+    let mut cmd = Command::new("gcc");
+    cmd.args(["-c", "-O2", "-fPIC"]);
+    let object = build_c(
+        cmd,
+        "restore-brings-up",
+        "state",
+        "static long state;\n\
+         __attribute__((constructor)) static void init(void) { state = 12; }\n\
+         long get_state(void) { return state; }\n",
+        false,
+    );
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("restore-brings-up");
+    let list = dir.join("exports.txt");
+    std::fs::write(&list, "# no built-ins\n").unwrap();
+    let snap = scratch_snapshot("restore-brings-up");
+    let out = llext(&[
+        "snapshot",
+        "save",
+        "--exports",
+        list.to_str().unwrap(),
+        "--out",
+        &snap,
+        &object,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&llext(&["inspect", &snap]).stdout);
+    assert!(shown.contains("not brought up"), "{shown}");
+    assert!(
+        shown.contains("restore with: llext snapshot restore"),
+        "{shown}"
+    );
+    let out = llext(&["snapshot", "restore", &snap, "--call", "get_state"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("returned: 12"),
+        "constructor not run: {}",
+        text(&out.stdout)
+    );
+    let out = shell(&format!("restore {snap}\ncall get_state\n"));
+    assert!(
+        text(&out.stdout).contains("returned: 12"),
+        "constructor not run: {}",
+        text(&out.stdout)
+    );
+}
