@@ -66,9 +66,10 @@ pub enum Storage {
 /// How to load an extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoadOptions {
-    /// Run `.preinit_array`, `.init_array` and `.ctors` right after linking (default `true`). With `false`
-    /// the extension is linked but none of its code runs, until [`Registry::bring_up`]; [`Registry::unload`]
-    /// runs no destructors of one never brought up.
+    /// Run `.preinit_array`, `.init_array` and `.ctors` right after linking (default `true`), after those
+    /// of any dependency loaded or restored without running its own (as [`Registry::bring_up`] does). With
+    /// `false` the extension is linked but none of its code runs, until [`Registry::bring_up`];
+    /// [`Registry::unload`] runs no destructors of one never brought up.
     pub bring_up: bool,
     /// Load `.eh_frame` too (default `false`: unwind tables cost memory and are rarely used by extensions).
     pub keep_eh_frame: bool,
@@ -966,14 +967,35 @@ impl<M: Memory> Registry<M> {
             return Ok(id);
         };
         ext.initialised = true;
-        if ext.linked.view().count(Table::Init) == 0 {
-            return Ok(id);
+        let constructors = ext.linked.view().count(Table::Init) > 0;
+        // Dependencies loaded or restored without running their constructors run them first, as
+        // `bring_up` would. Best effort: the extension is registered already, so neither a failed list
+        // (no heap) nor a dependency whose constructors another thread runs makes the load fail.
+        // Only looked for when a direct dependency was not brought up (the walk is over every extension):
+        // one that was has had its own dependencies brought up before it.
+        let pending = ext_at(&inner.slots, id.index).is_some_and(|ext| {
+            ext.linked
+                .view()
+                .deps()
+                .any(|d| ext_at(&inner.slots, d).is_some_and(|e| !e.initialised))
+        });
+        let dependencies = if pending {
+            inner.not_brought_up(id).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        if constructors {
+            if let Some(ext) = inner.slot_mut(id.index) {
+                ext.phase = Phase::Constructing;
+            }
         }
-        ext.phase = Phase::Constructing;
         drop(guard);
-        self.run_hooks(id, Table::Init);
-        if let Some(ext) = self.inner.lock().ext_mut(id) {
-            ext.phase = Phase::Ready;
+        let _ = self.construct_in_order(&dependencies);
+        if constructors {
+            self.run_hooks(id, Table::Init);
+            if let Some(ext) = self.inner.lock().ext_mut(id) {
+                ext.phase = Phase::Ready;
+            }
         }
         Ok(id)
     }
@@ -1084,12 +1106,18 @@ impl<M: Memory> Registry<M> {
             }
             inner.not_brought_up(id)?
         };
+        self.construct_in_order(&order)
+    }
+
+    /// Runs the constructors of each extension of `order` not brought up yet, one after the other (each
+    /// outside the lock); returns how many it brought up. Stops at one whose constructors or destructors
+    /// another thread runs ([`Error::Busy`]).
+    fn construct_in_order(&self, order: &[ExtId]) -> Result<usize> {
         let mut done = 0;
-        for ext_id in order {
+        for &ext_id in order {
             {
                 let mut inner = self.inner.lock();
-                // Gone meanwhile (only `id` itself can be: the others are its dependencies), or brought
-                // up by another thread.
+                // Gone meanwhile (unloaded, forgotten), or brought up by another thread.
                 let Some(ext) = inner.ext_mut(ext_id) else {
                     continue;
                 };

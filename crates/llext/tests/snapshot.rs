@@ -1408,3 +1408,38 @@ fn extensions_saved_before_their_constructors_ran_are_brought_up_after_a_restore
         Err(Error::ForeignCode { machine: 243 })
     ));
 }
+
+/// Review: a load with `bring_up: true` ran the new extension's constructors, but not those of a
+/// dependency that was loaded or restored without running them: they ran after the dependent's (when
+/// `bring_up` was called for it), or never. A load now brings such dependencies up first, as `bring_up`
+/// does.
+#[test]
+fn a_load_brings_up_a_dependency_not_brought_up_first() {
+    let base = compile_c(
+        "#include \"llext.h\"\n\
+         static long state;\n\
+         __attribute__((constructor)) static void base_init(void) { state = 1; }\n\
+         long base_state(void) { return state; }\n\
+         LLEXT_EXPORT(base_state);\n",
+        &["-O2", "-fPIC"],
+    );
+    let user = compile_c(
+        "extern long base_state(void);\n\
+         static long seen = -1;\n\
+         __attribute__((constructor)) static void user_init(void) { seen = base_state(); }\n\
+         long user_seen(void) { return seen; }\n",
+        &["-O2", "-fPIC"],
+    );
+    let r = registry();
+    let linked_only = llext::LoadOptions {
+        bring_up: false,
+        ..llext::LoadOptions::default()
+    };
+    r.load_with("base", &base, &linked_only).unwrap();
+    r.load("user", &user).unwrap();
+    assert_eq!(
+        call(&r, "user_seen", &[]),
+        1,
+        "user's constructor ran before base's (base_state() was 0)"
+    );
+}
