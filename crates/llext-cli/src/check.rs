@@ -307,9 +307,10 @@ fn failure_with_notes<'f>(
     text
 }
 
-/// What `--exports` lists: names with their addresses if known, and for an ELF image where its RAM ends.
+/// What `--exports` lists: names with their addresses if known and what a list line says they are, and for
+/// an ELF image where its RAM ends.
 struct ExportList {
-    entries: Vec<(String, Option<u64>)>,
+    entries: Vec<(String, Option<u64>, Kind)>,
     /// The end of the image's highest writable segment.
     ram_end: Option<u64>,
     /// Where the firmware puts extensions: a text list's `# at: ADDR` line (what `--at` gives).
@@ -325,6 +326,16 @@ struct ExportList {
     /// The instructions the firmware's core runs: an image's build attributes, or a text list's
     /// `# isa: KEY` line.
     isa: Option<Isa>,
+}
+
+/// What a text list's `NAME ADDRESS KIND` line says an export is (`Registry::write_export_list` writes the
+/// kind on x86-64, where code built without `-fPIC` reaches a copy of an `Export::copyable` variable and
+/// the stub of an `Export::function`); `Plain` for every other line and for an ELF image's symbols.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Plain,
+    Function,
+    Copyable,
 }
 
 /// What a firmware image's header says about the code it runs.
@@ -349,20 +360,24 @@ fn read_export_list(path: &str) -> Result<ExportList, Failure> {
 }
 
 /// The export table of `listed`. Names without an address get distinct ones from `free` on (odd on Arm:
-/// Thumb functions).
+/// Thumb functions). On x86-64 a `function` is an `Export::function`, and a `copyable` an
+/// `Export::copyable` of a zero of this process's (the loader reads the variable's value for the copy when
+/// it links, and the address the list gives is another process's; only 64-bit references, which reach
+/// anything, see it), as in the registry that wrote the list.
 fn address_exports(
     path: &str,
-    listed: Vec<(String, Option<u64>)>,
+    listed: Vec<(String, Option<u64>, Kind)>,
     machine: u16,
     bits: u8,
     free: u64,
 ) -> Result<Vec<Export>, Failure> {
     const EM_ARM: u16 = 40;
+    const EM_X86_64: u16 = 62;
     let thumb = u64::from(machine == EM_ARM);
     let mut next = free;
     let mut table = Vec::with_capacity(listed.len());
     let mut seen = std::collections::HashSet::new();
-    for (name, addr) in listed {
+    for (name, addr, kind) in listed {
         if !seen.insert(name.clone()) {
             return Err(Failure(format!("{path}: `{name}` is listed twice")));
         }
@@ -377,9 +392,27 @@ fn address_exports(
         }
         let addr = usize::try_from(addr)
             .map_err(|_| Failure(format!("{path}: `{name}`: address {addr:#x} out of range")))?;
-        table.push(Export::new(keep(name), addr as *const ()));
+        table.push(match kind {
+            Kind::Function if machine == EM_X86_64 => {
+                Export::function(keep(name), addr as *const ())
+            }
+            // SAFETY: a zero that is never freed or written (`keep_zero`).
+            Kind::Copyable if machine == EM_X86_64 => unsafe {
+                Export::copyable(keep(name), keep_zero())
+            },
+            _ => Export::new(keep(name), addr as *const ()),
+        });
     }
     Ok(table)
+}
+
+/// A pointer-sized zero for the rest of the process, reachable from a static as `keep`'s names are: the
+/// value a `copyable` export of a list stands for.
+fn keep_zero() -> *const () {
+    static KEPT: std::sync::Mutex<Vec<&'static usize>> = std::sync::Mutex::new(Vec::new());
+    let zero: &'static usize = Box::leak(Box::new(0));
+    KEPT.lock().unwrap_or_else(|p| p.into_inner()).push(zero);
+    zero as *const usize as *const ()
 }
 
 /// Keeps an export's name for the rest of the process (an `Export` names a `&'static str`), reachable from a
@@ -425,7 +458,7 @@ fn elf_exports(path: &str, bytes: &[u8]) -> Result<ExportList, Failure> {
             match seen.get(name) {
                 None => {
                     seen.insert(name, (local, s.address()));
-                    out.push((name.to_owned(), Some(s.address())));
+                    out.push((name.to_owned(), Some(s.address()), Kind::Plain));
                 }
                 // Two locals of one name at two addresses (two files' `static` helpers): which one an
                 // object means cannot be told, so neither is offered.
@@ -436,7 +469,7 @@ fn elf_exports(path: &str, bytes: &[u8]) -> Result<ExportList, Failure> {
             }
         }
     }
-    out.retain(|(name, _)| !ambiguous.contains(name.as_str()));
+    out.retain(|(name, ..)| !ambiguous.contains(name.as_str()));
     let image = image_header(bytes);
     if out.is_empty() {
         return Err(Failure(format!("{path}: no defined symbols")));
@@ -522,37 +555,46 @@ fn text_exports(path: &str, bytes: &[u8]) -> Result<ExportList, Failure> {
         let wanted = |name: &str| !name.starts_with('$') && !name.starts_with(".L");
         match words.as_slice() {
             [] => {}
-            [name] => named.push(((*name).to_owned(), None)),
+            [name] => named.push(((*name).to_owned(), None, Kind::Plain)),
             // nm's undefined symbols (`U`, weak `w`/`v`, no address): not the firmware's to give. An
             // export of one of those names, at a `0x` address (as `Registry::write_export_list` writes
             // it), is the firmware's.
             ["U" | "w" | "v", name] if !name.starts_with("0x") && !name.starts_with("0X") => {}
-            [name, addr] => named.push(((*name).to_owned(), Some(address(addr)?))),
+            [name, addr] => named.push(((*name).to_owned(), Some(address(addr)?), Kind::Plain)),
             [addr, t, name] if is_type(t) => {
                 if !wanted(name) {
                     continue;
                 }
-                let entry = ((*name).to_owned(), Some(address(addr)?));
+                let entry = ((*name).to_owned(), Some(address(addr)?), Kind::Plain);
                 if t.chars().all(|c| c.is_ascii_lowercase()) {
                     local.push(entry);
                 } else {
                     named.push(entry);
                 }
             }
+            [name, addr, kind @ ("function" | "copyable")] => {
+                let kind = if *kind == "function" {
+                    Kind::Function
+                } else {
+                    Kind::Copyable
+                };
+                named.push(((*name).to_owned(), Some(address(addr)?), kind));
+            }
             _ => {
                 return Err(bad(
-                    "expected `NAME`, `NAME ADDRESS` or `ADDRESS TYPE NAME`",
+                    "expected `NAME`, `NAME ADDRESS`, `NAME ADDRESS function|copyable` or \
+                     `ADDRESS TYPE NAME`",
                 ))
             }
         }
     }
     let mut seen: std::collections::HashSet<String> =
-        named.iter().map(|(name, _)| name.clone()).collect();
+        named.iter().map(|(name, ..)| name.clone()).collect();
     // Two locals of one name at two addresses (two files' `static` helpers): which one an object means
     // cannot be told, so neither is offered (as for an ELF image).
     let mut first = std::collections::HashMap::new();
     let mut ambiguous = std::collections::HashSet::new();
-    for (name, addr) in &local {
+    for (name, addr, _) in &local {
         if *first.entry(name.as_str()).or_insert(*addr) != *addr {
             ambiguous.insert(name.clone());
         }

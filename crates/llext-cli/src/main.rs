@@ -23,8 +23,8 @@ commands:
                                            Objects for another machine are linked for it, against the
                                            firmware's exports (an ELF image, whose symbols stand for
                                            them: `#[no_mangle]` in Rust; `nm` output of it; or
-                                           `NAME [ADDRESS]` lines with optional `# float-abi: KEY`,
-                                           `# thumb-only` and `# isa: KEY` lines),
+                                           `NAME [ADDRESS [function|copyable]]` lines with optional
+                                           `# float-abi: KEY`, `# thumb-only` and `# isa: KEY` lines),
                                            which replace the C library's for any object (--libc: this
                                            host's objects get both); at ADDR, or past the RAM of the
                                            firmware's ELF image, as on the device

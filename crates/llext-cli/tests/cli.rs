@@ -1497,6 +1497,72 @@ fn check_reads_what_write_export_list_writes() {
     assert!(out.status.success(), "{list}\n{}", text(&out.stderr));
 }
 
+/// A user trial: the list `Registry::write_export_list` writes of an x86-64 host program's registry (its
+/// `exports!` and the C library's) said only `NAME ADDRESS`, so `check --exports` linked every entry as
+/// a plain address, and refused what that registry loads: gcc's default `-fPIE` code reading `stdout`
+/// PC-relative (the registry gives it a copy: `Export::copyable`), and `-fno-pic` code taking a host
+/// function's address as a 32-bit value (it reaches a stub: `Export::function`), were reported out of
+/// reach of the C library and the program.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[test]
+fn check_links_against_a_host_export_list_as_the_host_registry_does() {
+    const PLUGIN: &str =
+        "#include <stdio.h>\nlong host_add(long, long);\nlong (*kept)(long, long);\n\
+                          long plugin_main(long x) { kept = host_add; fputs(\"hi\\n\", stdout); \
+                          return kept(x, 1); }\n";
+    extern "C" fn host_add(a: i64, b: i64) -> i64 {
+        a.wrapping_add(b)
+    }
+    static HOST: &[llext::Export] = llext::exports![host_add];
+    let table: Vec<llext::Export> = HOST.iter().chain(llext::LIBC_EXPORTS).copied().collect();
+    let registry = llext::Registry::new(llext::HostMemory::new(), llext::ExportTable::new(&table));
+    let mut list = String::new();
+    registry.write_export_list(&mut list, None).unwrap();
+    let line = |name: &str| list.lines().find(|l| l.starts_with(&format!("{name} 0x")));
+    assert!(
+        line("host_add").is_some_and(|l| l.ends_with(" function")),
+        "{list}"
+    );
+    assert!(
+        line("stdout").is_some_and(|l| l.ends_with(" copyable")),
+        "{list}"
+    );
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("host-program-exports.txt");
+    let path = path.to_str().unwrap();
+    let options = llext::LoadOptions {
+        bring_up: false,
+        ..llext::LoadOptions::default()
+    };
+    for (pic, unkind) in [("-fPIE", " copyable"), ("-fno-pic", " function")] {
+        let mut gcc = Command::new("gcc");
+        gcc.args(["-c", "-O2", pic]);
+        let plugin = build_c(gcc, "host-list", &format!("plugin{pic}"), PLUGIN, false);
+        let bytes = std::fs::read(&plugin).unwrap();
+        let id = registry.load_with("plugin", &bytes, &options).unwrap();
+        registry.unload(id).unwrap();
+        std::fs::write(path, &list).unwrap();
+        let out = llext(&["check", "--exports", path, &plugin]);
+        assert!(out.status.success(), "{pic}: {}", text(&out.stderr));
+        // A plain export at a host address stays out of reach of such code, as in the registry.
+        std::fs::write(path, list.replace(unkind, "")).unwrap();
+        let out = llext(&["check", "--exports", path, &plugin]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{pic}: {err}");
+        assert!(
+            err.contains("rebuild the extension with -fPIC"),
+            "{pic}: {err}"
+        );
+    }
+    // The kind follows an address: `NAME KIND` is no line.
+    std::fs::write(path, "host_add function\n").unwrap();
+    let out = llext(&["check", "--exports", path, "x.o"]);
+    assert!(
+        text(&out.stderr).contains("bad address `function`"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 /// An export named like one of `nm`'s undefined-symbol types (`U`, `w`, `v`: a C variable may be called
 /// `w`) is listed as `w 0xADDR`; `check` took the line for `nm`'s weak undefined symbol `0xADDR` and
 /// dropped it, so an extension using `w` did not link.

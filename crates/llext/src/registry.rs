@@ -692,8 +692,11 @@ impl<M: Memory> Registry<M> {
     /// the 4 KiB page `llext check` maps its scratch arena at; no line for an address in the first page),
     /// what the registry knows of its core (`# float-abi: KEY`, `# thumb-only`, `# isa: KEY`), and one
     /// `NAME ADDRESS` line per export (but one whose name is empty or has white space or `#` in it, which
-    /// no line can say: a closing comment counts them). Nothing is allocated; `out` is written under the
-    /// registry's lock, so it must not call into this registry.
+    /// no line can say: a closing comment counts them). On x86-64, where code built without `-fPIC` reaches
+    /// an [`Export::copyable`](crate::Export::copyable) variable's copy and an
+    /// [`Export::function`](crate::Export::function)'s stub, such a line ends in `copyable` or `function`,
+    /// so that the check links those references as this registry does. Nothing is allocated; `out` is
+    /// written under the registry's lock, so it must not call into this registry.
     ///
     /// ```
     /// # #[cfg(feature = "std")] {
@@ -730,13 +733,19 @@ impl<M: Memory> Registry<M> {
         // A line is `NAME ADDRESS` up to a `#`: a name that is empty or has white space or `#` in it
         // cannot be said in one (any string may name an export).
         let mut left_out = 0usize;
+        let kinds = arch::export_kinds_matter(inner.machine);
         for e in inner.builtins.iter() {
             let name = e.name();
             if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == '#') {
                 left_out += 1;
                 continue;
             }
-            writeln!(out, "{name} {:#x}", e.addr() as usize)?;
+            let kind = match (kinds, e.is_copyable(), e.is_function()) {
+                (true, true, _) => " copyable",
+                (true, false, true) => " function",
+                _ => "",
+            };
+            writeln!(out, "{name} {:#x}{kind}", e.addr() as usize)?;
         }
         if left_out > 0 {
             writeln!(

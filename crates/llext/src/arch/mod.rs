@@ -495,6 +495,13 @@ pub(crate) const fn pointer_size(machine: u16) -> Option<u8> {
     }
 }
 
+/// Whether objects of `machine` link direct references to a [`copyable`](crate::Export::copyable) or a
+/// [`function`](crate::Export::function) built-in otherwise than to another (x86-64: a copy of the value,
+/// the call stub), so that a list of the built-ins must say which they are.
+pub(crate) const fn export_kinds_matter(machine: u16) -> bool {
+    machine == EM_X86_64
+}
+
 const EM_X86_64: u16 = 62;
 pub(crate) const EM_ARM: u16 = 40;
 const EM_AARCH64: u16 = 183;
