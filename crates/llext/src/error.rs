@@ -395,13 +395,148 @@ impl Error {
 /// [`Error::IntermediateCode`]'s `format` for clang's and rustc's bitcode objects.
 pub(crate) const LLVM_BITCODE: &str = "LLVM bitcode";
 
-/// A symbol of Rust's `core` library, by its mangled name (v0 `_R...Cs<hash>_4core...` or legacy
-/// `_ZN4core...`): its name carries the hash of the toolchain's `core`, so a host cannot export it for
-/// extensions. (A plain window search: `str::contains` would bring a string searcher into firmware.)
-fn rust_core_symbol(name: &str) -> bool {
-    let name = name.as_bytes();
-    name.starts_with(b"_ZN4core")
-        || (name.starts_with(b"_R") && name.windows(6).any(|w| w == b"_4core"))
+/// What an undefined symbol of Rust's libraries is, for the hint after it: its name carries the hash of
+/// the toolchain's crate, so a host cannot export it for extensions.
+enum RustLibrary<'a> {
+    /// A function of `core`, with its path when the mangled name spells a plain one
+    /// (`core::str::converts::from_utf8`).
+    Core(Option<RustPath<'a>>),
+    /// `alloc`, or the allocator shims only a final link makes (`__rust_alloc`, ...).
+    Alloc,
+    /// Unwinding: Rust's personality routine, or the unwinder's `_Unwind_Resume`.
+    Unwind,
+}
+
+/// Most components [`RustPath`] keeps; a deeper path is not spelt out.
+const RUST_PATH_DEPTH: usize = 8;
+
+/// The components of a plainly mangled Rust path, crate first.
+struct RustPath<'a> {
+    parts: [&'a [u8]; RUST_PATH_DEPTH],
+    len: usize,
+}
+
+impl<'a> RustPath<'a> {
+    fn parts(&self) -> &[&'a [u8]] {
+        self.parts.get(..self.len).unwrap_or_default()
+    }
+
+    fn push(&mut self, part: &'a [u8]) -> Option<()> {
+        *self.parts.get_mut(self.len)? = part;
+        self.len += 1;
+        Some(())
+    }
+
+    /// Whether it is one of the functions panics and formatting reach (`core::panicking::panic_fmt`,
+    /// `core::option::expect_failed`, `core::slice::index::slice_index_fail`, `core::fmt::write`, ...).
+    fn panics_or_formats(&self) -> bool {
+        let has = |part: &[u8], word: &[u8]| part.windows(word.len()).any(|w| w == word);
+        self.parts()
+            .iter()
+            .any(|p| has(p, b"panic") || has(p, b"fail") || *p == b"fmt")
+    }
+}
+
+impl fmt::Display for RustPath<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, part) in self.parts().iter().enumerate() {
+            if i > 0 {
+                f.write_str("::")?;
+            }
+            for &c in *part {
+                f.write_char(char::from(c))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A decimal length, then an identifier of that many ASCII letters, digits and `_`, and the rest after it.
+/// In a `v0` name a `_` after the length separates it from an identifier that starts with `_` or a digit.
+fn rust_identifier(s: &[u8], v0: bool) -> Option<(&[u8], &[u8])> {
+    let digits = s.iter().take_while(|c| c.is_ascii_digit()).count();
+    let mut len = 0usize;
+    for &d in s.get(..digits).filter(|d| !d.is_empty())? {
+        len = len.checked_mul(10)?.checked_add(usize::from(d - b'0'))?;
+    }
+    let s = s.get(digits..)?;
+    let s = match s {
+        [b'_', rest @ ..] if v0 => rest,
+        _ => s,
+    };
+    let ident = s.get(..len).filter(|i| !i.is_empty())?;
+    ident
+        .iter()
+        .all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+        .then_some((ident, s.get(len..)?))
+}
+
+/// The path of a v0 (`_RNvNtCs..._4core3str9from_utf8`) or legacy (`_ZN4core3str9from_utf817h...E`)
+/// mangled name made only of modules and items; `None` for anything else (impls, generics, back
+/// references, Punycode).
+fn rust_path(name: &[u8]) -> Option<RustPath<'_>> {
+    let mut path = RustPath {
+        parts: [&[]; RUST_PATH_DEPTH],
+        len: 0,
+    };
+    if let Some(mut rest) = name.strip_prefix(b"_R") {
+        // `N` and a namespace letter per nested item, then the crate root `C`, then their identifiers.
+        let mut depth = 0;
+        while let [b'N', ns, tail @ ..] = rest {
+            if !ns.is_ascii_alphabetic() {
+                return None;
+            }
+            depth += 1;
+            rest = tail;
+        }
+        rest = rest.strip_prefix(b"C")?;
+        // The crate's disambiguator, `s<base 62>_`.
+        if let [b's', tail @ ..] = rest {
+            rest = tail.get(tail.iter().position(|&c| c == b'_')? + 1..)?;
+        }
+        for _ in 0..=depth {
+            let (ident, tail) = rust_identifier(rest, true)?;
+            path.push(ident)?;
+            rest = tail;
+        }
+        return Some(path);
+    }
+    let mut rest = name.strip_prefix(b"_ZN")?;
+    while !rest.starts_with(b"E") {
+        let (ident, tail) = rust_identifier(rest, false)?;
+        path.push(ident)?;
+        rest = tail;
+    }
+    // The last component is the hash, `h` and 16 hexadecimal digits.
+    let hash = |p: &&[u8]| p.len() == 17 && p.first() == Some(&b'h');
+    if path.parts().last().is_some_and(hash) {
+        path.len -= 1;
+    }
+    Some(path)
+}
+
+/// What the undefined symbol `name` is of Rust's libraries, if it is. (Byte searches: `str::contains`
+/// would bring a string searcher into firmware.)
+fn rust_library(name: &str) -> Option<RustLibrary<'_>> {
+    let bytes = name.as_bytes();
+    if bytes == b"rust_eh_personality" || bytes == b"_Unwind_Resume" {
+        return Some(RustLibrary::Unwind);
+    }
+    let has = |word: &[u8]| bytes.windows(word.len()).any(|w| w == word);
+    let path = rust_path(bytes);
+    match path.as_ref().and_then(|p| p.parts().first()) {
+        Some(&b"core") => return Some(RustLibrary::Core(path)),
+        Some(&b"alloc") => return Some(RustLibrary::Alloc),
+        Some(&b"__rustc") if has(b"alloc") => return Some(RustLibrary::Alloc),
+        _ => {}
+    }
+    if bytes.starts_with(b"__rust_") && has(b"alloc") {
+        Some(RustLibrary::Alloc)
+    } else if bytes.starts_with(b"_ZN4core") || (bytes.starts_with(b"_R") && has(b"_4core")) {
+        Some(RustLibrary::Core(None))
+    } else {
+        None
+    }
 }
 
 impl fmt::Display for Error {
@@ -527,15 +662,37 @@ impl fmt::Display for Error {
                          definition with `LLEXT_EXPORT` in C or `export!` in Rust)"
                     )?;
                 }
-                if rust_core_symbol(symbol) {
-                    f.write_str(
-                        " (Rust's `core`, which no host can offer: build the extension with opt-level 1 \
-                         or more, without debug assertions and overflow checks (`-C debug-assertions=off \
-                         -C overflow-checks=off`; cargo's dev profile turns them on), and without paths \
-                         that can panic or format)",
-                    )?;
+                match rust_library(symbol) {
+                    Some(RustLibrary::Core(Some(path))) if !path.panics_or_formats() => write!(
+                        f,
+                        " (Rust's `core`, which no host can offer: `{path}` is one of its functions, \
+                         which the extension calls and does not contain; write the extension without \
+                         it, as bundling `core` into an extension is not supported)"
+                    ),
+                    Some(RustLibrary::Core(path)) => {
+                        f.write_str(
+                            " (Rust's `core`, which no host can offer: build the extension with opt-level \
+                             1 or more, without debug assertions and overflow checks (`-C \
+                             debug-assertions=off -C overflow-checks=off`; cargo's dev profile turns them \
+                             on), and without paths that can panic or format",
+                        )?;
+                        match path {
+                            Some(path) => write!(f, ": `{path}` is one)"),
+                            None => f.write_str(")"),
+                        }
+                    }
+                    Some(RustLibrary::Alloc) => f.write_str(
+                        " (Rust's `alloc`, which no host can offer: an extension cannot use `alloc` \
+                         (`Vec`, `Box`, `String`), whose global allocator only a final link provides; \
+                         call the host's `malloc` and `free` instead)",
+                    ),
+                    Some(RustLibrary::Unwind) => f.write_str(
+                        " (unwinding, which extensions do not do: build a Rust extension with `-C \
+                         panic=abort` (`panic = \"abort\"` in its cargo profile), a C++ one with \
+                         `-fno-exceptions`)",
+                    ),
+                    None => Ok(()),
                 }
-                Ok(())
             }
             Error::DuplicateExport {
                 extension,

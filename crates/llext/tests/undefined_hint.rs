@@ -82,3 +82,81 @@ fn an_extension_whose_destructors_run_is_not_named_as_defining_without_exporting
         other => panic!("{other:?}"),
     }
 }
+
+/// The hint after an undefined symbol of Rust's libraries, by its name (a user trial's Rust extensions:
+/// `core::str::from_utf8` was given the advice for panics, which its object already followed; `alloc`'s
+/// and unwinding's symbols got none).
+#[test]
+fn rust_library_symbols_are_named_with_what_to_do() {
+    let hint = |symbol: &str| {
+        Error::Undefined {
+            extension: "ext".into(),
+            symbol: symbol.into(),
+            defined_by: None,
+        }
+        .to_string()
+    };
+    let panics = "build the extension with opt-level 1 or more, without debug assertions and overflow checks";
+    // Panics and formatting, v0 and legacy: the build advice, and the function's path.
+    for (symbol, path) in [
+        (
+            "_RNvNtCsgEmfK2I1SDS_4core9panicking18panic_bounds_check",
+            "core::panicking::panic_bounds_check",
+        ),
+        (
+            "_RNvNtNtCsgEmfK2I1SDS_4core5slice5index16slice_index_fail",
+            "core::slice::index::slice_index_fail",
+        ),
+        (
+            "_RNvNtCsgEmfK2I1SDS_4core6option13expect_failed",
+            "core::option::expect_failed",
+        ),
+        ("_ZN4core3fmt5write17h0123456789abcdefE", "core::fmt::write"),
+    ] {
+        let e = hint(symbol);
+        assert!(e.contains(panics), "{e}");
+        assert!(e.contains(&format!("format: `{path}` is one)")), "{e}");
+    }
+    // A name the hint cannot spell (a generic impl) still gets the advice.
+    let e = hint("_RINvNtCsgEmfK2I1SDS_4core3ptr13drop_in_placeNtCs1_3ext1TEB4_");
+    assert!(e.contains(panics) && e.ends_with("panic or format)"), "{e}");
+    // Another function of `core`: no build advice, which it already follows.
+    let e = hint("_RNvNtNtCsgEmfK2I1SDS_4core3str8converts9from_utf8");
+    assert!(!e.contains("opt-level 1"), "{e}");
+    assert!(
+        e.contains("`core::str::converts::from_utf8` is one of its functions")
+            && e.contains("write the extension without it"),
+        "{e}"
+    );
+    // `alloc`, its allocator shims, unwinding.
+    for symbol in [
+        "_RNvNtCslNYArtu3iFV_5alloc7raw_vec12handle_error",
+        "_RNvCsfLfy6EI15iL_7___rustc35___rust_no_alloc_shim_is_unstable_v2",
+        "_RNvCsfLfy6EI15iL_7___rustc12___rust_alloc",
+        "__rust_alloc",
+    ] {
+        let e = hint(symbol);
+        assert!(
+            e.contains("an extension cannot use `alloc`") && e.contains("`malloc`"),
+            "{e}"
+        );
+    }
+    for symbol in ["rust_eh_personality", "_Unwind_Resume"] {
+        assert!(
+            hint(symbol).contains("`-C panic=abort`"),
+            "{}",
+            hint(symbol)
+        );
+    }
+    // Other symbols, of the program or a crate of the extension's own: nothing.
+    for symbol in [
+        "host_log",
+        "_RNvCs1_5store4bump",
+        "_ZN5store4bump17h0123456789abcdefE",
+    ] {
+        assert_eq!(
+            hint(symbol),
+            format!("undefined symbol `{symbol}` in extension `ext`")
+        );
+    }
+}
