@@ -421,6 +421,7 @@ impl<'a> RustPath<'a> {
         self.parts.get(..self.len).unwrap_or_default()
     }
 
+    #[cfg(feature = "std")]
     fn push(&mut self, part: &'a [u8]) -> Option<()> {
         *self.parts.get_mut(self.len)? = part;
         self.len += 1;
@@ -453,6 +454,7 @@ impl fmt::Display for RustPath<'_> {
 
 /// A decimal length, then an identifier of that many ASCII letters, digits and `_`, and the rest after it.
 /// In a `v0` name a `_` after the length separates it from an identifier that starts with `_` or a digit.
+#[cfg(feature = "std")]
 fn rust_identifier(s: &[u8], v0: bool) -> Option<(&[u8], &[u8])> {
     let digits = s.iter().take_while(|c| c.is_ascii_digit()).count();
     let mut len = 0usize;
@@ -473,7 +475,14 @@ fn rust_identifier(s: &[u8], v0: bool) -> Option<(&[u8], &[u8])> {
 
 /// The path of a v0 (`_RNvNtCs..._4core3str9from_utf8`) or legacy (`_ZN4core3str9from_utf817h...E`)
 /// mangled name made only of modules and items; `None` for anything else (impls, generics, back
-/// references, Punycode).
+/// references, Punycode). Hosts only (the `std` feature): firmware keeps the flash, and its hint the
+/// general advice.
+#[cfg(not(feature = "std"))]
+fn rust_path(_: &[u8]) -> Option<RustPath<'_>> {
+    None
+}
+
+#[cfg(feature = "std")]
 fn rust_path(name: &[u8]) -> Option<RustPath<'_>> {
     let mut path = RustPath {
         parts: [&[]; RUST_PATH_DEPTH],
