@@ -698,6 +698,7 @@ extern "C" {
     fn __ctype_tolower_loc() -> *mut *const i32;
     fn __ctype_toupper_loc() -> *mut *const i32;
     fn __isoc99_sscanf(s: *const libc::c_char, format: *const libc::c_char, ...) -> libc::c_int;
+    fn llabs(n: libc::c_longlong) -> libc::c_longlong;
 }
 
 /// The C library functions a host offers extensions by default, so ordinary C compiled with `cc -c` runs
@@ -706,7 +707,8 @@ extern "C" {
 /// string functions (including those compilers substitute, such as `stpcpy` for `strcpy` followed by
 /// `strlen`, or clang's `bcmp`), `strtok_r`, `strndup`, `strerror`, `<ctype.h>`, conversions, sorting,
 /// `getenv`, `rand`, `time`, `clock`, `usleep`, `setjmp`/`longjmp`, `<math.h>` (with gcc's `sincos`) and
-/// `<complex.h>`'s `creal`..., the compiler-runtime helpers of `__builtin_popcount`, 128-bit division and
+/// `<complex.h>`'s `creal`..., `abs`, `labs` and `llabs` (which `-ffreestanding` code calls out of line),
+/// `aligned_alloc` and `posix_memalign`, the compiler-runtime helpers of `__builtin_popcount`, 128-bit division and
 /// conversions and complex products (`__popcountdi2`, `__udivti3`, `__floattidf`, `__muldc3`, ...),
 /// `abort`, `errno`, the stack protector's `__stack_chk_fail`, and on glibc what its headers turn `assert`, `<ctype.h>`, `scanf` and
 /// `setjmp` into (`__assert_fail`, `__ctype_b_loc`, `__isoc99_sscanf`, `__sigsetjmp`, ...) and the checked
@@ -731,6 +733,11 @@ pub static LIBC_EXPORTS: &[crate::Export] = &[
     crate::Export::function("calloc", libc::calloc as *const ()),
     crate::Export::function("realloc", libc::realloc as *const ()),
     crate::Export::function("free", libc::free as *const ()),
+    crate::Export::function("aligned_alloc", libc::aligned_alloc as *const ()),
+    crate::Export::function("posix_memalign", libc::posix_memalign as *const ()),
+    crate::Export::function("abs", libc::abs as *const ()),
+    crate::Export::function("labs", libc::labs as *const ()),
+    crate::Export::function("llabs", llabs as *const ()),
     crate::Export::function("memcpy", libc::memcpy as *const ()),
     crate::Export::function("memmove", libc::memmove as *const ()),
     crate::Export::function("memset", libc::memset as *const ()),

@@ -239,7 +239,7 @@ pub struct ExtensionInfo {
     pub sections: Vec<SectionInfo>,
     /// Exported symbols first, then the other global symbols (sorted by name).
     pub symbols: Vec<SymbolInfo>,
-    /// Number of constructors / destructors.
+    /// Number of constructors.
     pub init_count: usize,
     /// Number of destructors.
     pub fini_count: usize,

@@ -1336,3 +1336,28 @@ static const struct llext_symbol __llext_sym_second
         assert_eq!(report.exported, ["second"]);
     }
 }
+
+/// A user trial: C built with `-ffreestanding` (as the fixtures are) calls `abs` and `labs` out of line,
+/// and aligned allocation goes through `aligned_alloc` or `posix_memalign`; none of them was in
+/// `LIBC_EXPORTS`, so such objects did not load.
+#[test]
+fn freestanding_c_finds_abs_and_aligned_allocation() {
+    let object = common::compile_c(
+        "#include <stddef.h>\n\
+         int abs(int); long labs(long); long long llabs(long long);\n\
+         void *aligned_alloc(size_t, size_t); int posix_memalign(void **, size_t, size_t);\n\
+         void free(void *);\n\
+         long sum(long a) {\n\
+           void *p = aligned_alloc(64, 64), *q = 0;\n\
+           int bad = posix_memalign(&q, 128, 32);\n\
+           long aligned = ((unsigned long)p % 64 == 0) + (!bad && (unsigned long)q % 128 == 0);\n\
+           free(p); free(q);\n\
+           return abs((int)a) + labs(a) + llabs(a) + aligned;\n\
+         }\n",
+        &["-O2", "-fPIC", "-ffreestanding"],
+    );
+    let r = common::registry();
+    r.load("freestanding", &object).unwrap();
+    // SAFETY: `long sum(long)`.
+    assert_eq!(unsafe { r.call("sum", &[-5]) }, Ok(17));
+}
