@@ -67,7 +67,9 @@ pub enum Storage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoadOptions {
     /// Run `.preinit_array`, `.init_array` and `.ctors` right after linking (default `true`), after those
-    /// of any dependency loaded or restored without running its own (as [`Registry::bring_up`] does). With
+    /// of any dependency loaded or restored without running its own (as [`Registry::bring_up`] does); the
+    /// load is refused with [`Error::Busy`] while a dependency's constructors run (in another thread, or
+    /// the load is called from them), and leaves nothing loaded. With
     /// `false` the extension is linked but none of its code runs, until [`Registry::bring_up`];
     /// [`Registry::unload`] runs no destructors of one never brought up.
     pub bring_up: bool,
@@ -978,28 +980,59 @@ impl<M: Memory> Registry<M> {
         ext.initialised = true;
         let constructors = ext.linked.view().count(Table::Init) > 0;
         // Dependencies loaded or restored without running their constructors run them first, as
-        // `bring_up` would. Best effort: the extension is registered already, so neither a failed list
-        // (no heap) nor a dependency whose constructors another thread runs makes the load fail.
-        // Only looked for when a direct dependency was not brought up (the walk is over every extension):
-        // one that was has had its own dependencies brought up before it.
+        // `bring_up` would. Only looked for when a direct dependency was not brought up, or its
+        // constructors still run (the walk is over every extension): one that was has had its own
+        // dependencies brought up before it.
         let pending = ext_at(&inner.slots, id.index).is_some_and(|ext| {
-            ext.linked
-                .view()
-                .deps()
-                .any(|d| ext_at(&inner.slots, d).is_some_and(|e| !e.initialised))
+            ext.linked.view().deps().any(|d| {
+                ext_at(&inner.slots, d).is_some_and(|e| !e.initialised || e.phase != Phase::Ready)
+            })
         });
-        let dependencies = if pending {
-            inner.not_brought_up(id).unwrap_or_default()
+        let mut dependencies = if pending {
+            match inner.not_brought_up(id) {
+                Ok(order) => order,
+                // A dependency's constructors run in another thread (or this load is called from them),
+                // or no heap for the list: its own constructors would read the dependency's state
+                // unset. The lock was held since it was linked and none of its code ran, so it goes as
+                // if it had never been loaded.
+                Err(e) => {
+                    if let Some(ext) = inner.remove(id) {
+                        ext.linked.free(&mut inner.memory);
+                    }
+                    return Err(e);
+                }
+            }
         } else {
             Vec::new()
         };
+        // Claimed under this lock, as the extension itself is: another thread bringing one of them up
+        // meanwhile is refused (`Busy`) rather than passed over.
+        for &dep in &dependencies {
+            if let Some(d) = inner.ext_mut(dep) {
+                d.initialised = true;
+                if d.linked.view().count(Table::Init) > 0 {
+                    d.phase = Phase::Constructing;
+                }
+            }
+        }
+        dependencies.retain(|&dep| {
+            inner
+                .ext(dep)
+                .is_some_and(|d| d.phase == Phase::Constructing)
+        });
         if constructors {
             if let Some(ext) = inner.slot_mut(id.index) {
                 ext.phase = Phase::Constructing;
             }
         }
         drop(guard);
-        let _ = self.construct_in_order(&dependencies);
+        // While `Constructing`, neither `unload` nor `forget_all` takes them away.
+        for &dep in &dependencies {
+            self.run_hooks(dep, Table::Init);
+            if let Some(d) = self.inner.lock().ext_mut(dep) {
+                d.phase = Phase::Ready;
+            }
+        }
         if constructors {
             self.run_hooks(id, Table::Init);
             if let Some(ext) = self.inner.lock().ext_mut(id) {
