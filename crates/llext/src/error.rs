@@ -510,6 +510,9 @@ fn rust_path(name: &[u8]) -> Option<RustPath<'_>> {
         }
         return Some(path);
     }
+    if !legacy_rust_hash(name) {
+        return None;
+    }
     let mut rest = name.strip_prefix(b"_ZN")?;
     while !rest.starts_with(b"E") {
         let (ident, tail) = rust_identifier(rest, false)?;
@@ -522,6 +525,21 @@ fn rust_path(name: &[u8]) -> Option<RustPath<'_>> {
         path.len -= 1;
     }
     Some(path)
+}
+
+/// Whether a legacy (`_ZN...E`) mangled name ends in Rust's hash component, `17h` and 16 hexadecimal
+/// digits: a C++ name in a namespace `core` or `alloc` has none.
+fn legacy_rust_hash(name: &[u8]) -> bool {
+    // `17h`, 16 digits, `E`: the last 20 bytes.
+    name.len()
+        .checked_sub(20)
+        .and_then(|at| name.get(at..))
+        .is_some_and(|t| {
+            t.starts_with(b"17h")
+                && t.ends_with(b"E")
+                && t.get(3..19)
+                    .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+        })
 }
 
 /// What the undefined symbol `name` is of Rust's libraries, if it is. (Byte searches: `str::contains`
@@ -541,7 +559,9 @@ fn rust_library(name: &str) -> Option<RustLibrary<'_>> {
     }
     if bytes.starts_with(b"__rust_") && has(b"alloc") {
         Some(RustLibrary::Alloc)
-    } else if bytes.starts_with(b"_ZN4core") || (bytes.starts_with(b"_R") && has(b"_4core")) {
+    } else if (bytes.starts_with(b"_ZN4core") && legacy_rust_hash(bytes))
+        || (bytes.starts_with(b"_R") && has(b"_4core"))
+    {
         Some(RustLibrary::Core(None))
     } else {
         None
