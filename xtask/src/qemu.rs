@@ -434,15 +434,19 @@ fn check_exports(root: &Path, t: &Target, image: &Path) -> Result {
         compile(&hidden, &[])?,
         compile(&fixtures.join("leaf.c"), cross.more_isa)?,
     ];
-    let check = |object: &Path| -> Result<std::process::Output> {
+    // `llext COMMAND --exports LIST ARGS...`, built from this workspace.
+    let llext = |command: &str, args: &[&std::ffi::OsStr]| -> Result<std::process::Output> {
         Command::new(env!("CARGO"))
             .current_dir(root)
-            .args(["run", "-q", "-p", "llext-cli", "--", "check", "--exports"])
+            .args(["run", "-q", "-p", "llext-cli", "--"])
+            .args(command.split(' '))
+            .arg("--exports")
             .arg(&list)
-            .arg(object)
+            .args(args)
             .output()
-            .map_err(|e| Failure(format!("llext check: {e}")))
+            .map_err(|e| Failure(format!("llext {command}: {e}")))
     };
+    let check = |object: &Path| llext("check", &[object.as_os_str()]);
     let logging = check(&objects[0])?;
     if !logging.status.success() {
         return Err(Failure(format!(
@@ -482,24 +486,9 @@ fn check_exports(root: &Path, t: &Target, image: &Path) -> Result {
         .map(|c| compile(&fixtures.join(c), &[]))
         .collect::<Result<Vec<_>>>()?;
     let context = dir.join("host-linked.ctx");
-    let save = Command::new(env!("CARGO"))
-        .current_dir(root)
-        .args([
-            "run",
-            "-q",
-            "-p",
-            "llext-cli",
-            "--",
-            "snapshot",
-            "save",
-            "--exports",
-        ])
-        .arg(&list)
-        .arg("--out")
-        .arg(&context)
-        .args(&linked)
-        .output()
-        .map_err(|e| Failure(format!("llext snapshot save: {e}")))?;
+    let mut args = vec![std::ffi::OsStr::new("--out"), context.as_os_str()];
+    args.extend(linked.iter().map(|o| o.as_os_str()));
+    let save = llext("snapshot save", &args)?;
     if !save.status.success() {
         return Err(Failure(format!(
             "llext snapshot save --exports: {}",
