@@ -293,7 +293,9 @@ impl<'a> Problems<'a> {
 ///
 /// - `__start_X` and `__stop_X`, for a section `X` whose name is a C identifier, are the start and the
 ///   end of that section (the idiom of tables gathered with `__attribute__((section("X")))`), when the
-///   object refers to them and has exactly one loaded section of that name.
+///   object refers to them. Several loaded sections of that name (rustc makes one per `#[link_section]`
+///   static) are bounded together from the first to the last in file order, and recorded in
+///   `bound_groups` so that layout puts them side by side; they must need the same kind of memory.
 /// - A weak definition of default visibility whose name a loaded extension exports becomes a reference
 ///   to that export, as a static link lets a strong definition in another object win over a weak one (and
 ///   as `dlopen` would interpose it); the weak body stays in the extension, unused. Built-ins do not take
@@ -305,11 +307,16 @@ pub(crate) fn prepare_symbols<R: Resolver>(
 ) -> Result<()> {
     check_sections(obj)?;
     let Object {
-        symbols, sections, ..
+        symbols,
+        sections,
+        bound_groups,
+        ..
     } = obj;
     // Loaded sections by name, built at the first symbol that asks for a bound: one sort, then a search
     // for each.
     let mut by_name: Option<Vec<(&[u8], usize)>> = None;
+    // Which runs of `by_name` (by their first position) are in `bound_groups` already.
+    let mut grouped: Vec<bool> = Vec::new();
     for (index, sym) in symbols.iter_mut().enumerate().skip(1) {
         match sym.place {
             SymbolPlace::Undefined => {
@@ -317,26 +324,53 @@ pub(crate) fn prepare_symbols<R: Resolver>(
                     continue;
                 };
                 if by_name.is_none() {
-                    by_name = Some(loaded_by_name(sections, layout)?);
+                    let list = loaded_by_name(sections, layout)?;
+                    grouped = fallible::vec(list.len())?;
+                    grouped.resize(list.len(), false);
+                    by_name = Some(list);
                 }
                 let by_name = by_name.as_deref().unwrap_or_default();
-                let first = by_name.partition_point(|(name, _)| *name < section);
-                let mut named = by_name
-                    .get(first..)
-                    .unwrap_or_default()
-                    .iter()
-                    .take_while(|(name, _)| *name == section);
-                let Some(&(_, found)) = named.next() else {
+                let start = by_name.partition_point(|(name, _)| *name < section);
+                let named = by_name.get(start..).unwrap_or_default();
+                let named = named
+                    .get(..named.partition_point(|(name, _)| *name == section))
+                    .unwrap_or_default();
+                // In file order (`by_name` is sorted by name, then index).
+                let (Some(&(_, first)), Some(&(_, last))) = (named.first(), named.last()) else {
                     continue;
                 };
-                if named.next().is_some() {
-                    return Err(Error::BadSymbol {
-                        index,
-                        name: sym.name_lossy(),
-                        reason: "several sections have the name it bounds, so its start or end is \
-                                 ambiguous (combine them with `ld -r`)",
-                    });
+                if first != last {
+                    // Several sections of the name: bounded together if layout can put them side by
+                    // side, which it can in one region only.
+                    let kind = |i: usize| {
+                        sections
+                            .get(i)
+                            .and_then(|s| layout::classify(s, layout).ok().flatten())
+                    };
+                    if named.iter().any(|&(_, i)| kind(i) != kind(first)) {
+                        return Err(Error::BadSymbol {
+                            index,
+                            name: sym.name_lossy(),
+                            reason: "several sections have the name it bounds and need different \
+                                     memory (writable and read-only, say), so no one range holds them \
+                                     (combine them with `ld -r`)",
+                        });
+                    }
+                    let newly = grouped
+                        .get_mut(start)
+                        .is_some_and(|done| !core::mem::replace(done, true));
+                    if newly {
+                        bound_groups
+                            .try_reserve(named.len())
+                            .map_err(|_| Error::OutOfMemory {
+                                size: named.len(),
+                                align: 1,
+                            })?;
+                        // Room made above.
+                        bound_groups.extend(named.iter().map(|&(_, member)| (member, first)));
+                    }
                 }
+                let found = if at_end { last } else { first };
                 sym.place = SymbolPlace::Section(found);
                 sym.value = if at_end {
                     sections.get(found).map_or(0, |s| s.size)
@@ -356,6 +390,8 @@ pub(crate) fn prepare_symbols<R: Resolver>(
             SymbolPlace::Absolute => {}
         }
     }
+    // By section, for the lookups of layout.
+    fallible::sort_by(bound_groups, |a, b| a.0 < b.0);
     Ok(())
 }
 
@@ -1287,6 +1323,13 @@ fn in_place_candidates(obj: &Object<'_>, options: LayoutOptions, code: bool) -> 
             if let Some(k) = keep.get_mut(table.target) {
                 *k = false;
             }
+        }
+    }
+    // Sections bounded together are copied side by side: where they lie in the file, other sections
+    // come between.
+    for &(member, _) in &obj.bound_groups {
+        if let Some(k) = keep.get_mut(member) {
+            *k = false;
         }
     }
     Ok(keep)

@@ -700,15 +700,45 @@ fn section_bounds_of_gathered_tables_are_defined() {
     r.load("notey", &common::compile_c(beside_a_note, &[]))
         .unwrap();
     assert_eq!(call(&r, "count_notey", &[]), 107);
-    // Two sections of that name (`unique` in the assembler) leave the bounds ambiguous: refused.
-    let two = "__asm__(\".section handlers,\\\"a\\\",@progbits,unique,1\\n.quad 1\\n\
-               .section handlers,\\\"a\\\",@progbits,unique,2\\n.quad 2\\n.text\\n\");\n\
-               extern const long __start_handlers[];\n\
-               long first(void) { return __start_handlers[0]; }\n";
-    match registry().load("two", &common::compile_c(two, &[])) {
+    // Several sections of that name (`unique` in the assembler; rustc makes one per `#[link_section]`
+    // static) are bounded together, as a static link concatenates them, with a section of another name
+    // between them in the file; also after a portable restore.
+    let several = "__asm__(\".section handlers,\\\"a\\\",@progbits,unique,1\\n.quad 1\\n\
+                   .section between,\\\"a\\\",@progbits\\n.quad 99\\n\
+                   .section handlers,\\\"a\\\",@progbits,unique,2\\n.quad 2\\n\
+                   .section handlers,\\\"a\\\",@progbits,unique,3\\n.quad 4\\n.text\\n\");\n\
+                   extern const long __start_handlers[], __stop_handlers[];\n\
+                   long handlers_sum(void) { long s = 0; \
+                   for (const long *p = __start_handlers; p < __stop_handlers; p++) s += *p; \
+                   return s * 10 + (__stop_handlers - __start_handlers); }\n";
+    for flags in [&["-fPIC"][..], &["-fno-pic"][..]] {
+        let object = common::compile_c(several, flags);
+        for storage in [llext::Storage::Copy, llext::Storage::InPlace] {
+            let r = registry();
+            let options = llext::LoadOptions {
+                storage,
+                ..llext::LoadOptions::default()
+            };
+            let bytes: &'static [u8] = object.clone().leak();
+            r.load_static("several", bytes, &options).unwrap();
+            assert_eq!(call(&r, "handlers_sum", &[]), 73, "{flags:?} {storage:?}");
+            // (A portable context of sections used in place is refused: storage it does not carry.)
+            #[cfg(feature = "portable")]
+            if storage == llext::Storage::Copy {
+                let other = common::restored_elsewhere(&r);
+                assert_eq!(call(&other, "handlers_sum", &[]), 73, "{flags:?}");
+            }
+        }
+    }
+    // Of two kinds of memory, no one range holds them: refused.
+    let mixed = "__asm__(\".section handlers,\\\"a\\\",@progbits,unique,1\\n.quad 1\\n\
+                 .section handlers,\\\"aw\\\",@progbits,unique,2\\n.quad 2\\n.text\\n\");\n\
+                 extern const long __start_handlers[];\n\
+                 long first(void) { return __start_handlers[0]; }\n";
+    match registry().load("mixed", &common::compile_c(mixed, &[])) {
         Err(llext::Error::BadSymbol { name, reason, .. }) => {
             assert_eq!(name, "__start_handlers");
-            assert!(reason.contains("ambiguous"), "{reason}");
+            assert!(reason.contains("different memory"), "{reason}");
         }
         other => panic!("{other:?}"),
     }
@@ -826,5 +856,72 @@ fn non_pic_got_and_direct_references_agree() {
     {
         let other = common::restored_elsewhere(&r);
         assert_eq!(call(&other, "same", &[0]), 1, "restored");
+    }
+}
+
+/// A Rust plugin trial: rustc gives every `#[link_section = "X"]` static a section of its own, so a table
+/// gathered that way (what `linkme`-style registration builds) and walked with `__start_X`/`__stop_X` was
+/// refused as ambiguous. The sections are now placed side by side and bounded together.
+#[test]
+fn a_rust_table_of_link_section_statics_is_walked() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("rust-table");
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("table.rs");
+    std::fs::write(
+        &src,
+        r#"#![no_std]
+#[repr(C)]
+pub struct Entry { pub id: i64, pub f: extern "C" fn(i64) -> i64 }
+extern "C" fn double(x: i64) -> i64 { x.wrapping_mul(2) }
+extern "C" fn triple(x: i64) -> i64 { x.wrapping_mul(3) }
+#[used] #[link_section = "llext_table"] static A: Entry = Entry { id: 1, f: double };
+#[used] #[link_section = "llext_table"] static B: Entry = Entry { id: 2, f: triple };
+#[used] #[link_section = "llext_table"] static C: Entry = Entry { id: 4, f: double };
+extern "C" { static __start_llext_table: Entry; static __stop_llext_table: Entry; }
+#[no_mangle]
+pub extern "C" fn table_sum(x: i64) -> i64 {
+    let mut p = unsafe { core::ptr::addr_of!(__start_llext_table) };
+    let end = unsafe { core::ptr::addr_of!(__stop_llext_table) };
+    let mut total: i64 = 0;
+    while p < end {
+        // SAFETY: between the bounds of the table, which holds entries only.
+        let e = unsafe { &*p };
+        total = total.wrapping_add(e.id.wrapping_mul((e.f)(x)));
+        p = p.wrapping_add(1);
+    }
+    total
+}
+"#,
+    )
+    .unwrap();
+    for model in ["pic", "static"] {
+        let out = dir.join(format!("table-{model}.o"));
+        let status = std::process::Command::new("rustc")
+            .args(["--crate-type", "lib", "--emit", "obj", "--edition", "2021"])
+            .args([
+                "-C",
+                "panic=abort",
+                "-C",
+                "opt-level=2",
+                "-C",
+                "codegen-units=1",
+            ])
+            .arg(format!("-Crelocation-model={model}"))
+            .arg(&src)
+            .arg("-o")
+            .arg(&out)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let r = registry();
+        r.load("table", &std::fs::read(&out).unwrap())
+            .unwrap_or_else(|e| panic!("{model}: {e}"));
+        // 1*10 + 2*15 + 4*10.
+        assert_eq!(call(&r, "table_sum", &[5]), 80, "{model}");
+        #[cfg(feature = "portable")]
+        {
+            let other = common::restored_elsewhere(&r);
+            assert_eq!(call(&other, "table_sum", &[1]), 16, "{model}");
+        }
     }
 }
