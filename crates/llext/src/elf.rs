@@ -198,11 +198,10 @@ pub(crate) struct Object<'data> {
     /// An Arm object's file attributes, read at their first use (`arch::arm::file_attributes`).
     #[cfg(any(feature = "all-arches", target_arch = "arm"))]
     pub arm_attributes: core::cell::OnceCell<Option<crate::arch::arm::FileAttributes>>,
-    /// `(section, first section of its name)` for the sections of one name that a `__start_X` or
-    /// `__stop_X` symbol bounds together (rustc gives every `#[link_section]` static a section of its
-    /// own): layout places them one after the other, in file order, as a static link concatenates them.
-    /// Empty unless the object refers to such bounds.
-    pub bound_groups: Vec<(usize, usize)>,
+    /// The sections that a `__start_X` or `__stop_X` symbol bounds together with others of their name
+    /// (rustc gives every `#[link_section]` static a section of its own): copied side by side, never used
+    /// in place (in the file, other sections lie between them). Empty unless the object has such bounds.
+    pub bound_groups: Vec<usize>,
 }
 
 impl<'data> Object<'data> {

@@ -271,21 +271,6 @@ pub(crate) fn plan(
             None => {}
         }
     }
-    // Sections bounded together (`__start_X`/`__stop_X` over several sections of one name) go one after
-    // the other where the first of them would go; the others keep file order.
-    if !obj.bound_groups.is_empty() {
-        // `bound_groups` is sorted by section.
-        let leader = |i: usize| {
-            obj.bound_groups
-                .binary_search_by_key(&i, |&(member, _)| member)
-                .ok()
-                .and_then(|at| obj.bound_groups.get(at))
-                .map_or(i, |&(_, first)| first)
-        };
-        fallible::sort_by(&mut order, |&(a, _), &(b, _)| {
-            (leader(a), a) < (leader(b), b)
-        });
-    }
     // Priority first; at equal priority the `.init_array`/`.fini_array` lists before the legacy
     // `.ctors`/`.dtors` ones (whatever order the compiler emitted the sections in), then file order (a
     // unique key).

@@ -294,8 +294,9 @@ impl<'a> Problems<'a> {
 /// - `__start_X` and `__stop_X`, for a section `X` whose name is a C identifier, are the start and the
 ///   end of that section (the idiom of tables gathered with `__attribute__((section("X")))`), when the
 ///   object refers to them. Several loaded sections of that name (rustc makes one per `#[link_section]`
-///   static) are bounded together from the first to the last in file order, and recorded in
-///   `bound_groups` so that layout puts them side by side; they must need the same kind of memory.
+///   static) are bounded together from the first to the last in file order, which layout places side by
+///   side as long as they need one kind of memory and no other section of that kind lies between them;
+///   they are recorded in `bound_groups`, so that they are copied, never used in place.
 /// - A weak definition of default visibility whose name a loaded extension exports becomes a reference
 ///   to that export, as a static link lets a strong definition in another object win over a weak one (and
 ///   as `dlopen` would interpose it); the weak body stays in the extension, unused. Built-ins do not take
@@ -339,36 +340,50 @@ pub(crate) fn prepare_symbols<R: Resolver>(
                 let (Some(&(_, first)), Some(&(_, last))) = (named.first(), named.last()) else {
                     continue;
                 };
-                if first != last {
-                    // Several sections of the name: bounded together if layout can put them side by
-                    // side, which it can in one region only.
+                let newly = first != last
+                    && grouped
+                        .get_mut(start)
+                        .is_some_and(|done| !core::mem::replace(done, true));
+                if newly {
+                    // Several sections of the name (checked once): bounded together if layout puts
+                    // them side by side, which it does when they need one kind of memory and no other
+                    // section of that kind lies between them in the file (layout keeps file order).
                     let kind = |i: usize| {
                         sections
                             .get(i)
                             .and_then(|s| layout::classify(s, layout).ok().flatten())
                     };
-                    if named.iter().any(|&(_, i)| kind(i) != kind(first)) {
-                        return Err(Error::BadSymbol {
-                            index,
-                            name: sym.name_lossy(),
-                            reason: "several sections have the name it bounds and need different \
-                                     memory (writable and read-only, say), so no one range holds them \
-                                     (combine them with `ld -r`)",
-                        });
+                    let apart = |reason| Error::BadSymbol {
+                        index,
+                        name: sym.name_lossy(),
+                        reason,
+                    };
+                    let first_kind = kind(first);
+                    if named.iter().any(|&(_, i)| kind(i) != first_kind) {
+                        return Err(apart(
+                            "several sections have the name it bounds and need different memory \
+                             (writable and read-only, say), so no one range holds them (combine them \
+                             with `ld -r`)",
+                        ));
                     }
-                    let newly = grouped
-                        .get_mut(start)
-                        .is_some_and(|done| !core::mem::replace(done, true));
-                    if newly {
-                        bound_groups
-                            .try_reserve(named.len())
-                            .map_err(|_| Error::OutOfMemory {
-                                size: named.len(),
-                                align: 1,
-                            })?;
-                        // Room made above.
-                        bound_groups.extend(named.iter().map(|&(_, member)| (member, first)));
+                    let between = (first..=last).any(|i| {
+                        sections.get(i).is_some_and(|s| s.name != section) && kind(i) == first_kind
+                    });
+                    if between {
+                        return Err(apart(
+                            "several sections have the name it bounds, with other sections between \
+                             them in the file, so no one range holds them alone (combine them with \
+                             `ld -r`)",
+                        ));
                     }
+                    bound_groups
+                        .try_reserve(named.len())
+                        .map_err(|_| Error::OutOfMemory {
+                            size: named.len(),
+                            align: 1,
+                        })?;
+                    // Room made above.
+                    bound_groups.extend(named.iter().map(|&(_, member)| member));
                 }
                 let found = if at_end { last } else { first };
                 sym.place = SymbolPlace::Section(found);
@@ -390,8 +405,6 @@ pub(crate) fn prepare_symbols<R: Resolver>(
             SymbolPlace::Absolute => {}
         }
     }
-    // By section, for the lookups of layout.
-    fallible::sort_by(bound_groups, |a, b| a.0 < b.0);
     Ok(())
 }
 
@@ -1327,7 +1340,7 @@ fn in_place_candidates(obj: &Object<'_>, options: LayoutOptions, code: bool) -> 
     }
     // Sections bounded together are copied side by side: where they lie in the file, other sections
     // come between.
-    for &(member, _) in &obj.bound_groups {
+    for &member in &obj.bound_groups {
         if let Some(k) = keep.get_mut(member) {
             *k = false;
         }

@@ -701,10 +701,10 @@ fn section_bounds_of_gathered_tables_are_defined() {
         .unwrap();
     assert_eq!(call(&r, "count_notey", &[]), 107);
     // Several sections of that name (`unique` in the assembler; rustc makes one per `#[link_section]`
-    // static) are bounded together, as a static link concatenates them, with a section of another name
-    // between them in the file; also after a portable restore.
+    // static) are bounded together, as a static link concatenates them, with a section of another kind
+    // of memory between them in the file; also after a portable restore.
     let several = "__asm__(\".section handlers,\\\"a\\\",@progbits,unique,1\\n.quad 1\\n\
-                   .section between,\\\"a\\\",@progbits\\n.quad 99\\n\
+                   .section between,\\\"aw\\\",@progbits\\n.quad 99\\n\
                    .section handlers,\\\"a\\\",@progbits,unique,2\\n.quad 2\\n\
                    .section handlers,\\\"a\\\",@progbits,unique,3\\n.quad 4\\n.text\\n\");\n\
                    extern const long __start_handlers[], __stop_handlers[];\n\
@@ -729,6 +729,16 @@ fn section_bounds_of_gathered_tables_are_defined() {
                 assert_eq!(call(&other, "handlers_sum", &[]), 73, "{flags:?}");
             }
         }
+    }
+    // Another section of their kind between them, which layout would place between them too: refused.
+    let apart = several.replace("between,\\\"aw", "between,\\\"a");
+    assert_ne!(apart, several);
+    match registry().load("apart", &common::compile_c(&apart, &[])) {
+        Err(llext::Error::BadSymbol { name, reason, .. }) => {
+            assert_eq!(name, "__start_handlers");
+            assert!(reason.contains("other sections between"), "{reason}");
+        }
+        other => panic!("{other:?}"),
     }
     // Of two kinds of memory, no one range holds them: refused.
     let mixed = "__asm__(\".section handlers,\\\"a\\\",@progbits,unique,1\\n.quad 1\\n\
