@@ -384,6 +384,17 @@ pub(crate) fn prepare_symbols<R: Resolver>(
                         })?;
                     // Room made above.
                     bound_groups.extend(named.iter().map(|&(_, member)| member));
+                    // The range starts at the largest alignment of its members, as a static link starts
+                    // the section it concatenates them into: else an empty or less aligned first member
+                    // would put `__start_X` before the padding that aligns the first entry.
+                    let align = named
+                        .iter()
+                        .filter_map(|&(_, i)| sections.get(i).map(|s| s.align))
+                        .max()
+                        .unwrap_or(1);
+                    if let Some(s) = sections.get_mut(first) {
+                        s.align = s.align.max(align);
+                    }
                 }
                 let found = if at_end { last } else { first };
                 sym.place = SymbolPlace::Section(found);

@@ -935,3 +935,24 @@ pub extern "C" fn table_sum(x: i64) -> i64 {
         }
     }
 }
+
+/// Review: the sections of one name bounded together start where a static link starts them, at the
+/// largest alignment among them, even when the first of them (an empty marker of alignment 1) needs
+/// less: `__start_X` is the start of the table, not of the padding before its first entry.
+#[test]
+fn a_gathered_table_starts_at_the_alignment_of_its_entries() {
+    let source = "__asm__(\".section pre,\\\"a\\\",@progbits\\n.byte 1\\n\
+                  .section handlers,\\\"a\\\",@progbits,unique,1\\n\
+                  .section handlers,\\\"a\\\",@progbits,unique,2\\n.balign 8\\n.quad 2\\n\
+                  .section handlers,\\\"a\\\",@progbits,unique,3\\n.balign 8\\n.quad 4\\n.text\\n\");\n\
+                  extern const long __start_handlers[], __stop_handlers[];\n\
+                  long handlers_sum(void) { long s = 0; \
+                  for (const long *p = __start_handlers; p < __stop_handlers; p++) s += *p; \
+                  return s * 10 + (__stop_handlers - __start_handlers); }\n\
+                  long start_misalignment(void) { return (long)__start_handlers % 8; }\n";
+    let object = common::compile_c(source, &[]);
+    let r = registry();
+    r.load("aligned", &object).unwrap();
+    assert_eq!(call(&r, "start_misalignment", &[]), 0);
+    assert_eq!(call(&r, "handlers_sum", &[]), 62);
+}
