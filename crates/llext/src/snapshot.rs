@@ -1231,6 +1231,19 @@ impl<M: Memory> Registry<M> {
     }
 }
 
+/// Refuses block `bi` of `rec` if `bytes`, its content now, do not have the hash it was saved with.
+fn check_content(rec: &Rec<'_>, bi: usize, bytes: &[u8]) -> Result<()> {
+    match rec.blocks().get(bi) {
+        Some(b) if checksum(bytes) != b.hash => Err(Error::ContentChanged {
+            extension: String::from(rec.view.name()),
+            block: bi,
+            permission: b.permission,
+            addr: b.addr,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Adopts the retained blocks of every record (in place) or allocates, fills, relocates and seals new
 /// ones (portable), into `taken`.
 fn take_memory<M: Memory>(
@@ -1257,13 +1270,8 @@ fn take_memory<M: Memory>(
                 if context.hashes && options.verify_content {
                     // SAFETY: the adopted block holds a sealed extension; nothing writes it meanwhile.
                     let bytes = list.last().map(|(block, _)| unsafe { block.bytes() });
-                    if bytes.is_some_and(|bytes| checksum(bytes) != b.hash) {
-                        return Err(Error::ContentChanged {
-                            extension: String::from(rec.view.name()),
-                            block: bi,
-                            permission: b.permission,
-                            addr: b.addr,
-                        });
+                    if let Some(bytes) = bytes {
+                        check_content(rec, bi, bytes)?;
                     }
                 }
             }

@@ -1,56 +1,86 @@
-//! `Registry::bring_up` from two threads: a dependency's constructors run outside the lock, and what
-//! depends on it must not be brought up before they have returned.
+//! `Registry::bring_up` and loads from two threads: a dependency's constructors run outside the lock, and
+//! what depends on it must not be brought up before they have returned.
 
 mod common;
 
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use llext::{Error, Export, ExportTable, HostMemory, LoadOptions, Registry};
 
-/// `host_hold` tells the test its caller's constructor runs, then waits until the test says go on.
-static HOLD: Mutex<Option<(Sender<()>, Receiver<()>)>> = Mutex::new(None);
+/// Where a test's `host_hold` finds its channels (one per test: the tests run in parallel).
+type Hold = Mutex<Option<(Sender<()>, Receiver<()>)>>;
 
-extern "C" fn host_hold() {
-    let hold = HOLD.lock().unwrap().take();
+/// Tells the test the constructor calling it runs, then waits until the test says go on.
+fn hold(slot: &Hold) {
+    let hold = slot.lock().unwrap().take();
     if let Some((running, go_on)) = hold {
         let _ = running.send(());
         let _ = go_on.recv_timeout(Duration::from_secs(30));
     }
 }
 
-#[test]
-fn a_dependency_still_constructing_is_not_passed_over() {
+static HOLD: Hold = Mutex::new(None);
+static HOLD2: Hold = Mutex::new(None);
+
+extern "C" fn host_hold() {
+    hold(&HOLD);
+}
+
+extern "C" fn host_hold2() {
+    hold(&HOLD2);
+}
+
+/// `base` (whose constructor calls the host function `hold_name` and then sets its state) loaded without
+/// running it, another thread bringing it up and held inside that constructor, and `user`'s object (whose
+/// constructor reads base's state into `user_seen<suffix>`), built but not loaded.
+struct Held {
+    r: Arc<Registry<HostMemory>>,
+    user: Vec<u8>,
+    go_on: Sender<()>,
+    other: JoinHandle<llext::Result<usize>>,
+}
+
+fn base_held(
+    slot: &'static Hold,
+    hold_name: &'static str,
+    host: extern "C" fn(),
+    suffix: &str,
+) -> Held {
     let base = common::compile_c(
-        "#include \"llext.h\"\n\
-         extern void host_hold(void);\n\
-         static long state;\n\
-         __attribute__((constructor)) static void base_init(void) { host_hold(); state = 1; }\n\
-         long base_state(void) { return state; }\n\
-         LLEXT_EXPORT(base_state);\n",
+        &format!(
+            "#include \"llext.h\"\n\
+             extern void {hold_name}(void);\n\
+             static long state;\n\
+             __attribute__((constructor)) static void base_init(void) {{ {hold_name}(); state = 1; }}\n\
+             long base_state{suffix}(void) {{ return state; }}\n\
+             LLEXT_EXPORT(base_state{suffix});\n"
+        ),
         &["-O2", "-fPIC"],
     );
     let user = common::compile_c(
-        "extern long base_state(void);\n\
-         static long seen = -1;\n\
-         __attribute__((constructor)) static void user_init(void) { seen = base_state(); }\n\
-         long user_seen(void) { return seen; }\n",
+        &format!(
+            "extern long base_state{suffix}(void);\n\
+             static long seen = -1;\n\
+             __attribute__((constructor)) static void user_init(void) {{ seen = base_state{suffix}(); }}\n\
+             long user_seen{suffix}(void) {{ return seen; }}\n"
+        ),
         &["-O2", "-fPIC"],
     );
     let mut table: Vec<Export> = llext::LIBC_EXPORTS.to_vec();
-    table.push(Export::new("host_hold", host_hold as *const ()));
+    table.push(Export::new(hold_name, host as *const ()));
     let r = Arc::new(Registry::new(HostMemory::new(), ExportTable::new(&table)));
     let linked_only = LoadOptions {
         bring_up: false,
         ..LoadOptions::default()
     };
     let base_id = r.load_with("base", &base, &linked_only).unwrap();
-    let user_id = r.load_with("user", &user, &linked_only).unwrap();
 
     let (running_tx, running) = channel();
     let (go_on, go_on_rx) = channel();
-    *HOLD.lock().unwrap() = Some((running_tx, go_on_rx));
+    *slot.lock().unwrap() = Some((running_tx, go_on_rx));
     let other = {
         let r = r.clone();
         std::thread::spawn(move || r.bring_up(base_id))
@@ -58,6 +88,27 @@ fn a_dependency_still_constructing_is_not_passed_over() {
     running
         .recv_timeout(Duration::from_secs(30))
         .expect("base's constructor runs");
+    Held {
+        r,
+        user,
+        go_on,
+        other,
+    }
+}
+
+#[test]
+fn a_dependency_still_constructing_is_not_passed_over() {
+    let Held {
+        r,
+        user,
+        go_on,
+        other,
+    } = base_held(&HOLD, "host_hold", host_hold, "");
+    let linked_only = LoadOptions {
+        bring_up: false,
+        ..LoadOptions::default()
+    };
+    let user_id = r.load_with("user", &user, &linked_only).unwrap();
     // base's constructor has not returned: bringing up what depends on it must not run user's
     // constructor now (it reads base's state). Busy, or waiting, would do; Ok having run it does not.
     let outcome = r.bring_up(user_id);
@@ -77,57 +128,17 @@ fn a_dependency_still_constructing_is_not_passed_over() {
     assert_eq!(unsafe { r.call("user_seen", &[]) }, Ok(1));
 }
 
-/// `host_hold`, for the load test (the tests run in parallel).
-static HOLD2: Mutex<Option<(Sender<()>, Receiver<()>)>> = Mutex::new(None);
-
-extern "C" fn host_hold2() {
-    let hold = HOLD2.lock().unwrap().take();
-    if let Some((running, go_on)) = hold {
-        let _ = running.send(());
-        let _ = go_on.recv_timeout(Duration::from_secs(30));
-    }
-}
-
 /// Review of 910752b: a load with `bring_up: true` of an extension whose dependency's constructors run in
 /// another thread ran its own constructors at once, before the dependency's had returned (it read the
 /// dependency's state half made), as `bring_up` no longer does.
 #[test]
 fn a_load_does_not_run_constructors_before_a_dependency_still_constructing() {
-    let base = common::compile_c(
-        "#include \"llext.h\"\n\
-         extern void host_hold2(void);\n\
-         static long state;\n\
-         __attribute__((constructor)) static void base_init(void) { host_hold2(); state = 1; }\n\
-         long base_state2(void) { return state; }\n\
-         LLEXT_EXPORT(base_state2);\n",
-        &["-O2", "-fPIC"],
-    );
-    let user = common::compile_c(
-        "extern long base_state2(void);\n\
-         static long seen = -1;\n\
-         __attribute__((constructor)) static void user_init(void) { seen = base_state2(); }\n\
-         long user_seen2(void) { return seen; }\n",
-        &["-O2", "-fPIC"],
-    );
-    let mut table: Vec<Export> = llext::LIBC_EXPORTS.to_vec();
-    table.push(Export::new("host_hold2", host_hold2 as *const ()));
-    let r = Arc::new(Registry::new(HostMemory::new(), ExportTable::new(&table)));
-    let linked_only = LoadOptions {
-        bring_up: false,
-        ..LoadOptions::default()
-    };
-    let base_id = r.load_with("base", &base, &linked_only).unwrap();
-
-    let (running_tx, running) = channel();
-    let (go_on, go_on_rx) = channel();
-    *HOLD2.lock().unwrap() = Some((running_tx, go_on_rx));
-    let other = {
-        let r = r.clone();
-        std::thread::spawn(move || r.bring_up(base_id))
-    };
-    running
-        .recv_timeout(Duration::from_secs(30))
-        .expect("base's constructor runs");
+    let Held {
+        r,
+        user,
+        go_on,
+        other,
+    } = base_held(&HOLD2, "host_hold2", host_hold2, "2");
     // base's constructor has not returned: loading what depends on it must not run user's constructor now.
     let outcome = r.load("user", &user);
     // SAFETY: `long user_seen2(void)`.

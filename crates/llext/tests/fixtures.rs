@@ -598,32 +598,12 @@ fn link_time_optimisation_objects_are_named_as_such() {
     let clang = common::compile_for("x86_64-linux-gnu", source, &["-flto"]);
     // What cargo makes of a `lib` crate in a profile with `lto` (`cargo rustc -- --emit obj`): a review
     // found the error's advice named only C compilers' flags.
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("rust-bitcode");
-    std::fs::create_dir_all(&dir).unwrap();
-    let src = dir.join("twice.rs");
-    std::fs::write(
-        &src,
+    let rustc = rustc_object(
+        "rust-bitcode",
         "#![no_std]\n#[no_mangle]\npub extern \"C\" fn twice(x: i64) -> i64 { x.wrapping_mul(2) }\n",
-    )
-    .unwrap();
-    let out = dir.join("twice.o");
-    let status = std::process::Command::new("rustc")
-        .args(["--crate-type", "lib", "--emit", "obj", "--edition", "2021"])
-        .args([
-            "-C",
-            "panic=abort",
-            "-C",
-            "opt-level=2",
-            "-C",
-            "linker-plugin-lto",
-        ])
-        .arg(&src)
-        .arg("-o")
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let rustc = std::fs::read(&out).unwrap();
+        "twice",
+        &["-C", "linker-plugin-lto"],
+    );
     for (object, format) in [
         (gcc, "GCC's GIMPLE"),
         (clang, "LLVM bitcode"),
@@ -874,12 +854,7 @@ fn non_pic_got_and_direct_references_agree() {
 /// refused as ambiguous. The sections are now placed side by side and bounded together.
 #[test]
 fn a_rust_table_of_link_section_statics_is_walked() {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("rust-table");
-    std::fs::create_dir_all(&dir).unwrap();
-    let src = dir.join("table.rs");
-    std::fs::write(
-        &src,
-        r#"#![no_std]
+    let source = r#"#![no_std]
 #[repr(C)]
 pub struct Entry { pub id: i64, pub f: extern "C" fn(i64) -> i64 }
 extern "C" fn double(x: i64) -> i64 { x.wrapping_mul(2) }
@@ -901,30 +876,17 @@ pub extern "C" fn table_sum(x: i64) -> i64 {
     }
     total
 }
-"#,
-    )
-    .unwrap();
+"#;
     for model in ["pic", "static"] {
-        let out = dir.join(format!("table-{model}.o"));
-        let status = std::process::Command::new("rustc")
-            .args(["--crate-type", "lib", "--emit", "obj", "--edition", "2021"])
-            .args([
-                "-C",
-                "panic=abort",
-                "-C",
-                "opt-level=2",
-                "-C",
-                "codegen-units=1",
-            ])
-            .arg(format!("-Crelocation-model={model}"))
-            .arg(&src)
-            .arg("-o")
-            .arg(&out)
-            .status()
-            .unwrap();
-        assert!(status.success());
+        let relocation = format!("relocation-model={model}");
+        let object = rustc_object(
+            "rust-table",
+            source,
+            &format!("table-{model}"),
+            &["-C", "codegen-units=1", "-C", &relocation],
+        );
         let r = registry();
-        r.load("table", &std::fs::read(&out).unwrap())
+        r.load("table", &object)
             .unwrap_or_else(|e| panic!("{model}: {e}"));
         // 1*10 + 2*15 + 4*10.
         assert_eq!(call(&r, "table_sum", &[5]), 80, "{model}");
@@ -955,4 +917,25 @@ fn a_gathered_table_starts_at_the_alignment_of_its_entries() {
     r.load("aligned", &object).unwrap();
     assert_eq!(call(&r, "start_misalignment", &[]), 0);
     assert_eq!(call(&r, "handlers_sum", &[]), 62);
+}
+
+/// Compiles the Rust `source` as a `no_std` library into an object with rustc (`panic=abort`,
+/// `opt-level=2`, then `flags`), in the test target directory's `dir` as `stem.o`.
+fn rustc_object(dir: &str, source: &str, stem: &str, flags: &[&str]) -> Vec<u8> {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join(format!("{stem}.rs"));
+    std::fs::write(&src, source).unwrap();
+    let out = dir.join(format!("{stem}.o"));
+    let status = std::process::Command::new("rustc")
+        .args(["--crate-type", "lib", "--emit", "obj", "--edition", "2021"])
+        .args(["-C", "panic=abort", "-C", "opt-level=2"])
+        .args(flags)
+        .arg(&src)
+        .arg("-o")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success(), "rustc {flags:?} {}", src.display());
+    std::fs::read(&out).unwrap()
 }

@@ -103,13 +103,8 @@ pub(super) fn take_memory<M: Memory>(
                 }
                 // The carried bytes against the hash taken from the block when it was saved (before
                 // anything is allocated for it).
-                if context.hashes && options.verify_content && checksum(src) != b.hash {
-                    return Err(Error::ContentChanged {
-                        extension: String::from(rec.view.name()),
-                        block: bi,
-                        permission: b.permission,
-                        addr: b.addr,
-                    });
+                if context.hashes && options.verify_content {
+                    super::check_content(rec, bi, src)?;
                 }
                 let Some(list) = taken.blocks.get_mut(ri) else {
                     return Err(Error::Internal("block list"));
