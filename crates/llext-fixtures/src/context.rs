@@ -1,8 +1,9 @@
-//! Where things lie in a saved llext context (format 7, see `crates/llext/src/snapshot.rs` and `record.rs`), for tests that
+//! Where things lie in a saved llext context (format 8, see `crates/llext/src/snapshot.rs` and `record.rs`), for tests that
 //! damage one field of a real context on purpose: a 56-byte header, then per extension a record — a
 //! 52-byte header whose eleven `u32` table counts start at byte 8, then the tables — followed, in portable
-//! contexts, by the saved addresses of the built-ins its fixups name and the record's block bytes; a
-//! 64-bit checksum ends the context.
+//! contexts, by the saved addresses of the built-ins its fixups name and the record's block bytes, and in
+//! in-place contexts with content hashes by a u64 hash per region used in place from storage; a 64-bit
+//! checksum ends the context.
 
 /// The length of a context's header: the first record starts here.
 pub const HEADER: usize = 56;
@@ -67,6 +68,7 @@ fn u32_at(ctx: &[u8], at: usize) -> usize {
 /// The offset of entry `entry` of `table` of record `record` in `ctx`, and how many entries that table has.
 pub fn entry(ctx: &[u8], record: usize, table: Table, entry: usize) -> (usize, usize) {
     let portable = ctx[10] & 1 != 0;
+    let hashes = ctx[10] & 2 != 0;
     let mut pos = HEADER;
     for r in 0..=record {
         let mut at = pos + 52;
@@ -86,6 +88,14 @@ pub fn entry(ctx: &[u8], record: usize, table: Table, entry: usize) -> (usize, u
             for b in 0..u32_at(ctx, pos + 8 + 4 * blocks) {
                 let size_at = offsets[blocks] + b * ENTRY[blocks] + BLOCK_SIZE;
                 at += u32_at(ctx, size_at);
+            }
+        } else if hashes {
+            // A hash per region used in place (bit 7 of its kind byte).
+            let regions = Table::Regions as usize;
+            for g in 0..u32_at(ctx, pos + 8 + 4 * regions) {
+                if ctx[offsets[regions] + g * ENTRY[regions]] & 0x80 != 0 {
+                    at += 8;
+                }
             }
         }
         pos = at;

@@ -344,6 +344,17 @@ pub enum Error {
         /// Where the block was when saved.
         addr: u64,
     },
+    /// [`Registry::restore_static`](crate::Registry::restore_static): storage an extension used sections
+    /// from in place ([`Storage::InPlace`](crate::Storage::InPlace)) no longer holds what it held when the
+    /// context was saved with content hashes (an update rewrote it). Nothing was changed.
+    StorageChanged {
+        /// The extension.
+        extension: String,
+        /// The kind of the region used in place there.
+        kind: crate::RegionKind,
+        /// Where the region lies in the storage.
+        addr: u64,
+    },
     /// [`Registry::save_into`](crate::Registry::save_into) was given a buffer smaller than the context.
     BufferTooSmall {
         /// Bytes the context needs ([`Registry::context_size`](crate::Registry::context_size)).
@@ -904,6 +915,16 @@ impl fmt::Display for Error {
                 "memory of extension `{extension}` (block {block}: {}, saved at {addr:#x}) changed since \
                  the context was saved",
                 permission.as_str()
+            ),
+            Error::StorageChanged {
+                extension,
+                kind,
+                addr,
+            } => write!(
+                f,
+                "storage of extension `{extension}` changed since the context was saved (its {} used in \
+                 place at {addr:#x}): load the extension again instead of restoring it",
+                kind.as_str()
             ),
             Error::BufferTooSmall { needed, size } => write!(
                 f,

@@ -1,7 +1,7 @@
 //! Context save and restore: bring loaded extensions back after a suspend without parsing, symbol lookup or
 //! relocation (in place), or at new addresses in a new process (portable).
 //!
-//! # Format (version 7, little-endian)
+//! # Format (version 8, little-endian)
 //! A 56-byte header — magic `LLEXTCTX`, version, flags (portable, content hashes), `e_machine`, pointer
 //! size, a fingerprint of the built-in export table, the extension count, the total length, and what the
 //! saving registry's core runs as far as it knew (Thumb code only, the floating-point calling convention,
@@ -17,7 +17,9 @@
 //! the built-ins its fixups name had when saved (a u32 count, then a u64 per such fixup, in fixup order)
 //! and with its blocks' bytes. Bit 7 of a region's or section's kind byte marks it as used in place from the
 //! extension's storage ([`Storage::InPlace`](crate::Storage::InPlace)): such a region lies in no block, and
-//! only in-place contexts hold them.
+//! only in-place contexts hold them. In-place contexts with content hashes follow each record with the hash
+//! of each such region's bytes (a u64 per in-place region, in region order; since version 8), which
+//! [`Registry::restore_static`] checks against the storage it is given.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -83,7 +85,7 @@ mod portable {
 
 const MAGIC: &[u8; 8] = b"LLEXTCTX";
 /// The format version this build writes and reads.
-pub const CONTEXT_VERSION: u16 = 7;
+pub const CONTEXT_VERSION: u16 = 8;
 const HEADER: usize = 56;
 const FLAG_PORTABLE: u16 = 1;
 const FLAG_HASHES: u16 = 2;
@@ -97,9 +99,11 @@ pub struct SaveOptions<'a> {
     /// A build without the `portable` feature refuses it ([`Error::FeatureDisabled`]).
     pub portable: bool,
     /// Record a content hash per block, checked on restore (always on for portable contexts): an in-place
-    /// restore checks the retained block, a portable one the bytes the context carries. Sections used in
-    /// place from an extension's storage ([`Storage::InPlace`](crate::Storage::InPlace)) are not blocks
-    /// and are not covered: a context must not be restored after that storage was rewritten.
+    /// restore checks the retained block, a portable one the bytes the context carries. An in-place context
+    /// also records one per region used in place from an extension's storage
+    /// ([`Storage::InPlace`](crate::Storage::InPlace)), which [`Registry::restore_static`] checks against
+    /// the storage it is given: a context saved before an update rewrote that storage is then refused
+    /// ([`Error::StorageChanged`]) instead of running old code against new constants.
     pub content_hashes: bool,
 }
 
@@ -382,6 +386,9 @@ struct Rec<'b> {
         expect(dead_code, reason = "only a portable restore reads it")
     )]
     contents: &'b [u8],
+    /// In-place contexts with content hashes: the hash of each in-place region's bytes (u64s, in region
+    /// order).
+    storage_hashes: &'b [u8],
     blocks: [BlockRec; 3],
     block_count: usize,
 }
@@ -392,8 +399,9 @@ impl Rec<'_> {
     }
 }
 
-/// The record at the start of `rest` and the bytes that follow it (block contents in portable contexts).
-fn split_record(rest: &[u8], portable: bool) -> Result<(Rec<'_>, usize), Short> {
+/// The record at the start of `rest` and the bytes that follow it (block contents in portable contexts,
+/// the hashes of in-place regions in in-place contexts with content hashes).
+fn split_record(rest: &[u8], portable: bool, hashes: bool) -> Result<(Rec<'_>, usize), Short> {
     let view = record::View::new(rest).ok_or(Short)?;
     let mut len = view.layout.len;
     let mut blocks = [BlockRec::EMPTY; 3];
@@ -423,11 +431,21 @@ fn split_record(rest: &[u8], portable: bool) -> Result<(Rec<'_>, usize), Short> 
     } else {
         (&[][..], &[][..])
     };
+    let storage_hashes = if hashes && !portable {
+        let count = in_place_regions(&view).count();
+        let end = len.checked_add(count * 8).ok_or(Short)?;
+        let hashes = rest.get(len..end).ok_or(Short)?;
+        len = end;
+        hashes
+    } else {
+        &[][..]
+    };
     Ok((
         Rec {
             view,
             builtin_addrs,
             contents,
+            storage_hashes,
             blocks,
             block_count,
         },
@@ -684,7 +702,7 @@ impl<'b> Context<'b> {
         };
         let mut pos = HEADER;
         for i in 0..count as usize {
-            let (rec, len) = split_record(body.get(pos..).ok_or(Short)?, ctx.portable)?;
+            let (rec, len) = split_record(body.get(pos..).ok_or(Short)?, ctx.portable, ctx.hashes)?;
             validate(&rec, i, ctx.portable)?;
             pos += len;
         }
@@ -751,9 +769,9 @@ impl<'b> Context<'b> {
             .get(..self.bytes.len().saturating_sub(8))
             .unwrap_or(&[]);
         let mut pos = HEADER;
-        let portable = self.portable;
+        let (portable, hashes) = (self.portable, self.hashes);
         (0..self.count as usize).map_while(move |_| {
-            let (rec, len) = split_record(body.get(pos..)?, portable).ok()?;
+            let (rec, len) = split_record(body.get(pos..)?, portable, hashes).ok()?;
             pos += len;
             Some(rec)
         })
@@ -957,6 +975,14 @@ impl<M: Memory> Inner<M> {
                     let hash = checksum(unsafe { block.bytes() });
                     record::set_block_hash(out.written(at), &layout, i, hash);
                 }
+                for (_, addr, size) in in_place_regions(&l) {
+                    // SAFETY: an in-place region lies in storage that lives as long as the program: the
+                    // `&'static` bytes `load_static` loaded it from, or that `restore_static` was given and
+                    // checked it against (a plain `restore` refuses in-place regions).
+                    let bytes =
+                        unsafe { core::slice::from_raw_parts(addr as usize as *const u8, size) };
+                    out.u64(checksum(bytes))?;
+                }
             }
         }
         let total = (out.pos - start + 8) as u64;
@@ -1123,7 +1149,53 @@ impl<M: Memory> Registry<M> {
     ///
     /// A build without the `portable` feature restores in-place contexts as described and refuses a
     /// portable one ([`Context::is_portable`]) with [`Error::FeatureDisabled`], changing nothing.
+    ///
+    /// An in-place context holding extensions that use sections in place from their storage
+    /// ([`Storage::InPlace`](crate::Storage::InPlace)) is refused with [`Error::InPlace`]: nothing here says
+    /// that storage is still there. Restore it with [`Registry::restore_static`], given that storage.
     pub fn restore(&self, context: &Context<'_>, options: &RestoreOptions) -> Result<Vec<ExtId>> {
+        self.restore_impl(context, options, None)
+    }
+
+    /// [`Registry::restore`] for an in-place context whose extensions use sections in place from their
+    /// storage ([`Storage::InPlace`](crate::Storage::InPlace) with [`Registry::load_static`]): `storage`
+    /// holds the bytes they were loaded from, where they were — a firmware's extension partition, say. Each
+    /// in-place region must lie inside one of them ([`Error::InPlace`] otherwise), and, if the context was
+    /// saved with [`SaveOptions::content_hashes`] and [`RestoreOptions::verify_content`] is on, still hold
+    /// the bytes it held when saved ([`Error::StorageChanged`] otherwise: an update rewrote the extension
+    /// there, and its retained data and links belong to the old one). Other contexts restore as with
+    /// [`Registry::restore`].
+    ///
+    /// ```
+    /// # #[cfg(feature = "std")] {
+    /// use llext::{Context, LoadOptions, RestoreOptions, SaveOptions, Storage};
+    /// let registry = llext::Registry::new(llext::HostMemory::new(), llext::ExportTable::new(llext::LIBC_EXPORTS));
+    /// let storage: &'static [u8] = llext_fixtures::bytes("basic-gcc-O2-pic.o").leak();
+    /// let load = LoadOptions { storage: Storage::InPlace, ..LoadOptions::default() };
+    /// registry.load_static("basic", storage, &load).unwrap();
+    /// let save = SaveOptions { content_hashes: true, ..SaveOptions::default() };
+    /// let context = registry.save(&save).unwrap();
+    /// registry.forget_all().unwrap();
+    /// let context = Context::from_bytes(&context).unwrap();
+    /// let ids = registry.restore_static(&context, &RestoreOptions::default(), &[storage]).unwrap();
+    /// assert_eq!(registry.info(ids[0]).unwrap().name, "basic");
+    /// # }
+    /// ```
+    pub fn restore_static(
+        &self,
+        context: &Context<'_>,
+        options: &RestoreOptions,
+        storage: &[&'static [u8]],
+    ) -> Result<Vec<ExtId>> {
+        self.restore_impl(context, options, Some(storage))
+    }
+
+    fn restore_impl(
+        &self,
+        context: &Context<'_>,
+        options: &RestoreOptions,
+        storage: Option<&[&'static [u8]]>,
+    ) -> Result<Vec<ExtId>> {
         if context.portable && !cfg!(feature = "portable") {
             return Err(Error::FeatureDisabled {
                 feature: "portable",
@@ -1172,6 +1244,9 @@ impl<M: Memory> Registry<M> {
                     here: String::from("Thumb only (a Cortex-M)"),
                 });
             }
+        }
+        for rec in &records {
+            check_storage(rec, storage, context.hashes && options.verify_content)?;
         }
         let mut ids: Vec<ExtId> = fallible::vec(records.len())?;
         let mut taken = Taken {
@@ -1229,6 +1304,59 @@ impl<M: Memory> Registry<M> {
         }
         Ok(ids)
     }
+}
+
+/// The regions of a record used in place from storage: kind, address and size.
+fn in_place_regions<'a>(
+    v: &record::View<'a>,
+) -> impl Iterator<Item = (RegionKind, u64, usize)> + 'a {
+    v.table(Table::Regions)
+        .chunks_exact(record::REGION_REC)
+        .filter_map(|e| match record::region_kind(le8(e, 0)) {
+            Some((kind, true)) => Some((
+                kind,
+                le64(e, record::REGION_ADDR_AT),
+                le32(e, record::REGION_SIZE_AT) as usize,
+            )),
+            _ => None,
+        })
+}
+
+/// Refuses `rec` if it uses sections in place from storage that is not among `storage` (`None`: a plain
+/// restore, given none), or, with `verify`, whose bytes there changed since saving.
+fn check_storage(rec: &Rec<'_>, storage: Option<&[&'static [u8]]>, verify: bool) -> Result<()> {
+    let mut hashes = rec.storage_hashes.chunks_exact(8);
+    for (kind, addr, size) in in_place_regions(&rec.view) {
+        let refuse = |reason| Error::InPlace {
+            extension: String::from(rec.view.name()),
+            reason,
+        };
+        let Some(storage) = storage else {
+            return Err(refuse(
+                "its context holds sections used in place from its storage: restore it with \
+                 `Registry::restore_static`, given that storage",
+            ));
+        };
+        let bytes = storage.iter().find_map(|s| {
+            let start = usize::try_from(addr.checked_sub(s.as_ptr() as u64)?).ok()?;
+            s.get(start..start.checked_add(size)?)
+        });
+        let Some(bytes) = bytes else {
+            return Err(refuse(
+                "the storage it used sections from in place is not among those given to \
+                 `Registry::restore_static` (it must be where the extension was loaded from)",
+            ));
+        };
+        let saved = hashes.next().map(|h| le64(h, 0));
+        if verify && saved.is_some_and(|h| h != checksum(bytes)) {
+            return Err(Error::StorageChanged {
+                extension: String::from(rec.view.name()),
+                kind,
+                addr,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Refuses block `bi` of `rec` if `bytes`, its content now, do not have the hash it was saved with.

@@ -8,7 +8,7 @@ use std::ops::Range;
 
 use llext::{
     BlockRequest, Context, Error, ExportTable, HostMemory, LoadOptions, Memory, Permission,
-    RegionKind, Registry, SaveOptions, Storage, Unloaded,
+    RegionKind, Registry, RestoreOptions, SaveOptions, Storage, Unloaded,
 };
 
 const IN_PLACE: LoadOptions = LoadOptions {
@@ -55,6 +55,34 @@ fn range(bytes: &'static [u8]) -> Range<usize> {
 
 fn registry() -> Registry<HostMemory> {
     common::registry()
+}
+
+/// Saves `registry` in place with content hashes and forgets its `count` extensions; checks that a plain
+/// `restore` refuses the context (its extensions use their storage in place) and leaves the memory as it
+/// was; then restores it with `storage`.
+fn suspend_with_storage(
+    registry: &Registry<HostMemory>,
+    count: usize,
+    storage: &[&'static [u8]],
+) -> (Vec<u8>, Vec<llext::ExtId>) {
+    let hashes = SaveOptions {
+        content_hashes: true,
+        ..SaveOptions::default()
+    };
+    let bytes = registry.save(&hashes).unwrap();
+    assert_eq!(registry.forget_all(), Ok(count));
+    let context = Context::from_bytes(&bytes).unwrap();
+    let err = registry
+        .restore(&context, &RestoreOptions::default())
+        .unwrap_err();
+    assert!(matches!(err, Error::InPlace { .. }), "{err:?}");
+    assert!(err.to_string().contains("restore_static"), "{err}");
+    assert!(registry.extensions().is_empty());
+    let ids = registry
+        .restore_static(&context, &RestoreOptions::default(), storage)
+        .unwrap();
+    assert_eq!(ids.len(), count);
+    (bytes, ids)
 }
 
 #[test]
@@ -201,7 +229,7 @@ fn in_place_restore_keeps_in_place_sections() {
     registry.load_static("ip", bytes, &IN_PLACE).unwrap();
     assert_eq!(common::call(&registry, "ip_word", &[3]), 5);
     let before = registry.extensions();
-    let (context, _) = common::suspend_in_place(&registry, 1);
+    let (context, _) = suspend_with_storage(&registry, 1, &[bytes]);
     let after = registry.extensions();
     assert_eq!(before[0].sections, after[0].sections);
     assert_eq!(before[0].regions, after[0].regions);
@@ -238,6 +266,82 @@ fn portable_contexts_refuse_in_place_sections() {
     assert!(other.info(id).unwrap().sections.iter().all(|s| !s.in_place));
     let context = other.save(&portable).unwrap();
     assert!(Context::from_bytes(&context).unwrap().is_portable());
+}
+
+/// A firmware's extension partition rewritten by an update between suspend and resume: the context's
+/// retained data and links belong to the old extension, so a restore given the rewritten storage is
+/// refused and changes nothing; given storage the extension was not loaded from, too. With the old bytes
+/// back, the same context restores and works.
+#[test]
+fn restore_refuses_storage_rewritten_since_saving() {
+    let object = large_model_object();
+    let partition: *mut [u8] = pool_bytes(object.len());
+    // SAFETY: `partition` is `object.len()` bytes that only this test uses; no reference to them is live.
+    unsafe { (*partition).copy_from_slice(&object) };
+    // SAFETY: the bytes are never freed; they are written below only through `partition`, after the
+    // registry dropped everything it knew of them (`forget_all`), and read again only through fresh
+    // references.
+    let storage = || -> &'static [u8] { unsafe { &*partition } };
+    let registry = registry();
+    let id = registry.load_static("ip", storage(), &IN_PLACE).unwrap();
+    let rodata = registry
+        .info(id)
+        .unwrap()
+        .regions
+        .into_iter()
+        .find(|r| r.in_place && r.kind == RegionKind::Rodata)
+        .expect("the constants stay in the partition");
+    assert_eq!(common::call(&registry, "ip_sum", &[]), 381);
+    let save = SaveOptions {
+        content_hashes: true,
+        ..SaveOptions::default()
+    };
+    let bytes = registry.save(&save).unwrap();
+    assert_eq!(registry.forget_all(), Ok(1));
+    let context = Context::from_bytes(&bytes).unwrap();
+    let restore = |storage: &[&'static [u8]]| {
+        registry.restore_static(&context, &RestoreOptions::default(), storage)
+    };
+
+    // Storage other than the one it was loaded from: a copy elsewhere, or none.
+    let copy = leak(object.clone());
+    for given in [&[copy][..], &[]] {
+        match restore(given) {
+            Err(Error::InPlace { extension, reason }) => {
+                assert_eq!(extension, "ip");
+                assert!(reason.contains("not among those given"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(registry.extensions().is_empty());
+    }
+
+    // The update: one byte of the constants changes.
+    let offset = rodata.addr - partition.cast::<u8>() as usize;
+    let flip = |bit: u8| {
+        // SAFETY: `offset` lies inside the partition (the region does); no reference to it is live.
+        unsafe { *partition.cast::<u8>().add(offset) ^= bit };
+    };
+    flip(1);
+    match restore(&[copy, storage()]) {
+        Err(Error::StorageChanged {
+            extension,
+            kind,
+            addr,
+        }) => {
+            assert_eq!((extension.as_str(), kind), ("ip", RegionKind::Rodata));
+            assert_eq!(addr, rodata.addr as u64);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(registry.extensions().is_empty());
+
+    // The old bytes back: the retained blocks are still there to take over, and everything works.
+    flip(1);
+    let ids = restore(&[copy, storage()]).unwrap();
+    assert_eq!(common::call(&registry, "ip_sum", &[]), 381);
+    assert_eq!(common::call(&registry, "ip_word", &[1]), 3);
+    assert_eq!(registry.unload(ids[0]), Ok(Unloaded::Freed));
 }
 
 /// `len` writable bytes from the host pool (below 4 GiB where the pool gets its preferred place), never
@@ -346,7 +450,7 @@ long ip_use(long i) { return ip_table[i % 3]; }
         assert!(matches!(r.save(&portable), Err(Error::InPlace { .. })));
     }
     // In place, both come back and still work.
-    let (_, ids) = common::suspend_in_place(&r, 2);
+    let (_, ids) = suspend_with_storage(&r, 2, &[exporter]);
     // SAFETY: as above.
     assert_eq!(unsafe { r.call("ip_use", &[1]) }.unwrap(), 20);
     for id in ids.into_iter().rev() {

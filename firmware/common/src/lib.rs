@@ -1087,6 +1087,84 @@ unsafe fn fresh_registry() -> Registry<ArenaMemory<'static>> {
     Registry::new(memory, ExportTable::new(&exports()))
 }
 
+/// A stand-in for an extension partition in flash that an update can rewrite: RAM an object is copied into.
+#[repr(C, align(64))]
+struct Partition([u8; 4096]);
+static mut PARTITION: Partition = Partition([0; 4096]);
+
+/// `leaf` (code that needs no relocation) copied into the partition, loaded in place from there and called;
+/// saved in place with content hashes and forgotten (a suspend). A plain `restore` refuses the context (it
+/// uses storage in place); then, as if an update rewrote the partition meanwhile, one byte of the code
+/// there changes, and `restore_static` refuses the context, changing nothing. With the byte back it
+/// restores, runs the code where it lies, and is unloaded. Returns the call's result after the restore.
+fn rewritten_partition(
+    registry: &Registry<ArenaMemory<'static>>,
+    name: &str,
+    elf: &[u8],
+) -> Result<isize, String> {
+    let part: *mut u8 = core::ptr::addr_of_mut!(PARTITION).cast();
+    let len = elf.len();
+    if len > core::mem::size_of::<Partition>() {
+        return Err(alloc::format!("{len} bytes do not fit the partition"));
+    }
+    // SAFETY: only this function uses `PARTITION` (the test cases run one after the other), and no
+    // reference to it is live.
+    unsafe { core::ptr::copy_nonoverlapping(elf.as_ptr(), part, len) };
+    // SAFETY: `PARTITION` is never freed; it is written below only through `part`, while the registry
+    // holds nothing of it (after `forget_all`), and read again through fresh slices.
+    let storage = || -> &'static [u8] { unsafe { core::slice::from_raw_parts(part, len) } };
+    let id =
+        load(registry, name, storage(), Mode::InPlace).map_err(|e| alloc::format!("load: {e}"))?;
+    let before = call(registry, id, "leaf_main", [6, 5, 9, 4])?;
+    let info = registry.info(id).map_err(|e| alloc::format!("info: {e}"))?;
+    let code = info
+        .regions
+        .iter()
+        .find(|r| r.in_place && r.kind == llext::RegionKind::Text)
+        .map(|r| r.addr - part as usize)
+        .ok_or("its code was copied, not used in place")?;
+    let save = SaveOptions {
+        content_hashes: true,
+        ..SaveOptions::default()
+    };
+    let saved = registry
+        .save(&save)
+        .map_err(|e| alloc::format!("save: {e}"))?;
+    registry
+        .forget_all()
+        .map_err(|e| alloc::format!("forget: {e}"))?;
+    let context = Context::from_bytes(&saved).map_err(|e| alloc::format!("context: {e}"))?;
+    let options = RestoreOptions::default();
+    if !matches!(
+        registry.restore(&context, &options),
+        Err(llext::Error::InPlace { .. })
+    ) {
+        return Err(String::from("a plain restore took storage used in place"));
+    }
+    // SAFETY: `code` lies inside the partition (the region does); no reference to it is live.
+    let flip = || unsafe { *part.add(code) ^= 1 };
+    flip();
+    let refused = registry.restore_static(&context, &options, &[storage()]);
+    flip();
+    if !matches!(refused, Err(llext::Error::StorageChanged { .. })) || !registry.is_empty() {
+        return Err(alloc::format!("rewritten storage restored: {refused:?}"));
+    }
+    let ids = registry
+        .restore_static(&context, &options, &[storage()])
+        .map_err(|e| alloc::format!("restore: {e}"))?;
+    let after = ids
+        .first()
+        .ok_or_else(|| String::from("nothing restored"))
+        .and_then(|&id| call(registry, id, "leaf_main", [6, 5, 9, 4]));
+    unload_all(registry, &ids)?;
+    if after.as_ref().is_ok_and(|&a| a != before) {
+        return Err(alloc::format!(
+            "{before} before the suspend, {after:?} after"
+        ));
+    }
+    after
+}
+
 /// Calls `uses_main(5, 2)` and `basic_main(1, 10, 3, 2)` and checks them against the values their `n`th
 /// call gives (both keep state: `libsum`'s factor grows by one per call, `basic` counts its calls), so a
 /// restore that lost or reset their data fails.
@@ -1330,6 +1408,15 @@ fn tests(target: &str) -> usize {
                         0,
                     );
                 }
+            }
+            if mode == Mode::InPlace && stem == "leaf" {
+                t.check(
+                    &alloc::format!(
+                        "{name} in place from a partition, suspended: restore refuses it rewritten"
+                    ),
+                    rewritten_partition(&registry, name, elf),
+                    42,
+                );
             }
         }
     }
