@@ -80,17 +80,20 @@ fn context_description(file: &str, c: &llext::Context<'_>, len: usize, json: boo
                     })
                     .collect();
                 let (ctors, dtors) = e.hooks();
+                let isa = e.isa().map(|isa| isa.key());
                 format!(
                     "{{\"name\":{},\"dependencies\":[{}],\"use_count\":{},\"initialised\":{},\
                      \"blocks\":[{}],\"exports\":[{}],\"constructors\":{ctors},\"destructors\":{dtors},\
-                     \"fixup_bytes\":{}}}",
+                     \"fixup_bytes\":{},\"isa\":{},\"float_abi\":{}}}",
                     quote(e.name()),
                     deps.join(","),
                     e.use_count(),
                     e.initialised(),
                     blocks.join(","),
                     exports.join(","),
-                    e.fixup_bytes()
+                    e.fixup_bytes(),
+                    or_null(isa.as_deref()),
+                    or_null(e.float_abi().map(|abi| abi.key())),
                 )
             })
             .collect();
@@ -156,8 +159,15 @@ fn context_description(file: &str, c: &llext::Context<'_>, len: usize, json: boo
             "    constructors {ctors}, destructors {dtors}, fixup table {} bytes",
             e.fixup_bytes()
         );
+        // What a restore checks against its own registry's core (`Error::SnapshotCore`).
+        let mut needs = Vec::new();
+        needs.extend(e.isa().map(|isa| format!("instruction set {isa}")));
+        needs.extend(e.float_abi().map(|abi| format!("float ABI {}", abi.key())));
+        if !needs.is_empty() {
+            let _ = writeln!(out, "    built for: {}", needs.join(", "));
+        }
     }
-    // What a restore compares with its own registry's core (`Error::SnapshotCore`).
+    // What the saving registry knew of its core.
     let mut known = Vec::new();
     known.extend(isa.map(|isa| format!("instruction set {isa}")));
     known.extend(float_abi.map(|abi| format!("float ABI {abi}")));

@@ -1730,6 +1730,17 @@ fn a_context_of_another_machine_is_named_as_such() {
         s.contains("restore with: `Registry::restore` in a RISC-V program"),
         "{s}"
     );
+    // What its object needs, which a restore on the device checks: the registry knew no core.
+    assert!(
+        s.contains("\n    built for: instruction set rv32i") && s.contains("float ABI soft\n"),
+        "{s}"
+    );
+    assert!(!s.contains("saved where the core runs"), "{s}");
+    let json = text(&llext(&["inspect", "--json", &snap]).stdout);
+    assert!(
+        json.contains("\"isa\":\"rv32i") && json.contains("\"float_abi\":\"soft\"}"),
+        "{json}"
+    );
     fails_with(
         &["snapshot", "restore", &snap],
         "saved context is for another machine: RISC-V (243), and this registry holds x86_64 (62) extensions",

@@ -1,6 +1,6 @@
 //! Where things lie in a saved llext context (format 8, see `crates/llext/src/snapshot.rs` and `record.rs`), for tests that
 //! damage one field of a real context on purpose: a 56-byte header, then per extension a record — a
-//! 52-byte header whose eleven `u32` table counts start at byte 8, then the tables — followed, in portable
+//! 69-byte header whose eleven `u32` table counts start at byte 8, then the tables — followed, in portable
 //! contexts, by the saved addresses of the built-ins its fixups name and the record's block bytes, and in
 //! in-place contexts with content hashes by a u64 hash per region used in place from storage; a 64-bit
 //! checksum ends the context.
@@ -71,7 +71,7 @@ pub fn entry(ctx: &[u8], record: usize, table: Table, entry: usize) -> (usize, u
     let hashes = ctx[10] & 2 != 0;
     let mut pos = HEADER;
     for r in 0..=record {
-        let mut at = pos + 52;
+        let mut at = pos + 69;
         let mut offsets = [0usize; 11];
         for (i, size) in ENTRY.iter().enumerate() {
             offsets[i] = at;

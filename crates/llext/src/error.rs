@@ -294,15 +294,19 @@ pub enum Error {
         /// Value in the context.
         found: u64,
     },
-    /// A context saved by a registry whose core ran more, or passed floats another way, than this one's, or
-    /// holding A32 code where only Thumb code runs: code a load there accepted may not run here, and a
-    /// restore makes no load's checks.
+    /// A saved extension whose object needs more than this registry's core has: instructions it lacks,
+    /// another floating-point calling convention, A32 code or another Arm profile where only Thumb code of
+    /// the M-profile runs. A restore reads no ELF file, so its record says what a load read from the
+    /// object, and the restore makes the load's checks with it. Nothing was changed.
     SnapshotCore {
-        /// What differs: `"instruction set"`, `"floating-point calling convention"` or `"Arm code"`.
+        /// The saved extension.
+        extension: String,
+        /// What differs: `"instruction set"`, `"floating-point calling convention"`, `"Arm code"` or
+        /// `"Arm profile"`.
         what: &'static str,
-        /// The saving registry's ISA key or calling convention's key, or the A32 code an extension holds.
-        saved: String,
-        /// This registry's, with what it lacks.
+        /// What its object needs: an ISA key, a calling convention's key, A32 code, another Arm profile.
+        needs: String,
+        /// What this registry's core has, with what it lacks.
         here: String,
     },
     /// A saved extension depends on an extension that is not in the context.
@@ -890,10 +894,15 @@ impl fmt::Display for Error {
                 f,
                 "saved context is for another {what} (context {found:#x}, here {expected:#x})"
             ),
-            Error::SnapshotCore { what, saved, here } => write!(
+            Error::SnapshotCore {
+                extension,
+                what,
+                needs,
+                here,
+            } => write!(
                 f,
-                "saved context comes from a core whose {what} is {saved}, and here it is {here}: its \
-                 extensions' code may not run here (load them from their ELF files)"
+                "saved extension `{extension}` was built for a core whose {what} is {needs}, and here it \
+                 is {here}: its code may not run here"
             ),
             Error::SnapshotDependency { extension, index } => write!(
                 f,

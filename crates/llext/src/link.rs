@@ -241,8 +241,8 @@ pub(crate) struct Request<'a> {
     pub record_fixups: bool,
     /// The input outlives the extension: read-only sections may be used where they lie.
     pub in_place: bool,
-    /// The object holds A32 (Arm-state) code: its record says so, for a restore on a Cortex-M.
-    pub a32: bool,
+    /// What the object needs of the core: its record says so, for a restore's checks.
+    pub needs: crate::record::Needs,
 }
 
 /// Problems found while linking, up to a cap.
@@ -1248,7 +1248,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
         init: &init,
         fini: &fini,
         fixups: recorder.as_ref().map(fixups::Recorder::table),
-        a32: req.a32,
+        needs: req.needs,
     }
     .encode()?;
     let blocks = core::mem::take(&mut blocks.blocks);

@@ -4,9 +4,11 @@
 //! rebuilt, no allocation is made per symbol, section or constructor.
 //!
 //! # Layout (little-endian)
-//! A 52-byte header — use count (u32), initialised (u8), fixups recorded (u8), holds A32 (Arm-state) code
-//! (u8), a reserved byte, then the
-//! entry count (u32) of each of the eleven tables — followed by the tables back to back, in this order:
+//! A 69-byte header — use count (u32), initialised (u8), fixups recorded (u8), holds A32 (Arm-state) code
+//! (u8), a needs byte (bits 0 to 3: the Arm profile other than M the object was built for, 1 A, 2 R, 3 S;
+//! bits 4 to 7: its floating-point calling convention's code, 0 if it says none), then the
+//! entry count (u32) of each of the eleven tables, then the instruction set the object's attributes say it
+//! needs (width u8, 0 for none; feature bits u128) — followed by the tables back to back, in this order:
 //!
 //! | table    | entry                                                                  |
 //! |----------|------------------------------------------------------------------------|
@@ -27,6 +29,7 @@
 
 use alloc::vec::Vec;
 
+use crate::arch::{FloatAbi, Isa};
 use crate::error::{Error, Result};
 use crate::fallible;
 use crate::layout::RegionKind;
@@ -72,8 +75,14 @@ pub(crate) const REGION_REC: usize = 1 + 8 + 4 + 1;
 pub(crate) const SECTION_REC: usize = 4 + 4 + 1 + 4 + 4;
 /// Bytes of one symbol.
 pub(crate) const SYM_REC: usize = 4 + 4 + 8 + 1;
+/// Where the table counts start in a record's header.
+const COUNTS_AT: usize = 8;
+/// Where the instruction set the object needs is in a record's header: width (u8), feature bits (u128).
+const ISA_AT: usize = COUNTS_AT + 4 * TABLES;
 /// Bytes of a record's header.
-pub(crate) const HEADER: usize = 8 + 4 * TABLES;
+pub(crate) const HEADER: usize = ISA_AT + 1 + 16;
+/// Arm profiles other than M, by their code in a record's needs byte (the position plus one).
+const PROFILES: [char; 3] = ['A', 'R', 'S'];
 
 /// Offsets of the fields of a block entry.
 const BLOCK_SIZE_AT: usize = 8;
@@ -227,7 +236,7 @@ impl Layout {
         let mut l = Layout::default();
         let mut pos = HEADER;
         for (i, table) in ALL_TABLES.iter().enumerate() {
-            let count = u32_at(bytes, 8 + 4 * i)?;
+            let count = u32_at(bytes, COUNTS_AT + 4 * i)?;
             *l.at.get_mut(i)? = u32::try_from(pos).ok()?;
             *l.count.get_mut(i)? = count;
             pos = pos.checked_add((count as usize).checked_mul(table.entry_size())?)?;
@@ -308,6 +317,34 @@ impl<'b> View<'b> {
     /// 1 if the extension holds A32 (Arm-state) code, which no Cortex-M runs.
     pub fn a32_byte(&self) -> u8 {
         self.bytes.get(6).copied().unwrap_or(0)
+    }
+
+    /// What the extension's object needs of a core of `machine`, as its load read it; `None` if the
+    /// record's needs are malformed. An instruction set this build does not know counts as none.
+    pub fn needs(&self, machine: u16) -> Option<Needs> {
+        let byte = *self.bytes.get(7)?;
+        let profile = match byte & 0x0f {
+            0 => None,
+            code => Some(*PROFILES.get(usize::from(code) - 1)?),
+        };
+        let float_abi = FloatAbi::from_code(byte >> 4).ok()?;
+        let bits = *self.bytes.get(ISA_AT)?;
+        let features = self
+            .bytes
+            .get(ISA_AT + 1..ISA_AT + 17)
+            .and_then(|f| f.try_into().ok())
+            .map(u128::from_le_bytes)?;
+        let isa = match bits {
+            0 if features != 0 => return None,
+            0 => None,
+            bits => Isa::from_parts(machine, bits, features),
+        };
+        Some(Needs {
+            a32: self.a32_byte() == 1,
+            profile,
+            float_abi,
+            isa,
+        })
     }
 
     pub fn name_bytes(&self) -> &'b [u8] {
@@ -563,6 +600,21 @@ pub(crate) fn dep_offset(layout: &Layout, i: usize) -> Option<usize> {
     layout.at(Table::Deps).checked_add(i.checked_mul(4)?)
 }
 
+/// What an extension's object needs of the core, as its load read it from the object (and checked where
+/// the registry knew its core): its record keeps it, so that a restore, which reads no ELF file, makes the
+/// same checks on the core it restores for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Needs {
+    /// The object holds A32 (Arm-state) code.
+    pub a32: bool,
+    /// The Arm profile other than M (`'A'`, `'R'` or `'S'`) its attributes say it was built for.
+    pub profile: Option<char>,
+    /// Its floating-point calling convention, if it says.
+    pub float_abi: Option<FloatAbi>,
+    /// The instruction set its attributes (or RISC-V `e_flags`) say it may use.
+    pub isa: Option<Isa>,
+}
+
 /// The parts a record is made of, as the linker produced them.
 pub(crate) struct Parts<'a> {
     pub name: &'a str,
@@ -576,8 +628,8 @@ pub(crate) struct Parts<'a> {
     pub init: &'a [usize],
     pub fini: &'a [usize],
     pub fixups: Option<&'a [u8]>,
-    /// The object holds A32 (Arm-state) code.
-    pub a32: bool,
+    /// What the object needs of the core.
+    pub needs: Needs,
 }
 
 impl Parts<'_> {
@@ -607,10 +659,22 @@ impl Parts<'_> {
         let mut b = fallible::vec::<u8>(len)?;
         let u32v = |v: usize| u32::try_from(v).map_err(|_| Error::Internal("record count"));
         b.extend_from_slice(&1u32.to_le_bytes());
-        b.extend_from_slice(&[0, u8::from(self.fixups.is_some()), u8::from(self.a32), 0]);
+        let needs = &self.needs;
+        let profile = needs
+            .profile
+            .and_then(|p| PROFILES.iter().position(|&q| q == p))
+            .map_or(0, |i| i as u8 + 1);
+        b.extend_from_slice(&[
+            0,
+            u8::from(self.fixups.is_some()),
+            u8::from(needs.a32),
+            profile | FloatAbi::code(needs.float_abi) << 4,
+        ]);
         for count in counts {
             b.extend_from_slice(&u32v(count)?.to_le_bytes());
         }
+        b.push(needs.isa.map_or(0, |isa| isa.bits()));
+        b.extend_from_slice(&needs.isa.map_or(0, |isa| isa.features()).to_le_bytes());
         b.extend_from_slice(self.name.as_bytes());
         for d in self.deps {
             b.extend_from_slice(&d.to_le_bytes());
@@ -715,7 +779,12 @@ mod tests {
             init: &[0x1000],
             fini: &[0x1004, 0x1008],
             fixups: None,
-            a32: true,
+            needs: Needs {
+                a32: true,
+                profile: Some('R'),
+                float_abi: Some(FloatAbi::Vfp),
+                isa: None,
+            },
         };
         let mut rec = parts.encode().unwrap();
         let v = rec.view();
@@ -731,6 +800,7 @@ mod tests {
         assert_eq!(v.addrs(Table::Fini).collect::<Vec<_>>(), [0x1004, 0x1008]);
         assert!(!v.has_fixups());
         assert_eq!(v.a32_byte(), 1);
+        assert_eq!(v.needs(40), Some(parts.needs));
         rec.set_dep(1, 2);
         assert_eq!(rec.view().deps().collect::<Vec<_>>(), [4, 2]);
         #[cfg(feature = "portable")]

@@ -628,10 +628,11 @@ impl<M: Memory> Registry<M> {
     /// Such a registry over the firmware's export table can link a device's extensions on a build host
     /// and save a portable context ([`SaveOptions::portable`](crate::SaveOptions::portable)) that the
     /// device restores at its own addresses, rebinding the built-ins by name, without parsing or linking
-    /// anything (`llext snapshot save --exports FILE` does this). Tell it the device's core first: a
-    /// context carries what its registry knew of the core, and the device refuses one saved for more than
-    /// it has ([`Error::SnapshotCore`]) only as far as that goes. Nothing ran on the host, so the device
-    /// runs the constructors after the restore with [`Registry::bring_up`].
+    /// anything (`llext snapshot save --exports FILE` does this). Tell it the device's core, so that it
+    /// refuses objects built for more at load already; the device checks each restored extension's object
+    /// against its own core in any case, from what the record says the object needs
+    /// ([`Error::SnapshotCore`]). Nothing ran on the host, so the device runs the constructors after the
+    /// restore with [`Registry::bring_up`].
     pub fn for_machine(memory: M, builtins: ExportTable, machine: u16) -> Self {
         let native = arch::native_machine() == Some(machine);
         let pointer_size = if native {
@@ -889,8 +890,8 @@ impl<M: Memory> Registry<M> {
         }
         let width = if object.class.is_64 { 8 } else { 4 };
         inner.check_width(width)?;
-        if let (Some(expected), Some(found)) = (inner.float_abi, arch::FloatAbi::of_object(&object))
-        {
+        let float_abi = arch::FloatAbi::of_object(&object);
+        if let (Some(expected), Some(found)) = (inner.float_abi, float_abi) {
             if expected != found {
                 return Err(Error::FloatAbi {
                     machine: object.machine,
@@ -901,13 +902,14 @@ impl<M: Memory> Registry<M> {
             }
         }
         let a32 = arch::arm_state_section(&object);
+        let profile = arch::foreign_arm_profile(&object);
         if inner.thumb_code_only() {
             if let Some(section) = a32 {
                 return Err(Error::ArmState {
                     section: object.section_name(section),
                 });
             }
-            if let Some(found) = arch::foreign_arm_profile(&object) {
+            if let Some(found) = profile {
                 return Err(Error::ArmProfile { found });
             }
         }
@@ -922,7 +924,8 @@ impl<M: Memory> Registry<M> {
                 });
             }
         }
-        if let (Some(core), Some(needs)) = (inner.isa, arch::Isa::of_object(&object)) {
+        let isa = arch::Isa::of_object(&object);
+        if let (Some(core), Some(needs)) = (inner.isa, isa) {
             if let Some(missing) = core.missing(&needs) {
                 return Err(Error::Isa {
                     object: needs.key(),
@@ -946,7 +949,12 @@ impl<M: Memory> Registry<M> {
                 keep_eh_frame: options.keep_eh_frame,
             },
             record_fixups: options.portable,
-            a32: a32.is_some(),
+            needs: crate::record::Needs {
+                a32: a32.is_some(),
+                profile,
+                float_abi,
+                isa,
+            },
             in_place,
         };
         let view = View {

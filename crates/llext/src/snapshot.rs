@@ -130,11 +130,13 @@ impl Default for RestoreOptions {
     }
 }
 
-/// What a registry's core runs, as far as the registry knows: what its loads checked objects against
+/// What a registry's core runs, as far as the registry knows: what its loads check objects against
 /// ([`Registry::set_isa`], [`Registry::set_float_abi`], [`Registry::set_thumb_only`]). A context carries
-/// the saving registry's ([`Context::saved_core`]), and a restore, which makes none of a load's checks,
-/// refuses one saved where the core ran more, or passed floats another way, than here
-/// ([`Error::SnapshotCore`]).
+/// the saving registry's ([`Context::saved_core`]), for inspection. A restore reads no ELF file, so each
+/// extension's record keeps what its load read from the object (its instruction set, calling convention,
+/// A32 code, Arm profile), and the restore makes a load's checks with it against this registry's core
+/// ([`Error::SnapshotCore`]): a context a host saved without knowing the device's core is checked all the
+/// same.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SavedCore {
     /// The instructions the core runs, if known.
@@ -145,15 +147,6 @@ pub struct SavedCore {
     /// whether it holds A32 code, which a restore into a registry of Thumb code only refuses.
     pub thumb_only: bool,
 }
-
-/// Float-ABI codes in a context's header: the position here plus one (0: not known).
-const FLOAT_ABIS: [FloatAbi; 5] = [
-    FloatAbi::Soft,
-    FloatAbi::Vfp,
-    FloatAbi::Single,
-    FloatAbi::Double,
-    FloatAbi::Quad,
-];
 
 impl SavedCore {
     fn of<M>(inner: &Inner<M>) -> SavedCore {
@@ -166,20 +159,13 @@ impl SavedCore {
 
     /// Header byte 15: bit 0 Thumb only, bits 4 to 7 the float ABI's code.
     fn flags(&self) -> u8 {
-        let abi = self
-            .float_abi
-            .and_then(|abi| FLOAT_ABIS.iter().position(|&a| a == abi))
-            .map_or(0, |i| i as u8 + 1);
-        u8::from(self.thumb_only) | abi << 4
+        u8::from(self.thumb_only) | FloatAbi::code(self.float_abi) << 4
     }
 
     /// The core a header says (`flags` byte, ISA width and feature bits); an ISA this build does not know
     /// counts as unknown.
     fn read(machine: u16, flags: u8, bits: u8, features: u128) -> Result<SavedCore, Short> {
-        let float_abi = match flags >> 4 {
-            0 => None,
-            code => Some(*FLOAT_ABIS.get(usize::from(code) - 1).ok_or(Short)?),
-        };
+        let float_abi = FloatAbi::from_code(flags >> 4).map_err(|()| Short)?;
         if flags & 0x0e != 0 || (bits == 0 && features != 0) {
             return Err(Short);
         }
@@ -194,27 +180,39 @@ impl SavedCore {
         })
     }
 
-    /// Why code a load on the `saved` core accepted may not run on this one, if it may not.
-    fn refuses(&self, saved: &SavedCore) -> Option<Error> {
-        if let (Some(here), Some(there)) = (self.isa, saved.isa) {
+    /// Why the saved extension `v` (of `machine`) may not run on this core, if it may not: the checks a
+    /// load makes of its object, against what the record says the object needs.
+    fn refuses(&self, v: &record::View<'_>, machine: u16) -> Option<Error> {
+        let needs = v.needs(machine)?;
+        let refuse = |what, needs, here| {
+            Some(Error::SnapshotCore {
+                extension: String::from(v.name()),
+                what,
+                needs,
+                here,
+            })
+        };
+        let m_profile = || String::from("Thumb only (a Cortex-M)");
+        if self.thumb_only && needs.a32 {
+            return refuse("Arm code", String::from("A32 (Arm state)"), m_profile());
+        }
+        if let Some(p) = needs.profile.filter(|_| self.thumb_only) {
+            return refuse("Arm profile", alloc::format!("{p}-profile"), m_profile());
+        }
+        if let (Some(here), Some(there)) = (self.isa, needs.isa) {
             if let Some(missing) = here.missing(&there) {
-                return Some(Error::SnapshotCore {
-                    what: "instruction set",
-                    saved: there.key(),
-                    here: alloc::format!("{here}, without {missing}"),
-                });
+                let here = alloc::format!("{here}, without {missing}");
+                return refuse("instruction set", there.key(), here);
             }
         }
-        if let (Some(here), Some(there)) = (self.float_abi, saved.float_abi) {
-            if here != there {
-                return Some(Error::SnapshotCore {
-                    what: "floating-point calling convention",
-                    saved: String::from(there.key()),
-                    here: String::from(here.key()),
-                });
-            }
+        match (self.float_abi, needs.float_abi) {
+            (Some(here), Some(there)) if here != there => refuse(
+                "floating-point calling convention",
+                String::from(there.key()),
+                String::from(here.key()),
+            ),
+            _ => None,
         }
-        None
     }
 }
 
@@ -454,7 +452,7 @@ fn split_record(rest: &[u8], portable: bool, hashes: bool) -> Result<(Rec<'_>, u
 }
 
 /// Checks every cross-reference of record `index` once, so that restore can trust it.
-fn validate(rec: &Rec<'_>, index: usize, portable: bool) -> Result<()> {
+fn validate(rec: &Rec<'_>, index: usize, portable: bool, machine: u16) -> Result<()> {
     let v = &rec.view;
     let name = v.name_bytes();
     let name = core::str::from_utf8(name).map_err(|_| Short)?;
@@ -465,7 +463,7 @@ fn validate(rec: &Rec<'_>, index: usize, portable: bool) -> Result<()> {
         || v.initialised_byte() > 1
         || v.fixups_byte() > 1
         || v.a32_byte() > 1
-        || v.bytes.get(7) != Some(&0)
+        || v.needs(machine).is_none()
     {
         return Err(Short.into());
     }
@@ -703,7 +701,7 @@ impl<'b> Context<'b> {
         let mut pos = HEADER;
         for i in 0..count as usize {
             let (rec, len) = split_record(body.get(pos..).ok_or(Short)?, ctx.portable, ctx.hashes)?;
-            validate(&rec, i, ctx.portable)?;
+            validate(&rec, i, ctx.portable, machine)?;
             pos += len;
         }
         if pos != body.len() {
@@ -732,8 +730,8 @@ impl<'b> Context<'b> {
         self.machine
     }
 
-    /// What the saving registry knew of its core: a restore refuses the context where this registry's
-    /// core lacks part of it ([`Error::SnapshotCore`]).
+    /// What the saving registry knew of its core (a restore checks each extension's own needs instead:
+    /// [`SavedExtension::isa`], [`SavedExtension::float_abi`]).
     pub fn saved_core(&self) -> SavedCore {
         self.core
     }
@@ -759,7 +757,9 @@ impl<'b> Context<'b> {
     /// # }
     /// ```
     pub fn extensions(&self) -> impl Iterator<Item = SavedExtension<'b>> + '_ {
-        self.records().map(|rec| SavedExtension { rec })
+        let machine = self.machine;
+        self.records()
+            .map(move |rec| SavedExtension { rec, machine })
     }
 
     /// The records of a validated context, in order.
@@ -782,6 +782,7 @@ impl<'b> Context<'b> {
 #[derive(Debug, Clone, Copy)]
 pub struct SavedExtension<'b> {
     rec: Rec<'b>,
+    machine: u16,
 }
 
 impl<'b> SavedExtension<'b> {
@@ -833,6 +834,18 @@ impl<'b> SavedExtension<'b> {
     /// it was loaded without recording them).
     pub fn fixup_bytes(&self) -> usize {
         self.rec.view.count(Table::Fixups)
+    }
+
+    /// The instruction set its object's attributes (or RISC-V `e_flags`) say it may use, as its load read
+    /// them: a restore refuses it on a core that lacks part of it ([`Error::SnapshotCore`]).
+    pub fn isa(&self) -> Option<Isa> {
+        self.rec.view.needs(self.machine).and_then(|n| n.isa)
+    }
+
+    /// Its object's floating-point calling convention, if the object says: a restore refuses it on a core
+    /// whose convention differs ([`Error::SnapshotCore`]).
+    pub fn float_abi(&self) -> Option<FloatAbi> {
+        self.rec.view.needs(self.machine).and_then(|n| n.float_abi)
     }
 }
 
@@ -1222,9 +1235,6 @@ impl<M: Memory> Registry<M> {
             });
         }
         let here = SavedCore::of(inner);
-        if let Some(e) = here.refuses(&context.core) {
-            return Err(e);
-        }
         if !context.portable && context.fingerprint != inner.builtins.fingerprint_with_addresses() {
             return Err(Error::SnapshotMismatch {
                 what: "set of built-in symbols (names or addresses changed)",
@@ -1235,14 +1245,10 @@ impl<M: Memory> Registry<M> {
         let mut records: Vec<Rec<'_>> = fallible::vec(context.len())?;
         // At most `len` records: room made above.
         records.extend(context.records());
-        // A32 code, which a Cortex-M cannot run: each record says whether its object held some.
-        if here.thumb_only {
-            if let Some(rec) = records.iter().find(|r| r.view.a32_byte() == 1) {
-                return Err(Error::SnapshotCore {
-                    what: "Arm code",
-                    saved: alloc::format!("A32 (extension `{}` holds some)", rec.view.name()),
-                    here: String::from("Thumb only (a Cortex-M)"),
-                });
+        // A load's checks of each object against this core, as its record says what it needs.
+        for rec in &records {
+            if let Some(e) = here.refuses(&rec.view, context.machine) {
+                return Err(e);
             }
         }
         for rec in &records {

@@ -1185,9 +1185,11 @@ fn locate_names_where_an_address_lies() {
     assert_eq!(at.to_string(), "`second`+0x2 in extension `thumb`");
 }
 
-/// A restore makes none of a load's checks, so a context carries what the saving registry's core ran: a
-/// restore refuses one saved where the core ran more instructions (`Error::SnapshotCore`), passed floats
-/// another way, or ran A32 code, and takes one saved for the same core or a lesser one.
+/// A restore reads no ELF file, so each record carries what its load read from the object: a restore
+/// refuses an extension whose object needs instructions this core lacks (`Error::SnapshotCore`), passes
+/// floats another way, holds A32 code or was built for the A-profile where only Thumb code of the M-profile
+/// runs — whatever the saving registry knew of its core (a build host that was told nothing) — and takes
+/// one whose object needs no more than this core has, even if the saving core had more.
 #[test]
 #[cfg(feature = "portable")]
 fn a_restore_refuses_code_for_more_than_its_core_runs() {
@@ -1203,22 +1205,41 @@ fn a_restore_refuses_code_for_more_than_its_core_runs() {
     // (machine, object, saving core and convention, restoring cores and conventions with what is refused)
     type Setup = (Option<&'static str>, Option<FloatAbi>, bool);
     type Case = (u16, Vec<u8>, Setup, Vec<(Setup, Option<&'static str>)>);
-    let cases: [Case; 2] = [
+    let rv32imafc = common::compile_riscv_gcc(SOURCE, &["-march=rv32imafc", "-mabi=ilp32f"]);
+    let refused_rv32imafc = || {
+        vec![
+            ((Some("rv32imafc"), Some(FloatAbi::Single), false), None),
+            ((Some("rv32gc"), Some(FloatAbi::Single), false), None),
+            ((None, None, false), None),
+            (
+                (Some("rv32imac"), Some(FloatAbi::Single), false),
+                Some("instruction set is rv32imafc, and here it is rv32imac, without the F extension"),
+            ),
+            (
+                (Some("rv32imafc"), Some(FloatAbi::Soft), false),
+                Some("floating-point calling convention is single, and here it is soft"),
+            ),
+        ]
+    };
+    let cases: [Case; 4] = [
         (
             243,
-            common::compile_riscv_gcc(SOURCE, &["-march=rv32imafc", "-mabi=ilp32f"]),
+            rv32imafc.clone(),
             (Some("rv32imafc"), Some(FloatAbi::Single), false),
+            refused_rv32imafc(),
+        ),
+        // Saved by a registry told nothing of its core, as a build host may be: the same refusals.
+        (243, rv32imafc, (None, None, false), refused_rv32imafc()),
+        // Code for a lesser core, saved by a registry of a larger one: restores on the lesser one.
+        (
+            243,
+            common::compile_riscv_gcc(SOURCE, &["-march=rv32imac", "-mabi=ilp32"]),
+            (Some("rv32imafc"), None, false),
             vec![
-                ((Some("rv32imafc"), Some(FloatAbi::Single), false), None),
-                ((Some("rv32gc"), Some(FloatAbi::Single), false), None),
-                ((None, None, false), None),
+                ((Some("rv32imac"), Some(FloatAbi::Soft), false), None),
                 (
-                    (Some("rv32imac"), Some(FloatAbi::Single), false),
-                    Some("instruction set is rv32imafc, and here it is rv32imac, without the F extension"),
-                ),
-                (
-                    (Some("rv32imafc"), Some(FloatAbi::Soft), false),
-                    Some("floating-point calling convention is single, and here it is soft"),
+                    (Some("rv32ic"), None, false),
+                    Some("instruction set is rv32imac, and here it is rv32ic, without the M and A extensions"),
                 ),
             ],
         ),
@@ -1282,11 +1303,23 @@ fn a_restore_refuses_code_for_more_than_its_core_runs() {
         }
     }
 
-    // A32 code saved where it ran is refused on a Cortex-M, whose registry knows no ISA but Thumb only; Thumb
-    // code saved by the same registry (not told it holds Thumb code only) restores there.
+    // A32 code saved where it ran is refused on a Cortex-M, whose registry knows no ISA but Thumb only, and
+    // so is Thumb code built for the A-profile (a load there refuses both); M-profile Thumb code saved by the
+    // same registry (not told it holds Thumb code only) restores there.
     let a32 = common::compile_for("armv7a-none-eabi", SOURCE, &["-marm"]);
+    let a_thumb = common::compile_for("armv7a-none-eabi", SOURCE, &["-mthumb"]);
     let thumb = common::compile_for("thumbv7m-none-eabi", SOURCE, &[]);
-    for (elf, refused) in [(a32, true), (thumb, false)] {
+    let a32_refused =
+        "extension `arm` was built for a core whose Arm code is A32 (Arm state), and here \
+                       it is Thumb only";
+    let a_refused =
+        "extension `arm` was built for a core whose Arm profile is A-profile, and here it \
+                     is Thumb only";
+    for (elf, refused) in [
+        (a32, Some(a32_refused)),
+        (a_thumb, Some(a_refused)),
+        (thumb, None),
+    ] {
         let r = Registry::for_machine(ArenaMemory::new(arena.bytes()), ExportTable::default(), 40);
         r.load("arm", &elf).unwrap();
         let ctx = r.save(&portable).unwrap();
@@ -1298,14 +1331,9 @@ fn a_restore_refuses_code_for_more_than_its_core_runs() {
             &Context::from_bytes(&ctx).unwrap(),
             &RestoreOptions::default(),
         );
-        if refused {
+        if let Some(text) = refused {
             let e = result.unwrap_err();
-            assert!(
-                e.to_string().contains(
-                    "Arm code is A32 (extension `arm` holds some), and here it is Thumb only"
-                ),
-                "{e}"
-            );
+            assert!(e.to_string().contains(text), "{e}");
             assert!(r2.is_empty());
         } else {
             assert_eq!(result.unwrap().len(), 1);

@@ -328,7 +328,34 @@ pub enum FloatAbi {
     Quad,
 }
 
+/// Float-ABI codes in contexts and records: the position here plus one (0: not known).
+const FLOAT_ABI_CODES: [FloatAbi; 5] = [
+    FloatAbi::Soft,
+    FloatAbi::Vfp,
+    FloatAbi::Single,
+    FloatAbi::Double,
+    FloatAbi::Quad,
+];
+
 impl FloatAbi {
+    /// Its 4-bit code in saved contexts and records (0 stands for not known).
+    pub(crate) fn code(abi: Option<FloatAbi>) -> u8 {
+        abi.and_then(|abi| FLOAT_ABI_CODES.iter().position(|&a| a == abi))
+            .map_or(0, |i| i as u8 + 1)
+    }
+
+    /// The convention a code stands for: `Ok(None)` for 0, `Err` for a code no convention has.
+    pub(crate) fn from_code(code: u8) -> Result<Option<FloatAbi>, ()> {
+        match code {
+            0 => Ok(None),
+            code => FLOAT_ABI_CODES
+                .get(usize::from(code) - 1)
+                .copied()
+                .map(Some)
+                .ok_or(()),
+        }
+    }
+
     /// The convention an object of `machine` with these `e_flags` follows, if its flags say (Arm EABI
     /// version 5 objects with one of the float-ABI flags, every RISC-V object).
     pub fn from_flags(machine: u16, e_flags: u32) -> Option<FloatAbi> {
