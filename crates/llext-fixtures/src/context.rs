@@ -104,7 +104,8 @@ pub fn entry(ctx: &[u8], record: usize, table: Table, entry: usize) -> (usize, u
 }
 
 /// Where record `record` ends (in a portable context, the saved addresses of the built-ins its fixups name
-/// come next, then its block bytes).
+/// come next, then its block bytes; in an in-place context with content hashes, the hashes of its in-place
+/// regions).
 pub fn record_end(ctx: &[u8], record: usize) -> usize {
     let (at, count) = entry(ctx, record, Table::Fixups, 0);
     at + count * ENTRY[Table::Fixups as usize]
@@ -360,19 +361,11 @@ pub fn set_fixups(ctx: &mut Vec<u8>, record: usize, fixups: &[Fixup]) {
         }
     }
     let (at, len) = entry(ctx, record, Table::Fixups, 0);
+    // The record starts 52 bytes before its first table (`entry` steps over what follows each earlier
+    // record: a portable context's carried bytes, an in-place one's hashes of in-place regions).
+    let record_at = entry(ctx, record, Table::Name, 0).0 - 52;
     ctx.splice(at..at + len, table.iter().copied());
     // The table's length is the record header's last count.
-    let mut record_at = HEADER;
-    for r in 0..record {
-        record_at = record_end(ctx, r);
-        if ctx[10] & 1 != 0 {
-            record_at = blocks_at(ctx, r)
-                + blocks(ctx, r)
-                    .iter()
-                    .map(|b| b.size as usize)
-                    .sum::<usize>();
-        }
-    }
     let count_at = record_at + 8 + 4 * Table::Fixups as usize;
     assert_eq!(
         u32_at(ctx, count_at),

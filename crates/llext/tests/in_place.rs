@@ -458,6 +458,47 @@ long ip_use(long i) { return ip_table[i % 3]; }
     }
 }
 
+/// Review of format 8: the fixtures' context helpers must step over the hashes of in-place regions that
+/// follow a record in an in-place context saved with content hashes. `set_fixups` found the record it
+/// rewrites by adding up the earlier records without them, so it patched a count elsewhere (or panicked).
+#[test]
+#[cfg(feature = "portable")]
+fn fixture_helpers_step_over_in_place_hashes() {
+    use llext_fixtures::context;
+    let r = registry();
+    r.load_static("ip", leak(large_model_object()), &IN_PLACE)
+        .unwrap();
+    let record_fixups = LoadOptions {
+        storage: Storage::Copy,
+        ..IN_PLACE
+    };
+    r.load_with(
+        "basic",
+        &llext_fixtures::bytes("basic-gcc-O2-pic.o"),
+        &record_fixups,
+    )
+    .unwrap();
+    let save = SaveOptions {
+        content_hashes: true,
+        ..SaveOptions::default()
+    };
+    let ctx = r.save(&save).unwrap();
+    let fixups = context::fixups(&ctx, 1);
+    assert!(!fixups.is_empty());
+    // Rewriting record 1's fixup table with itself changes nothing.
+    let mut same = ctx.clone();
+    context::set_fixups(&mut same, 1, &fixups);
+    assert_eq!(same, ctx);
+    // One fixup fewer: the context stays well-formed but for its checksum.
+    let mut fewer = ctx.clone();
+    context::set_fixups(&mut fewer, 1, &fixups[1..]);
+    let n = fewer.len() - 8;
+    let sum = Context::checksum(&fewer[..n]);
+    fewer[n..].copy_from_slice(&sum.to_le_bytes());
+    assert_eq!(context::fixups(&fewer, 1), fixups[1..]);
+    Context::from_bytes(&fewer).unwrap();
+}
+
 /// Review: a constant used in place lies in no block of the extension's, and `call` on it jumped into it
 /// (SIGSEGV). The region holding it says it is data.
 #[test]
