@@ -381,8 +381,11 @@ pub enum Error {
         what: &'static str,
     },
     /// In-place storage ([`Storage::InPlace`](crate::Storage::InPlace)) cannot be used as asked: loading
-    /// from bytes that may not outlive the extension, or saving an extension with sections in place into a
-    /// portable context (which would have to carry bytes that are not the extension's to move).
+    /// from bytes that may not outlive the extension, saving an extension with sections in place into a
+    /// portable context (which would have to carry bytes that are not the extension's to move), restoring
+    /// a context of one with [`Registry::restore`](crate::Registry::restore) (which is given no storage),
+    /// or with [`Registry::restore_static`](crate::Registry::restore_static) given storage that does not
+    /// hold its in-place regions. Nothing was changed.
     InPlace {
         /// The extension.
         extension: String,

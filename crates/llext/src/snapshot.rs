@@ -110,7 +110,8 @@ pub struct SaveOptions<'a> {
 /// How to restore.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RestoreOptions {
-    /// Check each block against its saved content hash, when the context has them (default `true`).
+    /// Check each block against its saved content hash, when the context has them (default `true`), and,
+    /// in [`Registry::restore_static`], each region used in place from storage against its own.
     pub verify_content: bool,
     /// Portable restores: move the pointers an extension's code stored at run time in its writable data
     /// with the saved block they point into, and rebind those holding a built-in's saved address by name
