@@ -8,6 +8,9 @@
 /// The length of a context's header: the first record starts here.
 pub const HEADER: usize = 56;
 
+/// The length of a record's header: its first table starts here.
+pub const RECORD_HEADER: usize = 69;
+
 /// The tables of a record, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Table {
@@ -71,7 +74,7 @@ pub fn entry(ctx: &[u8], record: usize, table: Table, entry: usize) -> (usize, u
     let hashes = ctx[10] & 2 != 0;
     let mut pos = HEADER;
     for r in 0..=record {
-        let mut at = pos + 69;
+        let mut at = pos + RECORD_HEADER;
         let mut offsets = [0usize; 11];
         for (i, size) in ENTRY.iter().enumerate() {
             offsets[i] = at;
@@ -361,9 +364,9 @@ pub fn set_fixups(ctx: &mut Vec<u8>, record: usize, fixups: &[Fixup]) {
         }
     }
     let (at, len) = entry(ctx, record, Table::Fixups, 0);
-    // The record starts 52 bytes before its first table (`entry` steps over what follows each earlier
+    // The record starts a header before its first table (`entry` steps over what follows each earlier
     // record: a portable context's carried bytes, an in-place one's hashes of in-place regions).
-    let record_at = entry(ctx, record, Table::Name, 0).0 - 52;
+    let record_at = entry(ctx, record, Table::Name, 0).0 - RECORD_HEADER;
     ctx.splice(at..at + len, table.iter().copied());
     // The table's length is the record header's last count.
     let count_at = record_at + 8 + 4 * Table::Fixups as usize;
