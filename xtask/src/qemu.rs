@@ -378,7 +378,9 @@ fn check_fault(root: &Path, t: &Target, image: &Path) -> Result {
 /// firmware does: an object using the firmware's C library checks `ok`, one calling a function the image
 /// defines but does not export (`fw_write`, its console hook) is refused — which the image itself, a superset,
 /// would let through — and so is an object built for more instructions than the firmware's core runs, which
-/// the firmware refuses too.
+/// the firmware refuses too. Objects linked on the host by `llext snapshot save --exports` restore on the
+/// device; one built for more than its core, linked by a host told nothing of the core, is refused by the
+/// device's restore.
 fn check_exports(root: &Path, t: &Target, image: &Path) -> Result {
     let cross = cross_target(t)?;
     let (code, output) = run_qemu(t, image, &[String::from("exports")], false)?;
@@ -435,17 +437,19 @@ fn check_exports(root: &Path, t: &Target, image: &Path) -> Result {
         compile(&fixtures.join("leaf.c"), cross.more_isa)?,
     ];
     // `llext COMMAND --exports LIST ARGS...`, built from this workspace.
-    let llext = |command: &str, args: &[&std::ffi::OsStr]| -> Result<std::process::Output> {
-        Command::new(env!("CARGO"))
-            .current_dir(root)
-            .args(["run", "-q", "-p", "llext-cli", "--"])
-            .args(command.split(' '))
-            .arg("--exports")
-            .arg(&list)
-            .args(args)
-            .output()
-            .map_err(|e| Failure(format!("llext {command}: {e}")))
-    };
+    let llext_with =
+        |list: &Path, command: &str, args: &[&std::ffi::OsStr]| -> Result<std::process::Output> {
+            Command::new(env!("CARGO"))
+                .current_dir(root)
+                .args(["run", "-q", "-p", "llext-cli", "--"])
+                .args(command.split(' '))
+                .arg("--exports")
+                .arg(list)
+                .args(args)
+                .output()
+                .map_err(|e| Failure(format!("llext {command}: {e}")))
+        };
+    let llext = |command: &str, args: &[&std::ffi::OsStr]| llext_with(&list, command, args);
     let check = |object: &Path| llext("check", &[object.as_os_str()]);
     let logging = check(&objects[0])?;
     if !logging.status.success() {
@@ -525,6 +529,55 @@ fn check_exports(root: &Path, t: &Target, image: &Path) -> Result {
         "ok: libsum, useslib and ctor linked by `llext snapshot save --exports`, restored and brought up \
          on the device"
     );
+
+    // Linked by a host told nothing of the core (a list without its `# isa:`, `# float-abi:` and
+    // `# thumb-only` lines), code built for more than the core runs saves; the device refuses to restore
+    // it, from what the context records of the object.
+    if !cross.more_isa.is_empty() {
+        let no_core = dir.join("exports-no-core.txt");
+        let lines: Vec<&str> = output
+            .lines()
+            .filter(|l| {
+                !["# isa:", "# float-abi:", "# thumb-only"]
+                    .iter()
+                    .any(|k| l.starts_with(k))
+            })
+            .collect();
+        std::fs::write(&no_core, lines.join("\n") + "\n")
+            .map_err(|e| Failure(format!("{}: {e}", no_core.display())))?;
+        let more = dir.join("more.ctx");
+        let args = [
+            std::ffi::OsStr::new("--out"),
+            more.as_os_str(),
+            objects[2].as_os_str(),
+        ];
+        let save = llext_with(&no_core, "snapshot save", &args)?;
+        if !save.status.success() {
+            return Err(Failure(format!(
+                "llext snapshot save --exports (no core): {}",
+                String::from_utf8_lossy(&save.stderr).trim()
+            )));
+        }
+        let words = [
+            String::from("restore"),
+            more.display().to_string(),
+            String::from("--call"),
+            String::from("leaf_main"),
+        ];
+        let (code, printed) = run_qemu(t, image, &words, false)?;
+        if code == Some(0) || !printed.contains("was built for a core whose instruction set is") {
+            return Err(Failure(format!(
+                "leaf.c built with {:?}, linked by a host that knew no core, restored on the device: \
+                 exited with {code:?} and printed:\n{}",
+                cross.more_isa,
+                printed.trim()
+            )));
+        }
+        println!(
+            "ok: leaf.c built with {:?} and linked by a host that knew no core is refused by the device's restore",
+            cross.more_isa
+        );
+    }
     Ok(())
 }
 

@@ -699,7 +699,7 @@ fn section_bounds_of_gathered_tables_are_defined() {
                 storage,
                 ..llext::LoadOptions::default()
             };
-            let bytes: &'static [u8] = object.clone().leak();
+            let bytes = common::leak(object.clone());
             r.load_static("several", bytes, &options).unwrap();
             assert_eq!(call(&r, "handlers_sum", &[]), 73, "{flags:?} {storage:?}");
             // (A portable context of sections used in place is refused: storage it does not carry.)

@@ -39,15 +39,6 @@ fn large_model_object() -> Vec<u8> {
     common::compile_c(LARGE_MODEL, &["-mcmodel=large", "-fno-pic"])
 }
 
-fn leak(bytes: Vec<u8>) -> &'static [u8] {
-    // Kept reachable from a static, so LeakSanitizer (`cargo xtask sanitize`) does not report this
-    // deliberate leak as the library's.
-    static KEPT: std::sync::Mutex<Vec<&'static [u8]>> = std::sync::Mutex::new(Vec::new());
-    let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-    KEPT.lock().unwrap_or_else(|p| p.into_inner()).push(bytes);
-    bytes
-}
-
 fn range(bytes: &'static [u8]) -> Range<usize> {
     let r = bytes.as_ptr_range();
     r.start as usize..r.end as usize
@@ -87,7 +78,7 @@ fn suspend_with_storage(
 
 #[test]
 fn constants_stay_in_the_input_and_still_work() {
-    let bytes = leak(large_model_object());
+    let bytes = common::leak(large_model_object());
     let registry = registry();
     let id = registry.load_static("ip", bytes, &IN_PLACE).unwrap();
     let info = registry.info(id).unwrap();
@@ -154,7 +145,7 @@ fn references_out_of_reach_are_served_by_a_copy() {
     // every function still returns what the fixture documents.
     let mut copied_strings = 0;
     for variant in llext_fixtures::variants() {
-        let bytes = leak(variant.bytes("basic"));
+        let bytes = common::leak(variant.bytes("basic"));
         let registry = registry();
         let id = registry.load_static("basic", bytes, &IN_PLACE).unwrap();
         let info = registry.info(id).unwrap();
@@ -196,7 +187,7 @@ fn borrowed_bytes_are_refused_for_in_place_storage() {
     assert_eq!(registry.len(), 0);
     // `load_static` with copying storage copies everything, like `load`.
     let id = registry
-        .load_static("ip", leak(bytes), &LoadOptions::default())
+        .load_static("ip", common::leak(bytes), &LoadOptions::default())
         .unwrap();
     let info = registry.info(id).unwrap();
     assert!(info.sections.iter().all(|s| !s.in_place));
@@ -206,7 +197,7 @@ fn borrowed_bytes_are_refused_for_in_place_storage() {
 #[test]
 fn unload_frees_only_the_blocks() {
     let original = large_model_object();
-    let bytes = leak(original.clone());
+    let bytes = common::leak(original.clone());
     let (registry, memory) = common::counting_registry();
     let id = registry.load_static("ip", bytes, &IN_PLACE).unwrap();
     let info = registry.info(id).unwrap();
@@ -224,7 +215,7 @@ fn unload_frees_only_the_blocks() {
 
 #[test]
 fn in_place_restore_keeps_in_place_sections() {
-    let bytes = leak(large_model_object());
+    let bytes = common::leak(large_model_object());
     let registry = registry();
     registry.load_static("ip", bytes, &IN_PLACE).unwrap();
     assert_eq!(common::call(&registry, "ip_word", &[3]), 5);
@@ -247,7 +238,7 @@ fn in_place_restore_keeps_in_place_sections() {
 #[test]
 #[cfg(feature = "portable")]
 fn portable_contexts_refuse_in_place_sections() {
-    let bytes = leak(large_model_object());
+    let bytes = common::leak(large_model_object());
     let registry = registry();
     registry.load_static("ip", bytes, &IN_PLACE).unwrap();
     let portable = SaveOptions {
@@ -261,7 +252,7 @@ fn portable_contexts_refuse_in_place_sections() {
     // Loaded in place, but with every section copied (its code reaches its constants PC-relatively, too
     // far from the heap): it saves portably as usual.
     let other = common::registry();
-    let far = leak(llext_fixtures::bytes("basic-gcc-O2-pic.o"));
+    let far = common::leak(llext_fixtures::bytes("basic-gcc-O2-pic.o"));
     let id = other.load_static("basic", far, &IN_PLACE).unwrap();
     assert!(other.info(id).unwrap().sections.iter().all(|s| !s.in_place));
     let context = other.save(&portable).unwrap();
@@ -304,7 +295,7 @@ fn restore_refuses_storage_rewritten_since_saving() {
     };
 
     // Storage other than the one it was loaded from: a copy elsewhere, or none.
-    let copy = leak(object.clone());
+    let copy = common::leak(object.clone());
     for given in [&[copy][..], &[]] {
         match restore(given) {
             Err(Error::InPlace { extension, reason }) => {
@@ -428,7 +419,7 @@ extern const long ip_table[3];
 long ip_use(long i) { return ip_table[i % 3]; }
 "#;
     let r = registry();
-    let exporter = leak(common::compile_c(EXPORTER, &["-mcmodel=large", "-fno-pic"]));
+    let exporter = common::leak(common::compile_c(EXPORTER, &["-mcmodel=large", "-fno-pic"]));
     r.load_static("exporter", exporter, &IN_PLACE).unwrap();
     let table = r.find_symbol("ip_table").unwrap();
     assert!(
@@ -466,7 +457,7 @@ long ip_use(long i) { return ip_table[i % 3]; }
 fn fixture_helpers_step_over_in_place_hashes() {
     use llext_fixtures::context;
     let r = registry();
-    r.load_static("ip", leak(large_model_object()), &IN_PLACE)
+    r.load_static("ip", common::leak(large_model_object()), &IN_PLACE)
         .unwrap();
     let record_fixups = LoadOptions {
         storage: Storage::Copy,
@@ -504,7 +495,7 @@ fn fixture_helpers_step_over_in_place_hashes() {
 #[test]
 fn calling_a_constant_used_in_place_is_refused() {
     let source = "const long limit = 9;\nlong ip_limit(void) { return limit; }\n";
-    let bytes = leak(common::compile_c(source, &["-mcmodel=large", "-fno-pic"]));
+    let bytes = common::leak(common::compile_c(source, &["-mcmodel=large", "-fno-pic"]));
     let registry = registry();
     let id = registry.load_static("limit", bytes, &IN_PLACE).unwrap();
     let info = registry.info(id).unwrap();

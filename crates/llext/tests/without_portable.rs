@@ -88,7 +88,7 @@ fn loads_do_not_record_fixups_unless_asked_and_asking_is_refused() {
     r.load("libmath", &bytes(LIB)).unwrap();
     assert_disabled(r.load_with("libmath", &bytes(LIB), &record));
     assert_eq!(r.extensions()[0].use_count, 1);
-    let leaked: &'static [u8] = bytes(LIB).leak();
+    let leaked = common::leak(bytes(LIB));
     assert_disabled(r.load_static("other", leaked, &record));
     assert_eq!(r.len(), 1);
 }

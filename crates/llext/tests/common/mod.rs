@@ -8,6 +8,15 @@ use std::sync::Arc;
 
 use llext::{Block, BlockRequest, ExportTable, HostMemory, Memory, Permission, Registry};
 
+/// `bytes` for the rest of the program (storage for `Registry::load_static`), kept reachable from a
+/// static, so LeakSanitizer (`cargo xtask sanitize`) does not report this deliberate leak as the library's.
+pub fn leak(bytes: Vec<u8>) -> &'static [u8] {
+    static KEPT: std::sync::Mutex<Vec<&'static [u8]>> = std::sync::Mutex::new(Vec::new());
+    let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+    KEPT.lock().unwrap_or_else(|p| p.into_inner()).push(bytes);
+    bytes
+}
+
 /// A memory provider wrapper that counts live blocks and can be told to fail the Nth allocation.
 #[derive(Clone, Default)]
 pub struct Tracked<M> {
