@@ -1225,9 +1225,18 @@ impl<M: Memory> Registry<M> {
                 found: u64::from(context.machine),
             });
         }
-        if let Some(own) = inner
-            .pointer_size
-            .filter(|&own| own != context.pointer_size)
+        let here = SavedCore::of(inner);
+        // A core's ISA has a width too (`rv32imac`), which a registry for another machine knows no other
+        // way before its first load: a load refuses RV64 code on an RV32 core, and so does a restore (an
+        // empty context holds no code of either width).
+        let isa_width = here
+            .isa
+            .map(|isa| isa.bits() / 8)
+            .filter(|_| !context.is_empty());
+        if let Some(own) = [inner.pointer_size, isa_width]
+            .into_iter()
+            .flatten()
+            .find(|&own| own != context.pointer_size)
         {
             return Err(Error::SnapshotMismatch {
                 what: "pointer width",
@@ -1235,7 +1244,6 @@ impl<M: Memory> Registry<M> {
                 found: u64::from(context.pointer_size),
             });
         }
-        let here = SavedCore::of(inner);
         if !context.portable && context.fingerprint != inner.builtins.fingerprint_with_addresses() {
             return Err(Error::SnapshotMismatch {
                 what: "set of built-in symbols (names or addresses changed)",

@@ -1341,6 +1341,69 @@ fn a_restore_refuses_code_for_more_than_its_core_runs() {
     }
 }
 
+/// A RISC-V core's ISA has a width (`rv32imac`): a load refuses RV64 code on an RV32 core
+/// (`Error::WrongClass`) even in a registry for another machine, which knows no width until something is
+/// loaded. A restore into such a registry made no such check (`Isa::missing` compares ISAs of one width
+/// only), and took an RV64 context on an `rv32imac` registry — then refused the RV32 objects it was told
+/// its core runs.
+#[test]
+#[cfg(feature = "portable")]
+fn a_restore_refuses_code_of_the_other_width_than_its_core() {
+    use llext::arch::Isa;
+    use llext::{Context, RestoreOptions, SaveOptions};
+    const SOURCE: &str = "long triple(long x) { return 3 * x; }\n";
+    let portable = SaveOptions {
+        portable: true,
+        ..SaveOptions::default()
+    };
+    let mut arena = common::ExecArena::new(1 << 20);
+    let mut arena2 = common::ExecArena::new(1 << 20);
+    let rv64 = common::compile_riscv_gcc(SOURCE, &["-march=rv64imac", "-mabi=lp64"]);
+    let rv32 = common::compile_riscv_gcc(SOURCE, &["-march=rv32imac", "-mabi=ilp32"]);
+    for (elf, other_core, (here, there)) in
+        [(&rv64, "rv32imac", (4, 8)), (&rv32, "rv64imac", (8, 4))]
+    {
+        let r = Registry::for_machine(ArenaMemory::new(arena.bytes()), ExportTable::default(), 243);
+        r.load("ext", elf).unwrap();
+        let ctx = r.save(&portable).unwrap();
+        let r2 = Registry::for_machine(
+            ArenaMemory::new(arena2.bytes()),
+            ExportTable::default(),
+            243,
+        );
+        r2.set_isa(Isa::from_key(other_core));
+        // What a load of the object refuses...
+        assert!(
+            matches!(r2.load("ext", elf), Err(Error::WrongClass { .. })),
+            "{other_core}"
+        );
+        // ...a restore of the context refuses too, changing nothing.
+        match r2.restore(
+            &Context::from_bytes(&ctx).unwrap(),
+            &RestoreOptions::default(),
+        ) {
+            Err(Error::SnapshotMismatch {
+                what: "pointer width",
+                expected,
+                found,
+            }) => assert_eq!((expected, found), (here, there), "{other_core}"),
+            other => panic!("{other_core}: {other:?}"),
+        }
+        assert!(r2.is_empty());
+        // An empty context holds no code of either width.
+        let mut none = [0u8; 64];
+        let empty = Registry::for_machine(ArenaMemory::new(&mut none), ExportTable::default(), 243);
+        let ctx = empty.save(&portable).unwrap();
+        assert!(r2
+            .restore(
+                &Context::from_bytes(&ctx).unwrap(),
+                &RestoreOptions::default()
+            )
+            .unwrap()
+            .is_empty());
+    }
+}
+
 /// `inspect` names what `.exported_sym` exports. Arm objects use REL relocations, whose addend — the
 /// name's offset in a merged string section — is stored in the name field itself; it was ignored, so the
 /// report named the section's first string (here "first string") instead of the export.
