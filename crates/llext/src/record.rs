@@ -320,7 +320,8 @@ impl<'b> View<'b> {
     }
 
     /// What the extension's object needs of a core of `machine`, as its load read it; `None` if the
-    /// record's needs are malformed. An instruction set this build does not know counts as none.
+    /// record's needs are malformed: an ISA width none of the machine's ISAs has, or feature bits no feature
+    /// stands for. An instruction set of a machine whose ISAs this build does not know counts as none.
     pub fn needs(&self, machine: u16) -> Option<Needs> {
         let byte = *self.bytes.get(7)?;
         let profile = match byte & 0x0f {
@@ -334,10 +335,16 @@ impl<'b> View<'b> {
             .get(ISA_AT + 1..ISA_AT + 17)
             .and_then(|f| f.try_into().ok())
             .map(u128::from_le_bytes)?;
+        let known = |bits| Isa::from_parts(machine, bits, 0).is_some();
         let isa = match bits {
             0 if features != 0 => return None,
             0 => None,
-            bits => Isa::from_parts(machine, bits, features),
+            // What a load records, or it would be read as needing less than it says.
+            bits => match Isa::from_parts(machine, bits, features) {
+                Some(isa) if isa.features() == features => Some(isa),
+                None if matches!(bits, 32 | 64) && !known(32) && !known(64) => None,
+                _ => return None,
+            },
         };
         Some(Needs {
             a32: self.a32_byte() == 1,

@@ -453,7 +453,13 @@ fn split_record(rest: &[u8], portable: bool, hashes: bool) -> Result<(Rec<'_>, u
 }
 
 /// Checks every cross-reference of record `index` once, so that restore can trust it.
-fn validate(rec: &Rec<'_>, index: usize, portable: bool, machine: u16) -> Result<()> {
+fn validate(
+    rec: &Rec<'_>,
+    index: usize,
+    portable: bool,
+    machine: u16,
+    pointer_size: u8,
+) -> Result<()> {
     let v = &rec.view;
     let name = v.name_bytes();
     let name = core::str::from_utf8(name).map_err(|_| Short)?;
@@ -464,7 +470,12 @@ fn validate(rec: &Rec<'_>, index: usize, portable: bool, machine: u16) -> Result
         || v.initialised_byte() > 1
         || v.fixups_byte() > 1
         || v.a32_byte() > 1
-        || v.needs(machine).is_none()
+        // An ISA a load read from the object is of the object's width: one of another is compared with
+        // no core's.
+        || v.needs(machine).is_none_or(|n| {
+            n.isa
+                .is_some_and(|isa| u16::from(isa.bits()) != 8 * u16::from(pointer_size))
+        })
     {
         return Err(Short.into());
     }
@@ -702,7 +713,7 @@ impl<'b> Context<'b> {
         let mut pos = HEADER;
         for i in 0..count as usize {
             let (rec, len) = split_record(body.get(pos..).ok_or(Short)?, ctx.portable, ctx.hashes)?;
-            validate(&rec, i, ctx.portable, machine)?;
+            validate(&rec, i, ctx.portable, machine, pointer_size)?;
             pos += len;
         }
         if pos != body.len() {

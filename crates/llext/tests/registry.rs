@@ -1404,6 +1404,71 @@ fn a_restore_refuses_code_of_the_other_width_than_its_core() {
     }
 }
 
+/// What a record says its object needs of the core (a needs byte, an ISA's width and feature bits) is what
+/// a restore checks: a context whose record says what no load records — a width no ISA of its machine
+/// has, or not its context's, feature bits no feature stands for — is refused as inconsistent, as every
+/// other malformed record field is, instead of being read as needing less (a width this build reads as no
+/// ISA, features dropped) and restored where a load of the object would be refused.
+#[test]
+#[cfg(feature = "portable")]
+fn a_record_saying_needs_no_load_records_is_refused() {
+    use llext::{Context, SaveOptions};
+    use llext_fixtures::context::HEADER;
+    const SOURCE: &str = "long triple(long x) { return 3 * x; }\n";
+    // The record's needs byte, then its ISA's width (u8) and feature bits (u128) after the eleven counts.
+    const NEEDS: usize = HEADER + 7;
+    const WIDTH: usize = HEADER + 8 + 4 * 11;
+    let portable = SaveOptions {
+        portable: true,
+        ..SaveOptions::default()
+    };
+    let mut arena = common::ExecArena::new(1 << 20);
+    let reseal = |mut ctx: Vec<u8>| {
+        let n = ctx.len() - 8;
+        let sum = Context::checksum(&ctx[..n]);
+        ctx[n..].copy_from_slice(&sum.to_le_bytes());
+        ctx
+    };
+    let rv32 = common::compile_riscv_gcc(SOURCE, &["-march=rv32imafc", "-mabi=ilp32f"]);
+    let thumb = common::compile_for("thumbv7em-none-eabihf", SOURCE, &["-mcpu=cortex-m4"]);
+    for (machine, elf) in [(243, rv32), (40, thumb)] {
+        let r = Registry::for_machine(
+            ArenaMemory::new(arena.bytes()),
+            ExportTable::default(),
+            machine,
+        );
+        r.load("ext", &elf).unwrap();
+        let good = r.save(&portable).unwrap();
+        drop(r);
+        let saved = Context::from_bytes(&good).unwrap();
+        let isa = saved.extensions().next().unwrap().isa().unwrap();
+        assert_eq!(good[WIDTH], 32, "{isa}");
+        type Edit = fn(&mut [u8]);
+        let edits: [(&str, Edit); 6] = [
+            ("an Arm profile no code stands for", |c| c[NEEDS] |= 4),
+            ("a float ABI no code stands for", |c| c[NEEDS] |= 6 << 4),
+            ("features without a width", |c| c[WIDTH] = 0),
+            ("a width no ISA has", |c| c[WIDTH] = 16),
+            ("the other width", |c| c[WIDTH] = 64),
+            ("a feature bit no feature stands for", |c| {
+                c[WIDTH + 16] |= 0x80
+            }),
+        ];
+        for (what, edit) in edits {
+            let mut bad = good.clone();
+            edit(&mut bad);
+            let bad = reseal(bad);
+            match Context::from_bytes(&bad) {
+                Err(Error::Snapshot { .. }) => {}
+                other => panic!(
+                    "{isa}: {what}: {:?}",
+                    other.map(|c| c.extensions().next().unwrap().isa())
+                ),
+            }
+        }
+    }
+}
+
 /// `inspect` names what `.exported_sym` exports. Arm objects use REL relocations, whose addend — the
 /// name's offset in a merged string section — is stored in the name field itself; it was ignored, so the
 /// report named the section's first string (here "first string") instead of the export.
