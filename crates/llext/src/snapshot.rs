@@ -11,7 +11,8 @@
 //! dependencies, strings, blocks with address, size, alignment, provider token, permission and content
 //! hash, regions, section map, exports and global symbols each with the block it moves with,
 //! constructor/destructor addresses and the fixup table, LEB128-packed: a few bytes per fixup; since
-//! version 7 a fixup may name a dependency's export instead of a place in its blocks), so saving
+//! version 7 a fixup may name a dependency's export instead of a place in its blocks; since version 8 what
+//! its object needs of the core, which a restore checks against its own), so saving
 //! copies it and an in-place restore copies it back. Records refer to each other by index (a dependency
 //! always has a smaller index), never by pointer. Portable contexts follow each record with the addresses
 //! the built-ins its fixups name had when saved (a u32 count, then a u64 per such fixup, in fixup order)
@@ -144,8 +145,7 @@ pub struct SavedCore {
     pub isa: Option<Isa>,
     /// The floating-point calling convention of its code, if known.
     pub float_abi: Option<FloatAbi>,
-    /// It runs Thumb code of the M-profile only (a Cortex-M). Not compared: each extension's record says
-    /// whether it holds A32 code, which a restore into a registry of Thumb code only refuses.
+    /// It runs Thumb code of the M-profile only (a Cortex-M).
     pub thumb_only: bool,
 }
 
