@@ -79,6 +79,13 @@ const GNU_CROSS: &[(&str, &[&str], &str)] = &[
 const STREAMS_SOURCE: &str = "#include <stdio.h>\n\
     long say(long n) { fprintf(stderr, \"%ld\\n\", n); return (long)&stderr; }\n";
 
+/// Constants reached by 64-bit absolute addresses (`-mcmodel=large`), which a host load keeps in place in
+/// the extension's storage (`Storage::InPlace`).
+const IN_PLACE_SOURCE: &str = "static const long primes[4] = { 2, 3, 5, 7 };\n\
+    static const char *const words[] = { \"zero\", \"one\" };\n\
+    long prime(long i) { return primes[i & 3]; }\n\
+    long word0(long i) { return words[i & 1][0]; }\n";
+
 const SHELL_LINES: &[&str] = &[
     "load basic.o",
     "load libmath.o math",
@@ -225,6 +232,35 @@ fn main() {
         let registry = Registry::new(HostMemory::new(), ExportTable::new(llext::LIBC_EXPORTS));
         if registry.load_with("streams", &bytes, &NO_RUN).is_ok() {
             counts[2] += write_contexts(out, &registry, "streams-gcc-pie");
+        }
+    }
+    let _ = std::fs::remove_file(&source);
+
+    // An in-place context of an extension that keeps its constants in its storage: a hash per such region
+    // follows its record (format 8). Its portable context is refused, so only this one.
+    let source = out.join("in_place.c");
+    std::fs::write(&source, IN_PLACE_SOURCE).expect("write in-place source");
+    let mut gcc = Command::new("gcc");
+    gcc.args(["-c", "-O2", "-mcmodel=large", "-fno-pic"]);
+    if let Some(bytes) = object_seed(out, gcc, &source, "in-place-gcc-large.o", &mut counts) {
+        let registry = Registry::new(HostMemory::new(), ExportTable::new(llext::LIBC_EXPORTS));
+        let options = LoadOptions {
+            storage: llext::Storage::InPlace,
+            ..NO_RUN
+        };
+        // The storage outlives the registry: this program ends soon after.
+        if registry
+            .load_static("in-place", bytes.leak(), &options)
+            .is_ok()
+        {
+            let hashes = SaveOptions {
+                content_hashes: true,
+                ..SaveOptions::default()
+            };
+            let mut seed = vec![1u8];
+            seed.extend_from_slice(&registry.save(&hashes).expect("save"));
+            write(&out.join("snapshot_restore"), "in-place-storage.ctx", &seed);
+            counts[2] += 1;
         }
     }
     let _ = std::fs::remove_file(&source);

@@ -2,7 +2,9 @@
 //! machine (so every backend replays hostile fixups; nothing is run).
 //!
 //! The first input byte selects how: bit 0 reseals the rest (length field and checksum recomputed, so
-//! mutations reach the record checks instead of stopping at the checksum), bit 1 skips content checks.
+//! mutations reach the record checks instead of stopping at the checksum), bit 1 skips content checks,
+//! bit 2 leaves stored pointers alone, bit 3 restores with `restore_static` given a storage buffer the
+//! context cannot name (in-place regions are refused either way, by different checks).
 #![no_main]
 
 use llext::{Context, RestoreOptions, SaveOptions};
@@ -27,7 +29,13 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             verify_content: mode & 2 == 0,
             move_stored_pointers: mode & 4 == 0,
         };
-        match r.restore(&context, &options) {
+        static STORAGE: [u8; 64] = [0; 64];
+        let restored = if mode & 8 != 0 {
+            r.restore_static(&context, &options, &[&STORAGE])
+        } else {
+            r.restore(&context, &options)
+        };
+        match restored {
             Ok(ids) => {
                 assert_eq!(ids.len(), context.len());
                 check_registry(&r);
