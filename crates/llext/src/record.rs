@@ -35,6 +35,7 @@ use crate::fallible;
 use crate::layout::RegionKind;
 use crate::link::{RegionRec, SectionRec, Str, SymRec};
 use crate::memory::Permission;
+use crate::snapshot::SavedCore;
 
 /// The tables of a record, in their order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -620,6 +621,41 @@ pub(crate) struct Needs {
     pub float_abi: Option<FloatAbi>,
     /// The instruction set its attributes (or RISC-V `e_flags`) say it may use.
     pub isa: Option<Isa>,
+}
+
+/// The first check a core fails for code with some [`Needs`] ([`Needs::refusal`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Floats are passed another way: the core's convention, the object's.
+    FloatAbi(FloatAbi, FloatAbi),
+    /// A32 code where only Thumb code runs.
+    ArmState,
+    /// Built for this Arm profile where only the M-profile runs.
+    ArmProfile(char),
+    /// Instructions the core lacks: the core's ISA, the object's, what it lacks.
+    Isa(Isa, Isa, alloc::string::String),
+}
+
+impl Needs {
+    /// The first check of a load (and of a restore, from the record) that `core` fails for this code, if
+    /// any: its calling convention, A32 code or another Arm profile where only Thumb code of the M-profile
+    /// runs, instructions the core lacks. What the core does not say is not compared.
+    pub fn refusal(&self, core: &SavedCore) -> Option<Refusal> {
+        if let (Some(here), Some(found)) = (core.float_abi, self.float_abi) {
+            if here != found {
+                return Some(Refusal::FloatAbi(here, found));
+            }
+        }
+        if core.thumb_only && self.a32 {
+            return Some(Refusal::ArmState);
+        }
+        if let Some(found) = self.profile.filter(|_| core.thumb_only) {
+            return Some(Refusal::ArmProfile(found));
+        }
+        let (here, needs) = (core.isa?, self.isa?);
+        here.missing(&needs)
+            .map(|missing| Refusal::Isa(here, needs, missing))
+    }
 }
 
 /// The parts a record is made of, as the linker produced them.

@@ -12,7 +12,7 @@ use crate::layout::{LayoutOptions, RegionKind};
 use crate::limits::Limits;
 use crate::link::{self, Linked, Owner, Request, Resolver, SymRec};
 use crate::memory::{Memory, Permission};
-use crate::record::Table;
+use crate::record::{Refusal, Table};
 use crate::symbols::{hash_name, ExportTable};
 use crate::sync::Lock;
 
@@ -890,49 +890,43 @@ impl<M: Memory> Registry<M> {
         }
         let width = if object.class.is_64 { 8 } else { 4 };
         inner.check_width(width)?;
-        let float_abi = arch::FloatAbi::of_object(&object);
-        if let (Some(expected), Some(found)) = (inner.float_abi, float_abi) {
-            if expected != found {
-                return Err(Error::FloatAbi {
-                    machine: object.machine,
-                    bits: if object.class.is_64 { 64 } else { 32 },
-                    expected,
-                    found,
-                });
-            }
-        }
-        let a32 = arch::arm_state_section(&object);
-        let profile = arch::foreign_arm_profile(&object);
-        if inner.thumb_code_only() {
-            if let Some(section) = a32 {
-                return Err(Error::ArmState {
-                    section: object.section_name(section),
-                });
-            }
-            if let Some(found) = profile {
-                return Err(Error::ArmProfile { found });
-            }
-        }
+        let bits = width * 8;
         // A core's ISA has a width too (`rv32imac`), which a registry for another machine does not know
         // otherwise: RV64 code does not run on an RV32 core, nor the reverse.
         if let Some(core) = inner.isa.filter(|isa| isa.machine() == object.machine) {
-            let found = if object.class.is_64 { 64 } else { 32 };
-            if core.bits() != found {
+            if core.bits() != bits {
                 return Err(Error::WrongClass {
                     expected: core.bits(),
-                    found,
+                    found: bits,
                 });
             }
         }
-        let isa = arch::Isa::of_object(&object);
-        if let (Some(core), Some(needs)) = (inner.isa, isa) {
-            if let Some(missing) = core.missing(&needs) {
-                return Err(Error::Isa {
+        // What the object needs of the core, checked here and kept in its record for a restore's checks.
+        let a32 = arch::arm_state_section(&object);
+        let needs = crate::record::Needs {
+            a32: a32.is_some(),
+            profile: arch::foreign_arm_profile(&object),
+            float_abi: arch::FloatAbi::of_object(&object),
+            isa: arch::Isa::of_object(&object),
+        };
+        if let Some(refusal) = needs.refusal(&crate::snapshot::SavedCore::of(inner)) {
+            return Err(match refusal {
+                Refusal::FloatAbi(expected, found) => Error::FloatAbi {
+                    machine: object.machine,
+                    bits,
+                    expected,
+                    found,
+                },
+                Refusal::ArmState => Error::ArmState {
+                    section: a32.map(|s| object.section_name(s)).unwrap_or_default(),
+                },
+                Refusal::ArmProfile(found) => Error::ArmProfile { found },
+                Refusal::Isa(core, needs, missing) => Error::Isa {
                     object: needs.key(),
                     core: core.key(),
                     missing,
-                });
-            }
+                },
+            });
         }
         #[cfg(any(
             feature = "all-arches",
@@ -949,12 +943,7 @@ impl<M: Memory> Registry<M> {
                 keep_eh_frame: options.keep_eh_frame,
             },
             record_fixups: options.portable,
-            needs: crate::record::Needs {
-                a32: a32.is_some(),
-                profile,
-                float_abi,
-                isa,
-            },
+            needs,
             in_place,
         };
         let view = View {

@@ -31,7 +31,7 @@ use crate::fallible;
 use crate::layout::RegionKind;
 use crate::link::{Linked, Str, NO_BLOCK};
 use crate::memory::{BlockList, Memory, Permission};
-use crate::record::{self, BlockRec, Record, Table};
+use crate::record::{self, BlockRec, Record, Refusal, Table};
 use crate::registry::{ext_at, ExtId, Inner, Phase, Registry};
 
 // The portable half of saving and restoring is compiled with the `portable` feature only. Without it the
@@ -150,7 +150,8 @@ pub struct SavedCore {
 }
 
 impl SavedCore {
-    fn of<M>(inner: &Inner<M>) -> SavedCore {
+    /// What `inner`'s loads check objects against.
+    pub(crate) fn of<M>(inner: &Inner<M>) -> SavedCore {
         SavedCore {
             thumb_only: inner.thumb_code_only(),
             float_abi: inner.float_abi,
@@ -184,36 +185,27 @@ impl SavedCore {
     /// Why the saved extension `v` (of `machine`) may not run on this core, if it may not: the checks a
     /// load makes of its object, against what the record says the object needs.
     fn refuses(&self, v: &record::View<'_>, machine: u16) -> Option<Error> {
-        let needs = v.needs(machine)?;
-        let refuse = |what, needs, here| {
-            Some(Error::SnapshotCore {
-                extension: String::from(v.name()),
-                what,
-                needs,
-                here,
-            })
-        };
         let m_profile = || String::from("Thumb only (a Cortex-M)");
-        if self.thumb_only && needs.a32 {
-            return refuse("Arm code", String::from("A32 (Arm state)"), m_profile());
-        }
-        if let Some(p) = needs.profile.filter(|_| self.thumb_only) {
-            return refuse("Arm profile", alloc::format!("{p}-profile"), m_profile());
-        }
-        if let (Some(here), Some(there)) = (self.isa, needs.isa) {
-            if let Some(missing) = here.missing(&there) {
-                let here = alloc::format!("{here}, without {missing}");
-                return refuse("instruction set", there.key(), here);
-            }
-        }
-        match (self.float_abi, needs.float_abi) {
-            (Some(here), Some(there)) if here != there => refuse(
+        let (what, needs, here) = match v.needs(machine)?.refusal(self)? {
+            Refusal::FloatAbi(here, found) => (
                 "floating-point calling convention",
-                String::from(there.key()),
+                String::from(found.key()),
                 String::from(here.key()),
             ),
-            _ => None,
-        }
+            Refusal::ArmState => ("Arm code", String::from("A32 (Arm state)"), m_profile()),
+            Refusal::ArmProfile(p) => ("Arm profile", alloc::format!("{p}-profile"), m_profile()),
+            Refusal::Isa(here, needs, missing) => (
+                "instruction set",
+                needs.key(),
+                alloc::format!("{here}, without {missing}"),
+            ),
+        };
+        Some(Error::SnapshotCore {
+            extension: String::from(v.name()),
+            what,
+            needs,
+            here,
+        })
     }
 }
 
