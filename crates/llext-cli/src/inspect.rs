@@ -84,7 +84,7 @@ fn context_description(file: &str, c: &llext::Context<'_>, len: usize, json: boo
                 format!(
                     "{{\"name\":{},\"dependencies\":[{}],\"use_count\":{},\"initialised\":{},\
                      \"blocks\":[{}],\"exports\":[{}],\"constructors\":{ctors},\"destructors\":{dtors},\
-                     \"fixup_bytes\":{},\"isa\":{},\"float_abi\":{}}}",
+                     \"fixup_bytes\":{},\"isa\":{},\"float_abi\":{},\"a32\":{},\"arm_profile\":{}}}",
                     quote(e.name()),
                     deps.join(","),
                     e.use_count(),
@@ -94,6 +94,8 @@ fn context_description(file: &str, c: &llext::Context<'_>, len: usize, json: boo
                     e.fixup_bytes(),
                     or_null(isa.as_deref()),
                     or_null(e.float_abi().map(|abi| abi.key())),
+                    e.holds_a32(),
+                    or_null(e.arm_profile().map(|p| p.to_string()).as_deref()),
                 )
             })
             .collect();
@@ -163,6 +165,10 @@ fn context_description(file: &str, c: &llext::Context<'_>, len: usize, json: boo
         let mut needs = Vec::new();
         needs.extend(e.isa().map(|isa| format!("instruction set {isa}")));
         needs.extend(e.float_abi().map(|abi| format!("float ABI {}", abi.key())));
+        if e.holds_a32() {
+            needs.push("A32 (Arm-state) code".to_string());
+        }
+        needs.extend(e.arm_profile().map(|p| format!("the Arm {p}-profile")));
         if !needs.is_empty() {
             let _ = writeln!(out, "    built for: {}", needs.join(", "));
         }

@@ -1738,7 +1738,8 @@ fn a_context_of_another_machine_is_named_as_such() {
     assert!(!s.contains("saved where the core runs"), "{s}");
     let json = text(&llext(&["inspect", "--json", &snap]).stdout);
     assert!(
-        json.contains("\"isa\":\"rv32i") && json.contains("\"float_abi\":\"soft\"}"),
+        json.contains("\"isa\":\"rv32i")
+            && json.contains("\"float_abi\":\"soft\",\"a32\":false,\"arm_profile\":null}"),
         "{json}"
     );
     fails_with(

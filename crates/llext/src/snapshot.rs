@@ -851,6 +851,17 @@ impl<'b> SavedExtension<'b> {
     pub fn float_abi(&self) -> Option<FloatAbi> {
         self.rec.view.needs(self.machine).and_then(|n| n.float_abi)
     }
+
+    /// Whether its object holds A32 (Arm-state) code, which a restore refuses where only Thumb code runs.
+    pub fn holds_a32(&self) -> bool {
+        self.rec.view.a32_byte() == 1
+    }
+
+    /// The Arm profile other than M (`'A'`, `'R'` or `'S'`) its object's attributes say it was built for,
+    /// which a restore refuses where only Thumb code of the M-profile runs.
+    pub fn arm_profile(&self) -> Option<char> {
+        self.rec.view.needs(self.machine).and_then(|n| n.profile)
+    }
 }
 
 impl<M: Memory> Inner<M> {

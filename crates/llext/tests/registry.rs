@@ -1315,15 +1315,18 @@ fn a_restore_refuses_code_for_more_than_its_core_runs() {
     let a_refused =
         "extension `arm` was built for a core whose Arm profile is A-profile, and here it \
                      is Thumb only";
-    for (elf, refused) in [
-        (a32, Some(a32_refused)),
-        (a_thumb, Some(a_refused)),
-        (thumb, None),
+    for (elf, refused, built_for) in [
+        (a32, Some(a32_refused), (true, Some('A'))),
+        (a_thumb, Some(a_refused), (false, Some('A'))),
+        (thumb, None, (false, None)),
     ] {
         let r = Registry::for_machine(ArenaMemory::new(arena.bytes()), ExportTable::default(), 40);
         r.load("arm", &elf).unwrap();
         let ctx = r.save(&portable).unwrap();
-        assert!(!Context::from_bytes(&ctx).unwrap().saved_core().thumb_only);
+        let context = Context::from_bytes(&ctx).unwrap();
+        assert!(!context.saved_core().thumb_only);
+        let saved = context.extensions().next().unwrap();
+        assert_eq!((saved.holds_a32(), saved.arm_profile()), built_for);
         let r2 =
             Registry::for_machine(ArenaMemory::new(arena2.bytes()), ExportTable::default(), 40);
         r2.set_thumb_only(true);
