@@ -234,18 +234,25 @@ pub(crate) struct Layout {
 impl Layout {
     /// Reads the header at the start of `bytes`; `None` unless every table lies inside `bytes`.
     pub fn read(bytes: &[u8]) -> Option<Layout> {
+        let counts = bytes.get(COUNTS_AT..COUNTS_AT + 4 * TABLES)?;
         let mut l = Layout::default();
-        let mut pos = HEADER;
-        for (i, table) in ALL_TABLES.iter().enumerate() {
-            let count = u32_at(bytes, COUNTS_AT + 4 * i)?;
-            *l.at.get_mut(i)? = u32::try_from(pos).ok()?;
-            *l.count.get_mut(i)? = count;
-            pos = pos.checked_add((count as usize).checked_mul(table.entry_size())?)?;
+        // In 64 bits no sum overflows (eleven u32 counts times entries of at most 30 bytes), so one check
+        // at the end covers every table: each starts at or before the end.
+        let mut pos = HEADER as u64;
+        for (((c, table), at), count) in counts
+            .chunks_exact(4)
+            .zip(ALL_TABLES)
+            .zip(l.at.iter_mut())
+            .zip(l.count.iter_mut())
+        {
+            *count = u32::from_le_bytes(c.try_into().ok()?);
+            *at = pos as u32;
+            pos += u64::from(*count) * table.entry_size() as u64;
         }
-        if pos > bytes.len() {
+        if pos > bytes.len() as u64 || pos > u64::from(u32::MAX) {
             return None;
         }
-        l.len = pos;
+        l.len = pos as usize;
         Some(l)
     }
 
