@@ -225,7 +225,7 @@ pub(crate) fn identify(data: &[u8]) -> Result<Class> {
     if data.starts_with(b"!<arch>\n") || data.starts_with(b"!<thin>\n") {
         return Err(Error::Archive);
     }
-    let ident = data.get(..16).ok_or(Error::NotElf)?;
+    let ident = data.get(..16).ok_or_else(|| Error::NotElf)?;
     if ident.get(..4) != Some(&elf::ELFMAG[..]) {
         return Err(Error::NotElf);
     }

@@ -166,7 +166,7 @@ impl Pool {
     fn zone_mut(&mut self, permission: Permission) -> Result<&mut Zone> {
         self.zones
             .get_mut(zone_index(permission))
-            .ok_or(Error::Internal("pool zone"))
+            .ok_or_else(|| Error::Internal("pool zone"))
     }
 
     /// The zone holding the pages `[off, off + len)` handed out so far, if any.
@@ -246,9 +246,7 @@ impl Pool {
             .addr()
             .checked_sub(self.base)
             .filter(|&off| self.zones.iter().any(|z| z.holds(off, block.token())))
-            .ok_or(Error::Internal(
-                "a block that is not from the extension memory pool",
-            ))
+            .ok_or_else(|| Error::Internal("a block that is not from the extension memory pool"))
     }
 }
 

@@ -285,7 +285,7 @@ pub(crate) fn plan(
             .sections
             .get(index)
             .and_then(|s| classify(s, options).ok().flatten());
-        order.push((index, kind.ok_or(Error::Internal("array section"))?));
+        order.push((index, kind.ok_or_else(|| Error::Internal("array section"))?));
     }
     let mut spans = [InPlaceRegion::default(); RegionKind::ALL.len()];
     for (index, kind) in order {
@@ -305,7 +305,7 @@ pub(crate) fn plan(
             let end = addr.checked_add(s.size).ok_or_else(|| too_big(index))?;
             let span = spans
                 .get_mut(kind.index())
-                .ok_or(Error::Internal("region index"))?;
+                .ok_or_else(|| Error::Internal("region index"))?;
             if span.size == 0 {
                 *span = InPlaceRegion {
                     addr,
@@ -338,7 +338,7 @@ pub(crate) fn plan(
         }
         let region = regions
             .get_mut(kind.index())
-            .ok_or(Error::Internal("region index"))?;
+            .ok_or_else(|| Error::Internal("region index"))?;
         let offset = bump(region, s.size, s.align).ok_or_else(|| too_big(index))?;
         if let Some(p) = placements.get_mut(index) {
             *p = Some(Placement {
@@ -354,7 +354,7 @@ pub(crate) fn plan(
         p.offset = p
             .offset
             .checked_sub(start)
-            .ok_or(Error::Internal("in-place span"))?;
+            .ok_or_else(|| Error::Internal("in-place span"))?;
     }
 
     // Common symbols become bss.
@@ -373,7 +373,7 @@ pub(crate) fn plan(
         }
         let bss = regions
             .get_mut(RegionKind::Bss.index())
-            .ok_or(Error::Internal("region index"))?;
+            .ok_or_else(|| Error::Internal("region index"))?;
         let offset = bump(bss, sym.size, align).ok_or_else(|| Error::BadSymbol {
             index,
             name: sym.name_lossy(),
@@ -393,9 +393,9 @@ pub(crate) fn plan(
         }
         let region = regions
             .get_mut(kind.index())
-            .ok_or(Error::Internal("region index"))?;
+            .ok_or_else(|| Error::Internal("region index"))?;
         // The bss region's size comes from the file: too large a one is the file's fault.
-        let at = bump(region, size, align).ok_or(Error::Limit {
+        let at = bump(region, size, align).ok_or_else(|| Error::Limit {
             what: "extension memory",
             limit: limits.max_memory,
             value: u64::MAX,
@@ -418,7 +418,7 @@ pub(crate) fn plan(
         let Some(block) = blocks.get_mut(block_index(kind.permission())) else {
             continue;
         };
-        let at = align_up(block.0, region.align).ok_or(Error::Limit {
+        let at = align_up(block.0, region.align).ok_or_else(|| Error::Limit {
             what: "extension memory",
             limit: limits.max_memory,
             value: u64::MAX,

@@ -781,7 +781,11 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             let at = got_base + u64::from(state.got) * ptr as u64;
             let bytes = canonical.unwrap_or(state.addr).to_le_bytes();
             let dst = window(&mut blocks.blocks, at, ptr)?;
-            dst.copy_from_slice(bytes.get(..ptr).ok_or(Error::Internal("pointer size"))?);
+            dst.copy_from_slice(
+                bytes
+                    .get(..ptr)
+                    .ok_or_else(|| Error::Internal("pointer size"))?,
+            );
         }
         if state.stub != NO_SLOT {
             let at = stub_base + u64::from(state.stub) * A::STUB_SIZE as u64;
@@ -800,7 +804,11 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
             let at = copy_base + u64::from(state.copy) * ptr as u64;
             let value = builtin_value(state.addr, ptr)?;
             let dst = window(&mut blocks.blocks, at, ptr)?;
-            dst.copy_from_slice(value.get(..ptr).ok_or(Error::Internal("pointer size"))?);
+            dst.copy_from_slice(
+                value
+                    .get(..ptr)
+                    .ok_or_else(|| Error::Internal("pointer size"))?,
+            );
         }
     }
 
@@ -1274,7 +1282,7 @@ fn allocate<M: Memory>(plan: &Plan, blocks: &mut Blocks<'_, M>, slack: bool) -> 
             size: usize::try_from(size)
                 .ok()
                 .and_then(|size| size.checked_add(usize::from(slack)))
-                .ok_or(Error::OutOfMemory {
+                .ok_or_else(|| Error::OutOfMemory {
                     size: usize::MAX,
                     align: 1,
                 })?,
@@ -1576,7 +1584,7 @@ fn window(blocks: &mut BlockList, addr: u64, len: usize) -> Result<&mut [u8]> {
             let bytes = unsafe { block.bytes_mut() };
             return bytes
                 .get_mut(off..off + len)
-                .ok_or(Error::Internal("block window"));
+                .ok_or_else(|| Error::Internal("block window"));
         }
     }
     Err(Error::Internal("address outside the extension's blocks"))
@@ -1586,7 +1594,7 @@ fn read_word(blocks: &mut BlockList, addr: u64, ptr: usize) -> Result<u64> {
     let bytes = window(blocks, addr, ptr)?;
     let mut w = [0u8; 8];
     w.get_mut(..ptr)
-        .ok_or(Error::Internal("pointer size"))?
+        .ok_or_else(|| Error::Internal("pointer size"))?
         .copy_from_slice(bytes);
     Ok(u64::from_le_bytes(w))
 }

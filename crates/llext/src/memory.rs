@@ -312,8 +312,8 @@ unsafe impl Memory for ArenaMemory<'_> {
             .take_first_fit(request.size, request.align)
             .ok_or(oom)?;
         self.touched = self.touched.max(off + request.size);
-        let ptr =
-            NonNull::new((base + off) as *mut u8).ok_or(Error::Internal("null arena block"))?;
+        let ptr = NonNull::new((base + off) as *mut u8)
+            .ok_or_else(|| Error::Internal("null arena block"))?;
         // SAFETY: [off, off+size) lies inside the arena and was free; it is now out of the free list, so no
         // other block aliases it.
         Ok(unsafe { Block::new(ptr, request.size, off) })
@@ -358,7 +358,8 @@ unsafe impl Memory for ArenaMemory<'_> {
                 code: 0,
             });
         }
-        let ptr = NonNull::new(addr as *mut u8).ok_or(Error::Internal("null arena block"))?;
+        let ptr =
+            NonNull::new(addr as *mut u8).ok_or_else(|| Error::Internal("null arena block"))?;
         // SAFETY: the range lies inside the arena and was kept or never handed out; it is now out of both
         // lists, so no other block aliases it.
         Ok(unsafe { Block::new(ptr, size, off) })

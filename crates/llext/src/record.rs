@@ -704,7 +704,7 @@ impl Parts<'_> {
             len = count
                 .checked_mul(table.entry_size())
                 .and_then(|n| len.checked_add(n))
-                .ok_or(Error::Internal("record size"))?;
+                .ok_or_else(|| Error::Internal("record size"))?;
         }
         let mut b = fallible::vec::<u8>(len)?;
         let u32v = |v: usize| u32::try_from(v).map_err(|_| Error::Internal("record count"));
@@ -762,7 +762,7 @@ impl Parts<'_> {
             b.extend_from_slice(&(a as u64).to_le_bytes());
         }
         b.extend_from_slice(fixups);
-        let layout = Layout::read(&b).ok_or(Error::Internal("record layout"))?;
+        let layout = Layout::read(&b).ok_or_else(|| Error::Internal("record layout"))?;
         if layout.len != b.len() {
             return Err(Error::Internal("record size"));
         }

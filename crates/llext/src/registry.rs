@@ -1192,7 +1192,7 @@ impl<M: Memory> Registry<M> {
         // Still in its slot: `unload` and `forget_all` refuse to touch a `Destructing` extension.
         let ext = inner
             .remove(id)
-            .ok_or(Error::Internal("a destructing extension left its slot"))?;
+            .ok_or_else(|| Error::Internal("a destructing extension left its slot"))?;
         ext.linked.free(&mut inner.memory);
         Ok(Unloaded::Freed)
     }
@@ -1860,7 +1860,9 @@ impl<M: Memory> Inner<M> {
     fn begin_unload(&mut self, id: ExtId) -> Result<Unloading> {
         let ext = self.get(id)?;
         if ext.use_count > 1 {
-            let ext = self.slot_mut(id.index).ok_or(Error::Internal("slot"))?;
+            let ext = self
+                .slot_mut(id.index)
+                .ok_or_else(|| Error::Internal("slot"))?;
             ext.use_count -= 1;
             return Ok(Unloading::Done(Unloaded::StillInUse(ext.use_count)));
         }
@@ -1874,12 +1876,14 @@ impl<M: Memory> Inner<M> {
         }
         if self.runs_code() && ext.initialised && ext.linked.view().count(Table::Fini) > 0 {
             self.unindex(id.index);
-            let ext = self.slot_mut(id.index).ok_or(Error::Internal("slot"))?;
+            let ext = self
+                .slot_mut(id.index)
+                .ok_or_else(|| Error::Internal("slot"))?;
             ext.phase = Phase::Destructing;
             return Ok(Unloading::Destruct);
         }
         // Out of its slot, out of the indexes, then freed.
-        let ext = self.remove(id).ok_or(Error::Internal("slot"))?;
+        let ext = self.remove(id).ok_or_else(|| Error::Internal("slot"))?;
         ext.linked.free(&mut self.memory);
         Ok(Unloading::Done(Unloaded::Freed))
     }

@@ -279,7 +279,7 @@ impl<'b> Out<'b> {
         let end = self
             .pos
             .checked_add(b.len())
-            .ok_or(Error::Internal("context size"))?;
+            .ok_or_else(|| Error::Internal("context size"))?;
         if let Some(buf) = self.buf.as_deref_mut() {
             match buf.get_mut(self.pos..end) {
                 Some(dst) => dst.copy_from_slice(b),
@@ -583,7 +583,7 @@ fn validate(
 
 /// The header at the start of `bytes`, if it is one's length and starts with the magic.
 fn header(bytes: &[u8]) -> Result<&[u8]> {
-    let header = bytes.get(..HEADER).ok_or(Error::Snapshot {
+    let header = bytes.get(..HEADER).ok_or_else(|| Error::Snapshot {
         reason: "shorter than a context header",
     })?;
     if header.get(..8) != Some(&MAGIC[..]) {
@@ -643,7 +643,7 @@ impl<'b> Context<'b> {
     /// ```
     pub fn from_prefix(region: &'b [u8]) -> Result<Context<'b>> {
         let len = usize::try_from(u64_at(header(region)?, 32)?).map_err(|_| Short)?;
-        let bytes = region.get(..len).ok_or(Error::Snapshot {
+        let bytes = region.get(..len).ok_or_else(|| Error::Snapshot {
             reason: "shorter than the length its header gives (truncated)",
         })?;
         Context::from_bytes(bytes)
@@ -988,7 +988,7 @@ impl<M: Memory> Inner<M> {
             for (k, slot) in l.deps().enumerate() {
                 let rank = self
                     .rank(slot)
-                    .ok_or(Error::Internal("dependency outside the saved closure"))?;
+                    .ok_or_else(|| Error::Internal("dependency outside the saved closure"))?;
                 if let Some(dst) = record::dep_offset(&layout, k)
                     .and_then(|o| out.written(at).get_mut(o..o.checked_add(4)?))
                 {
@@ -1016,11 +1016,11 @@ impl<M: Memory> Inner<M> {
         let total = (out.pos - start + 8) as u64;
         if let Some(buf) = out.buf.as_deref_mut() {
             buf.get_mut(total_at..total_at + 8)
-                .ok_or(Error::Internal("context header"))?
+                .ok_or_else(|| Error::Internal("context header"))?
                 .copy_from_slice(&total.to_le_bytes());
             let sum = checksum(
                 buf.get(start..out.pos)
-                    .ok_or(Error::Internal("context body"))?,
+                    .ok_or_else(|| Error::Internal("context body"))?,
             );
             out.u64(sum)?;
         } else {
@@ -1477,7 +1477,9 @@ fn register<M: Memory>(
     ids: &[ExtId],
     context: &Context<'_>,
 ) -> Result<ExtId> {
-    let rec = records.get(ri).ok_or(Error::Internal("record index"))?;
+    let rec = records
+        .get(ri)
+        .ok_or_else(|| Error::Internal("record index"))?;
     let v = &rec.view;
     check_name_free(inner, v)?;
     let mut record = Record::copy_of(v)?;
@@ -1544,7 +1546,9 @@ fn register<M: Memory>(
 /// (what a link puts in `.init_array` and `.fini_array` may also be a built-in function, or code used in
 /// place from storage). One in a block of data is refused: an unload would call it.
 fn hook_block(records: &[Rec<'_>], ri: usize, addr: u64) -> Result<Option<(usize, usize, u64)>> {
-    let rec = records.get(ri).ok_or(Error::Internal("record index"))?;
+    let rec = records
+        .get(ri)
+        .ok_or_else(|| Error::Internal("record index"))?;
     let offset_in = |b: &BlockRec| addr.checked_sub(b.addr).filter(|&o| o < b.size);
     let deps = rec.view.deps().map(|d| d as usize);
     for r in core::iter::once(ri).chain(deps) {

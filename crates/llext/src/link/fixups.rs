@@ -380,7 +380,7 @@ impl Recorder {
             }
             let at = base + u64::from(slot) * size as u64;
             let (block, offset) =
-                block_offset(blocks, at).ok_or(Error::Internal("slot outside blocks"))?;
+                block_offset(blocks, at).ok_or_else(|| Error::Internal("slot outside blocks"))?;
             Fixup {
                 kind,
                 block,
@@ -413,8 +413,8 @@ impl Recorder {
         canonical: Option<u64>,
         blocks: &BlockList,
     ) -> Result<()> {
-        let (block, offset) =
-            block_offset(blocks, inputs.p).ok_or(Error::Internal("place outside blocks"))?;
+        let (block, offset) = block_offset(blocks, inputs.p)
+            .ok_or_else(|| Error::Internal("place outside blocks"))?;
         let target = match (copy_slot, canonical) {
             (Some(at), _) => own_target(blocks, RegionKind::Bss, at)?,
             (None, Some(at)) => own_target(blocks, RegionKind::Text, at)?,
@@ -490,7 +490,7 @@ fn fixup_target<R: Resolver>(
             let dep = deps
                 .iter()
                 .position(|&d| d == slot)
-                .ok_or(Error::Internal("dependency not recorded"))?;
+                .ok_or_else(|| Error::Internal("dependency not recorded"))?;
             match resolver.locate(slot, block, state.addr) {
                 Some(offset) => Target::Extension {
                     dep: u32::try_from(dep).map_err(|_| Error::Internal("dependency count"))?,
@@ -506,7 +506,7 @@ fn fixup_target<R: Resolver>(
                     dep: u32::try_from(dep).map_err(|_| Error::Internal("dependency count"))?,
                     index: resolver
                         .export_index(slot, sym.name)
-                        .ok_or(Error::Internal("an export's index"))?,
+                        .ok_or_else(|| Error::Internal("an export's index"))?,
                 },
             }
         }
@@ -526,7 +526,7 @@ fn fixup_target<R: Resolver>(
 /// The fixup target of `addr`, a slot or stub the linker made in the extension's `kind` block.
 fn own_target(blocks: &BlockList, kind: RegionKind, addr: u64) -> Result<Target> {
     let (block, offset) = own_place(blocks, Some(kind.permission()), addr)
-        .ok_or(Error::Internal("slot or stub outside blocks"))?;
+        .ok_or_else(|| Error::Internal("slot or stub outside blocks"))?;
     Ok(Target::Own {
         block,
         offset: u64::from(offset),

@@ -60,7 +60,9 @@ pub(super) fn write_carried(
     for f in l.fixups().flatten() {
         if let Target::Builtin { name } = f.target {
             out.u64(builtins.get_bytes(l.str(name)).unwrap_or(0) as u64)?;
-            count = count.checked_add(1).ok_or(Error::Internal("fixup count"))?;
+            count = count
+                .checked_add(1)
+                .ok_or_else(|| Error::Internal("fixup count"))?;
         }
     }
     if let Some(at) = out.written(count_at).get_mut(..4) {
@@ -157,7 +159,9 @@ pub(super) fn move_record<M: Memory>(
     ptr: usize,
     record: &mut Record,
 ) -> Result<()> {
-    let rec = records.get(ri).ok_or(Error::Internal("record index"))?;
+    let rec = records
+        .get(ri)
+        .ok_or_else(|| Error::Internal("record index"))?;
     let v = &rec.view;
     // Every address the record holds moves with the block that holds it (a region with the block of
     // its own permission); a constructor or destructor in a dependency's code moves with that block,
@@ -189,12 +193,14 @@ pub(super) fn move_record<M: Memory>(
         match hook_block(records, ri, addr)? {
             Some((r, _, _)) if r == ri => Ok(translate(moved, addr, Home::Unknown)),
             Some((dep, block, offset)) => {
-                let id = ids.get(dep).ok_or(Error::Internal("dependency order"))?;
+                let id = ids
+                    .get(dep)
+                    .ok_or_else(|| Error::Internal("dependency order"))?;
                 let base = inner
                     .ext(*id)
                     .and_then(|e| e.linked.blocks.get(block))
                     .map(|(b, _)| b.addr() as u64)
-                    .ok_or(Error::Internal("dependency block"))?;
+                    .ok_or_else(|| Error::Internal("dependency block"))?;
                 Ok(base + offset)
             }
             // Else at the saved address of a built-in a fixup of the extension names: rebound by name.
@@ -599,7 +605,9 @@ fn move_stored_pointers<A: Relocator>(
     builtins: &ExportTable,
 ) -> Result<()> {
     let ptr = A::POINTER_SIZE;
-    let rec = records.get(ri).ok_or(Error::Internal("record index"))?;
+    let rec = records
+        .get(ri)
+        .ok_or_else(|| Error::Internal("record index"))?;
     for (bi, b) in rec.blocks().iter().enumerate() {
         if b.permission != Permission::ReadWrite {
             continue;
@@ -753,7 +761,9 @@ fn changed_pointer<A: Relocator>(
     r_type: u32,
 ) -> Result<Option<Option<u64>>> {
     let ptr = A::POINTER_SIZE;
-    let rec = records.get(ri).ok_or(Error::Internal("record index"))?;
+    let rec = records
+        .get(ri)
+        .ok_or_else(|| Error::Internal("record index"))?;
     let old_block = rec.blocks().get(f.block as usize).ok_or(Short)?;
     // The word as saved: the restore copied the saved bytes into the new block.
     let value = word_at(taken.bytes_at(ri, f.block)?, f.offset as usize, ptr)?;
@@ -857,7 +867,9 @@ fn moved_with_blocks(
     index: &mut SavedBlocks,
     addr: u64,
 ) -> Result<Option<u64>> {
-    let rec = records.get(ri).ok_or(Error::Internal("record index"))?;
+    let rec = records
+        .get(ri)
+        .ok_or_else(|| Error::Internal("record index"))?;
     let home = match f.target {
         Target::Own { block, .. } => Some((ri, block)),
         Target::Extension { dep, block, .. } => {
@@ -975,7 +987,9 @@ fn export_field(records: &[Rec<'_>], r: usize, index: u32, ptr: usize) -> Result
     let missing = || Error::Snapshot {
         reason: "an export that moves with no block has no entry in its extension's export table",
     };
-    let rec = records.get(r).ok_or(Error::Internal("record index"))?;
+    let rec = records
+        .get(r)
+        .ok_or_else(|| Error::Internal("record index"))?;
     let table = rec
         .view
         .regions()
@@ -1057,7 +1071,9 @@ fn collect_his<A: Relocator>(
     his: &mut HiValues,
 ) -> Result<()> {
     his.clear();
-    let rec = records.get(ri).ok_or(Error::Internal("record index"))?;
+    let rec = records
+        .get(ri)
+        .ok_or_else(|| Error::Internal("record index"))?;
     for f in rec.view.fixups() {
         let f = f.ok_or(Short)?;
         // This walk runs ahead of the apply pass: every fixup it uses is checked here first.
