@@ -300,17 +300,17 @@ impl<'a> ArenaMemory<'a> {
 // SAFETY: blocks are disjoint sub-ranges of the exclusively borrowed arena, aligned as asked.
 unsafe impl Memory for ArenaMemory<'_> {
     fn allocate(&mut self, request: &BlockRequest) -> Result<Block> {
-        let oom = Error::OutOfMemory {
+        let oom = || Error::OutOfMemory {
             size: request.size,
             align: request.align,
         };
         if request.size == 0 || !request.align.is_power_of_two() {
-            return Err(oom);
+            return Err(oom());
         }
         let base = self.base.as_ptr() as usize;
         let off = self
             .take_first_fit(request.size, request.align)
-            .ok_or(oom)?;
+            .ok_or_else(oom)?;
         self.touched = self.touched.max(off + request.size);
         let ptr = NonNull::new((base + off) as *mut u8)
             .ok_or_else(|| Error::Internal("null arena block"))?;
