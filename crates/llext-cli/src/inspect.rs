@@ -369,8 +369,8 @@ mod tests {
     use llext::arch::{FloatAbi, Isa};
     use llext::{ArenaMemory, ExportTable, Registry, SaveOptions};
 
-    /// A context names the core it was saved for, which a restore compares with its own; a host's, which
-    /// knows none, says nothing.
+    /// A context names the core it was saved for (for inspection: a restore checks each record's needs); a
+    /// host's, which knows none, says nothing.
     #[test]
     fn a_context_names_the_core_it_was_saved_for() {
         let mut arena = vec![0u8; 4096];

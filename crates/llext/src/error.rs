@@ -294,10 +294,10 @@ pub enum Error {
         /// Value in the context.
         found: u64,
     },
-    /// A saved extension whose object needs more than this registry's core has: instructions it lacks,
-    /// another floating-point calling convention, A32 code or another Arm profile where only Thumb code of
-    /// the M-profile runs. A restore reads no ELF file, so its record says what a load read from the
-    /// object, and the restore makes the load's checks with it. Nothing was changed.
+    /// A saved extension whose object this registry's core cannot run: it needs instructions the core
+    /// lacks, passes floats another way, or holds A32 code or was built for another Arm profile where only
+    /// Thumb code of the M-profile runs. A restore reads no ELF file, so its record says what a load read
+    /// from the object, and the restore makes the load's checks with it. Nothing was changed.
     SnapshotCore {
         /// The saved extension.
         extension: String,
@@ -306,7 +306,7 @@ pub enum Error {
         what: &'static str,
         /// What its object needs: an ISA key, a calling convention's key, A32 code, another Arm profile.
         needs: String,
-        /// What this registry's core has, with what it lacks.
+        /// What this registry's core has (for an instruction set, with what it lacks).
         here: String,
     },
     /// A saved extension depends on an extension that is not in the context.
@@ -337,7 +337,8 @@ pub enum Error {
         /// The name.
         name: String,
     },
-    /// A retained block, or the bytes of a block a portable context carries, no longer holds what was saved.
+    /// A retained block, or the bytes of a block a portable context carries, no longer holds what was saved
+    /// (storage an extension used in place: [`Error::StorageChanged`]).
     ContentChanged {
         /// The extension.
         extension: String,

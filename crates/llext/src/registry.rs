@@ -612,8 +612,9 @@ impl<M: Memory> Registry<M> {
     /// without running them, or to save and restore their contexts there.
     ///
     /// All its extensions have one pointer width: the running program's for its own machine, 32 bits for
-    /// Arm, 64 for AArch64 and x86-64; for another machine's RISC-V, the class of the first object loaded
-    /// (or context restored). Objects of another class are refused with [`Error::WrongClass`].
+    /// Arm, 64 for AArch64 and x86-64; for another machine's RISC-V, the width of the ISA
+    /// [`Registry::set_isa`] gives it, or else the class of the first object loaded (or context restored).
+    /// Objects of another class are refused with [`Error::WrongClass`].
     ///
     /// A registry for another machine than the one the program runs on never runs extension code: loads
     /// link without running constructors (whatever [`LoadOptions::bring_up`] says), unloads run no
@@ -823,6 +824,8 @@ impl<M: Memory> Registry<M> {
 
     /// Loads an extension from bytes that live as long as the program — the firmware image, a leaked
     /// buffer — so that, with [`Storage::InPlace`], its read-only sections can be used where they lie.
+    /// An in-place context of such an extension is restored with [`Registry::restore_static`], given these
+    /// bytes.
     ///
     /// ```
     /// # #[cfg(feature = "std")] {

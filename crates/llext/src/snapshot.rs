@@ -104,7 +104,8 @@ pub struct SaveOptions<'a> {
     /// also records one per region used in place from an extension's storage
     /// ([`Storage::InPlace`](crate::Storage::InPlace)), which [`Registry::restore_static`] checks against
     /// the storage it is given: a context saved before an update rewrote that storage is then refused
-    /// ([`Error::StorageChanged`]) instead of running old code against new constants.
+    /// ([`Error::StorageChanged`]) instead of mixing the new code or constants there with the old
+    /// extension's retained blocks.
     pub content_hashes: bool,
 }
 
@@ -136,9 +137,9 @@ impl Default for RestoreOptions {
 /// ([`Registry::set_isa`], [`Registry::set_float_abi`], [`Registry::set_thumb_only`]). A context carries
 /// the saving registry's ([`Context::saved_core`]), for inspection. A restore reads no ELF file, so each
 /// extension's record keeps what its load read from the object (its instruction set, calling convention,
-/// A32 code, Arm profile), and the restore makes a load's checks with it against this registry's core
-/// ([`Error::SnapshotCore`]): a context a host saved without knowing the device's core is checked all the
-/// same.
+/// A32 code, Arm profile), and the restore makes a load's checks with it against the restoring registry's
+/// core ([`Error::SnapshotCore`]): a context a host saved without knowing the device's core is checked all
+/// the same.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SavedCore {
     /// The instructions the core runs, if known.
@@ -734,8 +735,9 @@ impl<'b> Context<'b> {
         self.machine
     }
 
-    /// What the saving registry knew of its core (a restore checks each extension's own needs instead:
-    /// [`SavedExtension::isa`], [`SavedExtension::float_abi`]).
+    /// What the saving registry knew of its core, for inspection: a restore does not compare it, but checks
+    /// what each extension's object needs ([`SavedExtension::isa`], [`SavedExtension::float_abi`],
+    /// [`SavedExtension::holds_a32`], [`SavedExtension::arm_profile`]).
     pub fn saved_core(&self) -> SavedCore {
         self.core
     }
