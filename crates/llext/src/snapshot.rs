@@ -854,13 +854,14 @@ impl<'b> SavedExtension<'b> {
         self.rec.view.needs(self.machine).and_then(|n| n.float_abi)
     }
 
-    /// Whether its object holds A32 (Arm-state) code, which a restore refuses where only Thumb code runs.
+    /// Whether its object holds A32 (Arm-state) code, which a restore refuses where only Thumb code runs
+    /// ([`Error::SnapshotCore`]).
     pub fn holds_a32(&self) -> bool {
         self.rec.view.a32_byte() == 1
     }
 
     /// The Arm profile other than M (`'A'`, `'R'` or `'S'`) its object's attributes say it was built for,
-    /// which a restore refuses where only Thumb code of the M-profile runs.
+    /// which a restore refuses where only Thumb code of the M-profile runs ([`Error::SnapshotCore`]).
     pub fn arm_profile(&self) -> Option<char> {
         self.rec.view.needs(self.machine).and_then(|n| n.profile)
     }
@@ -1176,6 +1177,10 @@ impl<M: Memory> Registry<M> {
     /// unloaded, in this process either: their destructors have freed what the restored copy still points
     /// to, so its destructor frees it again on unload (a double free); nor into another process, where
     /// such a pointer is stale.
+    ///
+    /// Each record says what its extension's object needs of the core, as its load read it: an extension
+    /// this registry's core cannot run is refused with [`Error::SnapshotCore`], as a load of its object
+    /// would be, whatever the saving registry knew of its core.
     ///
     /// A build without the `portable` feature restores in-place contexts as described and refuses a
     /// portable one ([`Context::is_portable`]) with [`Error::FeatureDisabled`], changing nothing.
