@@ -1111,8 +1111,8 @@ impl<M: Memory> Registry<M> {
     /// Drops the registry's bookkeeping of every extension while keeping their memory as it is (each
     /// block is handed back with [`Memory::disown`]); destructors do not run. Use it after saving an
     /// in-place context, before the suspend. Returns how many extensions were forgotten. It forgets every
-    /// extension, also those a context of [`SaveOptions::names`] left out: their memory stays retained,
-    /// and only unloading them before is what frees it.
+    /// extension, also those a context of [`SaveOptions::names`] left out: their memory stays retained
+    /// too, so unload them first to free it.
     ///
     /// Handles of the forgotten extensions are stale from then on (a restore hands out new ones).
     /// Dropping the registry is not the same: it frees every block in its provider's books (bytes are
