@@ -604,6 +604,13 @@ fn build_c(mut cmd: Command, dir: &str, name: &str, source: &str, linked: bool) 
     out.display().to_string()
 }
 
+/// `source` built like `gcc -c -O2 -fPIC` into `<scratch>/<dir>/<name>.o`; returns its path.
+fn gcc_pic(dir: &str, name: &str, source: &str) -> String {
+    let mut gcc = Command::new("gcc");
+    gcc.args(["-c", "-O2", "-fPIC"]);
+    build_c(gcc, dir, name, source, false)
+}
+
 /// gcc's default `-fPIE` code reads `stderr` PC-relative, as if it lay within 2 GiB: it reads a copy of
 /// the pointer, which a portable restore in another process (the C library elsewhere under ASLR) must
 /// take again, or the restored code writes to a stale `FILE *`.
@@ -878,14 +885,10 @@ fn check_links_at_the_firmware_ram_address() {
     );
 
     // A native object at a given address links against the C library as without `--at`.
-    let mut gcc = Command::new("gcc");
-    gcc.args(["-c", "-O2", "-fPIC"]);
-    let native = build_c(
-        gcc,
+    let native = gcc_pic(
         "check-at",
         "native",
         "#include <string.h>\nlong n(const char *s) { return strlen(s); }\n",
-        false,
     );
     let out = llext(&["check", "--at", "0x10000000", &native]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -1396,9 +1399,7 @@ fn check_names_exports_of_a_file_that_did_not_load() {
 fn check_against_a_host_programs_exports_and_the_c_library() {
     const PLUGIN: &str = "#include <stdio.h>\nlong host_log(const char *);\n\
                           long plugin_main(long x) { host_log(\"hi\"); return printf(\"%ld\\n\", x); }\n";
-    let mut gcc = Command::new("gcc");
-    gcc.args(["-c", "-O2", "-fPIC"]);
-    let plugin = build_c(gcc, "check-libc", "plugin", PLUGIN, false);
+    let plugin = gcc_pic("check-libc", "plugin", PLUGIN);
     let list = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("host-exports.txt");
     std::fs::write(&list, "# the host program's exports!\nhost_log\n").unwrap();
     let list = list.to_str().unwrap();
@@ -1445,14 +1446,10 @@ fn check_against_a_host_programs_exports_and_the_c_library() {
 /// Rust function without `#[no_mangle]` checked `ok` and failed only when called).
 #[test]
 fn check_notes_an_object_that_offers_nothing() {
-    let mut gcc = Command::new("gcc");
-    gcc.args(["-c", "-O2", "-fPIC"]);
-    let hidden = build_c(
-        gcc,
+    let hidden = gcc_pic(
         "check-nothing",
         "hidden",
         "static int counter;\n__attribute__((used)) static int bump(void) { return ++counter; }\n",
-        false,
     );
     let out = llext(&["check", &hidden]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -1874,16 +1871,12 @@ fn snapshot_save_links_for_a_firmware_on_the_host() {
 /// shell's `restore`) called into them without running their constructors.
 #[test]
 fn a_restored_context_saved_before_its_constructors_ran_is_brought_up() {
-    let mut cmd = Command::new("gcc");
-    cmd.args(["-c", "-O2", "-fPIC"]);
-    let object = build_c(
-        cmd,
+    let object = gcc_pic(
         "restore-brings-up",
         "state",
         "static long state;\n\
          __attribute__((constructor)) static void init(void) { state = 12; }\n\
          long get_state(void) { return state; }\n",
-        false,
     );
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("restore-brings-up");
     let list = dir.join("exports.txt");

@@ -1275,13 +1275,12 @@ impl<M: Memory> Registry<M> {
         let mut records: Vec<Rec<'_>> = fallible::vec(context.len())?;
         // At most `len` records: room made above.
         records.extend(context.records());
-        // A load's checks of each object against this core, as its record says what it needs.
+        // A load's checks of each object against this core, as its record says what it needs, and the
+        // storage its in-place sections lie in.
         for rec in &records {
             if let Some(e) = here.refuses(&rec.view, context.machine) {
                 return Err(e);
             }
-        }
-        for rec in &records {
             check_storage(rec, storage, context.hashes && options.verify_content)?;
         }
         let mut ids: Vec<ExtId> = fallible::vec(records.len())?;

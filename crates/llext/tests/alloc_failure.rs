@@ -17,6 +17,8 @@
 
 mod common;
 
+use common::portable;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -335,13 +337,6 @@ fn registry() -> (Reg, Counting) {
         Registry::new(memory.clone(), ExportTable::new(llext::LIBC_EXPORTS)),
         memory,
     )
-}
-
-fn portable() -> SaveOptions<'static> {
-    SaveOptions {
-        portable: true,
-        ..SaveOptions::default()
-    }
 }
 
 fn operations() -> Vec<Operation> {

@@ -1194,12 +1194,9 @@ fn locate_names_where_an_address_lies() {
 #[cfg(feature = "portable")]
 fn a_restore_refuses_code_for_more_than_its_core_runs() {
     use llext::arch::{FloatAbi, Isa};
-    use llext::{Context, RestoreOptions, SaveOptions};
+    use llext::{Context, RestoreOptions};
     const SOURCE: &str = "long triple(long x) { return 3 * x; }\n";
-    let portable = SaveOptions {
-        portable: true,
-        ..SaveOptions::default()
-    };
+    let portable = common::portable();
     let mut arena = common::ExecArena::new(1 << 20);
     let mut arena2 = common::ExecArena::new(1 << 20);
     // (machine, object, saving core and convention, restoring cores and conventions with what is refused)
@@ -1353,12 +1350,9 @@ fn a_restore_refuses_code_for_more_than_its_core_runs() {
 #[cfg(feature = "portable")]
 fn a_restore_refuses_code_of_the_other_width_than_its_core() {
     use llext::arch::Isa;
-    use llext::{Context, RestoreOptions, SaveOptions};
+    use llext::{Context, RestoreOptions};
     const SOURCE: &str = "long triple(long x) { return 3 * x; }\n";
-    let portable = SaveOptions {
-        portable: true,
-        ..SaveOptions::default()
-    };
+    let portable = common::portable();
     let mut arena = common::ExecArena::new(1 << 20);
     let mut arena2 = common::ExecArena::new(1 << 20);
     let rv64 = common::compile_riscv_gcc(SOURCE, &["-march=rv64imac", "-mabi=lp64"]);
@@ -1415,16 +1409,13 @@ fn a_restore_refuses_code_of_the_other_width_than_its_core() {
 #[test]
 #[cfg(feature = "portable")]
 fn a_record_saying_needs_no_load_records_is_refused() {
-    use llext::{Context, SaveOptions};
+    use llext::Context;
     use llext_fixtures::context::HEADER;
     const SOURCE: &str = "long triple(long x) { return 3 * x; }\n";
     // The record's needs byte, then its ISA's width (u8) and feature bits (u128) after the eleven counts.
     const NEEDS: usize = HEADER + 7;
     const WIDTH: usize = HEADER + 8 + 4 * 11;
-    let portable = SaveOptions {
-        portable: true,
-        ..SaveOptions::default()
-    };
+    let portable = common::portable();
     let mut arena = common::ExecArena::new(1 << 20);
     let reseal = |mut ctx: Vec<u8>| {
         let n = ctx.len() - 8;

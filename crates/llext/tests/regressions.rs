@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::portable;
+
 use common::{call, restore_all, CountingArena, ExecArena};
 use llext::{Context, Error, ExportTable, LoadOptions, Registry, RestoreOptions, SaveOptions};
 use llext_fixtures::context::{self, Table};
@@ -74,13 +76,6 @@ fn pair_context() -> Vec<u8> {
         .unwrap();
     }
     r.save(&portable()).unwrap()
-}
-
-fn portable() -> SaveOptions<'static> {
-    SaveOptions {
-        portable: true,
-        ..SaveOptions::default()
-    }
 }
 
 /// fuzz/load_link: in an arena the GOT (the first bytes of the read-only block) can start exactly where the

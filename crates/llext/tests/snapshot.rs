@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::portable;
+
 use common::{call, compile_c, counting_registry, registry, restore_all, Counting, Rng};
 use llext::{Context, Error, ExportTable, HostMemory, Registry, RestoreOptions, SaveOptions};
 use llext_fixtures::bytes;
@@ -15,13 +17,6 @@ const USER: &str = "usemath-gcc-O2-nopic.o";
 
 fn in_place() -> SaveOptions<'static> {
     SaveOptions::default()
-}
-
-fn portable() -> SaveOptions<'static> {
-    SaveOptions {
-        portable: true,
-        ..SaveOptions::default()
-    }
 }
 
 fn load_pair<M: llext::Memory>(r: &Registry<M>) {

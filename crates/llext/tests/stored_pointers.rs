@@ -7,15 +7,10 @@
 
 mod common;
 
-use common::{call, compile_c, registry, restore_all};
-use llext::{Context, ExportTable, HostMemory, Registry, RestoreOptions, SaveOptions};
+use common::portable;
 
-fn portable() -> SaveOptions<'static> {
-    SaveOptions {
-        portable: true,
-        ..SaveOptions::default()
-    }
-}
+use common::{call, compile_c, registry, restore_all};
+use llext::{Context, ExportTable, HostMemory, Registry, RestoreOptions};
 
 /// Only the constructor writes these words: the link wrote none of them (they are in `.bss`).
 const STORED: &str = "#include <stdio.h>\n\

@@ -8,6 +8,8 @@
 
 mod common;
 
+use common::portable;
+
 use common::{call, compile_c, counting_registry, registry, restore_all};
 use llext::{
     Context, Error, Export, ExportTable, HostMemory, LoadOptions, Registry, RestoreOptions,
@@ -18,13 +20,6 @@ use llext_fixtures::context::{self as cx, Table};
 
 const LIB: &str = "libmath-gcc-O2-pic.o";
 const USER: &str = "usemath-gcc-O2-nopic.o";
-
-fn portable() -> SaveOptions<'static> {
-    SaveOptions {
-        portable: true,
-        ..SaveOptions::default()
-    }
-}
 
 fn load_pair<M: llext::Memory>(r: &Registry<M>) {
     r.load("libmath", &bytes(LIB)).unwrap();

@@ -8,6 +8,14 @@ use std::sync::Arc;
 
 use llext::{Block, BlockRequest, ExportTable, HostMemory, Memory, Permission, Registry};
 
+/// Options that save a portable context of everything loaded.
+pub fn portable() -> llext::SaveOptions<'static> {
+    llext::SaveOptions {
+        portable: true,
+        ..llext::SaveOptions::default()
+    }
+}
+
 /// `bytes` for the rest of the program (storage for `Registry::load_static`), kept reachable from a
 /// static, so LeakSanitizer (`cargo xtask sanitize`) does not report this deliberate leak as the library's.
 pub fn leak(bytes: Vec<u8>) -> &'static [u8] {
