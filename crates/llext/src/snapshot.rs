@@ -1039,6 +1039,13 @@ struct Taken {
 }
 
 impl Taken {
+    /// One empty block list per record: empty lists hold nothing to give back if a later step fails.
+    fn for_records(count: usize) -> Result<Taken> {
+        let mut blocks: Vec<BlockList> = fallible::vec(count)?;
+        blocks.resize_with(count, BlockList::default); // room made above
+        Ok(Taken { blocks })
+    }
+
     /// Gives every block back: adopted ones are disowned (their memory stays as it was), allocated ones freed.
     fn release<M: Memory>(self, memory: &mut M, adopted: bool) {
         for mut list in self.blocks {
@@ -1225,6 +1232,59 @@ impl<M: Memory> Registry<M> {
         self.restore_impl(context, options, Some(storage))
     }
 
+    /// Frees the memory an in-place context's extensions kept across a suspend, without restoring them.
+    /// Use it for a context that will never be restored — one refused with [`Error::ContentChanged`] or
+    /// [`Error::StorageChanged`] after an update, say. Otherwise a provider keeps those blocks for a
+    /// restore: the host pool for the rest of the process, an [`ArenaMemory`](crate::ArenaMemory) until a
+    /// load finds nothing else that fits.
+    ///
+    /// Each block is taken back as a restore would take it ([`Memory::adopt`]), then freed. Destructors
+    /// do not run, as the extensions are not loaded; to run them, restore the context and unload. All or
+    /// nothing: a block the provider does not keep for a restore (the context was restored or discarded
+    /// already, or belongs to other memory) is refused with the provider's error, and nothing is freed.
+    /// Returns how many blocks were freed; a portable context keeps none, so it frees nothing.
+    ///
+    /// ```
+    /// # #[cfg(feature = "std")] {
+    /// use llext::{Context, RestoreOptions, SaveOptions};
+    /// let registry = llext::Registry::new(llext::HostMemory::new(), llext::ExportTable::new(llext::LIBC_EXPORTS));
+    /// registry.load("basic", &llext_fixtures::bytes("basic-gcc-O2-pic.o")).unwrap();
+    /// let bytes = registry.save(&SaveOptions::default()).unwrap();
+    /// registry.forget_all().unwrap();
+    /// let context = Context::from_bytes(&bytes).unwrap();
+    /// assert!(registry.discard(&context).unwrap() > 0);
+    /// // Its memory is gone: the context restores no more.
+    /// assert!(registry.restore(&context, &RestoreOptions::default()).is_err());
+    /// # }
+    /// ```
+    pub fn discard(&self, context: &Context<'_>) -> Result<usize> {
+        if context.portable {
+            return Ok(0);
+        }
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        let mut records: Vec<Rec<'_>> = fallible::vec(context.len())?;
+        // At most `len` records: room made above.
+        records.extend(context.records());
+        let mut taken = Taken::for_records(records.len())?;
+        let options = RestoreOptions {
+            verify_content: false,
+            ..RestoreOptions::default()
+        };
+        if let Err(e) = take_memory(inner, context, &records, &mut taken, &options) {
+            taken.release(&mut inner.memory, true);
+            return Err(e);
+        }
+        let mut freed = 0;
+        for mut list in taken.blocks {
+            for (block, permission) in list.take_all() {
+                inner.memory.free_finalized(block, permission);
+                freed += 1;
+            }
+        }
+        Ok(freed)
+    }
+
     fn restore_impl(
         &self,
         context: &Context<'_>,
@@ -1284,13 +1344,7 @@ impl<M: Memory> Registry<M> {
             check_storage(rec, storage, context.hashes && options.verify_content)?;
         }
         let mut ids: Vec<ExtId> = fallible::vec(records.len())?;
-        let mut taken = Taken {
-            blocks: fallible::vec(records.len())?,
-        };
-        for _ in &records {
-            // Empty lists hold nothing to give back if a later one cannot be made.
-            taken.blocks.push(BlockList::default());
-        }
+        let mut taken = Taken::for_records(records.len())?;
         // Room in the registry's tables (all or nothing), so inserting below never allocates; any later
         // failure shrinks them back.
         let export_total: usize = records.iter().map(|r| r.view.count(Table::Exports)).sum();

@@ -463,6 +463,22 @@ fn operations() -> Vec<Operation> {
                 r.restore(&c, &RestoreOptions::default()).map(drop)
             },
         },
+        Operation {
+            name: "discard an in-place context (after forget_all)",
+            setup: |r| {
+                r.load_with("libmath", &bytes("libmath-gcc-O2-pic.o"), &NO_RUN)
+                    .unwrap();
+                r.load_with("usemath", &bytes("usemath-gcc-O2-pic.o"), &NO_RUN)
+                    .unwrap();
+                let ctx = r.save(&SaveOptions::default()).unwrap();
+                r.forget_all().unwrap();
+                ctx
+            },
+            run: |r, b| {
+                let c = Context::from_bytes(b)?;
+                r.discard(&c).map(drop)
+            },
+        },
     ]
 }
 

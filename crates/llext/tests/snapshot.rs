@@ -7,8 +7,12 @@ mod common;
 
 use common::portable;
 
-use common::{call, compile_c, counting_registry, registry, restore_all, Counting, Rng};
-use llext::{Context, Error, ExportTable, HostMemory, Registry, RestoreOptions, SaveOptions};
+use common::{
+    call, compile_c, counting_registry, registry, restore_all, Counting, CountingArena, Rng,
+};
+use llext::{
+    Context, Error, ExportTable, HostMemory, LoadOptions, Registry, RestoreOptions, SaveOptions,
+};
 use llext_fixtures::bytes;
 use llext_fixtures::graph_node_source as graph_node;
 
@@ -1297,6 +1301,72 @@ fn an_in_place_export_clash_gives_the_retained_blocks_back() {
     assert_eq!(call(&r, "clash_fn", &[1]), 2);
     r.unload_name("a").unwrap();
     assert_eq!(memory.live(), 0);
+}
+
+/// `discard` gives back at once what an in-place context kept for a restore, exactly once, all or nothing.
+/// In an arena a load takes kept blocks only when nothing else fits, so where a new load lands shows
+/// whether they were given back.
+#[test]
+fn discarding_a_context_frees_what_it_kept() {
+    const A: &str = "long discard_a(long x) { return x + 1; }\n";
+    const B: &str = "long discard_b(long x) { return x + 2; }\n";
+    let (a, b) = (compile_c(A, &["-fPIC"]), compile_c(B, &["-fPIC"]));
+    let no_run = LoadOptions {
+        bring_up: false,
+        ..LoadOptions::default()
+    };
+    let mut arena = vec![0u8; 1 << 16];
+    let (memory, live) = CountingArena::new(&mut arena);
+    let live = || live.load(std::sync::atomic::Ordering::SeqCst);
+    let r = Registry::new(memory, ExportTable::new(llext::LIBC_EXPORTS));
+    r.load_with("a", &a, &no_run).unwrap();
+    r.load_with("b", &b, &no_run).unwrap();
+    let (at_a, blocks) = (r.find_symbol("discard_a").unwrap(), live());
+    let all = r.save(&in_place()).unwrap();
+    let only_b = r
+        .save(&SaveOptions {
+            names: Some(&["b"]),
+            ..in_place()
+        })
+        .unwrap();
+    let (all, only_b) = (
+        Context::from_bytes(&all).unwrap(),
+        Context::from_bytes(&only_b).unwrap(),
+    );
+    assert_eq!(r.forget_all(), Ok(2));
+
+    // `b` restored: its blocks are the registry's again, so discarding everything is refused, and the
+    // blocks of `a` taken back before the refusal are kept for a restore again.
+    r.restore(&only_b, &RestoreOptions::default()).unwrap();
+    assert!(matches!(r.discard(&all), Err(Error::Memory { .. })));
+    assert_eq!(r.forget_all(), Ok(1));
+    r.restore(&all, &RestoreOptions::default()).unwrap();
+    assert_eq!(live(), blocks);
+    assert_eq!(r.find_symbol("discard_a"), Some(at_a));
+
+    // Kept: a new load does not take the blocks of `a`.
+    assert_eq!(r.forget_all(), Ok(2));
+    let other = r.load_with("a", &a, &no_run).unwrap();
+    assert_ne!(r.find_symbol("discard_a"), Some(at_a));
+    r.unload(other).unwrap();
+    assert_eq!(live(), 0);
+
+    // Discarded: every kept block is freed, and a load takes the first of them again.
+    assert_eq!(r.discard(&all), Ok(blocks));
+    assert_eq!(live(), 0);
+    assert!(matches!(r.discard(&all), Err(Error::Memory { .. })));
+    assert!(matches!(
+        r.restore(&all, &RestoreOptions::default()),
+        Err(Error::Memory { .. })
+    ));
+    assert!(r.is_empty());
+    r.load_with("a", &a, &no_run).unwrap();
+    assert_eq!(r.find_symbol("discard_a"), Some(at_a));
+
+    // A portable context keeps nothing.
+    let portable = r.save(&portable()).unwrap();
+    assert_eq!(r.discard(&Context::from_bytes(&portable).unwrap()), Ok(0));
+    assert_eq!(r.extensions().len(), 1);
 }
 
 /// `Context::extensions` shows each saved record as it is: dependencies as indexes, use counts, blocks
