@@ -152,8 +152,8 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) {
 }
 
 /// Writes the portable and the in-place context of everything `registry` holds as `snapshot_restore` seeds
-/// named `{prefix}-{kind}.ctx`, prefixed with the target's mode byte (1: reseal after mutation); returns
-/// how many.
+/// named `{prefix}-{kind}.ctx`, prefixed with the target's mode byte (1: reseal after mutation; 17: the
+/// same, discarding an in-place context instead of restoring it); returns how many.
 fn write_contexts<M: llext::Memory>(out: &Path, registry: &Registry<M>, prefix: &str) -> usize {
     let mut n = 0;
     for (kind, portable) in [("portable", true), ("inplace", false)] {
@@ -163,14 +163,22 @@ fn write_contexts<M: llext::Memory>(out: &Path, registry: &Registry<M>, prefix: 
             ..SaveOptions::default()
         };
         let ctx = registry.save(&options).expect("save");
-        let mut seed = vec![1u8];
-        seed.extend_from_slice(&ctx);
-        write(
-            &out.join("snapshot_restore"),
-            &format!("{prefix}-{kind}.ctx"),
-            &seed,
-        );
-        n += 1;
+        // In-place contexts are also discarded (mode bit 4) instead of restored.
+        let modes: &[(u8, &str)] = if portable {
+            &[(1, "")]
+        } else {
+            &[(1, ""), (1 | 16, "-discard")]
+        };
+        for &(mode, suffix) in modes {
+            let mut seed = vec![mode];
+            seed.extend_from_slice(&ctx);
+            write(
+                &out.join("snapshot_restore"),
+                &format!("{prefix}-{kind}{suffix}.ctx"),
+                &seed,
+            );
+            n += 1;
+        }
     }
     n
 }

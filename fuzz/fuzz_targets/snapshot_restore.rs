@@ -4,7 +4,8 @@
 //! The first input byte selects how: bit 0 reseals the rest (length field and checksum recomputed, so
 //! mutations reach the record checks instead of stopping at the checksum), bit 1 skips content checks,
 //! bit 2 leaves stored pointers alone, bit 3 restores with `restore_static` given a storage buffer the
-//! context cannot name (in-place regions are refused either way, by different checks).
+//! context cannot name (in-place regions are refused either way, by different checks), bit 4 discards the
+//! context instead of restoring it (the arena is new, so blocks it never handed out are taken and freed).
 #![no_main]
 
 use llext::{Context, RestoreOptions, SaveOptions};
@@ -30,6 +31,15 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             move_stored_pointers: mode & 4 == 0,
         };
         static STORAGE: [u8; 64] = [0; 64];
+        if mode & 16 != 0 {
+            // All or nothing, and nothing is registered either way.
+            if let Err(e) = r.discard(&context) {
+                expect_typed(&e);
+            }
+            assert!(r.is_empty(), "a discard registered extensions");
+            assert_eq!(live.get(), 0, "a discard left blocks behind");
+            return;
+        }
         let restored = if mode & 8 != 0 {
             r.restore_static(&context, &options, &[&STORAGE])
         } else {
