@@ -338,7 +338,8 @@ pub enum Error {
         name: String,
     },
     /// A retained block, or the bytes of a block a portable context carries, no longer holds what was saved
-    /// (storage an extension used in place: [`Error::StorageChanged`]).
+    /// (storage an extension used in place: [`Error::StorageChanged`]). An in-place context refused so
+    /// gives its retained blocks back with [`Registry::discard`](crate::Registry::discard).
     ContentChanged {
         /// The extension.
         extension: String,
@@ -351,7 +352,8 @@ pub enum Error {
     },
     /// [`Registry::restore_static`](crate::Registry::restore_static): storage an extension used sections
     /// from in place ([`Storage::InPlace`](crate::Storage::InPlace)) no longer holds what it held when the
-    /// context was saved with content hashes (an update rewrote it). Nothing was changed.
+    /// context was saved with content hashes (an update rewrote it). Nothing was changed; the context's
+    /// retained blocks go back with [`Registry::discard`](crate::Registry::discard).
     StorageChanged {
         /// The extension.
         extension: String,
