@@ -294,10 +294,7 @@ fn parse_class<'data, Elf: FileHeader<Endian = Endianness>>(
     let mut sections = Vec::new();
     sections
         .try_reserve_exact(table.len())
-        .map_err(|_| Error::OutOfMemory {
-            size: table.len(),
-            align: 1,
-        })?;
+        .map_err(|_| crate::fallible::oom::<Section<'_>>(table.len()))?;
     let mut symtab_index = None;
     // Every name is counted as it is read (see `Limits::max_name_bytes`).
     let mut name_bytes = 0u64;
@@ -356,10 +353,7 @@ fn parse_class<'data, Elf: FileHeader<Endian = Endianness>>(
         limits.check("symbol count", symtab.len() as u64, limits.max_symbols)?;
         symbols
             .try_reserve_exact(symtab.len())
-            .map_err(|_| Error::OutOfMemory {
-                size: symtab.len(),
-                align: 1,
-            })?;
+            .map_err(|_| crate::fallible::oom::<Symbol<'_>>(symtab.len()))?;
         for (i, sym) in symtab.enumerate() {
             let name = symtab
                 .symbol_name(endian, sym)

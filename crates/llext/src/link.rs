@@ -378,10 +378,7 @@ pub(crate) fn prepare_symbols<R: Resolver>(
                     }
                     bound_groups
                         .try_reserve(named.len())
-                        .map_err(|_| Error::OutOfMemory {
-                            size: named.len(),
-                            align: 1,
-                        })?;
+                        .map_err(|_| fallible::oom::<usize>(named.len()))?;
                     // Room made above.
                     bound_groups.extend(named.iter().map(|&(_, member)| member));
                     // The range starts at the largest alignment of its members, as a static link starts
@@ -541,10 +538,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
     // Pass 1: which symbols are used by relocations in loaded sections, and which need GOT slots or stubs.
     let mut syms: Vec<SymState> = Vec::new();
     syms.try_reserve_exact(obj.symbols.len())
-        .map_err(|_| Error::OutOfMemory {
-            size: obj.symbols.len(),
-            align: 1,
-        })?;
+        .map_err(|_| fallible::oom::<SymState>(obj.symbols.len()))?;
     syms.resize(
         obj.symbols.len(),
         SymState {
@@ -1081,10 +1075,7 @@ pub(crate) fn link<A: Relocator, M: Memory, R: Resolver>(
         let mut name_bytes = obj.name_bytes;
         let mut seen: HashTable<u32> = HashTable::new();
         seen.try_reserve(count, never_rehashed)
-            .map_err(|_| Error::OutOfMemory {
-                size: count,
-                align: 1,
-            })?;
+            .map_err(|_| fallible::oom::<u32>(count))?;
         for i in 0..count {
             let at = start + i as u64 * entry;
             let name_ptr = read_word(&mut blocks.blocks, at, ptr)?;
