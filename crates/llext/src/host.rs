@@ -499,6 +499,36 @@ extern "C" {
 extern "C" {
     static stdin: *mut libc::FILE;
     fn getc();
+    // The rest of `<stdio.h>`'s streams, `<locale.h>`, `<time.h>`'s calendar, `qsort_r`, and the stream
+    // locking and `_unlocked` reads and writes POSIX adds: Lua 5.4, bzip2 and zstd call them.
+    fn clearerr();
+    fn setvbuf();
+    fn setbuf();
+    fn remove();
+    fn rename();
+    fn tmpfile();
+    fn freopen();
+    fn fseeko();
+    fn ftello();
+    fn fgetpos();
+    fn fsetpos();
+    fn rewind();
+    fn strcoll();
+    fn strxfrm();
+    fn setlocale();
+    fn localeconv();
+    fn difftime();
+    fn mktime();
+    fn gmtime();
+    fn localtime();
+    fn gmtime_r();
+    fn localtime_r();
+    fn strftime();
+    fn qsort_r();
+    fn flockfile();
+    fn funlockfile();
+    fn getc_unlocked();
+    fn putc_unlocked();
     fn putc();
     fn strsep();
     fn strtold();
@@ -622,6 +652,18 @@ extern "C" {
 }
 #[cfg(target_env = "gnu")]
 extern "C" {
+    // What `-D_FILE_OFFSET_BITS=64` (Lua's `lprefix.h`, bzip2's and autoconf's builds) renames the
+    // stream functions to, and what glibc's inline `getc_unlocked` and `putc_unlocked` call when the
+    // buffer is empty or full.
+    fn fopen64();
+    fn freopen64();
+    fn tmpfile64();
+    fn fseeko64();
+    fn ftello64();
+    fn fgetpos64();
+    fn fsetpos64();
+    fn __uflow();
+    fn __overflow();
     fn __sigsetjmp();
     fn siglongjmp();
     fn __longjmp_chk();
@@ -700,8 +742,11 @@ extern "C" {
 }
 
 /// The C library functions a host offers extensions by default, so ordinary C compiled with `cc -c` runs
-/// unchanged: stdio output and input, files (`fopen`, `fgets`, ...; `stdin`, `stdout` and `stderr` are
-/// copyable: see [`Export::copyable`](crate::Export::copyable)), `v...printf`, `sscanf`, heap, memory and
+/// unchanged: stdio output and input, files (`fopen`, `fgets`, `fseeko`, `tmpfile`, `setvbuf`, `remove`,
+/// ...; on glibc also the `fopen64`... names `-D_FILE_OFFSET_BITS=64` makes of them; `stdin`, `stdout` and
+/// `stderr` are copyable: see [`Export::copyable`](crate::Export::copyable)), `flockfile` and
+/// `getc_unlocked`, `<locale.h>`, `strcoll`, calendar time (`mktime`, `gmtime_r`, `strftime`, ...),
+/// `qsort_r`, `v...printf`, `sscanf`, heap, memory and
 /// string functions (including those compilers substitute, such as `stpcpy` for `strcpy` followed by
 /// `strlen`, or clang's `bcmp`), `strtok_r`, `strndup`, `strerror`, `<ctype.h>`, conversions, sorting,
 /// `getenv`, `rand`, `time`, `clock`, `usleep`, `setjmp`/`longjmp`, `<math.h>` (with gcc's `sincos`) and
@@ -822,6 +867,22 @@ pub static LIBC_EXPORTS: &[crate::Export] = &[
     crate::Export::function("scanf", libc::scanf as *const ()),
     crate::Export::function("fscanf", libc::fscanf as *const ()),
     crate::Export::function("perror", libc::perror as *const ()),
+    crate::Export::function("clearerr", clearerr as *const ()),
+    crate::Export::function("setvbuf", setvbuf as *const ()),
+    crate::Export::function("setbuf", setbuf as *const ()),
+    crate::Export::function("remove", remove as *const ()),
+    crate::Export::function("rename", rename as *const ()),
+    crate::Export::function("tmpfile", tmpfile as *const ()),
+    crate::Export::function("freopen", freopen as *const ()),
+    crate::Export::function("fseeko", fseeko as *const ()),
+    crate::Export::function("ftello", ftello as *const ()),
+    crate::Export::function("fgetpos", fgetpos as *const ()),
+    crate::Export::function("fsetpos", fsetpos as *const ()),
+    crate::Export::function("rewind", rewind as *const ()),
+    crate::Export::function("flockfile", flockfile as *const ()),
+    crate::Export::function("funlockfile", funlockfile as *const ()),
+    crate::Export::function("getc_unlocked", getc_unlocked as *const ()),
+    crate::Export::function("putc_unlocked", putc_unlocked as *const ()),
     // Strings and conversions.
     crate::Export::function("vsprintf", vsprintf as *const ()),
     crate::Export::function("stpncpy", libc::stpncpy as *const ()),
@@ -938,6 +999,19 @@ pub static LIBC_EXPORTS: &[crate::Export] = &[
     crate::Export::function("cimag", cimag as *const ()),
     crate::Export::function("cabs", cabs as *const ()),
     crate::Export::function("carg", carg as *const ()),
+    // Locale, calendar time, sorting with a context.
+    crate::Export::function("strcoll", strcoll as *const ()),
+    crate::Export::function("strxfrm", strxfrm as *const ()),
+    crate::Export::function("setlocale", setlocale as *const ()),
+    crate::Export::function("localeconv", localeconv as *const ()),
+    crate::Export::function("difftime", difftime as *const ()),
+    crate::Export::function("mktime", mktime as *const ()),
+    crate::Export::function("gmtime", gmtime as *const ()),
+    crate::Export::function("localtime", localtime as *const ()),
+    crate::Export::function("gmtime_r", gmtime_r as *const ()),
+    crate::Export::function("localtime_r", localtime_r as *const ()),
+    crate::Export::function("strftime", strftime as *const ()),
+    crate::Export::function("qsort_r", qsort_r as *const ()),
     // Compiler-runtime helpers.
     crate::Export::function("__popcountdi2", __popcountdi2 as *const ()),
     crate::Export::function("__divti3", __divti3 as *const ()),
@@ -1017,6 +1091,24 @@ pub static LIBC_EXPORTS: &[crate::Export] = &[
     crate::Export::function("__fgets_chk", __fgets_chk as *const ()),
     #[cfg(target_env = "gnu")]
     crate::Export::function("__fread_chk", __fread_chk as *const ()),
+    #[cfg(target_env = "gnu")]
+    crate::Export::function("fopen64", fopen64 as *const ()),
+    #[cfg(target_env = "gnu")]
+    crate::Export::function("freopen64", freopen64 as *const ()),
+    #[cfg(target_env = "gnu")]
+    crate::Export::function("tmpfile64", tmpfile64 as *const ()),
+    #[cfg(target_env = "gnu")]
+    crate::Export::function("fseeko64", fseeko64 as *const ()),
+    #[cfg(target_env = "gnu")]
+    crate::Export::function("ftello64", ftello64 as *const ()),
+    #[cfg(target_env = "gnu")]
+    crate::Export::function("fgetpos64", fgetpos64 as *const ()),
+    #[cfg(target_env = "gnu")]
+    crate::Export::function("fsetpos64", fsetpos64 as *const ()),
+    #[cfg(target_env = "gnu")]
+    crate::Export::function("__uflow", __uflow as *const ()),
+    #[cfg(target_env = "gnu")]
+    crate::Export::function("__overflow", __overflow as *const ()),
 ];
 
 #[cfg(test)]
