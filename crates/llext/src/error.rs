@@ -589,6 +589,44 @@ fn rust_library(name: &str) -> Option<RustLibrary<'_>> {
     }
 }
 
+/// Advice for an undefined symbol that no host offers C code: the process-ending functions
+/// `LIBC_EXPORTS` leaves out on purpose, and the runtimes of compiler flags that instrument code
+/// (sanitizers, coverage, `-pg`, split stacks, external retpoline thunks), which a trial of real libraries
+/// met as bare "undefined symbol" errors.
+fn c_runtime_hint(name: &str) -> Option<&'static str> {
+    let bytes = name.as_bytes();
+    let any_prefix = |prefixes: &[&[u8]]| prefixes.iter().any(|p| bytes.starts_with(p));
+    match bytes {
+        b"exit" | b"_exit" | b"_Exit" | b"quick_exit" | b"atexit" | b"at_quick_exit" | b"on_exit" => {
+            Some(
+                "a function that ends the process or runs after it, which a host does not offer by default: \
+                 an extension must not end its host, nor leave a function to run after it may have been \
+                 unloaded; return an error to the host instead, or build the library without the path \
+                 that calls it",
+            )
+        }
+        b"mcount" | b"_mcount" | b"__fentry__" => {
+            Some("the profiling hook of `-pg`, which extensions do not get: build without `-pg`")
+        }
+        b"__morestack" => Some(
+            "the stack-growing helper of `-fsplit-stack`, which extensions do not get: build without it",
+        ),
+        _ if any_prefix(&[b"__ubsan_", b"__asan_", b"__tsan_", b"__msan_", b"__sanitizer_"]) => Some(
+            "a sanitizer's runtime, which extensions do not get: build without `-fsanitize=...`",
+        ),
+        _ if any_prefix(&[b"__gcov_", b"__llvm_profile_", b"__llvm_gcov_"]) => Some(
+            "the coverage or profile runtime, which extensions do not get: build without `--coverage`, \
+             `-fprofile-arcs` and `-fprofile-instr-generate`",
+        ),
+        _ if any_prefix(&[b"__x86_indirect_thunk_", b"__x86_return_thunk"]) => Some(
+            "a retpoline thunk that `-mindirect-branch=thunk-extern` or `-mfunction-return=thunk-extern` \
+             leaves to the program (a kernel has them): build with `=thunk` (thunks in the object) or \
+             without those flags",
+        ),
+        _ => None,
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -741,7 +779,10 @@ impl fmt::Display for Error {
                          panic=abort` (`panic = \"abort\"` in its cargo profile), a C++ one with \
                          `-fno-exceptions`)",
                     ),
-                    None => Ok(()),
+                    None => match c_runtime_hint(symbol) {
+                        Some(hint) => write!(f, " ({hint})"),
+                        None => Ok(()),
+                    },
                 }
             }
             Error::DuplicateExport {

@@ -163,3 +163,50 @@ fn rust_library_symbols_are_named_with_what_to_do() {
         );
     }
 }
+
+/// A trial of real C libraries met these as bare "undefined symbol" errors: bzip2's fatal path calls
+/// `exit`, which `LIBC_EXPORTS` leaves out on purpose, and habitual build flags (`-fsanitize=undefined`,
+/// `--coverage`, `-pg`) call runtimes no host offers. The error now says why and what to build without.
+#[test]
+fn process_ending_functions_and_instrumentation_runtimes_are_explained() {
+    let cases: [(&str, &[&str], &str, &str); 4] = [
+        (
+            "#include <stdlib.h>\nlong run(long n) { if (n < 0) exit(3); atexit(0); return n; }",
+            &["-O2"],
+            "exit",
+            "must not end its host",
+        ),
+        (
+            "int v[4]; long run(long n) { return v[n] * (int)n; }",
+            &["-O2", "-fsanitize=undefined"],
+            "__ubsan_handle_",
+            "build without `-fsanitize=...`",
+        ),
+        (
+            "long run(long n) { return n > 3 ? n : -n; }",
+            &["-O2", "--coverage"],
+            "__gcov_",
+            "build without `--coverage`",
+        ),
+        (
+            "long run(long n) { return n + 1; }",
+            &["-O2", "-pg"],
+            "mcount",
+            "build without `-pg`",
+        ),
+    ];
+    for (source, flags, symbol, advice) in cases {
+        let object = common::compile_c(source, flags);
+        let error = common::registry()
+            .load("instrumented", &object)
+            .expect_err("an undefined runtime symbol");
+        let problem = error
+            .problems()
+            .iter()
+            .find(|p| matches!(p, Error::Undefined { symbol: s, .. } if s.starts_with(symbol)))
+            .unwrap_or_else(|| panic!("{flags:?}: no undefined `{symbol}...` in {error}"));
+        let text = problem.to_string();
+        assert!(text.contains(advice), "{flags:?}: {text}");
+        assert!(!text.contains("  "), "{flags:?}: a broken line in {text:?}");
+    }
+}
