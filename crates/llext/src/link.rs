@@ -467,6 +467,21 @@ fn check_sections(obj: &Object<'_>) -> Result<()> {
     }
     for (index, s) in obj.sections.iter().enumerate() {
         let reason = if s.is_alloc() && s.flags & elf::SHF_TLS.0 != 0 {
+            // Named by a variable of the section where there is one: the section alone does not say
+            // which variable of which member of an archive `ld -r` took (a C library's `errno`, say).
+            let variable = obj.symbols.iter().enumerate().find(|(_, sym)| {
+                sym.kind == elf::STT_TLS.0 && sym.place == SymbolPlace::Section(index)
+            });
+            if let Some((at, sym)) = variable {
+                return Err(Error::BadSymbol {
+                    index: at,
+                    name: sym.name_lossy(),
+                    reason:
+                        "a thread-local variable (`__thread`, `_Thread_local`, `thread_local`; \
+                             also a static C library's `errno`), in section `.tdata` or `.tbss`: \
+                             thread-local storage is not supported in extensions",
+                });
+            }
             "thread-local storage is not supported in extensions"
         } else if s.name == b".note.GNU-stack" && s.flags & elf::SHF_EXECINSTR.0 != 0 {
             "the object asks for an executable stack, and extensions run on non-executable stacks (a \
