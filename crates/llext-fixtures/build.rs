@@ -6,6 +6,11 @@
 //! `rust/rsext.rs` is compiled by the current `rustc` into `rsext.o`, against the `llext-ext`
 //! crate (`../llext-ext`) built by the same `rustc` into `libllext_ext.rlib`.
 //!
+//! zlib's deflate and inflate, from the `libz-sys` package's sources (see `zlib.rs`), are compiled
+//! with the driver `zlib/zlib_main.c` by gcc and clang in the [`ZLIB_VARIANTS`] and combined by
+//! `ld -r` into `zlib-<cc>-<opt>-<pic|nopic>.o`; a native build of the same C, run here, gives
+//! what they must return (`LLEXT_ZLIB_EXPECTED`).
+//!
 //! The objects are for the host architecture: they are what the host tests load.
 
 use std::env;
@@ -73,6 +78,13 @@ struct Job {
 #[path = "src/graph.rs"]
 mod graph;
 
+#[path = "zlib.rs"]
+mod zlib;
+
+/// The zlib fixture's builds for each compiler: (optimisation level, PIC). Each takes about a
+/// second of one core.
+const ZLIB_VARIANTS: &[(&str, bool)] = &[("O2", true), ("O2", false), ("Os", false)];
+
 /// The bundled generated sets: (name prefix, node count, chain only).
 const SETS: &[(&str, usize, bool)] = &[("chain3", 3, true), ("set50", 50, false)];
 
@@ -92,6 +104,11 @@ fn main() {
     println!("cargo:rerun-if-changed={}", rust_dir.display());
     println!("cargo:rerun-if-changed={}", include_dir.display());
     println!("cargo:rerun-if-changed={}", ext_crate_src.display());
+    println!("cargo:rerun-if-changed=zlib.rs");
+    println!(
+        "cargo:rerun-if-changed={}",
+        manifest_dir.join("zlib").display()
+    );
     println!("cargo:rustc-check-cfg=cfg(llext_have_clang)");
 
     let stems = c_stems(&c_dir);
@@ -160,6 +177,8 @@ fn main() {
     }
     run_jobs(link);
 
+    build_zlib(&manifest_dir, &out_dir, &compilers);
+
     // Generated dependency graphs for the restore benchmark and tests, compiled like `cc -c -O2 -fPIC`.
     let gen = out_dir.join("gen");
     std::fs::create_dir_all(&gen).unwrap_or_else(|e| panic!("{}: {e}", gen.display()));
@@ -220,6 +239,80 @@ fn main() {
         compilers.join(",")
     );
     println!("cargo:rustc-env=LLEXT_FIXTURES_OPTS={}", OPTS.join(","));
+}
+
+/// Builds the zlib fixture in every compiler and [`ZLIB_VARIANTS`], and natively to find what it
+/// must return; passes the variants (`LLEXT_ZLIB_VARIANTS`) and the result on to the crate.
+fn build_zlib(manifest_dir: &Path, out_dir: &Path, compilers: &[&str]) {
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let host = env_var("HOST");
+    let src = zlib::source_dir(&cargo, &manifest_dir.join("Cargo.toml"), &host)
+        .unwrap_or_else(|e| panic!("cannot find zlib's sources for the zlib fixture: {e}"));
+    let driver = manifest_dir.join("zlib/zlib_main.c");
+    let dir = out_dir.join("zlib");
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let mut compile = Vec::new();
+    let mut variants = Vec::new();
+    for &cc in compilers {
+        for &(opt, pic) in ZLIB_VARIANTS {
+            let variant = object_name("zlib", cc, opt, pic);
+            let parts = dir.join(variant.trim_end_matches(".o"));
+            fs::create_dir_all(&parts).unwrap_or_else(|e| panic!("{}: {e}", parts.display()));
+            let sources = zlib::SOURCES.iter().map(|s| src.join(format!("{s}.c")));
+            for source in std::iter::once(driver.clone()).chain(sources) {
+                let stem = source.file_stem().unwrap_or_default().to_owned();
+                let obj = parts.join(Path::new(&stem).with_extension("o"));
+                let mut command = Command::new(cc);
+                command
+                    .args(COMMON_FLAGS)
+                    .args(zlib::FLAGS)
+                    .arg(format!("-I{}", src.display()))
+                    .arg(format!("-{opt}"))
+                    .arg(if pic { "-fPIC" } else { "-fno-pic" })
+                    .arg(&source)
+                    .arg("-o")
+                    .arg(&obj);
+                compile.push(Job {
+                    what: format!("{cc} {}", obj.display()),
+                    command,
+                });
+            }
+            variants.push((variant, parts));
+        }
+    }
+    // The native build runs beside the others.
+    let expected = thread::scope(|scope| {
+        let native = scope.spawn(|| zlib::native_result("gcc", &src, &driver, &dir));
+        run_jobs(compile);
+        link_zlib(out_dir, &variants);
+        native
+            .join()
+            .unwrap_or_else(|_| panic!("the native zlib build panicked"))
+    })
+    .unwrap_or_else(|e| panic!("cannot compute what the zlib fixture returns: {e}"));
+    let names: Vec<&str> = variants.iter().map(|(v, _)| v.as_str()).collect();
+    println!("cargo:rustc-env=LLEXT_ZLIB_VARIANTS={}", names.join(","));
+    println!("cargo:rustc-env=LLEXT_ZLIB_EXPECTED={expected}");
+    println!("cargo:rustc-env=LLEXT_ZLIB_SEED={}", zlib::SEED);
+}
+
+/// Combines the driver and zlib of each variant (name, directory of its objects) into one object.
+fn link_zlib(out_dir: &Path, variants: &[(String, PathBuf)]) {
+    let mut link = Vec::new();
+    for (variant, parts) in variants {
+        let obj = out_dir.join(variant);
+        let mut command = Command::new("ld");
+        command.arg("-r");
+        for stem in std::iter::once("zlib_main").chain(zlib::SOURCES.iter().copied()) {
+            command.arg(parts.join(format!("{stem}.o")));
+        }
+        command.arg("-o").arg(&obj);
+        link.push(Job {
+            what: format!("ld -r {}", obj.display()),
+            command,
+        });
+    }
+    run_jobs(link);
 }
 
 /// `<stem>-<cc>-<opt>-<pic|nopic>.o`, the naming `src/lib.rs` relies on.

@@ -150,6 +150,39 @@ pub fn variants() -> Vec<Variant> {
     variants
 }
 
+/// What `zlib_main(ZLIB_SEED)` of the zlib fixture returns: the result of a native build of the
+/// same C (`zlib/zlib_main.c` and zlib), run by the build script.
+pub const ZLIB_EXPECTED: i64 = parse_i64(env!("LLEXT_ZLIB_EXPECTED"));
+
+/// The argument the tests give the zlib fixture's `zlib_main`.
+pub const ZLIB_SEED: i64 = parse_i64(env!("LLEXT_ZLIB_SEED"));
+
+/// The zlib fixture's object files: zlib's deflate and inflate (from the `libz-sys` crate's
+/// sources) and the driver `zlib/zlib_main.c`, built by gcc and clang at `-O2` with and without
+/// `-fPIC` and at `-Os` without, each combined by `ld -r`, e.g. `zlib-clang-O2-pic.o`.
+///
+/// # Panics
+///
+/// Like [`variants`], when clang is required but missing.
+pub fn zlib_objects() -> Vec<&'static str> {
+    require_clang_if_asked();
+    env!("LLEXT_ZLIB_VARIANTS").split(',').collect()
+}
+
+/// A decimal number given by the build script.
+const fn parse_i64(s: &str) -> i64 {
+    let bytes = s.as_bytes();
+    assert!(!bytes.is_empty(), "an empty number from build.rs");
+    let mut value = 0i64;
+    let mut i = 0;
+    while i < bytes.len() {
+        assert!(bytes[i].is_ascii_digit(), "not a number from build.rs");
+        value = value * 10 + (bytes[i] - b'0') as i64;
+        i += 1;
+    }
+    value
+}
+
 /// Panics when the environment variable `LLEXT_REQUIRE_CLANG` is `1` at run time but clang was
 /// not found when the fixtures were built.
 pub fn require_clang_if_asked() {
@@ -186,6 +219,15 @@ mod tests {
         };
         assert_eq!(variant.file_name("basic"), "basic-gcc-O2-nopic.o");
         assert_eq!(variants().len(), if HAVE_CLANG { 12 } else { 6 });
+    }
+
+    #[test]
+    fn zlib_is_built_by_every_compiler() {
+        let objects = zlib_objects();
+        assert_eq!(objects.len(), if HAVE_CLANG { 6 } else { 3 });
+        for name in objects {
+            assert_eq!(&bytes(name)[..4], b"\x7fELF", "{name}");
+        }
     }
 
     #[test]

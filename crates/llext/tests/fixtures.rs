@@ -298,6 +298,30 @@ fn partial_links_load() {
     }
 }
 
+/// Real library code: zlib's deflate and inflate, optimised by gcc and clang and combined with a driver
+/// by `ld -r`, round-trip generated text and return what the same C built natively returns.
+#[test]
+fn zlib_deflates_and_inflates_as_natively() {
+    let objects = llext_fixtures::zlib_objects();
+    for name in &objects {
+        let r = registry();
+        let id = r
+            .load("zlib", &bytes(name))
+            .unwrap_or_else(|e| panic!("load {name}: {e}"));
+        let seed = llext_fixtures::ZLIB_SEED;
+        assert_eq!(
+            call(&r, "zlib_main", &[seed]),
+            llext_fixtures::ZLIB_EXPECTED,
+            "{name}: zlib_main({seed})"
+        );
+        assert_eq!(r.unload(id).unwrap(), Unloaded::Freed, "{name}");
+    }
+    assert!(objects.iter().any(|n| n.contains("-gcc-")));
+    if std::env::var(llext_fixtures::REQUIRE_CLANG_VAR).as_deref() == Ok("1") {
+        assert!(objects.iter().any(|n| n.contains("-clang-")));
+    }
+}
+
 #[test]
 fn rust_extension_runs_and_exports() {
     let r = registry();
