@@ -5,6 +5,12 @@
 //! `crates/llext-cross/src/targets.rs`); `fixtures.rs` embeds them, each in a 64-byte aligned static so
 //! that sections keep their alignment where they lie in the image (in-place loading needs that). A Rust
 //! extension object given in `LLEXT_FW_RSEXT` is embedded too.
+//!
+//! The zlib fixture (`crates/llext-fixtures/zlib.rs`): zlib's deflate and inflate from the sources in
+//! `LLEXT_FW_ZLIB` (the `libz-sys` crate's `src/zlib`, which `cargo xtask` finds) and the driver
+//! `zlib_main.c`, built by clang and the GNU cross compiler at `-O2` and `-Os` in the target's first
+//! flavour and combined by the target's `ld -r`; a native build of the same C on the host gives what it
+//! must return (`ZLIB_EXPECTED`).
 
 use std::env;
 use std::fmt::Write as _;
@@ -16,6 +22,13 @@ use std::process::Command;
 #[allow(dead_code)]
 mod targets;
 
+#[path = "../../crates/llext-fixtures/zlib.rs"]
+#[allow(dead_code)]
+mod zlib;
+
+/// Optimisation levels of the zlib fixture: each build takes a few seconds of one core.
+const ZLIB_OPTS: &[&str] = &["O2", "Os"];
+
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
@@ -25,6 +38,9 @@ fn main() {
     println!("cargo:rerun-if-changed=../fixtures");
     println!("cargo:rerun-if-changed=../../crates/llext-cross/src/targets.rs");
     println!("cargo:rerun-if-env-changed=LLEXT_FW_RSEXT");
+    println!("cargo:rerun-if-env-changed=LLEXT_FW_ZLIB");
+    println!("cargo:rerun-if-changed=../../crates/llext-fixtures/zlib.rs");
+    println!("cargo:rerun-if-changed=../../crates/llext-fixtures/zlib");
 
     let name = match triple.as_str() {
         "thumbv7em-none-eabihf" => "cortex-m",
@@ -175,9 +191,148 @@ fn main() {
         println!("cargo:rerun-if-changed={}", path.display());
         embed("rsext-rustc-Os-nopic", path, &mut statics, &mut list);
     }
+    let zlib_src = env::var_os("LLEXT_FW_ZLIB")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            panic!(
+                "LLEXT_FW_ZLIB is not set: it names zlib's sources (the libz-sys crate's src/zlib) for the \
+                 zlib fixture; `cargo xtask qemu` sets it"
+            )
+        });
+    let (objects, expected) = build_zlib(target, &zlib_src, &root, &dir);
+    for (obj_name, obj) in &objects {
+        embed(obj_name, obj, &mut statics, &mut list);
+    }
+    let _ = writeln!(
+        statics,
+        "/// What `zlib_main(ZLIB_SEED)` of the zlib fixture returns, natively on the host.\n\
+         pub const ZLIB_EXPECTED: isize = {expected};\n\
+         /// The argument the tests give `zlib_main`.\n\
+         pub const ZLIB_SEED: isize = {};\n\
+         /// How many builds of the zlib fixture are embedded.\n\
+         pub const ZLIB_BUILDS: usize = {};",
+        zlib::SEED,
+        objects.len()
+    );
     list.push_str("];\n");
     statics.push_str(&list);
     fs::write(out.join("fixtures.rs"), statics).expect("write fixtures.rs");
+}
+
+/// Builds the zlib fixture for `target` (objects named `zlib-<cc>-<opt>-<flavour>`) and natively on the
+/// host, beside each other; returns the objects and what they must return.
+fn build_zlib(
+    target: &targets::Target,
+    src: &Path,
+    root: &Path,
+    dir: &Path,
+) -> (Vec<(String, PathBuf)>, i64) {
+    let driver = root.join("crates/llext-fixtures/zlib/zlib_main.c");
+    let flavour = target.flavours[0];
+    let mut builds = Vec::new();
+    let mut compiles = Vec::new();
+    for cc in ["clang", "gcc"] {
+        for opt in ZLIB_OPTS {
+            let obj_name = format!("zlib-{cc}-{opt}-{flavour}");
+            let parts = dir.join(&obj_name);
+            fs::create_dir_all(&parts).unwrap_or_else(|e| panic!("{}: {e}", parts.display()));
+            let sources = zlib::SOURCES.iter().map(|s| src.join(format!("{s}.c")));
+            let mut objects = Vec::new();
+            for source in std::iter::once(driver.clone()).chain(sources) {
+                let stem = source.file_stem().unwrap_or_default().to_owned();
+                let obj = parts.join(Path::new(&stem).with_extension("o"));
+                let mut command = if cc == "clang" {
+                    let mut c = Command::new("clang");
+                    c.args(target.clang);
+                    c
+                } else {
+                    let mut c = Command::new(target.gcc.command);
+                    c.args(target.gcc.flags);
+                    c
+                };
+                command
+                    .args(targets::COMMON_FLAGS)
+                    .arg(format!("-{opt}"))
+                    .args(targets::flavour_flags(flavour))
+                    .args(zlib::FLAGS)
+                    .arg(format!("-I{}", src.display()))
+                    .arg(&source)
+                    .arg("-o")
+                    .arg(&obj);
+                compiles.push(command);
+                objects.push(obj);
+            }
+            builds.push((obj_name, objects));
+        }
+    }
+    let native_dir = dir.join("zlib-native");
+    fs::create_dir_all(&native_dir).unwrap_or_else(|e| panic!("{}: {e}", native_dir.display()));
+    let expected = std::thread::scope(|scope| {
+        let native = scope.spawn(|| zlib::native_result("gcc", src, &driver, &native_dir));
+        run_parallel(compiles);
+        native.join().expect("the native zlib build")
+    })
+    .unwrap_or_else(|e| panic!("cannot compute what the zlib fixture returns: {e}"));
+    let mut linked = Vec::new();
+    for (obj_name, objects) in builds {
+        let obj = dir.join(format!("{obj_name}.o"));
+        if Command::new(target.ld.command)
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            panic!(
+                "{} is missing: install the Debian package {}",
+                target.ld.command, target.ld.package
+            );
+        }
+        run(Command::new(target.ld.command)
+            .args(target.ld.flags)
+            .arg("-r")
+            .args(&objects)
+            .arg("-o")
+            .arg(&obj));
+        linked.push((obj_name, obj));
+    }
+    (linked, expected)
+}
+
+/// Runs the commands, as many at a time as cargo allows this build script, and panics on the first that
+/// fails.
+fn run_parallel(commands: Vec<Command>) {
+    let parallel = env::var("NUM_JOBS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
+    let mut running = std::collections::VecDeque::new();
+    let wait = |(line, child): (String, std::process::Child)| {
+        let out = child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("cannot wait for {line}: {e}"));
+        assert!(
+            out.status.success(),
+            "{line} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    for mut command in commands {
+        if running.len() >= parallel {
+            wait(running.pop_front().expect("a running command"));
+        }
+        let line = format!("{command:?}");
+        let child = command
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {line}: {e}"));
+        running.push_back((line, child));
+    }
+    for entry in running {
+        wait(entry);
+    }
 }
 
 fn run(command: &mut Command) {

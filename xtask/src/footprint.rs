@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 
-use crate::qemu::{build_firmware, check, debian_cargo, run_qemu, target};
+use crate::qemu::{build_firmware, check, firmware_cargo, run_qemu, target};
 use crate::{workspace_root, Failure, Result};
 
 const BASELINE: &str = "footprint-baseline";
@@ -151,7 +151,7 @@ pub fn footprint() -> Result {
     let images = dir.join(format!("target/{}/release", t.triple));
     let build = |what: &str, bins: &[&str], default_features: bool| {
         println!("==> {}: build {what} (release)", t.name);
-        let mut command = debian_cargo(&dir);
+        let mut command = firmware_cargo(&root)?;
         command.args([
             "build",
             "--quiet",

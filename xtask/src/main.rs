@@ -14,6 +14,9 @@ mod footprint;
 mod llext_cross_targets;
 mod qemu;
 mod reliability;
+#[path = "../../crates/llext-fixtures/zlib.rs"]
+#[allow(dead_code)]
+mod zlib;
 
 /// Debian packages the host tests need: compilers for the fixtures, binutils for `ld -r` and
 /// `readelf`, LLVM tools, and valgrind. Targets added later (QEMU, cross compilers) append here.

@@ -106,6 +106,21 @@ pub(crate) fn debian_cargo(dir: &Path) -> Command {
     command
 }
 
+/// [`debian_cargo`] in `firmware/`, told where zlib's sources are (`LLEXT_FW_ZLIB`, the `libz-sys` crate's
+/// `src/zlib`, which the firmware's build script compiles into the zlib fixture).
+pub(crate) fn firmware_cargo(root: &Path) -> Result<Command> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let zlib = crate::zlib::source_dir(
+        &cargo,
+        &root.join("Cargo.toml"),
+        crate::reliability::HOST_TRIPLE,
+    )
+    .map_err(|e| Failure(format!("cannot find zlib's sources for the firmware: {e}")))?;
+    let mut command = debian_cargo(&root.join("firmware"));
+    command.env("LLEXT_FW_ZLIB", zlib);
+    Ok(command)
+}
+
 pub(crate) fn check(name: &str, command: &mut Command) -> Result {
     let status = command
         .status()
@@ -168,7 +183,7 @@ pub(crate) fn build_firmware(root: &Path, t: &Target) -> Result<PathBuf> {
     let dir = root.join("firmware");
     check(
         &format!("build the {} firmware", t.name),
-        debian_cargo(&dir)
+        firmware_cargo(root)?
             .env("LLEXT_FW_RSEXT", &rsext)
             .args([
                 "build",

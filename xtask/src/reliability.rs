@@ -28,8 +28,9 @@ const TARGETS: &[&str] = &[
 /// Seconds per target when `--seconds` is not given.
 const DEFAULT_SECONDS: u64 = 60;
 
-/// The host triple the sanitizer builds for (`-Zsanitizer` needs an explicit `--target`).
-const HOST_TRIPLE: &str = "x86_64-unknown-linux-gnu";
+/// The host triple: the sanitizer builds for it (`-Zsanitizer` needs an explicit `--target`), and the
+/// firmware build asks `cargo metadata` for its dependencies (`qemu::firmware_cargo`).
+pub(crate) const HOST_TRIPLE: &str = "x86_64-unknown-linux-gnu";
 
 /// Where logs and figures go.
 fn report_dir() -> PathBuf {

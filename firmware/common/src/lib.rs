@@ -943,6 +943,12 @@ fn single_case(stem: &str) -> Option<(&'static str, [isize; 4], isize)> {
         "atomic64" => Some(("atomic64_main", [3, 5, 7, 11], 1101409)),
         "saves" => Some(("saves_main", [5, 6, 7, 8], 339)),
         "rsext" => Some(("rs_main", [10, 3, 0, 0], rs_expected(10, 3))),
+        // zlib's deflate and inflate with a driver (`crates/llext-fixtures/zlib`): what the host computed.
+        "zlib" => Some((
+            "zlib_main",
+            [fixtures::ZLIB_SEED, 0, 0, 0],
+            fixtures::ZLIB_EXPECTED,
+        )),
         _ => None,
     }
 }
@@ -1450,6 +1456,16 @@ fn tests(target: &str) -> usize {
     }
     println!(
         "in place: {kept_sections} sections, {kept_bytes} bytes left in the image, {saved} bytes of RAM saved"
+    );
+    // The zlib cases above ran, one per embedded build: none went missing from the image.
+    let zlib = fixtures::FIXTURES
+        .iter()
+        .filter(|(n, _)| n.starts_with("zlib-"))
+        .count();
+    t.check(
+        "zlib builds embedded",
+        Ok(zlib as isize),
+        fixtures::ZLIB_BUILDS.max(1) as isize,
     );
     let left = registry.len();
     t.check("registry empty after the cases", Ok(left as isize), 0);
