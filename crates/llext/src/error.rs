@@ -593,6 +593,10 @@ fn rust_library(name: &str) -> Option<RustLibrary<'_>> {
 /// `LIBC_EXPORTS` leaves out on purpose, and the runtimes of compiler flags that instrument code
 /// (sanitizers, coverage, `-pg`, split stacks, external retpoline thunks), which a trial of real libraries
 /// met as bare "undefined symbol" errors.
+///
+/// Built with `std` only: about 1 KB of text a firmware would carry for messages `llext check` gives on
+/// the host (which links objects for a device too).
+#[cfg(feature = "std")]
 fn c_runtime_hint(name: &str) -> Option<&'static str> {
     let bytes = name.as_bytes();
     let any_prefix = |prefixes: &[&[u8]]| prefixes.iter().any(|p| bytes.starts_with(p));
@@ -625,6 +629,11 @@ fn c_runtime_hint(name: &str) -> Option<&'static str> {
         ),
         _ => None,
     }
+}
+
+#[cfg(not(feature = "std"))]
+fn c_runtime_hint(_: &str) -> Option<&'static str> {
+    None
 }
 
 impl fmt::Display for Error {
