@@ -58,6 +58,10 @@ unsafe impl Memory for Tracked<'_> {
         self.live.set(self.live.get() + 1);
         Ok(block)
     }
+    fn free_adopted(&mut self, block: Block, permission: Permission) {
+        self.live.set(self.live.get() - 1);
+        self.inner.free_adopted(block, permission)
+    }
     fn disown(&mut self, block: Block) {
         self.live.set(self.live.get() - 1);
         self.inner.disown(block)

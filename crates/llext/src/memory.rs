@@ -163,6 +163,15 @@ pub unsafe trait Memory {
         })
     }
 
+    /// Frees a block taken with [`Memory::adopt`] that nothing used since: what
+    /// [`Registry::discard`](crate::Registry::discard) gives back (sealed to `permission`, never run or
+    /// written). A provider that tracks which memory it has handed out may return such a block to the state
+    /// it had before the adoption; the default frees it like an unloaded extension's
+    /// ([`Memory::free_finalized`]).
+    fn free_adopted(&mut self, block: Block, permission: Permission) {
+        self.free_finalized(block, permission);
+    }
+
     /// Gives up a block without freeing its contents: the reverse of [`Memory::adopt`], used when the
     /// registry forgets its bookkeeping before a suspend, or rolls back a failed restore. The default
     /// forgets the handle.
@@ -371,6 +380,14 @@ unsafe impl Memory for ArenaMemory<'_> {
         if !self.retained.give_back(block.token(), block.size()) {
             self.free.give_back(block.token(), block.size());
         }
+    }
+
+    fn free_adopted(&mut self, block: Block, _permission: Permission) {
+        // Nothing wrote it since it was adopted, so it does not raise the mark of what was handed out: a
+        // range adopted as never handed out (after a warm reboot) lies past the mark and stays adoptable,
+        // as it was; raising the mark would also refuse every other context's blocks below it. A range
+        // adopted from the kept ones was handed out before, and lies below the mark already.
+        self.free.give_back(block.token(), block.size());
     }
 
     fn free(&mut self, block: Block) {

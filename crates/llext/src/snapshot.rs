@@ -1238,11 +1238,15 @@ impl<M: Memory> Registry<M> {
     /// restore: the host pool for the rest of the process, an [`ArenaMemory`](crate::ArenaMemory) until a
     /// load finds nothing else that fits.
     ///
-    /// Each block is taken back as a restore would take it ([`Memory::adopt`]), then freed. Destructors
+    /// Each block is taken back as a restore would take it ([`Memory::adopt`]), then freed
+    /// ([`Memory::free_adopted`]). Destructors
     /// do not run, as the extensions are not loaded; to run them, restore the context and unload. All or
     /// nothing: a block the provider does not keep for a restore (the context was restored or discarded
     /// already, or belongs to other memory) is refused with the provider's error, and nothing is freed.
-    /// Returns how many blocks were freed; a portable context keeps none, so it frees nothing.
+    /// Returns how many blocks were freed; a portable context keeps none, so it frees nothing. An
+    /// [`ArenaMemory`](crate::ArenaMemory) made after a warm reboot adopts any range it has not handed out
+    /// yet, and a discard leaves the ranges it frees so (the contexts of other extensions there, below or
+    /// above them, still restore).
     ///
     /// ```
     /// # #[cfg(feature = "std")] {
@@ -1278,7 +1282,7 @@ impl<M: Memory> Registry<M> {
         let mut freed = 0;
         for mut list in taken.blocks {
             for (block, permission) in list.take_all() {
-                inner.memory.free_finalized(block, permission);
+                inner.memory.free_adopted(block, permission);
                 freed += 1;
             }
         }

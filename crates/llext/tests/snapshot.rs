@@ -1369,6 +1369,48 @@ fn discarding_a_context_frees_what_it_kept() {
     assert_eq!(r.extensions().len(), 1);
 }
 
+/// After a warm reboot a new arena adopts any range it has not handed out. Discarding one context there
+/// must not make another one's blocks unrestorable: freeing never-used blocks used to raise the arena's
+/// mark of what it handed out past them, which refused every block below it (here, those of `a`).
+#[test]
+fn discarding_after_a_warm_reboot_leaves_other_contexts_restorable() {
+    const A: &str = "long warm_a(long x) { return x + 1; }\nlong warm_a_data = 5;\n";
+    const B: &str = "long warm_b(long x) { return x + 2; }\nlong warm_b_data = 7;\n";
+    let (a, b) = (compile_c(A, &["-fPIC"]), compile_c(B, &["-fPIC"]));
+    let no_run = LoadOptions {
+        bring_up: false,
+        ..LoadOptions::default()
+    };
+    let mut arena = vec![0u8; 1 << 16];
+    let (only_a, only_b, at_a) = {
+        let (memory, _) = CountingArena::new(&mut arena);
+        let r = Registry::new(memory, ExportTable::new(llext::LIBC_EXPORTS));
+        r.load_with("a", &a, &no_run).unwrap();
+        r.load_with("b", &b, &no_run).unwrap();
+        let save = |name: &'static [&'static str]| {
+            r.save(&SaveOptions {
+                names: Some(name),
+                ..in_place()
+            })
+            .unwrap()
+        };
+        let (only_a, only_b) = (save(&["a"]), save(&["b"]));
+        let at_a = r.find_symbol("warm_a").unwrap();
+        assert_eq!(r.forget_all(), Ok(2));
+        (only_a, only_b, at_a)
+    };
+    // A warm reboot: a new arena over the same bytes.
+    let (memory, live) = CountingArena::new(&mut arena);
+    let r = Registry::new(memory, ExportTable::new(llext::LIBC_EXPORTS));
+    let only_b = Context::from_bytes(&only_b).unwrap();
+    assert!(r.discard(&only_b).unwrap() > 0);
+    assert_eq!(live.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let only_a = Context::from_bytes(&only_a).unwrap();
+    r.restore(&only_a, &RestoreOptions::default()).unwrap();
+    assert_eq!(r.find_symbol("warm_a"), Some(at_a));
+    assert_eq!(r.find_symbol("warm_b"), None);
+}
+
 /// `Context::extensions` shows each saved record as it is: dependencies as indexes, use counts, blocks
 /// where they were, exports, constructors and destructors, and the fixup table's size.
 #[test]

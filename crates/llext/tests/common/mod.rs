@@ -111,6 +111,10 @@ unsafe impl<M: Memory> Memory for Tracked<M> {
         self.live.fetch_add(1, Ordering::SeqCst);
         Ok(b)
     }
+    fn free_adopted(&mut self, block: Block, permission: Permission) {
+        self.live.fetch_sub(1, Ordering::SeqCst);
+        self.inner.free_adopted(block, permission)
+    }
     fn disown(&mut self, block: Block) {
         self.live.fetch_sub(1, Ordering::SeqCst);
         self.inner.disown(block)
