@@ -1411,6 +1411,49 @@ fn discarding_after_a_warm_reboot_leaves_other_contexts_restorable() {
     assert_eq!(r.find_symbol("warm_b"), None);
 }
 
+/// A context whose second record names the first one's blocks (each record is valid on its own) is
+/// refused by `discard` when the second adoption fails, and the blocks taken before go back to be kept:
+/// the genuine context still restores.
+#[test]
+fn discarding_a_context_that_names_a_block_twice_frees_nothing() {
+    let r = registry();
+    for (name, source) in [
+        (
+            "a",
+            "long twice_a(long x) { return x + 1; }\nlong twice_a_data = 5;\n",
+        ),
+        (
+            "b",
+            "long twice_b(long x) { return x + 2; }\nlong twice_b_data = 7;\n",
+        ),
+    ] {
+        r.load(name, &compile_c(source, &["-fPIC"])).unwrap();
+    }
+    let saved = r.save(&in_place()).unwrap();
+    let ctx = Context::from_bytes(&saved).unwrap();
+    let records: Vec<_> = ctx.extensions().collect();
+    let mut forged = saved.clone();
+    for ((from, _, p), (to, _, q)) in records[1].blocks().zip(records[0].blocks()) {
+        assert_eq!(p, q);
+        let (from, to) = (from.to_le_bytes(), to.to_le_bytes());
+        let mut i = 0;
+        while i + 8 <= forged.len() {
+            if forged[i..i + 8] == from {
+                forged[i..i + 8].copy_from_slice(&to);
+            }
+            i += 1;
+        }
+    }
+    reseal(&mut forged);
+    let forged = Context::from_bytes(&forged).unwrap();
+    assert_eq!(r.forget_all(), Ok(2));
+    assert!(matches!(r.discard(&forged), Err(Error::Memory { .. })));
+    assert_eq!(
+        r.restore(&ctx, &RestoreOptions::default()).unwrap().len(),
+        2
+    );
+}
+
 /// `Context::extensions` shows each saved record as it is: dependencies as indexes, use counts, blocks
 /// where they were, exports, constructors and destructors, and the fixup table's size.
 #[test]
