@@ -1457,16 +1457,12 @@ fn tests(target: &str) -> usize {
     println!(
         "in place: {kept_sections} sections, {kept_bytes} bytes left in the image, {saved} bytes of RAM saved"
     );
-    // The zlib cases above ran, one per embedded build: none went missing from the image.
+    // The zlib cases above ran, one per embedded build: gcc and clang, each at -O2 and -Os.
     let zlib = fixtures::FIXTURES
         .iter()
         .filter(|(n, _)| n.starts_with("zlib-"))
         .count();
-    t.check(
-        "zlib builds embedded",
-        Ok(zlib as isize),
-        fixtures::ZLIB_BUILDS.max(1) as isize,
-    );
+    t.check("zlib builds embedded", Ok(zlib as isize), 4);
     let left = registry.len();
     t.check("registry empty after the cases", Ok(left as isize), 0);
     println!("{} passed, {} failed", t.passed, t.failed);
