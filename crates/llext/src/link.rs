@@ -478,8 +478,8 @@ fn check_sections(obj: &Object<'_>) -> Result<()> {
                     name: sym.name_lossy(),
                     reason:
                         "a thread-local variable (`__thread`, `_Thread_local`, `thread_local`; \
-                             also a static C library's `errno`), in section `.tdata` or `.tbss`: \
-                             thread-local storage is not supported in extensions",
+                             also a static C library's `errno`): thread-local storage (`.tdata`, `.tbss`) \
+                             is not supported in extensions",
                 });
             }
             "thread-local storage is not supported in extensions"
