@@ -782,6 +782,14 @@ impl<'b> Context<'b> {
             Some(rec)
         })
     }
+
+    /// Every record, decoded once into one allocation, for a restore or a discard to walk repeatedly.
+    fn record_list(&self) -> Result<Vec<Rec<'b>>> {
+        let mut records = fallible::vec(self.len())?;
+        // At most `len` records: room made above.
+        records.extend(self.records());
+        Ok(records)
+    }
 }
 
 /// One extension of a saved context, as its record says ([`Context::extensions`]).
@@ -1239,14 +1247,13 @@ impl<M: Memory> Registry<M> {
     /// load finds nothing else that fits.
     ///
     /// Each block is taken back as a restore would take it ([`Memory::adopt`]), then freed
-    /// ([`Memory::free_adopted`]). Destructors
-    /// do not run, as the extensions are not loaded; to run them, restore the context and unload. All or
-    /// nothing: a block the provider does not keep for a restore (the context was restored or discarded
-    /// already, or belongs to other memory) is refused with the provider's error, and nothing is freed.
-    /// Returns how many blocks were freed; a portable context keeps none, so it frees nothing. An
-    /// [`ArenaMemory`](crate::ArenaMemory) made after a warm reboot adopts any range it has not handed out
-    /// yet, and a discard leaves the ranges it frees so (the contexts of other extensions there, below or
-    /// above them, still restore).
+    /// ([`Memory::free_adopted`]). Destructors do not run, as the extensions are not loaded; to run them,
+    /// restore the context and unload. All or nothing: a block the provider does not keep for a restore
+    /// (the context was restored or discarded already, or belongs to other memory) is refused with the
+    /// provider's error, and nothing is freed. Returns how many blocks were freed; a portable context
+    /// keeps none, so it frees nothing. An [`ArenaMemory`](crate::ArenaMemory) made after a warm reboot
+    /// adopts any range it has not handed out yet, and a discard leaves the ranges it frees so (the
+    /// contexts of other extensions there, below or above them, still restore).
     ///
     /// ```
     /// # #[cfg(feature = "std")] {
@@ -1267,9 +1274,7 @@ impl<M: Memory> Registry<M> {
         }
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
-        let mut records: Vec<Rec<'_>> = fallible::vec(context.len())?;
-        // At most `len` records: room made above.
-        records.extend(context.records());
+        let records = context.record_list()?;
         let mut taken = Taken::for_records(records.len())?;
         let options = RestoreOptions {
             verify_content: false,
@@ -1336,9 +1341,7 @@ impl<M: Memory> Registry<M> {
                 found: context.fingerprint,
             });
         }
-        let mut records: Vec<Rec<'_>> = fallible::vec(context.len())?;
-        // At most `len` records: room made above.
-        records.extend(context.records());
+        let records = context.record_list()?;
         // A load's checks of each object against this core, as its record says what it needs, and the
         // storage its in-place sections lie in.
         for rec in &records {
