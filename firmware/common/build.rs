@@ -226,11 +226,21 @@ fn build_zlib(
     dir: &Path,
 ) -> (Vec<(String, PathBuf)>, i64) {
     let driver = root.join("crates/llext-fixtures/zlib/zlib_main.c");
-    let flavour = target.flavours[0];
+    // The target's first flavour at each level, and every other flavour (PIC, long calls, no
+    // relaxation, save/restore calls) at -O2.
+    let (first, others) = target
+        .flavours
+        .split_first()
+        .expect("a target has flavours");
+    let variants: Vec<(&str, &str)> = ZLIB_OPTS
+        .iter()
+        .map(|&opt| (opt, *first))
+        .chain(others.iter().map(|&flavour| ("O2", flavour)))
+        .collect();
     let mut builds = Vec::new();
     let mut compiles = Vec::new();
     for cc in ["clang", "gcc"] {
-        for opt in ZLIB_OPTS {
+        for &(opt, flavour) in &variants {
             let obj_name = format!("zlib-{cc}-{opt}-{flavour}");
             let parts = dir.join(&obj_name);
             fs::create_dir_all(&parts).unwrap_or_else(|e| panic!("{}: {e}", parts.display()));
