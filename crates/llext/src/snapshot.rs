@@ -782,14 +782,6 @@ impl<'b> Context<'b> {
             Some(rec)
         })
     }
-
-    /// Every record, decoded once into one allocation, for a restore or a discard to walk repeatedly.
-    fn record_list(&self) -> Result<Vec<Rec<'b>>> {
-        let mut records = fallible::vec(self.len())?;
-        // At most `len` records: room made above.
-        records.extend(self.records());
-        Ok(records)
-    }
 }
 
 /// One extension of a saved context, as its record says ([`Context::extensions`]).
@@ -1274,7 +1266,9 @@ impl<M: Memory> Registry<M> {
         }
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
-        let records = context.record_list()?;
+        let mut records: Vec<Rec<'_>> = fallible::vec(context.len())?;
+        // At most `len` records: room made above.
+        records.extend(context.records());
         let mut taken = Taken::for_records(records.len())?;
         let options = RestoreOptions {
             verify_content: false,
@@ -1341,7 +1335,9 @@ impl<M: Memory> Registry<M> {
                 found: context.fingerprint,
             });
         }
-        let records = context.record_list()?;
+        let mut records: Vec<Rec<'_>> = fallible::vec(context.len())?;
+        // At most `len` records: room made above.
+        records.extend(context.records());
         // A load's checks of each object against this core, as its record says what it needs, and the
         // storage its in-place sections lie in.
         for rec in &records {
