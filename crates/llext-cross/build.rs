@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 #[allow(dead_code)]
 mod targets;
 
-use targets::{asm_object_name, flavour_flags, object_name, COMMON_FLAGS, OPTS, STEMS, TARGETS};
+use targets::{asm_object_name, compile_command, object_name, OPTS, STEMS, TARGETS};
 
 fn main() {
     let manifest =
@@ -73,19 +73,8 @@ fn main() {
                 for flavour in target.flavours {
                     for stem in STEMS {
                         let name = object_name(target.name, stem, cc, opt, flavour);
-                        let mut command = if cc == "clang" {
-                            let mut c = Command::new("clang");
-                            c.args(target.clang);
-                            c
-                        } else {
-                            let mut c = Command::new(target.gcc.command);
-                            c.args(target.gcc.flags);
-                            c
-                        };
+                        let mut command = compile_command(target, cc, opt, flavour);
                         command
-                            .args(COMMON_FLAGS)
-                            .arg(format!("-{opt}"))
-                            .args(flavour_flags(flavour))
                             .arg(format!("-I{}", include.display()))
                             .arg(format!("-I{}", fixtures.display()))
                             .arg(fixtures.join(format!("{stem}.c")))

@@ -138,19 +138,7 @@ fn main() {
                 for stem in &stems {
                     let src = c_dir.join(format!("{stem}.c"));
                     let obj = out_dir.join(object_name(stem, cc, opt, pic));
-                    let mut command = Command::new(cc);
-                    command
-                        .args(COMMON_FLAGS)
-                        .arg(format!("-I{}", include_dir.display()))
-                        .arg(format!("-{opt}"))
-                        .arg(if pic { "-fPIC" } else { "-fno-pic" })
-                        .arg(&src)
-                        .arg("-o")
-                        .arg(&obj);
-                    compile.push(Job {
-                        what: format!("{cc} {}", obj.display()),
-                        command,
-                    });
+                    compile.push(compile_job(cc, opt, pic, &[], &include_dir, &src, &obj));
                 }
             }
         }
@@ -283,25 +271,8 @@ fn zlib_build(manifest_dir: &Path, out_dir: &Path, compilers: &[&str]) -> ZlibBu
         for &(opt, pic) in ZLIB_VARIANTS {
             let variant = object_name("zlib", cc, opt, pic);
             let parts = dir.join(variant.trim_end_matches(".o"));
-            fs::create_dir_all(&parts).unwrap_or_else(|e| panic!("{}: {e}", parts.display()));
-            let sources = zlib::SOURCES.iter().map(|s| src.join(format!("{s}.c")));
-            for source in std::iter::once(driver.clone()).chain(sources) {
-                let stem = source.file_stem().unwrap_or_default().to_owned();
-                let obj = parts.join(Path::new(&stem).with_extension("o"));
-                let mut command = Command::new(cc);
-                command
-                    .args(COMMON_FLAGS)
-                    .args(zlib::FLAGS)
-                    .arg(format!("-I{}", src.display()))
-                    .arg(format!("-{opt}"))
-                    .arg(if pic { "-fPIC" } else { "-fno-pic" })
-                    .arg(&source)
-                    .arg("-o")
-                    .arg(&obj);
-                compile.push(Job {
-                    what: format!("{cc} {}", obj.display()),
-                    command,
-                });
+            for (source, obj) in zlib::units(&src, &driver, &parts) {
+                compile.push(compile_job(cc, opt, pic, zlib::FLAGS, &src, &source, &obj));
             }
             variants.push((variant, parts));
         }
@@ -334,6 +305,33 @@ fn link_zlib(out_dir: &Path, variants: &[(String, PathBuf)]) {
 }
 
 /// `<stem>-<cc>-<opt>-<pic|nopic>.o`, the naming `src/lib.rs` relies on.
+/// The job compiling C `source` into `obj` with `cc` at `-{opt}`, position-independent or not, with
+/// [`COMMON_FLAGS`], `flags` and `include` as an include directory.
+fn compile_job(
+    cc: &str,
+    opt: &str,
+    pic: bool,
+    flags: &[&str],
+    include: &Path,
+    source: &Path,
+    obj: &Path,
+) -> Job {
+    let mut command = Command::new(cc);
+    command
+        .args(COMMON_FLAGS)
+        .args(flags)
+        .arg(format!("-I{}", include.display()))
+        .arg(format!("-{opt}"))
+        .arg(if pic { "-fPIC" } else { "-fno-pic" })
+        .arg(source)
+        .arg("-o")
+        .arg(obj);
+    Job {
+        what: format!("{cc} {}", obj.display()),
+        command,
+    }
+}
+
 fn object_name(stem: &str, cc: &str, opt: &str, pic: bool) -> String {
     let pic = if pic { "pic" } else { "nopic" };
     format!("{stem}-{cc}-{opt}-{pic}.o")

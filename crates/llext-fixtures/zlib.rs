@@ -134,6 +134,21 @@ fn packages(json: &str) -> Vec<(String, String)> {
     found
 }
 
+/// Each C file of the fixture — the driver, then zlib's [`SOURCES`] in `src` — with the object it
+/// compiles to in `parts` (made here): the parts `ld -r` combines into one build.
+pub fn units(src: &Path, driver: &Path, parts: &Path) -> Vec<(PathBuf, PathBuf)> {
+    std::fs::create_dir_all(parts).unwrap_or_else(|e| panic!("{}: {e}", parts.display()));
+    let sources = SOURCES.iter().map(|s| src.join(format!("{s}.c")));
+    std::iter::once(driver.to_path_buf())
+        .chain(sources)
+        .map(|source| {
+            let stem = source.file_stem().unwrap_or_default().to_owned();
+            let obj = parts.join(Path::new(&stem).with_extension("o"));
+            (source, obj)
+        })
+        .collect()
+}
+
 /// Builds the fixture natively with `cc` at `-O2` into `dir`, its driver's `main` included, and
 /// runs it: what `zlib_main(SEED)` returns on the host, which every loaded build must return too.
 pub fn native_result(cc: &str, src: &Path, driver: &Path, dir: &Path) -> Result<i64, String> {

@@ -110,19 +110,8 @@ fn main() {
                 for stem in targets::STEMS {
                     let obj_name = format!("{stem}-{cc}-{opt}-{flavour}");
                     let obj = dir.join(format!("{obj_name}.o"));
-                    let mut command = if cc == "clang" {
-                        let mut c = Command::new("clang");
-                        c.args(target.clang);
-                        c
-                    } else {
-                        let mut c = Command::new(target.gcc.command);
-                        c.args(target.gcc.flags);
-                        c
-                    };
+                    let mut command = targets::compile_command(target, cc, opt, flavour);
                     command
-                        .args(targets::COMMON_FLAGS)
-                        .arg(format!("-{opt}"))
-                        .args(targets::flavour_flags(flavour))
                         .arg(format!("-I{}", include.display()))
                         .arg(format!("-I{}", fixtures.display()))
                         .arg(fixtures.join(format!("{stem}.c")))
@@ -243,25 +232,10 @@ fn build_zlib(
         for &(opt, flavour) in &variants {
             let obj_name = format!("zlib-{cc}-{opt}-{flavour}");
             let parts = dir.join(&obj_name);
-            fs::create_dir_all(&parts).unwrap_or_else(|e| panic!("{}: {e}", parts.display()));
-            let sources = zlib::SOURCES.iter().map(|s| src.join(format!("{s}.c")));
             let mut objects = Vec::new();
-            for source in std::iter::once(driver.clone()).chain(sources) {
-                let stem = source.file_stem().unwrap_or_default().to_owned();
-                let obj = parts.join(Path::new(&stem).with_extension("o"));
-                let mut command = if cc == "clang" {
-                    let mut c = Command::new("clang");
-                    c.args(target.clang);
-                    c
-                } else {
-                    let mut c = Command::new(target.gcc.command);
-                    c.args(target.gcc.flags);
-                    c
-                };
+            for (source, obj) in zlib::units(src, &driver, &parts) {
+                let mut command = targets::compile_command(target, cc, opt, flavour);
                 command
-                    .args(targets::COMMON_FLAGS)
-                    .arg(format!("-{opt}"))
-                    .args(targets::flavour_flags(flavour))
                     .args(zlib::FLAGS)
                     .arg(format!("-I{}", src.display()))
                     .arg(&source)

@@ -220,6 +220,32 @@ pub const STEMS: &[&str] = &[
     "atomic64", "saves",
 ];
 
+/// The command that compiles a C fixture for `target` with `cc` (`clang` or `gcc`, the target's GNU cross
+/// compiler) at `-{opt}` in `flavour`: the compiler, its target flags, [`COMMON_FLAGS`], the level and
+/// the flavour's flags. The caller adds include paths, the source and `-o`.
+#[allow(dead_code)]
+pub fn compile_command(
+    target: &Target,
+    cc: &str,
+    opt: &str,
+    flavour: &str,
+) -> std::process::Command {
+    let mut command = if cc == "clang" {
+        let mut c = std::process::Command::new("clang");
+        c.args(target.clang);
+        c
+    } else {
+        let mut c = std::process::Command::new(target.gcc.command);
+        c.args(target.gcc.flags);
+        c
+    };
+    command
+        .args(COMMON_FLAGS)
+        .arg(format!("-{opt}"))
+        .args(flavour_flags(flavour));
+    command
+}
+
 /// Compiler flags of an object flavour.
 pub fn flavour_flags(flavour: &str) -> &'static [&'static str] {
     match flavour {

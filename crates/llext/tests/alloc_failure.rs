@@ -335,6 +335,14 @@ struct Operation {
     run: fn(&Reg, &[u8]) -> Result<(), Error>,
 }
 
+/// Loads `libmath` and `usemath` (which uses it), running nothing.
+fn load_pair(r: &Reg) {
+    r.load_with("libmath", &bytes("libmath-gcc-O2-pic.o"), &NO_RUN)
+        .unwrap();
+    r.load_with("usemath", &bytes("usemath-gcc-O2-pic.o"), &NO_RUN)
+        .unwrap();
+}
+
 fn registry() -> (Reg, Counting) {
     let memory = Counting::default();
     (
@@ -397,10 +405,7 @@ fn operations() -> Vec<Operation> {
         Operation {
             name: "save portable (Registry::save)",
             setup: |r| {
-                r.load_with("libmath", &bytes("libmath-gcc-O2-pic.o"), &NO_RUN)
-                    .unwrap();
-                r.load_with("usemath", &bytes("usemath-gcc-O2-pic.o"), &NO_RUN)
-                    .unwrap();
+                load_pair(r);
                 Vec::new()
             },
             run: |r, _| r.save(&portable()).map(drop),
@@ -435,10 +440,7 @@ fn operations() -> Vec<Operation> {
             name: "restore portable (new addresses)",
             setup: |_| {
                 let (src, _) = registry();
-                src.load_with("libmath", &bytes("libmath-gcc-O2-pic.o"), &NO_RUN)
-                    .unwrap();
-                src.load_with("usemath", &bytes("usemath-gcc-O2-pic.o"), &NO_RUN)
-                    .unwrap();
+                load_pair(&src);
                 src.save(&portable()).unwrap()
             },
             run: |r, b| {
@@ -449,10 +451,7 @@ fn operations() -> Vec<Operation> {
         Operation {
             name: "restore in place (after forget_all)",
             setup: |r| {
-                r.load_with("libmath", &bytes("libmath-gcc-O2-pic.o"), &NO_RUN)
-                    .unwrap();
-                r.load_with("usemath", &bytes("usemath-gcc-O2-pic.o"), &NO_RUN)
-                    .unwrap();
+                load_pair(r);
                 let ctx = r
                     .save(&SaveOptions {
                         content_hashes: true,
@@ -470,10 +469,7 @@ fn operations() -> Vec<Operation> {
         Operation {
             name: "discard an in-place context (after forget_all)",
             setup: |r| {
-                r.load_with("libmath", &bytes("libmath-gcc-O2-pic.o"), &NO_RUN)
-                    .unwrap();
-                r.load_with("usemath", &bytes("usemath-gcc-O2-pic.o"), &NO_RUN)
-                    .unwrap();
+                load_pair(r);
                 let ctx = r.save(&SaveOptions::default()).unwrap();
                 r.forget_all().unwrap();
                 ctx

@@ -1303,6 +1303,28 @@ fn an_in_place_export_clash_gives_the_retained_blocks_back() {
     assert_eq!(memory.live(), 0);
 }
 
+/// A registry over `arena` that counts its live blocks (the count is returned too).
+fn arena_registry(
+    arena: &mut [u8],
+) -> (
+    Registry<CountingArena<'_>>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let (memory, live) = CountingArena::new(arena);
+    (
+        Registry::new(memory, ExportTable::new(llext::LIBC_EXPORTS)),
+        live,
+    )
+}
+
+/// Loads that run nothing: arena memory on the host is not executable.
+fn no_run() -> LoadOptions {
+    LoadOptions {
+        bring_up: false,
+        ..LoadOptions::default()
+    }
+}
+
 /// `discard` gives back at once what an in-place context kept for a restore, exactly once, all or nothing.
 /// In an arena a load takes kept blocks only when nothing else fits, so where a new load lands shows
 /// whether they were given back.
@@ -1311,14 +1333,10 @@ fn discarding_a_context_frees_what_it_kept() {
     const A: &str = "long discard_a(long x) { return x + 1; }\n";
     const B: &str = "long discard_b(long x) { return x + 2; }\n";
     let (a, b) = (compile_c(A, &["-fPIC"]), compile_c(B, &["-fPIC"]));
-    let no_run = LoadOptions {
-        bring_up: false,
-        ..LoadOptions::default()
-    };
+    let no_run = no_run();
     let mut arena = vec![0u8; 1 << 16];
-    let (memory, live) = CountingArena::new(&mut arena);
+    let (r, live) = arena_registry(&mut arena);
     let live = || live.load(std::sync::atomic::Ordering::SeqCst);
-    let r = Registry::new(memory, ExportTable::new(llext::LIBC_EXPORTS));
     r.load_with("a", &a, &no_run).unwrap();
     r.load_with("b", &b, &no_run).unwrap();
     let (at_a, blocks) = (r.find_symbol("discard_a").unwrap(), live());
@@ -1377,14 +1395,10 @@ fn discarding_after_a_warm_reboot_leaves_other_contexts_restorable() {
     const A: &str = "long warm_a(long x) { return x + 1; }\nlong warm_a_data = 5;\n";
     const B: &str = "long warm_b(long x) { return x + 2; }\nlong warm_b_data = 7;\n";
     let (a, b) = (compile_c(A, &["-fPIC"]), compile_c(B, &["-fPIC"]));
-    let no_run = LoadOptions {
-        bring_up: false,
-        ..LoadOptions::default()
-    };
+    let no_run = no_run();
     let mut arena = vec![0u8; 1 << 16];
     let (only_a, only_b, at_a) = {
-        let (memory, _) = CountingArena::new(&mut arena);
-        let r = Registry::new(memory, ExportTable::new(llext::LIBC_EXPORTS));
+        let (r, _) = arena_registry(&mut arena);
         r.load_with("a", &a, &no_run).unwrap();
         r.load_with("b", &b, &no_run).unwrap();
         let save = |name: &'static [&'static str]| {
@@ -1400,8 +1414,7 @@ fn discarding_after_a_warm_reboot_leaves_other_contexts_restorable() {
         (only_a, only_b, at_a)
     };
     // A warm reboot: a new arena over the same bytes.
-    let (memory, live) = CountingArena::new(&mut arena);
-    let r = Registry::new(memory, ExportTable::new(llext::LIBC_EXPORTS));
+    let (r, live) = arena_registry(&mut arena);
     let only_b = Context::from_bytes(&only_b).unwrap();
     assert!(r.discard(&only_b).unwrap() > 0);
     assert_eq!(live.load(std::sync::atomic::Ordering::SeqCst), 0);

@@ -1247,12 +1247,7 @@ fn save_and_restore(
     let (user, basic) = (&names[1], &names[2]);
     check_state(t, registry, user, basic, "loaded", 1);
 
-    let saved = registry
-        .save(&SaveOptions::default())
-        .map_err(|e| alloc::format!("save: {e}"))?;
-    let forgotten = registry
-        .forget_all()
-        .map_err(|e| alloc::format!("forget: {e}"))?;
+    let (saved, forgotten) = suspend(registry)?;
     let context = Context::from_bytes(&saved).map_err(|e| alloc::format!("context: {e}"))?;
     let restored = registry
         .restore(&context, &RestoreOptions::default())
@@ -1313,15 +1308,22 @@ fn save_and_restore(
     discard_all(&same, back.len())
 }
 
-/// Saves what `registry` holds (`count` extensions) in place, forgets it and discards the context; the
-/// context must then be refused and the arena be whole again.
-fn discard_all(registry: &Registry<ArenaMemory<'static>>, count: usize) -> Result<(), String> {
+/// A simulated suspend: saves what `registry` holds in place and forgets it (its memory stays as it is).
+/// Returns the context and how many extensions were forgotten.
+fn suspend(registry: &Registry<ArenaMemory<'static>>) -> Result<(Vec<u8>, usize), String> {
     let saved = registry
         .save(&SaveOptions::default())
         .map_err(|e| alloc::format!("save: {e}"))?;
     let forgotten = registry
         .forget_all()
         .map_err(|e| alloc::format!("forget: {e}"))?;
+    Ok((saved, forgotten))
+}
+
+/// Saves what `registry` holds (`count` extensions) in place, forgets it and discards the context: every
+/// kept block must be reported given back, and the context then be refused.
+fn discard_all(registry: &Registry<ArenaMemory<'static>>, count: usize) -> Result<(), String> {
+    let (saved, forgotten) = suspend(registry)?;
     let context = Context::from_bytes(&saved).map_err(|e| alloc::format!("context: {e}"))?;
     let freed = registry
         .discard(&context)
